@@ -1,0 +1,47 @@
+# Tandem: `make run` sets up and starts the server with the demo project;
+# `make test` sets up and runs every test. Both work on a fresh clone.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DB ?= tandem.db
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup run demo test lint format bench clean
+
+setup: $(VENV)/.installed tests/node/node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+tests/node/node_modules/.installed: tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/tandem demo --db $(DB)
+
+run: $(VENV)/.installed demo
+	$(BIN)/tandem serve --db $(DB) --host $(HOST) --port $(PORT)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy doc_model rules
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) tests/node/node_modules *.egg-info

@@ -1,0 +1,78 @@
+"""What one transaction changed, as paths from a root: the common language of the gate and rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pycrdt import ArrayEvent, MapEvent, TextEvent
+
+Action = Literal["add", "update", "delete", "edit"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change at ``path`` (from the root: ("tasks", "t1", "title"))."""
+
+    path: tuple[str | int, ...]
+    action: Action
+
+    @property
+    def root(self) -> str:
+        return str(self.path[0])
+
+    @property
+    def entity_id(self) -> str | int | None:
+        return self.path[1] if len(self.path) > 1 else None
+
+    @property
+    def field(self) -> str | int | None:
+        return self.path[2] if len(self.path) > 2 else None
+
+    def __str__(self) -> str:
+        return f"{self.action} {'/'.join(str(p) for p in self.path)}"
+
+
+def _array_changes(base: tuple[str | int, ...], delta: list[dict[str, Any]]) -> list[Change]:
+    """Inserted positions (in the new array) become "add"; any deletion one "delete" of the array."""
+    out: list[Change] = []
+    index = 0
+    deleted = False
+    for op in delta:
+        if "retain" in op:
+            index += op["retain"]
+        elif "insert" in op:
+            for _ in op["insert"]:
+                out.append(Change((*base, index), "add"))
+                index += 1
+        elif "delete" in op:
+            deleted = True
+    if deleted:
+        out.append(Change(base, "delete"))
+    return out
+
+
+def changes_from_events(events: Iterable[Any], root: str) -> list[Change]:
+    """Turn the deep events of one observed root into Changes (paths start at ``root``)."""
+    out: list[Change] = []
+    for event in events:
+        base: tuple[str | int, ...] = (root, *event.path)
+        if isinstance(event, MapEvent):
+            keys = event.keys  # type: ignore[attr-defined]  # set by pycrdt at runtime
+            if not keys:
+                # content without keys in a map: list items written into a map root by a
+                # client that declared it as an array. Invisible in the map, so flag it.
+                out.append(Change(base, "edit"))
+            for key, info in keys.items():
+                out.append(Change((*base, key), info["action"]))
+        elif isinstance(event, TextEvent):
+            out.append(Change(base, "edit"))
+        elif isinstance(event, ArrayEvent):
+            if len(base) == 1:
+                out.extend(_array_changes(base, event.delta))  # type: ignore[attr-defined]
+            else:
+                out.append(Change(base, "edit"))
+        else:  # XML types are not part of any Tandem document
+            out.append(Change(base, "edit"))
+    return out

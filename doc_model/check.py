@@ -1,0 +1,217 @@
+"""The schema check of one transaction: validate what it touched, after it, and nothing else."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from pycrdt import Array, Doc, Map, Text
+
+from .changes import Change
+from .names import DocKind
+from .schema import ENTITIES, ID_PATTERN, ROOT_SPECS, ROOTS, TASK_STATUSES
+
+_ID = re.compile(ID_PATTERN, re.ASCII)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_CURRENCY = re.compile(r"[A-Z]{3}", re.ASCII)
+MAX_STRING = 100_000
+
+
+@dataclass(frozen=True)
+class Violation:
+    path: str
+    expected: str
+    got: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: expected {self.expected}, got {self.got}"
+
+
+def describe(value: Any) -> str:
+    if isinstance(value, Text | Map | Array):
+        return type(value).__name__
+    if value is None:
+        return "null"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v  # not NaN
+
+
+def check_value(field_type: str, value: Any) -> str | None:
+    """None if ``value`` fits ``field_type``, else what was expected."""
+    if field_type == "any":
+        return None
+    if field_type == "text":
+        return None if isinstance(value, Text) else "Text"
+    if field_type == "str":
+        return None if isinstance(value, str) and len(value) <= MAX_STRING else "string"
+    if field_type == "id":
+        return None if isinstance(value, str) and _ID.fullmatch(value) else "id"
+    if field_type == "currency":
+        return None if isinstance(value, str) and _CURRENCY.fullmatch(value) else "ISO 4217 code"
+    if field_type.startswith("enum:"):
+        options = field_type[5:].split("|")
+        return None if value in options else "one of " + ", ".join(options)
+    if field_type == "bool":
+        return None if isinstance(value, bool) else "boolean"
+    if field_type == "number":
+        return None if _is_number(value) else "number"
+    if field_type == "number>=0":
+        return None if _is_number(value) and value >= 0 else "number >= 0"
+    if field_type == "number>0":
+        return None if _is_number(value) and value > 0 else "number > 0"
+    if field_type == "percent":
+        return None if _is_number(value) and 0 <= value <= 100 else "number from 0 to 100"
+    if field_type == "date":
+        if isinstance(value, str) and _DATE.fullmatch(value):
+            try:
+                date.fromisoformat(value)
+                return None
+            except ValueError:
+                pass
+        return "date YYYY-MM-DD"
+    if field_type == "datetime":
+        if isinstance(value, str) and len(value) <= 40:
+            try:
+                datetime.fromisoformat(value)
+                return None
+            except ValueError:
+                pass
+        return "ISO 8601 date-time"
+    if field_type in ("strings", "ids"):
+        if not isinstance(value, Array):
+            return "Array of strings" if field_type == "strings" else "Array of ids"
+        for item in value:
+            if field_type == "ids" and not (isinstance(item, str) and _ID.fullmatch(item)):
+                return "Array of ids"
+            if not (isinstance(item, str) and len(item) <= 1000):
+                return "Array of strings"
+        return None
+    if field_type == "scalars":
+        if not isinstance(value, Map):
+            return "Map of scalars"
+        for item in value.values():
+            if not (item is None or isinstance(item, str | bool) or _is_number(item)):
+                return "Map of strings, numbers, booleans or null"
+        return None
+    raise ValueError(f"unknown field type {field_type!r}")
+
+
+def check_entity(entity: str, value: Any, path: str) -> list[Violation]:
+    if not isinstance(value, Map):
+        return [Violation(path, f"Map ({entity})", describe(value))]
+    spec = ENTITIES[entity]
+    out: list[Violation] = []
+    present = dict(value.items())
+    for name, field in spec.items():
+        if name not in present:
+            if field.required:
+                out.append(Violation(f"{path}/{name}", f"required field {name!r}", "nothing"))
+            continue
+        expected = check_value(field.type, present[name])
+        if expected is not None:
+            out.append(Violation(f"{path}/{name}", expected, describe(present[name])))
+    for name in present:
+        if name not in spec:
+            out.append(
+                Violation(f"{path}/{name}", f"one of the fields of a {entity}", "unknown field")
+            )
+    if entity == "task" and isinstance(present.get("status"), str):
+        out.extend(_check_task_status(value, present["status"], path))
+    return out
+
+
+def _check_task_status(task: Map, status: str, path: str) -> list[Violation]:
+    doc = task.doc
+    columns = [c for c in doc.get("columns", type=Array) if isinstance(c, str)] if doc else []
+    allowed = columns or list(TASK_STATUSES)
+    if status in allowed:
+        return []
+    return [Violation(f"{path}/status", "one of the columns " + ", ".join(allowed), repr(status))]
+
+
+def unknown_roots(doc: Doc, kind: DocKind) -> list[str]:
+    """Roots present in ``doc`` that a ``kind`` document does not have (an update can add roots)."""
+    known = ROOTS[kind]
+    return [name for name in doc.keys() if name not in known]  # noqa: SIM118 (a Doc, not a dict)
+
+
+def check_changes(kind: DocKind, doc: Doc, changes: Sequence[Change]) -> list[Violation]:
+    """Violations in the post-transaction state of everything ``changes`` touched."""
+    out: list[Violation] = []
+    records: set[str] = set()
+    entities: set[tuple[str, str]] = set()
+    dict_keys: set[tuple[str, str]] = set()
+    list_items: set[tuple[str, int]] = set()
+    whole_lists: set[str] = set()
+    for change in changes:
+        root = change.root
+        if root not in ROOTS[kind]:
+            out.append(Violation(root, "a root of a " + kind.value + " document", "unknown root"))
+            continue
+        spec = ROOT_SPECS[root]
+        depth = len(change.path)
+        if spec.shape == "list":
+            if depth == 1:
+                whole_lists.add(root)
+            elif isinstance(change.path[1], int):
+                list_items.add((root, change.path[1]))
+            continue
+        if change.action == "edit" and depth <= (2 if spec.shape == "collection" else 1):
+            where = "/".join(str(p) for p in change.path)
+            out.append(Violation(where, "Map entries", "list content in a map"))
+            continue
+        if spec.shape == "record":
+            records.add(root)
+        elif depth >= 2:
+            key = str(change.path[1])
+            if spec.shape == "collection":
+                entities.add((root, key))
+            else:
+                dict_keys.add((root, key))
+    for root in records:
+        out.extend(check_entity(ROOT_SPECS[root].entity or "", doc.get(root, type=Map), root))
+    for root, key in entities:
+        items = doc.get(root, type=Map)
+        if key not in items:
+            continue  # deleted: always schema-valid
+        if not _ID.fullmatch(key):
+            out.append(
+                Violation(f"{root}/{key}", "an id of 1-64 letters, digits, '_' or '-'", repr(key))
+            )
+            continue
+        out.extend(check_entity(ROOT_SPECS[root].entity or "", items[key], f"{root}/{key}"))
+    for root, key in dict_keys:
+        mapping = doc.get(root, type=Map)
+        if key in mapping:
+            expected = check_value(ROOT_SPECS[root].value or "any", mapping[key])
+            if expected is not None:
+                out.append(Violation(f"{root}/{key}", expected, describe(mapping[key])))
+    for root in whole_lists:
+        array = doc.get(root, type=Array)
+        spec = ROOT_SPECS[root]
+        if spec.value is not None:  # short lists of scalars (columns): check them all
+            for i, item in enumerate(array):
+                expected = check_value(spec.value, item)
+                if expected is not None:
+                    out.append(Violation(f"{root}/{i}", expected, describe(item)))
+    for root, index in list_items:
+        array = doc.get(root, type=Array)
+        if index >= len(array):
+            continue
+        spec = ROOT_SPECS[root]
+        item = array[index]
+        if spec.entity is not None:
+            out.extend(check_entity(spec.entity, item, f"{root}/{index}"))
+        elif spec.value is not None:
+            expected = check_value(spec.value, item)
+            if expected is not None:
+                out.append(Violation(f"{root}/{index}", expected, describe(item)))
+    out.sort(key=lambda v: v.path)
+    return out

@@ -1,0 +1,213 @@
+"""Pydantic models of documents as JSON (doc -> model), and validated inputs for writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pycrdt import Array, Doc, Map, Text
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from .schema import ID_PATTERN, PRIORITIES
+
+EntityId = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
+Scalar = str | int | float | bool | None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Text):
+        return str(value)
+    if isinstance(value, Map | Array):
+        return value.to_py()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _record(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Map):
+        return {}
+    return {k: _plain(v) for k, v in value.items()}
+
+
+class Task(BaseModel):
+    id: str
+    title: str = ""
+    description: str = ""
+    status: str = "todo"
+    priority: str = "medium"
+    assignees: list[str] = []
+    start: dt.date | None = None
+    due: dt.date | None = None
+    estimate: float | None = None
+    labels: list[str] = []
+    parent: str | None = None
+    depends_on: list[str] = []
+    custom: dict[str, Scalar] = {}
+    order: str = ""
+    milestone: str | None = None
+    created_by: str | None = None
+    created_at: dt.datetime | None = None
+
+
+class Milestone(BaseModel):
+    id: str
+    name: str
+    due: dt.date | None = None
+    description: str = ""
+    done: bool = False
+
+
+class ProjectMeta(BaseModel):
+    name: str = ""
+    description: str = ""
+    status: str = "active"
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    schema_version: int = 0
+
+
+class Project(BaseModel):
+    id: str
+    meta: ProjectMeta
+    members: dict[str, str]
+    columns: list[str]
+    tasks: list[Task]
+    milestones: list[Milestone]
+
+
+class Cost(BaseModel):
+    id: str
+    amount: float
+    currency: str | None = None
+    category: str = ""
+    description: str = ""
+    date: dt.date | None = None
+    task: str | None = None
+    created_by: str | None = None
+
+
+class TimeEntry(BaseModel):
+    id: str
+    user: str
+    task: str | None = None
+    hours: float
+    date: dt.date
+    note: str = ""
+
+
+class Budget(BaseModel):
+    currency: str | None = None
+    total: float | None = None
+    categories: dict[str, Scalar] = {}
+
+
+class Finance(BaseModel):
+    budget: Budget
+    costs: list[Cost]
+    time_entries: list[TimeEntry]
+
+
+class Allocation(BaseModel):
+    id: str
+    user: str
+    task: str | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+    percent: float
+
+
+class Resources(BaseModel):
+    allocations: list[Allocation]
+
+
+class ChatMessage(BaseModel):
+    id: str
+    author: str
+    text: str
+    at: dt.datetime
+    task: str | None = None
+
+
+class Chat(BaseModel):
+    messages: list[ChatMessage]
+
+
+def _collection(doc: Doc, root: str) -> list[dict[str, Any]]:
+    return [{"id": key, **_record(value)} for key, value in doc.get(root, type=Map).items()]
+
+
+def task_snapshot(doc: Doc, task_id: str) -> Task:
+    return Task(id=task_id, **_record(doc.get("tasks", type=Map)[task_id]))
+
+
+def project_snapshot(doc: Doc, project_id: str) -> Project:
+    meta = _record(doc.get("meta", type=Map))
+    return Project(
+        id=project_id,
+        meta=ProjectMeta(**{k: v for k, v in meta.items() if k in ProjectMeta.model_fields}),
+        members={k: v for k, v in doc.get("members", type=Map).items() if isinstance(v, str)},
+        columns=[c for c in doc.get("columns", type=Array) if isinstance(c, str)],
+        tasks=[Task(**t) for t in _collection(doc, "tasks")],
+        milestones=[Milestone(**m) for m in _collection(doc, "milestones")],
+    )
+
+
+def finance_snapshot(doc: Doc) -> Finance:
+    return Finance(
+        budget=Budget(**_record(doc.get("budget", type=Map))),
+        costs=[Cost(**c) for c in _collection(doc, "costs")],
+        time_entries=[TimeEntry(**t) for t in _collection(doc, "time_entries")],
+    )
+
+
+def resources_snapshot(doc: Doc) -> Resources:
+    return Resources(allocations=[Allocation(**a) for a in _collection(doc, "allocations")])
+
+
+def chat_snapshot(doc: Doc) -> Chat:
+    return Chat(messages=[ChatMessage(**_record(m)) for m in doc.get("messages", type=Array)])
+
+
+# -- inputs -------------------------------------------------------------------
+
+_strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
+Title = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class TaskCreate(BaseModel):
+    model_config = _strict
+    title: Title
+    description: str = Field(default="", max_length=100_000)
+    status: str = Field(default="todo", max_length=64)
+    priority: str = Field(default="medium", pattern="^(" + "|".join(PRIORITIES) + ")$")
+    assignees: list[UserId] = []
+    start: dt.date | None = None
+    due: dt.date | None = None
+    estimate: float | None = Field(default=None, ge=0)
+    labels: list[Label] = []
+    parent: EntityId | None = None
+    depends_on: list[EntityId] = []
+    custom: dict[str, Scalar] = {}
+    milestone: EntityId | None = None
+    order: str | None = None
+
+
+class TaskUpdate(BaseModel):
+    model_config = _strict
+    title: Title | None = None
+    description: str | None = Field(default=None, max_length=100_000)
+    status: str | None = Field(default=None, max_length=64)
+    priority: str | None = Field(default=None, pattern="^(" + "|".join(PRIORITIES) + ")$")
+    assignees: list[UserId] | None = None
+    start: dt.date | None = None
+    due: dt.date | None = None
+    estimate: float | None = Field(default=None, ge=0)
+    labels: list[Label] | None = None
+    parent: EntityId | None = None
+    depends_on: list[EntityId] | None = None
+    custom: dict[str, Scalar] | None = None
+    milestone: EntityId | None = None
+    order: str | None = None

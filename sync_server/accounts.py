@@ -1,0 +1,172 @@
+"""Local accounts and personal API tokens.
+
+Passwords are hashed with Argon2id (argon2-cffi, memory-hard). API tokens are
+random 256-bit secrets shown once; only their SHA-256 is stored, so a copy of
+the database does not hand out working tokens. Tokens can be listed (with
+their last use) and revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+TOKEN_PREFIX = "tdm_"
+LAST_USED_RESOLUTION_SECONDS = 60  # do not write on every request
+
+_hasher = PasswordHasher()
+
+
+class AccountError(ValueError):
+    """A clear, user-facing reason an account operation was refused."""
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    user: str
+    label: str
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def validate_username(name: str) -> str:
+    if not USERNAME_RE.fullmatch(name):
+        raise AccountError(
+            f"invalid user name {name!r}: use 1-64 letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+def create_user(
+    conn: sqlite3.Connection, name: str, password: str | None = None, display_name: str = ""
+) -> User:
+    validate_username(name)
+    if password is not None and len(password) < 8:
+        raise AccountError("password must have at least 8 characters")
+    pw_hash = _hasher.hash(password) if password is not None else None
+    try:
+        with conn:
+            cur = conn.execute(
+                "INSERT INTO users (name, display_name, password_hash, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (name, display_name or name, pw_hash, time.time()),
+            )
+    except sqlite3.IntegrityError as e:
+        raise AccountError(f"user {name!r} already exists") from e
+    return User(int(cur.lastrowid or 0), name, display_name or name)
+
+
+def get_user(conn: sqlite3.Connection, name: str) -> User | None:
+    row = conn.execute(
+        "SELECT id, name, display_name FROM users WHERE name = ?", (name,)
+    ).fetchone()
+    return User(*row) if row else None
+
+
+def verify_password(conn: sqlite3.Connection, name: str, password: str) -> User | None:
+    row = conn.execute(
+        "SELECT id, name, display_name, password_hash FROM users WHERE name = ?", (name,)
+    ).fetchone()
+    if row is None or row[3] is None:
+        _hasher.hash(password)  # same cost whether or not the user exists
+        return None
+    try:
+        _hasher.verify(row[3], password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return User(row[0], row[1], row[2])
+
+
+def create_token(conn: sqlite3.Connection, user_name: str, label: str = "") -> str:
+    """Create an API token for ``user_name`` and return it (the only time it is shown)."""
+    user = get_user(conn, user_name)
+    if user is None:
+        raise AccountError(f"no user named {user_name!r}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with conn:
+        conn.execute(
+            "INSERT INTO api_tokens (user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?)",
+            (user.id, _hash_token(token), label, time.time()),
+        )
+    return token
+
+
+def authenticate_token(conn: sqlite3.Connection, token: str) -> User | None:
+    """The user a valid, unrevoked token belongs to; records its use (at minute resolution)."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = conn.execute(
+        "SELECT t.id, t.last_used_at, u.id, u.name, u.display_name FROM api_tokens t"
+        " JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND t.revoked_at IS NULL",
+        (_hash_token(token),),
+    ).fetchone()
+    if row is None:
+        return None
+    now = time.time()
+    if row[1] is None or now - row[1] > LAST_USED_RESOLUTION_SECONDS:
+        try:
+            with conn:
+                conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, row[0]))
+        except sqlite3.OperationalError:
+            pass  # a busy database must not refuse a valid token; the timestamp is advisory
+    return User(row[2], row[3], row[4])
+
+
+def list_tokens(conn: sqlite3.Connection, user_name: str) -> list[TokenInfo]:
+    rows = conn.execute(
+        "SELECT t.id, u.name, t.label, t.created_at, t.last_used_at, t.revoked_at"
+        " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE u.name = ? ORDER BY t.id",
+        (user_name,),
+    ).fetchall()
+    return [TokenInfo(*row) for row in rows]
+
+
+def revoke_token(conn: sqlite3.Connection, token_id: int) -> bool:
+    with conn:
+        cur = conn.execute(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (time.time(), token_id),
+        )
+    return cur.rowcount > 0
+
+
+ACCOUNT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    password_hash TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    last_used_at REAL,
+    revoked_at REAL
+);
+"""

@@ -1,0 +1,185 @@
+"""The Quart application: ``create_app(settings)`` builds everything; nothing happens at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Sequence
+
+from quart import Quart, jsonify, websocket
+
+from doc_model import InvalidDocName, parse_doc_name
+
+from . import accounts
+from .connection import CloseCode, Connection
+from .database import open_database
+from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
+from .hooks import Actor, DocumentObserver, DocumentStore
+from .protocol import (
+    AwarenessMessage,
+    ProtocolError,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    TandemMessage,
+    decode_message,
+)
+from .room import RoomSettings
+from .rooms import RoomManager
+from .settings import Settings
+from .storage import SQLiteStore
+
+log = logging.getLogger("tandem.sync")
+
+
+def bearer_token(authorization: str | None, query_token: str | None) -> str | None:
+    if query_token:
+        return query_token
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: DocumentStore | None = None,
+    observers: Sequence[DocumentObserver] = (),
+    permission_check: PermissionCheck | None = None,
+) -> Quart:
+    settings = settings or Settings.from_env()
+    app = Quart("tandem")
+    app.config["TANDEM_SETTINGS"] = settings
+    state: dict = {}
+
+    @app.before_serving
+    async def startup() -> None:
+        db = open_database(settings.db, synchronous=settings.sqlite_synchronous)
+        state["db"] = db
+        state["accounts"] = db.conn
+        doc_store = store or SQLiteStore(
+            settings.db,
+            compact_threshold=settings.compact_threshold,
+            synchronous=settings.sqlite_synchronous,
+        )
+        state["store"] = doc_store
+        rooms = RoomManager(
+            doc_store,
+            settings=RoomSettings(
+                coalesce_seconds=settings.coalesce_ms / 1000,
+                idle_unload_seconds=settings.room_idle_seconds,
+            ),
+            observers=observers,
+            permission_check=permission_check,
+            poll_seconds=settings.external_poll_seconds,
+        )
+        await rooms.start()
+        state["rooms"] = rooms
+        app.extensions["tandem_rooms"] = rooms
+        log.info("serving documents from %s", settings.db)
+
+    @app.after_serving
+    async def shutdown() -> None:
+        await state["rooms"].close()
+        await state["store"].close()
+        state["db"].conn.close()
+
+    @app.get("/healthz")
+    async def healthz():
+        rooms: RoomManager = state["rooms"]
+        return jsonify(
+            status="ok",
+            rooms=len(rooms.rooms),
+            connections=sum(len(r.connections) for r in rooms.rooms.values()),
+        )
+
+    def authenticate(token: str | None) -> accounts.User | None:
+        if not token:
+            return None
+        try:
+            return accounts.authenticate_token(state["accounts"], token)
+        except sqlite3.Error:
+            log.exception("token lookup failed")
+            return None
+
+    @app.websocket("/sync/<path:doc>")
+    async def sync(doc: str):
+        ws = websocket._get_current_object()
+        await ws.accept()
+        user = authenticate(bearer_token(ws.headers.get("Authorization"), ws.args.get("token")))
+        if user is None:
+            log.info("refused unauthenticated connection", extra={"doc": doc})
+            await ws.close(CloseCode.UNAUTHENTICATED, "missing, invalid or revoked token")
+            return
+        try:
+            doc_name = parse_doc_name(doc)
+        except InvalidDocName as e:
+            log.info("refused unknown document: %s", e, extra={"doc": doc, "user": user.name})
+            await ws.close(CloseCode.UNKNOWN_DOCUMENT, str(e))
+            return
+        actor = Actor(user.name)
+        room = await state["rooms"].get(doc_name)
+        conn = Connection(
+            ws,
+            actor,
+            wants_tandem_messages=ws.args.get("tandem") == "1",
+            max_queue_bytes=settings.send_queue_bytes,
+        )
+        extra = {"doc": doc_name.name, "user": user.name, "conn": conn.id}
+        room.join(conn)
+        sender = asyncio.create_task(conn.run_sender())
+        log.info("connected", extra=extra)
+        try:
+            await room.start_sync(conn)
+            await _receive_loop(room, conn, ws, settings.max_message_bytes, extra)
+            await conn.closed.wait()
+        finally:
+            room.leave(conn)
+            if not sender.done():
+                if conn.close_code is None:
+                    sender.cancel()
+                else:
+                    try:  # let the close frame and its reason go out
+                        await asyncio.wait_for(sender, timeout=5)
+                    except (TimeoutError, asyncio.CancelledError):
+                        sender.cancel()
+            log.info(
+                "disconnected%s",
+                f" ({conn.close_code}: {conn.close_reason})" if conn.close_code else "",
+                extra=extra,
+            )
+
+    return app
+
+
+async def _receive_loop(room, conn: Connection, ws, max_bytes: int, extra: dict) -> None:
+    """Read frames until the client leaves or breaks the protocol."""
+    while conn.close_code is None:
+        frame = await ws.receive()
+        if len(frame) > max_bytes:
+            reason = f"message of {len(frame)} bytes exceeds the limit of {max_bytes}"
+            log.warning("closing: %s", reason, extra=extra)
+            conn.close(CloseCode.MESSAGE_TOO_BIG, reason)
+            return
+        try:
+            message = decode_message(frame)
+            if isinstance(message, SyncStep1):
+                await room.reply_sync_step1(conn, message.state_vector)
+            elif isinstance(message, SyncStep2 | SyncUpdate):
+                await room.receive_update(conn, message.update)
+            elif isinstance(message, AwarenessMessage):
+                room.receive_awareness(conn, message)
+            elif isinstance(message, QueryAwareness):
+                conn.send(room.awareness_snapshot())
+            elif isinstance(message, TandemMessage):
+                pass  # client -> server Tandem messages are reserved for later versions
+        except (ProtocolError, NotAnUpdate) as e:
+            log.warning("closing on bad message: %s", e, extra=extra)
+            conn.close(CloseCode.BAD_MESSAGE, str(e))
+            return
+        except UnrevertableUpdate as e:
+            log.warning("closing on unrevertable update: %s", e, extra=extra)
+            conn.close(CloseCode.UNREVERTABLE, str(e))
+            return

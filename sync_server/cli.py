@@ -1,0 +1,167 @@
+"""The ``tandem`` command. Every subcommand takes ``--db FILE`` and works while a server runs on it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+import time
+
+from . import accounts
+from .database import open_database
+from .settings import Settings, default_db_path
+
+ROLES = ("owner", "manager", "member", "viewer", "finance")
+
+
+class CliError(Exception):
+    """A message for the person at the terminal; exit status 2."""
+
+
+def _db_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--db",
+        default=None,
+        metavar="FILE",
+        help="SQLite database file (default: $TANDEM_DB, else ./tandem.db)",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    db = _db_parent()
+    parser = argparse.ArgumentParser(prog="tandem", description="Tandem sync server and admin tool")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[db], help="run the sync server")
+    serve.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument("--log-format", choices=("text", "json"), default=None)
+
+    demo = sub.add_parser("demo", parents=[db], help="seed the demo project (owner: user 'demo')")
+    demo.add_argument("--project", default="demo", help="project id (default: demo)")
+    demo.add_argument("--tasks", type=int, default=300, help="number of tasks (default 300)")
+
+    user = sub.add_parser("user", help="manage accounts").add_subparsers(
+        dest="action", required=True
+    )
+    create = user.add_parser("create", parents=[db], help="add an account")
+    create.add_argument("name")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    create.add_argument("--display-name", default="")
+    create.add_argument("--project", help="also grant a role on this project")
+    create.add_argument("--role", choices=ROLES, help="role on --project (default member)")
+    user.add_parser("list", parents=[db], help="list accounts")
+
+    token = sub.add_parser("token", help="manage API tokens").add_subparsers(
+        dest="action", required=True
+    )
+    tcreate = token.add_parser("create", parents=[db], help="print a new API token (last line)")
+    tcreate.add_argument("user")
+    tcreate.add_argument("--label", default="")
+    tlist = token.add_parser("list", parents=[db], help="list a user's tokens")
+    tlist.add_argument("user")
+    trevoke = token.add_parser("revoke", parents=[db], help="revoke a token by id")
+    trevoke.add_argument("id", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    db_path = args.db or default_db_path()
+    try:
+        return _dispatch(args, db_path)
+    except (CliError, accounts.AccountError) as e:
+        print(f"tandem: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, db_path: str) -> int:
+    if args.command == "serve":
+        from .logs import configure_logging
+        from .serve import run
+
+        settings = Settings.from_env(
+            db=db_path, host=args.host, port=args.port, log_format=args.log_format
+        )
+        configure_logging(settings.log_level, settings.log_format)
+        run(settings)
+        return 0
+    if args.command == "demo":
+        from .demo import seed_demo
+
+        if args.tasks < 1 or args.tasks > 100_000:
+            raise CliError("--tasks must be between 1 and 100000")
+        print(asyncio.run(seed_demo(db_path, project_id=args.project, task_count=args.tasks)))
+        return 0
+    conn = open_database(db_path).conn
+    try:
+        if args.command == "user" and args.action == "create":
+            return _user_create(conn, db_path, args)
+        if args.command == "user" and args.action == "list":
+            for row in conn.execute("SELECT name, display_name FROM users ORDER BY name"):
+                print(f"{row[0]}\t{row[1]}")
+            return 0
+        if args.command == "token" and args.action == "create":
+            print(accounts.create_token(conn, args.user, args.label))
+            return 0
+        if args.command == "token" and args.action == "list":
+            if accounts.get_user(conn, args.user) is None:
+                raise CliError(f"no user named {args.user!r}")
+            for t in accounts.list_tokens(conn, args.user):
+                used = (
+                    time.strftime("%Y-%m-%d %H:%M", time.gmtime(t.last_used_at))
+                    if t.last_used_at
+                    else "never"
+                )
+                state = "revoked" if t.revoked_at else "active"
+                print(f"{t.id}\t{state}\tlast used {used}\t{t.label}")
+            return 0
+        if args.command == "token" and args.action == "revoke":
+            if not accounts.revoke_token(conn, args.id):
+                raise CliError(f"no active token with id {args.id}")
+            print(f"revoked token {args.id}")
+            return 0
+    finally:
+        conn.close()
+    raise CliError("unknown command")
+
+
+def _user_create(conn, db_path: str, args: argparse.Namespace) -> int:
+    if args.role and not args.project:
+        raise CliError("--role needs --project")
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CliError("--password-stdin given but no password on standard input")
+    elif sys.stdin.isatty():
+        password = (
+            getpass.getpass(f"password for {args.name} (empty: token-only account): ") or None
+        )
+    accounts.validate_username(args.name)
+    if args.project:
+        from doc_model import InvalidDocName, parse_doc_name
+
+        try:
+            parse_doc_name(f"p/{args.project}")
+        except InvalidDocName as e:
+            raise CliError(str(e)) from e
+    user = accounts.create_user(conn, args.name, password, args.display_name)
+    print(f"created user {user.name}")
+    if args.project:
+        from .demo import grant_project_role
+
+        asyncio.run(grant_project_role(db_path, args.project, user.name, args.role or "member"))
+        print(f"granted {args.role or 'member'} on project {args.project}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

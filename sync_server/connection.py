@@ -1,0 +1,113 @@
+"""One client's WebSocket: an identity, a bounded send queue and a task that drains it.
+
+A room never awaits a client: it drops messages into the connection's queue
+and moves on. A client that stops reading until its queue holds more than
+``max_queue_bytes`` is closed (4408) rather than allowed to grow the server's
+memory; on reconnect it resyncs from the document state like any client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any, Protocol
+
+from .hooks import Actor
+from .protocol import encode_permission_denied, encode_tandem
+
+log = logging.getLogger("tandem.sync")
+
+_ids = itertools.count(1)
+
+
+class CloseCode:
+    """WebSocket close codes the sync endpoint uses (4xxx mirror HTTP statuses)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    BAD_MESSAGE = 4400
+    UNAUTHENTICATED = 4401
+    FORBIDDEN = 4403
+    UNKNOWN_DOCUMENT = 4404
+    TOO_SLOW = 4408
+    UNREVERTABLE = 4422
+
+
+class WebSocketLike(Protocol):
+    async def send(self, data: bytes) -> None: ...
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+class Connection:
+    def __init__(
+        self,
+        ws: WebSocketLike,
+        actor: Actor,
+        *,
+        wants_tandem_messages: bool,
+        max_queue_bytes: int,
+    ) -> None:
+        self.id = next(_ids)
+        self.ws = ws
+        self.actor = actor
+        self.wants_tandem_messages = wants_tandem_messages
+        self.max_queue_bytes = max_queue_bytes
+        self.updates_received = 0  # numbers this client's update messages for acks
+        self.awareness_ids: set[int] = set()
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queued_bytes = 0
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.actor}>"
+
+    def send(self, message: bytes) -> None:
+        """Queue a message; never blocks."""
+        if self.close_code is not None:
+            return
+        self._queued_bytes += len(message)
+        if self._queued_bytes > self.max_queue_bytes:
+            self.close(CloseCode.TOO_SLOW, "client is not reading fast enough; reconnect to resync")
+            return
+        self._queue.put_nowait(message)
+
+    def send_tandem(self, payload: dict[str, Any]) -> None:
+        if self.wants_tandem_messages:
+            self.send(encode_tandem(payload))
+
+    def send_rejection(self, payload: dict[str, Any]) -> None:
+        """Tell the client why its change was reverted, in whichever way it understands."""
+        if self.wants_tandem_messages:
+            self.send(encode_tandem(payload))
+        else:  # y-protocols' auth message: stock y-websocket logs it as a warning
+            self.send(encode_permission_denied(payload.get("reason", "change rejected")))
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the messages already queued (reason is capped at 123 bytes by the RFC)."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self.close_reason = reason.encode()[:123].decode(errors="ignore")
+        self._queue.put_nowait(None)
+
+    async def run_sender(self) -> None:
+        """Drain the queue into the socket until closed."""
+        try:
+            while True:
+                message = await self._queue.get()
+                if message is None:
+                    break
+                self._queued_bytes -= len(message)
+                await self.ws.send(message)
+            await self.ws.close(self.close_code or CloseCode.NORMAL, self.close_reason)
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:  # the socket went away under us
+            log.debug("send failed on %r", self, exc_info=True)
+        finally:
+            self.closed.set()

@@ -1,0 +1,81 @@
+"""The SQLite file: connection settings and schema migrations.
+
+WAL mode lets the server and the ``tandem`` CLI use one file at once; writers
+take ``BEGIN IMMEDIATE`` and wait up to ``busy_timeout`` for each other.
+Migrations are numbered by ``PRAGMA user_version`` and each runs in its own
+transaction, so a file is always at one well-defined schema version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from .accounts import ACCOUNT_SCHEMA
+
+MIGRATIONS: list[str] = [
+    # 1: document logs and snapshots
+    """
+    CREATE TABLE IF NOT EXISTS documents (
+        name TEXT PRIMARY KEY,
+        snapshot BLOB,
+        snapshot_seq INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        compacted_at REAL
+    );
+    CREATE TABLE IF NOT EXISTS updates (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        doc TEXT NOT NULL,
+        data BLOB NOT NULL,
+        actor TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS updates_doc_seq ON updates (doc, seq);
+    """,
+    # 2: accounts and API tokens
+    ACCOUNT_SCHEMA,
+]
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
+    """A connection with Tandem's pragmas; transactions are explicit (autocommit mode)."""
+    if synchronous.upper() not in SYNCHRONOUS_MODES:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file's schema up to date; returns the version it is at."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    while version < len(MIGRATIONS):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # re-read under the write lock: another process may have migrated meanwhile
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current == version:
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def open_database(path: str | Path, synchronous: str = "FULL") -> sqlite_utils.Database:
+    """Open (creating if needed) and migrate the database file."""
+    conn = connect(path, synchronous)
+    migrate(conn)
+    return sqlite_utils.Database(conn)

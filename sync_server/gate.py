@@ -1,0 +1,186 @@
+"""The update gate: every incoming transaction is applied, checked and kept or reverted as one unit.
+
+    apply(update, actor)
+      -> doc.apply_update inside a transaction whose origin is the gate's
+      -> the deep events of that transaction become doc_model Changes
+      -> schema check (doc_model) and permission check (rules, passed in)
+      -> accepted: the transaction's own update is what gets stored and broadcast
+         rejected: UndoManager.undo() reverts it exactly; the net effect (the
+                   transaction plus its undo) is what gets stored and broadcast,
+                   so no other client ever sees the forbidden state
+
+Two kinds of update cannot be reverted by undo, because the undo manager
+never sees them: content in a root type the schema does not know, and items
+whose dependencies the server does not have (Yjs keeps them pending and
+would integrate them later under somebody else's transaction). The gate
+raises :class:`UnrevertableUpdate` for those; the room then closes the
+sender's connection and reloads the document from storage, which never held
+the update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pycrdt import Doc, TransactionEvent, UndoManager, get_state, merge_updates
+
+from doc_model import Change, DocName, changes_from_events, check_changes, unknown_roots
+from doc_model.schema import ROOTS
+
+from .hooks import Actor
+
+
+@dataclass(frozen=True)
+class Denial:
+    """Why a transaction was refused."""
+
+    reason: str
+    path: str = ""
+    permission: str | None = None  # the permission the actor lacks, if that is why
+
+
+PermissionCheck = Callable[[Actor, DocName, Sequence[Change]], Denial | None]
+"""Decides whether ``actor`` may make ``changes`` to the document; None means allowed."""
+
+
+@dataclass(frozen=True)
+class GateResult:
+    accepted: bool
+    update: bytes | None  # what to store and broadcast; None when nothing changed
+    changes: tuple[Change, ...] = ()
+    denial: Denial | None = None
+    violations: tuple[str, ...] = field(default=())
+
+
+class UnrevertableUpdate(ValueError):
+    """An update the gate cannot take back with undo; the document must be reloaded."""
+
+
+class NotAnUpdate(ValueError):
+    """Bytes that do not decode as a Yjs update."""
+
+
+def decode_state_vector(sv: bytes) -> dict[int, int]:
+    """Decode a lib0-encoded state vector (count, then client/clock pairs)."""
+    out: dict[int, int] = {}
+    pos = 0
+
+    def read() -> int:
+        nonlocal pos
+        num = shift = 0
+        while True:
+            byte = sv[pos]
+            pos += 1
+            num |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return num
+
+    for _ in range(read()):
+        client = read()
+        out[client] = read()
+    return out
+
+
+class Gate:
+    """Owns the undo manager and the event capture of one room's document."""
+
+    def __init__(
+        self,
+        doc: Doc,
+        doc_name: DocName,
+        permission_check: PermissionCheck | None = None,
+    ) -> None:
+        self.doc = doc
+        self.doc_name = doc_name
+        self.permission_check = permission_check
+        self._origin = f"gate:{doc_name.name}"
+        self._events: list[Change] = []
+        self._updates: list[bytes] = []
+        self._capturing = False
+        # pycrdt drops a subscription together with the wrapper object it was made on,
+        # so the gate keeps its root wrappers for as long as it observes them.
+        self._roots = {name: doc.get(name, type=t) for name, t in ROOTS[doc_name.kind].items()}
+        self._undo = UndoManager(scopes=list(self._roots.values()), capture_timeout_millis=0)
+        self._undo.include_origin(self._origin)
+        self._subscriptions = [
+            (root, root.observe_deep(self._collector(name))) for name, root in self._roots.items()
+        ]
+        self._doc_subscription = doc.observe(self._on_transaction)
+
+    def _collector(self, root_name: str):
+        def collect(events) -> None:
+            if self._capturing:
+                self._events.extend(changes_from_events(events, root=root_name))
+
+        return collect
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        if self._capturing:
+            self._updates.append(event.update)
+
+    def apply(self, update: bytes, actor: Actor) -> GateResult:
+        """Apply one client transaction under ``actor``'s identity; keep it or revert it."""
+        if update == b"\x00\x00":
+            return GateResult(accepted=True, update=None)
+        try:
+            update_sv = decode_state_vector(get_state(update))
+        except (ValueError, IndexError) as e:
+            raise NotAnUpdate(f"not a Yjs update: {e}") from e
+        self._events.clear()
+        self._updates.clear()
+        self._capturing = True
+        try:
+            try:
+                with self.doc.transaction(origin=self._origin):
+                    self.doc.apply_update(update)
+            except ValueError as e:
+                raise NotAnUpdate(f"not a Yjs update: {e}") from e
+            strays = unknown_roots(self.doc, self.doc_name.kind)
+            if strays:
+                raise UnrevertableUpdate(
+                    f"unknown root type {strays[0]!r}: a {self.doc_name.kind.value} document"
+                    f" has only {', '.join(ROOTS[self.doc_name.kind])}"
+                )
+            doc_sv = decode_state_vector(self.doc.get_state())
+            for client, clock in update_sv.items():
+                if doc_sv.get(client, 0) < clock:
+                    raise UnrevertableUpdate(
+                        "update depends on changes the server does not have"
+                        f" (client {client} clock {doc_sv.get(client, 0)} < {clock})"
+                    )
+            changes = tuple(self._events)
+            violations = check_changes(self.doc_name.kind, self.doc, changes)
+            denial: Denial | None = None
+            if violations:
+                first = violations[0]
+                denial = Denial(reason=f"schema: {first}", path=first.path)
+            elif self.permission_check is not None and changes:
+                denial = self.permission_check(actor, self.doc_name, changes)
+            if denial is None:
+                self._undo.clear()
+                own = self._updates[0] if len(self._updates) == 1 else None
+                if len(self._updates) > 1:
+                    own = merge_updates(*self._updates)
+                return GateResult(accepted=True, update=own, changes=changes)
+            self._undo.undo()
+            self._undo.clear()
+            net = merge_updates(*self._updates) if self._updates else None
+            return GateResult(
+                accepted=False,
+                update=net,
+                changes=changes,
+                denial=denial,
+                violations=tuple(str(v) for v in violations),
+            )
+        finally:
+            self._capturing = False
+            self._events.clear()
+            self._updates.clear()
+
+    def close(self) -> None:
+        for root, sub in self._subscriptions:
+            root.unobserve(sub)
+        self._subscriptions.clear()
+        self.doc.unobserve(self._doc_subscription)

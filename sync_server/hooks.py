@@ -1,0 +1,110 @@
+"""Every extension point of the sync server, in one place.
+
+A room (``sync_server.room``) knows nothing about SQLite, PostgreSQL, Slack or
+GitHub: it talks to storage through :class:`DocumentStore` and tells the rest
+of the product about accepted changes through :class:`DocumentObserver`.
+A new backend or a new observer is a new implementation of one of these
+protocols, passed to ``create_app``; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from pycrdt import Doc
+
+    from doc_model import Change
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: a user, or the server itself acting for a feature."""
+
+    user_id: str
+    kind: str = "user"  # "user" | "system" (automation, integrations, CLI)
+
+    def __str__(self) -> str:
+        return self.user_id if self.kind == "user" else f"{self.kind}:{self.user_id}"
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """One update to append to a document's log."""
+
+    data: bytes
+    actor: str  # str(Actor)
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """What storage holds for a document: a snapshot and the log after it."""
+
+    snapshot: bytes | None
+    updates: list[bytes]
+    last_seq: int  # seq of the newest update folded into this state (0: none)
+
+
+@dataclass(frozen=True)
+class StoredUpdate:
+    seq: int
+    data: bytes
+
+
+@runtime_checkable
+class DocumentStore(Protocol):
+    """Durable storage of document update logs.
+
+    ``append`` returns only once the updates are durable: a room broadcasts an
+    update after its append returns, never before. Several processes may write
+    the same document (the CLI while a server runs): sequence numbers are
+    assigned by the store, and ``updates_since`` lets a room catch up.
+    """
+
+    async def load(self, doc_name: str) -> StoredDocument:
+        """Snapshot + tail of ``doc_name`` (empty if the document is new)."""
+        ...
+
+    async def append(self, doc_name: str, records: Sequence[UpdateRecord]) -> int:
+        """Append records in one durable transaction; return the last seq."""
+        ...
+
+    async def updates_since(self, doc_name: str, seq: int) -> list[StoredUpdate]:
+        """Updates with a seq greater than ``seq`` (written by anyone)."""
+        ...
+
+    async def last_seq(self, doc_name: str) -> int:
+        """Newest seq of the document (0 if it has none)."""
+        ...
+
+    async def exists(self, doc_name: str) -> bool:
+        """Whether anything was ever stored for ``doc_name``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class DocumentChanged:
+    """Payload of :meth:`DocumentObserver.document_changed`."""
+
+    doc_name: str
+    actor: Actor
+    update: bytes  # the accepted transaction's own binary update
+    changes: Sequence[Change] = field(default_factory=tuple)
+    doc: Doc | None = None  # the live room document: read it, never write to it directly
+
+
+@runtime_checkable
+class DocumentObserver(Protocol):
+    """Called after each accepted transaction, once it is stored and broadcast.
+
+    Observers run in the room's observer task, one change after another and
+    in order, never on the sync path: a slow observer delays other observers
+    of that room, never an editor. An exception is logged and does not stop
+    later calls.
+    """
+
+    async def document_changed(self, event: DocumentChanged) -> None: ...

@@ -1,0 +1,38 @@
+"""Edit a stored document without a server: load, change with doc_model helpers, append the diff.
+
+Used by the CLI (demo seeding, grants). Safe while a server serves the same
+file: the change is appended to the log like any other update, and a server
+that has the document loaded picks it up on its next poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from pycrdt import Doc
+
+from doc_model import parse_doc_name
+
+from .hooks import DocumentStore, UpdateRecord
+from .storage import build_document
+
+T = TypeVar("T")
+
+
+async def load_document(store: DocumentStore, doc_name: str) -> Doc:
+    return build_document(await store.load(doc_name), parse_doc_name(doc_name))
+
+
+async def edit_stored_document(
+    store: DocumentStore, doc_name: str, actor: str, edit: Callable[[Doc], T]
+) -> T:
+    """Run ``edit(doc)`` in one transaction on the stored document and append what it changed."""
+    doc = await load_document(store, doc_name)
+    before = doc.get_state()
+    with doc.transaction():
+        result = edit(doc)
+    update = doc.get_update(before)
+    if update != b"\x00\x00":
+        await store.append(doc_name, [UpdateRecord(update, actor)])
+    return result

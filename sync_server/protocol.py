@@ -1,0 +1,251 @@
+"""The y-websocket wire protocol, plus Tandem's own message type. Pure: bytes in, messages out.
+
+Message layout (lib0 encoding, as y-websocket / y-protocols write it):
+
+    varuint message type
+      0 SYNC       varuint sync type (0 step 1, 1 step 2, 2 update), varbytes payload
+      1 AWARENESS  varbytes awareness update
+      2 AUTH       varuint 0 (permission denied), varstring reason   (server -> client)
+      3 QUERY_AWARENESS (no payload)
+      100 TANDEM   varstring JSON object (acks, rejections, errors; opt-in, see below)
+
+Standard clients never see a TANDEM message: the server sends them only to
+connections that asked for them (``?tandem=1``), so unmodified y-websocket
+clients do not log "Unable to compute message".
+
+Every parser here is strict: a truncated varint, a length that runs past the
+end of the frame, a varint wider than 53 bits (JavaScript's safe integers) or
+bytes left over after a message raise :class:`ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+MAX_VARUINT_BITS = 53  # lib0 writes JS numbers; anything wider is not from a real client
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid message."""
+
+
+class MessageType(IntEnum):
+    SYNC = 0
+    AWARENESS = 1
+    AUTH = 2
+    QUERY_AWARENESS = 3
+    TANDEM = 100
+
+
+class SyncType(IntEnum):
+    STEP1 = 0
+    STEP2 = 1
+    UPDATE = 2
+
+
+@dataclass(frozen=True)
+class SyncStep1:
+    state_vector: bytes
+
+
+@dataclass(frozen=True)
+class SyncStep2:
+    update: bytes
+
+
+@dataclass(frozen=True)
+class SyncUpdate:
+    update: bytes
+
+
+@dataclass(frozen=True)
+class AwarenessMessage:
+    update: bytes
+    entries: tuple[AwarenessEntry, ...]
+
+
+@dataclass(frozen=True)
+class AwarenessEntry:
+    client_id: int
+    clock: int
+    state: Any  # decoded JSON; None means "this client is gone"
+
+
+@dataclass(frozen=True)
+class QueryAwareness:
+    pass
+
+
+@dataclass(frozen=True)
+class TandemMessage:
+    payload: dict[str, Any]
+
+
+Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessMessage | QueryAwareness | TandemMessage
+
+
+class _Reader:
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.pos = 0
+
+    def varuint(self) -> int:
+        buf, pos, end = self.buf, self.pos, len(self.buf)
+        num = 0
+        shift = 0
+        while True:
+            if pos >= end:
+                raise ProtocolError("truncated varint")
+            byte = buf[pos]
+            pos += 1
+            num |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+            if shift >= MAX_VARUINT_BITS + 7:
+                raise ProtocolError("varint wider than 53 bits")
+        if num >= 1 << MAX_VARUINT_BITS:
+            raise ProtocolError("varint wider than 53 bits")
+        self.pos = pos
+        return num
+
+    def varbytes(self) -> bytes:
+        length = self.varuint()
+        end = self.pos + length
+        if end > len(self.buf):
+            raise ProtocolError(
+                f"length {length} runs past the end of the message ({len(self.buf) - self.pos} bytes left)"
+            )
+        data = self.buf[self.pos : end]
+        self.pos = end
+        return data
+
+    def varstring(self) -> str:
+        try:
+            return self.varbytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ProtocolError("string is not valid UTF-8") from e
+
+    def done(self) -> None:
+        if self.pos != len(self.buf):
+            raise ProtocolError(f"{len(self.buf) - self.pos} unexpected bytes after the message")
+
+
+def decode_message(frame: bytes) -> Message:
+    """Parse one WebSocket frame into a message, or raise ProtocolError."""
+    if not isinstance(frame, bytes | bytearray | memoryview):
+        raise ProtocolError("text frames are not part of the protocol; send binary frames")
+    frame = bytes(frame)
+    r = _Reader(frame)
+    mtype = r.varuint()
+    msg: Message
+    if mtype == MessageType.SYNC:
+        stype = r.varuint()
+        payload = r.varbytes()
+        if stype == SyncType.STEP1:
+            msg = SyncStep1(payload)
+        elif stype == SyncType.STEP2:
+            msg = SyncStep2(payload)
+        elif stype == SyncType.UPDATE:
+            msg = SyncUpdate(payload)
+        else:
+            raise ProtocolError(f"unknown sync message type {stype}")
+    elif mtype == MessageType.AWARENESS:
+        payload = r.varbytes()
+        msg = AwarenessMessage(payload, decode_awareness_update(payload))
+    elif mtype == MessageType.QUERY_AWARENESS:
+        msg = QueryAwareness()
+    elif mtype == MessageType.TANDEM:
+        text = r.varstring()
+        try:
+            payload_obj = json.loads(text)
+        except ValueError as e:
+            raise ProtocolError("tandem message is not JSON") from e
+        if not isinstance(payload_obj, dict):
+            raise ProtocolError("tandem message must be a JSON object")
+        msg = TandemMessage(payload_obj)
+    elif mtype == MessageType.AUTH:
+        raise ProtocolError("auth messages are sent by the server only")
+    else:
+        raise ProtocolError(f"unknown message type {mtype}")
+    r.done()
+    return msg
+
+
+def decode_awareness_update(payload: bytes) -> tuple[AwarenessEntry, ...]:
+    r = _Reader(payload)
+    count = r.varuint()
+    if count > len(payload):  # each entry takes at least 3 bytes: cheap bound before looping
+        raise ProtocolError(f"awareness update claims {count} entries in {len(payload)} bytes")
+    entries = []
+    for _ in range(count):
+        client_id = r.varuint()
+        clock = r.varuint()
+        text = r.varstring()
+        try:
+            state = json.loads(text)
+        except ValueError as e:
+            raise ProtocolError("awareness state is not JSON") from e
+        entries.append(AwarenessEntry(client_id, clock, state))
+    r.done()
+    return tuple(entries)
+
+
+# -- encoding ------------------------------------------------------------------
+
+
+def varuint(num: int) -> bytes:
+    if num < 0:
+        raise ValueError("varuint must be >= 0")
+    out = bytearray()
+    while num > 0x7F:
+        out.append(0x80 | (num & 0x7F))
+        num >>= 7
+    out.append(num)
+    return bytes(out)
+
+
+def varbytes(data: bytes) -> bytes:
+    return varuint(len(data)) + data
+
+
+def encode_sync_step1(state_vector: bytes) -> bytes:
+    return bytes((MessageType.SYNC, SyncType.STEP1)) + varbytes(state_vector)
+
+
+def encode_sync_step2(update: bytes) -> bytes:
+    return bytes((MessageType.SYNC, SyncType.STEP2)) + varbytes(update)
+
+
+def encode_update(update: bytes) -> bytes:
+    return bytes((MessageType.SYNC, SyncType.UPDATE)) + varbytes(update)
+
+
+def encode_awareness(update: bytes) -> bytes:
+    return bytes((MessageType.AWARENESS,)) + varbytes(update)
+
+
+def encode_awareness_update(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...]) -> bytes:
+    parts = [varuint(len(entries))]
+    for e in entries:
+        state = json.dumps(e.state, separators=(",", ":")).encode()
+        parts += [varuint(e.client_id), varuint(e.clock), varbytes(state)]
+    return b"".join(parts)
+
+
+def encode_query_awareness() -> bytes:
+    return bytes((MessageType.QUERY_AWARENESS,))
+
+
+def encode_permission_denied(reason: str) -> bytes:
+    return bytes((MessageType.AUTH, 0)) + varbytes(reason.encode())
+
+
+def encode_tandem(payload: dict[str, Any]) -> bytes:
+    text = json.dumps(payload, separators=(",", ":")).encode()
+    return bytes((MessageType.TANDEM,)) + varbytes(text)

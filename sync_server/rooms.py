@@ -1,0 +1,101 @@
+"""The set of loaded rooms: load on first connection, unload when idle, catch up with other writers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from doc_model import DocName
+
+from .gate import PermissionCheck
+from .hooks import Actor, DocumentObserver, DocumentStore
+from .room import Room, RoomSettings
+
+log = logging.getLogger("tandem.rooms")
+
+EXTERNAL_ACTOR = Actor("storage", kind="system")
+
+
+class RoomManager:
+    def __init__(
+        self,
+        store: DocumentStore,
+        *,
+        settings: RoomSettings | None = None,
+        observers: Sequence[DocumentObserver] = (),
+        permission_check: PermissionCheck | None = None,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.settings = settings or RoomSettings()
+        self.observers = observers
+        self.permission_check = permission_check
+        self.poll_seconds = poll_seconds
+        self.rooms: dict[str, Room] = {}
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+        self._poller: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if self.poll_seconds > 0:
+            self._poller = asyncio.create_task(self._poll_external_writes(), name="external writes")
+
+    async def get(self, doc_name: DocName) -> Room:
+        """The loaded room for ``doc_name``, loading it once however many connect at once."""
+        room = self.rooms.get(doc_name.name)
+        if room is not None and not room.closed:
+            return room
+        task = self._loading.get(doc_name.name)
+        if task is None:
+            task = asyncio.create_task(self._load(doc_name))
+            self._loading[doc_name.name] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._loading.pop(doc_name.name, None)
+
+    async def _load(self, doc_name: DocName) -> Room:
+        room = Room(
+            doc_name,
+            self.store,
+            settings=self.settings,
+            observers=self.observers,
+            permission_check=self.permission_check,
+        )
+        await room.load()
+        room.on_unload.append(self._forget)
+        self.rooms[doc_name.name] = room
+        return room
+
+    def _forget(self, room: Room) -> None:
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+
+    async def _poll_external_writes(self) -> None:
+        """Apply updates that another process (the CLI, another server) stored for a loaded room."""
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            for room in list(self.rooms.values()):
+                if room.closed:
+                    continue
+                try:
+                    newest = await self.store.last_seq(room.name)
+                    if newest > room.last_seq:
+                        await room.flush()
+                        newest = await self.store.last_seq(room.name)
+                        if newest > room.last_seq:
+                            stored = await self.store.updates_since(room.name, room.last_seq)
+                            await room.apply_external(
+                                [u.data for u in stored], EXTERNAL_ACTOR, newest
+                            )
+                except Exception:
+                    log.exception(
+                        "catching up with external writes failed", extra={"doc": room.name}
+                    )
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        await asyncio.gather(*(room.close() for room in list(self.rooms.values())))
+        self.rooms.clear()

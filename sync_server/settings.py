@@ -1,0 +1,46 @@
+"""Server settings: one typed object, filled from flags and TANDEM_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def default_db_path() -> str:
+    return os.environ.get("TANDEM_DB") or "./tandem.db"
+
+
+@dataclass
+class Settings:
+    db: str = field(default_factory=default_db_path)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_message_bytes: int = 8 * 1024 * 1024
+    coalesce_ms: float = 5.0
+    room_idle_seconds: float = 30.0
+    external_poll_seconds: float = 1.0
+    compact_threshold: int = 500
+    sqlite_synchronous: str = "FULL"
+    send_queue_bytes: int = 32 * 1024 * 1024
+    static_dir: str = str(Path(__file__).resolve().parent.parent / "client_pwa" / "dist")
+    log_level: str = "INFO"
+    log_format: str = "text"  # "text" (key=value) or "json"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Defaults, then TANDEM_<FIELD> environment variables, then explicit overrides."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"TANDEM_{f.name.upper()}")
+            if raw is None or f.name == "db":
+                continue
+            kind = type(getattr(cls(), f.name))
+            try:
+                values[f.name] = kind(raw)
+            except ValueError as e:
+                raise ValueError(
+                    f"TANDEM_{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
+                ) from e
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

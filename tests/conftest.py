@@ -1,0 +1,181 @@
+"""Shared fixtures: a real `tandem serve` process on a real SQLite file, and real clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TANDEM = [sys.executable, "-m", "sync_server.cli"]
+NODE_DIR = ROOT / "tests" / "node"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tandem(*args: str, db: Path, stdin: str | None = None, check: bool = True) -> str:
+    """Run the real CLI and return its standard output."""
+    proc = subprocess.run(
+        [*TANDEM, *args, "--db", str(db)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tandem {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+def make_token(db: Path, user: str) -> str:
+    """Create ``user`` if needed and return a fresh API token (the CLI's last line)."""
+    tandem("user", "create", user, db=db, stdin="", check=False)
+    return tandem("token", "create", user, db=db).strip().splitlines()[-1]
+
+
+@dataclass
+class ServerProcess:
+    db: Path
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/sync"
+
+    def token(self, user: str = "alice") -> str:
+        if user not in self.tokens:
+            self.tokens[user] = make_token(self.db, user)
+        return self.tokens[user]
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [*TANDEM, "serve", "--db", str(self.db), "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.http_url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"server did not start:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs, nothing is flushed."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def start_server(tmp_path: Path, **env_overrides: str) -> ServerProcess:
+    env = dict(os.environ)
+    env.update({"TANDEM_ROOM_IDLE_SECONDS": "2", "TANDEM_EXTERNAL_POLL_SECONDS": "0.2"})
+    env.update(env_overrides)
+    server = ServerProcess(
+        db=tmp_path / "tandem.db", port=free_port(), env=env, log_path=tmp_path / "server.log"
+    )
+    server.start()
+    return server
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    srv = start_server(tmp_path)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        tail = srv.log()[-4000:]
+        if "Traceback" in tail:
+            print(f"--- server log ---\n{tail}")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def node_available() -> bool:
+    return (NODE_DIR / "node_modules" / "y-websocket").is_dir()
+
+
+def run_node(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        ["node", str(NODE_DIR / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=NODE_DIR,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"node {script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def stored_doc(db: Path, doc_name: str):
+    """The document exactly as SQLite holds it (snapshot + log), read by a fresh store."""
+    import anyio
+
+    from doc_model import parse_doc_name
+    from sync_server.storage import SQLiteStore, build_document
+
+    async def load():
+        store = SQLiteStore(db)
+        try:
+            return await store.load(doc_name)
+        finally:
+            await store.close()
+
+    # a thread of its own, so async tests can call it too
+    with ThreadPoolExecutor(1) as pool:
+        stored = pool.submit(anyio.run, load).result()
+    return build_document(stored, parse_doc_name(doc_name))
