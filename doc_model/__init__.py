@@ -3,6 +3,7 @@
 from .changes import Change, changes_from_events
 from .check import Violation, check_changes, check_value, unknown_roots
 from .names import DocKind, DocName, InvalidDocName, doc_name, parse_doc_name
+from .order import InvalidOrderKey, order_key_between
 from .schema import (
     ENTITIES,
     MIGRATIONS,
@@ -47,7 +48,6 @@ from .writes import (
     delete_task,
     move_task,
     new_id,
-    order_key_between,
     post_chat_message,
     remove_member,
     set_budget,
@@ -71,6 +71,7 @@ __all__ = [
     "DocName",
     "Finance",
     "InvalidDocName",
+    "InvalidOrderKey",
     "InvalidWrite",
     "Milestone",
     "Project",

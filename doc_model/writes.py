@@ -13,11 +13,9 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
 
+from .order import order_key_between
 from .schema import PROJECT_STATUSES, ROLES, SCHEMA_VERSION, TASK_STATUSES
 from .snapshot import TaskCreate, TaskUpdate
-
-DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-BASE = len(DIGITS)
 
 
 class TaskNotFound(KeyError):
@@ -35,32 +33,6 @@ def new_id() -> str:
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def order_key_between(a: str | None, b: str | None) -> str:
-    """A key strictly between ``a`` and ``b`` in string order (None: open end). Never ends in '0'."""
-    lo = a or ""
-    if b is not None and lo >= b:
-        raise InvalidWrite(f"no key between {a!r} and {b!r}: they are not in order")
-    bounded = b is not None
-    out = []
-    i = 0
-    while True:
-        da = DIGITS.index(lo[i]) if i < len(lo) else 0
-        if bounded:
-            assert b is not None
-            if i >= len(b):
-                raise InvalidWrite(f"no key between {a!r} and {b!r}")
-            db = DIGITS.index(b[i])
-        else:
-            db = BASE
-        if db - da > 1:
-            out.append(DIGITS[(da + db) // 2])
-            return "".join(out)
-        out.append(DIGITS[da])
-        if db - da == 1:
-            bounded = False
-        i += 1
 
 
 def _date(value: dt.date | None) -> str | None:

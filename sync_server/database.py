@@ -36,6 +36,8 @@ MIGRATIONS: list[str] = [
     """,
     # 2: accounts and API tokens
     ACCOUNT_SCHEMA,
+    # 3: the snapshot's state vector, so a room can answer sync step 1 without decoding
+    "ALTER TABLE documents ADD COLUMN snapshot_state BLOB",
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")

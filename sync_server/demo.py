@@ -21,6 +21,7 @@ from doc_model import (
     create_project_meta,
     create_task,
     doc_name,
+    order_key_between,
     post_chat_message,
     set_budget,
 )
@@ -115,6 +116,7 @@ async def seed_demo(db_path: str, *, project_id: str = "demo", task_count: int =
                 )
             ]
             ids: list[str] = []
+            last_order: dict[str, str | None] = {}
             for i in range(task_count):
                 status = rng.choices(["todo", "in_progress", "review", "done"], [4, 2, 1, 3])[0]
                 start = today + dt.timedelta(days=rng.randint(-30, 40))
@@ -130,7 +132,9 @@ async def seed_demo(db_path: str, *, project_id: str = "demo", task_count: int =
                     estimate=float(rng.choice([1, 2, 3, 5, 8, 13])),
                     milestone=rng.choice(milestones),
                     depends_on=rng.sample(ids[-20:], 1) if ids and rng.random() < 0.15 else [],
+                    order=order_key_between(last_order.get(status), None),
                 )
+                last_order[status] = task.order
                 ids.append(create_task(doc, task, created_by=rng.choice(list(TEAM)[:4])))
 
         def seed_finance(doc):
@@ -174,14 +178,15 @@ async def seed_demo(db_path: str, *, project_id: str = "demo", task_count: int =
                     doc, rng.choice(["alice", "bob", "carol", "demo"]), rng.choice(CHAT_LINES)
                 )
 
-        await edit_stored_document(store, main, DEMO_ACTOR, seed_main)
-        await edit_stored_document(
-            store, doc_name(project_id, DocKind.FINANCE), DEMO_ACTOR, seed_finance
-        )
-        await edit_stored_document(
-            store, doc_name(project_id, DocKind.RESOURCES), DEMO_ACTOR, seed_resources
-        )
-        await edit_stored_document(store, doc_name(project_id, DocKind.CHAT), DEMO_ACTOR, seed_chat)
+        seeders = {
+            main: seed_main,
+            doc_name(project_id, DocKind.FINANCE): seed_finance,
+            doc_name(project_id, DocKind.RESOURCES): seed_resources,
+            doc_name(project_id, DocKind.CHAT): seed_chat,
+        }
+        for name, seeder in seeders.items():
+            await edit_stored_document(store, name, DEMO_ACTOR, seeder)
+            await store.compact(name)  # a snapshot with its state vector opens without decoding
     finally:
         await store.close()
     return (

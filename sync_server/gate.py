@@ -28,6 +28,7 @@ from pycrdt import Doc, TransactionEvent, UndoManager, get_state, merge_updates
 from doc_model import Change, DocName, changes_from_events, check_changes, unknown_roots
 from doc_model.schema import ROOTS
 
+from . import state_vectors
 from .hooks import Actor
 
 
@@ -59,28 +60,6 @@ class UnrevertableUpdate(ValueError):
 
 class NotAnUpdate(ValueError):
     """Bytes that do not decode as a Yjs update."""
-
-
-def decode_state_vector(sv: bytes) -> dict[int, int]:
-    """Decode a lib0-encoded state vector (count, then client/clock pairs)."""
-    out: dict[int, int] = {}
-    pos = 0
-
-    def read() -> int:
-        nonlocal pos
-        num = shift = 0
-        while True:
-            byte = sv[pos]
-            pos += 1
-            num |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return num
-
-    for _ in range(read()):
-        client = read()
-        out[client] = read()
-    return out
 
 
 class Gate:
@@ -125,7 +104,7 @@ class Gate:
         if update == b"\x00\x00":
             return GateResult(accepted=True, update=None)
         try:
-            update_sv = decode_state_vector(get_state(update))
+            update_sv = state_vectors.decode(get_state(update))
         except (ValueError, IndexError) as e:
             raise NotAnUpdate(f"not a Yjs update: {e}") from e
         self._events.clear()
@@ -143,7 +122,7 @@ class Gate:
                     f"unknown root type {strays[0]!r}: a {self.doc_name.kind.value} document"
                     f" has only {', '.join(ROOTS[self.doc_name.kind])}"
                 )
-            doc_sv = decode_state_vector(self.doc.get_state())
+            doc_sv = state_vectors.decode(self.doc.get_state())
             for client, clock in update_sv.items():
                 if doc_sv.get(client, 0) < clock:
                     raise UnrevertableUpdate(

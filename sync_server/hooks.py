@@ -45,6 +45,7 @@ class StoredDocument:
     snapshot: bytes | None
     updates: list[bytes]
     last_seq: int  # seq of the newest update folded into this state (0: none)
+    snapshot_state: bytes | None = None  # the snapshot's state vector, if the store keeps it
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ class DocumentStore(Protocol):
 
     async def last_seq(self, doc_name: str) -> int:
         """Newest seq of the document (0 if it has none)."""
+        ...
+
+    async def compact(self, doc_name: str) -> bool:
+        """Fold the log into the snapshot (same state); True if there was anything to fold."""
         ...
 
     async def exists(self, doc_name: str) -> bool:

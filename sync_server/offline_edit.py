@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from pycrdt import Doc
+from pycrdt import Doc, merge_updates
 
 from doc_model import parse_doc_name
 
@@ -29,10 +29,16 @@ async def edit_stored_document(
 ) -> T:
     """Run ``edit(doc)`` in one transaction on the stored document and append what it changed."""
     doc = await load_document(store, doc_name)
-    before = doc.get_state()
-    with doc.transaction():
-        result = edit(doc)
-    update = doc.get_update(before)
-    if update != b"\x00\x00":
+    # the transaction's own update: a diff from a state vector (doc.get_update(state))
+    # would carry the document's whole delete set every time
+    updates: list[bytes] = []
+    subscription = doc.observe(lambda event: updates.append(event.update))
+    try:
+        with doc.transaction():
+            result = edit(doc)
+    finally:
+        doc.unobserve(subscription)
+    if updates:
+        update = updates[0] if len(updates) == 1 else merge_updates(*updates)
         await store.append(doc_name, [UpdateRecord(update, actor)])
     return result

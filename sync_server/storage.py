@@ -108,9 +108,10 @@ class SQLiteStore:
         c.execute("BEGIN")
         try:
             row = c.execute(
-                "SELECT snapshot, snapshot_seq FROM documents WHERE name = ?", (doc_name,)
+                "SELECT snapshot, snapshot_seq, snapshot_state FROM documents WHERE name = ?",
+                (doc_name,),
             ).fetchone()
-            snapshot, snapshot_seq = (row[0], row[1]) if row else (None, 0)
+            snapshot, snapshot_seq, snapshot_state = row if row else (None, 0, None)
             rows = c.execute(
                 "SELECT seq, data FROM updates WHERE doc = ? AND seq > ? ORDER BY seq",
                 (doc_name, snapshot_seq),
@@ -121,7 +122,7 @@ class SQLiteStore:
             raise StorageError(f"snapshot of {doc_name!r} is not binary data")
         self._tail_counts[doc_name] = len(rows)
         last = rows[-1][0] if rows else snapshot_seq
-        return StoredDocument(snapshot, [r[1] for r in rows], last)
+        return StoredDocument(snapshot, [r[1] for r in rows], last, snapshot_state)
 
     def _append(self, doc_name: str, records: list[UpdateRecord]) -> int:
         if not records:
@@ -185,11 +186,12 @@ class SQLiteStore:
                 doc.apply_update(data)
             folded = rows[-1][0]
             c.execute(
-                "INSERT INTO documents (name, snapshot, snapshot_seq, created_at, compacted_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
+                "INSERT INTO documents"
+                " (name, snapshot, snapshot_seq, snapshot_state, created_at, compacted_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
                 " snapshot = excluded.snapshot, snapshot_seq = excluded.snapshot_seq,"
-                " compacted_at = excluded.compacted_at",
-                (doc_name, doc.get_update(), folded, time.time(), time.time()),
+                " snapshot_state = excluded.snapshot_state, compacted_at = excluded.compacted_at",
+                (doc_name, doc.get_update(), folded, doc.get_state(), time.time(), time.time()),
             )
             c.execute("DELETE FROM updates WHERE doc = ? AND seq <= ?", (doc_name, folded))
             c.execute("COMMIT")
