@@ -129,24 +129,27 @@ def _structured_between(a: str | None, b: str | None) -> str:
     return inc if inc < b else ia + _midpoint(fa, None)
 
 
+def _below(c: str) -> str:
+    """A character just below ``c`` that UTF-8 can encode (no lone surrogates)."""
+    x = ord(c) - 1
+    return chr(0xD7FF) if 0xD800 <= x <= 0xDFFF else chr(x)
+
+
 def _any_between(a: str, b: str | None) -> str:
-    """Between arbitrary strings (keys written by other clients in another format)."""
+    """Between arbitrary strings a < b (keys other clients wrote in another format)."""
     if b is None:
         return a + "V"
-    prefix = []
-    i = 0
-    while True:
-        ca = a[i] if i < len(a) else ""
-        cb = b[i]
-        if ca == cb:
-            prefix.append(ca)
-            i += 1
-            continue
-        # ca < cb here (a < b); try one character strictly between, else extend a
-        lo = ord(ca) if ca else 0x2F
-        if ord(cb) - lo > 1:
-            return "".join(prefix) + chr(lo + 1 if lo + 1 > 0x2F else 0x30)
-        return a + "V" if a + "V" < b else a + "0V"
+    p = 0
+    while p < len(a) and a[p] == b[p]:
+        p += 1
+    if p < len(a):  # a[p] < b[p]: anything after a's prefix up to p + 1 stays below b
+        return a + "V"
+    rest = b[p:]  # a is a prefix of b
+    if rest[0] != "\x00":
+        return a + _below(rest[0])
+    if len(rest) == 1:
+        raise InvalidOrderKey(f"no key between {a!r} and {b!r}")
+    return a + "\x00" + _any_between("", rest[1:])
 
 
 def order_key_between(a: str | None, b: str | None) -> str:

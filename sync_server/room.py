@@ -129,6 +129,7 @@ class Room:
         self._observer_queue: asyncio.Queue[DocumentChanged] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._idle_handle: asyncio.TimerHandle | None = None
+        self._unload_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()  # held while the document is (re)loaded
         self.closed = False
         self.on_unload: list = []
@@ -223,11 +224,12 @@ class Room:
             )
 
     def _unload_if_idle(self) -> None:
-        if not self.connections and not self.closed:
-            task = asyncio.get_running_loop().create_task(self._unload())
-            self._tasks.append(task)
+        if not self.connections and not self.closed and self._unload_task is None:
+            # not one of self._tasks: close() cancels and awaits those, and this task calls close()
+            self._unload_task = asyncio.get_running_loop().create_task(self._unload())
 
     async def _unload(self) -> None:
+        self._unload_task = None
         if self.connections or self.closed:
             return
         for callback in self.on_unload:

@@ -1,0 +1,340 @@
+"""doc_model: names, order keys, write helpers and the schema check, on real pycrdt documents."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycrdt import Array, Doc, Map, Text
+
+from doc_model import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    DocKind,
+    InvalidDocName,
+    InvalidWrite,
+    TaskCreate,
+    TaskNotFound,
+    TaskUpdate,
+    add_allocation,
+    add_cost,
+    add_member,
+    add_time_entry,
+    changes_from_events,
+    chat_snapshot,
+    check_changes,
+    create_milestone,
+    create_project_meta,
+    create_task,
+    delete_task,
+    finance_snapshot,
+    migrate,
+    move_task,
+    new_document,
+    order_key_between,
+    parse_doc_name,
+    post_chat_message,
+    project_snapshot,
+    resources_snapshot,
+    schema_version,
+    set_budget,
+    unknown_roots,
+    update_task,
+)
+from doc_model.schema import ROOTS
+
+# -- names --------------------------------------------------------------------
+
+
+@given(st.text(max_size=90))
+def test_any_string_parses_to_a_name_that_round_trips_or_is_refused(name: str) -> None:
+    try:
+        parsed = parse_doc_name(name)
+    except InvalidDocName:
+        return
+    assert parsed.name == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "p/demo/../other",
+        "p/demo//finance",
+        "p/demo/",
+        "p//finance",
+        "p/demo/finance/",
+        "p/demo/secrets",
+        "p/dem\u043e",  # Cyrillic o
+        "P/demo",
+        "/p/demo",
+        "p/" + "a" * 65,
+        "p/-demo",
+        "",
+    ],
+)
+def test_path_tricks_are_not_document_names(name: str) -> None:
+    with pytest.raises(InvalidDocName):
+        parse_doc_name(name)
+
+
+def test_the_four_documents_of_a_project() -> None:
+    assert parse_doc_name("p/demo").kind is DocKind.MAIN
+    assert parse_doc_name("p/demo/finance").kind is DocKind.FINANCE
+    assert parse_doc_name("p/demo/resources").kind is DocKind.RESOURCES
+    assert parse_doc_name("p/demo/chat").kind is DocKind.CHAT
+
+
+# -- order keys ---------------------------------------------------------------
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.booleans()), max_size=60))
+def test_order_keys_stay_strictly_ordered_under_any_insertions(ops) -> None:
+    keys: list[str] = []
+    for n, at_end in ops:
+        if not keys or at_end:
+            key = order_key_between(keys[-1] if keys else None, None)
+            keys.append(key)
+        else:
+            i = n % (len(keys) + 1)
+            before = keys[i - 1] if i > 0 else None
+            after = keys[i] if i < len(keys) else None
+            key = order_key_between(before, after)
+            keys.insert(i, key)
+        assert keys == sorted(keys)
+        assert len(set(keys)) == len(keys)
+
+
+@given(st.text(min_size=1, max_size=8), st.text(min_size=1, max_size=8))
+def test_a_key_exists_between_any_two_foreign_keys(a: str, b: str) -> None:
+    if a == b:
+        return
+    lo, hi = sorted((a, b))
+    try:
+        key = order_key_between(lo, hi)
+    except ValueError:
+        # only impossible when nothing lies between them, e.g. "a" and "a\x00"
+        assert hi == lo + "\x00" * (len(hi) - len(lo))
+        return
+    assert lo < key < hi
+
+
+def test_appending_ten_thousand_cards_keeps_keys_short() -> None:
+    key = None
+    for _ in range(10_000):
+        key = order_key_between(key, None)
+    assert key is not None and len(key) <= 4
+
+
+# -- write helpers and the check ----------------------------------------------
+
+
+class GateWiring:
+    """The gate's view of a document: deep events of every root, as Changes."""
+
+    def __init__(self, kind: DocKind) -> None:
+        self.kind = kind
+        self.doc = new_document(kind)
+        self.changes: list = []
+        self._roots = {n: self.doc.get(n, type=t) for n, t in ROOTS[kind].items()}
+        for name, root in self._roots.items():
+            root.observe_deep(self._collector(name))
+
+    def _collector(self, name: str):
+        # one parameter only: pycrdt passes the transaction to callbacks that take two
+        def collect(events) -> None:
+            self.changes.extend(changes_from_events(events, root=name))
+
+        return collect
+
+    def apply(self, update: bytes):
+        self.changes.clear()
+        self.doc.apply_update(update)
+        return unknown_roots(self.doc, self.kind) or check_changes(
+            self.kind, self.doc, self.changes
+        )
+
+
+def own_update(doc: Doc, fn) -> bytes:
+    updates: list[bytes] = []
+    sub = doc.observe(lambda e: updates.append(e.update))
+    with doc.transaction():
+        fn(doc)
+    doc.unobserve(sub)
+    return updates[0] if updates else b"\x00\x00"  # a no-op write (e.g. a move to the same column)
+
+
+def seeded_client(kind: DocKind = DocKind.MAIN) -> tuple[Doc, GateWiring]:
+    server = GateWiring(kind)
+    client = new_document(kind)
+    if kind is DocKind.MAIN:
+        assert server.apply(own_update(client, lambda d: create_project_meta(d, "P"))) == []
+    return client, server
+
+
+task_inputs = st.builds(
+    TaskCreate,
+    title=st.text(alphabet="abc xyz", min_size=1, max_size=20).filter(str.strip),
+    priority=st.sampled_from(["low", "medium", "high", "urgent"]),
+    status=st.sampled_from(["todo", "in_progress", "review", "done"]),
+    assignees=st.lists(st.sampled_from(["ann", "ben"]), max_size=2),
+    estimate=st.none() | st.floats(0, 100),
+    due=st.none() | st.dates(dt.date(2020, 1, 1), dt.date(2030, 1, 1)),
+    custom=st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 9) | st.text(max_size=3)),
+)
+
+
+@settings(max_examples=40)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["create", "update", "move", "delete"]), task_inputs), max_size=15
+    )
+)
+def test_everything_the_helpers_write_passes_the_schema_check(ops) -> None:
+    client, server = seeded_client()
+    for op, data in ops:
+        ids = sorted(client.get("tasks", type=Map).keys())
+
+        def write(doc, op=op, data=data, ids=ids):
+            if op == "create" or not ids:
+                create_task(doc, data, created_by="ann")
+            elif op == "update":
+                update_task(doc, ids[0], TaskUpdate(title=data.title, due=data.due, labels=["x"]))
+            elif op == "move":
+                move_task(doc, ids[-1], data.status)
+            else:
+                delete_task(doc, ids[0])
+
+        assert server.apply(own_update(client, write)) == []
+    snapshot = project_snapshot(server.doc, "p1")
+    assert {t.id for t in snapshot.tasks} == set(client.get("tasks", type=Map).keys())
+
+
+def test_finance_resources_and_chat_helpers_pass_the_check() -> None:
+    for kind, write in [
+        (
+            DocKind.FINANCE,
+            lambda d: (
+                set_budget(d, currency="EUR", total=1000, categories={"dev": 500}),
+                add_cost(d, amount=12.5, currency="EUR", category="dev", date=dt.date(2026, 1, 2)),
+                add_time_entry(d, user="ann", hours=2, date=dt.date(2026, 1, 2)),
+            ),
+        ),
+        (DocKind.RESOURCES, lambda d: add_allocation(d, user="ann", percent=50)),
+        (DocKind.CHAT, lambda d: post_chat_message(d, "ann", "hello")),
+    ]:
+        client, server = seeded_client(kind)
+        assert server.apply(own_update(client, write)) == []
+    assert finance_snapshot(new_document(DocKind.FINANCE)).costs == []
+    assert resources_snapshot(new_document(DocKind.RESOURCES)).allocations == []
+    assert chat_snapshot(new_document(DocKind.CHAT)).messages == []
+
+
+@pytest.mark.parametrize(
+    ("write", "path", "expected"),
+    [
+        (
+            lambda t: t.__setitem__("x1", Map({"title": "plain", "status": "todo"})),
+            "tasks/x1/title",
+            "Text",
+        ),
+        (
+            lambda t: t.__setitem__(
+                "x1", Map({"title": Text("t"), "status": "todo", "priority": "whatever"})
+            ),
+            "tasks/x1/priority",
+            "one of low",
+        ),
+        (
+            lambda t: t.__setitem__(
+                "x1", Map({"title": Text("t"), "status": "todo", "estimate": -3})
+            ),
+            "tasks/x1/estimate",
+            "number >= 0",
+        ),
+        (
+            lambda t: t.__setitem__(
+                "x1", Map({"title": Text("t"), "status": "todo", "colour": "red"})
+            ),
+            "tasks/x1/colour",
+            "one of the fields",
+        ),
+        (
+            lambda t: t.__setitem__("x1", Map({"title": Text("t")})),
+            "tasks/x1/status",
+            "required field",
+        ),
+        (
+            lambda t: t.__setitem__("x1", Map({"title": Text("t"), "status": "nope"})),
+            "tasks/x1/status",
+            "one of the columns",
+        ),
+        (
+            lambda t: t.__setitem__(
+                "x1", Map({"title": Text("t"), "status": "todo", "due": "tomorrow"})
+            ),
+            "tasks/x1/due",
+            "date YYYY-MM-DD",
+        ),
+        (
+            lambda t: t.__setitem__(
+                "x1", Map({"title": Text("t"), "status": "todo", "assignees": Array([1])})
+            ),
+            "tasks/x1/assignees",
+            "Array of strings",
+        ),
+        (
+            lambda t: t.__setitem__("bad id!", Map({"title": Text("t"), "status": "todo"})),
+            "tasks/bad id!",
+            "an id",
+        ),
+        (lambda t: t.__setitem__("x1", "just a string"), "tasks/x1", "Map (task)"),
+    ],
+)
+def test_bad_task_writes_are_named_precisely(write, path, expected) -> None:
+    client, server = seeded_client()
+    violations = server.apply(own_update(client, lambda d: write(d.get("tasks", type=Map))))
+    assert violations, "must be rejected"
+    assert violations[0].path == path
+    assert expected in violations[0].expected
+
+
+def test_list_content_in_a_map_root_and_unknown_roots_are_caught() -> None:
+    _, server = seeded_client()
+    rogue = Doc()
+    rogue.get("tasks", type=Array).append("x")
+    violations = server.apply(rogue.get_update())
+    assert violations and "list content" in str(violations[0])
+    rogue2 = Doc()
+    rogue2.get("sneaky", type=Text).insert(0, "hi")
+    assert server.apply(rogue2.get_update()) == ["sneaky"]
+
+
+def test_helpers_refuse_what_the_schema_refuses() -> None:
+    doc = new_document(DocKind.MAIN)
+    create_project_meta(doc, "P")
+    with pytest.raises(InvalidWrite):
+        create_task(doc, TaskCreate(title="t", status="nowhere"), created_by="a")
+    with pytest.raises(TaskNotFound):
+        move_task(doc, "missing", "done")
+    with pytest.raises(InvalidWrite):
+        add_member(doc, "ann", "emperor")
+    with pytest.raises(InvalidWrite):
+        create_milestone(doc, "  ")
+    with pytest.raises(ValueError):
+        TaskCreate(title="t", surprise=1)  # unknown fields are refused
+
+
+def test_migrations_run_in_order_and_record_the_version() -> None:
+    doc = new_document(DocKind.MAIN)
+    create_project_meta(doc, "P")
+    doc.get("meta", type=Map)["schema_version"] = 0
+    seen = []
+    MIGRATIONS[0] = lambda d: seen.append(schema_version(d))
+    try:
+        assert migrate(doc, DocKind.MAIN, target=SCHEMA_VERSION) == SCHEMA_VERSION
+    finally:
+        del MIGRATIONS[0]
+    assert seen == [0]
+    assert schema_version(doc) == SCHEMA_VERSION

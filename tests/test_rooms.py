@@ -1,0 +1,170 @@
+"""Rooms: CLI writes reach live clients, idle rooms unload and compact, presence, observers."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+
+import anyio
+import httpx
+import pytest
+from hypercorn.asyncio import serve
+from pycrdt import Map
+
+from doc_model import TaskCreate, create_task
+from sync_server.app import create_app
+from sync_server.hooks import DocumentChanged
+from sync_server.protocol import AwarenessEntry, encode_awareness, encode_awareness_update
+from sync_server.serve import hypercorn_config, refuse_permessage_deflate
+from sync_server.settings import Settings
+
+from .conftest import free_port, make_token, tandem
+from .raw_client import RawClient
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_cli_write_while_the_server_runs_reaches_connected_clients(server) -> None:
+    async with RawClient.connect(server, "p/live", "alice") as client:
+        await client.sync()
+        await anyio.to_thread.run_sync(
+            lambda: tandem(
+                "user",
+                "create",
+                "zed",
+                "--project",
+                "live",
+                "--role",
+                "viewer",
+                db=server.db,
+                stdin="",
+            )
+        )
+        with anyio.fail_after(5):
+            while client.doc.get("members", type=Map).to_py() != {"zed": "viewer"}:
+                await client.recv()
+
+
+async def test_an_idle_room_unloads_and_leaves_a_compacted_snapshot(server) -> None:
+    async with RawClient.connect(server, "p/idle", "alice") as client:
+        await client.sync()
+        for i in range(5):
+            n = await client.send_update(
+                client.edit(
+                    lambda d, i=i: create_task(d, TaskCreate(title=f"t{i}"), created_by="a")
+                )
+            )
+            assert (await client.outcome(n))["type"] == "ack"
+    with anyio.fail_after(10):
+        while True:
+            health = httpx.get(server.http_url + "/healthz").json()
+            if health["rooms"] == 0:
+                break
+            await anyio.sleep(0.2)
+    await anyio.sleep(0.5)
+    db = sqlite3.connect(server.db)
+    snapshot, state = db.execute(
+        "SELECT snapshot, snapshot_state FROM documents WHERE name = 'p/idle'"
+    ).fetchone()
+    assert snapshot and state
+    assert db.execute("SELECT count(*) FROM updates WHERE doc = 'p/idle'").fetchone()[0] == 0
+    async with RawClient.connect(
+        server, "p/idle", "bob"
+    ) as again:  # served from the snapshot bytes
+        await again.sync()
+        titles = {t["title"] for t in again.doc.get("tasks", type=Map).to_py().values()}
+    assert titles == {f"t{i}" for i in range(5)}
+
+
+def presence(client_id: int, clock: int, state) -> bytes:
+    return encode_awareness(encode_awareness_update([AwarenessEntry(client_id, clock, state)]))
+
+
+async def test_presence_is_relayed_and_nobody_can_speak_for_another_client(server) -> None:
+    async with (
+        RawClient.connect(server, "p/presence", "alice") as alice,
+        RawClient.connect(server, "p/presence", "bob") as bob,
+    ):
+        await alice.sync()
+        await bob.sync()
+        await alice.send(presence(42, 1, {"user": "alice", "viewing": "t1"}))
+        with anyio.fail_after(5):
+            while not bob.awareness:
+                await bob.recv()
+        assert bob.awareness[-1].entries[0].state == {"user": "alice", "viewing": "t1"}
+        async with RawClient.connect(server, "p/presence", "mallory") as mallory:
+            await mallory.sync()
+            await mallory.send(presence(42, 9, {"user": "mallory"}))  # alice's client id
+            await bob.drain(0.5)
+            assert all(e.state != {"user": "mallory"} for m in bob.awareness for e in m.entries)
+        bob.awareness.clear()
+    # alice left: whoever is still there is told her client is gone
+    async with RawClient.connect(server, "p/presence", "carol") as carol:
+        await carol.sync()
+        await carol.drain(0.3)
+        assert not any(e.client_id == 42 and e.state for m in carol.awareness for e in m.entries)
+
+
+@dataclass
+class Recorder:
+    seen: list[DocumentChanged] = field(default_factory=list)
+
+    async def document_changed(self, event: DocumentChanged) -> None:
+        self.seen.append(event)
+
+
+@dataclass
+class InProcessServer:
+    db: object
+    port: int
+    tokens: dict = field(default_factory=dict)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/sync"
+
+    def token(self, user: str) -> str:
+        if user not in self.tokens:
+            self.tokens[user] = make_token(self.db, user)
+        return self.tokens[user]
+
+
+async def test_observers_see_accepted_changes_with_actor_and_paths_but_never_rejected_ones(
+    tmp_path,
+) -> None:
+    settings = Settings(db=str(tmp_path / "obs.db"), port=free_port())
+    recorder = Recorder()
+    refuse_permessage_deflate()
+    app = create_app(settings, observers=[recorder])
+    stop = anyio.Event()
+    srv = InProcessServer(tmp_path / "obs.db", settings.port)
+    await anyio.to_thread.run_sync(srv.token, "alice")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait))
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    async with httpx.AsyncClient() as http:
+                        if (await http.get(f"http://127.0.0.1:{settings.port}/healthz")).is_success:
+                            break
+                except httpx.HTTPError:
+                    await anyio.sleep(0.05)
+        async with RawClient.connect(srv, "p/obs", "alice") as client:
+            await client.sync()
+            good = client.edit(
+                lambda d: create_task(d, TaskCreate(title="seen"), created_by="alice")
+            )
+            assert (await client.outcome(await client.send_update(good)))["type"] == "ack"
+            bad = client.edit(lambda d: d.get("tasks", type=Map).__setitem__("x", "not a task"))
+            assert (await client.outcome(await client.send_update(bad)))["type"] == "rejected"
+            with anyio.fail_after(5):
+                while not recorder.seen:
+                    await anyio.sleep(0.02)
+            await anyio.sleep(0.2)
+        stop.set()
+    assert len(recorder.seen) == 1
+    event = recorder.seen[0]
+    assert event.doc_name == "p/obs"
+    assert str(event.actor) == "alice"
+    assert [c.root for c in event.changes] == ["tasks"]
+    assert event.changes[0].action == "add"
