@@ -28,9 +28,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pycrdt import Doc, get_state, merge_updates
+from pycrdt import Doc, Map, get_state, merge_updates
 
-from doc_model import DocName
+from doc_model import SCHEMA_VERSION, DocKind, DocName, migrate, schema_version
 
 from . import state_vectors
 from .connection import CloseCode, Connection
@@ -57,6 +57,7 @@ from .storage import build_document
 log = logging.getLogger("tandem.room")
 
 STORAGE_ORIGIN = "storage"
+MIGRATION_ACTOR = Actor("migration", kind="system")
 EMPTY_UPDATE = b"\x00\x00"
 CHEAP_TAIL_BYTES = 256 * 1024  # above this, reading the log's state vector costs a decode anyway
 
@@ -169,6 +170,32 @@ class Room:
         log.info(
             "decoded in %.1f ms", (time.perf_counter() - started) * 1000, extra={"doc": self.name}
         )
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older document up to SCHEMA_VERSION; stored and broadcast like any change."""
+        assert self.doc is not None
+        if self.doc_name.kind is not DocKind.MAIN:
+            return
+        version = schema_version(self.doc)
+        if version >= SCHEMA_VERSION or "name" not in self.doc.get("meta", type=Map):
+            return  # current, or no project metadata yet (nothing to migrate)
+        updates: list[bytes] = []
+        sub = self.doc.observe(lambda event: updates.append(event.update))
+        try:
+            migrate(self.doc, self.doc_name.kind)
+        finally:
+            self.doc.unobserve(sub)
+        if updates:
+            update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+            self._batch.records.append(UpdateRecord(update, str(MIGRATION_ACTOR)))
+            self._batch.updates.append(update)
+            self._batch.everyone = True
+            self._applied_gen += 1
+            self._wake.set()
+            log.info(
+                "migrated from schema %d to %d", version, SCHEMA_VERSION, extra={"doc": self.name}
+            )
 
     def ensure_doc(self) -> Doc:
         """The decoded document, building it from the stored bytes on first use."""

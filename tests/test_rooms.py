@@ -168,3 +168,28 @@ async def test_observers_see_accepted_changes_with_actor_and_paths_but_never_rej
     assert str(event.actor) == "alice"
     assert [c.root for c in event.changes] == ["tasks"]
     assert event.changes[0].action == "add"
+
+
+async def test_an_older_document_is_migrated_when_its_room_decodes_it(server) -> None:
+    from doc_model import SCHEMA_VERSION, schema_version
+
+    async with RawClient.connect(server, "p/old", "alice") as client:
+        await client.sync()
+
+        def old_project(doc):
+            from doc_model import create_project_meta
+
+            create_project_meta(doc, "Old")
+            del doc.get("meta", type=Map)["schema_version"]  # written before versioning
+
+        n = await client.send_update(client.edit(old_project))
+        assert (await client.outcome(n))["type"] == "ack"
+    server.restart()
+    async with RawClient.connect(server, "p/old", "bob") as bob:
+        await bob.sync()
+        update = bob.edit(lambda d: create_task(d, TaskCreate(title="x"), created_by="bob"))
+        await bob.send_update(update)  # a write makes the room decode, and so migrate
+        with anyio.fail_after(5):
+            while schema_version(bob.doc) < SCHEMA_VERSION:
+                await bob.recv()
+    assert "migrated from schema" in server.log()

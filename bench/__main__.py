@@ -1,0 +1,21 @@
+"""`make bench`: run every benchmark; each prints its figures and writes bench/results/<name>.json."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = ["bench.cold_load"]
+
+
+def main() -> int:
+    for module in BENCHMARKS:
+        print(f"== {module}", flush=True)
+        code = subprocess.call([sys.executable, "-m", module, *sys.argv[1:]])
+        if code:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
