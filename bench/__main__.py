@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.cold_load"]
+BENCHMARKS = ["bench.cold_load", "bench.fanout"]
 
 
 def main() -> int:

@@ -97,6 +97,7 @@ def run(sizes: list[int], repeat: int) -> dict:
             server = start_server(Path(tmp), TANDEM_ROOM_IDLE_SECONDS="0.5")
             try:
                 server.token("bench")
+                server.grant("bench", "bench", "viewer")
                 cold = anyio.run(first_sync, server, repeat, True)
                 warm = anyio.run(first_sync, server, repeat, False)
             finally:

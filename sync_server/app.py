@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from quart import Quart, jsonify, websocket
 
 from doc_model import InvalidDocName, parse_doc_name
+from rules import can_read
 
-from . import accounts
+from . import access, accounts
 from .connection import CloseCode, Connection
 from .database import open_database
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
@@ -59,6 +60,8 @@ def create_app(
         db = open_database(settings.db, synchronous=settings.sqlite_synchronous)
         state["db"] = db
         state["accounts"] = db.conn
+        resolver = access.PermissionResolver(db.conn, ttl=settings.permission_cache_seconds)
+        state["access"] = resolver
         doc_store = store or SQLiteStore(
             settings.db,
             compact_threshold=settings.compact_threshold,
@@ -72,7 +75,10 @@ def create_app(
                 idle_unload_seconds=settings.room_idle_seconds,
             ),
             observers=observers,
-            permission_check=permission_check,
+            permission_check=permission_check or resolver.check,
+            on_rejected=lambda actor, doc_name, denial: access.record_rejection(
+                db.conn, actor, doc_name, denial
+            ),
             poll_seconds=settings.external_poll_seconds,
         )
         await rooms.start()
@@ -118,6 +124,17 @@ def create_app(
         except InvalidDocName as e:
             log.info("refused unknown document: %s", e, extra={"doc": doc, "user": user.name})
             await ws.close(CloseCode.UNKNOWN_DOCUMENT, str(e))
+            return
+        perms = state["access"].permissions(user.name, doc_name.project_id)
+        missing = can_read(perms, doc_name.kind)
+        if missing is not None:
+            log.info(
+                "refused read: needs %s", missing, extra={"doc": doc_name.name, "user": user.name}
+            )
+            await ws.close(
+                CloseCode.FORBIDDEN,
+                f"{user.name} may not read {doc_name.name}: needs {missing.value}",
+            )
             return
         actor = Actor(user.name)
         room = await state["rooms"].get(doc_name)

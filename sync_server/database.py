@@ -38,6 +38,40 @@ MIGRATIONS: list[str] = [
     ACCOUNT_SCHEMA,
     # 3: the snapshot's state vector, so a room can answer sync step 1 without decoding
     "ALTER TABLE documents ADD COLUMN snapshot_state BLOB",
+    # 4: custom roles, per-project grants, audit log
+    """
+    CREATE TABLE IF NOT EXISTS roles (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        permissions TEXT NOT NULL,
+        project TEXT,
+        created_by TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS roles_name_project ON roles (name, coalesce(project, ''));
+    CREATE TABLE IF NOT EXISTS grants (
+        user TEXT NOT NULL,
+        project TEXT NOT NULL,
+        role TEXT NOT NULL,
+        added TEXT NOT NULL DEFAULT '[]',
+        removed TEXT NOT NULL DEFAULT '[]',
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (user, project)
+    );
+    CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        project TEXT NOT NULL,
+        document TEXT,
+        action TEXT NOT NULL,
+        path TEXT,
+        reason TEXT,
+        detail TEXT
+    );
+    CREATE INDEX IF NOT EXISTS audit_project ON audit (project, id);
+    """,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")

@@ -25,8 +25,9 @@ from doc_model import (
     post_chat_message,
     set_budget,
 )
+from rules import Grant
 
-from . import accounts
+from . import access, accounts
 from .database import open_database
 from .offline_edit import edit_stored_document
 from .storage import SQLiteStore
@@ -80,9 +81,11 @@ async def seed_demo(db_path: str, *, project_id: str = "demo", task_count: int =
     """Seed the demo project unless it exists; returns a report whose last line is a demo token."""
     conn = open_database(db_path).conn
     try:
-        for user in TEAM:
+        for user, role in TEAM.items():
             if accounts.get_user(conn, user) is None:
                 accounts.create_user(conn, user, None, user.capitalize())
+            if access.get_grant(conn, user, project_id) is None:
+                access.set_grant(conn, Grant(user, project_id, role), DEMO_ACTOR)
         token = accounts.create_token(conn, "demo", "tandem demo")
     finally:
         conn.close()
@@ -195,12 +198,19 @@ async def seed_demo(db_path: str, *, project_id: str = "demo", task_count: int =
     )
 
 
-async def grant_project_role(db_path: str, project_id: str, user: str, role: str) -> None:
-    """Record ``user``'s role in the project's ``members`` map."""
+async def grant_project_role(
+    db_path: str, project_id: str, user: str, role: str, actor: str = "system:cli"
+) -> None:
+    """Grant ``user`` a role on the project, and show it in the project's ``members`` map."""
+    conn = open_database(db_path).conn
+    try:
+        access.set_grant(conn, Grant(user, project_id, role), actor)
+    finally:
+        conn.close()
     store = SQLiteStore(db_path)
     try:
         await edit_stored_document(
-            store, doc_name(project_id), "system:cli", lambda doc: add_member(doc, user, role)
+            store, doc_name(project_id), actor, lambda doc: add_member(doc, user, role)
         )
     finally:
         await store.close()

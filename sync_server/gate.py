@@ -41,8 +41,8 @@ class Denial:
     permission: str | None = None  # the permission the actor lacks, if that is why
 
 
-PermissionCheck = Callable[[Actor, DocName, Sequence[Change]], Denial | None]
-"""Decides whether ``actor`` may make ``changes`` to the document; None means allowed."""
+PermissionCheck = Callable[[Actor, DocName, Sequence[Change], Doc], Denial | None]
+"""Decides whether ``actor`` may make ``changes`` (already applied to ``doc``); None: allowed."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class Gate:
                 first = violations[0]
                 denial = Denial(reason=f"schema: {first}", path=first.path)
             elif self.permission_check is not None and changes:
-                denial = self.permission_check(actor, self.doc_name, changes)
+                denial = self.permission_check(actor, self.doc_name, changes, self.doc)
             if denial is None:
                 self._undo.clear()
                 own = self._updates[0] if len(self._updates) == 1 else None

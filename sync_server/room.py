@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pycrdt import Doc, Map, get_state, merge_updates
@@ -34,7 +34,7 @@ from doc_model import SCHEMA_VERSION, DocKind, DocName, migrate, schema_version
 
 from . import state_vectors
 from .connection import CloseCode, Connection
-from .gate import Gate, GateResult, NotAnUpdate, PermissionCheck, UnrevertableUpdate
+from .gate import Denial, Gate, GateResult, NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import (
     Actor,
     DocumentChanged,
@@ -55,6 +55,9 @@ from .protocol import (
 from .storage import build_document
 
 log = logging.getLogger("tandem.room")
+
+RejectionHook = Callable[[Actor, DocName, Denial], None]
+"""Told about every rejected transaction (the audit log)."""
 
 STORAGE_ORIGIN = "storage"
 MIGRATION_ACTOR = Actor("migration", kind="system")
@@ -105,8 +108,10 @@ class Room:
         settings: RoomSettings | None = None,
         observers: Sequence[DocumentObserver] = (),
         permission_check: PermissionCheck | None = None,
+        on_rejected: RejectionHook | None = None,
     ) -> None:
         self.doc_name = doc_name
+        self.on_rejected = on_rejected
         self.name = doc_name.name
         self.store = store
         self.settings = settings or RoomSettings()
@@ -338,6 +343,11 @@ class Room:
                 "permission": denial.permission,
             }
             batch.replies.append((conn, reply))
+            if self.on_rejected is not None:
+                try:
+                    self.on_rejected(conn.actor, self.doc_name, denial)
+                except Exception:
+                    log.exception("recording a rejection failed", extra={"doc": self.name})
             log.info(
                 "rejected update: %s (path %s)",
                 denial.reason,

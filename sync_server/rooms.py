@@ -10,7 +10,7 @@ from doc_model import DocName
 
 from .gate import PermissionCheck
 from .hooks import Actor, DocumentObserver, DocumentStore
-from .room import Room, RoomSettings
+from .room import RejectionHook, Room, RoomSettings
 
 log = logging.getLogger("tandem.rooms")
 
@@ -25,8 +25,10 @@ class RoomManager:
         settings: RoomSettings | None = None,
         observers: Sequence[DocumentObserver] = (),
         permission_check: PermissionCheck | None = None,
+        on_rejected: RejectionHook | None = None,
         poll_seconds: float = 1.0,
     ) -> None:
+        self.on_rejected = on_rejected
         self.store = store
         self.settings = settings or RoomSettings()
         self.observers = observers
@@ -62,6 +64,7 @@ class RoomManager:
             settings=self.settings,
             observers=self.observers,
             permission_check=self.permission_check,
+            on_rejected=self.on_rejected,
         )
         await room.load()
         room.on_unload.append(self._forget)

@@ -49,7 +49,8 @@ def hypercorn_config(settings: Settings) -> Config:
 
 
 def run(settings: Settings) -> None:
-    refuse_permessage_deflate()
+    if settings.ws_compression != "on":
+        refuse_permessage_deflate()
     app = create_app(settings)
     config = hypercorn_config(settings)
 

@@ -26,6 +26,10 @@ class Settings:
     static_dir: str = str(Path(__file__).resolve().parent.parent / "client_pwa" / "dist")
     log_level: str = "INFO"
     log_format: str = "text"  # "text" (key=value) or "json"
+    permission_cache_seconds: float = 1.0
+    ws_compression: str = (
+        "off"  # "on" lets Hypercorn negotiate permessage-deflate (measured: don't)
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -42,6 +42,26 @@ def tandem(*args: str, db: Path, stdin: str | None = None, check: bool = True) -
     return proc.stdout
 
 
+def grant_role(
+    db: Path, user: str, project: str, role: str = "owner", added=(), removed=()
+) -> None:
+    """Write a grant straight into the server's SQLite file (the server sees it within 1 s...
+    immediately for a user it has not looked up yet)."""
+    from rules import Grant, parse_permissions
+    from sync_server import access
+    from sync_server.database import open_database
+
+    conn = open_database(db).conn
+    try:
+        access.set_grant(
+            conn,
+            Grant(user, project, role, parse_permissions(added), parse_permissions(removed)),
+            "test",
+        )
+    finally:
+        conn.close()
+
+
 def make_token(db: Path, user: str) -> str:
     """Create ``user`` if needed and return a fresh API token (the CLI's last line)."""
     tandem("user", "create", user, db=db, stdin="", check=False)
@@ -69,6 +89,9 @@ class ServerProcess:
         if user not in self.tokens:
             self.tokens[user] = make_token(self.db, user)
         return self.tokens[user]
+
+    def grant(self, user: str, project: str, role: str = "owner", **kw) -> None:
+        grant_role(self.db, user, project, role, **kw)
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process

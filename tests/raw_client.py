@@ -56,8 +56,12 @@ class RawClient:
         *,
         tandem: bool = True,
         token: str | None = None,
+        role: str | None = "owner",
     ) -> AsyncIterator[RawClient]:
+        """Connect as ``user``; unless ``role`` is None, first grant it on the project."""
         params = {"token": token if token is not None else server.token(user)}
+        if role is not None and token is None:
+            server.grant(user, doc_name.split("/")[1], role)
         if tandem:
             params["tandem"] = "1"
         client: RawClient | None = None

@@ -45,6 +45,7 @@ class StockClient:
         stop, stopped = anyio.Event(), anyio.Event()
         self._stop, self._stopped = stop, stopped
         url = f"{self.server.ws_url}/{self.doc_name}"
+        self.server.grant(self.user, self.doc_name.split("/")[1], "owner")
         try:
             async with (
                 httpx.AsyncClient() as http,

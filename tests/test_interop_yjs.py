@@ -15,6 +15,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_offline_client_and_online_client_converge_with_the_server(server) -> None:
+    server.grant("alice", "interop", "manager")
+    server.grant("bob", "interop", "manager")
     out = run_node(
         "offline_merge.mjs",
         server.ws_url,

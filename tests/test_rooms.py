@@ -18,7 +18,7 @@ from sync_server.protocol import AwarenessEntry, encode_awareness, encode_awaren
 from sync_server.serve import hypercorn_config, refuse_permessage_deflate
 from sync_server.settings import Settings
 
-from .conftest import free_port, make_token, tandem
+from .conftest import free_port, grant_role, make_token, tandem
 from .raw_client import RawClient
 
 pytestmark = pytest.mark.anyio
@@ -127,6 +127,9 @@ class InProcessServer:
         if user not in self.tokens:
             self.tokens[user] = make_token(self.db, user)
         return self.tokens[user]
+
+    def grant(self, user: str, project: str, role: str = "owner") -> None:
+        grant_role(self.db, user, project, role)
 
 
 async def test_observers_see_accepted_changes_with_actor_and_paths_but_never_rejected_ones(

@@ -1,0 +1,287 @@
+"""Permissions: codes, roles as data, grants, and the one decision function. Pure: no I/O.
+
+Effective permissions of a user on a project come from
+    the role of their grant (a project role of that name wins over a global one)
+    + the permissions the grant adds - the permissions it removes.
+``decide`` maps one transaction's Changes to the permissions they need and
+allows it, or denies it naming the path and the missing permission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from doc_model import Change, DocKind
+
+
+class Permission(StrEnum):
+    VIEW_PROJECT = "view_project"
+    EDIT_PROJECT = "edit_project"
+    DELETE_PROJECT = "delete_project"
+    MANAGE_TEAM = "manage_team"
+    VIEW_TASKS = "view_tasks"
+    CREATE_TASKS = "create_tasks"
+    EDIT_OWN_TASKS = "edit_own_tasks"
+    EDIT_ALL_TASKS = "edit_all_tasks"
+    DELETE_TASKS = "delete_tasks"
+    ASSIGN_TASKS = "assign_tasks"
+    VIEW_RESOURCES = "view_resources"
+    MANAGE_RESOURCES = "manage_resources"
+    VIEW_BUDGET = "view_budget"
+    EDIT_BUDGET = "edit_budget"
+    VIEW_COSTS = "view_costs"
+    EDIT_COSTS = "edit_costs"
+    VIEW_ANALYTICS = "view_analytics"
+    EXPORT_DATA = "export_data"
+
+
+P = Permission
+ALL = frozenset(Permission)
+
+
+class UnknownPermission(ValueError):
+    pass
+
+
+def parse_permissions(codes: Iterable[str]) -> frozenset[Permission]:
+    out = set()
+    for code in codes:
+        try:
+            out.add(Permission(code))
+        except ValueError as e:
+            raise UnknownPermission(
+                f"unknown permission {code!r}; known: {', '.join(p.value for p in Permission)}"
+            ) from e
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    permissions: frozenset[Permission]
+    description: str = ""
+    project: str | None = None  # None: global
+    created_by: str | None = None
+    builtin: bool = False
+
+
+BUILTIN_ROLES: dict[str, Role] = {
+    role.name: role
+    for role in (
+        Role("owner", ALL, "Everything, including deleting the project", builtin=True),
+        Role(
+            "manager",
+            ALL - {P.DELETE_PROJECT},
+            "Runs the project: team, tasks, resources, budget",
+            builtin=True,
+        ),
+        Role(
+            "member",
+            frozenset(
+                {
+                    P.VIEW_PROJECT,
+                    P.VIEW_TASKS,
+                    P.CREATE_TASKS,
+                    P.EDIT_OWN_TASKS,
+                    P.ASSIGN_TASKS,
+                    P.VIEW_RESOURCES,
+                    P.VIEW_ANALYTICS,
+                }
+            ),
+            "Works on tasks: creates them and edits the ones assigned to them",
+            builtin=True,
+        ),
+        Role(
+            "viewer", frozenset({P.VIEW_PROJECT, P.VIEW_TASKS}), "Reads the project", builtin=True
+        ),
+        Role(
+            "finance",
+            frozenset(
+                {
+                    P.VIEW_PROJECT,
+                    P.VIEW_TASKS,
+                    P.VIEW_BUDGET,
+                    P.EDIT_BUDGET,
+                    P.VIEW_COSTS,
+                    P.EDIT_COSTS,
+                    P.VIEW_ANALYTICS,
+                    P.EXPORT_DATA,
+                }
+            ),
+            "Budget, costs and time entries",
+            builtin=True,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Grant:
+    user: str
+    project: str
+    role: str
+    added: frozenset[Permission] = frozenset()
+    removed: frozenset[Permission] = frozenset()
+
+
+def resolve_role(name: str, project: str, custom_roles: Iterable[Role]) -> Role | None:
+    """A project role of that name, else a global custom role, else a built-in one."""
+    global_match = None
+    for role in custom_roles:
+        if role.name != name:
+            continue
+        if role.project == project:
+            return role
+        if role.project is None:
+            global_match = role
+    return global_match or BUILTIN_ROLES.get(name)
+
+
+def effective_permissions(
+    grant: Grant | None, custom_roles: Iterable[Role]
+) -> frozenset[Permission]:
+    if grant is None:
+        return frozenset()
+    role = resolve_role(grant.role, grant.project, custom_roles)
+    base = role.permissions if role else frozenset()
+    return (base | grant.added) - grant.removed
+
+
+READ_PERMISSIONS: dict[DocKind, tuple[frozenset[Permission], ...]] = {
+    # any one of these sets grants read access (all permissions within a set are needed)
+    DocKind.MAIN: (frozenset({P.VIEW_PROJECT}),),
+    DocKind.CHAT: (frozenset({P.VIEW_PROJECT}),),
+    DocKind.FINANCE: (frozenset({P.VIEW_BUDGET}), frozenset({P.VIEW_COSTS})),
+    DocKind.RESOURCES: (frozenset({P.VIEW_RESOURCES}),),
+}
+
+
+def can_read(perms: frozenset[Permission], kind: DocKind) -> Permission | None:
+    """None if ``perms`` may read a ``kind`` document, else the (first) permission missing."""
+    options = READ_PERMISSIONS[kind]
+    if any(option <= perms for option in options):
+        return None
+    return next(iter(sorted(options[0] - perms)))
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+    path: str = ""
+    permission: Permission | None = None
+
+
+ALLOW = Decision(True)
+
+TaskLookup = Callable[[str], dict[str, Any] | None]
+"""Returns a task's fields (after the transaction) by id, or None if it no longer exists."""
+
+
+@dataclass
+class _Need:
+    path: str
+    any_of: tuple[Permission, ...]
+    what: str
+
+
+def _path(change: Change) -> str:
+    return "/".join(str(p) for p in change.path)
+
+
+def _task_needs(change: Change, user: str, task: TaskLookup, created: set[str]) -> list[_Need]:
+    path = _path(change)
+    if len(change.path) == 2:
+        task_id = str(change.path[1])
+        if change.action == "add":
+            created.add(task_id)
+            return [_Need(path, (P.CREATE_TASKS,), "create tasks")]
+        if change.action == "delete":
+            return [_Need(path, (P.DELETE_TASKS,), "delete tasks")]
+        return [_Need(path, (P.EDIT_ALL_TASKS,), "edit tasks")]
+    if len(change.path) < 2:
+        return [_Need(path, (P.EDIT_ALL_TASKS,), "edit tasks")]
+    task_id = str(change.path[1])
+    if task_id in created:
+        return []  # fields of a task created in this same transaction: covered by create_tasks
+    if change.field == "assignees":
+        return [_Need(path, (P.ASSIGN_TASKS,), "assign tasks")]
+    fields = task(task_id) or {}
+    assignees = fields.get("assignees") or []
+    if user in assignees:
+        return [_Need(path, (P.EDIT_OWN_TASKS, P.EDIT_ALL_TASKS), "edit tasks assigned to them")]
+    return [_Need(path, (P.EDIT_ALL_TASKS,), "edit tasks not assigned to them")]
+
+
+def _chat_needs(
+    change: Change, user: str, message: Callable[[int], dict[str, Any] | None]
+) -> list[_Need]:
+    path = _path(change)
+    if len(change.path) == 2 and change.action == "add" and isinstance(change.path[1], int):
+        msg = message(change.path[1]) or {}
+        if msg.get("author") != user:
+            return [_Need(path + "/author", (), "post as someone else")]
+        return [_Need(path, (P.VIEW_PROJECT,), "chat")]
+    return [_Need(path, (P.MANAGE_TEAM,), "edit or delete chat messages")]
+
+
+def decide(
+    perms: frozenset[Permission],
+    user: str,
+    kind: DocKind,
+    changes: Sequence[Change],
+    *,
+    task: TaskLookup = lambda _id: None,
+    message: Callable[[int], dict[str, Any] | None] = lambda _i: None,
+) -> Decision:
+    """Allow ``changes`` by ``user`` holding ``perms`` on a ``kind`` document, or say why not."""
+    needs: list[_Need] = []
+    created: set[str] = set()
+    for change in changes:
+        root = change.root
+        path = _path(change)
+        if kind is DocKind.MAIN:
+            if root == "tasks":
+                needs += _task_needs(change, user, task, created)
+            elif root == "members":
+                needs.append(_Need(path, (P.MANAGE_TEAM,), "change the team"))
+            else:  # meta, columns, milestones, rules
+                needs.append(_Need(path, (P.EDIT_PROJECT,), "edit the project"))
+        elif kind is DocKind.FINANCE:
+            if root == "budget":
+                needs.append(_Need(path, (P.EDIT_BUDGET,), "edit the budget"))
+            else:  # costs, time_entries
+                needs.append(_Need(path, (P.EDIT_COSTS,), "edit costs"))
+        elif kind is DocKind.RESOURCES:
+            needs.append(_Need(path, (P.MANAGE_RESOURCES,), "manage resources"))
+        else:
+            needs += _chat_needs(change, user, message)
+    for need in needs:
+        if not need.any_of:
+            return Decision(False, f"{user} may not {need.what}", need.path, None)
+        if not any(p in perms for p in need.any_of):
+            missing = need.any_of[-1] if len(need.any_of) > 1 else need.any_of[0]
+            return Decision(
+                False, f"{user} may not {need.what}: needs {missing.value}", need.path, missing
+            )
+    return ALLOW
+
+
+__all__ = [
+    "ALL",
+    "ALLOW",
+    "BUILTIN_ROLES",
+    "Decision",
+    "Grant",
+    "Permission",
+    "Role",
+    "UnknownPermission",
+    "can_read",
+    "decide",
+    "effective_permissions",
+    "parse_permissions",
+    "resolve_role",
+]

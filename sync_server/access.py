@@ -1,0 +1,248 @@
+"""Who may do what: roles, grants and the audit log in SQLite, and the gate's permission check.
+
+The decision itself is ``rules.decide`` (pure); this module feeds it the
+user's effective permissions (cached for ``ttl`` seconds, so a grant changed
+by the CLI or another server takes effect within that time) and the task
+fields it needs to judge ownership.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+
+from pycrdt import Array, Doc, Map
+
+from doc_model import Change, DocName
+from rules import (
+    BUILTIN_ROLES,
+    Grant,
+    Permission,
+    Role,
+    decide,
+    effective_permissions,
+    parse_permissions,
+)
+
+from .gate import Denial
+from .hooks import Actor
+
+
+class AccessError(ValueError):
+    """A refused change to roles or grants, with a user-facing reason."""
+
+
+def _perms_json(perms: frozenset[Permission]) -> str:
+    return json.dumps(sorted(p.value for p in perms))
+
+
+def get_grant(conn: sqlite3.Connection, user: str, project: str) -> Grant | None:
+    row = conn.execute(
+        "SELECT role, added, removed FROM grants WHERE user = ? AND project = ?", (user, project)
+    ).fetchone()
+    if row is None:
+        return None
+    return Grant(
+        user,
+        project,
+        row[0],
+        parse_permissions(json.loads(row[1])),
+        parse_permissions(json.loads(row[2])),
+    )
+
+
+def list_grants(conn: sqlite3.Connection, project: str) -> list[Grant]:
+    rows = conn.execute(
+        "SELECT user, role, added, removed FROM grants WHERE project = ? ORDER BY user", (project,)
+    ).fetchall()
+    return [
+        Grant(u, project, r, parse_permissions(json.loads(a)), parse_permissions(json.loads(d)))
+        for u, r, a, d in rows
+    ]
+
+
+def custom_roles(conn: sqlite3.Connection, project: str | None = None) -> list[Role]:
+    """Global custom roles, plus the project's own when ``project`` is given."""
+    rows = conn.execute(
+        "SELECT name, permissions, description, project, created_by FROM roles"
+        " WHERE project IS NULL OR project = ? ORDER BY name",
+        (project,),
+    ).fetchall()
+    return [Role(n, parse_permissions(json.loads(p)), d, pr, c) for n, p, d, pr, c in rows]
+
+
+def set_grant(conn: sqlite3.Connection, grant: Grant, actor: str) -> None:
+    known = {r.name for r in custom_roles(conn, grant.project)} | set(BUILTIN_ROLES)
+    if grant.role not in known:
+        raise AccessError(f"no role named {grant.role!r} for project {grant.project!r}")
+    with conn:
+        conn.execute(
+            "INSERT INTO grants (user, project, role, added, removed, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(user, project) DO UPDATE SET"
+            " role = excluded.role, added = excluded.added, removed = excluded.removed,"
+            " updated_at = excluded.updated_at",
+            (
+                grant.user,
+                grant.project,
+                grant.role,
+                _perms_json(grant.added),
+                _perms_json(grant.removed),
+                time.time(),
+            ),
+        )
+        _audit(
+            conn,
+            actor,
+            grant.project,
+            None,
+            "grant.set",
+            None,
+            None,
+            {
+                "user": grant.user,
+                "role": grant.role,
+                "added": sorted(grant.added),
+                "removed": sorted(grant.removed),
+            },
+        )
+
+
+def delete_grant(conn: sqlite3.Connection, user: str, project: str, actor: str) -> bool:
+    with conn:
+        cur = conn.execute("DELETE FROM grants WHERE user = ? AND project = ?", (user, project))
+        if cur.rowcount:
+            _audit(conn, actor, project, None, "grant.delete", None, None, {"user": user})
+    return cur.rowcount > 0
+
+
+def create_role(conn: sqlite3.Connection, role: Role, actor: str) -> None:
+    if role.name in BUILTIN_ROLES:
+        raise AccessError(f"{role.name!r} is a built-in role")
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO roles (name, description, permissions, project, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    role.name,
+                    role.description,
+                    _perms_json(role.permissions),
+                    role.project,
+                    actor,
+                    time.time(),
+                ),
+            )
+            _audit(
+                conn,
+                actor,
+                role.project or "*",
+                None,
+                "role.create",
+                None,
+                None,
+                {"role": role.name, "permissions": sorted(role.permissions)},
+            )
+    except sqlite3.IntegrityError as e:
+        raise AccessError(f"role {role.name!r} already exists there") from e
+
+
+def record_rejection(
+    conn: sqlite3.Connection, actor: Actor, doc_name: DocName, denial: Denial
+) -> None:
+    with conn:
+        _audit(
+            conn,
+            str(actor),
+            doc_name.project_id,
+            doc_name.name,
+            "update.rejected",
+            denial.path,
+            denial.reason,
+            {"permission": denial.permission} if denial.permission else None,
+        )
+
+
+def _audit(conn, actor, project, document, action, path, reason, detail) -> None:
+    conn.execute(
+        "INSERT INTO audit (at, actor, project, document, action, path, reason, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            time.time(),
+            actor,
+            project,
+            document,
+            action,
+            path,
+            reason,
+            json.dumps(detail) if detail is not None else None,
+        ),
+    )
+
+
+def list_audit(conn: sqlite3.Connection, project: str, limit: int = 100) -> list[dict]:
+    rows = conn.execute(
+        "SELECT id, at, actor, document, action, path, reason, detail FROM audit"
+        " WHERE project = ? ORDER BY id DESC LIMIT ?",
+        (project, limit),
+    ).fetchall()
+    keys = ("id", "at", "actor", "document", "action", "path", "reason", "detail")
+    out = [dict(zip(keys, row, strict=True)) for row in rows]
+    for entry in out:
+        entry["detail"] = json.loads(entry["detail"]) if entry["detail"] else None
+    return out
+
+
+class PermissionResolver:
+    """Effective permissions per (user, project), cached briefly."""
+
+    def __init__(self, conn: sqlite3.Connection, ttl: float = 1.0) -> None:
+        self.conn = conn
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, frozenset[Permission]]] = {}
+
+    def permissions(self, user: str, project: str) -> frozenset[Permission]:
+        now = time.monotonic()
+        hit = self._cache.get((user, project))
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        perms = effective_permissions(
+            get_grant(self.conn, user, project), custom_roles(self.conn, project)
+        )
+        self._cache[(user, project)] = (now, perms)
+        return perms
+
+    def check(
+        self, actor: Actor, doc_name: DocName, changes: Sequence[Change], doc: Doc
+    ) -> Denial | None:
+        """The gate's permission check (see gate.PermissionCheck)."""
+        if actor.kind != "user":
+            return None  # the server's own features act with their own checks
+        perms = self.permissions(actor.user_id, doc_name.project_id)
+        tasks = doc.get("tasks", type=Map) if doc_name.kind.value == "main" else None
+        messages = doc.get("messages", type=Array) if doc_name.kind.value == "chat" else None
+
+        def task(task_id: str) -> dict | None:
+            if tasks is None or task_id not in tasks:
+                return None
+            value = tasks[task_id]
+            if not isinstance(value, Map):
+                return None
+            assignees = value.get("assignees")
+            return {"assignees": list(assignees) if isinstance(assignees, Array) else []}
+
+        def message(index: int) -> dict | None:
+            if messages is None or index >= len(messages):
+                return None
+            value = messages[index]
+            return {"author": value.get("author")} if isinstance(value, Map) else None
+
+        decision = decide(perms, actor.user_id, doc_name.kind, changes, task=task, message=message)
+        if decision.allowed:
+            return None
+        return Denial(
+            decision.reason,
+            decision.path,
+            decision.permission.value if decision.permission else None,
+        )
