@@ -197,7 +197,6 @@ def _task_needs(change: Change, user: str, task: TaskLookup, created: set[str]) 
     if len(change.path) == 2:
         task_id = str(change.path[1])
         if change.action == "add":
-            created.add(task_id)
             return [_Need(path, (P.CREATE_TASKS,), "create tasks")]
         if change.action == "delete":
             return [_Need(path, (P.DELETE_TASKS,), "delete tasks")]
@@ -239,7 +238,12 @@ def decide(
 ) -> Decision:
     """Allow ``changes`` by ``user`` holding ``perms`` on a ``kind`` document, or say why not."""
     needs: list[_Need] = []
-    created: set[str] = set()
+    # tasks this transaction creates: their fields are covered by create_tasks, in any event order
+    created = {
+        str(c.path[1])
+        for c in changes
+        if kind is DocKind.MAIN and c.root == "tasks" and len(c.path) == 2 and c.action == "add"
+    }
     for change in changes:
         root = change.root
         path = _path(change)
@@ -263,7 +267,7 @@ def decide(
         if not need.any_of:
             return Decision(False, f"{user} may not {need.what}", need.path, None)
         if not any(p in perms for p in need.any_of):
-            missing = need.any_of[-1] if len(need.any_of) > 1 else need.any_of[0]
+            missing = need.any_of[0]  # the least that would have allowed it
             return Decision(
                 False, f"{user} may not {need.what}: needs {missing.value}", need.path, missing
             )
