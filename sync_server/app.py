@@ -143,6 +143,9 @@ def create_app(
             actor,
             wants_tandem_messages=ws.args.get("tandem") == "1",
             max_queue_bytes=settings.send_queue_bytes,
+            display_name=user.display_name,
+            presence_rate=settings.presence_per_second,
+            presence_burst=settings.presence_burst,
         )
         extra = {"doc": doc_name.name, "user": user.name, "conn": conn.id}
         room.join(conn)

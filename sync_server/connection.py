@@ -14,6 +14,7 @@ import logging
 from typing import Any, Protocol
 
 from .hooks import Actor
+from .presence import TokenBucket
 from .protocol import encode_permission_denied, encode_tandem
 
 log = logging.getLogger("tandem.sync")
@@ -49,6 +50,9 @@ class Connection:
         *,
         wants_tandem_messages: bool,
         max_queue_bytes: int,
+        display_name: str = "",
+        presence_rate: float = 20.0,
+        presence_burst: float = 40.0,
     ) -> None:
         self.id = next(_ids)
         self.ws = ws
@@ -56,7 +60,11 @@ class Connection:
         self.wants_tandem_messages = wants_tandem_messages
         self.max_queue_bytes = max_queue_bytes
         self.updates_received = 0  # numbers this client's update messages for acks
+        self.display_name = display_name or actor.user_id
         self.awareness_ids: set[int] = set()
+        self.presence_bucket = TokenBucket(presence_rate, presence_burst)
+        self.pending_presence: dict[int, Any] = {}  # client id -> newest AwarenessEntry
+        self.presence_flush: asyncio.TimerHandle | None = None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queued_bytes = 0
         self.closed = asyncio.Event()

@@ -43,6 +43,7 @@ from .hooks import (
     StoredDocument,
     UpdateRecord,
 )
+from .presence import bind_identity
 from .protocol import (
     AwarenessEntry,
     AwarenessMessage,
@@ -240,6 +241,8 @@ class Room:
 
     def leave(self, conn: Connection) -> None:
         self.connections.pop(conn.id, None)
+        if conn.presence_flush is not None:
+            conn.presence_flush.cancel()
         gone = [
             AwarenessEntry(cid, self.awareness[cid][0] + 1, None)
             for cid in conn.awareness_ids
@@ -456,28 +459,46 @@ class Room:
     # -- presence --------------------------------------------------------------
 
     def receive_awareness(self, conn: Connection, message: AwarenessMessage) -> None:
-        """Relay presence, refusing to let one connection speak for another's client ids."""
-        accepted: list[AwarenessEntry] = []
+        """Relay presence under the sender's real identity, at most at the connection's rate.
+
+        One connection cannot speak for another's client ids, and a state's
+        ``user.id`` / ``user.name`` are always the authenticated user's. Past the
+        rate limit, the newest state per client id waits for the next token, so
+        the last position is never lost, only delayed.
+        """
         for entry in message.entries:
             current = self.awareness.get(entry.client_id)
             if current is not None and current[2] != conn.id:
                 continue  # owned by someone else
             if current is not None and entry.clock < current[0]:
                 continue  # stale
-            accepted.append(entry)
+            state = bind_identity(entry.state, conn.actor.user_id, conn.display_name)
+            conn.pending_presence[entry.client_id] = AwarenessEntry(
+                entry.client_id, entry.clock, state
+            )
+        if conn.pending_presence and conn.presence_flush is None:
+            self._flush_presence(conn)
+
+    def _flush_presence(self, conn: Connection) -> None:
+        conn.presence_flush = None
+        if not conn.pending_presence or conn.id not in self.connections:
+            return
+        if not conn.presence_bucket.take():
+            wait = conn.presence_bucket.wait_seconds()
+            conn.presence_flush = asyncio.get_running_loop().call_later(
+                wait, self._flush_presence, conn
+            )
+            return
+        entries = list(conn.pending_presence.values())
+        conn.pending_presence.clear()
+        for entry in entries:
             if entry.state is None:
                 self.awareness.pop(entry.client_id, None)
                 conn.awareness_ids.discard(entry.client_id)
             else:
                 self.awareness[entry.client_id] = (entry.clock, entry.state, conn.id)
                 conn.awareness_ids.add(entry.client_id)
-        if not accepted:
-            return
-        if len(accepted) == len(message.entries):
-            out = encode_awareness(message.update)
-        else:
-            out = encode_awareness(encode_awareness_update(accepted))
-        self._send_to_all(out, exclude=conn.id)
+        self._send_to_all(encode_awareness(encode_awareness_update(entries)), exclude=conn.id)
 
     def awareness_snapshot(self) -> bytes:
         entries = [AwarenessEntry(c, clock, s) for c, (clock, s, _) in self.awareness.items()]

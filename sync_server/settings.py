@@ -27,6 +27,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # "text" (key=value) or "json"
     permission_cache_seconds: float = 1.0
+    presence_per_second: float = 20.0
+    presence_burst: float = 40.0
     ws_compression: str = (
         "off"  # "on" lets Hypercorn negotiate permessage-deflate (measured: don't)
     )

@@ -87,16 +87,22 @@ async def test_presence_is_relayed_and_nobody_can_speak_for_another_client(serve
     ):
         await alice.sync()
         await bob.sync()
-        await alice.send(presence(42, 1, {"user": "alice", "viewing": "t1"}))
+        # alice claims to be Bob: the server stamps her real identity, keeps the rest
+        await alice.send(
+            presence(42, 1, {"user": {"name": "Bob", "color": "#f00"}, "viewing": "t1"})
+        )
         with anyio.fail_after(5):
             while not bob.awareness:
                 await bob.recv()
-        assert bob.awareness[-1].entries[0].state == {"user": "alice", "viewing": "t1"}
+        assert bob.awareness[-1].entries[0].state == {
+            "user": {"id": "alice", "name": "alice", "color": "#f00"},
+            "viewing": "t1",
+        }
         async with RawClient.connect(server, "p/presence", "mallory") as mallory:
             await mallory.sync()
             await mallory.send(presence(42, 9, {"user": "mallory"}))  # alice's client id
             await bob.drain(0.5)
-            assert all(e.state != {"user": "mallory"} for m in bob.awareness for e in m.entries)
+            assert all(e.state["user"]["id"] != "mallory" for m in bob.awareness for e in m.entries)
         bob.awareness.clear()
     # alice left: whoever is still there is told her client is gone
     async with RawClient.connect(server, "p/presence", "carol") as carol:
@@ -196,3 +202,21 @@ async def test_an_older_document_is_migrated_when_its_room_decodes_it(server) ->
             while schema_version(bob.doc) < SCHEMA_VERSION:
                 await bob.recv()
     assert "migrated from schema" in server.log()
+
+
+async def test_presence_is_rate_limited_but_the_last_state_always_arrives(server) -> None:
+    async with (
+        RawClient.connect(server, "p/busy", "alice") as alice,
+        RawClient.connect(server, "p/busy", "bob") as bob,
+    ):
+        await alice.sync()
+        await bob.sync()
+        for i in range(200):  # a cursor moving as fast as the client can send
+            await alice.send(presence(7, i + 1, {"cursor": i}))
+        with anyio.fail_after(10):
+            while not any(
+                e.state and e.state.get("cursor") == 199 for m in bob.awareness for e in m.entries
+            ):
+                await bob.recv()
+        relayed = len(bob.awareness)
+    assert relayed < 100, f"{relayed} presence messages relayed for 200 sent in a burst"
