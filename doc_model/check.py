@@ -12,11 +12,12 @@ from pycrdt import Array, Doc, Map, Text
 
 from .changes import Change
 from .names import DocKind
-from .schema import ENTITIES, ID_PATTERN, ROOT_SPECS, ROOTS, TASK_STATUSES
+from .schema import ENTITIES, ID_PATTERN, ROLE_PATTERN, ROOT_SPECS, ROOTS, TASK_STATUSES
 
 _ID = re.compile(ID_PATTERN, re.ASCII)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _CURRENCY = re.compile(r"[A-Z]{3}", re.ASCII)
+_ROLE = re.compile(ROLE_PATTERN, re.ASCII)
 MAX_STRING = 100_000
 
 
@@ -53,6 +54,8 @@ def check_value(field_type: str, value: Any) -> str | None:
         return None if isinstance(value, str) and len(value) <= MAX_STRING else "string"
     if field_type == "id":
         return None if isinstance(value, str) and _ID.fullmatch(value) else "id"
+    if field_type == "role":
+        return None if isinstance(value, str) and _ROLE.fullmatch(value) else "role name"
     if field_type == "currency":
         return None if isinstance(value, str) and _CURRENCY.fullmatch(value) else "ISO 4217 code"
     if field_type.startswith("enum:"):

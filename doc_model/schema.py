@@ -21,6 +21,7 @@ PRIORITIES = ("low", "medium", "high", "urgent")
 PROJECT_STATUSES = ("planning", "active", "on_hold", "completed", "archived")
 ROLES = ("owner", "manager", "member", "viewer", "finance")
 ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+ROLE_PATTERN = r"[a-z][a-z0-9_-]{0,39}"  # built-in or custom role names
 
 ROOTS: dict[DocKind, dict[str, type[Map] | type[Array] | type[Text]]] = {
     DocKind.MAIN: {
@@ -152,7 +153,7 @@ class RootSpec:
 
 ROOT_SPECS: dict[str, RootSpec] = {
     "meta": RootSpec("record", entity="meta"),
-    "members": RootSpec("dict", value=_enum(ROLES)),
+    "members": RootSpec("dict", value="role"),
     "columns": RootSpec("list", value="str"),
     "tasks": RootSpec("collection", entity="task"),
     "milestones": RootSpec("collection", entity="milestone"),

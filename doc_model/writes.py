@@ -8,13 +8,14 @@ Everything they write passes ``check_changes``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
 
 from .order import order_key_between
-from .schema import PROJECT_STATUSES, ROLES, SCHEMA_VERSION, TASK_STATUSES
+from .schema import PROJECT_STATUSES, ROLE_PATTERN, ROLES, SCHEMA_VERSION, TASK_STATUSES
 from .snapshot import TaskCreate, TaskUpdate
 
 
@@ -207,8 +208,8 @@ def delete_task(doc: Doc, task_id: str) -> None:
 
 
 def add_member(doc: Doc, user: str, role: str) -> None:
-    if role not in ROLES:
-        raise InvalidWrite(f"role must be one of {', '.join(ROLES)}")
+    if not re.fullmatch(ROLE_PATTERN, role):
+        raise InvalidWrite(f"invalid role name {role!r}: built-in ({', '.join(ROLES)}) or custom")
     doc.get("members", type=Map)[user] = role
 
 

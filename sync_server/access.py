@@ -148,6 +148,54 @@ def create_role(conn: sqlite3.Connection, role: Role, actor: str) -> None:
         raise AccessError(f"role {role.name!r} already exists there") from e
 
 
+def update_role(
+    conn: sqlite3.Connection,
+    project: str,
+    name: str,
+    permissions: frozenset[Permission] | None,
+    description: str | None,
+    actor: str,
+) -> Role:
+    row = conn.execute(
+        "SELECT id, permissions, description FROM roles WHERE project = ? AND name = ?",
+        (project, name),
+    ).fetchone()
+    if row is None:
+        raise AccessError(f"no custom role {name!r} in project {project!r}")
+    perms = permissions if permissions is not None else parse_permissions(json.loads(row[1]))
+    desc = description if description is not None else row[2]
+    with conn:
+        conn.execute(
+            "UPDATE roles SET permissions = ?, description = ? WHERE id = ?",
+            (_perms_json(perms), desc, row[0]),
+        )
+        _audit(
+            conn,
+            actor,
+            project,
+            None,
+            "role.update",
+            None,
+            None,
+            {"role": name, "permissions": sorted(perms)},
+        )
+    return Role(name, perms, desc, project)
+
+
+def delete_role(conn: sqlite3.Connection, project: str, name: str, actor: str) -> None:
+    in_use = conn.execute(
+        "SELECT count(*) FROM grants WHERE project = ? AND role = ?", (project, name)
+    ).fetchone()[0]
+    if in_use:
+        raise AccessError(f"role {name!r} is in use by {in_use} grant(s); change them first")
+    with conn:
+        cur = conn.execute("DELETE FROM roles WHERE project = ? AND name = ?", (project, name))
+        if cur.rowcount:
+            _audit(conn, actor, project, None, "role.delete", None, None, {"role": name})
+    if not cur.rowcount:
+        raise AccessError(f"no custom role {name!r} in project {project!r}")
+
+
 def record_rejection(
     conn: sqlite3.Connection, actor: Actor, doc_name: DocName, denial: Denial
 ) -> None:

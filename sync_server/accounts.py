@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 TOKEN_PREFIX = "tdm_"
+SESSION_PREFIX = "tds_"
+SESSION_SECONDS = 12 * 3600
 LAST_USED_RESOLUTION_SECONDS = 60  # do not write on every request
 
 _hasher = PasswordHasher()
@@ -132,6 +135,71 @@ def authenticate_token(conn: sqlite3.Connection, token: str) -> User | None:
         except sqlite3.OperationalError:
             pass  # a busy database must not refuse a valid token; the timestamp is advisory
     return User(row[2], row[3], row[4])
+
+
+def _serializer(conn: sqlite3.Connection) -> URLSafeTimedSerializer:
+    """Signs session tokens with a secret made on first use and kept in the database."""
+    row = conn.execute("SELECT value FROM server_secrets WHERE name = 'session'").fetchone()
+    if row is None:
+        with conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO server_secrets (name, value) VALUES ('session', ?)",
+                (secrets.token_urlsafe(48),),
+            )
+        row = conn.execute("SELECT value FROM server_secrets WHERE name = 'session'").fetchone()
+    return URLSafeTimedSerializer(row[0], salt="tandem-session")
+
+
+def login(
+    conn: sqlite3.Connection, name: str, password: str, seconds: int = SESSION_SECONDS
+) -> tuple[str, float] | None:
+    """A signed session token and its expiry for a correct password, else None."""
+    user = verify_password(conn, name, password)
+    if user is None:
+        return None
+    session_id = secrets.token_urlsafe(16)
+    now = time.time()
+    with conn:
+        conn.execute(
+            "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            (session_id, user.id, now, now + seconds),
+        )
+    return SESSION_PREFIX + _serializer(conn).dumps({"sid": session_id}), now + seconds
+
+
+def authenticate_session(conn: sqlite3.Connection, token: str) -> User | None:
+    try:
+        data = _serializer(conn).loads(token[len(SESSION_PREFIX) :], max_age=SESSION_SECONDS)
+    except (BadSignature, SignatureExpired):
+        return None
+    row = conn.execute(
+        "SELECT u.id, u.name, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.id = ? AND s.revoked_at IS NULL AND s.expires_at > ?",
+        (data.get("sid") if isinstance(data, dict) else None, time.time()),
+    ).fetchone()
+    return User(*row) if row else None
+
+
+def logout(conn: sqlite3.Connection, token: str) -> bool:
+    try:
+        data = _serializer(conn).loads(token[len(SESSION_PREFIX) :])
+    except BadSignature:
+        return False
+    with conn:
+        cur = conn.execute(
+            "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (time.time(), data.get("sid") if isinstance(data, dict) else None),
+        )
+    return cur.rowcount > 0
+
+
+def authenticate(conn: sqlite3.Connection, token: str | None) -> User | None:
+    """The user behind an API token or a session token."""
+    if not token:
+        return None
+    if token.startswith(SESSION_PREFIX):
+        return authenticate_session(conn, token)
+    return authenticate_token(conn, token)
 
 
 def list_tokens(conn: sqlite3.Connection, user_name: str) -> list[TokenInfo]:

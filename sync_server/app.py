@@ -9,14 +9,17 @@ from collections.abc import Sequence
 
 from quart import Quart, jsonify, websocket
 
-from doc_model import InvalidDocName, parse_doc_name
+from doc_model import InvalidDocName, add_member, doc_name, parse_doc_name, remove_member
 from rules import can_read
 
 from . import access, accounts
+from .api_access import access_api
 from .connection import CloseCode, Connection
 from .database import open_database
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
+from .offline_edit import edit_stored_document
+from .problems import TITLES, problem_response
 from .protocol import (
     AwarenessMessage,
     ProtocolError,
@@ -53,7 +56,29 @@ def create_app(
     settings = settings or Settings.from_env()
     app = Quart("tandem")
     app.config["TANDEM_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     state: dict = {}
+    app.register_blueprint(access_api(state))
+
+    for status in (400, 404, 405, 413):
+
+        @app.errorhandler(status)
+        async def http_problem(error, status=status):
+            detail = getattr(error, "description", None) or TITLES.get(status, "error")
+            return problem_response(status, str(detail))
+
+    async def project_members(project: str, user: str, role: str | None) -> None:
+        """Show a grant change in the project's members map (the running room catches up)."""
+
+        def edit(doc):
+            if role is None:
+                remove_member(doc, user)
+            else:
+                add_member(doc, user, role)
+
+        await edit_stored_document(state["store"], doc_name(project), "system:team", edit)
+
+    state["project_members"] = project_members
 
     @app.before_serving
     async def startup() -> None:
@@ -105,7 +130,7 @@ def create_app(
         if not token:
             return None
         try:
-            return accounts.authenticate_token(state["accounts"], token)
+            return accounts.authenticate(state["accounts"], token)
         except sqlite3.Error:
             log.exception("token lookup failed")
             return None

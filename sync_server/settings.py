@@ -17,6 +17,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_message_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
     coalesce_ms: float = 5.0
     room_idle_seconds: float = 30.0
     external_poll_seconds: float = 1.0

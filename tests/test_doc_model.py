@@ -319,7 +319,7 @@ def test_helpers_refuse_what_the_schema_refuses() -> None:
     with pytest.raises(TaskNotFound):
         move_task(doc, "missing", "done")
     with pytest.raises(InvalidWrite):
-        add_member(doc, "ann", "emperor")
+        add_member(doc, "ann", "Emperor of Everything!")
     with pytest.raises(InvalidWrite):
         create_milestone(doc, "  ")
     with pytest.raises(ValueError):

@@ -1,0 +1,295 @@
+"""REST: login, my permissions, roles, grants and the audit log (under /api/v1)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from quart import Blueprint, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from doc_model import InvalidDocName, parse_doc_name
+from rules import (
+    BUILTIN_ROLES,
+    Grant,
+    Permission,
+    Role,
+    UnknownPermission,
+    effective_permissions,
+    parse_permissions,
+)
+
+from . import access, accounts
+from .problems import Problem, problem_response
+
+
+class LoginBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RoleBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
+    description: str = Field(default="", max_length=500)
+    permissions: list[str] = Field(max_length=len(Permission))
+    project: str = Field(min_length=1, max_length=64)
+
+
+class RoleUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str | None = Field(default=None, max_length=500)
+    permissions: list[str] | None = Field(default=None, max_length=len(Permission))
+
+
+class GrantBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: str = Field(min_length=1, max_length=40)
+    added: list[str] = Field(default_factory=list, max_length=len(Permission))
+    removed: list[str] = Field(default_factory=list, max_length=len(Permission))
+
+
+def _role_json(role: Role) -> dict[str, Any]:
+    return {
+        "name": role.name,
+        "description": role.description,
+        "permissions": sorted(p.value for p in role.permissions),
+        "project": role.project,
+        "builtin": role.builtin,
+    }
+
+
+def access_api(state: dict) -> Blueprint:
+    bp = Blueprint("access_api", __name__, url_prefix="/api/v1")
+
+    def conn() -> sqlite3.Connection:
+        return state["accounts"]
+
+    def caller() -> accounts.User:
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else None
+        user = accounts.authenticate(conn(), token) if token else None
+        if user is None:
+            raise Problem(
+                401, "send a valid API or session token as 'Authorization: Bearer <token>'"
+            )
+        return user
+
+    def project_id(value: str) -> str:
+        try:
+            return parse_doc_name(f"p/{value}").project_id
+        except InvalidDocName as e:
+            raise Problem(404, str(e)) from e
+
+    def perms_of(user: str, project: str) -> frozenset[Permission]:
+        return effective_permissions(
+            access.get_grant(conn(), user, project), access.custom_roles(conn(), project)
+        )
+
+    def require(user: accounts.User, project: str, permission: Permission) -> frozenset[Permission]:
+        perms = perms_of(user.name, project)
+        if permission not in perms:
+            raise Problem(
+                403,
+                f"{user.name} needs {permission.value} on project {project!r}",
+                permission=permission.value,
+            )
+        return perms
+
+    async def body(model: type[BaseModel]) -> Any:
+        if not request.is_json:
+            raise Problem(415, "send a JSON body with Content-Type: application/json")
+        try:
+            data = await request.get_json(force=True)
+        except HTTPException as e:
+            if e.code == 413:
+                raise Problem(
+                    413, f"the body is larger than {request.max_content_length} bytes"
+                ) from e
+            raise Problem(400, "the body is not valid JSON") from e
+        except Exception as e:
+            raise Problem(400, "the body is not valid JSON") from e
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            first = e.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "body"
+            raise Problem(
+                422,
+                f"{field}: {first['msg']}",
+                field=field,
+                errors=[
+                    {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+                    for err in e.errors()
+                ],
+            ) from e
+
+    def permissions_or_422(codes: list[str]) -> frozenset[Permission]:
+        try:
+            return parse_permissions(codes)
+        except UnknownPermission as e:
+            raise Problem(422, str(e), field="permissions") from e
+
+    @bp.errorhandler(Problem)
+    async def handle_problem(e: Problem):
+        return problem_response(e.status, e.detail, **e.extra)
+
+    @bp.post("/login")
+    async def login():
+        data = await body(LoginBody)
+        result = accounts.login(conn(), data.username, data.password)
+        if result is None:
+            raise Problem(401, "wrong user name or password")
+        token, expires = result
+        return jsonify(token=token, token_type="Bearer", expires_at=expires)
+
+    @bp.post("/logout")
+    async def logout():
+        caller()
+        token = request.headers.get("Authorization", "")[7:].strip()
+        if not token.startswith(accounts.SESSION_PREFIX):
+            raise Problem(
+                400, "only session tokens log out; revoke API tokens with `tandem token revoke`"
+            )
+        accounts.logout(conn(), token)
+        return "", 204
+
+    @bp.get("/me/permissions")
+    async def my_permissions():
+        user = caller()
+        project = request.args.get("project")
+        if not project:
+            raise Problem(422, "query parameter 'project' is required", field="project")
+        project = project_id(project)
+        grant = access.get_grant(conn(), user.name, project)
+        perms = perms_of(user.name, project)
+        return jsonify(
+            user=user.name,
+            project=project,
+            role=grant.role if grant else None,
+            permissions=sorted(p.value for p in perms),
+        )
+
+    @bp.get("/projects/<project>/roles")
+    async def list_roles(project: str):
+        user = caller()
+        project = project_id(project)
+        require(user, project, Permission.VIEW_PROJECT)
+        roles = list(BUILTIN_ROLES.values()) + access.custom_roles(conn(), project)
+        return jsonify(roles=[_role_json(r) for r in roles])
+
+    @bp.post("/projects/<project>/roles")
+    async def create_role(project: str):
+        user = caller()
+        project = project_id(project)
+        data = await body(RoleBody)
+        if data.project != project:
+            raise Problem(422, "body.project must match the URL's project", field="project")
+        mine = require(user, project, Permission.MANAGE_TEAM)
+        perms = permissions_or_422(data.permissions)
+        if not perms <= mine:
+            extra = sorted(p.value for p in perms - mine)
+            raise Problem(
+                403, f"a role cannot give permissions you do not have: {', '.join(extra)}"
+            )
+        try:
+            access.create_role(conn(), Role(data.name, perms, data.description, project), user.name)
+        except access.AccessError as e:
+            raise Problem(409, str(e)) from e
+        return jsonify(_role_json(Role(data.name, perms, data.description, project))), 201
+
+    @bp.patch("/projects/<project>/roles/<name>")
+    async def update_role(project: str, name: str):
+        user = caller()
+        project = project_id(project)
+        data = await body(RoleUpdate)
+        mine = require(user, project, Permission.MANAGE_TEAM)
+        perms = permissions_or_422(data.permissions) if data.permissions is not None else None
+        if perms is not None and not perms <= mine:
+            raise Problem(403, "a role cannot give permissions you do not have")
+        try:
+            role = access.update_role(conn(), project, name, perms, data.description, user.name)
+        except access.AccessError as e:
+            raise Problem(404, str(e)) from e
+        return jsonify(_role_json(role))
+
+    @bp.delete("/projects/<project>/roles/<name>")
+    async def delete_role(project: str, name: str):
+        user = caller()
+        project = project_id(project)
+        require(user, project, Permission.MANAGE_TEAM)
+        try:
+            access.delete_role(conn(), project, name, user.name)
+        except access.AccessError as e:
+            raise Problem(409 if "in use" in str(e) else 404, str(e)) from e
+        return "", 204
+
+    @bp.get("/projects/<project>/grants")
+    async def list_grants(project: str):
+        user = caller()
+        project = project_id(project)
+        require(user, project, Permission.VIEW_PROJECT)
+        return jsonify(
+            grants=[
+                {
+                    "user": g.user,
+                    "role": g.role,
+                    "added": sorted(p.value for p in g.added),
+                    "removed": sorted(p.value for p in g.removed),
+                }
+                for g in access.list_grants(conn(), project)
+            ]
+        )
+
+    @bp.put("/projects/<project>/grants/<member>")
+    async def put_grant(project: str, member: str):
+        user = caller()
+        project = project_id(project)
+        data = await body(GrantBody)
+        mine = require(user, project, Permission.MANAGE_TEAM)
+        if accounts.get_user(conn(), member) is None:
+            raise Problem(404, f"no user named {member!r}")
+        grant = Grant(
+            member,
+            project,
+            data.role,
+            permissions_or_422(data.added),
+            permissions_or_422(data.removed),
+        )
+        granted = effective_permissions(grant, access.custom_roles(conn(), project))
+        if not granted <= mine:
+            extra = sorted(p.value for p in granted - mine)
+            raise Problem(403, f"you cannot grant permissions you do not have: {', '.join(extra)}")
+        try:
+            access.set_grant(conn(), grant, user.name)
+        except access.AccessError as e:
+            raise Problem(422, str(e), field="role") from e
+        await state["project_members"](project, member, data.role)
+        return jsonify(user=member, role=data.role, permissions=sorted(p.value for p in granted))
+
+    @bp.delete("/projects/<project>/grants/<member>")
+    async def delete_grant(project: str, member: str):
+        user = caller()
+        project = project_id(project)
+        require(user, project, Permission.MANAGE_TEAM)
+        if member == user.name:
+            raise Problem(409, "you cannot remove your own access; ask another manager")
+        if not access.delete_grant(conn(), member, project, user.name):
+            raise Problem(404, f"{member} has no grant on {project}")
+        await state["project_members"](project, member, None)
+        return "", 204
+
+    @bp.get("/projects/<project>/audit")
+    async def audit(project: str):
+        user = caller()
+        project = project_id(project)
+        require(user, project, Permission.MANAGE_TEAM)
+        try:
+            limit = min(max(int(request.args.get("limit", "100")), 1), 1000)
+        except ValueError as e:
+            raise Problem(422, "limit must be a whole number from 1 to 1000", field="limit") from e
+        return jsonify(entries=access.list_audit(conn(), project, limit))
+
+    return bp
