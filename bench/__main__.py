@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.cold_load", "bench.fanout"]
+BENCHMARKS = ["bench.cold_load", "bench.gate_cost", "bench.fanout"]
 
 
 def main() -> int:

@@ -130,6 +130,24 @@ def check_entity(entity: str, value: Any, path: str) -> list[Violation]:
     return out
 
 
+def check_field(entity: str, value: Map, name: str, path: str) -> list[Violation]:
+    """Validate one field of an existing entity (it was set, deleted or edited inside)."""
+    spec = ENTITIES[entity].get(name)
+    if spec is None:
+        return [Violation(f"{path}/{name}", f"one of the fields of a {entity}", "unknown field")]
+    if name not in value:
+        if spec.required:
+            return [Violation(f"{path}/{name}", f"required field {name!r}", "nothing")]
+        return []
+    field_value = value[name]
+    expected = check_value(spec.type, field_value)
+    if expected is not None:
+        return [Violation(f"{path}/{name}", expected, describe(field_value))]
+    if entity == "task" and name == "status":
+        return _check_task_status(value, field_value, path)
+    return []
+
+
 def _check_task_status(task: Map, status: str, path: str) -> list[Violation]:
     doc = task.doc
     columns = [c for c in doc.get("columns", type=Array) if isinstance(c, str)] if doc else []
@@ -149,7 +167,8 @@ def check_changes(kind: DocKind, doc: Doc, changes: Sequence[Change]) -> list[Vi
     """Violations in the post-transaction state of everything ``changes`` touched."""
     out: list[Violation] = []
     records: set[str] = set()
-    entities: set[tuple[str, str]] = set()
+    entities: set[tuple[str, str]] = set()  # added or replaced: validate whole
+    fields: set[tuple[str, str, str]] = set()  # one field changed: validate just that
     dict_keys: set[tuple[str, str]] = set()
     list_items: set[tuple[str, int]] = set()
     whole_lists: set[str] = set()
@@ -175,7 +194,10 @@ def check_changes(kind: DocKind, doc: Doc, changes: Sequence[Change]) -> list[Vi
         elif depth >= 2:
             key = str(change.path[1])
             if spec.shape == "collection":
-                entities.add((root, key))
+                if depth == 2:
+                    entities.add((root, key))
+                else:
+                    fields.add((root, key, str(change.path[2])))
             else:
                 dict_keys.add((root, key))
     for root in records:
@@ -190,6 +212,14 @@ def check_changes(kind: DocKind, doc: Doc, changes: Sequence[Change]) -> list[Vi
             )
             continue
         out.extend(check_entity(ROOT_SPECS[root].entity or "", items[key], f"{root}/{key}"))
+    for root, key, name in fields:
+        if (root, key) in entities:
+            continue  # validated whole above
+        items = doc.get(root, type=Map)
+        entity = items.get(key)
+        if not isinstance(entity, Map):
+            continue  # deleted (or not a map: reported when it was written)
+        out.extend(check_field(ROOT_SPECS[root].entity or "", entity, name, f"{root}/{key}"))
     for root, key in dict_keys:
         mapping = doc.get(root, type=Map)
         if key in mapping:

@@ -1,0 +1,114 @@
+"""Gate cost on a 10,000-task document: accepted transactions/s with the gate on versus off.
+
+    .venv/bin/python -m bench.gate_cost [--tasks 10000] [--transactions 2000] [--repeat 5]
+
+One client makes N transactions (a title edit on a random task, the most
+common write) against a copy of the seeded document. Each run applies the
+same updates to fresh copies of the server document three ways, in one run:
+  off      apply_update inside a transaction (what any relay must do)
+  schema   the Gate with the schema check only
+  full     the Gate with schema + permissions (the real resolver on SQLite)
+and reports medians and the ratio to "off".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from pycrdt import Doc, Map
+
+from doc_model import parse_doc_name
+from rules import Grant
+from sync_server import access
+from sync_server.database import open_database
+from sync_server.demo import seed_demo
+from sync_server.gate import Gate
+from sync_server.hooks import Actor
+from sync_server.offline_edit import load_document
+from sync_server.storage import SQLiteStore
+
+from .common import write_result
+
+DOC = "p/gate"
+
+
+def make_updates(base: bytes, n: int) -> list[bytes]:
+    client = Doc()
+    client.apply_update(base)
+    tasks = client.get("tasks", type=Map)
+    ids = list(tasks.keys())
+    rng = random.Random(1)
+    updates: list[bytes] = []
+    client.observe(lambda e: updates.append(e.update))
+    for _ in range(n):
+        with client.transaction():
+            title = tasks[rng.choice(ids)]["title"]
+            title.insert(rng.randint(0, len(title)), "x")
+    return updates
+
+
+def run(tasks: int, n: int, repeat: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "tandem.db")
+        asyncio.run(seed_demo(db, project_id="gate", task_count=tasks))
+
+        async def load() -> bytes:
+            store = SQLiteStore(db)
+            doc = await load_document(store, DOC)
+            await store.close()
+            return doc.get_update()
+
+        base = asyncio.run(load())
+        conn = open_database(db).conn
+        access.set_grant(conn, Grant("ann", "gate", "manager"), "bench")
+        resolver = access.PermissionResolver(conn)
+        updates = make_updates(base, n)
+        name = parse_doc_name(DOC)
+        actor = Actor("ann")
+        rates: dict[str, list[float]] = {"off": [], "schema": [], "full": []}
+        for _ in range(repeat):
+            for mode in ("off", "schema", "full"):
+                doc = Doc()
+                doc.apply_update(base)
+                gate = None
+                if mode != "off":
+                    gate = Gate(doc, name, resolver.check if mode == "full" else None)
+                t0 = time.perf_counter()
+                for u in updates:
+                    if gate is None:
+                        with doc.transaction(origin="relay"):
+                            doc.apply_update(u)
+                    else:
+                        assert gate.apply(u, actor).accepted
+                rates[mode].append(n / (time.perf_counter() - t0))
+        conn.close()
+    med = {m: round(statistics.median(r)) for m, r in rates.items()}
+    return {
+        "tasks": tasks,
+        "transactions": n,
+        "repeat": repeat,
+        "statistic": "median",
+        "transactions_per_s": med,
+        "ratio_to_off": {m: round(med[m] / med["off"], 2) for m in med},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--transactions", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    result = run(args.tasks, args.transactions, args.repeat)
+    print(result)
+    print(f"wrote {write_result('gate_cost', {'command': 'python -m bench.gate_cost', **result})}")
+
+
+if __name__ == "__main__":
+    main()
