@@ -276,20 +276,3 @@ def decide(
                 False, f"{user} may not {need.what}: needs {missing.value}", need.path, missing
             )
     return ALLOW
-
-
-__all__ = [
-    "ALL",
-    "ALLOW",
-    "BUILTIN_ROLES",
-    "Decision",
-    "Grant",
-    "Permission",
-    "Role",
-    "UnknownPermission",
-    "can_read",
-    "decide",
-    "effective_permissions",
-    "parse_permissions",
-    "resolve_role",
-]

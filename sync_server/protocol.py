@@ -87,7 +87,7 @@ class TandemMessage:
 Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessMessage | QueryAwareness | TandemMessage
 
 
-class _Reader:
+class Reader:
     __slots__ = ("buf", "pos")
 
     def __init__(self, buf: bytes) -> None:
@@ -141,7 +141,7 @@ def decode_message(frame: bytes) -> Message:
     if not isinstance(frame, bytes | bytearray | memoryview):
         raise ProtocolError("text frames are not part of the protocol; send binary frames")
     frame = bytes(frame)
-    r = _Reader(frame)
+    r = Reader(frame)
     mtype = r.varuint()
     msg: Message
     if mtype == MessageType.SYNC:
@@ -178,7 +178,7 @@ def decode_message(frame: bytes) -> Message:
 
 
 def decode_awareness_update(payload: bytes) -> tuple[AwarenessEntry, ...]:
-    r = _Reader(payload)
+    r = Reader(payload)
     count = r.varuint()
     if count > len(payload):  # each entry takes at least 3 bytes: cheap bound before looping
         raise ProtocolError(f"awareness update claims {count} entries in {len(payload)} bytes")

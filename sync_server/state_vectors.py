@@ -4,47 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .protocol import ProtocolError, Reader, varuint
+
 EMPTY = b"\x00"
 
 
-def _read_varuint(buf: bytes, pos: int) -> tuple[int, int]:
-    num = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        num |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return num, pos
-
-
-def _varuint(num: int) -> bytes:
-    out = bytearray()
-    while num > 0x7F:
-        out.append(0x80 | (num & 0x7F))
-        num >>= 7
-    out.append(num)
-    return bytes(out)
-
-
 def decode(sv: bytes) -> dict[int, int]:
-    """Decode a lib0-encoded state vector; raises ValueError on malformed input."""
-    try:
-        count, pos = _read_varuint(sv, 0)
-        out: dict[int, int] = {}
-        for _ in range(count):
-            client, pos = _read_varuint(sv, pos)
-            clock, pos = _read_varuint(sv, pos)
-            out[client] = clock
-    except IndexError as e:
-        raise ValueError("truncated state vector") from e
+    """Decode a lib0-encoded state vector; raises ValueError (ProtocolError) when malformed."""
+    reader = Reader(sv)
+    count = reader.varuint()
+    if count > len(sv):
+        raise ProtocolError(f"state vector claims {count} entries in {len(sv)} bytes")
+    out: dict[int, int] = {}
+    for _ in range(count):
+        client = reader.varuint()
+        out[client] = reader.varuint()
+    reader.done()
     return out
 
 
 def encode(sv: dict[int, int]) -> bytes:
-    parts = [_varuint(len(sv))]
+    parts = [varuint(len(sv))]
     for client, clock in sorted(sv.items()):
-        parts += [_varuint(client), _varuint(clock)]
+        parts += [varuint(client), varuint(clock)]
     return b"".join(parts)
 
 
