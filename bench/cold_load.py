@@ -24,7 +24,8 @@ from pycrdt import Map
 
 from doc_model import doc_name, parse_doc_name, set_task_field
 from sync_server.demo import seed_demo
-from sync_server.offline_edit import edit_stored_document
+from sync_server.hooks import UpdateRecord
+from sync_server.offline_edit import load_document
 from sync_server.protocol import SyncStep2, decode_message, encode_sync_step1
 from sync_server.room import Room, RoomSettings
 from sync_server.storage import SQLiteStore
@@ -56,17 +57,16 @@ async def time_room_load(db: Path, repeat: int) -> tuple[list[float], list[float
 
 
 async def add_tail(db: Path, updates: int) -> None:
+    """Append ``updates`` small edits (one transaction each) after the snapshot."""
     store = SQLiteStore(db, compact_threshold=10**9)
-    doc_ids: list[str] = []
-
-    def first_ids(doc):
-        doc_ids.extend(list(doc.get("tasks", type=Map).keys())[:updates])
-
-    await edit_stored_document(store, DOC, "bench", first_ids)
-    for task_id in doc_ids:
-        await edit_stored_document(
-            store, DOC, "bench", lambda d, t=task_id: set_task_field(d, t, "priority", "high")
-        )
+    doc = await load_document(store, DOC)
+    tasks = doc.get("tasks", type=Map)
+    records: list[UpdateRecord] = []
+    doc.observe(lambda event: records.append(UpdateRecord(event.update, "bench")))
+    for task_id in list(tasks.keys())[:updates]:
+        set_task_field(doc, task_id, "priority", "high")
+    for record in records:
+        await store.append(DOC, [record])
     await store.close()
 
 
