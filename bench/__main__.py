@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.cold_load", "bench.gate_cost", "bench.fanout"]
+BENCHMARKS = ["bench.cold_load", "bench.gate_cost", "bench.api_reads", "bench.fanout"]
 
 
 def main() -> int:

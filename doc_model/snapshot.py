@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from pycrdt import Array, Doc, Map, Text
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .schema import ID_PATTERN, PRIORITIES
+from .names import PROJECT_ID_PATTERN
+from .schema import ID_PATTERN, PRIORITIES, PROJECT_STATUSES
 
 EntityId = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
 Scalar = str | int | float | bool | None
@@ -186,7 +187,7 @@ class TaskCreate(BaseModel):
     assignees: list[UserId] = []
     start: dt.date | None = None
     due: dt.date | None = None
-    estimate: float | None = Field(default=None, ge=0)
+    estimate: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False)
     labels: list[Label] = []
     parent: EntityId | None = None
     depends_on: list[EntityId] = []
@@ -204,10 +205,97 @@ class TaskUpdate(BaseModel):
     assignees: list[UserId] | None = None
     start: dt.date | None = None
     due: dt.date | None = None
-    estimate: float | None = Field(default=None, ge=0)
+    estimate: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False)
     labels: list[Label] | None = None
     parent: EntityId | None = None
     depends_on: list[EntityId] | None = None
     custom: dict[str, Scalar] | None = None
     milestone: EntityId | None = None
     order: str | None = None
+
+
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(max_length=10_000)]
+ProjectStatus = Annotated[str, StringConstraints(pattern="^(" + "|".join(PROJECT_STATUSES) + ")$")]
+Column = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+ProjectId = Annotated[str, StringConstraints(pattern=f"^{PROJECT_ID_PATTERN}$")]
+
+
+class ProjectCreate(BaseModel):
+    model_config = _strict
+    id: ProjectId | None = None
+    name: Name
+    description: ShortText = ""
+    status: ProjectStatus = "active"
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    columns: list[Column] | None = Field(default=None, min_length=1, max_length=20)
+
+
+class ProjectUpdate(BaseModel):
+    model_config = _strict
+    name: Name | None = None
+    description: ShortText | None = None
+    status: ProjectStatus | None = None
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+
+
+class MilestoneCreate(BaseModel):
+    model_config = _strict
+    name: Name
+    due: dt.date | None = None
+    description: ShortText = ""
+    done: bool = False
+
+
+class MilestoneUpdate(BaseModel):
+    model_config = _strict
+    name: Name | None = None
+    due: dt.date | None = None
+    description: ShortText | None = None
+    done: bool | None = None
+
+
+class CommentCreate(BaseModel):
+    model_config = _strict
+    text: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    task: EntityId | None = None
+
+
+class CostCreate(BaseModel):
+    model_config = _strict
+    amount: float = Field(allow_inf_nan=False, ge=-1e12, le=1e12)
+    currency: Currency
+    category: Annotated[str, StringConstraints(max_length=100)] = ""
+    description: ShortText = ""
+    date: dt.date | None = None
+    task: EntityId | None = None
+
+
+class TimeEntryCreate(BaseModel):
+    model_config = _strict
+    user: UserId | None = None  # default: the caller
+    hours: float = Field(gt=0, le=24, allow_inf_nan=False)
+    date: dt.date
+    task: EntityId | None = None
+    note: ShortText = ""
+
+
+class AllocationCreate(BaseModel):
+    model_config = _strict
+    user: UserId
+    percent: float = Field(ge=0, le=100, allow_inf_nan=False)
+    start: dt.date | None = None
+    end: dt.date | None = None
+    task: EntityId | None = None
+
+
+class BudgetSet(BaseModel):
+    model_config = _strict
+    currency: Currency
+    total: float = Field(ge=0, le=1e12, allow_inf_nan=False)
+    categories: dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], float] = {}

@@ -32,6 +32,14 @@ def new_id() -> str:
     return secrets.token_urlsafe(9)  # 12 url-safe characters, 72 random bits
 
 
+def new_project_id() -> str:
+    """Like new_id, starting with a letter or digit as project ids must."""
+    while True:
+        candidate = new_id()
+        if candidate[0].isalnum():
+            return candidate
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -315,3 +323,58 @@ def add_allocation(
         fields["task"] = task
     resources.get("allocations", type=Map)[allocation_id] = Map(fields)
     return allocation_id
+
+
+class RecordNotFound(KeyError):
+    """No entity with that id in that root."""
+
+    def __str__(self) -> str:
+        root, record_id = self.args
+        singular = {"time_entries": "time entry", "milestones": "milestone", "costs": "cost"}
+        return f"no {singular.get(root, root.rstrip('s'))} {record_id!r}"
+
+
+def _collection_record(doc: Doc, root: str, record_id: str) -> Map:
+    records = doc.get(root, type=Map)
+    if record_id not in records or not isinstance(records[record_id], Map):
+        raise RecordNotFound(root, record_id)
+    return records[record_id]
+
+
+def _store_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def update_record(doc: Doc, root: str, record_id: str, values: dict[str, Any]) -> None:
+    """Set the scalar fields in ``values`` on one record (None removes an optional field)."""
+    record = _collection_record(doc, root, record_id)
+    with doc.transaction():
+        for name, value in values.items():
+            if value is None:
+                if name in record:
+                    del record[name]
+            else:
+                record[name] = _store_value(value)
+
+
+def delete_record(doc: Doc, root: str, record_id: str) -> None:
+    records = doc.get(root, type=Map)
+    if record_id not in records:
+        raise RecordNotFound(root, record_id)
+    del records[record_id]
+
+
+def update_project_meta(doc: Doc, values: dict[str, Any]) -> None:
+    """Set project details; ``name`` cannot be cleared."""
+    if "name" in values and not (values["name"] or "").strip():
+        raise InvalidWrite("a project needs a name")
+    if values.get("status") is not None and values["status"] not in PROJECT_STATUSES:
+        raise InvalidWrite(f"project status must be one of {', '.join(PROJECT_STATUSES)}")
+    meta = doc.get("meta", type=Map)
+    with doc.transaction():
+        for name, value in values.items():
+            if value is None:
+                if name in meta and name != "name":
+                    del meta[name]
+            else:
+                meta[name] = _store_value(value)

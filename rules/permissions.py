@@ -183,9 +183,14 @@ TaskLookup = Callable[[str], dict[str, Any] | None]
 
 @dataclass
 class _Need:
-    path: str
+    change: Change  # the path is built only when the need is not met (the common case is met)
     any_of: tuple[Permission, ...]
     what: str
+    suffix: str = ""
+
+    @property
+    def path(self) -> str:
+        return _path(self.change) + self.suffix
 
 
 def _path(change: Change) -> str:
@@ -195,40 +200,37 @@ def _path(change: Change) -> str:
 def _task_needs(
     change: Change, user: str, task: TaskLookup, created: set[str], perms: frozenset[Permission]
 ) -> list[_Need]:
-    path = _path(change)
     if len(change.path) == 2:
-        task_id = str(change.path[1])
         if change.action == "add":
-            return [_Need(path, (P.CREATE_TASKS,), "create tasks")]
+            return [_Need(change, (P.CREATE_TASKS,), "create tasks")]
         if change.action == "delete":
-            return [_Need(path, (P.DELETE_TASKS,), "delete tasks")]
-        return [_Need(path, (P.EDIT_ALL_TASKS,), "edit tasks")]
+            return [_Need(change, (P.DELETE_TASKS,), "delete tasks")]
+        return [_Need(change, (P.EDIT_ALL_TASKS,), "edit tasks")]
     if len(change.path) < 2:
-        return [_Need(path, (P.EDIT_ALL_TASKS,), "edit tasks")]
+        return [_Need(change, (P.EDIT_ALL_TASKS,), "edit tasks")]
     task_id = str(change.path[1])
     if task_id in created:
         return []  # fields of a task created in this same transaction: covered by create_tasks
     if change.field == "assignees":
-        return [_Need(path, (P.ASSIGN_TASKS,), "assign tasks")]
+        return [_Need(change, (P.ASSIGN_TASKS,), "assign tasks")]
     if P.EDIT_ALL_TASKS in perms:  # ownership cannot matter: skip reading the task
-        return [_Need(path, (P.EDIT_ALL_TASKS,), "edit tasks")]
+        return [_Need(change, (P.EDIT_ALL_TASKS,), "edit tasks")]
     fields = task(task_id) or {}
     assignees = fields.get("assignees") or []
     if user in assignees:
-        return [_Need(path, (P.EDIT_OWN_TASKS, P.EDIT_ALL_TASKS), "edit tasks assigned to them")]
-    return [_Need(path, (P.EDIT_ALL_TASKS,), "edit tasks not assigned to them")]
+        return [_Need(change, (P.EDIT_OWN_TASKS, P.EDIT_ALL_TASKS), "edit tasks assigned to them")]
+    return [_Need(change, (P.EDIT_ALL_TASKS,), "edit tasks not assigned to them")]
 
 
 def _chat_needs(
     change: Change, user: str, message: Callable[[int], dict[str, Any] | None]
 ) -> list[_Need]:
-    path = _path(change)
     if len(change.path) == 2 and change.action == "add" and isinstance(change.path[1], int):
         msg = message(change.path[1]) or {}
         if msg.get("author") != user:
-            return [_Need(path + "/author", (), "post as someone else")]
-        return [_Need(path, (P.VIEW_PROJECT,), "chat")]
-    return [_Need(path, (P.MANAGE_TEAM,), "edit or delete chat messages")]
+            return [_Need(change, (), "post as someone else", "/author")]
+        return [_Need(change, (P.VIEW_PROJECT,), "chat")]
+    return [_Need(change, (P.MANAGE_TEAM,), "edit or delete chat messages")]
 
 
 def decide(
@@ -250,21 +252,20 @@ def decide(
     }
     for change in changes:
         root = change.root
-        path = _path(change)
         if kind is DocKind.MAIN:
             if root == "tasks":
                 needs += _task_needs(change, user, task, created, perms)
             elif root == "members":
-                needs.append(_Need(path, (P.MANAGE_TEAM,), "change the team"))
+                needs.append(_Need(change, (P.MANAGE_TEAM,), "change the team"))
             else:  # meta, columns, milestones, rules
-                needs.append(_Need(path, (P.EDIT_PROJECT,), "edit the project"))
+                needs.append(_Need(change, (P.EDIT_PROJECT,), "edit the project"))
         elif kind is DocKind.FINANCE:
             if root == "budget":
-                needs.append(_Need(path, (P.EDIT_BUDGET,), "edit the budget"))
+                needs.append(_Need(change, (P.EDIT_BUDGET,), "edit the budget"))
             else:  # costs, time_entries
-                needs.append(_Need(path, (P.EDIT_COSTS,), "edit costs"))
+                needs.append(_Need(change, (P.EDIT_COSTS,), "edit costs"))
         elif kind is DocKind.RESOURCES:
-            needs.append(_Need(path, (P.MANAGE_RESOURCES,), "manage resources"))
+            needs.append(_Need(change, (P.MANAGE_RESOURCES,), "manage resources"))
         else:
             needs += _chat_needs(change, user, message)
     for need in needs:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import weakref
 from collections.abc import Sequence
 
 from pycrdt import Array, Doc, Map
@@ -212,6 +213,10 @@ def record_rejection(
         )
 
 
+def record_project_deleted(conn: sqlite3.Connection, actor: str, project: str) -> None:
+    _audit(conn, actor, project, None, "project.delete", None, None, None)
+
+
 def _audit(conn, actor, project, document, action, path, reason, detail) -> None:
     conn.execute(
         "INSERT INTO audit (at, actor, project, document, action, path, reason, detail)"
@@ -249,6 +254,7 @@ class PermissionResolver:
         self.conn = conn
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, frozenset[Permission]]] = {}
+        self._roots: weakref.WeakKeyDictionary[Doc, dict] = weakref.WeakKeyDictionary()
 
     def permissions(self, user: str, project: str) -> frozenset[Permission]:
         now = time.monotonic()
@@ -261,6 +267,14 @@ class PermissionResolver:
         self._cache[(user, project)] = (now, perms)
         return perms
 
+    def forget(self, user: str, project: str) -> None:
+        """Drop a cached answer (after a change this process made itself)."""
+        self._cache.pop((user, project), None)
+
+    def forget_project(self, project: str) -> None:
+        for key in [k for k in self._cache if k[1] == project]:
+            del self._cache[key]
+
     def check(
         self, actor: Actor, doc_name: DocName, changes: Sequence[Change], doc: Doc
     ) -> Denial | None:
@@ -268,8 +282,15 @@ class PermissionResolver:
         if actor.kind != "user":
             return None  # the server's own features act with their own checks
         perms = self.permissions(actor.user_id, doc_name.project_id)
-        tasks = doc.get("tasks", type=Map) if doc_name.kind.value == "main" else None
-        messages = doc.get("messages", type=Array) if doc_name.kind.value == "chat" else None
+        roots = self._roots.get(doc)
+        if roots is None:  # pycrdt's Doc.get integrates a new wrapper per call: look up once
+            roots = self._roots[doc] = {
+                "tasks": doc.get("tasks", type=Map) if doc_name.kind.value == "main" else None,
+                "messages": doc.get("messages", type=Array)
+                if doc_name.kind.value == "chat"
+                else None,
+            }
+        tasks, messages = roots["tasks"], roots["messages"]
 
         def task(task_id: str) -> dict | None:
             if tasks is None or task_id not in tasks:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, jsonify, request
-from werkzeug.exceptions import HTTPException
+from quart_schema import document_querystring, document_request, document_response
 
 from doc_model import InvalidDocName, parse_doc_name
 from rules import (
@@ -21,7 +21,11 @@ from rules import (
 )
 
 from . import access, accounts
-from .problems import Problem, problem_response
+from .api_common import M, read_body
+from .api_common import caller as authenticated_caller
+from .api_models import NoContent
+from .api_models import problems_documented as _problems
+from .problems import Problem
 
 
 class LoginBody(BaseModel):
@@ -51,6 +55,60 @@ class GrantBody(BaseModel):
     removed: list[str] = Field(default_factory=list, max_length=len(Permission))
 
 
+class LoginOut(BaseModel):
+    token: str
+    token_type: str
+    expires_at: float
+
+
+class MyPermissions(BaseModel):
+    user: str
+    project: str
+    role: str | None
+    permissions: list[str]
+
+
+class MyPermissionsArgs(BaseModel):
+    project: str
+
+
+class RoleOut(BaseModel):
+    name: str
+    description: str
+    permissions: list[str]
+    project: str | None
+    builtin: bool
+
+
+class RoleList(BaseModel):
+    roles: list[RoleOut]
+
+
+class GrantOut(BaseModel):
+    user: str
+    role: str
+    added: list[str]
+    removed: list[str]
+
+
+class GrantList(BaseModel):
+    grants: list[GrantOut]
+
+
+class GrantSet(BaseModel):
+    user: str
+    role: str
+    permissions: list[str]
+
+
+class AuditArgs(BaseModel):
+    limit: int | None = Field(default=None, ge=1, le=1000)
+
+
+class AuditList(BaseModel):
+    entries: list[dict[str, Any]]
+
+
 def _role_json(role: Role) -> dict[str, Any]:
     return {
         "name": role.name,
@@ -68,14 +126,7 @@ def access_api(state: dict) -> Blueprint:
         return state["accounts"]
 
     def caller() -> accounts.User:
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        user = accounts.authenticate(conn(), token) if token else None
-        if user is None:
-            raise Problem(
-                401, "send a valid API or session token as 'Authorization: Bearer <token>'"
-            )
-        return user
+        return authenticated_caller(conn())
 
     def project_id(value: str) -> str:
         try:
@@ -98,33 +149,8 @@ def access_api(state: dict) -> Blueprint:
             )
         return perms
 
-    async def body(model: type[BaseModel]) -> Any:
-        if not request.is_json:
-            raise Problem(415, "send a JSON body with Content-Type: application/json")
-        try:
-            data = await request.get_json(force=True)
-        except HTTPException as e:
-            if e.code == 413:
-                raise Problem(
-                    413, f"the body is larger than {request.max_content_length} bytes"
-                ) from e
-            raise Problem(400, "the body is not valid JSON") from e
-        except Exception as e:
-            raise Problem(400, "the body is not valid JSON") from e
-        try:
-            return model.model_validate(data)
-        except ValidationError as e:
-            first = e.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "body"
-            raise Problem(
-                422,
-                f"{field}: {first['msg']}",
-                field=field,
-                errors=[
-                    {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
-                    for err in e.errors()
-                ],
-            ) from e
+    async def body(model: type[M]) -> M:
+        return await read_body(model)
 
     def permissions_or_422(codes: list[str]) -> frozenset[Permission]:
         try:
@@ -132,11 +158,10 @@ def access_api(state: dict) -> Blueprint:
         except UnknownPermission as e:
             raise Problem(422, str(e), field="permissions") from e
 
-    @bp.errorhandler(Problem)
-    async def handle_problem(e: Problem):
-        return problem_response(e.status, e.detail, **e.extra)
-
     @bp.post("/login")
+    @document_request(LoginBody)
+    @document_response(LoginOut)
+    @_problems(400, 413, 415, 422)
     async def login():
         data = await body(LoginBody)
         result = accounts.login(conn(), data.username, data.password)
@@ -146,6 +171,8 @@ def access_api(state: dict) -> Blueprint:
         return jsonify(token=token, token_type="Bearer", expires_at=expires)
 
     @bp.post("/logout")
+    @document_response(NoContent, 204)
+    @_problems(400)
     async def logout():
         caller()
         token = request.headers.get("Authorization", "")[7:].strip()
@@ -157,6 +184,9 @@ def access_api(state: dict) -> Blueprint:
         return "", 204
 
     @bp.get("/me/permissions")
+    @document_querystring(MyPermissionsArgs)
+    @document_response(MyPermissions)
+    @_problems(404, 422)
     async def my_permissions():
         user = caller()
         project = request.args.get("project")
@@ -173,6 +203,8 @@ def access_api(state: dict) -> Blueprint:
         )
 
     @bp.get("/projects/<project>/roles")
+    @document_response(RoleList)
+    @_problems(403, 404)
     async def list_roles(project: str):
         user = caller()
         project = project_id(project)
@@ -181,6 +213,9 @@ def access_api(state: dict) -> Blueprint:
         return jsonify(roles=[_role_json(r) for r in roles])
 
     @bp.post("/projects/<project>/roles")
+    @document_request(RoleBody)
+    @document_response(RoleOut, 201)
+    @_problems(400, 403, 404, 409, 413, 415, 422)
     async def create_role(project: str):
         user = caller()
         project = project_id(project)
@@ -201,6 +236,9 @@ def access_api(state: dict) -> Blueprint:
         return jsonify(_role_json(Role(data.name, perms, data.description, project))), 201
 
     @bp.patch("/projects/<project>/roles/<name>")
+    @document_request(RoleUpdate)
+    @document_response(RoleOut)
+    @_problems(400, 403, 404, 413, 415, 422)
     async def update_role(project: str, name: str):
         user = caller()
         project = project_id(project)
@@ -216,6 +254,8 @@ def access_api(state: dict) -> Blueprint:
         return jsonify(_role_json(role))
 
     @bp.delete("/projects/<project>/roles/<name>")
+    @document_response(NoContent, 204)
+    @_problems(403, 404, 409)
     async def delete_role(project: str, name: str):
         user = caller()
         project = project_id(project)
@@ -227,6 +267,8 @@ def access_api(state: dict) -> Blueprint:
         return "", 204
 
     @bp.get("/projects/<project>/grants")
+    @document_response(GrantList)
+    @_problems(403, 404)
     async def list_grants(project: str):
         user = caller()
         project = project_id(project)
@@ -244,6 +286,9 @@ def access_api(state: dict) -> Blueprint:
         )
 
     @bp.put("/projects/<project>/grants/<member>")
+    @document_request(GrantBody)
+    @document_response(GrantSet)
+    @_problems(400, 403, 404, 413, 415, 422)
     async def put_grant(project: str, member: str):
         user = caller()
         project = project_id(project)
@@ -270,6 +315,8 @@ def access_api(state: dict) -> Blueprint:
         return jsonify(user=member, role=data.role, permissions=sorted(p.value for p in granted))
 
     @bp.delete("/projects/<project>/grants/<member>")
+    @document_response(NoContent, 204)
+    @_problems(403, 404, 409)
     async def delete_grant(project: str, member: str):
         user = caller()
         project = project_id(project)
@@ -282,6 +329,9 @@ def access_api(state: dict) -> Blueprint:
         return "", 204
 
     @bp.get("/projects/<project>/audit")
+    @document_querystring(AuditArgs)
+    @document_response(AuditList)
+    @_problems(403, 404, 422)
     async def audit(project: str):
         user = caller()
         project = project_id(project)

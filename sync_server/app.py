@@ -8,16 +8,22 @@ import sqlite3
 from collections.abc import Sequence
 
 from quart import Quart, jsonify, websocket
+from quart_schema import hide
 
 from doc_model import InvalidDocName, add_member, doc_name, parse_doc_name, remove_member
 from rules import can_read
 
 from . import access, accounts
+from .activity import ActivityRecorder
 from .api_access import access_api
+from .api_analytics import analytics_api
+from .api_finance import finance_api
+from .api_v1 import v1_api
 from .connection import CloseCode, Connection
 from .database import open_database
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
+from .live_documents import LiveDocuments
 from .offline_edit import edit_stored_document
 from .problems import TITLES, problem_response
 from .protocol import (
@@ -34,6 +40,7 @@ from .room import RoomSettings
 from .rooms import RoomManager
 from .settings import Settings
 from .storage import SQLiteStore
+from .web_api import configure_web_api
 
 log = logging.getLogger("tandem.sync")
 
@@ -58,7 +65,8 @@ def create_app(
     app.config["TANDEM_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     state: dict = {}
-    app.register_blueprint(access_api(state))
+    api_blueprints = [access_api(state), v1_api(state), finance_api(state), analytics_api(state)]
+    configure_web_api(app, api_blueprints, settings)
 
     for status in (400, 404, 405, 413):
 
@@ -99,7 +107,7 @@ def create_app(
                 coalesce_seconds=settings.coalesce_ms / 1000,
                 idle_unload_seconds=settings.room_idle_seconds,
             ),
-            observers=observers,
+            observers=[*observers, ActivityRecorder(db.conn)],
             permission_check=permission_check or resolver.check,
             on_rejected=lambda actor, doc_name, denial: access.record_rejection(
                 db.conn, actor, doc_name, denial
@@ -108,6 +116,7 @@ def create_app(
         )
         await rooms.start()
         state["rooms"] = rooms
+        state["live"] = LiveDocuments(rooms, doc_store)
         app.extensions["tandem_rooms"] = rooms
         log.info("serving documents from %s", settings.db)
 
@@ -118,11 +127,12 @@ def create_app(
         state["db"].conn.close()
 
     @app.get("/healthz")
+    @hide
     async def healthz():
         rooms: RoomManager = state["rooms"]
         return jsonify(
             status="ok",
-            rooms=len(rooms.rooms),
+            rooms=sum(1 for r in rooms.rooms.values() if not r.closed),
             connections=sum(len(r.connections) for r in rooms.rooms.values()),
         )
 

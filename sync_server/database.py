@@ -86,6 +86,32 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # 6: the project registry (listing without loading documents) and the activity stream
+    """
+    CREATE TABLE IF NOT EXISTS projects (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_by TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        deleted_at REAL
+    );
+    INSERT OR IGNORE INTO projects (id, name, created_at, updated_at)
+        SELECT DISTINCT project, project, min(updated_at), max(updated_at) FROM grants
+        GROUP BY project;
+    CREATE TABLE IF NOT EXISTS activity (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        project TEXT NOT NULL,
+        document TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        task TEXT,
+        detail TEXT
+    );
+    CREATE INDEX IF NOT EXISTS activity_project ON activity (project, id);
+    CREATE INDEX IF NOT EXISTS activity_task_done ON activity (project, action, task);
+    """,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")

@@ -52,6 +52,7 @@ class GateResult:
     changes: tuple[Change, ...] = ()
     denial: Denial | None = None
     violations: tuple[str, ...] = field(default=())
+    error: Exception | None = None  # a server-side edit that raised (see Gate.edit)
 
 
 class UnrevertableUpdate(ValueError):
@@ -107,16 +108,47 @@ class Gate:
             update_sv = state_vectors.decode(get_state(update))
         except (ValueError, IndexError) as e:
             raise NotAnUpdate(f"not a Yjs update: {e}") from e
+
+        def apply_update(doc: Doc) -> None:
+            try:
+                doc.apply_update(update)
+            except ValueError as e:
+                raise NotAnUpdate(f"not a Yjs update: {e}") from e
+
+        return self._run(apply_update, actor, update_sv)
+
+    def edit(self, mutate: Callable[[Doc], None], actor: Actor) -> GateResult:
+        """Run a server-side edit (REST API, automation) under ``actor``'s identity, gated.
+
+        ``mutate`` uses doc_model's write helpers on the document. If it raises
+        (a task that does not exist, a value the helper refuses, a bug),
+        whatever it had written is reverted and the exception is returned in
+        ``GateResult.error``; the net update is still stored and broadcast,
+        like a rejected transaction's.
+        """
+        return self._run(mutate, actor, None)
+
+    def _run(
+        self, mutate: Callable[[Doc], None], actor: Actor, update_sv: dict[int, int] | None
+    ) -> GateResult:
         self._events.clear()
         self._updates.clear()
         self._capturing = True
         try:
+            error: Exception | None = None
             try:
                 with self.doc.transaction(origin=self._origin):
-                    self.doc.apply_update(update)
-            except ValueError as e:
-                raise NotAnUpdate(f"not a Yjs update: {e}") from e
-            denial, changes, violations = self._judge(update_sv, actor)
+                    mutate(self.doc)
+            except NotAnUpdate:
+                raise
+            except Exception as e:  # a server-side edit that failed half-way: revert it all
+                if update_sv is not None:
+                    raise
+                error = e
+            if error is None:
+                denial, changes, violations = self._judge(update_sv, actor)
+            else:
+                denial, changes, violations = Denial(reason=str(error)), tuple(self._events), []
             if denial is None:
                 self._undo.clear()
                 own = self._updates[0] if len(self._updates) == 1 else None
@@ -132,6 +164,7 @@ class Gate:
                 changes=changes,
                 denial=denial,
                 violations=tuple(str(v) for v in violations),
+                error=error,
             )
         finally:
             self._capturing = False
@@ -139,7 +172,7 @@ class Gate:
             self._updates.clear()
 
     def _judge(
-        self, update_sv: dict[int, int], actor: Actor
+        self, update_sv: dict[int, int] | None, actor: Actor
     ) -> tuple[Denial | None, tuple[Change, ...], list]:
         """Everything the gate reads after applying, in one read transaction.
 
@@ -153,15 +186,15 @@ class Gate:
                     f"unknown root type {strays[0]!r}: a {self.doc_name.kind.value} document"
                     f" has only {', '.join(ROOTS[self.doc_name.kind])}"
                 )
-            doc_sv = state_vectors.decode(self.doc.get_state())
-            for client, clock in update_sv.items():
+            doc_sv = state_vectors.decode(self.doc.get_state()) if update_sv else {}
+            for client, clock in (update_sv or {}).items():
                 if doc_sv.get(client, 0) < clock:
                     raise UnrevertableUpdate(
                         "update depends on changes the server does not have"
                         f" (client {client} clock {doc_sv.get(client, 0)} < {clock})"
                     )
             changes = tuple(self._events)
-            violations = check_changes(self.doc_name.kind, self.doc, changes)
+            violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
             denial: Denial | None = None
             if violations:
                 first = violations[0]

@@ -15,6 +15,8 @@ TITLES = {
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal error",
 }
 
 

@@ -215,7 +215,9 @@ class Room:
             return self.doc.get_state()
         return state_vectors.encode(self._parts_sv)
 
-    async def close(self) -> None:
+    async def close(
+        self, code: int = CloseCode.GOING_AWAY, reason: str = "server is shutting down"
+    ) -> None:
         """Make everything durable, close every connection, stop the tasks."""
         if self.closed:
             return
@@ -224,7 +226,7 @@ class Room:
         finally:
             self.closed = True
             for conn in list(self.connections.values()):
-                conn.close(CloseCode.GOING_AWAY, "server is shutting down")
+                conn.close(code, reason)
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -252,11 +254,17 @@ class Room:
             del self.awareness[entry.client_id]
         if gone:
             self._send_to_all(encode_awareness(encode_awareness_update(gone)))
-        if not self.connections and not self.closed:
-            loop = asyncio.get_running_loop()
-            self._idle_handle = loop.call_later(
-                self.settings.idle_unload_seconds, self._unload_if_idle
-            )
+        self._arm_idle_unload()
+
+    def _arm_idle_unload(self) -> None:
+        """With nobody connected, unload after the idle delay (rooms opened by the API too)."""
+        if self.connections or self.closed:
+            return
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        self._idle_handle = asyncio.get_running_loop().call_later(
+            self.settings.idle_unload_seconds, self._unload_if_idle
+        )
 
     def _unload_if_idle(self) -> None:
         if not self.connections and not self.closed and self._unload_task is None:
@@ -359,6 +367,43 @@ class Room:
             )
         self._applied_gen += 1
         self._wake.set()
+        return result
+
+    async def edit(self, actor: Actor, mutate: Callable[[Doc], None]) -> GateResult:
+        """A server-side edit (REST API, automation) through the gate, returned once durable.
+
+        Accepted or not, its outcome reaches every connected client like a
+        client's transaction would: the accepted update, or the net effect of
+        the reverted one.
+        """
+        async with self._lock:
+            self.ensure_doc()
+            assert self.gate is not None
+            result = self.gate.edit(mutate, actor)
+        batch = self._batch
+        if result.update is not None:
+            self._full_state = None
+            batch.records.append(UpdateRecord(result.update, str(actor)))
+            batch.updates.append(result.update)
+            batch.everyone = True
+            if result.accepted:
+                batch.observed.append(
+                    DocumentChanged(self.name, actor, result.update, result.changes, self.doc)
+                )
+        refused = not result.accepted and result.error is None and result.denial is not None
+        if refused and self.on_rejected is not None:
+            assert result.denial is not None
+            try:
+                self.on_rejected(actor, self.doc_name, result.denial)
+            except Exception:
+                log.exception("recording a rejection failed", extra={"doc": self.name})
+        self._applied_gen += 1
+        mine = self._applied_gen
+        self._wake.set()
+        self._arm_idle_unload()
+        await self.flush()
+        if self._durable_gen < mine:
+            raise StorageFailed(f"{self.name}: the edit could not be stored")
         return result
 
     async def _reload_after_unrevertable(self) -> None:

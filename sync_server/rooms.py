@@ -97,6 +97,12 @@ class RoomManager:
                         "catching up with external writes failed", extra={"doc": room.name}
                     )
 
+    async def close_room(self, name: str, code: int, reason: str) -> None:
+        """Unload one room now, closing its connections with ``code`` and ``reason``."""
+        room = self.rooms.pop(name, None)
+        if room is not None:
+            await room.close(code, reason)
+
     async def close(self) -> None:
         if self._poller is not None:
             self._poller.cancel()

@@ -30,6 +30,8 @@ class Settings:
     permission_cache_seconds: float = 1.0
     presence_per_second: float = 20.0
     presence_burst: float = 40.0
+    api_rate_limit: int = 100  # REST requests per minute per token (or per address without one)
+    cors_origins: str = ""  # comma-separated origins allowed to call the REST API from a browser
     ws_compression: str = (
         "off"  # "on" lets Hypercorn negotiate permessage-deflate (measured: don't)
     )

@@ -16,6 +16,7 @@ import anyio
 import httpx
 from httpx_ws import WebSocketDisconnect, WebSocketNetworkError, aconnect_ws
 from pycrdt import Doc
+from wsproto.utilities import LocalProtocolError
 
 from doc_model import InvalidDocName, declare_roots, parse_doc_name
 from sync_server.protocol import (
@@ -98,7 +99,9 @@ class RawClient:
         msg = decode_message(frame)
         if isinstance(msg, SyncStep1):
             self._sent += 1  # step 2 carries an update too, so it gets an ack number
-            await self.send(encode_sync_step2(self.doc.get_update(msg.state_vector)))
+            # if the server is already closing this connection, the close frame follows
+            with contextlib.suppress(LocalProtocolError):
+                await self.send(encode_sync_step2(self.doc.get_update(msg.state_vector)))
         elif isinstance(msg, SyncStep2 | SyncUpdate):
             self.doc.apply_update(msg.update)
         elif isinstance(msg, TandemMessage):

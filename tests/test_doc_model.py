@@ -338,3 +338,23 @@ def test_migrations_run_in_order_and_record_the_version() -> None:
         del MIGRATIONS[0]
     assert seen == [0]
     assert schema_version(doc) == SCHEMA_VERSION
+
+
+def test_text_edits_skip_the_read_back_but_replacing_the_text_in_the_same_txn_does_not() -> None:
+    client, server = seeded_client()
+    create = own_update(
+        client, lambda d: create_task(d, TaskCreate(title="hello"), created_by="a", task_id="t1")
+    )
+    assert server.apply(create) == []
+    title = client.get("tasks", type=Map)["t1"]["title"]
+    assert server.apply(own_update(client, lambda d: title.insert(5, " world"))) == []
+    assert str(server.doc.get("tasks", type=Map)["t1"]["title"]) == "hello world"
+
+    def edit_then_replace(doc) -> None:
+        task = doc.get("tasks", type=Map)["t1"]
+        task["title"].insert(0, ">")
+        task["title"] = "a plain string"
+
+    violations = server.apply(own_update(client, edit_then_replace))
+    assert [v.path for v in violations] == ["tasks/t1/title"]
+    assert violations[0].expected == "Text"

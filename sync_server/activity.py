@@ -1,0 +1,213 @@
+"""The activity stream: a document observer that records what happened in each project.
+
+One row per entity a transaction touched ("task.created", "task.status",
+"cost.added", ...), whoever made it: WebSocket clients, the REST API, the
+CLI. The stream is what the activity feed shows and what analytics read for
+completion dates (burndown, velocity). It also keeps the project registry's
+name in step with ``meta/name``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pycrdt import Array, Doc, Map, Text
+
+from doc_model import Change, DocKind, parse_doc_name
+
+from .hooks import DocumentChanged
+from .projects import rename_project, touch_project
+
+log = logging.getLogger("tandem.activity")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Text):
+        return str(value)
+    if isinstance(value, Map | Array):
+        return value.to_py()
+    return value
+
+
+def _task_field(doc: Doc | None, task: str, name: str) -> Any:
+    if doc is None:
+        return None
+    tasks = doc.get("tasks", type=Map)
+    if task not in tasks or not isinstance(tasks[task], Map):
+        return None
+    return _plain(tasks[task].get(name))
+
+
+def entries_for(kind: DocKind, changes: Sequence[Change], doc: Doc | None) -> list[dict[str, Any]]:
+    """The activity rows for one accepted transaction (pure apart from reading ``doc``)."""
+    rows: list[dict[str, Any]] = []
+    touched: dict[tuple[str, str], set[str]] = {}
+    added: set[tuple[str, str]] = set()
+    deleted: set[tuple[str, str]] = set()
+    for change in changes:
+        if len(change.path) < 2:
+            touched.setdefault((change.root, ""), set())
+            continue
+        key = (change.root, str(change.path[1]))
+        if len(change.path) == 2 and change.action == "add":
+            added.add(key)
+        elif len(change.path) == 2 and change.action == "delete":
+            deleted.add(key)
+        touched.setdefault(key, set())
+        if change.field is not None:
+            touched[key].add(str(change.field))
+    for (root, entity), fields in touched.items():
+        action: str
+        detail: dict[str, Any] = {}
+        task: str | None = None
+        if kind is DocKind.MAIN and root == "tasks" and entity:
+            task = entity
+            if (root, entity) in deleted:
+                action = "task.deleted"
+            elif (root, entity) in added:
+                action = "task.created"
+                detail = {
+                    "title": _task_field(doc, entity, "title"),
+                    "status": _task_field(doc, entity, "status"),
+                }
+            elif "status" in fields:
+                action = "task.status"
+                detail = {"status": _task_field(doc, entity, "status")}
+            elif fields == {"assignees"}:
+                action = "task.assigned"
+                detail = {"assignees": _task_field(doc, entity, "assignees")}
+            else:
+                action = "task.updated"
+                detail = {"fields": sorted(fields)}
+        elif root == "messages":
+            if (root, entity) not in added:
+                continue  # edits of chat history show up in the audit log, not here
+            action = "chat.message"
+        else:
+            singular = {
+                "milestones": "milestone",
+                "members": "member",
+                "costs": "cost",
+                "time_entries": "time_entry",
+                "allocations": "allocation",
+                "rules": "rule",
+                "meta": "project",
+                "budget": "budget",
+                "columns": "columns",
+            }.get(root, root)
+            verb = (
+                "deleted"
+                if (root, entity) in deleted
+                else "added"
+                if (root, entity) in added
+                else "updated"
+            )
+            action = f"{singular}.{verb}"
+            if root == "members":
+                detail = {"user": entity}
+            elif root not in ("meta", "budget", "columns") and entity:
+                detail = {"id": entity}
+            if root == "meta" and entity:
+                detail = {"fields": sorted({entity, *fields})}
+        rows.append({"action": action, "task": task, "detail": detail})
+    return rows
+
+
+class ActivityRecorder:
+    """A DocumentObserver writing the activity stream into SQLite."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    async def document_changed(self, event: DocumentChanged) -> None:
+        if not event.changes:
+            return
+        name = parse_doc_name(event.doc_name)
+        rows = entries_for(name.kind, event.changes, event.doc)
+        if not rows:
+            return
+        now = time.time()
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany(
+                "INSERT INTO activity (at, project, document, actor, action, task, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        now,
+                        name.project_id,
+                        name.name,
+                        event.actor.user_id,
+                        row["action"],
+                        row["task"],
+                        json.dumps(row["detail"]) if row["detail"] else None,
+                    )
+                    for row in rows
+                ],
+            )
+            meta_changed = any(c.root == "meta" for c in event.changes)
+            if name.kind is DocKind.MAIN and event.doc is not None and meta_changed:
+                title = event.doc.get("meta", type=Map).get("name")
+                if isinstance(title, str) and title.strip():
+                    rename_project(self.conn, name.project_id, title)
+            touch_project(self.conn, name.project_id)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+
+def list_activity(
+    conn: sqlite3.Connection,
+    project: str,
+    *,
+    limit: int = 50,
+    before: int | None = None,
+    documents: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first; ``before`` pages back by row id; ``documents`` limits to readable ones."""
+    sql = "SELECT id, at, document, actor, action, task, detail FROM activity WHERE project = ?"
+    args: list[Any] = [project]
+    if before is not None:
+        sql += " AND id < ?"
+        args.append(before)
+    if documents is not None:
+        sql += f" AND document IN ({','.join('?' * len(documents))})"
+        args.extend(documents)
+    sql += " ORDER BY id DESC LIMIT ?"
+    args.append(limit)
+    return [
+        {
+            "id": r[0],
+            "at": r[1],
+            "document": r[2],
+            "actor": r[3],
+            "action": r[4],
+            "task": r[5],
+            "detail": json.loads(r[6]) if r[6] else {},
+        }
+        for r in conn.execute(sql, args)
+    ]
+
+
+def completion_times(
+    conn: sqlite3.Connection, project: str, done: str = "done"
+) -> dict[str, float]:
+    """{task: when it last entered the ``done`` status}, for tasks whose last move was into it."""
+    out: dict[str, float] = {}
+    for task, at, detail in conn.execute(
+        "SELECT task, at, detail FROM activity WHERE project = ?"
+        " AND action IN ('task.status', 'task.created') AND task IS NOT NULL ORDER BY id",
+        (project,),
+    ):
+        status = (json.loads(detail) if detail else {}).get("status")
+        if status == done:
+            out[task] = at
+        else:
+            out.pop(task, None)
+    return out

@@ -1,0 +1,186 @@
+"""What every REST route shares: the caller, JSON bodies, permissions, ETags, edits via the gate."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from pycrdt import Doc
+from pydantic import BaseModel, ValidationError
+from quart import Response, json, request
+from werkzeug.exceptions import HTTPException
+
+from doc_model import DocKind, DocName, InvalidDocName, InvalidWrite, parse_doc_name
+from rules import Permission
+
+from . import accounts, projects
+from .access import PermissionResolver
+from .hooks import Actor
+from .live_documents import DocumentView, LiveDocuments
+from .problems import Problem
+
+M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("tandem.api")
+
+
+def bearer(header: str | None) -> str | None:
+    if header and header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return None
+
+
+def caller(conn: sqlite3.Connection) -> accounts.User:
+    token = bearer(request.headers.get("Authorization"))
+    user = accounts.authenticate(conn, token) if token else None
+    if user is None:
+        raise Problem(401, "send a valid API or session token as 'Authorization: Bearer <token>'")
+    return user
+
+
+def validation_problem(e: ValidationError) -> Problem:
+    first = e.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "body"
+    return Problem(
+        422,
+        f"{field}: {first['msg']}",
+        field=field,
+        errors=[
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+            for err in e.errors()
+        ],
+    )
+
+
+async def read_body(model: type[M]) -> M:
+    """The JSON body validated as ``model``, or a problem naming what is wrong."""
+    if not request.is_json:
+        raise Problem(415, "send a JSON body with Content-Type: application/json")
+    try:
+        data = await request.get_json(force=True)
+    except HTTPException as e:
+        if e.code == 413:
+            raise Problem(413, f"the body is larger than {request.max_content_length} bytes") from e
+        raise Problem(400, "the body is not valid JSON") from e
+    except Exception as e:
+        raise Problem(400, "the body is not valid JSON") from e
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise validation_problem(e) from e
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None):
+    return Response(
+        json.dumps(payload), status=status, content_type="application/json", headers=headers
+    )
+
+
+def etag_for(parts: Iterable[str]) -> str:
+    digest = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return f'W/"{digest.hexdigest()}"'
+
+
+def cached_response(payload_fn: Callable[[], Any], versions: Iterable[str], *extra: str):
+    """200 with an ETag derived from the documents' versions and the request, or 304."""
+    tag = etag_for([*versions, request.full_path, *extra])
+    headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+    wanted = request.headers.get("If-None-Match", "")
+    if wanted and (wanted.strip() == "*" or tag in [t.strip() for t in wanted.split(",")]):
+        return Response(status=304, headers=headers)
+    return json_response(payload_fn(), headers=headers)
+
+
+def parse_id(value: str, what: str = "project") -> str:
+    try:
+        return parse_doc_name(f"p/{value}").project_id
+    except InvalidDocName:
+        raise Problem(404, f"no {what} {value!r}") from None
+
+
+class ApiContext:
+    """The services REST routes use, bound once the app has started."""
+
+    def __init__(self, state: dict) -> None:
+        self.state = state
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.state["accounts"]
+
+    @property
+    def live(self) -> LiveDocuments:
+        return self.state["live"]
+
+    @property
+    def resolver(self) -> PermissionResolver:
+        return self.state["access"]
+
+    def user(self) -> accounts.User:
+        return caller(self.conn)
+
+    def project(self, user: accounts.User, value: str, needs: Permission) -> str:
+        """The project id, if it exists and ``user`` holds ``needs`` on it.
+
+        A project the user has no grant on is reported as missing (404), not
+        forbidden, so ids of other teams' projects do not leak.
+        """
+        project = parse_id(value)
+        if projects.get_project(self.conn, project) is None:
+            raise Problem(404, f"no project {project!r}")
+        perms = self.resolver.permissions(user.name, project)
+        if not perms:
+            raise Problem(404, f"no project {project!r}")
+        if needs not in perms:
+            raise Problem(
+                403,
+                f"{user.name} needs {needs.value} on project {project!r}",
+                permission=needs.value,
+            )
+        return project
+
+    def permissions(self, user: accounts.User, project: str) -> frozenset[Permission]:
+        return self.resolver.permissions(user.name, project)
+
+    async def read(self, project: str, kind: DocKind = DocKind.MAIN) -> DocumentView:
+        return await self.live.read(doc_name_of(project, kind))
+
+    async def edit(
+        self, user: accounts.User, project: str, kind: DocKind, mutate: Callable[[Doc], Any]
+    ) -> Any:
+        """Run ``mutate`` through the gate as ``user``; returns what it returned, or raises a
+        problem: 404 for a missing entity, 403 naming the permission, 422 naming the path."""
+        out: list[Any] = []
+
+        def run(doc: Doc) -> None:
+            out.append(mutate(doc))
+
+        result = await self.live.edit(doc_name_of(project, kind), Actor(user.name), run)
+        if result.error is not None:
+            if isinstance(result.error, KeyError):
+                raise Problem(404, str(result.error))
+            if isinstance(result.error, InvalidWrite | ValueError):
+                raise Problem(422, str(result.error))
+            log.error(
+                "edit failed and was reverted",
+                exc_info=result.error,
+                extra={"doc": doc_name_of(project, kind).name, "user": user.name},
+            )
+            raise Problem(500, "the change failed and was reverted; it has been logged")
+        if not result.accepted:
+            denial = result.denial
+            assert denial is not None
+            if denial.permission:
+                raise Problem(403, denial.reason, permission=denial.permission, path=denial.path)
+            raise Problem(422, denial.reason, path=denial.path)
+        return out[0] if out else None
+
+
+def doc_name_of(project: str, kind: DocKind) -> DocName:
+    suffix = "" if kind is DocKind.MAIN else f"/{kind.value}"
+    return parse_doc_name(f"p/{project}{suffix}")

@@ -1,0 +1,95 @@
+"""The API's view of documents: the live room's copy when loaded, else storage; writes via the gate.
+
+read(doc)   room loaded  -> the room's Doc (the state WebSocket clients see)
+            not loaded   -> decoded from storage, kept until its log moves on;
+                            no room is started for a read
+version     a digest of the document's state vector: changes with every
+            edit, identical for the same state wherever it was read from
+snapshot    JSON-ready views cached per (document, version, what)
+edit(doc)   the room (loaded on demand) runs the edit through its gate
+            under the caller's identity, stores it, broadcasts it
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pycrdt import Doc
+
+from doc_model import DocName
+
+from .gate import GateResult
+from .hooks import Actor, DocumentStore
+from .rooms import RoomManager
+from .storage import build_document
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    name: DocName
+    doc: Doc
+    version: str
+    exists: bool
+
+
+def version_of(doc: Doc) -> str:
+    """The state vector says what was inserted, the delete set what was deleted since: the
+    diff from the document's own state vector is exactly its delete set."""
+    state = doc.get_state()
+    digest = hashlib.blake2b(state, digest_size=12)
+    digest.update(doc.get_update(state))
+    return digest.hexdigest()
+
+
+class LiveDocuments:
+    def __init__(
+        self, rooms: RoomManager, store: DocumentStore, *, cache_entries: int = 64
+    ) -> None:
+        self.rooms = rooms
+        self.store = store
+        self._stored: dict[str, tuple[int, DocumentView]] = {}  # name -> (last_seq, view)
+        self._snapshots: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+        self._cache_entries = cache_entries
+
+    async def read(self, name: DocName) -> DocumentView:
+        room = self.rooms.rooms.get(name.name)
+        if room is not None and not room.closed:
+            self._stored.pop(name.name, None)
+            doc = room.ensure_doc()
+            return DocumentView(name, doc, version_of(doc), exists=True)
+        last_seq = await self.store.last_seq(name.name)
+        cached = self._stored.get(name.name)
+        if cached is not None and cached[0] == last_seq:
+            return cached[1]
+        stored = await self.store.load(name.name)
+        doc = build_document(stored, name)
+        view = DocumentView(name, doc, version_of(doc), exists=stored.last_seq > 0)
+        self._stored[name.name] = (stored.last_seq, view)
+        return view
+
+    def snapshot(self, view: DocumentView, what: str, build: Callable[[Doc], T]) -> T:
+        """``build(doc)``, computed once per document version (``what`` names the view)."""
+        key = (view.name.name, view.version, what)
+        if key in self._snapshots:
+            self._snapshots.move_to_end(key)
+            return self._snapshots[key]
+        value = build(view.doc)
+        self._snapshots[key] = value
+        while len(self._snapshots) > self._cache_entries:
+            self._snapshots.popitem(last=False)
+        return value
+
+    async def edit(self, name: DocName, actor: Actor, mutate: Callable[[Doc], None]) -> GateResult:
+        """Run ``mutate`` on the live document under ``actor``, through the gate; durable on return."""
+        self._stored.pop(name.name, None)
+        room = await self.rooms.get(name)
+        return await room.edit(actor, mutate)
+
+    def forget(self, name: DocName) -> None:
+        self._stored.pop(name.name, None)

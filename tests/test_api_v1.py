@@ -1,0 +1,569 @@
+"""REST API v1 through a real server: every route, its permission, each query option, ETags,
+batches, the WebSocket <-> API round trip, rate limits and CORS."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterator
+
+import anyio
+import httpx
+import pytest
+from pycrdt import Map
+
+from doc_model import TaskCreate, create_task
+
+from .conftest import ServerProcess, start_server
+from .raw_client import RawClient
+from .test_api_access import assert_problem
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory) -> Iterator[ServerProcess]:
+    server = start_server(tmp_path_factory.mktemp("api"), TANDEM_API_RATE_LIMIT="100000")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def call(server, method: str, path: str, user: str = "owner", **kw) -> httpx.Response:
+    headers = kw.pop("headers", {})
+    if user:
+        headers["Authorization"] = f"Bearer {server.token(user)}"
+    return httpx.request(
+        method, f"{server.http_url}/api/v1{path}", headers=headers, timeout=15, **kw
+    )
+
+
+_counter = iter(range(10**6))
+
+
+def new_project(server, owner: str = "owner", **fields) -> str:
+    project = f"p{next(_counter)}x{int(time.time() * 1000) % 100000}"
+    r = call(server, "POST", "/projects/", owner, json={"id": project, "name": "Proj", **fields})
+    assert r.status_code == 201, r.text
+    return project
+
+
+def add_task(server, project: str, user: str = "owner", **fields) -> dict:
+    r = call(server, "POST", f"/projects/{project}/tasks/", user, json={"title": "T", **fields})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def grant(server, project: str, user: str, role: str, **kw) -> None:
+    server.token(user)  # the account must exist
+    server.grant(user, project, role, **kw)
+    time.sleep(1.05)  # the server caches permissions for 1 s
+
+
+# -- projects -----------------------------------------------------------------------
+
+
+def test_create_list_get_update_and_delete_a_project(srv) -> None:
+    r = call(srv, "POST", "/projects/", json={"name": "Launch", "start_date": "2026-11-01"})
+    assert r.status_code == 201, r.text
+    project = r.json()["id"]
+    assert r.headers["Location"] == f"/api/v1/projects/{project}/"
+    assert r.json()["members"] == {"owner": "owner"}
+    assert r.json()["columns"] == ["todo", "in_progress", "review", "done"]
+
+    listed = call(srv, "GET", "/projects/").json()
+    assert project in [p["id"] for p in listed["items"]]
+    assert {p["id"]: p["role"] for p in listed["items"]}[project] == "owner"
+
+    r = call(srv, "PATCH", f"/projects/{project}/", json={"name": "Launch 2", "status": "on_hold"})
+    assert r.status_code == 200 and r.json()["name"] == "Launch 2"
+    assert r.json()["status"] == "on_hold"
+    deadline = time.monotonic() + 5  # the registry follows meta/name via the activity observer
+    while time.monotonic() < deadline:
+        names = {p["id"]: p["name"] for p in call(srv, "GET", "/projects/").json()["items"]}
+        if names[project] == "Launch 2":
+            break
+        time.sleep(0.1)
+    assert names[project] == "Launch 2"
+
+    r = call(srv, "PUT", f"/projects/{project}/", json={"name": "Launch 3"})
+    assert r.status_code == 200
+    assert r.json()["status"] == "active" and r.json()["start_date"] is None  # PUT replaces
+
+    assert call(srv, "DELETE", f"/projects/{project}/").status_code == 204
+    assert_problem(call(srv, "GET", f"/projects/{project}/"), 404, project)
+    assert project not in [p["id"] for p in call(srv, "GET", "/projects/").json()["items"]]
+    taken = call(srv, "POST", "/projects/", json={"id": project, "name": "again"})
+    assert_problem(taken, 409, "taken")
+
+
+@pytest.mark.anyio
+async def test_deleting_a_project_disconnects_its_clients(srv) -> None:
+    project = new_project(srv)
+    async with RawClient.connect(srv, f"p/{project}", "owner", role=None) as client:
+        await client.sync()
+        r = await anyio.to_thread.run_sync(lambda: call(srv, "DELETE", f"/projects/{project}/"))
+        assert r.status_code == 204
+        closed = await client.wait_closed()
+        assert closed.code == 4404 and "deleted" in closed.reason
+
+
+def test_project_permissions_and_privacy(srv) -> None:
+    project = new_project(srv)
+    grant(srv, project, "mia", "member")
+    assert_problem(call(srv, "GET", f"/projects/{project}/", "stranger"), 404, project)
+    assert_problem(
+        call(srv, "PATCH", f"/projects/{project}/", "mia", json={"name": "x"}), 403, "edit_project"
+    )
+    body = assert_problem(call(srv, "DELETE", f"/projects/{project}/", "mia"), 403, "")
+    assert body["permission"] == "delete_project"
+    assert call(srv, "GET", f"/projects/{project}/", "mia").status_code == 200
+    assert_problem(call(srv, "GET", "/projects/", user=""), 401, "Bearer")
+
+
+# -- tasks --------------------------------------------------------------------------
+
+
+def test_task_lifecycle(srv) -> None:
+    project = new_project(srv)
+    task = add_task(srv, project, title="Write docs", priority="high", labels=["docs"])
+    assert task["project"] == project and task["status"] == "todo"
+    tid = task["id"]
+    assert call(srv, "GET", f"/tasks/{tid}/").json()["title"] == "Write docs"
+
+    r = call(srv, "PATCH", f"/tasks/{tid}/", json={"description": "Long text", "estimate": 3})
+    assert r.status_code == 200 and r.json()["description"] == "Long text"
+    assert r.json()["priority"] == "high"  # PATCH keeps what it does not name
+
+    r = call(srv, "PUT", f"/tasks/{tid}/", json={"title": "Docs v2"})
+    assert r.json()["title"] == "Docs v2"
+    assert r.json()["priority"] == "medium" and r.json()["labels"] == []  # PUT resets
+
+    r = call(srv, "PATCH", f"/tasks/{tid}/status/", json={"status": "review"})
+    assert r.status_code == 200 and r.json()["status"] == "review"
+    assert_problem(
+        call(srv, "PATCH", f"/tasks/{tid}/status/", json={"status": "nowhere"}), 422, "columns"
+    )
+    assert call(srv, "DELETE", f"/tasks/{tid}/").status_code == 204
+    assert_problem(call(srv, "GET", f"/tasks/{tid}/"), 404, tid)
+    assert_problem(call(srv, "DELETE", f"/tasks/{tid}/"), 404, tid)
+
+
+def test_task_permissions(srv) -> None:
+    project = new_project(srv)
+    grant(srv, project, "vic", "viewer")
+    grant(srv, project, "mo", "member")
+    grant(srv, project, "fin", "finance", removed=["view_tasks"])
+    mine = add_task(srv, project, assignees=["mo"])
+    other = add_task(srv, project)
+
+    assert call(srv, "GET", f"/projects/{project}/tasks/", "vic").json()["total"] == 2
+    assert_problem(call(srv, "GET", f"/projects/{project}/tasks/", "fin"), 403, "view_tasks")
+    denied = call(srv, "POST", f"/projects/{project}/tasks/", "vic", json={"title": "x"})
+    assert assert_problem(denied, 403, "")["permission"] == "create_tasks"
+    assert (
+        call(srv, "PATCH", f"/tasks/{mine['id']}/", "mo", json={"title": "ok"}).status_code == 200
+    )
+    body = assert_problem(
+        call(srv, "PATCH", f"/tasks/{other['id']}/", "mo", json={"title": "no"}), 403, ""
+    )
+    assert body["permission"] == "edit_all_tasks" and body["path"].endswith("/title")
+    body = assert_problem(call(srv, "DELETE", f"/tasks/{mine['id']}/", "mo"), 403, "")
+    assert body["permission"] == "delete_tasks"
+    assert call(srv, "GET", f"/tasks/{other['id']}/", "mo").json()["title"] == "T"  # unchanged
+    assert_problem(call(srv, "GET", f"/tasks/{other['id']}/", "stranger"), 404, "")
+
+    assigned = call(srv, "PATCH", f"/tasks/{mine['id']}/", "mo", json={"assignees": ["mo", "vic"]})
+    assert assigned.status_code == 200 and assigned.json()["assignees"] == ["mo", "vic"]
+    grant(srv, project, "noassign", "member", removed=["assign_tasks"])
+    own = add_task(srv, project, "noassign", title="own")
+    body = assert_problem(
+        call(srv, "PATCH", f"/tasks/{own['id']}/", "noassign", json={"assignees": ["vic"]}), 403, ""
+    )
+    assert body["permission"] == "assign_tasks"
+    grant(srv, project, "blind", "viewer", removed=["view_project"])
+    body = assert_problem(call(srv, "GET", f"/projects/{project}/", "blind"), 403, "view_project")
+    assert_problem(call(srv, "GET", f"/projects/{project}/metrics/", "vic"), 403, "view_analytics")
+
+
+def test_bad_task_input_gets_clear_errors(srv) -> None:
+    project = new_project(srv)
+    path = f"/projects/{project}/tasks/"
+    body = assert_problem(call(srv, "POST", path, json={"title": "x", "bogus": 1}), 422, "bogus")
+    assert body["field"] == "bogus"
+    assert_problem(call(srv, "POST", path, json={"title": ""}), 422, "title")
+    assert_problem(call(srv, "POST", path, json={"title": "x", "due": "tomorrow"}), 422, "due")
+    assert_problem(call(srv, "POST", path, json={"title": "x", "estimate": -1}), 422, "estimate")
+    assert_problem(call(srv, "POST", path, json=["not", "an", "object"]), 422, "")
+    bad_json = call(
+        srv, "POST", path, content=b"{nope", headers={"Content-Type": "application/json"}
+    )
+    assert_problem(bad_json, 400, "JSON")
+    assert_problem(call(srv, "POST", path, content=b"title=x"), 415, "JSON")
+    huge = call(srv, "POST", path, json={"title": "x", "description": "y" * 2_000_000})
+    assert huge.status_code == 413
+    assert_problem(call(srv, "GET", "/tasks/no such id!/"), 404, "")
+    assert call(srv, "GET", path).json()["total"] == 0  # none of it wrote anything
+
+
+def test_every_query_option(srv) -> None:
+    project = new_project(srv)
+    ms = call(srv, "POST", f"/projects/{project}/milestones/", json={"name": "M1"}).json()["id"]
+    add_task(srv, project, title="alpha login", priority="low", due="2026-01-10", labels=["x"])
+    add_task(srv, project, title="beta", priority="urgent", due="2026-03-01", assignees=["ana"])
+    add_task(srv, project, title="gamma login", priority="high", status="done", milestone=ms)
+    add_task(srv, project, title="delta", priority="medium", description="about LOGIN flows")
+
+    def titles(query: str) -> list[str]:
+        r = call(srv, "GET", f"/projects/{project}/tasks/?{query}")
+        assert r.status_code == 200, r.text
+        return [t["title"] for t in r.json()["items"]]
+
+    assert titles("status=done") == ["gamma login"]
+    assert sorted(titles("status=todo,done")) == ["alpha login", "beta", "delta", "gamma login"]
+    assert titles("assignee=ana") == ["beta"]
+    assert titles("label=x") == ["alpha login"]
+    assert titles(f"milestone={ms}") == ["gamma login"]
+    assert titles("due_before=2026-02-01") == ["alpha login"]
+    assert titles("due_after=2026-02-01") == ["beta"]
+    assert sorted(titles("q=login")) == ["alpha login", "delta", "gamma login"]
+    assert titles("priority=high,urgent&order_by=priority") == ["gamma login", "beta"]
+    assert titles("order_by=-priority") == ["beta", "gamma login", "delta", "alpha login"]
+    assert titles("order_by=due,title") == ["alpha login", "beta", "delta", "gamma login"]
+    assert titles("order_by=-due,title")[:2] == ["beta", "alpha login"]  # missing dates last
+
+    r = call(srv, "GET", f"/projects/{project}/tasks/?order_by=title&limit=3&fields=title")
+    page = r.json()
+    assert page["total"] == 4 and page["limit"] == 3
+    assert page["items"][0] == {"id": page["items"][0]["id"], "title": "alpha login"}
+    assert page["links"]["previous"] is None
+    nxt = httpx.get(
+        srv.http_url + page["links"]["next"],
+        headers={"Authorization": f"Bearer {srv.token('owner')}"},
+    ).json()
+    assert [t["title"] for t in nxt["items"]] == ["gamma login"] and nxt["offset"] == 3
+    assert nxt["links"]["previous"] and nxt["links"]["next"] is None
+
+    for query, field in [
+        ("limit=0", "limit"),
+        ("limit=abc", "limit"),
+        ("offset=-1", "offset"),
+        ("order_by=colour", "order_by"),
+        ("fields=title,secret", "fields"),
+        ("due_before=soon", "due_before"),
+        ("stauts=todo", "stauts"),
+    ]:
+        body = assert_problem(call(srv, "GET", f"/projects/{project}/tasks/?{query}"), 400, field)
+        assert body["field"] == field
+
+
+def test_etag_gives_304_until_the_document_changes(srv) -> None:
+    project = new_project(srv)
+    add_task(srv, project)
+    path = f"/projects/{project}/tasks/?status=todo"
+    first = call(srv, "GET", path)
+    tag = first.headers["ETag"]
+    again = call(srv, "GET", path, headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.headers["ETag"] == tag and not again.content
+    other_query = call(srv, "GET", f"/projects/{project}/tasks/", headers={"If-None-Match": tag})
+    assert other_query.status_code == 200
+    add_task(srv, project, title="new")
+    changed = call(srv, "GET", path, headers={"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != tag
+    assert changed.json()["total"] == 2
+
+
+def test_batch_is_all_or_nothing(srv) -> None:
+    project = new_project(srv)
+    keep = add_task(srv, project, title="keep")
+    ops = [
+        {"op": "create", "data": {"title": "new one"}},
+        {"op": "update", "id": keep["id"], "data": {"title": "renamed"}},
+        {"op": "move", "id": keep["id"], "status": "done"},
+    ]
+    r = call(srv, "POST", "/tasks/batch/", json={"project": project, "operations": ops})
+    assert r.status_code == 200, r.text
+    created = r.json()["results"][0]["id"]
+    tasks = {t["id"]: t for t in call(srv, "GET", f"/projects/{project}/tasks/").json()["items"]}
+    assert tasks[keep["id"]]["title"] == "renamed" and tasks[keep["id"]]["status"] == "done"
+    assert tasks[created]["title"] == "new one"
+
+    failing = [
+        {"op": "create", "data": {"title": "should vanish"}},
+        {"op": "delete", "id": created},
+        {"op": "update", "id": "missing", "data": {"title": "x"}},
+    ]
+    r = call(srv, "POST", "/tasks/batch/", json={"project": project, "operations": failing})
+    assert_problem(r, 404, "missing")
+    after = call(srv, "GET", f"/projects/{project}/tasks/").json()
+    assert {t["id"] for t in after["items"]} == set(tasks)  # nothing of it landed
+
+    grant(srv, project, "mo", "member")
+    r = call(
+        srv,
+        "POST",
+        "/tasks/batch/",
+        "mo",
+        json={
+            "project": project,
+            "operations": [
+                {"op": "create", "data": {"title": "mine"}},
+                {"op": "update", "id": keep["id"], "data": {"title": "not mine"}},
+            ],
+        },
+    )
+    assert assert_problem(r, 403, "")["permission"] == "edit_all_tasks"
+    assert call(srv, "GET", f"/projects/{project}/tasks/").json()["total"] == len(tasks)
+    bad = {"project": project, "operations": [{"op": "create", "data": {"title": 5}}]}
+    assert_problem(call(srv, "POST", "/tasks/batch/", json=bad), 422, "operations.0.data.title")
+
+
+# -- milestones, members, comments, activity --------------------------------------------
+
+
+def test_milestones_members_comments_and_activity(srv) -> None:
+    project = new_project(srv)
+    grant(srv, project, "vic", "viewer")
+    base = f"/projects/{project}"
+    r = call(srv, "POST", f"{base}/milestones/", json={"name": "Beta", "due": "2026-12-24"})
+    assert r.status_code == 201
+    mid = r.json()["id"]
+    assert call(srv, "GET", f"{base}/milestones/{mid}/").json()["due"] == "2026-12-24"
+    assert call(srv, "PATCH", f"{base}/milestones/{mid}/", json={"done": True}).json()["done"]
+    denied = call(srv, "POST", f"{base}/milestones/", "vic", json={"name": "x"})
+    assert assert_problem(denied, 403, "")["permission"] == "edit_project"
+    assert call(srv, "GET", f"{base}/milestones/", "vic").json()["total"] == 1
+    assert call(srv, "DELETE", f"{base}/milestones/{mid}/").status_code == 204
+    assert_problem(call(srv, "GET", f"{base}/milestones/{mid}/"), 404, mid)
+
+    members = call(srv, "GET", f"{base}/members/", "vic").json()["items"]
+    assert {m["user"]: m["role"] for m in members} == {"owner": "owner", "vic": "viewer"}
+
+    r = call(srv, "POST", f"{base}/comments/", "vic", json={"text": "hello team"})
+    assert r.status_code == 201
+    cid = r.json()["id"]
+    call(srv, "POST", f"{base}/comments/", json={"text": "second", "task": "t1"})
+    listed = call(srv, "GET", f"{base}/comments/", "vic").json()
+    assert [c["text"] for c in listed["items"]] == ["second", "hello team"]  # newest first
+    assert listed["items"][1]["author"] == "vic"
+    assert [c["text"] for c in call(srv, "GET", f"{base}/comments/?task=t1").json()["items"]] == [
+        "second"
+    ]
+    denied = call(srv, "DELETE", f"{base}/comments/{cid}/", "vic")
+    assert assert_problem(denied, 403, "")["permission"] == "manage_team"
+    assert call(srv, "DELETE", f"{base}/comments/{cid}/").status_code == 204
+    assert call(srv, "GET", f"{base}/comments/").json()["total"] == 1
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        actions = [a["action"] for a in call(srv, "GET", f"{base}/activity/").json()["items"]]
+        if "chat.message" in actions and "milestone.deleted" in actions:
+            break
+        time.sleep(0.1)
+    assert {"milestone.added", "milestone.deleted", "chat.message"} <= set(actions)
+
+
+# -- finance and resources -------------------------------------------------------------
+
+
+def test_budget_costs_time_and_allocations_with_their_permissions(srv) -> None:
+    project = new_project(srv, start_date="2026-01-01", end_date="2026-12-31")
+    grant(srv, project, "fin", "finance")
+    grant(srv, project, "mo", "member")
+    base = f"/projects/{project}"
+
+    assert_problem(call(srv, "GET", f"{base}/budget/", "mo"), 403, "view_budget")
+    r = call(srv, "PUT", f"{base}/budget/", "fin", json={"currency": "EUR", "total": 1000})
+    assert r.status_code == 200 and r.json()["total"] == 1000
+    assert_problem(
+        call(srv, "PUT", f"{base}/budget/", "mo", json={"currency": "EUR", "total": 1}),
+        403,
+        "edit_budget",
+    )
+    assert_problem(
+        call(srv, "PUT", f"{base}/budget/", "fin", json={"currency": "euro", "total": 1}),
+        422,
+        "currency",
+    )
+
+    r = call(
+        srv,
+        "POST",
+        f"{base}/costs/",
+        "fin",
+        json={"amount": 250.5, "currency": "EUR", "date": "2026-02-01", "category": "cloud"},
+    )
+    assert r.status_code == 201 and r.json()["created_by"] == "fin"
+    cost = r.json()["id"]
+    assert_problem(
+        call(srv, "POST", f"{base}/costs/", "mo", json={"amount": 1, "currency": "EUR"}),
+        403,
+        "edit_costs",
+    )
+    assert call(srv, "GET", f"{base}/costs/", "fin").json()["sum"] == {"EUR": 250.5}
+    assert_problem(call(srv, "GET", f"{base}/costs/", "mo"), 403, "view_costs")
+
+    r = call(srv, "POST", f"{base}/time-entries/", "fin", json={"hours": 2.5, "date": "2026-02-02"})
+    assert r.status_code == 201 and r.json()["user"] == "fin"
+    assert_problem(
+        call(srv, "POST", f"{base}/time-entries/", "fin", json={"hours": 0, "date": "2026-02-02"}),
+        422,
+        "hours",
+    )
+    assert call(srv, "GET", f"{base}/time-entries/?user=fin", "fin").json()["hours"] == 2.5
+
+    r = call(srv, "POST", f"{base}/allocations/", json={"user": "mo", "percent": 50})
+    assert r.status_code == 201
+    alloc = r.json()["id"]
+    assert call(srv, "GET", f"{base}/allocations/", "mo").json()["total"] == 1
+    assert_problem(
+        call(srv, "POST", f"{base}/allocations/", "mo", json={"user": "mo", "percent": 10}),
+        403,
+        "manage_resources",
+    )
+    assert_problem(call(srv, "GET", f"{base}/allocations/", "fin"), 403, "view_resources")
+    assert_problem(
+        call(srv, "POST", f"{base}/allocations/", json={"user": "mo", "percent": 101}),
+        422,
+        "percent",
+    )
+    assert call(srv, "DELETE", f"{base}/allocations/{alloc}/").status_code == 204
+    assert call(srv, "DELETE", f"{base}/costs/{cost}/", "fin").status_code == 204
+    assert_problem(call(srv, "DELETE", f"{base}/costs/{cost}/", "fin"), 404, cost)
+    assert call(srv, "GET", f"{base}/costs/", "fin").json()["total"] == 0
+
+
+# -- analytics and export ------------------------------------------------------------------
+
+
+def test_metrics_portfolio_and_export(srv) -> None:
+    project = new_project(srv, owner="boss", start_date="2026-01-01", end_date="2026-12-31")
+    grant(srv, project, "mo", "member")
+    base = f"/projects/{project}"
+    done = add_task(srv, project, "boss", title="=HYPERLINK(evil)")
+    add_task(srv, project, "boss", title="late", due="2020-01-01")
+    add_task(srv, project, "boss", title="later", due="2999-01-01", estimate=5)
+    call(srv, "PATCH", f"/tasks/{done['id']}/status/", "boss", json={"status": "done"})
+    call(srv, "PUT", f"{base}/budget/", "boss", json={"currency": "EUR", "total": 1200})
+    call(srv, "POST", f"{base}/costs/", "boss", json={"amount": 300, "currency": "EUR"})
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        metrics = call(srv, "GET", f"{base}/metrics/?days=7", "boss").json()
+        if sum(w["done"] for w in metrics["tasks"]["velocity"]):
+            break
+        time.sleep(0.1)
+    tasks = metrics["tasks"]
+    assert tasks["total"] == 3 and tasks["done"] == 1 and tasks["overdue"] == 1
+    assert tasks["completion"] == pytest.approx(1 / 3, abs=1e-3)
+    assert tasks["by_status"]["done"] == 1 and tasks["by_status"]["todo"] == 2
+    assert len(tasks["burndown"]) == 7 and tasks["burndown"][-1]["remaining"] == 2
+    assert tasks["velocity"][-1]["done"] == 1
+    assert metrics["budget"]["spent"] == 300 and metrics["budget"]["remaining"] == 900
+    member_view = call(srv, "GET", f"{base}/metrics/", "mo").json()
+    assert member_view["budget"] is None  # no view_budget: no money figures
+    assert_problem(call(srv, "GET", f"{base}/metrics/?days=0", "boss"), 400, "days")
+
+    portfolio = call(srv, "GET", "/analytics/portfolio/", "boss").json()
+    assert [p["id"] for p in portfolio["projects"]] == [project]
+    assert portfolio["totals"]["tasks"] == 3 and portfolio["totals"]["done"] == 1
+
+    assert_problem(call(srv, "GET", f"{base}/export/", "mo"), 403, "export_data")
+    r = call(srv, "GET", f"{base}/export/?format=csv", "boss")
+    assert r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 3
+    assert "'=HYPERLINK(evil)" in [row["title"] for row in rows]  # not a live formula
+    as_json = call(srv, "GET", f"{base}/export/?format=json", "boss").json()
+    assert sorted(t["title"] for t in as_json["tasks"]) == sorted(
+        ["=HYPERLINK(evil)", "late", "later"]
+    )
+    assert_problem(call(srv, "GET", f"{base}/export/?format=xml", "boss"), 400, "format")
+
+
+# -- live documents: API <-> WebSocket ------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_api_writes_reach_clients_and_client_edits_reach_the_api(srv) -> None:
+    project = new_project(srv)
+    async with RawClient.connect(srv, f"p/{project}", "owner", role=None) as client:
+        await client.sync()
+        r = await anyio.to_thread.run_sync(
+            lambda: call(srv, "POST", f"/projects/{project}/tasks/", json={"title": "via API"})
+        )
+        tid = r.json()["id"]
+        with anyio.fail_after(5):
+            while tid not in client.doc.get("tasks", type=Map):
+                await client.recv()
+        assert str(client.doc.get("tasks", type=Map)[tid]["title"]) == "via API"
+
+        update = client.edit(
+            lambda doc: create_task(doc, TaskCreate(title="via socket"), created_by="owner")
+        )
+        assert (await client.outcome(await client.send_update(update)))["type"] == "ack"
+        tasks = await anyio.to_thread.run_sync(
+            lambda: call(srv, "GET", f"/projects/{project}/tasks/?q=socket").json()
+        )
+        assert [t["title"] for t in tasks["items"]] == ["via socket"]
+
+
+def test_reads_of_an_unloaded_project_do_not_open_a_room(srv) -> None:
+    project = new_project(srv)
+    add_task(srv, project)
+    deadline = time.monotonic() + 10  # rooms unload 2 s after their last use in tests
+    while time.monotonic() < deadline and httpx.get(srv.http_url + "/healthz").json()["rooms"]:
+        time.sleep(0.2)
+    assert httpx.get(srv.http_url + "/healthz").json()["rooms"] == 0
+    assert call(srv, "GET", f"/projects/{project}/tasks/").json()["total"] == 1
+    assert httpx.get(srv.http_url + "/healthz").json()["rooms"] == 0
+
+
+# -- conventions: rate limit, CORS, OpenAPI ---------------------------------------------------
+
+
+def test_rate_limit_per_token_with_headers(tmp_path) -> None:
+    server = start_server(tmp_path, TANDEM_API_RATE_LIMIT="5")
+    try:
+        statuses = []
+        for _ in range(6):
+            r = call(server, "GET", "/projects/", "ann")
+            statuses.append(r.status_code)
+        assert statuses == [200] * 5 + [429]
+        assert int(r.headers["Retry-After"]) >= 1
+        assert_problem(r, 429, "retry")
+        ok = call(server, "GET", "/projects/", "ben")  # another token has its own budget
+        assert ok.status_code == 200
+        assert ok.headers["RateLimit-Limit"] == "5" and ok.headers["RateLimit-Remaining"] == "4"
+    finally:
+        server.stop()
+
+
+def test_cors_allows_only_configured_origins(tmp_path) -> None:
+    server = start_server(tmp_path, TANDEM_CORS_ORIGINS="https://app.example")
+    try:
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        }
+        ok = httpx.options(
+            f"{server.http_url}/api/v1/projects/",
+            headers={"Origin": "https://app.example", **preflight},
+        )
+        assert ok.headers.get("access-control-allow-origin") == "https://app.example"
+        other = httpx.options(
+            f"{server.http_url}/api/v1/projects/",
+            headers={"Origin": "https://evil.example", **preflight},
+        )
+        assert "access-control-allow-origin" not in other.headers
+    finally:
+        server.stop()
+
+
+def test_openapi_and_docs_are_served(srv) -> None:
+    spec = httpx.get(srv.http_url + "/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    assert "/api/v1/projects/{project}/tasks/" in spec["paths"]
+    assert "versioning" in spec["info"]["description"].lower()
+    assert httpx.get(srv.http_url + "/docs").status_code == 200
