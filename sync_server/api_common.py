@@ -86,14 +86,26 @@ def etag_for(parts: Iterable[str]) -> str:
     return f'W/"{digest.hexdigest()}"'
 
 
-def cached_response(payload_fn: Callable[[], Any], versions: Iterable[str], *extra: str):
-    """200 with an ETag derived from the documents' versions and the request, or 304."""
+def cached_response(
+    payload_fn: Callable[[], Any],
+    versions: Iterable[str],
+    *extra: str,
+    cache: LiveDocuments | None = None,
+):
+    """200 with an ETag derived from the documents' versions and the request, or 304.
+
+    The body depends on nothing but what the ETag hashes (the documents' versions and the
+    path with its query), so with ``cache`` it is serialized once per ETag.
+    """
     tag = etag_for([*versions, request.full_path, *extra])
     headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
     wanted = request.headers.get("If-None-Match", "")
     if wanted and (wanted.strip() == "*" or tag in [t.strip() for t in wanted.split(",")]):
         return Response(status=304, headers=headers)
-    return json_response(payload_fn(), headers=headers)
+    if cache is None:
+        return json_response(payload_fn(), headers=headers)
+    body = cache.cached_body(tag, lambda: json.dumps(payload_fn()))
+    return Response(body, status=200, content_type="application/json", headers=headers)
 
 
 def parse_id(value: str, what: str = "project") -> str:

@@ -137,7 +137,7 @@ def finance_api(state: dict) -> Blueprint:
                 "sum": {k: round(v, 2) for k, v in sums.items()},
             }
 
-        return cached(payload, [view.version])
+        return cached(payload, [view.version], cache=ctx.live)
 
     @bp.post("/projects/<project>/costs/")
     @document_request(CostCreate)
@@ -182,7 +182,7 @@ def finance_api(state: dict) -> Blueprint:
                 "hours": round(sum(t["hours"] for t in items), 2),
             }
 
-        return cached(payload, [view.version])
+        return cached(payload, [view.version], cache=ctx.live)
 
     @bp.post("/projects/<project>/time-entries/")
     @document_request(TimeEntryCreate)
@@ -230,7 +230,7 @@ def finance_api(state: dict) -> Blueprint:
             items.sort(key=lambda a: (a["user"], a["start"] or "", a["id"]))
             return {"items": items, "total": len(items)}
 
-        return cached(payload, [view.version])
+        return cached(payload, [view.version], cache=ctx.live)
 
     @bp.post("/projects/<project>/allocations/")
     @document_request(AllocationCreate)

@@ -352,7 +352,7 @@ def v1_api(state: dict) -> Blueprint:
                 "links": page_links(page.total, page.limit, page.offset),
             }
 
-        return cached(payload, [view.version])
+        return cached(payload, [view.version], cache=ctx.live)
 
     @bp.post("/projects/<project>/tasks/")
     @document_request(TaskCreate)
@@ -662,7 +662,7 @@ def v1_api(state: dict) -> Blueprint:
                 "links": page_links(len(chosen), limit, offset),
             }
 
-        return cached(payload, [view.version])
+        return cached(payload, [view.version], cache=ctx.live)
 
     @bp.post("/projects/<project>/comments/")
     @document_request(CommentCreate)

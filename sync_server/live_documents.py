@@ -49,20 +49,31 @@ def version_of(doc: Doc) -> str:
 
 class LiveDocuments:
     def __init__(
-        self, rooms: RoomManager, store: DocumentStore, *, cache_entries: int = 64
+        self, rooms: RoomManager, store: DocumentStore, *, body_budget: int = 32 * 1024 * 1024
     ) -> None:
         self.rooms = rooms
         self.store = store
         self._stored: dict[str, tuple[int, DocumentView]] = {}  # name -> (last_seq, view)
-        self._snapshots: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
-        self._cache_entries = cache_entries
+        self._snapshots: dict[tuple[str, str], tuple[str, Any]] = {}
+        self._bodies: OrderedDict[str, str] = OrderedDict()
+        self._body_bytes = 0
+        self._body_budget = body_budget
+        self._room_versions: dict[str, tuple[Doc, tuple[int, int], str]] = {}
 
     async def read(self, name: DocName) -> DocumentView:
         room = self.rooms.rooms.get(name.name)
         if room is not None and not room.closed:
             self._stored.pop(name.name, None)
             doc = room.ensure_doc()
-            return DocumentView(name, doc, version_of(doc), exists=True)
+            # the room's own counters change with every change it applies, so the (costlier)
+            # digest is computed once per change, not once per read
+            mark = (room.revision, room.last_seq)
+            known = self._room_versions.get(name.name)
+            if known is not None and known[0] is doc and known[1] == mark:
+                return DocumentView(name, doc, known[2], exists=True)
+            version = version_of(doc)
+            self._room_versions[name.name] = (doc, mark, version)
+            return DocumentView(name, doc, version, exists=True)
         last_seq = await self.store.last_seq(name.name)
         cached = self._stored.get(name.name)
         if cached is not None and cached[0] == last_seq:
@@ -74,15 +85,17 @@ class LiveDocuments:
         return view
 
     def snapshot(self, view: DocumentView, what: str, build: Callable[[Doc], T]) -> T:
-        """``build(doc)``, computed once per document version (``what`` names the view)."""
-        key = (view.name.name, view.version, what)
-        if key in self._snapshots:
-            self._snapshots.move_to_end(key)
-            return self._snapshots[key]
+        """``build(doc)``, computed once per document version (``what`` names the view).
+
+        Only the newest version of each view is kept: a busy document makes a new
+        version with every edit, and a snapshot of 10,000 tasks is tens of megabytes.
+        """
+        key = (view.name.name, what)
+        hit = self._snapshots.get(key)
+        if hit is not None and hit[0] == view.version:
+            return hit[1]
         value = build(view.doc)
-        self._snapshots[key] = value
-        while len(self._snapshots) > self._cache_entries:
-            self._snapshots.popitem(last=False)
+        self._snapshots[key] = (view.version, value)
         return value
 
     async def edit(self, name: DocName, actor: Actor, mutate: Callable[[Doc], None]) -> GateResult:
@@ -93,3 +106,20 @@ class LiveDocuments:
 
     def forget(self, name: DocName) -> None:
         self._stored.pop(name.name, None)
+        self._room_versions.pop(name.name, None)
+        for key in [k for k in self._snapshots if k[0] == name.name]:
+            del self._snapshots[key]
+
+    def cached_body(self, tag: str, build: Callable[[], str]) -> str:
+        """A response body, serialized once per ETag; least recently used out past the budget."""
+        body = self._bodies.get(tag)
+        if body is not None:
+            self._bodies.move_to_end(tag)
+            return body
+        body = build()
+        self._bodies[tag] = body
+        self._body_bytes += len(body)
+        while self._body_bytes > self._body_budget and len(self._bodies) > 1:
+            _, dropped = self._bodies.popitem(last=False)
+            self._body_bytes -= len(dropped)
+        return body

@@ -132,6 +132,7 @@ class Room:
         self._wake = asyncio.Event()
         self._durable = asyncio.Condition()
         self._applied_gen = 0
+        self.revision = 0  # counts every change applied to the document (API version cache)
         self._durable_gen = 0
         self._observer_queue: asyncio.Queue[DocumentChanged] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
@@ -171,6 +172,7 @@ class Room:
         if self.gate is not None:
             self.gate.close()
         self.doc = doc
+        self.revision += 1
         self.gate = Gate(doc, self.doc_name, self.permission_check)
         self._parts, self._parts_sv, self._full_state = [], {}, None
         log.info(
@@ -198,6 +200,7 @@ class Room:
             self._batch.updates.append(update)
             self._batch.everyone = True
             self._applied_gen += 1
+            self.revision += 1
             self._wake.set()
             log.info(
                 "migrated from schema %d to %d", version, SCHEMA_VERSION, extra={"doc": self.name}
@@ -366,6 +369,7 @@ class Room:
                 extra={"doc": self.name, "user": str(conn.actor)},
             )
         self._applied_gen += 1
+        self.revision += 1
         self._wake.set()
         return result
 
@@ -398,6 +402,7 @@ class Room:
             except Exception:
                 log.exception("recording a rejection failed", extra={"doc": self.name})
         self._applied_gen += 1
+        self.revision += 1
         mine = self._applied_gen
         self._wake.set()
         self._arm_idle_unload()
@@ -427,6 +432,7 @@ class Room:
             self._send_to_all(encode_update(update))
             return
         self._full_state = None
+        self.revision += 1
         merged: list[bytes] = []
         sub = self.doc.observe(lambda ev: merged.append(ev.update))
         try:
