@@ -8,9 +8,13 @@ DB ?= tandem.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run demo test lint format bench clean
+.PHONY: setup run demo test lint format bench clean chromium
 
-setup: $(VENV)/.installed tests/node/node_modules/.installed
+CLIENT_SOURCES := $(shell find client_pwa/src client_pwa/public -type f 2>/dev/null) \
+	client_pwa/index.html client_pwa/vite.config.js
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+setup: $(VENV)/.installed tests/node/node_modules/.installed client_pwa/dist/index.html
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,10 +26,23 @@ tests/node/node_modules/.installed: tests/node/package.json tests/node/package-l
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+client_pwa/node_modules/.installed: client_pwa/package.json client_pwa/package-lock.json
+	cd client_pwa && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# the browser app, served by the server at /
+client_pwa/dist/index.html: client_pwa/node_modules/.installed $(CLIENT_SOURCES)
+	cd client_pwa && npm run build --silent
+
+# browser tests drive Debian's Chromium (Playwright for Python, no downloaded browsers)
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+
 demo: $(VENV)/.installed
 	$(BIN)/tandem demo --db $(DB)
 
-run: $(VENV)/.installed demo
+run: setup demo
 	$(BIN)/tandem serve --db $(DB) --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed
@@ -37,11 +54,11 @@ format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: setup lint
+test: setup chromium lint
 	$(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules *.egg-info
+	rm -rf $(VENV) tests/node/node_modules client_pwa/node_modules client_pwa/dist *.egg-info

@@ -36,6 +36,7 @@ from .protocol import (
     TandemMessage,
     decode_message,
 )
+from .pwa import pwa_blueprint
 from .room import RoomSettings
 from .rooms import RoomManager
 from .settings import Settings
@@ -67,6 +68,7 @@ def create_app(
     state: dict = {}
     api_blueprints = [access_api(state), v1_api(state), finance_api(state), analytics_api(state)]
     configure_web_api(app, api_blueprints, settings)
+    app.register_blueprint(pwa_blueprint(settings.static_dir))
 
     for status in (400, 404, 405, 413):
 

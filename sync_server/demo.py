@@ -33,6 +33,7 @@ from .offline_edit import edit_stored_document
 from .storage import SQLiteStore
 
 DEMO_ACTOR = "system:demo"
+DEMO_PASSWORD = "tandem-demo"  # every demo account's; the demo is for trying Tandem locally
 TEAM = {
     "demo": "owner",
     "alice": "manager",
@@ -84,7 +85,7 @@ async def seed_demo(db_path: str, *, project_id: str = "demo", task_count: int =
         projects.ensure_project(conn, project_id, "Website relaunch", "demo")
         for user, role in TEAM.items():
             if accounts.get_user(conn, user) is None:
-                accounts.create_user(conn, user, None, user.capitalize())
+                accounts.create_user(conn, user, DEMO_PASSWORD, user.capitalize())
             if access.get_grant(conn, user, project_id) is None:
                 access.set_grant(conn, Grant(user, project_id, role), DEMO_ACTOR)
         token = accounts.create_token(conn, "demo", "tandem demo")
@@ -195,7 +196,8 @@ async def seed_demo(db_path: str, *, project_id: str = "demo", task_count: int =
         await store.close()
     return (
         f"seeded project {project_id!r} ({task_count} tasks, 4 milestones, {len(TEAM)} members,"
-        f" chat, finance) in {db_path}\nAPI token for user 'demo':\n{token}"
+        f" chat, finance) in {db_path}\nlog in as demo (or alice, bob, carol, dave, erin) with"
+        f" password {DEMO_PASSWORD!r}\nAPI token for user 'demo':\n{token}"
     )
 
 

@@ -1,0 +1,739 @@
+// Tandem in the browser: login, projects, board, task, list, timeline, chat, activity.
+// Routes are hashes (#/p/<id>/board ...) so the precached app shell serves every view offline.
+import "./style.css";
+import { registerSW } from "virtual:pwa-register";
+import { api, ApiError, cachedGet, session } from "./api.js";
+import { bindText, colorFor, h, initials, toast } from "./dom.js";
+import { ProjectSession } from "./model.js";
+
+registerSW({ immediate: true });
+
+const app = document.getElementById("app");
+let current = null; // the open ProjectSession
+let cleanup = []; // listeners of the current view
+
+const VIEWS = [
+  { key: "board", label: "Home", icon: "▦" },
+  { key: "list", label: "Tasks", icon: "☰" },
+  { key: "add", label: "Add", icon: "+" },
+  { key: "chat", label: "Chat", icon: "✉" },
+  { key: "activity", label: "Activity", icon: "↻" },
+];
+
+function go(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
+function clearView() {
+  for (const fn of cleanup) fn();
+  cleanup = [];
+}
+
+function on(target, event, fn) {
+  target.addEventListener(event, fn);
+  cleanup.push(() => target.removeEventListener(event, fn));
+}
+
+// -- login and projects ---------------------------------------------------------
+
+function loginView() {
+  const error = h("p", { class: "error", role: "alert" });
+  const form = h(
+    "form",
+    { class: "card login" },
+    h("h1", {}, "Tandem"),
+    h("label", {}, "User name", h("input", { name: "username", autocomplete: "username", required: true })),
+    h(
+      "label",
+      {},
+      "Password",
+      h("input", { name: "password", type: "password", autocomplete: "current-password", required: true }),
+    ),
+    h("button", { type: "submit", class: "primary" }, "Log in"),
+    error,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    try {
+      const result = await api("POST", "/login", {
+        username: data.get("username"),
+        password: data.get("password"),
+      });
+      session.save(data.get("username"), result.token);
+      go("#/projects");
+    } catch (e) {
+      error.textContent = e instanceof ApiError ? e.message : "cannot reach the server";
+    }
+  });
+  app.replaceChildren(form);
+}
+
+async function projectsView() {
+  const list = h("ul", { class: "projects" }, h("li", {}, "Loading…"));
+  app.replaceChildren(
+    h(
+      "main",
+      { class: "page" },
+      h("header", { class: "top" }, h("h1", {}, "Projects"), h("button", { onclick: logout }, "Log out")),
+      list,
+    ),
+  );
+  try {
+    const page = await cachedGet("/projects/?limit=200");
+    list.replaceChildren(
+      ...page.items.map((p) =>
+        h(
+          "li",
+          {},
+          h("a", { href: `#/p/${p.id}/board`, class: "project" }, h("strong", {}, p.name), h("span", {}, p.role || "")),
+        ),
+      ),
+    );
+    if (!page.items.length) list.replaceChildren(h("li", {}, "No projects yet."));
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return logout();
+    list.replaceChildren(h("li", { class: "error" }, `Could not load projects: ${e.message}`));
+  }
+}
+
+function logout() {
+  api("POST", "/logout").catch(() => {});
+  if (current) current.destroy();
+  current = null;
+  session.clear();
+  go("#/login");
+}
+
+// -- the project shell ----------------------------------------------------------------
+
+async function openProject(projectId) {
+  if (current && current.projectId === projectId) return current;
+  if (current) current.destroy();
+  let permissions = [];
+  try {
+    permissions = (await cachedGet(`/me/permissions?project=${encodeURIComponent(projectId)}`)).permissions;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      logout();
+      throw e;
+    }
+  }
+  current = new ProjectSession({ projectId, user: session.user, token: session.token, permissions });
+  window.tandem = current; // for the console (and the tests)
+  current.addEventListener("rejected", (e) => toast(`Not saved: ${e.detail.reason}`, "error"));
+  current.addEventListener("fatal", (e) => toast(`Disconnected: ${e.detail.reason}`, "error"));
+  await current.ready;
+  return current;
+}
+
+function statusPill(project) {
+  const pill = h("span", { class: "pill", "data-testid": "sync-status" });
+  const update = () => {
+    const pending = project.provider.pending + project.chatProvider.pending;
+    if (!project.provider.connected) {
+      pill.textContent = pending ? `Offline · ${pending} to sync` : "Offline";
+      pill.className = "pill offline";
+    } else if (pending) {
+      pill.textContent = `Saving ${pending}…`;
+      pill.className = "pill pending";
+    } else {
+      pill.textContent = "Saved";
+      pill.className = "pill saved";
+    }
+  };
+  on(project, "status", update);
+  on(window, "online", update);
+  on(window, "offline", update);
+  update();
+  return pill;
+}
+
+function presenceBar(project) {
+  const bar = h("div", { class: "presence", "aria-label": "Who is online" });
+  const update = () => {
+    const tasks = new Map(project.tasks().map((t) => [t.id, t.title]));
+    bar.replaceChildren(
+      ...project.people().map((p) => {
+        const viewing = p.viewing && p.viewing.task ? tasks.get(p.viewing.task) : null;
+        const title = viewing
+          ? `${p.user.name} is ${p.viewing.editing ? "editing" : "viewing"} “${viewing}”`
+          : `${p.user.name} is online`;
+        return h(
+          "span",
+          { class: "avatar", title, style: { background: colorFor(p.user.name) } },
+          initials(p.user.name),
+          h("i", { class: `dot ${p.viewing && p.viewing.editing ? "editing" : "online"}` }),
+        );
+      }),
+    );
+  };
+  on(project, "presence", update);
+  update();
+  return bar;
+}
+
+function shell(project, active, content) {
+  const nav = h(
+    "nav",
+    { class: "bottom-nav", "aria-label": "Project" },
+    ...VIEWS.filter((v) => v.key !== "add" || project.can("create_tasks")).map((v) =>
+      h(
+        "a",
+        {
+          href: v.key === "add" ? "#" : `#/p/${project.projectId}/${v.key}`,
+          class: v.key === active ? "active" : "",
+          "data-view": v.key,
+          onclick: v.key === "add" ? (e) => (e.preventDefault(), quickAdd(project)) : null,
+        },
+        h("span", { class: "icon", "aria-hidden": "true" }, v.icon),
+        h("span", {}, v.label),
+      ),
+    ),
+    h(
+      "a",
+      { href: `#/p/${project.projectId}/timeline`, class: active === "timeline" ? "active" : "", "data-view": "timeline" },
+      h("span", { class: "icon", "aria-hidden": "true" }, "═"),
+      h("span", {}, "Timeline"),
+    ),
+  );
+  const name = project.meta.name || project.projectId;
+  const title = h("h1", {}, name);
+  on(project, "change", () => (title.textContent = project.meta.name || project.projectId));
+  app.replaceChildren(
+    h(
+      "div",
+      { class: "shell" },
+      h(
+        "header",
+        { class: "top" },
+        h("a", { href: "#/projects", class: "back", "aria-label": "All projects" }, "‹"),
+        title,
+        presenceBar(project),
+        statusPill(project),
+      ),
+      h("main", { class: `content view-${active}` }, content),
+      nav,
+    ),
+  );
+}
+
+function quickAdd(project, status) {
+  const input = h("input", { name: "title", placeholder: "What needs doing?", required: true, maxlength: 500 });
+  const dialog = h(
+    "dialog",
+    { class: "sheet" },
+    h(
+      "form",
+      { method: "dialog" },
+      h("h2", {}, "New task"),
+      input,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { value: "cancel", formnovalidate: true }, "Cancel"),
+        h("button", { value: "add", class: "primary" }, "Add"),
+      ),
+    ),
+  );
+  dialog.addEventListener("close", () => {
+    if (dialog.returnValue === "add" && input.value.trim()) {
+      project.createTask(input.value.trim(), status || project.columns[0]);
+    }
+    dialog.remove();
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  input.focus();
+}
+
+// -- board -------------------------------------------------------------------------------
+
+function card(project, task, editable) {
+  const el = h(
+    "article",
+    {
+      class: `task-card priority-${task.priority}`,
+      draggable: editable,
+      dataset: { id: task.id },
+      tabindex: 0,
+    },
+    h("h3", {}, task.title),
+    h(
+      "div",
+      { class: "meta" },
+      task.due ? h("span", { class: "due" }, task.due) : null,
+      ...(task.labels || []).map((l) => h("span", { class: "label" }, l)),
+      ...(task.assignees || []).map((a) =>
+        h("span", { class: "avatar small", style: { background: colorFor(a) }, title: a }, initials(a)),
+      ),
+    ),
+  );
+  el.addEventListener("click", () => go(`#/p/${project.projectId}/task/${task.id}`));
+  el.addEventListener("keydown", (e) => e.key === "Enter" && el.click());
+  if (editable) {
+    el.addEventListener("dragstart", (e) => {
+      e.dataTransfer.setData("text/plain", task.id);
+      el.classList.add("dragging");
+    });
+    el.addEventListener("dragend", () => el.classList.remove("dragging"));
+    touchDrag(project, el, task);
+  }
+  return el;
+}
+
+// Touch: a horizontal swipe moves the card to the next (right) or previous (left) column;
+// a long press then drag drops it where the finger is lifted.
+function touchDrag(project, el, task) {
+  let start = null;
+  let pressTimer = null;
+  let dragging = false;
+  el.addEventListener(
+    "touchstart",
+    (e) => {
+      const t = e.touches[0];
+      start = { x: t.clientX, y: t.clientY, time: Date.now() };
+      pressTimer = setTimeout(() => {
+        dragging = true;
+        el.classList.add("dragging");
+      }, 450);
+    },
+    { passive: true },
+  );
+  el.addEventListener(
+    "touchmove",
+    (e) => {
+      const t = e.touches[0];
+      if (!start) return;
+      if (Math.abs(t.clientX - start.x) > 10 || Math.abs(t.clientY - start.y) > 10) clearTimeout(pressTimer);
+      if (dragging) {
+        e.preventDefault();
+        el.style.transform = `translate(${t.clientX - start.x}px, ${t.clientY - start.y}px)`;
+      } else if (Math.abs(t.clientX - start.x) > Math.abs(t.clientY - start.y)) {
+        el.style.transform = `translateX(${(t.clientX - start.x) / 2}px)`;
+      }
+    },
+    { passive: false },
+  );
+  el.addEventListener("touchend", (e) => {
+    clearTimeout(pressTimer);
+    const t = e.changedTouches[0];
+    el.style.transform = "";
+    el.classList.remove("dragging");
+    if (!start) return;
+    const dx = t.clientX - start.x;
+    const dy = t.clientY - start.y;
+    const columns = project.columns;
+    const index = columns.indexOf(task.status);
+    if (dragging) {
+      dragging = false;
+      const target = document.elementFromPoint(t.clientX, t.clientY)?.closest("[data-column]");
+      if (target) project.moveTask(task.id, target.dataset.column);
+      e.preventDefault();
+    } else if (Math.abs(dx) > 60 && Math.abs(dx) > 2 * Math.abs(dy)) {
+      e.preventDefault(); // a swipe, not a tap
+      const next = columns[index + (dx > 0 ? 1 : -1)];
+      if (next) {
+        project.moveTask(task.id, next);
+        toast(`Moved to ${next.replace("_", " ")}`);
+      }
+    }
+    start = null;
+  });
+}
+
+function boardView(project) {
+  const editable = project.can("edit_all_tasks") || project.can("edit_own_tasks");
+  const board = h("div", { class: "board" });
+  const draw = () => {
+    board.replaceChildren(
+      ...project.columns.map((status) => {
+        const tasks = project.columnTasks(status);
+        const column = h(
+          "section",
+          { class: "column", dataset: { column: status } },
+          h(
+            "header",
+            {},
+            h("h2", {}, status.replace("_", " ")),
+            h("span", { class: "count" }, tasks.length),
+            project.can("create_tasks")
+              ? h("button", { class: "icon-button", "aria-label": `Add to ${status}`, onclick: () => quickAdd(project, status) }, "+")
+              : null,
+          ),
+          h("div", { class: "cards" }, ...tasks.map((t) => card(project, t, editable))),
+        );
+        column.addEventListener("dragover", (e) => {
+          e.preventDefault();
+          column.classList.add("over");
+        });
+        column.addEventListener("dragleave", () => column.classList.remove("over"));
+        column.addEventListener("drop", (e) => {
+          e.preventDefault();
+          column.classList.remove("over");
+          const id = e.dataTransfer.getData("text/plain");
+          const before = e.target.closest("[data-id]");
+          if (id) project.moveTask(id, status, before && before.dataset.id !== id ? before.dataset.id : null);
+        });
+        return column;
+      }),
+    );
+  };
+  let scheduled = false;
+  on(project, "change", () => {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      const scroll = board.scrollLeft;
+      draw();
+      board.scrollLeft = scroll;
+    });
+  });
+  draw();
+  pullToRefresh(board, project);
+  shell(project, "board", board);
+}
+
+function pullToRefresh(el, project) {
+  let startY = null;
+  el.addEventListener(
+    "touchstart",
+    (e) => {
+      startY = window.scrollY === 0 ? e.touches[0].clientY : null;
+    },
+    { passive: true },
+  );
+  el.addEventListener("touchend", (e) => {
+    if (startY !== null && e.changedTouches[0].clientY - startY > 120) {
+      project.provider.resync();
+      project.chatProvider.resync();
+      toast("Refreshing…");
+    }
+    startY = null;
+  });
+}
+
+// -- task detail ---------------------------------------------------------------------------
+
+function taskView(project, taskId) {
+  const task = project.task(taskId);
+  if (!task) {
+    shell(project, "board", h("p", { class: "empty" }, "This task no longer exists."));
+    return;
+  }
+  const mine = (task.assignees || []).includes(project.user);
+  const editable = project.can("edit_all_tasks") || (mine && project.can("edit_own_tasks"));
+  project.setViewing(taskId, false);
+  cleanup.push(() => project.setViewing(null));
+  const title = h("textarea", { class: "title-input", rows: 1, "aria-label": "Title", maxlength: 500 });
+  const description = h("textarea", { class: "description", rows: 8, "aria-label": "Description" });
+  cleanup.push(bindText(title, project.text(taskId, "title"), editable));
+  cleanup.push(bindText(description, project.text(taskId, "description"), editable));
+  for (const field of [title, description]) {
+    field.addEventListener("focus", () => project.setViewing(taskId, true));
+    field.addEventListener("blur", () => project.setViewing(taskId, false));
+  }
+  const select = (name, options, value) =>
+    h(
+      "select",
+      { name, disabled: !editable, onchange: (e) => project.setField(taskId, name, e.target.value) },
+      ...options.map((o) => h("option", { value: o, selected: o === value }, o.replace("_", " "))),
+    );
+  const listInput = (name, value, permission) =>
+    h("input", {
+      name,
+      value: (value || []).join(", "),
+      disabled: !(permission ? project.can(permission) : editable),
+      onchange: (e) =>
+        project.setField(
+          taskId,
+          name,
+          e.target.value.split(",").map((s) => s.trim()).filter(Boolean),
+        ),
+    });
+  const date = (name, value) =>
+    h("input", { type: "date", name, value: value || "", disabled: !editable, onchange: (e) => project.setField(taskId, name, e.target.value || null) });
+  const form = h(
+    "div",
+    { class: "task-detail card" },
+    title,
+    h(
+      "div",
+      { class: "fields" },
+      h("label", {}, "Status", select("status", project.columns, task.status)),
+      h("label", {}, "Priority", select("priority", ["low", "medium", "high", "urgent"], task.priority)),
+      h("label", {}, "Assignees", listInput("assignees", task.assignees, "assign_tasks")),
+      h("label", {}, "Labels", listInput("labels", task.labels)),
+      h("label", {}, "Start", date("start", task.start)),
+      h("label", {}, "Due", date("due", task.due)),
+    ),
+    h("label", { class: "wide" }, "Description", description),
+    project.can("delete_tasks")
+      ? h(
+          "button",
+          {
+            class: "danger",
+            onclick: () => {
+              if (confirm("Delete this task?")) {
+                project.deleteTask(taskId);
+                go(`#/p/${project.projectId}/board`);
+              }
+            },
+          },
+          "Delete task",
+        )
+      : null,
+  );
+  on(project, "change", () => {
+    const now = project.task(taskId);
+    if (!now) return go(`#/p/${project.projectId}/board`);
+    for (const name of ["status", "priority"]) {
+      const el = form.querySelector(`select[name=${name}]`);
+      if (el && document.activeElement !== el) el.value = now[name];
+    }
+    for (const name of ["assignees", "labels"]) {
+      const el = form.querySelector(`input[name=${name}]`);
+      if (el && document.activeElement !== el) el.value = (now[name] || []).join(", ");
+    }
+    for (const name of ["start", "due"]) {
+      const el = form.querySelector(`input[name=${name}]`);
+      if (el && document.activeElement !== el) el.value = now[name] || "";
+    }
+  });
+  shell(project, "board", form);
+}
+
+// -- list -------------------------------------------------------------------------------------
+
+function listView(project) {
+  const state = { q: "", status: "", sort: "due" };
+  const rows = h("tbody");
+  const draw = () => {
+    const rank = { low: 0, medium: 1, high: 2, urgent: 3 };
+    const words = state.q.toLowerCase().split(/\s+/).filter(Boolean);
+    const tasks = project
+      .tasks()
+      .filter((t) => !state.status || t.status === state.status)
+      .filter((t) => words.every((w) => `${t.title} ${t.description}`.toLowerCase().includes(w)))
+      .sort((a, b) => {
+        if (state.sort === "priority") return rank[b.priority] - rank[a.priority];
+        if (state.sort === "title") return a.title.localeCompare(b.title);
+        return (a.due || "9999").localeCompare(b.due || "9999");
+      });
+    rows.replaceChildren(
+      ...tasks.map((t) =>
+        h(
+          "tr",
+          { onclick: () => go(`#/p/${project.projectId}/task/${t.id}`) },
+          h("td", {}, t.title),
+          h("td", {}, t.status.replace("_", " ")),
+          h("td", {}, t.priority),
+          h("td", {}, t.due || ""),
+          h("td", {}, (t.assignees || []).join(", ")),
+        ),
+      ),
+    );
+  };
+  const controls = h(
+    "div",
+    { class: "filters" },
+    h("input", { type: "search", placeholder: "Search", "aria-label": "Search", oninput: (e) => ((state.q = e.target.value), draw()) }),
+    h(
+      "select",
+      { "aria-label": "Status", onchange: (e) => ((state.status = e.target.value), draw()) },
+      h("option", { value: "" }, "All statuses"),
+      ...project.columns.map((c) => h("option", { value: c }, c.replace("_", " "))),
+    ),
+    h(
+      "select",
+      { "aria-label": "Sort by", onchange: (e) => ((state.sort = e.target.value), draw()) },
+      h("option", { value: "due" }, "Due date"),
+      h("option", { value: "priority" }, "Priority"),
+      h("option", { value: "title" }, "Title"),
+    ),
+  );
+  on(project, "change", draw);
+  draw();
+  shell(
+    project,
+    "list",
+    h(
+      "div",
+      { class: "list" },
+      controls,
+      h(
+        "table",
+        {},
+        h("thead", {}, h("tr", {}, ...["Task", "Status", "Priority", "Due", "Assignees"].map((c) => h("th", {}, c)))),
+        rows,
+      ),
+    ),
+  );
+}
+
+// -- timeline ------------------------------------------------------------------------------------
+
+function timelineView(project) {
+  const box = h("div", { class: "timeline" });
+  const DAY = 86400000;
+  const draw = () => {
+    const tasks = project.tasks().filter((t) => t.start || t.due);
+    const milestones = project.milestones().filter((m) => m.due);
+    const dates = [
+      ...tasks.flatMap((t) => [t.start, t.due].filter(Boolean)),
+      ...milestones.map((m) => m.due),
+    ].map((d) => Date.parse(d));
+    if (!dates.length) {
+      box.replaceChildren(h("p", { class: "empty" }, "No task has a start or due date yet."));
+      return;
+    }
+    const first = Math.min(...dates);
+    const span = Math.max(...dates) - first + DAY;
+    const pos = (d) => `${(((Date.parse(d) - first) / span) * 100).toFixed(2)}%`;
+    const width = (a, b) => `${Math.max(((Date.parse(b) - Date.parse(a) + DAY) / span) * 100, 1).toFixed(2)}%`;
+    const byId = new Map(tasks.map((t) => [t.id, t]));
+    box.replaceChildren(
+      h(
+        "div",
+        { class: "milestones" },
+        ...milestones.map((m) =>
+          h("span", { class: "milestone", style: { left: pos(m.due) }, title: `${m.name} · ${m.due}` }, "◆ ", m.name),
+        ),
+      ),
+      ...tasks
+        .sort((a, b) => (a.start || a.due).localeCompare(b.start || b.due))
+        .map((t) => {
+          const start = t.start || t.due;
+          const end = t.due || t.start;
+          const deps = (t.depends_on || []).map((d) => byId.get(d)?.title).filter(Boolean);
+          return h(
+            "div",
+            { class: "row", onclick: () => go(`#/p/${project.projectId}/task/${t.id}`) },
+            h("span", { class: "name" }, t.title, deps.length ? h("small", {}, ` after ${deps.join(", ")}`) : null),
+            h(
+              "span",
+              { class: "track" },
+              h("span", { class: `bar status-${t.status}`, style: { left: pos(start), width: width(start, end) }, title: `${start} → ${end}` }),
+            ),
+          );
+        }),
+    );
+  };
+  on(project, "change", draw);
+  draw();
+  shell(project, "timeline", box);
+}
+
+// -- chat ------------------------------------------------------------------------------------------
+
+function chatView(project) {
+  const list = h("ol", { class: "messages" });
+  const draw = () => {
+    const stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 20;
+    list.replaceChildren(
+      ...project.messages().map((m) =>
+        h(
+          "li",
+          { class: m.author === project.user ? "mine" : "" },
+          h("span", { class: "avatar small", style: { background: colorFor(m.author) } }, initials(m.author)),
+          h("div", {}, h("strong", {}, m.author), " ", h("time", {}, new Date(m.at).toLocaleTimeString()), h("p", {}, m.text)),
+        ),
+      ),
+    );
+    if (stick) list.scrollTop = list.scrollHeight;
+  };
+  const input = h("input", { name: "message", placeholder: "Message", autocomplete: "off", maxlength: 10000 });
+  const form = h("form", { class: "composer" }, input, h("button", { class: "primary" }, "Send"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (input.value.trim()) project.postMessage(input.value.trim());
+    input.value = "";
+  });
+  on(project, "chat", draw);
+  draw();
+  shell(project, "chat", h("div", { class: "chat" }, list, form));
+  list.scrollTop = list.scrollHeight;
+}
+
+// -- activity -------------------------------------------------------------------------------------
+
+function describe(entry) {
+  const d = entry.detail || {};
+  switch (entry.action) {
+    case "task.created":
+      return `created “${d.title}”`;
+    case "task.status":
+      return `moved a task to ${String(d.status).replace("_", " ")}`;
+    case "task.assigned":
+      return `assigned a task to ${(d.assignees || []).join(", ") || "nobody"}`;
+    case "task.updated":
+      return `edited ${(d.fields || []).join(", ")} of a task`;
+    case "task.deleted":
+      return "deleted a task";
+    case "chat.message":
+      return "wrote in the chat";
+    default:
+      return entry.action.replace(".", " ");
+  }
+}
+
+function activityView(project) {
+  const list = h("ol", { class: "activity" }, h("li", {}, "Loading…"));
+  const load = async () => {
+    try {
+      const page = await cachedGet(`/projects/${project.projectId}/activity/?limit=50`);
+      list.replaceChildren(
+        ...page.items.map((e) =>
+          h(
+            "li",
+            {},
+            h("span", { class: "avatar small", style: { background: colorFor(e.actor) } }, initials(e.actor)),
+            h("span", {}, h("strong", {}, e.actor), " ", describe(e)),
+            h("time", {}, new Date(e.at * 1000).toLocaleString()),
+          ),
+        ),
+      );
+      if (!page.items.length) list.replaceChildren(h("li", {}, "Nothing yet."));
+    } catch (e) {
+      list.replaceChildren(h("li", { class: "error" }, `Activity is not available: ${e.message}`));
+    }
+  };
+  let timer = null;
+  const soon = () => {
+    clearTimeout(timer);
+    timer = setTimeout(load, 400); // the stream is written just after each change lands
+  };
+  on(project, "change", soon);
+  on(project, "chat", soon);
+  cleanup.push(() => clearTimeout(timer));
+  load();
+  shell(project, "activity", list);
+}
+
+// -- router -------------------------------------------------------------------------------------------
+
+async function render() {
+  clearView();
+  const parts = location.hash.replace(/^#\/?/, "").split("/");
+  if (!session.token) return loginView();
+  if (parts[0] === "login") return go("#/projects");
+  if (parts[0] !== "p" || !parts[1]) return projectsView();
+  let project;
+  try {
+    project = await openProject(decodeURIComponent(parts[1]));
+  } catch (e) {
+    return;
+  }
+  const view = parts[2] || "board";
+  if (view === "task" && parts[3]) return taskView(project, decodeURIComponent(parts[3]));
+  if (view === "list") return listView(project);
+  if (view === "timeline") return timelineView(project);
+  if (view === "chat") return chatView(project);
+  if (view === "activity") return activityView(project);
+  return boardView(project);
+}
+
+window.addEventListener("hashchange", render);
+render();

@@ -1,0 +1,220 @@
+// Project documents in the browser: Yjs docs kept in IndexedDB and synced by TandemProvider.
+// Shapes follow docs/document-schema.md (the server's schema check rejects anything else).
+import * as Y from "yjs";
+import { IndexeddbPersistence } from "y-indexeddb";
+import { Awareness } from "y-protocols/awareness";
+import { generateKeyBetween } from "fractional-indexing";
+import { TandemProvider } from "./provider.js";
+
+const DEFAULT_COLUMNS = ["todo", "in_progress", "review", "done"];
+const ROOTS = {
+  main: { meta: Y.Map, members: Y.Map, columns: Y.Array, tasks: Y.Map, milestones: Y.Map, rules: Y.Map },
+  chat: { messages: Y.Array },
+};
+
+export function syncUrl() {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  return `${proto}://${location.host}/sync`;
+}
+
+function newId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(9));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_");
+}
+
+function declare(doc, kind) {
+  for (const [name, type] of Object.entries(ROOTS[kind])) {
+    if (type === Y.Map) doc.getMap(name);
+    else doc.getArray(name);
+  }
+}
+
+export class ProjectSession extends EventTarget {
+  constructor({ projectId, user, token, permissions }) {
+    super();
+    this.projectId = projectId;
+    this.user = user;
+    this.permissions = new Set(permissions);
+    this.doc = new Y.Doc();
+    this.chat = new Y.Doc();
+    declare(this.doc, "main");
+    declare(this.chat, "chat");
+    this.awareness = new Awareness(this.doc);
+    this.awareness.setLocalStateField("user", { name: user });
+    this.awareness.setLocalStateField("viewing", null);
+    // stored per user: two accounts on one browser never mix their local copies
+    const prefix = `tandem:${user}:`;
+    this.local = new IndexeddbPersistence(`${prefix}p/${projectId}`, this.doc);
+    this.localChat = new IndexeddbPersistence(`${prefix}p/${projectId}/chat`, this.chat);
+    this.local.isTandemPersistence = true;
+    this.localChat.isTandemPersistence = true;
+    this.ready = Promise.all([this.local.whenSynced, this.localChat.whenSynced]);
+    this.provider = new TandemProvider({
+      url: syncUrl(),
+      docName: `p/${projectId}`,
+      doc: this.doc,
+      token,
+      awareness: this.awareness,
+      label: () => this._label || "change",
+    });
+    this.chatProvider = new TandemProvider({
+      url: syncUrl(),
+      docName: `p/${projectId}/chat`,
+      doc: this.chat,
+      token,
+      label: () => "message",
+    });
+    for (const p of [this.provider, this.chatProvider]) {
+      p.addEventListener("rejected", (e) => this.dispatchEvent(new CustomEvent("rejected", { detail: e.detail })));
+      p.addEventListener("status", () => this.dispatchEvent(new Event("status")));
+      p.addEventListener("fatal", (e) => this.dispatchEvent(new CustomEvent("fatal", { detail: e.detail })));
+    }
+    this.doc.on("update", () => this.dispatchEvent(new Event("change")));
+    this.chat.on("update", () => this.dispatchEvent(new Event("chat")));
+    this.awareness.on("change", () => this.dispatchEvent(new Event("presence")));
+  }
+
+  can(permission) {
+    return this.permissions.has(permission);
+  }
+
+  destroy() {
+    this.provider.destroy();
+    this.chatProvider.destroy();
+    this.awareness.destroy();
+    this.local.destroy();
+    this.localChat.destroy();
+  }
+
+  get columns() {
+    const cols = this.doc.getArray("columns").toArray().filter((c) => typeof c === "string");
+    return cols.length ? cols : DEFAULT_COLUMNS;
+  }
+
+  get meta() {
+    return this.doc.getMap("meta").toJSON();
+  }
+
+  task(id) {
+    const t = this.doc.getMap("tasks").get(id);
+    return t instanceof Y.Map ? { id, ...t.toJSON() } : null;
+  }
+
+  tasks() {
+    const out = [];
+    this.doc.getMap("tasks").forEach((value, id) => {
+      if (value instanceof Y.Map) out.push({ id, ...value.toJSON() });
+    });
+    return out;
+  }
+
+  columnTasks(status) {
+    return this.tasks()
+      .filter((t) => t.status === status)
+      .sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : a.id < b.id ? -1 : 1));
+  }
+
+  milestones() {
+    const out = [];
+    this.doc.getMap("milestones").forEach((v, id) => {
+      if (v instanceof Y.Map) out.push({ id, ...v.toJSON() });
+    });
+    return out;
+  }
+
+  _transact(label, fn) {
+    this._label = label;
+    try {
+      this.doc.transact(fn);
+    } finally {
+      this._label = null;
+    }
+  }
+
+  createTask(title, status = this.columns[0], fields = {}) {
+    const id = newId();
+    const last = this.columnTasks(status).at(-1);
+    this._transact(`add “${title}”`, () => {
+      const task = new Y.Map();
+      this.doc.getMap("tasks").set(id, task);
+      task.set("title", new Y.Text(title));
+      task.set("description", new Y.Text(""));
+      task.set("status", status);
+      task.set("priority", fields.priority || "medium");
+      task.set("assignees", Y.Array.from(fields.assignees || []));
+      task.set("labels", Y.Array.from(fields.labels || []));
+      task.set("depends_on", new Y.Array());
+      task.set("custom", new Y.Map());
+      task.set("order", generateKeyBetween(last ? last.order : null, null));
+      task.set("created_by", this.user);
+      task.set("created_at", new Date().toISOString());
+      if (fields.due) task.set("due", fields.due);
+    });
+    return id;
+  }
+
+  // Move to a column, before the task `beforeId` (or to the end).
+  moveTask(id, status, beforeId = null) {
+    const column = this.columnTasks(status).filter((t) => t.id !== id);
+    const index = beforeId ? column.findIndex((t) => t.id === beforeId) : column.length;
+    const prev = index > 0 ? column[index - 1].order : null;
+    const next = index >= 0 && index < column.length ? column[index].order : null;
+    let order;
+    try {
+      order = generateKeyBetween(prev, next);
+    } catch {
+      order = generateKeyBetween(prev, null); // keys from another client's format
+    }
+    const task = this.doc.getMap("tasks").get(id);
+    this._transact(`move to ${status.replace("_", " ")}`, () => {
+      task.set("status", status);
+      task.set("order", order);
+    });
+  }
+
+  setField(id, name, value) {
+    const task = this.doc.getMap("tasks").get(id);
+    this._transact(`set ${name}`, () => {
+      if (value === null || value === "") task.delete(name);
+      else if (Array.isArray(value)) task.set(name, Y.Array.from(value));
+      else task.set(name, value);
+    });
+  }
+
+  deleteTask(id) {
+    this._transact("delete task", () => this.doc.getMap("tasks").delete(id));
+  }
+
+  text(id, name) {
+    const task = this.doc.getMap("tasks").get(id);
+    return task ? task.get(name) : null;
+  }
+
+  messages() {
+    return this.chat
+      .getArray("messages")
+      .toArray()
+      .filter((m) => m instanceof Y.Map)
+      .map((m) => m.toJSON());
+  }
+
+  postMessage(text, task = null) {
+    const fields = { id: newId(), author: this.user, text, at: new Date().toISOString() };
+    if (task) fields.task = task;
+    const message = new Y.Map(Object.entries(fields));
+    this.chat.getArray("messages").push([message]);
+  }
+
+  // Presence: who is online and what they look at
+  setViewing(taskId, editing = false) {
+    this.awareness.setLocalStateField("viewing", taskId ? { task: taskId, editing } : null);
+  }
+
+  people() {
+    const out = [];
+    this.awareness.getStates().forEach((state, clientId) => {
+      if (state && state.user) out.push({ clientId, ...state, self: clientId === this.doc.clientID });
+    });
+    return out;
+  }
+}

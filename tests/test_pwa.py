@@ -1,0 +1,370 @@
+"""The browser app in Debian's Chromium (Playwright for Python) against a real server.
+
+Two users merging after one was offline, an offline reload from the service worker's
+cache, a phone's swipe and bottom navigation, installability, what a viewer can and cannot
+do, and screenshots of every main view at phone and desktop widths (test-output/).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
+
+from .conftest import ROOT, ServerProcess, start_server, tandem
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = ROOT / "test-output" / "screenshots"
+PASSWORD = "correct horse battery"
+
+if not (ROOT / "client_pwa" / "dist" / "index.html").exists():
+    pytest.fail("client_pwa/dist is missing: run `make setup` (it builds the app)")
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("pwa")
+    server = start_server(tmp, TANDEM_API_RATE_LIMIT="0")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(pw) -> Iterator[Browser]:
+    b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    yield b
+    b.close()
+
+
+def rest(server: ServerProcess, user: str, method: str, path: str, **kw) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {server.token(user)}"}
+    return httpx.request(
+        method, f"{server.http_url}/api/v1{path}", headers=headers, timeout=15, **kw
+    )
+
+
+def account(server: ServerProcess, name: str) -> None:
+    tandem(
+        "user", "create", name, "--password-stdin", db=server.db, stdin=PASSWORD + "\n", check=False
+    )
+
+
+_n = iter(range(1000))
+
+
+def project_with_tasks(
+    server: ServerProcess, owner: str, titles: list[str]
+) -> tuple[str, list[str]]:
+    account(server, owner)
+    project = f"web{next(_n)}x{int(time.time()) % 10000}"
+    r = rest(
+        server, owner, "POST", "/projects/", json={"id": project, "name": f"Project {project}"}
+    )
+    assert r.status_code == 201, r.text
+    ids = []
+    for title in titles:
+        r = rest(
+            server,
+            owner,
+            "POST",
+            f"/projects/{project}/tasks/",
+            json={"title": title, "start": "2026-11-01", "due": "2026-11-20"},
+        )
+        ids.append(r.json()["id"])
+    return project, ids
+
+
+def signed_in(browser: Browser, server: ServerProcess, user: str, **context_args) -> BrowserContext:
+    """A context whose app is logged in as ``user`` (the login form is tested on its own)."""
+    context = browser.new_context(base_url=server.http_url, **context_args)
+    token = httpx.post(
+        f"{server.http_url}/api/v1/login", json={"username": user, "password": PASSWORD}
+    ).json()["token"]
+    context.add_init_script(
+        f"localStorage.setItem('tandem.user', {json.dumps(user)});"
+        f"localStorage.setItem('tandem.token', {json.dumps(token)});"
+    )
+    return context
+
+
+def open_board(page: Page, project: str) -> None:
+    page.goto(f"/#/p/{project}/board")
+    expect(page.locator(".task-card").first).to_be_visible(timeout=15000)
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=15000)
+
+
+def doc_tasks(page: Page) -> dict:
+    return page.evaluate(
+        "() => Object.fromEntries(window.tandem.tasks().map(t => [t.id, "
+        "{title: t.title, description: t.description, status: t.status}]))"
+    )
+
+
+def server_tasks(server: ServerProcess, user: str, project: str) -> dict:
+    items = rest(server, user, "GET", f"/projects/{project}/tasks/?limit=1000").json()["items"]
+    return {
+        t["id"]: {"title": t["title"], "description": t["description"], "status": t["status"]}
+        for t in items
+    }
+
+
+def test_login_form_and_project_list(browser, app_server) -> None:
+    project, _ = project_with_tasks(app_server, "lena", ["first"])
+    context = browser.new_context(base_url=app_server.http_url)
+    page = context.new_page()
+    page.goto("/")
+    page.fill("input[name=username]", "lena")
+    page.fill("input[name=password]", "wrong password")
+    page.click("button[type=submit]")
+    expect(page.get_by_role("alert")).to_contain_text("wrong user name or password")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.get_by_role("link", name=f"Project {project}").click()
+    expect(page.locator(".task-card h3")).to_have_text(["first"])
+    context.close()
+
+
+def test_two_users_offline_edits_merge_on_reconnect(browser, app_server) -> None:
+    project, (shared, other) = project_with_tasks(app_server, "ann", ["shared task", "other task"])
+    account(app_server, "ben")
+    app_server.grant("ben", project, "manager")
+    a_ctx = signed_in(browser, app_server, "ann")
+    b_ctx = signed_in(browser, app_server, "ben")
+    a, b = a_ctx.new_page(), b_ctx.new_page()
+    open_board(a, project)
+    open_board(b, project)
+
+    b_ctx.set_offline(True)
+    expect(b.get_by_test_id("sync-status")).to_contain_text("Offline", timeout=10000)
+    # both edit the same task's description; B also moves the other task, A renames it
+    a.goto(f"/#/p/{project}/task/{shared}")
+    a.locator("textarea.description").fill("from ann")
+    b.goto(f"/#/p/{project}/task/{shared}")
+    b.locator("textarea.description").fill("from ben")
+    b.goto(f"/#/p/{project}/board")
+    b.locator(f"[data-id='{other}']").drag_to(b.locator("[data-column='done']"))
+    expect(b.locator(f"[data-column='done'] [data-id='{other}']")).to_be_visible()
+    a.goto(f"/#/p/{project}/task/{other}")
+    a.locator("textarea.title-input").fill("other task, renamed")
+    expect(b.get_by_test_id("sync-status")).to_contain_text("to sync")
+
+    b_ctx.set_offline(False)
+    expect(b.get_by_test_id("sync-status")).to_have_text("Saved", timeout=20000)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        state_a, state_b = doc_tasks(a), doc_tasks(b)
+        if state_a == state_b == server_tasks(app_server, "ann", project):
+            break
+        time.sleep(0.2)
+    assert state_a == state_b == server_tasks(app_server, "ann", project)
+    merged = state_a[shared]["description"]
+    assert "from ann" in merged and "from ben" in merged  # both edits kept
+    assert state_a[other] == {
+        "title": "other task, renamed",
+        "description": "",
+        "status": "done",
+    }
+    a_ctx.close()
+    b_ctx.close()
+
+
+def test_offline_reload_shows_the_board_and_keeps_edits(browser, app_server) -> None:
+    project, _ = project_with_tasks(app_server, "olga", ["visible offline"])
+    context = signed_in(browser, app_server, "olga")
+    page = context.new_page()
+    open_board(page, project)
+    page.evaluate("() => navigator.serviceWorker.ready")
+    page.reload()  # now controlled by the service worker
+    open_board(page, project)
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+
+    context.set_offline(True)
+    page.reload()
+    expect(page.locator(".task-card h3")).to_have_text(["visible offline"], timeout=15000)
+    expect(page.get_by_test_id("sync-status")).to_contain_text("Offline", timeout=10000)
+    page.locator(".bottom-nav [data-view=add]").click()
+    page.fill("dialog input[name=title]", "written offline")
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.locator(".task-card", has_text="written offline")).to_be_visible()
+
+    context.set_offline(False)
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=20000)
+    titles = {t["title"] for t in server_tasks(app_server, "olga", project).values()}
+    assert titles == {"visible offline", "written offline"}
+    context.close()
+
+
+def touch_swipe(page: Page, selector: str, dx: float) -> None:
+    box = page.locator(selector).bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    for step in range(1, 9):
+        point = {"x": x + dx * step / 8, "y": y}
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
+
+
+def test_phone_swipe_moves_a_card_and_bottom_navigation_works(browser, app_server) -> None:
+    project, (task,) = project_with_tasks(app_server, "pia", ["swipe me"])
+    context = signed_in(browser, app_server, "pia", **PHONE)
+    page = context.new_page()
+    open_board(page, project)
+    touch_swipe(page, f"[data-id='{task}']", 150)
+    expect(page.locator(f"[data-column='in_progress'] [data-id='{task}']")).to_be_attached()
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=10000)
+    assert server_tasks(app_server, "pia", project)[task]["status"] == "in_progress"
+
+    nav = page.locator(".bottom-nav")
+    expect(nav).to_be_visible()
+    box = nav.bounding_box()
+    assert box is not None and box["y"] + box["height"] >= 844 - 1  # pinned to the bottom
+    nav.get_by_text("Chat").click()
+    page.fill("input[name=message]", "hello from the phone")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".messages li")).to_contain_text(["hello from the phone"])
+    nav.get_by_text("Activity").click()
+    expect(page.locator(".activity li").first).to_contain_text("pia", timeout=10000)
+    nav.get_by_text("Tasks").click()
+    expect(page.locator("table tbody tr")).to_have_count(1)
+    nav.get_by_text("Home").click()
+    expect(page.locator(".board")).to_be_visible()
+    for target in page.locator(".bottom-nav a").all():
+        size = target.bounding_box()
+        assert size is not None and size["height"] >= 44 and size["width"] >= 44
+    context.close()
+
+
+def test_chromium_reports_the_app_installable(pw, app_server, tmp_path) -> None:
+    project, _ = project_with_tasks(app_server, "ivy", ["x"])
+    # a real profile: Chromium never offers to install from an incognito-like context
+    context = pw.chromium.launch_persistent_context(
+        tmp_path / "profile", executable_path=CHROMIUM, args=ARGS, base_url=app_server.http_url
+    )
+    token = httpx.post(
+        f"{app_server.http_url}/api/v1/login", json={"username": "ivy", "password": PASSWORD}
+    ).json()["token"]
+    context.add_init_script(
+        f"localStorage.setItem('tandem.user', 'ivy'); localStorage.setItem('tandem.token', {json.dumps(token)});"
+    )
+    page = context.new_page()
+    open_board(page, project)
+    page.evaluate("() => navigator.serviceWorker.ready")
+    manifest = httpx.get(f"{app_server.http_url}/manifest.webmanifest").json()
+    assert manifest["display"] == "standalone" and manifest["theme_color"]
+    sizes = {(i["sizes"], i.get("purpose", "any")) for i in manifest["icons"]}
+    assert {("192x192", "any"), ("512x512", "any"), ("512x512", "maskable")} <= sizes
+    cdp = context.new_cdp_session(page)
+    errors = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+    assert errors == []
+    context.close()
+
+
+def test_viewer_sees_no_edit_controls_and_a_forced_edit_is_reverted(browser, app_server) -> None:
+    project, (task,) = project_with_tasks(app_server, "otto", ["read only"])
+    account(app_server, "vera")
+    app_server.grant("vera", project, "viewer")
+    context = signed_in(browser, app_server, "vera")
+    page = context.new_page()
+    open_board(page, project)
+    expect(page.locator(".column header button")).to_have_count(0)
+    expect(page.locator(".bottom-nav [data-view=add]")).to_have_count(0)
+    assert page.locator(f"[data-id='{task}']").evaluate("card => card.draggable") is False
+    page.goto(f"/#/p/{project}/task/{task}")
+    expect(page.locator("textarea.title-input")).to_have_attribute("readonly", "")
+    expect(page.locator("select[name=status]")).to_be_disabled()
+    expect(page.get_by_role("button", name="Delete task")).to_have_count(0)
+
+    page.evaluate(
+        "id => window.tandem.doc.getMap('tasks').get(id).get('title').insert(0, 'HACKED ')", task
+    )
+    expect(page.locator(".toast.error")).to_contain_text("edit", timeout=10000)
+    page.wait_for_function(
+        "id => window.tandem.task(id).title === 'read only'", arg=task, timeout=10000
+    )
+    assert server_tasks(app_server, "otto", project)[task]["title"] == "read only"
+    context.close()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_screenshots_of_every_main_view(browser, app_server, width) -> None:
+    project, ids = project_with_tasks(
+        app_server, "sam", ["Plan launch", "Write copy", "Build pages", "Ship it"]
+    )
+    rest(app_server, "sam", "PATCH", f"/tasks/{ids[1]}/status/", json={"status": "in_progress"})
+    rest(app_server, "sam", "PATCH", f"/tasks/{ids[3]}/status/", json={"status": "done"})
+    rest(
+        app_server,
+        "sam",
+        "POST",
+        f"/projects/{project}/milestones/",
+        json={"name": "Beta", "due": "2026-11-15"},
+    )
+    rest(
+        app_server, "sam", "POST", f"/projects/{project}/comments/", json={"text": "Kick-off at 10"}
+    )
+    args = PHONE if width == 390 else {"viewport": {"width": 1280, "height": 800}}
+    context = signed_in(browser, app_server, "sam", **args)
+    page = context.new_page()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    open_board(page, project)
+    page.screenshot(path=SHOTS / f"board-{width}.png")
+    for view, ready in [
+        (f"task/{ids[0]}", "textarea.description"),
+        ("timeline", ".timeline .bar"),
+        ("chat", ".messages li"),
+    ]:
+        page.goto(f"/#/p/{project}/{view}")
+        expect(page.locator(ready).first).to_be_visible()
+        name = view.split("/")[0]
+        page.screenshot(path=SHOTS / f"{name}-{width}.png")
+        assert (SHOTS / f"{name}-{width}.png").stat().st_size > 5000
+    context.close()
+
+
+def test_the_app_is_served_with_pwa_caching(app_server) -> None:
+    index = httpx.get(app_server.http_url + "/")
+    assert index.status_code == 200 and index.headers["cache-control"] == "no-cache"
+    asset = next(Path(ROOT / "client_pwa" / "dist" / "assets").glob("*.js")).name
+    r = httpx.get(f"{app_server.http_url}/assets/{asset}")
+    assert "immutable" in r.headers["cache-control"]
+    assert httpx.get(app_server.http_url + "/sw.js").headers["cache-control"] == "no-cache"
+    deep = httpx.get(app_server.http_url + "/some/deep/link")
+    assert deep.status_code == 200 and '<div id="app">' in deep.text
+    missing = httpx.get(app_server.http_url + "/api/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
