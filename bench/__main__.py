@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.cold_load", "bench.gate_cost", "bench.api_reads", "bench.fanout"]
+BENCHMARKS = [
+    "bench.cold_load",
+    "bench.gate_cost",
+    "bench.api_reads",
+    "bench.pwa_board",
+    "bench.fanout",
+]
 
 
 def main() -> int:

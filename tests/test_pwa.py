@@ -368,3 +368,35 @@ def test_the_app_is_served_with_pwa_caching(app_server) -> None:
     missing = httpx.get(app_server.http_url + "/api/v1/nothing-here")
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("application/problem+json")
+
+
+def test_team_view_manages_members_and_custom_roles(browser, app_server) -> None:
+    project, _ = project_with_tasks(app_server, "mona", ["x"])
+    account(app_server, "newbie")
+    account(app_server, "mark")
+    app_server.grant("mark", project, "member")
+    context = signed_in(browser, app_server, "mona")
+    page = context.new_page()
+    open_board(page, project)
+    page.get_by_role("link", name="Team and roles").click()
+    page.fill("input[name=user]", "newbie")
+    page.locator(".inline-form select[name=role]").select_option("viewer")
+    page.get_by_role("button", name="Add member").click()
+    expect(page.locator("[data-member=newbie] select")).to_have_value("viewer")
+
+    page.fill("input[name=name]", "reviewer")
+    page.fill("input[name=description]", "Reads and comments")
+    for code in ("view_project", "view_tasks"):
+        page.check(f"input[name=permissions][value={code}]")
+    page.get_by_role("button", name="Create role").click()
+    expect(page.locator(".roles li", has_text="reviewer")).to_contain_text("view_tasks")
+    page.locator("[data-member=newbie] select").select_option("reviewer")
+    expect(page.locator(".toast").last).to_contain_text("newbie is now reviewer")
+    grants = rest(app_server, "mona", "GET", f"/projects/{project}/grants").json()["grants"]
+    assert {g["user"]: g["role"] for g in grants}["newbie"] == "reviewer"
+    context.close()
+
+    member = signed_in(browser, app_server, "mark").new_page()
+    open_board(member, project)
+    expect(member.get_by_role("link", name="Team and roles")).to_have_count(0)
+    member.context.close()
