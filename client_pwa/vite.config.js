@@ -30,6 +30,7 @@ export default defineConfig({
         navigateFallback: "/index.html",
         navigateFallbackDenylist: [/^\/api\//, /^\/sync\//, /^\/openapi\.json/, /^\/docs/, /^\/healthz/],
         cleanupOutdatedCaches: true,
+        importScripts: ["/push-sw.js"],
       },
     }),
   ],

@@ -18,12 +18,14 @@ from .activity import ActivityRecorder
 from .api_access import access_api
 from .api_analytics import analytics_api
 from .api_finance import finance_api
+from .api_me import me_api
 from .api_v1 import v1_api
 from .connection import CloseCode, Connection
 from .database import open_database
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
 from .live_documents import LiveDocuments
+from .notifications import NotificationCenter, vapid_key
 from .offline_edit import edit_stored_document
 from .problems import TITLES, problem_response
 from .protocol import (
@@ -66,7 +68,13 @@ def create_app(
     app.config["TANDEM_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     state: dict = {}
-    api_blueprints = [access_api(state), v1_api(state), finance_api(state), analytics_api(state)]
+    api_blueprints = [
+        access_api(state),
+        v1_api(state),
+        finance_api(state),
+        analytics_api(state),
+        me_api(state),
+    ]
     configure_web_api(app, api_blueprints, settings)
     app.register_blueprint(pwa_blueprint(settings.static_dir))
 
@@ -95,6 +103,7 @@ def create_app(
         db = open_database(settings.db, synchronous=settings.sqlite_synchronous)
         state["db"] = db
         state["accounts"] = db.conn
+        vapid_key(db.conn)  # Web Push: the key pair is made on first start
         resolver = access.PermissionResolver(db.conn, ttl=settings.permission_cache_seconds)
         state["access"] = resolver
         doc_store = store or SQLiteStore(
@@ -109,7 +118,7 @@ def create_app(
                 coalesce_seconds=settings.coalesce_ms / 1000,
                 idle_unload_seconds=settings.room_idle_seconds,
             ),
-            observers=[*observers, ActivityRecorder(db.conn)],
+            observers=[*observers, ActivityRecorder(db.conn), NotificationCenter(db.conn)],
             permission_check=permission_check or resolver.check,
             on_rejected=lambda actor, doc_name, denial: access.record_rejection(
                 db.conn, actor, doc_name, denial

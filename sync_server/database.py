@@ -112,6 +112,34 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS activity_project ON activity (project, id);
     CREATE INDEX IF NOT EXISTS activity_task_done ON activity (project, action, task);
     """,
+    # 7: notifications (in-app list), Web Push subscriptions, who was told of which assignment
+    """
+    CREATE TABLE IF NOT EXISTS notifications (
+        id INTEGER PRIMARY KEY,
+        user TEXT NOT NULL,
+        project TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        url TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        read_at REAL
+    );
+    CREATE INDEX IF NOT EXISTS notifications_user ON notifications (user, id);
+    CREATE TABLE IF NOT EXISTS push_subscriptions (
+        endpoint TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        p256dh TEXT NOT NULL,
+        auth TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS assignments (
+        project TEXT NOT NULL,
+        task TEXT NOT NULL,
+        user TEXT NOT NULL,
+        PRIMARY KEY (project, task, user)
+    );
+    """,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")

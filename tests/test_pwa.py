@@ -400,3 +400,54 @@ def test_team_view_manages_members_and_custom_roles(browser, app_server) -> None
     open_board(member, project)
     expect(member.get_by_role("link", name="Team and roles")).to_have_count(0)
     member.context.close()
+
+
+def test_notifications_in_the_bell_and_from_a_push_message(pw, app_server, tmp_path) -> None:
+    project, (task,) = project_with_tasks(app_server, "nora", ["Review the copy"])
+    account(app_server, "ned")
+    app_server.grant("ned", project, "member")
+    context = pw.chromium.launch_persistent_context(
+        tmp_path / "profile", executable_path=CHROMIUM, args=ARGS, base_url=app_server.http_url
+    )
+    context.grant_permissions(["notifications"], origin=app_server.http_url)
+    token = httpx.post(
+        f"{app_server.http_url}/api/v1/login", json={"username": "ned", "password": PASSWORD}
+    ).json()["token"]
+    context.add_init_script(
+        f"localStorage.setItem('tandem.user', 'ned'); localStorage.setItem('tandem.token', {json.dumps(token)});"
+    )
+    page = context.new_page()
+    open_board(page, project)
+    time.sleep(1.1)  # the new grant reaches the permission cache
+    rest(app_server, "nora", "PATCH", f"/tasks/{task}/", json={"assignees": ["ned"]})
+    expect(page.locator(".bell .badge")).to_have_text("1", timeout=10000)
+    page.locator(".bell").click()
+    expect(page.locator(".notifications li.unread")).to_contain_text("nora assigned you a task")
+    page.get_by_role("button", name="Mark all read").click()
+    expect(page.locator(".bell .badge")).to_be_hidden()
+
+    # a push message reaches the service worker, which shows it as a system notification
+    page.evaluate("() => navigator.serviceWorker.ready")
+    registration = page.evaluate("async () => (await navigator.serviceWorker.ready).scope")
+    cdp = context.new_cdp_session(page)
+    versions = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: versions.extend(e["registrations"]))
+    cdp.send("ServiceWorker.enable")
+    deadline = time.monotonic() + 5
+    while not versions and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    reg_id = next(r["registrationId"] for r in versions if r["scopeURL"] == registration)
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {
+            "origin": app_server.http_url,
+            "registrationId": reg_id,
+            "data": json.dumps({"title": "nora mentioned you", "body": "see chat", "url": "/"}),
+        },
+    )
+    page.wait_for_function(
+        "async () => (await (await navigator.serviceWorker.ready).getNotifications())"
+        ".some(n => n.title === 'nora mentioned you' && n.body === 'see chat')",
+        timeout=10000,
+    )
+    context.close()

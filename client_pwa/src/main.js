@@ -174,6 +174,92 @@ function presenceBar(project) {
   return bar;
 }
 
+// -- notifications: the in-app list, and Web Push on request ------------------------------------
+
+function urlBase64ToBytes(text) {
+  const padded = text + "=".repeat((4 - (text.length % 4)) % 4);
+  const raw = atob(padded.replace(/-/g, "+").replace(/_/g, "/"));
+  return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+}
+
+async function enablePush() {
+  if (!("serviceWorker" in navigator) || !("PushManager" in window)) {
+    toast("This browser cannot receive push notifications; they stay in the bell.");
+    return;
+  }
+  const permission = await Notification.requestPermission();
+  if (permission !== "granted") {
+    toast("Notifications stay in the bell (permission not given).");
+    return;
+  }
+  const { public_key: key } = await api("GET", "/push/key");
+  const registration = await navigator.serviceWorker.ready;
+  const subscription =
+    (await registration.pushManager.getSubscription()) ||
+    (await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: urlBase64ToBytes(key) }));
+  await api("POST", "/me/push-subscriptions", subscription.toJSON());
+  toast("Push notifications are on for this device.");
+}
+
+function bell() {
+  const count = h("span", { class: "badge", hidden: true });
+  const panel = h("div", { class: "notifications card", hidden: true, role: "dialog", "aria-label": "Notifications" });
+  const button = h("button", { class: "bell icon-button", "aria-label": "Notifications", "aria-expanded": "false" }, "🔔", count);
+  const refresh = async () => {
+    try {
+      const data = await api("GET", "/me/notifications?limit=20");
+      count.textContent = data.unread;
+      count.hidden = data.unread === 0;
+      const pushable = "PushManager" in window && "Notification" in window && Notification.permission !== "granted";
+      panel.replaceChildren(
+        h("h2", {}, "Notifications"),
+        pushable
+          ? h(
+              "div",
+              { class: "push-offer" },
+              h("p", {}, "Get a notification on this device when someone assigns you a task or mentions you."),
+              h("button", { class: "primary", onclick: () => enablePush().catch((e) => toast(e.message, "error")) }, "Turn on push notifications"),
+            )
+          : null,
+        data.items.length
+          ? h(
+              "ul",
+              {},
+              ...data.items.map((n) =>
+                h("li", { class: n.read_at ? "" : "unread" }, h("a", { href: n.url.replace(/^\//, "") }, h("strong", {}, n.title), h("span", {}, n.body))),
+              ),
+            )
+          : h("p", { class: "empty" }, "Nothing new."),
+        data.unread
+          ? h("button", { onclick: () => api("POST", "/me/notifications/read", {}).then(refresh) }, "Mark all read")
+          : null,
+      );
+    } catch {
+      // offline: keep what is shown
+    }
+  };
+  button.addEventListener("click", () => {
+    panel.hidden = !panel.hidden;
+    button.setAttribute("aria-expanded", String(!panel.hidden));
+    if (!panel.hidden) refresh();
+  });
+  const timer = setInterval(() => document.visibilityState === "visible" && refresh(), 30000);
+  cleanup.push(() => clearInterval(timer));
+  if (current) {
+    let soon = null;
+    on(current, "change", () => {
+      clearTimeout(soon);
+      soon = setTimeout(refresh, 1000);
+    });
+    on(current, "chat", () => {
+      clearTimeout(soon);
+      soon = setTimeout(refresh, 1000);
+    });
+  }
+  refresh();
+  return h("div", { class: "bell-box" }, button, panel);
+}
+
 function shell(project, active, content) {
   const nav = h(
     "nav",
@@ -211,6 +297,7 @@ function shell(project, active, content) {
         h("a", { href: "#/projects", class: "back", "aria-label": "All projects" }, "‹"),
         title,
         presenceBar(project),
+        bell(),
         project.can("manage_team")
           ? h("a", { href: `#/p/${project.projectId}/team`, class: "team-link", "aria-label": "Team and roles" }, "Team")
           : null,

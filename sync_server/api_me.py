@@ -1,0 +1,145 @@
+"""REST API v1: my notifications and my Web Push subscriptions."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from quart import Blueprint, Response
+from quart_schema import document_querystring, document_request, document_response
+
+from . import notifications
+from .api_common import ApiContext, json_response, read_body
+from .api_models import NoContent
+from .api_models import problems_documented as _problems
+from .api_v1 import only_args, simple_int
+from .problems import Problem
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class NotificationOut(BaseModel):
+    id: int
+    project: str
+    kind: str
+    title: str
+    body: str
+    url: str
+    created_at: float
+    read_at: float | None
+
+
+class NotificationList(BaseModel):
+    items: list[NotificationOut]
+    unread: int
+
+
+class NotificationArgs(BaseModel):
+    unread: int | None = Field(default=None, ge=0, le=1)
+    limit: int | None = Field(default=None, ge=1, le=200)
+
+
+class MarkRead(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[int] | None = Field(default=None, max_length=1000, description="omit: all")
+
+
+class Marked(BaseModel):
+    marked: int
+
+
+class PushKeys(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    p256dh: str = Field(min_length=16, max_length=200)
+    auth: str = Field(min_length=8, max_length=100)
+
+
+class PushSubscription(BaseModel):
+    """What the browser's PushSubscription.toJSON() gives (expirationTime is ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+    endpoint: str = Field(max_length=2000)
+    keys: PushKeys
+    expirationTime: float | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def push_service_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and parts.hostname in LOCAL_HOSTS:
+            return value  # a push relay on this machine (and the tests' receiver)
+        raise ValueError("a push service URL (https)")
+
+
+class Unsubscribe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    endpoint: str = Field(max_length=2000)
+
+
+class PublicKey(BaseModel):
+    public_key: str
+
+
+def me_api(state: dict) -> Blueprint:
+    bp = Blueprint("api_me", __name__, url_prefix="/api/v1")
+    ctx = ApiContext(state)
+
+    @bp.get("/me/notifications")
+    @document_querystring(NotificationArgs)
+    @document_response(NotificationList)
+    @_problems(400)
+    async def my_notifications():
+        only_args("unread", "limit")
+        user = ctx.user()
+        unread = simple_int("unread", 0, 0, 1) == 1
+        limit = simple_int("limit", 50, 1, 200)
+        items = notifications.list_notifications(
+            ctx.conn, user.name, unread_only=unread, limit=limit
+        )
+        return json_response(
+            {"items": items, "unread": notifications.unread_count(ctx.conn, user.name)}
+        )
+
+    @bp.post("/me/notifications/read")
+    @document_request(MarkRead)
+    @document_response(Marked)
+    @_problems(400, 413, 415, 422)
+    async def read_notifications():
+        user = ctx.user()
+        data = await read_body(MarkRead)
+        return json_response({"marked": notifications.mark_read(ctx.conn, user.name, data.ids)})
+
+    @bp.get("/push/key")
+    @document_response(PublicKey)
+    @_problems()
+    async def push_key():
+        ctx.user()
+        key = notifications.vapid_key(ctx.conn)
+        return json_response({"public_key": notifications.application_server_key(key)})
+
+    @bp.post("/me/push-subscriptions")
+    @document_request(PushSubscription)
+    @document_response(NoContent, 204)
+    @_problems(400, 413, 415, 422)
+    async def subscribe():
+        user = ctx.user()
+        data = await read_body(PushSubscription)
+        notifications.save_subscription(
+            ctx.conn, user.name, data.endpoint, data.keys.p256dh, data.keys.auth
+        )
+        return Response(status=204)
+
+    @bp.delete("/me/push-subscriptions")
+    @document_request(Unsubscribe)
+    @document_response(NoContent, 204)
+    @_problems(400, 404, 413, 415, 422)
+    async def unsubscribe():
+        user = ctx.user()
+        data = await read_body(Unsubscribe)
+        if not notifications.delete_subscription(ctx.conn, user.name, data.endpoint):
+            raise Problem(404, "no such subscription of yours")
+        return Response(status=204)
+
+    return bp

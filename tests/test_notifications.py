@@ -1,0 +1,211 @@
+"""Notifications for assignments and @mentions: stored for the app, and sent by Web Push
+to a real HTTP receiver on this machine, which decrypts them with the subscription's keys."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import http_ece
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .conftest import ServerProcess, start_server
+from .test_api_v1 import call
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory) -> Iterator[ServerProcess]:
+    server = start_server(tmp_path_factory.mktemp("notify"), TANDEM_API_RATE_LIMIT="0")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def project_with(server, owner: str, **members: str) -> str:
+    project = f"n{int(time.time() * 1000) % 10**8}"
+    assert (
+        call(server, "POST", "/projects/", owner, json={"id": project, "name": "N"}).status_code
+        == 201
+    )
+    for user, role in members.items():
+        server.token(user)
+        server.grant(user, project, role)
+    time.sleep(1.05)  # permission cache
+    return project
+
+
+def wait_for(fn, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def inbox(server, user: str, unread: bool = False) -> list[dict]:
+    return call(server, "GET", f"/me/notifications?unread={int(unread)}", user).json()["items"]
+
+
+def test_assignment_notifies_the_new_assignee_once(srv) -> None:
+    project = project_with(srv, "olive", nia="member", tom="member")
+    task = call(
+        srv,
+        "POST",
+        f"/projects/{project}/tasks/",
+        "olive",
+        json={"title": "Fix login", "assignees": ["nia", "olive"]},
+    ).json()["id"]
+    got = wait_for(lambda: inbox(srv, "nia"))
+    assert [(n["kind"], n["title"], n["body"]) for n in got] == [
+        ("assigned", "olive assigned you a task", "Fix login")
+    ]
+    assert got[0]["url"] == f"/#/p/{project}/task/{task}"
+    assert inbox(srv, "olive") == []  # assigning yourself is no news
+
+    call(srv, "PATCH", f"/tasks/{task}/", "olive", json={"assignees": ["nia", "olive"]})
+    call(srv, "PATCH", f"/tasks/{task}/", "olive", json={"assignees": ["olive", "nia", "tom"]})
+    assert wait_for(lambda: inbox(srv, "tom"))
+    time.sleep(0.3)
+    assert len(inbox(srv, "nia")) == 1  # not told again for the same assignment
+    call(srv, "PATCH", f"/tasks/{task}/", "olive", json={"assignees": ["olive"]})
+    call(srv, "PATCH", f"/tasks/{task}/", "olive", json={"assignees": ["olive", "nia"]})
+    assert wait_for(lambda: len(inbox(srv, "nia")) == 2)  # removed and added again: told again
+
+    assert call(srv, "GET", "/me/notifications", "nia").json()["unread"] == 2
+    first = inbox(srv, "nia")[-1]["id"]
+    assert call(srv, "POST", "/me/notifications/read", "nia", json={"ids": [first]}).json() == {
+        "marked": 1
+    }
+    assert [n["id"] for n in inbox(srv, "nia", unread=True)] != [first]
+    assert call(srv, "POST", "/me/notifications/read", "nia", json={}).json() == {"marked": 1}
+    assert inbox(srv, "nia", unread=True) == []
+
+
+def test_mentions_in_chat_notify_members_only(srv) -> None:
+    project = project_with(srv, "pat", quinn="viewer")
+    call(
+        srv,
+        "POST",
+        f"/projects/{project}/comments/",
+        "pat",
+        json={"text": "@quinn and @nobody, see this; mail@quinn.example"},
+    )
+    got = wait_for(lambda: inbox(srv, "quinn"))
+    assert [(n["kind"], n["title"]) for n in got] == [("mention", "pat mentioned you")]
+    assert "see this" in got[0]["body"]
+    assert inbox(srv, "nobody") == []
+
+
+class PushReceiver(BaseHTTPRequestHandler):
+    """A push service endpoint: records what it receives; answers with a chosen status."""
+
+    received: list[dict] = []
+    status = 201
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        type(self).received.append({"headers": headers, "body": body})
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_web_push_is_encrypted_for_the_subscription_and_signed_with_the_server_key(srv) -> None:
+    receiver = HTTPServer(("127.0.0.1", 0), PushReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        project = project_with(srv, "rita", sam="member")
+        browser_key = ec.generate_private_key(ec.SECP256R1())
+        auth = os.urandom(16)
+        public = browser_key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        endpoint = f"http://127.0.0.1:{receiver.server_port}/push/sam-phone"
+        bad = call(
+            srv,
+            "POST",
+            "/me/push-subscriptions",
+            "sam",
+            json={"endpoint": "ftp://x", "keys": {"p256dh": b64(public), "auth": b64(auth)}},
+        )
+        assert bad.status_code == 422
+        r = call(
+            srv,
+            "POST",
+            "/me/push-subscriptions",
+            "sam",
+            json={"endpoint": endpoint, "keys": {"p256dh": b64(public), "auth": b64(auth)}},
+        )
+        assert r.status_code == 204
+
+        call(
+            srv,
+            "POST",
+            f"/projects/{project}/tasks/",
+            "rita",
+            json={"title": "Ship it", "assignees": ["sam"]},
+        )
+        assert wait_for(lambda: PushReceiver.received, timeout=10)
+        push = PushReceiver.received[0]
+        assert push["headers"]["content-encoding"] == "aes128gcm"
+        payload = json.loads(
+            http_ece.decrypt(
+                push["body"], private_key=browser_key, auth_secret=auth, version="aes128gcm"
+            )
+        )
+        assert payload["title"] == "rita assigned you a task" and payload["body"] == "Ship it"
+
+        # the VAPID header is a JWT signed by the key the server publishes at /push/key
+        scheme, _, params = push["headers"]["authorization"].partition(" ")
+        fields = dict(p.strip().split("=", 1) for p in params.split(","))
+        assert scheme == "vapid"
+        published = call(srv, "GET", "/push/key", "sam").json()["public_key"]
+        assert fields["k"] == published
+        header, claims, signature = fields["t"].split(".")
+        server_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64(published))
+        raw = unb64(signature)
+        from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+        server_key.verify(
+            encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")),
+            f"{header}.{claims}".encode(),
+            ec.ECDSA(hashes.SHA256()),
+        )
+        assert json.loads(unb64(claims))["aud"] == f"http://127.0.0.1:{receiver.server_port}"
+
+        # a push service that says the subscription is gone: it is dropped
+        PushReceiver.status = 410
+        call(
+            srv,
+            "POST",
+            f"/projects/{project}/tasks/",
+            "rita",
+            json={"title": "Again", "assignees": ["sam"]},
+        )
+        assert wait_for(lambda: len(PushReceiver.received) == 2, timeout=10)
+        time.sleep(0.3)
+        gone = call(srv, "DELETE", "/me/push-subscriptions", "sam", json={"endpoint": endpoint})
+        assert gone.status_code == 404
+        assert len(inbox(srv, "sam")) == 2  # the in-app copies stay
+    finally:
+        receiver.shutdown()
