@@ -183,18 +183,27 @@ def update_role(
     return Role(name, perms, desc, project)
 
 
-def delete_role(conn: sqlite3.Connection, project: str, name: str, actor: str) -> None:
-    in_use = conn.execute(
-        "SELECT count(*) FROM grants WHERE project = ? AND role = ?", (project, name)
-    ).fetchone()[0]
+def delete_role(conn: sqlite3.Connection, project: str | None, name: str, actor: str) -> None:
+    """Delete a project's custom role, or a global one (``project`` None) no grant relies on."""
+    if project is not None:
+        in_use = conn.execute(
+            "SELECT count(*) FROM grants WHERE project = ? AND role = ?", (project, name)
+        ).fetchone()[0]
+    else:  # grants on projects that do not define a role of that name themselves
+        in_use = conn.execute(
+            "SELECT count(*) FROM grants WHERE role = ? AND project NOT IN"
+            " (SELECT project FROM roles WHERE name = ? AND project IS NOT NULL)",
+            (name, name),
+        ).fetchone()[0]
     if in_use:
         raise AccessError(f"role {name!r} is in use by {in_use} grant(s); change them first")
     with conn:
-        cur = conn.execute("DELETE FROM roles WHERE project = ? AND name = ?", (project, name))
+        cur = conn.execute("DELETE FROM roles WHERE project IS ? AND name = ?", (project, name))
         if cur.rowcount:
-            _audit(conn, actor, project, None, "role.delete", None, None, {"role": name})
+            _audit(conn, actor, project or "*", None, "role.delete", None, None, {"role": name})
     if not cur.rowcount:
-        raise AccessError(f"no custom role {name!r} in project {project!r}")
+        where = f"in project {project!r}" if project else "among the global roles"
+        raise AccessError(f"no custom role {name!r} {where}")
 
 
 def record_rejection(

@@ -328,6 +328,14 @@ def access_api(state: dict) -> Blueprint:
         await state["project_members"](project, member, None)
         return "", 204
 
+    # /members/<user> is the same resource as /grants/<user>, under the name the app uses
+    bp.add_url_rule(
+        "/projects/<project>/members/<member>", "put_member", put_grant, methods=["PUT"]
+    )
+    bp.add_url_rule(
+        "/projects/<project>/members/<member>", "delete_member", delete_grant, methods=["DELETE"]
+    )
+
     @bp.get("/projects/<project>/audit")
     @document_querystring(AuditArgs)
     @document_response(AuditList)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import re
 import sys
 import time
+
+from doc_model.schema import ROLE_PATTERN
 
 from . import accounts
 from .database import open_database
@@ -67,6 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     tlist.add_argument("user")
     trevoke = token.add_parser("revoke", parents=[db], help="revoke a token by id")
     trevoke.add_argument("id", type=int)
+    role = sub.add_parser("role", help="manage custom roles").add_subparsers(
+        dest="action", required=True
+    )
+    rcreate = role.add_parser(
+        "create", parents=[db], help="add a custom role, global unless --project is given"
+    )
+    rcreate.add_argument("name")
+    rcreate.add_argument("--permissions", required=True, help="comma-separated permission codes")
+    rcreate.add_argument("--description", default="")
+    rcreate.add_argument("--project", help="only for this project (default: every project)")
+    rlist = role.add_parser("list", parents=[db], help="list roles (built-in and custom)")
+    rlist.add_argument("--project", help="include this project's own roles")
+    rdelete = role.add_parser("delete", parents=[db], help="delete a custom role")
+    rdelete.add_argument("name")
+    rdelete.add_argument("--project", help="a project's role (default: a global one)")
     return parser
 
 
@@ -128,9 +146,47 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
                 raise CliError(f"no active token with id {args.id}")
             print(f"revoked token {args.id}")
             return 0
+        if args.command == "role":
+            return _role(conn, args)
     finally:
         conn.close()
     raise CliError("unknown command")
+
+
+def _role(conn, args: argparse.Namespace) -> int:
+    from rules import BUILTIN_ROLES, Role, UnknownPermission, parse_permissions
+
+    from . import access
+
+    if args.action == "list":
+        roles = list(BUILTIN_ROLES.values()) + access.custom_roles(conn, args.project)
+        for r in roles:
+            where = "built-in" if r.builtin else (f"project {r.project}" if r.project else "global")
+            print(f"{r.name}\t{where}\t{','.join(sorted(p.value for p in r.permissions))}")
+        return 0
+    try:
+        if args.action == "create":
+            codes = [c.strip() for c in args.permissions.split(",") if c.strip()]
+            try:
+                perms = parse_permissions(codes)
+            except UnknownPermission as e:
+                raise CliError(str(e)) from e
+            if not re.fullmatch(ROLE_PATTERN, args.name):
+                raise CliError(
+                    f"invalid role name {args.name!r}: lowercase letters, digits, - and _"
+                )
+            access.create_role(
+                conn, Role(args.name, perms, args.description, args.project), "system:cli"
+            )
+            print(
+                f"created role {args.name} ({'project ' + args.project if args.project else 'global'})"
+            )
+            return 0
+        access.delete_role(conn, args.project, args.name, "system:cli")
+        print(f"deleted role {args.name}")
+        return 0
+    except access.AccessError as e:
+        raise CliError(str(e)) from e
 
 
 def _user_create(conn, db_path: str, args: argparse.Namespace) -> int:

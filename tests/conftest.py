@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 def tandem(*args: str, db: Path, stdin: str | None = None, check: bool = True) -> str:
-    """Run the real CLI and return its standard output."""
+    """Run the real CLI and return its standard output (and error, when ``check`` is off)."""
     proc = subprocess.run(
         [*TANDEM, *args, "--db", str(db)],
         input=stdin,
@@ -39,7 +39,7 @@ def tandem(*args: str, db: Path, stdin: str | None = None, check: bool = True) -
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"tandem {' '.join(args)} failed: {proc.stderr}")
-    return proc.stdout
+    return proc.stdout if check else proc.stdout + proc.stderr
 
 
 def grant_role(

@@ -229,3 +229,29 @@ def test_bad_requests_get_problem_details_never_a_500(server) -> None:
     )
     assert_problem(api(server, "GET", "/no/such/route", "bea"), 404)
     assert_problem(api(server, "DELETE", "/login", "bea"), 405)
+
+
+def test_global_custom_roles_from_the_cli_apply_to_every_project(server) -> None:
+    out = tandem(
+        "role",
+        "create",
+        "auditor",
+        "--permissions",
+        "view_project,view_tasks,view_budget",
+        "--description",
+        "Reads everything with money",
+        db=server.db,
+    )
+    assert "created role auditor (global)" in out
+    bad = tandem("role", "create", "x1", "--permissions", "fly", db=server.db, check=False)
+    assert "unknown permission 'fly'" in bad
+    server.token("aud")
+    server.grant("aud", "ledger", "auditor")
+    server.grant("own", "ledger", "owner")
+    perms = api(server, "GET", "/me/permissions?project=ledger", "aud").json()["permissions"]
+    assert perms == ["view_budget", "view_project", "view_tasks"]
+    assert "auditor\tglobal" in tandem("role", "list", db=server.db)
+    in_use = tandem("role", "delete", "auditor", db=server.db, check=False)
+    assert "in use by 1 grant" in in_use
+    api(server, "PUT", "/projects/ledger/grants/aud", "own", json={"role": "viewer"})
+    assert "deleted role auditor" in tandem("role", "delete", "auditor", db=server.db)

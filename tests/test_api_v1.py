@@ -338,6 +338,16 @@ def test_milestones_members_comments_and_activity(srv) -> None:
 
     members = call(srv, "GET", f"{base}/members/", "vic").json()["items"]
     assert {m["user"]: m["role"] for m in members} == {"owner": "owner", "vic": "viewer"}
+    srv.token("newcomer")
+    denied = call(srv, "PUT", f"{base}/members/newcomer", "vic", json={"role": "member"})
+    assert assert_problem(denied, 403, "manage_team")["permission"] == "manage_team"
+    assert call(srv, "PUT", f"{base}/members/newcomer", json={"role": "member"}).status_code == 200
+    members = call(srv, "GET", f"{base}/members/", "vic").json()["items"]
+    assert {m["user"]: m["role"] for m in members}["newcomer"] == "member"
+    assert call(srv, "DELETE", f"{base}/members/newcomer").status_code == 204
+    assert "newcomer" not in [
+        m["user"] for m in call(srv, "GET", f"{base}/members/").json()["items"]
+    ]
 
     r = call(srv, "POST", f"{base}/comments/", "vic", json={"text": "hello team"})
     assert r.status_code == 201
