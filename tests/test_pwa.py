@@ -330,6 +330,13 @@ def test_screenshots_of_every_main_view(browser, app_server, width) -> None:
     rest(
         app_server,
         "sam",
+        "PATCH",
+        f"/tasks/{ids[2]}/",
+        json={"depends_on": [ids[0]], "start": "2026-11-21", "due": "2026-11-28"},
+    )
+    rest(
+        app_server,
+        "sam",
         "POST",
         f"/projects/{project}/milestones/",
         json={"name": "Beta", "due": "2026-11-15"},
@@ -350,6 +357,8 @@ def test_screenshots_of_every_main_view(browser, app_server, width) -> None:
     ]:
         page.goto(f"/#/p/{project}/{view}")
         expect(page.locator(ready).first).to_be_visible()
+        if view == "timeline":  # the dependency is drawn from the prerequisite to its follower
+            expect(page.locator("svg.deps path")).to_have_count(1)
         name = view.split("/")[0]
         page.screenshot(path=SHOTS / f"{name}-{width}.png")
         assert (SHOTS / f"{name}-{width}.png").stat().st_size > 5000

@@ -201,10 +201,23 @@ async function enablePush() {
   toast("Push notifications are on for this device.");
 }
 
+function bellIcon() {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "22");
+  svg.setAttribute("height", "22");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("d", "M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22zm7-6V11a7 7 0 0 0-5.5-6.84V3a1.5 1.5 0 0 0-3 0v1.16A7 7 0 0 0 5 11v5l-2 2v1h18v-1z");
+  path.setAttribute("fill", "currentColor");
+  svg.append(path);
+  return svg;
+}
+
 function bell() {
   const count = h("span", { class: "badge", hidden: true });
   const panel = h("div", { class: "notifications card", hidden: true, role: "dialog", "aria-label": "Notifications" });
-  const button = h("button", { class: "bell icon-button", "aria-label": "Notifications", "aria-expanded": "false" }, "🔔", count);
+  const button = h("button", { class: "bell icon-button", "aria-label": "Notifications", "aria-expanded": "false" }, bellIcon(), count);
   const refresh = async () => {
     try {
       const data = await api("GET", "/me/notifications?limit=20");
@@ -684,7 +697,15 @@ function timelineView(project) {
     const pos = (d) => `${(((Date.parse(d) - first) / span) * 100).toFixed(2)}%`;
     const width = (a, b) => `${Math.max(((Date.parse(b) - Date.parse(a) + DAY) / span) * 100, 1).toFixed(2)}%`;
     const byId = new Map(tasks.map((t) => [t.id, t]));
+    const day = (ms) => new Date(ms).toISOString().slice(0, 10);
     box.replaceChildren(
+      h(
+        "div",
+        { class: "axis" },
+        h("span", {}, day(first)),
+        h("span", {}, day(first + span / 2)),
+        h("span", {}, day(first + span - DAY)),
+      ),
       h(
         "div",
         { class: "milestones" },
@@ -705,13 +726,51 @@ function timelineView(project) {
             h(
               "span",
               { class: "track" },
-              h("span", { class: `bar status-${t.status}`, style: { left: pos(start), width: width(start, end) }, title: `${start} → ${end}` }),
+              h("span", {
+                class: `bar status-${t.status}`,
+                dataset: { task: t.id, after: (t.depends_on || []).filter((d) => byId.has(d)).join(" ") },
+                style: { left: pos(start), width: width(start, end) },
+                title: `${start} → ${end}`,
+              }),
             ),
           );
         }),
     );
+    requestAnimationFrame(drawDependencies);
+  };
+  // dependencies: an elbow line from the end of each prerequisite's bar to the start of the
+  // task that waits for it
+  const drawDependencies = () => {
+    box.querySelector("svg.deps")?.remove();
+    const origin = box.getBoundingClientRect();
+    const bars = new Map([...box.querySelectorAll(".bar")].map((b) => [b.dataset.task, b.getBoundingClientRect()]));
+    const paths = [];
+    for (const bar of box.querySelectorAll(".bar[data-after]")) {
+      const to = bars.get(bar.dataset.task);
+      for (const dep of bar.dataset.after.split(" ").filter(Boolean)) {
+        const from = bars.get(dep);
+        if (!from || !to) continue;
+        const x1 = from.right - origin.left;
+        const y1 = from.top + from.height / 2 - origin.top;
+        const x2 = to.left - origin.left;
+        const y2 = to.top + to.height / 2 - origin.top;
+        const mid = Math.max(x1 + 6, Math.min(x2 - 6, (x1 + x2) / 2));
+        paths.push(`M${x1},${y1} H${mid} V${y2} H${x2}`);
+      }
+    }
+    if (!paths.length) return;
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("class", "deps");
+    svg.setAttribute("aria-hidden", "true");
+    for (const d of paths) {
+      const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+      path.setAttribute("d", d);
+      svg.append(path);
+    }
+    box.append(svg);
   };
   on(project, "change", draw);
+  on(window, "resize", () => requestAnimationFrame(drawDependencies));
   draw();
   shell(project, "timeline", box);
 }
