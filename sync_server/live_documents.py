@@ -49,11 +49,18 @@ def version_of(doc: Doc) -> str:
 
 class LiveDocuments:
     def __init__(
-        self, rooms: RoomManager, store: DocumentStore, *, body_budget: int = 32 * 1024 * 1024
+        self,
+        rooms: RoomManager,
+        store: DocumentStore,
+        *,
+        body_budget: int = 32 * 1024 * 1024,
+        stored_limit: int = 16,
     ) -> None:
         self.rooms = rooms
         self.store = store
-        self._stored: dict[str, tuple[int, DocumentView]] = {}  # name -> (last_seq, view)
+        # name -> (last_seq, view): documents read without a room, newest use last
+        self._stored: OrderedDict[str, tuple[int, DocumentView]] = OrderedDict()
+        self._stored_limit = stored_limit
         self._snapshots: dict[tuple[str, str], tuple[str, Any]] = {}
         self._bodies: OrderedDict[str, str] = OrderedDict()
         self._body_bytes = 0
@@ -61,6 +68,7 @@ class LiveDocuments:
         self._room_versions: dict[str, tuple[Doc, tuple[int, int], str]] = {}
 
     async def read(self, name: DocName) -> DocumentView:
+        self._prune()
         room = self.rooms.rooms.get(name.name)
         if room is not None and not room.closed:
             self._stored.pop(name.name, None)
@@ -77,12 +85,26 @@ class LiveDocuments:
         last_seq = await self.store.last_seq(name.name)
         cached = self._stored.get(name.name)
         if cached is not None and cached[0] == last_seq:
+            self._stored.move_to_end(name.name)
             return cached[1]
         stored = await self.store.load(name.name)
         doc = build_document(stored, name)
         view = DocumentView(name, doc, version_of(doc), exists=stored.last_seq > 0)
         self._stored[name.name] = (stored.last_seq, view)
+        self._stored.move_to_end(name.name)
+        while len(self._stored) > self._stored_limit:
+            dropped, _ = self._stored.popitem(last=False)
+            for key in [k for k in self._snapshots if k[0] == dropped]:
+                del self._snapshots[key]
         return view
+
+    def _prune(self) -> None:
+        """Drop snapshots and versions of documents that are neither loaded nor kept here."""
+        live = set(self.rooms.rooms) | set(self._stored)
+        for key in [k for k in self._snapshots if k[0] not in live]:
+            del self._snapshots[key]
+        for gone in [n for n in self._room_versions if n not in self.rooms.rooms]:
+            del self._room_versions[gone]
 
     def snapshot(self, view: DocumentView, what: str, build: Callable[[Doc], T]) -> T:
         """``build(doc)``, computed once per document version (``what`` names the view).
