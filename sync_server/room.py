@@ -83,6 +83,7 @@ def _cheap_state_vector(stored: StoredDocument) -> dict[int, int] | None:
 @dataclass
 class RoomSettings:
     coalesce_seconds: float = 0.005
+    presence_coalesce_seconds: float = 0.02
     idle_unload_seconds: float = 30.0
 
 
@@ -137,6 +138,8 @@ class Room:
         self._observer_queue: asyncio.Queue[DocumentChanged] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._idle_handle: asyncio.TimerHandle | None = None
+        self._presence_out: dict[int, AwarenessEntry] = {}  # client id -> newest state to relay
+        self._presence_timer: asyncio.TimerHandle | None = None
         self._unload_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()  # held while the document is (re)loaded
         self.closed = False
@@ -228,6 +231,8 @@ class Room:
             await self.flush()
         finally:
             self.closed = True
+            if self._presence_timer is not None:
+                self._presence_timer.cancel()
             for conn in list(self.connections.values()):
                 conn.close(code, reason)
             for task in self._tasks:
@@ -256,7 +261,7 @@ class Room:
         for entry in gone:
             del self.awareness[entry.client_id]
         if gone:
-            self._send_to_all(encode_awareness(encode_awareness_update(gone)))
+            self._queue_presence(gone)
         self._arm_idle_unload()
 
     def _arm_idle_unload(self) -> None:
@@ -549,7 +554,26 @@ class Room:
             else:
                 self.awareness[entry.client_id] = (entry.clock, entry.state, conn.id)
                 conn.awareness_ids.add(entry.client_id)
-        self._send_to_all(encode_awareness(encode_awareness_update(entries)), exclude=conn.id)
+        self._queue_presence(entries)
+
+    def _queue_presence(self, entries: Sequence[AwarenessEntry]) -> None:
+        """Presence goes out per room, coalesced: one message with every state that changed
+        in the last few ms, encoded once for all connections. (Relayed one by one, 1,000
+        clients connecting at once make a million messages.) A sender receiving its own
+        state back ignores it: the clock is not newer than its own."""
+        for entry in entries:
+            self._presence_out[entry.client_id] = entry
+        if self._presence_timer is None and not self.closed:
+            self._presence_timer = asyncio.get_running_loop().call_later(
+                self.settings.presence_coalesce_seconds, self._send_presence
+            )
+
+    def _send_presence(self) -> None:
+        self._presence_timer = None
+        entries = list(self._presence_out.values())
+        self._presence_out.clear()
+        if entries and not self.closed:
+            self._send_to_all(encode_awareness(encode_awareness_update(entries)))
 
     def awareness_snapshot(self) -> bytes:
         entries = [AwarenessEntry(c, clock, s) for c, (clock, s, _) in self.awareness.items()]
