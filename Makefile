@@ -40,8 +40,12 @@ format: $(VENV)/.installed
 test: setup lint
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench/node/node_modules/.installed: bench/node/package.json bench/node/package-lock.json
+	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench: setup bench/node/node_modules/.installed
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules *.egg-info
+	rm -rf $(VENV) tests/node/node_modules bench/node/node_modules *.egg-info
