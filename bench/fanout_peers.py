@@ -70,14 +70,14 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
 class Peer:
     """One server process: pid, URL and document name for the generator, then stop()."""
 
-    def __init__(self, name: str, tmp: Path) -> None:
+    def __init__(self, name: str, tmp: Path, **tandem_env: str) -> None:
         self.name = name
         self.tandem = None
         self.proc: subprocess.Popen | None = None
         self.token = ""
         self.log_path = tmp / f"{name}.log"
         if name == "tandem":
-            self.tandem = start_server(tmp, TANDEM_LOG_LEVEL="WARNING")
+            self.tandem = start_server(tmp, **{"TANDEM_LOG_LEVEL": "WARNING", **tandem_env})
             self.token = self.tandem.token("bench")
             self.tandem.grant("bench", "fanout", "manager")
             self.pid = self.tandem.proc.pid  # type: ignore[union-attr]
@@ -115,56 +115,69 @@ class Peer:
                 self.proc.wait()
 
 
+def run_generator(
+    pid: int,
+    kind: str,
+    url: str,
+    doc: str,
+    token: str,
+    clients: int,
+    edits: int,
+    rate: int = 0,
+    wait_s: int = 60,
+) -> dict:
+    """Run bench/node/fanout_peers.mjs against a server process; add the server's CPU."""
+    cpu = {"start": cpu_seconds(pid)}
+    gen = subprocess.Popen(
+        [
+            "node",
+            str(NODE / "fanout_peers.mjs"),
+            kind,
+            url,
+            doc,
+            token,
+            *(str(x) for x in (clients, edits, wait_s, rate)),
+        ],
+        cwd=NODE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert gen.stdout is not None
+    result: dict = {}
+    for line in gen.stdout:
+        line = line.strip()
+        if line.startswith("phase "):
+            cpu[line.split()[1]] = cpu_seconds(pid)
+        elif line.startswith("{"):
+            result = json.loads(line)
+    stderr = gen.stderr.read() if gen.stderr else ""
+    gen.wait(timeout=60)
+    if not result:
+        return {
+            "clients": clients,
+            "edits_per_client": edits,
+            "failed": (stderr.strip().splitlines() or ["no output"])[-1][:300],
+        }
+    result["connect_server_cpu_s"] = round(cpu["edit"] - cpu["start"], 2)
+    result["server_cpu_s"] = round(cpu["done"] - cpu["edit"], 2)
+    secs = max(result["seconds"], 0.01)
+    result["server_cores"] = round(result["server_cpu_s"] / secs, 2)
+    result["generator_cores"] = round(result["generator_cpu_s"] / secs, 2)
+    result["server_peak_rss_mb"] = rss_mb(pid, "VmHWM")
+    return result
+
+
 def run_once(peer_name: str, clients: int, edits: int, rate: int, wait_s: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         peer = Peer(peer_name, Path(tmp))
         try:
-            cpu = {"start": cpu_seconds(peer.pid)}
-            gen = subprocess.Popen(
-                [
-                    "node",
-                    str(NODE / "fanout_peers.mjs"),
-                    peer.kind,
-                    peer.url,
-                    peer.doc,
-                    peer.token,
-                    str(clients),
-                    str(edits),
-                    str(wait_s),
-                    str(rate),
-                ],
-                cwd=NODE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+            result = run_generator(
+                peer.pid, peer.kind, peer.url, peer.doc, peer.token, clients, edits, rate, wait_s
             )
-            assert gen.stdout is not None
-            result: dict = {}
-            for line in gen.stdout:
-                line = line.strip()
-                if line.startswith("phase "):
-                    cpu[line.split()[1]] = cpu_seconds(peer.pid)
-                elif line.startswith("{"):
-                    result = json.loads(line)
-            stderr = gen.stderr.read() if gen.stderr else ""
-            gen.wait(timeout=60)
-            if not result:
-                return {
-                    "server": peer_name,
-                    "clients": clients,
-                    "edits_per_client": edits,
-                    "failed": (stderr.strip().splitlines() or ["no output"])[-1][:300],
-                }
             result["server"] = peer_name
-            result["connect_server_cpu_s"] = round(cpu["edit"] - cpu["start"], 2)
-            result["server_cpu_s"] = round(cpu["done"] - cpu["edit"], 2)
-            secs = max(result["seconds"], 0.01)
-            result["server_cores"] = round(result["server_cpu_s"] / secs, 2)
-            result["generator_cores"] = round(result["generator_cpu_s"] / secs, 2)
-            result["server_peak_rss_mb"] = rss_mb(peer.pid, "VmHWM")
-            log = peer.log()
             result["server_log_errors"] = sum(
-                1 for ln in log.splitlines() if "Traceback" in ln or " ERROR" in ln
+                1 for ln in peer.log().splitlines() if "Traceback" in ln or " ERROR" in ln
             )
         finally:
             peer.stop()
