@@ -5,7 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.cold_load", "bench.gate_cost", "bench.fanout"]
+BENCHMARKS = [
+    "bench.cold_load",
+    "bench.gate_cost",
+    "bench.fanout",
+    "bench.fanout_peers",
+    "bench.offline_merge",
+    "bench.durability",
+    "bench.memory",
+    "bench.reconnect_storm",
+]
 
 
 def main() -> int:

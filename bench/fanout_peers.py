@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -45,6 +46,16 @@ PEERS = ("tandem", "hocuspocus", "pycrdt")
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main_thread_busy_s(pid: int) -> float:
+    """Seconds the process's main thread ran or waited for a CPU (/proc/<pid>/schedstat).
+
+    On a shared machine a saturated event loop shows as CPU time plus run-queue wait;
+    their sum over the wall time near 1.0 means that side wanted a whole core throughout.
+    """
+    run_ns, wait_ns, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    return (int(run_ns) + int(wait_ns)) / 1e9
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
@@ -125,9 +136,11 @@ def run_generator(
     edits: int,
     rate: int = 0,
     wait_s: int = 60,
+    presence: bool = True,
 ) -> dict:
     """Run bench/node/fanout_peers.mjs against a server process; add the server's CPU."""
     cpu = {"start": cpu_seconds(pid)}
+    busy: dict[str, float] = {}
     gen = subprocess.Popen(
         [
             "node",
@@ -139,6 +152,7 @@ def run_generator(
             *(str(x) for x in (clients, edits, wait_s, rate)),
         ],
         cwd=NODE,
+        env={**os.environ, "FANOUT_PRESENCE": "on" if presence else "off"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -149,6 +163,7 @@ def run_generator(
         line = line.strip()
         if line.startswith("phase "):
             cpu[line.split()[1]] = cpu_seconds(pid)
+            busy[line.split()[1]] = main_thread_busy_s(pid)
         elif line.startswith("{"):
             result = json.loads(line)
     stderr = gen.stderr.read() if gen.stderr else ""
@@ -157,23 +172,32 @@ def run_generator(
         return {
             "clients": clients,
             "edits_per_client": edits,
-            "failed": (stderr.strip().splitlines() or ["no output"])[-1][:300],
+            "failed": next(
+                (ln for ln in stderr.splitlines() if re.match(r"\w*Error\b", ln)),
+                stderr.strip()[-300:],
+            )[:300]
+            or "no output",
         }
     result["connect_server_cpu_s"] = round(cpu["edit"] - cpu["start"], 2)
     result["server_cpu_s"] = round(cpu["done"] - cpu["edit"], 2)
     secs = max(result["seconds"], 0.01)
     result["server_cores"] = round(result["server_cpu_s"] / secs, 2)
     result["generator_cores"] = round(result["generator_cpu_s"] / secs, 2)
+    result["server_loop_busy"] = round((busy["done"] - busy["edit"]) / secs, 2)
     result["server_peak_rss_mb"] = rss_mb(pid, "VmHWM")
     return result
 
 
-def run_once(peer_name: str, clients: int, edits: int, rate: int, wait_s: int) -> dict:
+def run_once(
+    peer_name: str, clients: int, edits: int, rate: int, wait_s: int, presence: bool = True
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         peer = Peer(peer_name, Path(tmp))
         try:
             result = run_generator(
-                peer.pid, peer.kind, peer.url, peer.doc, peer.token, clients, edits, rate, wait_s
+                peer.pid,
+                *(peer.kind, peer.url, peer.doc, peer.token),
+                *(clients, edits, rate, wait_s, presence),
             )
             result["server"] = peer_name
             result["server_log_errors"] = sum(
@@ -194,6 +218,8 @@ KEYS = (
     "generator_cpu_s",
     "server_cores",
     "generator_cores",
+    "server_loop_busy",
+    "generator_loop_busy",
     "connect_server_cpu_s",
     "server_peak_rss_mb",
 )
@@ -211,8 +237,9 @@ def summarize(runs: list[dict]) -> dict:
         out["delivered_fraction"] = round(
             statistics.median(r["delivered"] / r["expected"] for r in ok), 4
         )
-        gen, srv = out["generator_cores"], out["server_cores"]
-        out["bound_by"] = "generator" if gen > srv else "server"
+        gen, srv = out["generator_loop_busy"], out["server_loop_busy"]
+        if gen is not None and srv is not None:
+            out["bound_by"] = "generator" if gen > srv else "server"
     return out
 
 
@@ -227,7 +254,8 @@ def main() -> None:
     parser.add_argument(
         "--sizes",
         default="50x100,50x100@20,200x10,1000x1",
-        help="NxM[@edits per second per client], comma separated; no @: full speed",
+        help="NxM[@edits/s per client][-np], comma separated; no @: full speed;"
+        " -np: clients without presence state",
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
@@ -243,14 +271,15 @@ def main() -> None:
     table: dict = {}
     all_runs: dict = {}
     for key in args.sizes.split(","):
-        size, _, rate = key.partition("@")
+        spec, presence = key.removesuffix("-np"), not key.endswith("-np")
+        size, _, rate = spec.partition("@")
         n, m = (int(x) for x in size.split("x"))
         runs: dict[str, list[dict]] = {p: [] for p in peers}
         for i in range(args.repeat):
             for p in peers:  # interleaved, so drift hits every server alike
                 if p == "pycrdt" and i >= args.pycrdt_repeat:
                     continue
-                r = run_once(p, n, m, int(rate or 0), args.wait)
+                r = run_once(p, n, m, int(rate or 0), args.wait, presence)
                 print(key, p, json.dumps(r), flush=True)
                 runs[p].append(r)
         summary = {p: summarize(runs[p]) for p in peers}
