@@ -1,6 +1,7 @@
 """Memory: server RSS per idle connection, per loaded document, and 1,000 idle connections.
 
     .venv/bin/python -m bench.memory [--connections 1000] [--docs 20] [--tasks 1000] [--repeat 3]
+        [--pycrdt-repeat 1]
 
 RSS is read from /proc/<pid>/status (VmRSS) of the server process, each measurement
 on a fresh server (freed Python memory is not always returned to the OS).
@@ -89,19 +90,21 @@ def idle_connections(peer_name: str, connections: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         peer = Peer(peer_name, Path(tmp), TANDEM_ROOM_IDLE_SECONDS="600")
         doc = "p/fanout" if peer_name == "tandem" else "fanout"
+        clients: list[IdleClients] = []
         try:
             base = settle_rss(peer.pid, 1)
-            one = IdleClients(peer.kind, peer.url, peer.token, 1, [doc])
+            clients.append(IdleClients(peer.kind, peer.url, peer.token, 1, [doc]))
             rss1 = settle_rss(peer.pid)
             many = IdleClients(peer.kind, peer.url, peer.token, connections, [doc])
+            clients.append(many)
             rss_n = settle_rss(peer.pid)
             cpu0 = cpu_seconds(peer.pid)
             time.sleep(10)
             idle_cpu = cpu_seconds(peer.pid) - cpu0
             rss_after = rss_mb(peer.pid)
-            many.close()
-            one.close()
         finally:
+            for c in reversed(clients):
+                c.close()
             peer.stop()
     return {
         "server": peer_name,
@@ -172,12 +175,15 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--peers", default="tandem,hocuspocus,pycrdt")
+    parser.add_argument("--pycrdt-repeat", type=int, default=1)
     args = parser.parse_args()
     peers = args.peers.split(",")
 
     idle: dict[str, list[dict]] = {p: [] for p in peers}
-    for _ in range(args.repeat):
+    for i in range(args.repeat):
         for p in peers:
+            if p == "pycrdt" and i >= args.pycrdt_repeat:
+                continue
             try:
                 r = idle_connections(p, args.connections)
             except Exception as e:  # a peer that cannot hold the connections is a result

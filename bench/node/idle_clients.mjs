@@ -46,7 +46,7 @@ async function waitUntil (predicate, timeoutMs, what) {
 const t0 = performance.now()
 const groups = docs.map(name => Array.from({ length: PER_DOC }, () => connect(name)))
 const all = groups.flat()
-await waitUntil(() => all.every(c => c.isSynced()), 300000, 'all clients synced')
+await waitUntil(() => all.every(c => c.isSynced()), 120000, 'all clients synced')
 console.log(JSON.stringify({ phase: 'synced', clients: all.length, connect_ms: Math.round(performance.now() - t0) }))
 
 const rl = readline.createInterface({ input: process.stdin })
