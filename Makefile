@@ -57,8 +57,13 @@ format: $(VENV)/.installed
 test: setup chromium lint
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench/node/node_modules/.installed: bench/node/package.json bench/node/package-lock.json
+	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench: setup bench/node/node_modules/.installed
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules client_pwa/node_modules client_pwa/dist *.egg-info
+	rm -rf $(VENV) tests/node/node_modules bench/node/node_modules client_pwa/node_modules \
+		client_pwa/dist *.egg-info

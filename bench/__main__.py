@@ -11,6 +11,11 @@ BENCHMARKS = [
     "bench.api_reads",
     "bench.pwa_board",
     "bench.fanout",
+    "bench.fanout_peers",
+    "bench.offline_merge",
+    "bench.durability",
+    "bench.memory",
+    "bench.reconnect_storm",
 ]
 
 

@@ -1,0 +1,362 @@
+"""Fan-out against peers: Tandem (gate on) vs Hocuspocus vs stock pycrdt-websocket, same load.
+
+    .venv/bin/python -m bench.fanout_peers [--sizes 50x100,50x100@20,200x10,1000x1]
+        [--repeat 3] [--pycrdt-repeat 1] [--peers tandem,hocuspocus,pycrdt] [--wait 60]
+
+For each size NxM, N real Yjs clients in one Node process (bench/node/fanout_peers.mjs)
+each make M one-character edits to one document (client i appends to task c<i>'s title)
+at full speed, or at R edits/s per client for NxM@R; every other client must receive
+each edit. Full speed means each server's own client library sets the offered load
+(the Hocuspocus provider costs the generator more per edit than y-websocket does), so
+the paced row compares latency at one offered load. Reported per server: connect+sync time of all N, delivered
+updates/s (deliveries / time from the first edit to the last arrival), p50/p99 latency
+from an edit to its arrival, and CPU seconds of the server (/proc/<pid>/stat) and of the
+generator (process.cpuUsage) over the edit phase, so a reader sees which side bounds it.
+
+Servers, each a fresh process per run, runs interleaved so drift hits all alike:
+  tandem      `tandem serve` on SQLite (durable appends), permission gate on: every
+              client authenticates with a token of a user granted "manager" on the project
+  hocuspocus  @hocuspocus/server with default settings (bench/node/hocuspocus_server.mjs),
+              driven by @hocuspocus/provider (its own framing: doc name on every message)
+  pycrdt      ASGIServer(WebsocketServer()) from pycrdt-websocket on Hypercorn defaults
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT, free_port, start_server
+
+from .common import RESULTS, write_result
+
+NODE = Path(__file__).resolve().parent / "node"
+PEERS = ("tandem", "hocuspocus", "pycrdt")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main_thread_busy_s(pid: int) -> float:
+    """Seconds the process's main thread ran or waited for a CPU (/proc/<pid>/schedstat).
+
+    On a shared machine a saturated event loop shows as CPU time plus run-queue wait;
+    their sum over the wall time near 1.0 means that side wanted a whole core throughout.
+    """
+    run_ns, wait_ns, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    return (int(run_ns) + int(wait_ns)) / 1e9
+
+
+def rss_mb(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early ({proc.returncode})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not open its port")
+
+
+class Peer:
+    """One server process: pid, URL and document name for the generator, then stop()."""
+
+    def __init__(self, name: str, tmp: Path, **tandem_env: str) -> None:
+        self.name = name
+        self.tandem = None
+        self.proc: subprocess.Popen | None = None
+        self.token = ""
+        self.log_path = tmp / f"{name}.log"
+        if name == "tandem":
+            self.tandem = start_server(tmp, **{"TANDEM_LOG_LEVEL": "WARNING", **tandem_env})
+            self.token = self.tandem.token("bench")
+            self.tandem.grant("bench", "fanout", "manager")
+            self.pid = self.tandem.proc.pid  # type: ignore[union-attr]
+            self.kind, self.url, self.doc = "y-websocket", self.tandem.ws_url, "p/fanout"
+            return
+        port = free_port()
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        if name == "hocuspocus":
+            cmd = ["node", str(NODE / "hocuspocus_server.mjs"), str(port)]
+            self.kind = "hocuspocus"
+        elif name == "pycrdt":
+            cmd = [sys.executable, "-m", "bench.pycrdt_ws_server", str(port)]
+            self.kind = "y-websocket"
+        else:
+            raise ValueError(name)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        wait_port(port, self.proc)
+        self.pid = self.proc.pid
+        self.url, self.doc = f"ws://127.0.0.1:{port}", "fanout"
+
+    def log(self) -> str:
+        if self.tandem is not None:
+            return self.tandem.log()
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.tandem is not None:
+            self.tandem.stop()
+        elif self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_generator(
+    pid: int,
+    kind: str,
+    url: str,
+    doc: str,
+    token: str,
+    clients: int,
+    edits: int,
+    rate: int = 0,
+    wait_s: int = 60,
+    presence: bool = True,
+) -> dict:
+    """Run bench/node/fanout_peers.mjs against a server process; add the server's CPU."""
+    cpu = {"start": cpu_seconds(pid)}
+    busy: dict[str, float] = {}
+    gen = subprocess.Popen(
+        [
+            "node",
+            str(NODE / "fanout_peers.mjs"),
+            kind,
+            url,
+            doc,
+            token,
+            *(str(x) for x in (clients, edits, wait_s, rate)),
+        ],
+        cwd=NODE,
+        env={**os.environ, "FANOUT_PRESENCE": "on" if presence else "off"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert gen.stdout is not None
+    result: dict = {}
+    for line in gen.stdout:
+        line = line.strip()
+        if line.startswith("phase "):
+            cpu[line.split()[1]] = cpu_seconds(pid)
+            busy[line.split()[1]] = main_thread_busy_s(pid)
+        elif line.startswith("{"):
+            result = json.loads(line)
+    stderr = gen.stderr.read() if gen.stderr else ""
+    gen.wait(timeout=60)
+    if not result:
+        return {
+            "clients": clients,
+            "edits_per_client": edits,
+            "failed": next(
+                (ln for ln in stderr.splitlines() if re.match(r"\w*Error\b", ln)),
+                stderr.strip()[-300:],
+            )[:300]
+            or "no output",
+        }
+    result["connect_server_cpu_s"] = round(cpu["edit"] - cpu["start"], 2)
+    result["server_cpu_s"] = round(cpu["done"] - cpu["edit"], 2)
+    secs = max(result["seconds"], 0.01)
+    result["server_cores"] = round(result["server_cpu_s"] / secs, 2)
+    result["generator_cores"] = round(result["generator_cpu_s"] / secs, 2)
+    result["server_loop_busy"] = round((busy["done"] - busy["edit"]) / secs, 2)
+    add_per_delivery(result)
+    result["server_peak_rss_mb"] = rss_mb(pid, "VmHWM")
+    return result
+
+
+def add_per_delivery(result: dict) -> None:
+    """CPU per 1,000 deliveries: unlike rates, it does not depend on how much of a core
+    the machine's other tenants left each side."""
+    if "failed" in result or "server_cpu_ms_per_1k" in result:
+        return
+    per_k = 1000 * 1000 / max(result["delivered"], 1)
+    result["server_cpu_ms_per_1k"] = round(result["server_cpu_s"] * per_k, 2)
+    result["generator_cpu_ms_per_1k"] = round(result["generator_cpu_s"] * per_k, 2)
+
+
+def run_once(
+    peer_name: str, clients: int, edits: int, rate: int, wait_s: int, presence: bool = True
+) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        peer = Peer(peer_name, Path(tmp))
+        try:
+            result = run_generator(
+                peer.pid,
+                *(peer.kind, peer.url, peer.doc, peer.token),
+                *(clients, edits, rate, wait_s, presence),
+            )
+            result["server"] = peer_name
+            result["server_log_errors"] = sum(
+                1 for ln in peer.log().splitlines() if "Traceback" in ln or " ERROR" in ln
+            )
+        finally:
+            peer.stop()
+    return result
+
+
+KEYS = (
+    "delivered_per_s",
+    "p50_ms",
+    "p99_ms",
+    "connect_ms",
+    "seconds",
+    "server_cpu_s",
+    "generator_cpu_s",
+    "server_cores",
+    "generator_cores",
+    "server_loop_busy",
+    "generator_loop_busy",
+    "server_cpu_ms_per_1k",
+    "generator_cpu_ms_per_1k",
+    "connect_server_cpu_s",
+    "server_peak_rss_mb",
+)
+
+
+def summarize(runs: list[dict]) -> dict:
+    ok = [r for r in runs if "failed" not in r]
+    out: dict = {"runs": len(runs), "completed_runs": sum(1 for r in ok if r["complete"])}
+    if len(ok) < len(runs):
+        out["failures"] = [r["failed"] for r in runs if "failed" in r]
+    for key in KEYS:
+        values = [r[key] for r in ok if r.get(key) is not None]
+        out[key] = statistics.median(values) if values else None
+    if ok:
+        out["delivered_fraction"] = round(
+            statistics.median(r["delivered"] / r["expected"] for r in ok), 4
+        )
+        gen, srv = out["generator_loop_busy"], out["server_loop_busy"]
+        if gen is not None and srv is not None:
+            out["bound_by"] = "generator" if gen > srv else "server"
+    return out
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 2)
+
+
+def compare(runs: dict[str, list[dict]]) -> dict:
+    """Medians per server, Tandem's ratios to each peer, and the issue's two targets."""
+    peers = list(runs)
+    summary = {p: summarize(runs[p]) for p in peers}
+    if "tandem" in summary:
+        t = summary["tandem"]
+        for other in peers:
+            if other == "tandem":
+                continue
+            o = summary[other]
+            summary[f"tandem_over_{other}"] = {
+                "delivered_per_s": ratio(t["delivered_per_s"], o["delivered_per_s"]),
+                "p50_ms": ratio(t["p50_ms"], o["p50_ms"]),
+                "p99_ms": ratio(t["p99_ms"], o["p99_ms"]),
+                "connect_ms": ratio(t["connect_ms"], o["connect_ms"]),
+                "server_cpu_s": ratio(t["server_cpu_s"], o["server_cpu_s"]),
+                "server_cpu_ms_per_1k": ratio(t["server_cpu_ms_per_1k"], o["server_cpu_ms_per_1k"]),
+            }
+        if "hocuspocus" in summary:
+            h = summary["hocuspocus"]
+            summary["targets"] = {
+                "rate_at_least_hocuspocus": (t["delivered_per_s"] or 0)
+                >= (h["delivered_per_s"] or 0),
+                "p99_no_worse_than_hocuspocus": t["p99_ms"] is not None
+                and h["p99_ms"] is not None
+                and t["p99_ms"] <= h["p99_ms"],
+            }
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--sizes",
+        default="50x100,50x100@20,200x10,1000x1",
+        help="NxM[@edits/s per client][-np], comma separated; no @: full speed;"
+        " -np: clients without presence state",
+    )
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--pycrdt-repeat",
+        type=int,
+        default=1,
+        help="runs of the stock pycrdt-websocket server (each takes up to --wait)",
+    )
+    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--wait", type=int, default=60, help="seconds to wait for deliveries")
+    parser.add_argument(
+        "--resummarize",
+        action="store_true",
+        help="recompute the summary of bench/results/fanout_peers.json from its runs",
+    )
+    args = parser.parse_args()
+    if args.resummarize:
+        path = RESULTS / "fanout_peers.json"
+        data = json.loads(path.read_text())
+        for run_list in (
+            r for by_peer in data["runs"].values() for rs in by_peer.values() for r in rs
+        ):
+            add_per_delivery(run_list)
+        data["summary"] = {key: compare(runs) for key, runs in data["runs"].items()}
+        path.write_text(json.dumps(data, indent=2) + "\n")
+        print(json.dumps(data["summary"], indent=2))
+        return
+    peers = args.peers.split(",")
+    table: dict = {}
+    all_runs: dict = {}
+    for key in args.sizes.split(","):
+        spec, presence = key.removesuffix("-np"), not key.endswith("-np")
+        size, _, rate = spec.partition("@")
+        n, m = (int(x) for x in size.split("x"))
+        runs: dict[str, list[dict]] = {p: [] for p in peers}
+        for i in range(args.repeat):
+            for p in peers:  # interleaved, so drift hits every server alike
+                if p == "pycrdt" and i >= args.pycrdt_repeat:
+                    continue
+                r = run_once(p, n, m, int(rate or 0), args.wait, presence)
+                print(key, p, json.dumps(r), flush=True)
+                runs[p].append(r)
+        summary = compare(runs)
+        print(key, json.dumps(summary, indent=2), flush=True)
+        table[key] = summary
+        all_runs[key] = runs
+    path = write_result(
+        "fanout_peers",
+        {
+            "command": "python -m bench.fanout_peers " + " ".join(sys.argv[1:]),
+            "args": vars(args),
+            "statistic": "median",
+            "summary": table,
+            "runs": all_runs,
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
