@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -26,4 +27,22 @@ def write_result(name: str, data: dict) -> Path:
     }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def report(name: str, args: object, summary: dict, runs: object) -> Path:
+    """Print the summary and write bench/results/<name>.json with the command that made it."""
+    print(json.dumps(summary, indent=2))
+    module = "fanout" if name == "fanout_compression" else name
+    path = write_result(
+        name,
+        {
+            "command": " ".join([f"python -m bench.{module}", *sys.argv[1:]]),
+            "args": vars(args),
+            "statistic": "median",
+            "summary": summary,
+            "runs": runs,
+        },
+    )
+    print(f"wrote {path}")
     return path

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tests.conftest import NODE_DIR, start_server
 
-from .common import write_result
+from .common import report
 
 
 def cpu_seconds(pid: int) -> float:
@@ -103,18 +103,7 @@ def main() -> None:
             summary["off"]["server_cpu_s"] / max(summary["on"]["server_cpu_s"], 0.01), 2
         ),
     }
-    print(json.dumps(summary, indent=2))
-    path = write_result(
-        "fanout_compression",
-        {
-            "command": "python -m bench.fanout",
-            "args": vars(args),
-            "statistic": "median",
-            "summary": summary,
-            "runs": runs,
-        },
-    )
-    print(f"wrote {path}")
+    report("fanout_compression", args, summary, runs)
 
 
 if __name__ == "__main__":

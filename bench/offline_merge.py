@@ -18,11 +18,10 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from .common import write_result
+from .common import report
 from .fanout_peers import NODE, PEERS, Peer, cpu_seconds
 
 
@@ -82,18 +81,7 @@ def main() -> None:
             for p in peers
             if p != "tandem" and t and summary[p]["seen_by_other_ms"]
         }
-    print(json.dumps(summary, indent=2))
-    path = write_result(
-        "offline_merge",
-        {
-            "command": "python -m bench.offline_merge " + " ".join(sys.argv[1:]),
-            "args": vars(args),
-            "statistic": "median",
-            "summary": summary,
-            "runs": runs,
-        },
-    )
-    print(f"wrote {path}")
+    report("offline_merge", args, summary, runs)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,13 @@ import json
 import resource
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from tests.conftest import NODE_DIR, start_server
 
-from .common import write_result
+from .common import report
 from .fanout_peers import cpu_seconds
 
 
@@ -95,18 +94,7 @@ def main() -> None:
     summary["ratio_on_over_off"] = {
         k: round(on[k] / off[k], 2) for k in ("converge_ms", "server_cpu_s") if on[k] and off[k]
     }
-    print(json.dumps(summary, indent=2))
-    path = write_result(
-        "reconnect_storm",
-        {
-            "command": "python -m bench.reconnect_storm " + " ".join(sys.argv[1:]),
-            "args": vars(args),
-            "statistic": "median",
-            "summary": summary,
-            "runs": runs,
-        },
-    )
-    print(f"wrote {path}")
+    report("reconnect_storm", args, summary, runs)
 
 
 if __name__ == "__main__":

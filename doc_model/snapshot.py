@@ -15,7 +15,8 @@ EntityId = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
 Scalar = str | int | float | bool | None
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """A document value as plain Python: Text -> str, Map/Array -> dict/list, 3.0 -> 3."""
     if isinstance(value, Text):
         return str(value)
     if isinstance(value, Map | Array):
@@ -28,7 +29,7 @@ def _plain(value: Any) -> Any:
 def _record(value: Any) -> dict[str, Any]:
     if not isinstance(value, Map):
         return {}
-    return {k: _plain(v) for k, v in value.items()}
+    return {k: plain_value(v) for k, v in value.items()}
 
 
 class Task(BaseModel):

@@ -16,22 +16,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Doc, Map
 
 from doc_model import Change, DocKind, parse_doc_name
+from doc_model.snapshot import plain_value
 
 from .hooks import DocumentChanged
 from .projects import rename_project, touch_project
 
 log = logging.getLogger("tandem.activity")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Text):
-        return str(value)
-    if isinstance(value, Map | Array):
-        return value.to_py()
-    return value
 
 
 def _task_field(doc: Doc | None, task: str, name: str) -> Any:
@@ -40,7 +33,7 @@ def _task_field(doc: Doc | None, task: str, name: str) -> Any:
     tasks = doc.get("tasks", type=Map)
     if task not in tasks or not isinstance(tasks[task], Map):
         return None
-    return _plain(tasks[task].get(name))
+    return plain_value(tasks[task].get(name))
 
 
 def entries_for(kind: DocKind, changes: Sequence[Change], doc: Doc | None) -> list[dict[str, Any]]:

@@ -21,8 +21,8 @@ from rules import (
 )
 
 from . import access, accounts
-from .api_common import M, read_body
 from .api_common import caller as authenticated_caller
+from .api_common import read_body
 from .api_models import NoContent
 from .api_models import problems_documented as _problems
 from .problems import Problem
@@ -149,9 +149,6 @@ def access_api(state: dict) -> Blueprint:
             )
         return perms
 
-    async def body(model: type[M]) -> M:
-        return await read_body(model)
-
     def permissions_or_422(codes: list[str]) -> frozenset[Permission]:
         try:
             return parse_permissions(codes)
@@ -163,7 +160,7 @@ def access_api(state: dict) -> Blueprint:
     @document_response(LoginOut)
     @_problems(400, 413, 415, 422)
     async def login():
-        data = await body(LoginBody)
+        data = await read_body(LoginBody)
         result = accounts.login(conn(), data.username, data.password)
         if result is None:
             raise Problem(401, "wrong user name or password")
@@ -219,7 +216,7 @@ def access_api(state: dict) -> Blueprint:
     async def create_role(project: str):
         user = caller()
         project = project_id(project)
-        data = await body(RoleBody)
+        data = await read_body(RoleBody)
         if data.project != project:
             raise Problem(422, "body.project must match the URL's project", field="project")
         mine = require(user, project, Permission.MANAGE_TEAM)
@@ -242,7 +239,7 @@ def access_api(state: dict) -> Blueprint:
     async def update_role(project: str, name: str):
         user = caller()
         project = project_id(project)
-        data = await body(RoleUpdate)
+        data = await read_body(RoleUpdate)
         mine = require(user, project, Permission.MANAGE_TEAM)
         perms = permissions_or_422(data.permissions) if data.permissions is not None else None
         if perms is not None and not perms <= mine:
@@ -292,7 +289,7 @@ def access_api(state: dict) -> Blueprint:
     async def put_grant(project: str, member: str):
         user = caller()
         project = project_id(project)
-        data = await body(GrantBody)
+        data = await read_body(GrantBody)
         mine = require(user, project, Permission.MANAGE_TEAM)
         if accounts.get_user(conn(), member) is None:
             raise Problem(404, f"no user named {member!r}")

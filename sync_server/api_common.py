@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from quart import Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from doc_model import DocKind, DocName, InvalidDocName, InvalidWrite, parse_doc_name
+from doc_model import DocKind, DocName, InvalidDocName, InvalidWrite, doc_name, parse_doc_name
 from rules import Permission
 
 from . import accounts, projects
@@ -194,5 +194,4 @@ class ApiContext:
 
 
 def doc_name_of(project: str, kind: DocKind) -> DocName:
-    suffix = "" if kind is DocKind.MAIN else f"/{kind.value}"
-    return parse_doc_name(f"p/{project}{suffix}")
+    return parse_doc_name(doc_name(project, kind))

@@ -104,6 +104,11 @@ def create_app(
         state["db"] = db
         state["accounts"] = db.conn
         vapid_key(db.conn)  # Web Push: the key pair is made on first start
+        # Observers write derived data (activity, notifications) once per accepted
+        # transaction: on their own connection with synchronous=NORMAL, a commit is not an
+        # fsync (WAL still survives a killed process; only a power cut can lose the last rows).
+        derived = open_database(settings.db, synchronous="NORMAL")
+        state["derived_db"] = derived
         resolver = access.PermissionResolver(db.conn, ttl=settings.permission_cache_seconds)
         state["access"] = resolver
         doc_store = store or SQLiteStore(
@@ -118,7 +123,11 @@ def create_app(
                 coalesce_seconds=settings.coalesce_ms / 1000,
                 idle_unload_seconds=settings.room_idle_seconds,
             ),
-            observers=[*observers, ActivityRecorder(db.conn), NotificationCenter(db.conn)],
+            observers=[
+                *observers,
+                ActivityRecorder(derived.conn),
+                NotificationCenter(derived.conn),
+            ],
             permission_check=permission_check or resolver.check,
             on_rejected=lambda actor, doc_name, denial: access.record_rejection(
                 db.conn, actor, doc_name, denial
@@ -136,6 +145,7 @@ def create_app(
         await state["rooms"].close()
         await state["store"].close()
         state["db"].conn.close()
+        state["derived_db"].conn.close()
 
     @app.get("/healthz")
     @hide

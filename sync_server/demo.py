@@ -82,7 +82,7 @@ async def seed_demo(db_path: str, *, project_id: str = "demo", task_count: int =
     """Seed the demo project unless it exists; returns a report whose last line is a demo token."""
     conn = open_database(db_path).conn
     try:
-        projects.ensure_project(conn, project_id, "Website relaunch", "demo")
+        projects.register_project(conn, project_id, "Website relaunch", "demo")
         for user, role in TEAM.items():
             if accounts.get_user(conn, user) is None:
                 accounts.create_user(conn, user, DEMO_PASSWORD, user.capitalize())
@@ -207,7 +207,7 @@ async def grant_project_role(
     """Grant ``user`` a role on the project, and show it in the project's ``members`` map."""
     conn = open_database(db_path).conn
     try:
-        projects.ensure_project(conn, project_id, project_id, actor)
+        projects.register_project(conn, project_id, project_id, actor)
         access.set_grant(conn, Grant(user, project_id, role), actor)
     finally:
         conn.close()

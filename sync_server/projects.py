@@ -29,7 +29,9 @@ def _entry(row: tuple) -> ProjectEntry:
 def register_project(
     conn: sqlite3.Connection, project: str, name: str, created_by: str | None
 ) -> bool:
-    """Add a project; False if the id is taken (by a live or a deleted project)."""
+    """Add a project; False if the id is taken (by a live or a deleted project).
+
+    The demo and the CLI call it for projects they seed directly (already there: no-op)."""
     now = time.time()
     cursor = conn.execute(
         "INSERT OR IGNORE INTO projects (id, name, created_by, created_at, updated_at)"
@@ -37,13 +39,6 @@ def register_project(
         (project, name, created_by, now, now),
     )
     return cursor.rowcount == 1
-
-
-def ensure_project(
-    conn: sqlite3.Connection, project: str, name: str, created_by: str | None
-) -> None:
-    """Register ``project`` if it is not yet (the demo and the CLI seed documents directly)."""
-    register_project(conn, project, name, created_by)
 
 
 def get_project(conn: sqlite3.Connection, project: str) -> ProjectEntry | None:

@@ -338,20 +338,8 @@ class Room:
                 except UnrevertableUpdate:
                     await self._reload_after_unrevertable()
                     raise
-        batch = self._batch
-        if result.update is not None:
-            self._full_state = None
-            batch.records.append(UpdateRecord(result.update, str(conn.actor)))
-            batch.updates.append(result.update)
-        if result.accepted:
-            if result.update is not None:
-                batch.senders.add(conn.id)
-                batch.observed.append(
-                    DocumentChanged(self.name, conn.actor, result.update, result.changes, self.doc)
-                )
-            batch.replies.append((conn, {"type": "ack", "n": ack_seq}))
-        else:
-            batch.everyone = True
+        reply: dict = {"type": "ack", "n": ack_seq}
+        if not result.accepted:
             denial = result.denial
             assert denial is not None
             reply = {
@@ -361,22 +349,47 @@ class Room:
                 "path": denial.path,
                 "permission": denial.permission,
             }
-            batch.replies.append((conn, reply))
+        self._queue_outcome(result, conn.actor, conn)
+        self._batch.replies.append((conn, reply))
+        return result
+
+    def _queue_outcome(self, result: GateResult, actor: Actor, sender: Connection | None) -> int:
+        """Put one gated transaction into the pending batch (stored, then broadcast, then
+        observed); returns its generation, durable once ``_durable_gen`` reaches it.
+
+        The sender of an accepted update already has it; everyone else gets it. A revert
+        (and any server-side edit, which has no sender) goes to everyone.
+        """
+        batch = self._batch
+        if result.update is not None:
+            self._full_state = None
+            batch.records.append(UpdateRecord(result.update, str(actor)))
+            batch.updates.append(result.update)
+            if result.accepted and sender is not None:
+                batch.senders.add(sender.id)
+            else:
+                batch.everyone = True
+            if result.accepted:
+                batch.observed.append(
+                    DocumentChanged(self.name, actor, result.update, result.changes, self.doc)
+                )
+        if not result.accepted and result.denial is not None and result.error is None:
+            batch.everyone = True
             if self.on_rejected is not None:
                 try:
-                    self.on_rejected(conn.actor, self.doc_name, denial)
+                    self.on_rejected(actor, self.doc_name, result.denial)
                 except Exception:
                     log.exception("recording a rejection failed", extra={"doc": self.name})
             log.info(
                 "rejected update: %s (path %s)",
-                denial.reason,
-                denial.path or "-",
-                extra={"doc": self.name, "user": str(conn.actor)},
+                result.denial.reason,
+                result.denial.path or "-",
+                extra={"doc": self.name, "user": str(actor)},
             )
         self._applied_gen += 1
         self.revision += 1
         self._wake.set()
-        return result
+        return self._applied_gen
 
     async def edit(self, actor: Actor, mutate: Callable[[Doc], None]) -> GateResult:
         """A server-side edit (REST API, automation) through the gate, returned once durable.
@@ -389,27 +402,7 @@ class Room:
             self.ensure_doc()
             assert self.gate is not None
             result = self.gate.edit(mutate, actor)
-        batch = self._batch
-        if result.update is not None:
-            self._full_state = None
-            batch.records.append(UpdateRecord(result.update, str(actor)))
-            batch.updates.append(result.update)
-            batch.everyone = True
-            if result.accepted:
-                batch.observed.append(
-                    DocumentChanged(self.name, actor, result.update, result.changes, self.doc)
-                )
-        refused = not result.accepted and result.error is None and result.denial is not None
-        if refused and self.on_rejected is not None:
-            assert result.denial is not None
-            try:
-                self.on_rejected(actor, self.doc_name, result.denial)
-            except Exception:
-                log.exception("recording a rejection failed", extra={"doc": self.name})
-        self._applied_gen += 1
-        self.revision += 1
-        mine = self._applied_gen
-        self._wake.set()
+        mine = self._queue_outcome(result, actor, None)
         self._arm_idle_unload()
         await self.flush()
         if self._durable_gen < mine:
