@@ -6,8 +6,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pycrdt import ArrayEvent, MapEvent, TextEvent
-
 Action = Literal["add", "update", "delete", "edit"]
 
 
@@ -54,23 +52,31 @@ def _array_changes(base: tuple[str | int, ...], delta: list[dict[str, Any]]) -> 
 
 
 def changes_from_events(events: Iterable[Any], root: str) -> list[Change]:
-    """Turn the deep events of one observed root into Changes (paths start at ``root``)."""
+    """Turn the deep events of one observed root into Changes (paths start at ``root``).
+
+    Takes pycrdt's event objects or the raw ones its Rust core hands to a
+    subscription on ``root.integrated`` (same class names, same ``path``,
+    ``keys`` and ``delta``). The gate uses the raw ones: pycrdt's wrappers
+    convert every attribute eagerly, a Text event's whole delta included,
+    which cost it more than the rest of its event capture together.
+    """
     out: list[Change] = []
     for event in events:
         base: tuple[str | int, ...] = (root, *event.path)
-        if isinstance(event, MapEvent):
-            keys = event.keys  # type: ignore[attr-defined]  # set by pycrdt at runtime
+        kind = type(event).__name__
+        if kind == "MapEvent":
+            keys = event.keys
             if not keys:
                 # content without keys in a map: list items written into a map root by a
                 # client that declared it as an array. Invisible in the map, so flag it.
                 out.append(Change(base, "edit"))
             for key, info in keys.items():
                 out.append(Change((*base, key), info["action"]))
-        elif isinstance(event, TextEvent):
+        elif kind == "TextEvent":
             out.append(Change(base, "edit"))
-        elif isinstance(event, ArrayEvent):
+        elif kind == "ArrayEvent":
             if len(base) == 1:
-                out.extend(_array_changes(base, event.delta))  # type: ignore[attr-defined]
+                out.extend(_array_changes(base, event.delta))
             else:
                 out.append(Change(base, "edit"))
         else:  # XML types are not part of any Tandem document

@@ -79,20 +79,27 @@ class Gate:
         self._events: list[Change] = []
         self._updates: list[bytes] = []
         self._capturing = False
+        self._capture_error: Exception | None = None
         # pycrdt drops a subscription together with the wrapper object it was made on,
         # so the gate keeps its root wrappers for as long as it observes them.
         self._roots = {name: doc.get(name, type=t) for name, t in ROOTS[doc_name.kind].items()}
         self._undo = UndoManager(scopes=list(self._roots.values()), capture_timeout_millis=0)
         self._undo.include_origin(self._origin)
+        # Subscribed on the integrated (Rust) types: the raw events are read lazily, and
+        # the gate reads only their paths and keys (see doc_model.changes_from_events).
         self._subscriptions = [
-            (root, root.observe_deep(self._collector(name))) for name, root in self._roots.items()
+            root.integrated.observe_deep(self._collector(name))
+            for name, root in self._roots.items()
         ]
         self._doc_subscription = doc.observe(self._on_transaction)
 
     def _collector(self, root_name: str):
         def collect(events) -> None:
             if self._capturing:
-                self._events.extend(changes_from_events(events, root=root_name))
+                try:
+                    self._events.extend(changes_from_events(events, root=root_name))
+                except Exception as e:  # never let an exception into pycrdt's Rust callback
+                    self._capture_error = e
 
         return collect
 
@@ -133,6 +140,7 @@ class Gate:
     ) -> GateResult:
         self._events.clear()
         self._updates.clear()
+        self._capture_error = None
         self._capturing = True
         try:
             error: Exception | None = None
@@ -200,7 +208,9 @@ class Gate:
             changes = tuple(self._events)
             violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
             denial: Denial | None = None
-            if violations:
+            if self._capture_error is not None:  # changes unknown: nothing can allow them
+                denial = Denial(reason=f"unreadable transaction: {self._capture_error}")
+            elif violations:
                 first = violations[0]
                 denial = Denial(reason=f"schema: {first}", path=first.path)
             elif self.permission_check is not None and changes:
@@ -217,7 +227,7 @@ class Gate:
         return [name for name in raw.roots(txn._txn) if name not in known]
 
     def close(self) -> None:
-        for root, sub in self._subscriptions:
-            root.unobserve(sub)
+        for sub in self._subscriptions:
+            sub.drop()
         self._subscriptions.clear()
         self.doc.unobserve(self._doc_subscription)
