@@ -244,7 +244,9 @@ async def _receive_loop(room, conn: Connection, ws, max_bytes: int, extra: dict)
             if isinstance(message, SyncStep1):
                 await room.reply_sync_step1(conn, message.state_vector)
             elif isinstance(message, SyncStep2 | SyncUpdate):
-                await room.receive_update(conn, message.update)
+                await room.receive_update(
+                    conn, message.update, step2=isinstance(message, SyncStep2)
+                )
             elif isinstance(message, AwarenessMessage):
                 room.receive_awareness(conn, message)
             elif isinstance(message, QueryAwareness):

@@ -60,6 +60,8 @@ class Connection:
         self.wants_tandem_messages = wants_tandem_messages
         self.max_queue_bytes = max_queue_bytes
         self.updates_received = 0  # numbers this client's update messages for acks
+        self.awaiting_resync = False  # asked for a full sync step 2 after a gapped update
+        self.resyncs = 0  # how often (a client that keeps sending gaps gets closed)
         self.display_name = display_name or actor.user_id
         self.awareness_ids: set[int] = set()
         self.presence_bucket = TokenBucket(presence_rate, presence_burst)

@@ -11,11 +11,14 @@
 
 Two kinds of update cannot be reverted by undo, because the undo manager
 never sees them: content in a root type the schema does not know, and items
-whose dependencies the server does not have (Yjs keeps them pending and
-would integrate them later under somebody else's transaction). The gate
-raises :class:`UnrevertableUpdate` for those; the room then closes the
-sender's connection and reloads the document from storage, which never held
-the update.
+or deletions whose dependencies the server does not have (Yjs keeps them
+pending and would integrate them later, inside somebody else's transaction
+and so under somebody else's permissions). The gate raises
+:class:`UnrevertableUpdate` for the first and :class:`MissingDependencies`
+for the second; the room reloads the document from storage, which never held
+the update, and then closes the sender's connection (unknown roots) or asks
+the sender to resync (missing dependencies: an honest client that sent an
+edit before its sync step 2 simply sends everything again).
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pycrdt import Doc, TransactionEvent, UndoManager, get_state, merge_updates
+from pycrdt import Doc, TransactionEvent, UndoManager, get_update, merge_updates
 
 from doc_model import Change, DocName, changes_from_events, check_changes, unknown_roots
 from doc_model.schema import ROOTS
 
 from . import state_vectors
 from .hooks import Actor
+from .protocol import ProtocolError, Reader
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,10 @@ class GateResult:
 
 class UnrevertableUpdate(ValueError):
     """An update the gate cannot take back with undo; the document must be reloaded."""
+
+
+class MissingDependencies(UnrevertableUpdate):
+    """An update that builds on structs or deletes items the server does not have (yet)."""
 
 
 class NotAnUpdate(ValueError):
@@ -111,10 +119,6 @@ class Gate:
         """Apply one client transaction under ``actor``'s identity; keep it or revert it."""
         if update == b"\x00\x00":
             return GateResult(accepted=True, update=None)
-        try:
-            update_sv = state_vectors.decode(get_state(update))
-        except (ValueError, IndexError) as e:
-            raise NotAnUpdate(f"not a Yjs update: {e}") from e
 
         def apply_update(doc: Doc) -> None:
             try:
@@ -122,7 +126,7 @@ class Gate:
             except ValueError as e:
                 raise NotAnUpdate(f"not a Yjs update: {e}") from e
 
-        return self._run(apply_update, actor, update_sv)
+        return self._run(apply_update, actor, update)
 
     def edit(self, mutate: Callable[[Doc], None], actor: Actor) -> GateResult:
         """Run a server-side edit (REST API, automation) under ``actor``'s identity, gated.
@@ -135,9 +139,7 @@ class Gate:
         """
         return self._run(mutate, actor, None)
 
-    def _run(
-        self, mutate: Callable[[Doc], None], actor: Actor, update_sv: dict[int, int] | None
-    ) -> GateResult:
+    def _run(self, mutate: Callable[[Doc], None], actor: Actor, update: bytes | None) -> GateResult:
         self._events.clear()
         self._updates.clear()
         self._capture_error = None
@@ -150,11 +152,11 @@ class Gate:
             except NotAnUpdate:
                 raise
             except Exception as e:  # a server-side edit that failed half-way: revert it all
-                if update_sv is not None:
+                if update is not None:
                     raise
                 error = e
             if error is None:
-                denial, changes, violations = self._judge(update_sv, actor)
+                denial, changes, violations = self._judge(update, actor)
             else:
                 denial, changes, violations = Denial(reason=str(error)), tuple(self._events), []
             if denial is None:
@@ -180,7 +182,7 @@ class Gate:
             self._updates.clear()
 
     def _judge(
-        self, update_sv: dict[int, int] | None, actor: Actor
+        self, update: bytes | None, actor: Actor
     ) -> tuple[Denial | None, tuple[Change, ...], list]:
         """Everything the gate reads after applying, in one read transaction.
 
@@ -194,17 +196,10 @@ class Gate:
                     f"unknown root type {strays[0]!r}: a {self.doc_name.kind.value} document"
                     f" has only {', '.join(ROOTS[self.doc_name.kind])}"
                 )
-            # pycrdt's get_state(update) names only clients whose structs start at clock 0,
-            # so most updates have nothing to compare: decode the document's vector (which
-            # grows with every client id a project has seen) only when there is
-            if update_sv:
-                doc_sv = state_vectors.decode(self.doc.get_state())
-                for client, clock in update_sv.items():
-                    if doc_sv.get(client, 0) < clock:
-                        raise UnrevertableUpdate(
-                            "update depends on changes the server does not have"
-                            f" (client {client} clock {doc_sv.get(client, 0)} < {clock})"
-                        )
+            if update is not None:
+                missing = missing_dependencies(update, self.doc.get_state())
+                if missing is not None:
+                    raise MissingDependencies(missing)
             changes = tuple(self._events)
             violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
             denial: Denial | None = None
@@ -231,3 +226,36 @@ class Gate:
             sub.drop()
         self._subscriptions.clear()
         self.doc.unobserve(self._doc_subscription)
+
+
+def missing_dependencies(update: bytes, state: bytes) -> str | None:
+    """What of ``update`` a document with state vector ``state`` (taken after applying
+    it) could not integrate, or None when it integrated in full.
+
+    Whatever the update holds beyond ``state`` is structs Yjs left pending: their
+    origin, parent or an earlier clock of their client is missing (pycrdt's
+    ``get_state(update)`` cannot tell: it names only clients whose run starts at
+    clock 0). The delete set is carried through whole; a range reaching past
+    ``state`` deletes items the document does not have, which Yjs would apply
+    whenever they arrive.
+    """
+    rest = get_update(update, state)
+    if rest == b"\x00\x00":
+        return None
+    reader = Reader(rest)
+    try:
+        if reader.varuint():
+            return "update depends on changes the server does not have"
+        known = state_vectors.decode(state)
+        for _ in range(reader.varuint()):
+            client = reader.varuint()
+            for _ in range(reader.varuint()):
+                clock, length = reader.varuint(), reader.varuint()
+                if clock + length > known.get(client, 0):
+                    return (
+                        f"update deletes changes the server does not have"
+                        f" (client {client} clocks {clock}-{clock + length - 1})"
+                    )
+    except ProtocolError as e:
+        return f"update's delete set does not decode: {e}"
+    return None

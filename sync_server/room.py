@@ -34,7 +34,15 @@ from doc_model import SCHEMA_VERSION, DocKind, DocName, migrate, schema_version
 
 from . import state_vectors
 from .connection import CloseCode, Connection
-from .gate import Denial, Gate, GateResult, NotAnUpdate, PermissionCheck, UnrevertableUpdate
+from .gate import (
+    Denial,
+    Gate,
+    GateResult,
+    MissingDependencies,
+    NotAnUpdate,
+    PermissionCheck,
+    UnrevertableUpdate,
+)
 from .hooks import (
     Actor,
     DocumentChanged,
@@ -323,10 +331,21 @@ class Room:
             raise NotAnUpdate(f"sync step 1 carries no valid state vector: {e}") from e
         conn.send(encode_sync_step2(diff))
 
-    async def receive_update(self, conn: Connection, update: bytes) -> GateResult:
-        """Run one client transaction through the gate and queue its outcome."""
+    async def receive_update(
+        self, conn: Connection, update: bytes, *, step2: bool = False
+    ) -> GateResult | None:
+        """Run one client transaction through the gate and queue its outcome.
+
+        None: the update builds on changes the server lacks; it was not kept and the
+        client was asked to resync (see :meth:`_request_resync`).
+        """
         conn.updates_received += 1
         ack_seq = conn.updates_received
+        if conn.awaiting_resync and not step2:  # the coming step 2 carries this one too
+            self._batch.replies.append((conn, {"type": "resync", "n": ack_seq}))
+            self._wake.set()
+            return None
+        conn.awaiting_resync = False
         async with self._lock:
             if update == EMPTY_UPDATE:
                 result = GateResult(accepted=True, update=None)
@@ -335,6 +354,10 @@ class Room:
                 assert self.gate is not None
                 try:
                     result = self.gate.apply(update, conn.actor)
+                except MissingDependencies as e:
+                    await self._reload_after_unrevertable()
+                    self._request_resync(conn, ack_seq, str(e))
+                    return None
                 except UnrevertableUpdate:
                     await self._reload_after_unrevertable()
                     raise
@@ -352,6 +375,30 @@ class Room:
         self._queue_outcome(result, conn.actor, conn)
         self._batch.replies.append((conn, reply))
         return result
+
+    MAX_RESYNCS = 3
+
+    def _request_resync(self, conn: Connection, ack_seq: int, reason: str) -> None:
+        """An update with missing dependencies was dropped: ask its sender for everything.
+
+        Stock y-websocket sends edits as soon as the socket opens, so an edit made
+        offline-then-online can arrive before the sync step 2 it builds on. Our
+        state vector makes the client answer with a step 2 holding all it has
+        that we lack; until that arrives, its updates are skipped (the step 2
+        carries them). A client that keeps sending gaps is closed.
+        """
+        conn.resyncs += 1
+        log.info(
+            "update with missing dependencies: %s; asking for a resync",
+            reason,
+            extra={"doc": self.name, "user": str(conn.actor)},
+        )
+        if conn.resyncs > self.MAX_RESYNCS:
+            raise UnrevertableUpdate(f"{reason} (again, after {self.MAX_RESYNCS} resyncs)")
+        conn.awaiting_resync = True
+        conn.send(encode_sync_step1(self.state_vector()))
+        self._batch.replies.append((conn, {"type": "resync", "n": ack_seq, "reason": reason}))
+        self._wake.set()
 
     def _queue_outcome(self, result: GateResult, actor: Actor, sender: Connection | None) -> int:
         """Put one gated transaction into the pending batch (stored, then broadcast, then
@@ -488,10 +535,10 @@ class Room:
                 if conn.id != skip:
                     conn.send(message)
         for conn, reply in batch.replies:
-            if reply["type"] == "ack":
-                conn.send_tandem(reply)
-            else:
+            if reply["type"] == "rejected":
                 conn.send_rejection(reply)
+            else:
+                conn.send_tandem(reply)
         for event in batch.observed:
             self._observer_queue.put_nowait(event)
 
