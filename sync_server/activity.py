@@ -2,7 +2,7 @@
 
 One row per entity a transaction touched ("task.created", "task.status",
 "cost.added", ...), whoever made it: WebSocket clients, the REST API, the
-CLI. The stream is what the activity feed shows and what analytics read for
+CLI; repeats of the newest row (typing) coalesce into it. The stream is what the activity feed shows and what analytics read for
 completion dates (burndown, velocity). It also keeps the project registry's
 name in step with ``meta/name``.
 """
@@ -111,48 +111,76 @@ def entries_for(kind: DocKind, changes: Sequence[Change], doc: Doc | None) -> li
     return rows
 
 
+COALESCE_SECONDS = 60.0
+
+
 class ActivityRecorder:
-    """A DocumentObserver writing the activity stream into SQLite."""
+    """A DocumentObserver writing the activity stream into SQLite.
+
+    Typing in a title is one transaction per keystroke; the stream shows it as
+    one entry. A row identical to the project's newest one (same document,
+    actor, action, task and detail) within ``COALESCE_SECONDS`` only moves that
+    row's time forward. Each batch of transactions is one SQLite transaction.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        # project -> (row id, row key, time) of the newest row this recorder wrote
+        self._newest: dict[str, tuple[int, tuple, float]] = {}
 
-    async def document_changed(self, event: DocumentChanged) -> None:
-        if not event.changes:
-            return
-        name = parse_doc_name(event.doc_name)
-        rows = entries_for(name.kind, event.changes, event.doc)
-        if not rows:
-            return
+    async def documents_changed(self, events: Sequence[DocumentChanged]) -> None:
         now = time.time()
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.conn.executemany(
-                "INSERT INTO activity (at, project, document, actor, action, task, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        now,
-                        name.project_id,
-                        name.name,
-                        event.actor.user_id,
-                        row["action"],
-                        row["task"],
-                        json.dumps(row["detail"]) if row["detail"] else None,
-                    )
-                    for row in rows
-                ],
-            )
+        rows: list[tuple[str, tuple]] = []  # (project, key)
+        renamed: dict[str, Doc] = {}
+        for event in events:
+            if not event.changes:
+                continue
+            name = parse_doc_name(event.doc_name)
+            for row in entries_for(name.kind, event.changes, event.doc):
+                detail = json.dumps(row["detail"], sort_keys=True) if row["detail"] else None
+                key = (name.name, event.actor.user_id, row["action"], row["task"], detail)
+                if rows and rows[-1] == (name.project_id, key):
+                    continue  # the same entry again within this batch
+                rows.append((name.project_id, key))
             meta_changed = any(c.root == "meta" for c in event.changes)
             if name.kind is DocKind.MAIN and event.doc is not None and meta_changed:
-                title = event.doc.get("meta", type=Map).get("name")
+                renamed[name.project_id] = event.doc
+        if not rows:
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for project, key in rows:
+                self._write(project, key, now)
+            for project, doc in renamed.items():
+                title = doc.get("meta", type=Map).get("name")
                 if isinstance(title, str) and title.strip():
-                    rename_project(self.conn, name.project_id, title)
-            touch_project(self.conn, name.project_id)
+                    rename_project(self.conn, project, title)
+            for project in {project for project, _ in rows}:
+                touch_project(self.conn, project)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._newest.clear()  # the ids it holds may not exist
             raise
+
+    def _write(self, project: str, key: tuple, now: float) -> None:
+        newest = self._newest.get(project)
+        if newest is not None and newest[1] == key and now - newest[2] < COALESCE_SECONDS:
+            (latest,) = self.conn.execute(
+                "SELECT max(id) FROM activity WHERE project = ?", (project,)
+            ).fetchone()
+            if latest == newest[0]:  # nobody (another process) wrote in between
+                self.conn.execute("UPDATE activity SET at = ? WHERE id = ?", (now, latest))
+                self._newest[project] = (latest, key, now)
+                return
+        document, actor, action, task, detail = key
+        cursor = self.conn.execute(
+            "INSERT INTO activity (at, project, document, actor, action, task, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (now, project, document, actor, action, task, detail),
+        )
+        assert cursor.lastrowid is not None
+        self._newest[project] = (cursor.lastrowid, key, now)
 
 
 def list_activity(

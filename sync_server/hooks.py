@@ -93,7 +93,7 @@ class DocumentStore(Protocol):
 
 @dataclass(frozen=True)
 class DocumentChanged:
-    """Payload of :meth:`DocumentObserver.document_changed`."""
+    """One accepted transaction, as :meth:`DocumentObserver.documents_changed` receives it."""
 
     doc_name: str
     actor: Actor
@@ -104,12 +104,13 @@ class DocumentChanged:
 
 @runtime_checkable
 class DocumentObserver(Protocol):
-    """Called after each accepted transaction, once it is stored and broadcast.
+    """Told about accepted transactions once they are stored and broadcast.
 
-    Observers run in the room's observer task, one change after another and
-    in order, never on the sync path: a slow observer delays other observers
-    of that room, never an editor. An exception is logged and does not stop
-    later calls.
+    Observers run in the room's observer task, never on the sync path: a slow
+    observer delays other observers of that room, never an editor. Each call
+    gets every transaction accepted since the previous call, in order (one or
+    more), so an observer can write them in one SQLite transaction however fast
+    people type. An exception is logged and does not stop later calls.
     """
 
-    async def document_changed(self, event: DocumentChanged) -> None: ...
+    async def documents_changed(self, events: Sequence[DocumentChanged]) -> None: ...

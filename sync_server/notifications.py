@@ -21,6 +21,7 @@ import logging
 import re
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +150,20 @@ def _title(task: Map) -> str:
     return str(title) if title is not None else "a task"
 
 
+def _may_notify(event: DocumentChanged) -> bool:
+    """Whether a change can raise a notice at all: a task added or its assignees changed
+    (main document), a chat message added. Cheap, and false for nearly every keystroke."""
+    kind = parse_doc_name(event.doc_name).kind
+    if kind is DocKind.MAIN:
+        return any(
+            c.root == "tasks" and (len(c.path) == 2 or c.field == "assignees")
+            for c in event.changes
+        )
+    if kind is DocKind.CHAT:
+        return any(c.action == "add" and len(c.path) == 2 for c in event.changes)
+    return False
+
+
 def assignment_notices(
     conn: sqlite3.Connection, event: DocumentChanged, project: str
 ) -> list[Notice]:
@@ -239,18 +254,19 @@ class NotificationCenter:
             self._key = vapid_key(self.conn)
         return self._key
 
-    async def document_changed(self, event: DocumentChanged) -> None:
-        if not event.changes or event.actor.kind != "user":
-            return
-        name = parse_doc_name(event.doc_name)
+    async def documents_changed(self, events: Sequence[DocumentChanged]) -> None:
+        relevant = [e for e in events if e.actor.kind == "user" and _may_notify(e)]
+        if not relevant:
+            return  # typing, moving cards, ...: nothing to read or write
+        notices: list[Notice] = []
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            if name.kind is DocKind.MAIN:
-                notices = assignment_notices(self.conn, event, name.project_id)
-            elif name.kind is DocKind.CHAT:
-                notices = mention_notices(self.conn, event, name.project_id)
-            else:
-                notices = []
+            for event in relevant:
+                name = parse_doc_name(event.doc_name)
+                if name.kind is DocKind.MAIN:
+                    notices += assignment_notices(self.conn, event, name.project_id)
+                else:
+                    notices += mention_notices(self.conn, event, name.project_id)
             for n in notices:
                 self.conn.execute(
                     "INSERT INTO notifications (user, project, kind, title, body, url, created_at)"

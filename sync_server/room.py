@@ -626,15 +626,20 @@ class Room:
             if conn.id != exclude:
                 conn.send(message)
 
+    OBSERVER_BATCH = 1000
+
     async def _observer_loop(self) -> None:
         while True:
-            event = await self._observer_queue.get()
+            events = [await self._observer_queue.get()]
+            while len(events) < self.OBSERVER_BATCH and not self._observer_queue.empty():
+                events.append(self._observer_queue.get_nowait())
             for observer in self.observers:
                 try:
-                    await observer.document_changed(event)
+                    await observer.documents_changed(events)
                 except Exception:
                     log.exception(
-                        "observer %r failed",
+                        "observer %r failed on %d change(s)",
                         observer,
-                        extra={"doc": self.name, "user": str(event.actor)},
+                        len(events),
+                        extra={"doc": self.name, "user": str(events[0].actor)},
                     )

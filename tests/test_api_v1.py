@@ -373,6 +373,47 @@ def test_milestones_members_comments_and_activity(srv) -> None:
     assert {"milestone.added", "milestone.deleted", "chat.message"} <= set(actions)
 
 
+def _activity_when(srv, base: str, done) -> list[dict]:
+    deadline = time.monotonic() + 5
+    while True:
+        items = call(srv, "GET", f"{base}/activity/?limit=100").json()["items"]
+        if done(items) or time.monotonic() > deadline:
+            return items
+        time.sleep(0.1)
+
+
+@pytest.mark.anyio
+async def test_typing_shows_as_one_activity_entry_per_person_and_field(srv) -> None:
+    project = new_project(srv)
+    task = add_task(srv, project, title="Draft")["id"]
+    base = f"/projects/{project}"
+    async with RawClient.connect(srv, f"p/{project}", "typist", role="manager") as typist:
+        await typist.sync()
+        title = typist.doc.get("tasks", type=Map)[task]["title"]
+        description = typist.doc.get("tasks", type=Map)[task]["description"]
+        for ch in " plan":  # one transaction per keystroke, like any editor
+            n = await typist.send_update(typist.edit(lambda d, ch=ch: title.insert(len(title), ch)))
+            assert (await typist.outcome(n))["type"] == "ack"
+        n = await typist.send_update(typist.edit(lambda d: description.insert(0, "Why")))
+        assert (await typist.outcome(n))["type"] == "ack"
+        n = await typist.send_update(typist.edit(lambda d: title.insert(len(title), "!")))
+        assert (await typist.outcome(n))["type"] == "ack"
+    r = call(srv, "PATCH", f"/tasks/{task}/", json={"title": "Draft plan!?"})
+    assert r.status_code == 200, r.text
+    items = _activity_when(srv, base, lambda items: items[0]["actor"] == "owner")
+    mine = [
+        (a["actor"], a["action"], a["detail"].get("fields")) for a in items if a["task"] == task
+    ]
+    # newest first: each switch of person or field starts a new entry, repeats coalesce
+    assert mine == [
+        ("owner", "task.updated", ["title"]),
+        ("typist", "task.updated", ["title"]),
+        ("typist", "task.updated", ["description"]),
+        ("typist", "task.updated", ["title"]),
+        ("owner", "task.created", None),
+    ]
+
+
 # -- finance and resources -------------------------------------------------------------
 
 

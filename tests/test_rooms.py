@@ -115,8 +115,8 @@ async def test_presence_is_relayed_and_nobody_can_speak_for_another_client(serve
 class Recorder:
     seen: list[DocumentChanged] = field(default_factory=list)
 
-    async def document_changed(self, event: DocumentChanged) -> None:
-        self.seen.append(event)
+    async def documents_changed(self, events) -> None:
+        self.seen.extend(events)
 
 
 @dataclass
