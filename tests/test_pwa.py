@@ -320,6 +320,49 @@ def test_viewer_sees_no_edit_controls_and_a_forced_edit_is_reverted(browser, app
     context.close()
 
 
+def test_milestones_are_planned_on_the_timeline_and_picked_in_a_task(browser, app_server) -> None:
+    project, (task,) = project_with_tasks(app_server, "mila", ["Ship the beta"])
+    account(app_server, "vito")
+    app_server.grant("vito", project, "viewer")
+    context = signed_in(browser, app_server, "mila", **PHONE)
+    page = context.new_page()
+    open_board(page, project)
+    page.goto(f"/#/p/{project}/timeline")
+    page.locator("input[name=milestone-name]").fill("Beta")
+    page.locator("input[name=milestone-due]").fill("2026-11-18")
+    page.get_by_role("button", name="Add").click()
+    expect(page.locator(".timeline .milestone")).to_contain_text("Beta")
+    row = page.locator(".milestone-list li").filter(has=page.locator("input[value='Beta']"))
+    expect(row).to_contain_text("0 tasks")
+    mid = row.get_attribute("data-milestone")
+
+    page.goto(f"/#/p/{project}/task/{task}")
+    page.locator("select[name=milestone]").select_option(label="Beta")
+    page.goto(f"/#/p/{project}/timeline")
+    expect(row).to_contain_text("1 task")
+    row.get_by_label("Beta done").check()
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=15000)
+    milestone = rest(app_server, "mila", "GET", f"/projects/{project}/milestones/{mid}/").json()
+    assert (milestone["name"], milestone["due"], milestone["done"]) == ("Beta", "2026-11-18", True)
+    assert rest(app_server, "mila", "GET", f"/tasks/{task}/").json()["milestone"] == mid
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Delete Beta").click()
+    expect(page.locator(".milestone-list li.empty")).to_be_visible()
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=15000)
+    assert rest(app_server, "mila", "GET", f"/projects/{project}/milestones/").json()["total"] == 0
+    assert rest(app_server, "mila", "GET", f"/tasks/{task}/").json()["milestone"] is None
+    context.close()
+
+    viewer = signed_in(browser, app_server, "vito")
+    page = viewer.new_page()
+    open_board(page, project)
+    page.goto(f"/#/p/{project}/timeline")
+    expect(page.locator(".milestone-panel")).to_be_visible()
+    expect(page.locator(".milestone-form")).to_have_count(0)
+    viewer.close()
+
+
 @pytest.mark.parametrize("width", [390, 1280])
 def test_screenshots_of_every_main_view(browser, app_server, width) -> None:
     project, ids = project_with_tasks(

@@ -558,6 +558,20 @@ function taskView(project, taskId) {
     });
   const date = (name, value) =>
     h("input", { type: "date", name, value: value || "", disabled: !editable, onchange: (e) => project.setField(taskId, name, e.target.value || null) });
+  const milestoneSelect = () =>
+    h(
+      "select",
+      {
+        name: "milestone",
+        disabled: !editable,
+        onchange: (e) => project.setField(taskId, "milestone", e.target.value || null),
+      },
+      h("option", { value: "" }, "none"),
+      ...project
+        .milestones()
+        .sort((a, b) => (a.due || "9999").localeCompare(b.due || "9999"))
+        .map((m) => h("option", { value: m.id, selected: m.id === task.milestone }, m.name)),
+    );
   const form = h(
     "div",
     { class: "task-detail card" },
@@ -571,6 +585,7 @@ function taskView(project, taskId) {
       h("label", {}, "Labels", listInput("labels", task.labels)),
       h("label", {}, "Start", date("start", task.start)),
       h("label", {}, "Due", date("due", task.due)),
+      h("label", {}, "Milestone", milestoneSelect()),
     ),
     h("label", { class: "wide" }, "Description", description),
     project.can("delete_tasks")
@@ -604,6 +619,8 @@ function taskView(project, taskId) {
       const el = form.querySelector(`input[name=${name}]`);
       if (el && document.activeElement !== el) el.value = now[name] || "";
     }
+    const milestone = form.querySelector("select[name=milestone]");
+    if (milestone && document.activeElement !== milestone) milestone.replaceWith(milestoneSelect());
   });
   shell(project, "board", form);
 }
@@ -772,7 +789,87 @@ function timelineView(project) {
   on(project, "change", draw);
   on(window, "resize", () => requestAnimationFrame(drawDependencies));
   draw();
-  shell(project, "timeline", box);
+  shell(project, "timeline", h("div", { class: "timeline-page" }, box, milestonePanel(project)));
+}
+
+const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+
+// Milestones: listed under the timeline; people with edit_project add, rename, date, close
+// and delete them (each edit is one transaction, checked by the server's gate like any other).
+function milestonePanel(project) {
+  const editable = project.can("edit_project");
+  const list = h("ul", { class: "milestone-list" });
+  const draw = () => {
+    const items = project.milestones().sort((a, b) => (a.due || "9999").localeCompare(b.due || "9999"));
+    const counts = new Map();
+    for (const t of project.tasks()) if (t.milestone) counts.set(t.milestone, (counts.get(t.milestone) || 0) + 1);
+    list.replaceChildren(
+      ...items.map((m) =>
+        h(
+          "li",
+          { class: m.done ? "done" : "", dataset: { milestone: m.id } },
+          h("input", {
+            type: "checkbox",
+            checked: !!m.done,
+            disabled: !editable,
+            "aria-label": `${m.name} done`,
+            onchange: (e) => project.setMilestoneField(m.id, "done", e.target.checked),
+          }),
+          h("input", {
+            class: "name",
+            value: m.name,
+            disabled: !editable,
+            "aria-label": "Milestone name",
+            maxlength: 200,
+            onchange: (e) => e.target.value.trim() && project.setMilestoneField(m.id, "name", e.target.value.trim()),
+          }),
+          h("input", {
+            type: "date",
+            value: m.due || "",
+            disabled: !editable,
+            "aria-label": `${m.name} due`,
+            onchange: (e) => project.setMilestoneField(m.id, "due", e.target.value || null),
+          }),
+          h("small", {}, plural(counts.get(m.id) || 0, "task")),
+          editable
+            ? h(
+                "button",
+                {
+                  class: "icon-button danger",
+                  "aria-label": `Delete ${m.name}`,
+                  onclick: () => confirm(`Delete milestone “${m.name}”?`) && project.deleteMilestone(m.id),
+                },
+                "✕",
+              )
+            : null,
+        ),
+      ),
+    );
+    if (!items.length) list.append(h("li", { class: "empty" }, "No milestones yet."));
+  };
+  const name = h("input", { name: "milestone-name", placeholder: "New milestone", maxlength: 200, required: true });
+  const due = h("input", { type: "date", name: "milestone-due", "aria-label": "Due" });
+  const form = editable
+    ? h(
+        "form",
+        {
+          class: "milestone-form",
+          onsubmit: (e) => {
+            e.preventDefault();
+            if (!name.value.trim()) return;
+            project.createMilestone(name.value.trim(), due.value || null);
+            name.value = "";
+            due.value = "";
+          },
+        },
+        name,
+        due,
+        h("button", { type: "submit" }, "Add"),
+      )
+    : null;
+  on(project, "change", draw);
+  draw();
+  return h("section", { class: "milestone-panel card" }, h("h2", {}, "Milestones"), list, form);
 }
 
 // -- chat ------------------------------------------------------------------------------------------

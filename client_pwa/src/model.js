@@ -122,6 +122,35 @@ export class ProjectSession extends EventTarget {
     return out;
   }
 
+  createMilestone(name, due = null) {
+    const id = newId();
+    this._transact(`add milestone “${name}”`, () => {
+      const fields = [["name", name], ["description", ""], ["done", false]];
+      if (due) fields.push(["due", due]);
+      this.doc.getMap("milestones").set(id, new Y.Map(fields));
+    });
+    return id;
+  }
+
+  setMilestoneField(id, name, value) {
+    const milestone = this.doc.getMap("milestones").get(id);
+    if (!(milestone instanceof Y.Map)) return;
+    this._transact(`set milestone ${name}`, () => {
+      if (value === null || value === "") milestone.delete(name);
+      else milestone.set(name, value);
+    });
+  }
+
+  // A milestone goes, and no task keeps pointing at it.
+  deleteMilestone(id) {
+    this._transact("delete milestone", () => {
+      this.doc.getMap("milestones").delete(id);
+      this.doc.getMap("tasks").forEach((task) => {
+        if (task instanceof Y.Map && task.get("milestone") === id) task.delete("milestone");
+      });
+    });
+  }
+
   _transact(label, fn) {
     this._label = label;
     try {
