@@ -220,3 +220,17 @@ async def test_presence_is_rate_limited_but_the_last_state_always_arrives(server
                 await bob.recv()
         relayed = len(bob.awareness)
     assert relayed < 100, f"{relayed} presence messages relayed for 200 sent in a burst"
+
+
+def test_presence_interval_grows_with_the_room_to_bound_relayed_frames() -> None:
+    from doc_model import parse_doc_name
+    from sync_server.room import Room, RoomSettings
+
+    settings = RoomSettings(presence_coalesce_seconds=0.02, presence_frames_per_second=10_000)
+    room = Room(parse_doc_name("p/big"), store=None, settings=settings)  # type: ignore[arg-type]
+    for n, expected in [(1, 0.02), (200, 0.02), (500, 0.05), (1000, 0.1)]:
+        room.connections = dict.fromkeys(range(n))  # type: ignore[arg-type]
+        interval = room.presence_interval()
+        assert interval == pytest.approx(expected)
+        # what relaying one message per interval to every connection costs, per second
+        assert n / interval <= settings.presence_frames_per_second + 1e-6
