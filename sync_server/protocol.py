@@ -230,12 +230,14 @@ def encode_awareness(update: bytes) -> bytes:
     return bytes((MessageType.AWARENESS,)) + varbytes(update)
 
 
+def encode_awareness_entry(entry: AwarenessEntry) -> bytes:
+    """One client's part of an awareness update (updates are a count, then these)."""
+    state = json.dumps(entry.state, separators=(",", ":")).encode()
+    return varuint(entry.client_id) + varuint(entry.clock) + varbytes(state)
+
+
 def encode_awareness_update(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...]) -> bytes:
-    parts = [varuint(len(entries))]
-    for e in entries:
-        state = json.dumps(e.state, separators=(",", ":")).encode()
-        parts += [varuint(e.client_id), varuint(e.clock), varbytes(state)]
-    return b"".join(parts)
+    return varuint(len(entries)) + b"".join(encode_awareness_entry(e) for e in entries)
 
 
 def encode_query_awareness() -> bytes:
