@@ -67,11 +67,44 @@ class AwarenessMessage:
     entries: tuple[AwarenessEntry, ...]
 
 
-@dataclass(frozen=True)
 class AwarenessEntry:
-    client_id: int
-    clock: int
-    state: Any  # decoded JSON; None means "this client is gone"
+    """One client's presence: ``state`` is its JSON value (None: the client is gone).
+
+    Entries decoded from a message keep the JSON text and parse it on first use
+    (a ProtocolError then, if it is not JSON): stock y-websocket clients send back
+    every state they hear, so with 1,000 clients a server that parsed eagerly
+    would decode a million states it then ignores as not the sender's own.
+    """
+
+    __slots__ = ("_state", "_text", "client_id", "clock")
+
+    def __init__(self, client_id: int, clock: int, state: Any = None, *, text: str | None = None):
+        self.client_id = client_id
+        self.clock = clock
+        self._state = state
+        self._text = text
+
+    @property
+    def state(self) -> Any:
+        if self._text is not None:
+            try:
+                self._state = json.loads(self._text)
+            except ValueError as e:
+                raise ProtocolError("awareness state is not JSON") from e
+            self._text = None
+        return self._state
+
+    def _key(self) -> tuple:
+        return (self.client_id, self.clock, json.dumps(self.state, sort_keys=True))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AwarenessEntry) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"AwarenessEntry({self.client_id}, {self.clock}, {self.state!r})"
 
 
 @dataclass(frozen=True)
@@ -186,12 +219,7 @@ def decode_awareness_update(payload: bytes) -> tuple[AwarenessEntry, ...]:
     for _ in range(count):
         client_id = r.varuint()
         clock = r.varuint()
-        text = r.varstring()
-        try:
-            state = json.loads(text)
-        except ValueError as e:
-            raise ProtocolError("awareness state is not JSON") from e
-        entries.append(AwarenessEntry(client_id, clock, state))
+        entries.append(AwarenessEntry(client_id, clock, text=r.varstring()))
     r.done()
     return tuple(entries)
 

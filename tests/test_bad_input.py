@@ -6,7 +6,7 @@ import pytest
 from pycrdt import Doc, Map, Text
 
 from doc_model import TaskCreate, create_task
-from sync_server.protocol import encode_sync_step1, encode_update, varuint
+from sync_server.protocol import encode_awareness, encode_sync_step1, encode_update, varuint
 
 from .conftest import start_server, stored_doc
 from .raw_client import RawClient
@@ -47,6 +47,8 @@ async def _assert_undisturbed(server, ctx, bob) -> None:
         (encode_update(b"\xff\xff\xff\xff"), "not a Yjs update"),
         (encode_update(b"hello world"), "not a Yjs update"),
         (encode_sync_step1(b"\x05\x01"), "state vector"),
+        # its own presence state must be JSON (others' states it echoes back are ignored unread)
+        (encode_awareness(varuint(1) + varuint(4242) + varuint(3) + b"\x04{no!"), "not JSON"),
     ],
 )
 async def test_malformed_frames_close_with_4400_and_a_reason(server, frame, reason) -> None:
