@@ -1,8 +1,10 @@
 """The activity stream: a document observer that records what happened in each project.
 
 One row per entity a transaction touched ("task.created", "task.status",
-"cost.added", ...), whoever made it: WebSocket clients, the REST API, the
-CLI; repeats of the newest row (typing) coalesce into it. The stream is what the activity feed shows and what analytics read for
+"cost.added", ...) made through the server: WebSocket clients and the REST
+API (edits the CLI appends to the file are applied by a running server but
+carry no change list, so they are not in the stream). Repeats of the newest
+row (typing) coalesce into it. The stream is what the activity feed shows and what analytics read for
 completion dates (burndown, velocity). It also keeps the project registry's
 name in step with ``meta/name``.
 """
