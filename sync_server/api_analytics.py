@@ -10,7 +10,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_response
 
-from doc_model import DocKind, finance_snapshot, project_snapshot
+from doc_model import DocKind
 from rules import Permission
 
 from . import activity, projects
@@ -61,7 +61,7 @@ def analytics_api(state: dict) -> Blueprint:
     async def metrics_for(project: str, perms: frozenset[Permission], days: int) -> dict:
         today = dt.datetime.now(dt.UTC).date()
         view = await ctx.read(project)
-        snap = ctx.live.snapshot(view, "project", lambda doc: project_snapshot(doc, project))
+        snap = ctx.project_snapshot(view, project)
         completed = activity.completion_times(ctx.conn, project, done_column(snap))
         result: dict[str, Any] = {
             "project": project,
@@ -71,7 +71,7 @@ def analytics_api(state: dict) -> Blueprint:
         }
         if P.VIEW_BUDGET in perms:
             fin_view = await ctx.read(project, DocKind.FINANCE)
-            finance = ctx.live.snapshot(fin_view, "finance", finance_snapshot)
+            finance = ctx.finance_snapshot(fin_view)
             result["budget"] = budget_burn(snap, finance, today)
         return result
 
@@ -145,7 +145,7 @@ def analytics_api(state: dict) -> Blueprint:
         if kind not in ("csv", "json"):
             raise Problem(400, f"format: csv or json, got {kind!r}", field="format")
         view = await ctx.read(project)
-        snap = ctx.live.snapshot(view, "project", lambda doc: project_snapshot(doc, project))
+        snap = ctx.project_snapshot(view, project)
         tasks = sorted(
             (t.model_dump(mode="json") for t in snap.tasks),
             key=lambda t: (t["status"], t["order"], t["id"]),

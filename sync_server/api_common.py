@@ -13,7 +13,18 @@ from pydantic import BaseModel, ValidationError
 from quart import Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from doc_model import DocKind, DocName, InvalidDocName, InvalidWrite, doc_name, parse_doc_name
+from doc_model import (
+    DocKind,
+    DocName,
+    InvalidDocName,
+    InvalidWrite,
+    doc_name,
+    finance_snapshot,
+    parse_doc_name,
+    project_snapshot,
+    resources_snapshot,
+)
+from doc_model.snapshot import Finance, Project, Resources
 from rules import Permission
 
 from . import accounts, projects
@@ -161,6 +172,16 @@ class ApiContext:
 
     async def read(self, project: str, kind: DocKind = DocKind.MAIN) -> DocumentView:
         return await self.live.read(doc_name_of(project, kind))
+
+    # Snapshots of a read document, built once per document version (LiveDocuments caches).
+    def project_snapshot(self, view: DocumentView, project: str) -> Project:
+        return self.live.snapshot(view, "project", lambda doc: project_snapshot(doc, project))
+
+    def finance_snapshot(self, view: DocumentView) -> Finance:
+        return self.live.snapshot(view, "finance", finance_snapshot)
+
+    def resources_snapshot(self, view: DocumentView) -> Resources:
+        return self.live.snapshot(view, "resources", resources_snapshot)
 
     async def edit(
         self, user: accounts.User, project: str, kind: DocKind, mutate: Callable[[Doc], Any]

@@ -19,8 +19,6 @@ from doc_model import (
     add_cost,
     add_time_entry,
     delete_record,
-    finance_snapshot,
-    resources_snapshot,
     set_budget,
 )
 from rules import Permission
@@ -39,7 +37,6 @@ from .api_models import (
 )
 from .api_models import problems_documented as _problems
 from .api_v1 import only_args
-from .live_documents import DocumentView
 from .problems import Problem
 
 P = Permission
@@ -49,32 +46,26 @@ def finance_api(state: dict) -> Blueprint:
     bp = Blueprint("api_finance", __name__, url_prefix="/api/v1")
     ctx = ApiContext(state)
 
-    def finance(view: DocumentView) -> Any:
-        return ctx.live.snapshot(view, "finance", finance_snapshot)
-
-    def resources(view: DocumentView) -> Any:
-        return ctx.live.snapshot(view, "resources", resources_snapshot)
-
     def by_task(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         task = request.args.get("task")
         return [i for i in items if task is None or i.get("task") == task]
 
-    async def created(project: str, kind: DocKind, mutate, what: str, location: str):
+    async def created(project: str, kind: DocKind, mutate, what: str):
+        """201 with the new entry of collection ``what`` (its URL spells it with '-')."""
         user = ctx.user()
         new_id = await ctx.edit(user, project, kind, mutate)
         view = await ctx.read(project, kind)
-        snap = finance(view) if kind is DocKind.FINANCE else resources(view)
-        collection = {
-            "costs": snap.costs if kind is DocKind.FINANCE else [],
-            "time_entries": snap.time_entries if kind is DocKind.FINANCE else [],
-            "allocations": snap.allocations if kind is DocKind.RESOURCES else [],
-        }[what]
-        for item in collection:
+        snap = (
+            ctx.finance_snapshot(view) if kind is DocKind.FINANCE else ctx.resources_snapshot(view)
+        )
+        for item in getattr(snap, what):
             if item.id == new_id:
                 return json_response(
                     item.model_dump(mode="json"),
                     201,
-                    headers={"Location": f"/api/v1/projects/{project}/{location}/{new_id}/"},
+                    headers={
+                        "Location": f"/api/v1/projects/{project}/{what.replace('_', '-')}/{new_id}/"
+                    },
                 )
         raise Problem(404, f"the new entry {new_id!r} is gone")  # deleted concurrently
 
@@ -93,7 +84,9 @@ def finance_api(state: dict) -> Blueprint:
         user = ctx.user()
         project = ctx.project(user, project, P.VIEW_BUDGET)
         view = await ctx.read(project, DocKind.FINANCE)
-        return cached(lambda: finance(view).budget.model_dump(mode="json"), [view.version])
+        return cached(
+            lambda: ctx.finance_snapshot(view).budget.model_dump(mode="json"), [view.version]
+        )
 
     @bp.put("/projects/<project>/budget/")
     @document_request(BudgetSet)
@@ -112,7 +105,7 @@ def finance_api(state: dict) -> Blueprint:
             ),
         )
         view = await ctx.read(project, DocKind.FINANCE)
-        return json_response(finance(view).budget.model_dump(mode="json"))
+        return json_response(ctx.finance_snapshot(view).budget.model_dump(mode="json"))
 
     # -- costs -------------------------------------------------------------------
 
@@ -126,7 +119,7 @@ def finance_api(state: dict) -> Blueprint:
         view = await ctx.read(project, DocKind.FINANCE)
 
         def payload() -> dict[str, Any]:
-            items = by_task([c.model_dump(mode="json") for c in finance(view).costs])
+            items = by_task([c.model_dump(mode="json") for c in ctx.finance_snapshot(view).costs])
             items.sort(key=lambda c: (c["date"] or "", c["id"]), reverse=True)
             sums: dict[str, float] = defaultdict(float)
             for c in items:
@@ -151,7 +144,7 @@ def finance_api(state: dict) -> Blueprint:
         def mutate(doc: Doc) -> str:
             return add_cost(doc, **data.model_dump(), created_by=user.name)
 
-        return await created(project, DocKind.FINANCE, mutate, "costs", "costs")
+        return await created(project, DocKind.FINANCE, mutate, "costs")
 
     @bp.delete("/projects/<project>/costs/<entry>/")
     @document_response(NoContent, 204)
@@ -173,7 +166,9 @@ def finance_api(state: dict) -> Blueprint:
         who = request.args.get("user")
 
         def payload() -> dict[str, Any]:
-            items = by_task([t.model_dump(mode="json") for t in finance(view).time_entries])
+            items = by_task(
+                [t.model_dump(mode="json") for t in ctx.finance_snapshot(view).time_entries]
+            )
             items = [t for t in items if who is None or t["user"] == who]
             items.sort(key=lambda t: (t["date"], t["id"]), reverse=True)
             return {
@@ -203,7 +198,7 @@ def finance_api(state: dict) -> Blueprint:
                 note=data.note,
             )
 
-        return await created(project, DocKind.FINANCE, mutate, "time_entries", "time-entries")
+        return await created(project, DocKind.FINANCE, mutate, "time_entries")
 
     @bp.delete("/projects/<project>/time-entries/<entry>/")
     @document_response(NoContent, 204)
@@ -225,7 +220,9 @@ def finance_api(state: dict) -> Blueprint:
         who = request.args.get("user")
 
         def payload() -> dict[str, Any]:
-            items = by_task([a.model_dump(mode="json") for a in resources(view).allocations])
+            items = by_task(
+                [a.model_dump(mode="json") for a in ctx.resources_snapshot(view).allocations]
+            )
             items = [a for a in items if who is None or a["user"] == who]
             items.sort(key=lambda a: (a["user"], a["start"] or "", a["id"]))
             return {"items": items, "total": len(items)}
@@ -246,7 +243,6 @@ def finance_api(state: dict) -> Blueprint:
             project,
             DocKind.RESOURCES,
             lambda doc: add_allocation(doc, **data.model_dump()),
-            "allocations",
             "allocations",
         )
 

@@ -150,10 +150,9 @@ def _title(task: Map) -> str:
     return str(title) if title is not None else "a task"
 
 
-def _may_notify(event: DocumentChanged) -> bool:
+def _may_notify(kind: DocKind, event: DocumentChanged) -> bool:
     """Whether a change can raise a notice at all: a task added or its assignees changed
     (main document), a chat message added. Cheap, and false for nearly every keystroke."""
-    kind = parse_doc_name(event.doc_name).kind
     if kind is DocKind.MAIN:
         return any(
             c.root == "tasks" and (len(c.path) == 2 or c.field == "assignees")
@@ -255,14 +254,17 @@ class NotificationCenter:
         return self._key
 
     async def documents_changed(self, events: Sequence[DocumentChanged]) -> None:
-        relevant = [e for e in events if e.actor.kind == "user" and _may_notify(e)]
+        relevant = [
+            (name, e)
+            for e in events
+            if e.actor.kind == "user" and _may_notify((name := parse_doc_name(e.doc_name)).kind, e)
+        ]
         if not relevant:
             return  # typing, moving cards, ...: nothing to read or write
         notices: list[Notice] = []
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            for event in relevant:
-                name = parse_doc_name(event.doc_name)
+            for name, event in relevant:
                 if name.kind is DocKind.MAIN:
                     notices += assignment_notices(self.conn, event, name.project_id)
                 else:

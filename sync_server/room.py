@@ -57,7 +57,6 @@ from .protocol import (
     AwarenessMessage,
     encode_awareness,
     encode_awareness_entry,
-    encode_awareness_update,
     encode_sync_step1,
     encode_sync_step2,
     encode_update,
@@ -74,6 +73,8 @@ STORAGE_ORIGIN = "storage"
 MIGRATION_ACTOR = Actor("migration", kind="system")
 EMPTY_UPDATE = b"\x00\x00"
 CHEAP_TAIL_BYTES = 256 * 1024  # above this, reading the log's state vector costs a decode anyway
+MAX_RESYNCS = 3  # gapped updates one connection may send before it is closed
+OBSERVER_BATCH = 1000  # changes handed to observers in one call, at most
 
 
 def _cheap_state_vector(stored: StoredDocument) -> dict[int, int] | None:
@@ -380,8 +381,6 @@ class Room:
         self._batch.replies.append((conn, reply))
         return result
 
-    MAX_RESYNCS = 3
-
     def _request_resync(self, conn: Connection, ack_seq: int, reason: str) -> None:
         """An update with missing dependencies was dropped: ask its sender for everything.
 
@@ -397,8 +396,8 @@ class Room:
             reason,
             extra={"doc": self.name, "user": str(conn.actor)},
         )
-        if conn.resyncs > self.MAX_RESYNCS:
-            raise UnrevertableUpdate(f"{reason} (again, after {self.MAX_RESYNCS} resyncs)")
+        if conn.resyncs > MAX_RESYNCS:
+            raise UnrevertableUpdate(f"{reason} (again, after {MAX_RESYNCS} resyncs)")
         conn.awaiting_resync = True
         conn.send(encode_sync_step1(self.state_vector()))
         self._batch.replies.append((conn, {"type": "resync", "n": ack_seq, "reason": reason}))
@@ -629,20 +628,31 @@ class Room:
         entries = list(self._presence_out.values())
         self._presence_out.clear()
         if entries and not self.closed:
-            self._send_to_all(encode_awareness(encode_awareness_update(entries)))
+            parts = [varuint(len(entries))]
+            parts += (self._encoded_presence(e.client_id, e.clock, e.state) for e in entries)
+            self._send_to_all(encode_awareness(b"".join(parts)))
 
     def awareness_snapshot(self) -> bytes:
-        """Everyone's presence, for a client that just connected or asked. Each state is
-        encoded once and kept until it changes: with 1,000 clients connecting, encoding
-        every state afresh for each newcomer was half a million JSON encodings."""
-        cache = self._awareness_bytes
+        """Everyone's presence, for a client that just connected or asked."""
         parts = [varuint(len(self.awareness))]
-        for cid, (clock, state, _) in self.awareness.items():
-            encoded = cache.get(cid)
-            if encoded is None:
-                encoded = cache[cid] = encode_awareness_entry(AwarenessEntry(cid, clock, state))
-            parts.append(encoded)
+        parts += (
+            self._encoded_presence(c, clock, s) for c, (clock, s, _) in self.awareness.items()
+        )
         return encode_awareness(b"".join(parts))
+
+    def _encoded_presence(self, client_id: int, clock: int, state: object) -> bytes:
+        """One client's encoded awareness entry. A current state is encoded once, for the
+        relay and every later newcomer alike, and kept until it changes: with 1,000 clients
+        connecting, encoding every state afresh for each newcomer was half a million JSON
+        encodings. A departure (or a state already replaced) is encoded as it is."""
+        current = self.awareness.get(client_id)
+        if current is None or current[0] != clock:
+            return encode_awareness_entry(AwarenessEntry(client_id, clock, state))
+        encoded = self._awareness_bytes.get(client_id)
+        if encoded is None:
+            entry = AwarenessEntry(client_id, clock, state)
+            encoded = self._awareness_bytes[client_id] = encode_awareness_entry(entry)
+        return encoded
 
     # -- helpers ---------------------------------------------------------------
 
@@ -651,12 +661,10 @@ class Room:
             if conn.id != exclude:
                 conn.send(message)
 
-    OBSERVER_BATCH = 1000
-
     async def _observer_loop(self) -> None:
         while True:
             events = [await self._observer_queue.get()]
-            while len(events) < self.OBSERVER_BATCH and not self._observer_queue.empty():
+            while len(events) < OBSERVER_BATCH and not self._observer_queue.empty():
                 events.append(self._observer_queue.get_nowait())
             for observer in self.observers:
                 try:

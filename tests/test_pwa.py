@@ -104,9 +104,8 @@ def project_with_tasks(
     return project, ids
 
 
-def signed_in(browser: Browser, server: ServerProcess, user: str, **context_args) -> BrowserContext:
-    """A context whose app is logged in as ``user`` (the login form is tested on its own)."""
-    context = browser.new_context(base_url=server.http_url, **context_args)
+def sign_in(context: BrowserContext, server: ServerProcess, user: str) -> BrowserContext:
+    """Log the app in ``context`` in as ``user`` (the login form is tested on its own)."""
     token = httpx.post(
         f"{server.http_url}/api/v1/login", json={"username": user, "password": PASSWORD}
     ).json()["token"]
@@ -115,6 +114,11 @@ def signed_in(browser: Browser, server: ServerProcess, user: str, **context_args
         f"localStorage.setItem('tandem.token', {json.dumps(token)});"
     )
     return context
+
+
+def signed_in(browser: Browser, server: ServerProcess, user: str, **context_args) -> BrowserContext:
+    """A new context whose app is logged in as ``user``."""
+    return sign_in(browser.new_context(base_url=server.http_url, **context_args), server, user)
 
 
 def open_board(page: Page, project: str) -> None:
@@ -275,12 +279,7 @@ def test_chromium_reports_the_app_installable(pw, app_server, tmp_path) -> None:
     context = pw.chromium.launch_persistent_context(
         tmp_path / "profile", executable_path=CHROMIUM, args=ARGS, base_url=app_server.http_url
     )
-    token = httpx.post(
-        f"{app_server.http_url}/api/v1/login", json={"username": "ivy", "password": PASSWORD}
-    ).json()["token"]
-    context.add_init_script(
-        f"localStorage.setItem('tandem.user', 'ivy'); localStorage.setItem('tandem.token', {json.dumps(token)});"
-    )
+    sign_in(context, app_server, "ivy")
     page = context.new_page()
     open_board(page, project)
     page.evaluate("() => navigator.serviceWorker.ready")
@@ -462,12 +461,7 @@ def test_notifications_in_the_bell_and_from_a_push_message(pw, app_server, tmp_p
         tmp_path / "profile", executable_path=CHROMIUM, args=ARGS, base_url=app_server.http_url
     )
     context.grant_permissions(["notifications"], origin=app_server.http_url)
-    token = httpx.post(
-        f"{app_server.http_url}/api/v1/login", json={"username": "ned", "password": PASSWORD}
-    ).json()["token"]
-    context.add_init_script(
-        f"localStorage.setItem('tandem.user', 'ned'); localStorage.setItem('tandem.token', {json.dumps(token)});"
-    )
+    sign_in(context, app_server, "ned")
     page = context.new_page()
     open_board(page, project)
     time.sleep(1.1)  # the new grant reaches the permission cache
