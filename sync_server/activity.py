@@ -23,6 +23,7 @@ from pycrdt import Doc, Map
 from doc_model import Change, DocKind, parse_doc_name
 from doc_model.snapshot import plain_value
 
+from .database import SQLiteWorker
 from .hooks import DocumentChanged
 from .projects import rename_project, touch_project
 
@@ -125,15 +126,19 @@ class ActivityRecorder:
     row's time forward. Each batch of transactions is one SQLite transaction.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, db: SQLiteWorker) -> None:
+        self.db = db
+        self.conn = db.conn  # used on db's worker thread only
         # project -> (row id, row key, time) of the newest row this recorder wrote
         self._newest: dict[str, tuple[int, tuple, float]] = {}
 
     async def documents_changed(self, events: Sequence[DocumentChanged]) -> None:
+        """Rows are worked out here, on the event loop (they read the live documents);
+        the SQLite transaction runs on the worker thread, so waiting for the write
+        lock or a commit never stalls the server."""
         now = time.time()
         rows: list[tuple[str, tuple]] = []  # (project, key)
-        renamed: dict[str, Doc] = {}
+        renamed: dict[str, str] = {}  # project -> its new name
         for event in events:
             if not event.changes:
                 continue
@@ -146,17 +151,19 @@ class ActivityRecorder:
                 rows.append((name.project_id, key))
             meta_changed = any(c.root == "meta" for c in event.changes)
             if name.kind is DocKind.MAIN and event.doc is not None and meta_changed:
-                renamed[name.project_id] = event.doc
-        if not rows:
-            return
+                title = event.doc.get("meta", type=Map).get("name")
+                if isinstance(title, str) and title.strip():
+                    renamed[name.project_id] = title
+        if rows:
+            await self.db.run(self._commit, rows, renamed, now)
+
+    def _commit(self, rows: list[tuple[str, tuple]], renamed: dict[str, str], now: float) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             for project, key in rows:
                 self._write(project, key, now)
-            for project, doc in renamed.items():
-                title = doc.get("meta", type=Map).get("name")
-                if isinstance(title, str) and title.strip():
-                    rename_project(self.conn, project, title)
+            for project, title in renamed.items():
+                rename_project(self.conn, project, title)
             for project in {project for project, _ in rows}:
                 touch_project(self.conn, project)
             self.conn.execute("COMMIT")

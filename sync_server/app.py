@@ -21,7 +21,7 @@ from .api_finance import finance_api
 from .api_me import me_api
 from .api_v1 import v1_api
 from .connection import CloseCode, Connection
-from .database import open_database
+from .database import SQLiteWorker, connect, open_database
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
 from .live_documents import LiveDocuments
@@ -109,6 +109,8 @@ def create_app(
         # fsync (WAL still survives a killed process; only a power cut can lose the last rows).
         derived = open_database(settings.db, synchronous="NORMAL")
         state["derived_db"] = derived
+        activity_db = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
+        state["activity_db"] = activity_db
         resolver = access.PermissionResolver(db.conn, ttl=settings.permission_cache_seconds)
         state["access"] = resolver
         doc_store = store or SQLiteStore(
@@ -125,7 +127,7 @@ def create_app(
             ),
             observers=[
                 *observers,
-                ActivityRecorder(derived.conn),
+                ActivityRecorder(activity_db),
                 NotificationCenter(derived.conn),
             ],
             permission_check=permission_check or resolver.check,
@@ -146,6 +148,7 @@ def create_app(
         await state["store"].close()
         state["db"].conn.close()
         state["derived_db"].conn.close()
+        await state["activity_db"].close()
 
     @app.get("/healthz")
     @hide

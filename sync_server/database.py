@@ -9,11 +9,16 @@ transaction, so a file is always at one well-defined schema version.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import anyio
 import sqlite_utils
 
 from .accounts import ACCOUNT_SCHEMA
+
+T = TypeVar("T")
 
 MIGRATIONS: list[str] = [
     # 1: document logs and snapshots
@@ -183,3 +188,21 @@ def open_database(path: str | Path, synchronous: str = "FULL") -> sqlite_utils.D
     conn = connect(path, synchronous)
     migrate(conn)
     return sqlite_utils.Database(conn)
+
+
+class SQLiteWorker:
+    """One connection, used by one worker thread at a time: SQLite work off the event loop.
+
+    A write waits for SQLite's write lock (``busy_timeout``) and a commit may
+    fsync; on the event loop either stalls every connection of the server.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def close(self) -> None:
+        await self.run(self.conn.close)

@@ -6,31 +6,33 @@ anyio CapacityLimiter of 1), never on the event loop. ``append`` commits
 before it returns; with ``synchronous=FULL`` that survives power loss, with
 ``NORMAL`` a killed process.
 
-Compaction folds the snapshot and the whole log into a new snapshot inside
-one ``BEGIN IMMEDIATE`` transaction: read, fold and delete happen under the
-write lock, so an update another process appends meanwhile is never deleted
-unread.
+Compaction folds the snapshot and the log up to some sequence number S into
+a new snapshot. It runs on its own connection and thread, after the append
+that crossed ``compact_threshold`` has returned, so appends never wait for a
+fold. It reads in a read transaction and folds holding no lock; only the
+write (new snapshot, delete ``seq <= S``) takes the write lock, and it first
+checks that nobody compacted meanwhile. Sequence numbers are AUTOINCREMENT and
+assigned under the write lock, so an update committed after the read has
+``seq > S`` and is never deleted unread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
-import anyio
 from pycrdt import Doc
 
 from doc_model import DocName, declare_roots
 
-from .database import connect, migrate
+from .database import SQLiteWorker, connect, migrate
 from .hooks import StoredDocument, StoredUpdate, UpdateRecord
 
 log = logging.getLogger("tandem.storage")
-
-T = TypeVar("T")
 
 
 class StorageError(RuntimeError):
@@ -62,44 +64,78 @@ class SQLiteStore:
     ) -> None:
         self.path = str(path)
         self.compact_threshold = compact_threshold
-        self._conn = connect(self.path, synchronous)
-        migrate(self._conn)
-        self._limiter = anyio.CapacityLimiter(1)
+        conn = connect(self.path, synchronous)
+        migrate(conn)
+        self._worker = SQLiteWorker(conn)
+        self._conn = conn  # used on the worker thread only
+        self._rows_per_insert = max(
+            1, min(1000, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 4)
+        )
+        self._compactor = SQLiteWorker(connect(self.path, synchronous))
+        self._compactions: dict[str, asyncio.Task[bool]] = {}  # doc name -> running compaction
         self._tail_counts: dict[str, int] = {}
-
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     # -- DocumentStore ---------------------------------------------------------
 
     async def load(self, doc_name: str) -> StoredDocument:
-        return await self._run(self._load, doc_name)
+        return await self._worker.run(self._load, doc_name)
 
     async def append(self, doc_name: str, records: Sequence[UpdateRecord]) -> int:
-        return await self._run(self._append, doc_name, list(records))
+        last = await self._worker.run(self._append, doc_name, list(records))
+        if self._tail_counts.get(doc_name, 0) > self.compact_threshold:
+            self._compact_in_background(doc_name)
+        return last
 
     async def updates_since(self, doc_name: str, seq: int) -> list[StoredUpdate]:
-        return await self._run(self._updates_since, doc_name, seq)
+        return await self._worker.run(self._updates_since, doc_name, seq)
 
     async def last_seq(self, doc_name: str) -> int:
-        return await self._run(self._last_seq, doc_name)
+        return await self._worker.run(self._last_seq, doc_name)
 
     async def exists(self, doc_name: str) -> bool:
-        return await self._run(self._exists, doc_name)
+        return await self._worker.run(self._exists, doc_name)
 
     async def close(self) -> None:
-        await self._run(self._conn.close)
+        await self.wait_for_compactions()
+        await self._compactor.close()
+        await self._worker.close()
 
     # -- more ------------------------------------------------------------------
 
     async def compact(self, doc_name: str) -> bool:
-        return await self._run(self._compact, doc_name)
+        """Fold the log into the snapshot now; False if there was nothing to fold."""
+        running = self._compactions.get(doc_name)
+        if running is not None:
+            await asyncio.shield(running)  # it may have read before the caller's last append
+        return await self._compactor.run(self._compact, self._compactor.conn, doc_name)
+
+    async def wait_for_compactions(self) -> None:
+        """Return once the compactions started by appends so far have finished."""
+        while self._compactions:
+            await asyncio.gather(*self._compactions.values(), return_exceptions=True)
+
+    def _compact_in_background(self, doc_name: str) -> None:
+        if doc_name in self._compactions:
+            return
+
+        async def compact() -> bool:
+            try:
+                return await self._compactor.run(self._compact, self._compactor.conn, doc_name)
+            except Exception:  # the appends are committed; the next one tries again
+                log.exception("compaction failed", extra={"doc": doc_name})
+                return False
+            finally:
+                del self._compactions[doc_name]
+
+        self._compactions[doc_name] = asyncio.get_running_loop().create_task(
+            compact(), name=f"compact {doc_name}"
+        )
 
     async def document_names(self, prefix: str = "") -> list[str]:
-        return await self._run(self._document_names, prefix)
+        return await self._worker.run(self._document_names, prefix)
 
     async def delete_document(self, doc_name: str) -> None:
-        await self._run(self._delete, doc_name)
+        await self._worker.run(self._delete, doc_name)
 
     # -- worker-thread implementations ----------------------------------------
 
@@ -134,10 +170,16 @@ class SQLiteStore:
             c.execute(
                 "INSERT OR IGNORE INTO documents (name, created_at) VALUES (?, ?)", (doc_name, now)
             )
-            c.executemany(
-                "INSERT INTO updates (doc, data, actor, created_at) VALUES (?, ?, ?, ?)",
-                [(doc_name, r.data, r.actor, now) for r in records],
-            )
+            # One multi-row INSERT per chunk, not executemany: each row of executemany is
+            # its own sqlite3_step, which releases the GIL and must win it back from the
+            # busy event loop (up to the 5 ms switch interval, per row).
+            for i in range(0, len(records), self._rows_per_insert):
+                chunk = records[i : i + self._rows_per_insert]
+                c.execute(
+                    "INSERT INTO updates (doc, data, actor, created_at) VALUES "
+                    + ", ".join(["(?, ?, ?, ?)"] * len(chunk)),
+                    [v for r in chunk for v in (doc_name, r.data, r.actor, now)],
+                )
             last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
             c.execute("COMMIT")
         except BaseException:
@@ -145,28 +187,23 @@ class SQLiteStore:
             raise
         count = self._tail_counts.get(doc_name)
         if count is None:
-            count = self._count_tail(doc_name)
+            count = self._count_tail(self._conn, doc_name)
         else:
             count += len(records)
         self._tail_counts[doc_name] = count
-        if count > self.compact_threshold:
-            try:
-                self._compact(doc_name)
-            except Exception:  # the append is committed; compaction can wait for the next one
-                log.exception("compaction failed", extra={"doc": doc_name})
         return int(last)
 
-    def _count_tail(self, doc_name: str) -> int:
-        return self._conn.execute(
+    @staticmethod
+    def _count_tail(c: sqlite3.Connection, doc_name: str) -> int:
+        return c.execute(
             "SELECT count(*) FROM updates WHERE doc = ? AND seq > "
             "coalesce((SELECT snapshot_seq FROM documents WHERE name = ?), 0)",
             (doc_name, doc_name),
         ).fetchone()[0]
 
-    def _compact(self, doc_name: str) -> bool:
-        c = self._conn
+    def _compact(self, c: sqlite3.Connection, doc_name: str) -> bool:
         started = time.perf_counter()
-        c.execute("BEGIN IMMEDIATE")
+        c.execute("BEGIN")  # one consistent read of the snapshot and the log
         try:
             row = c.execute(
                 "SELECT snapshot, snapshot_seq FROM documents WHERE name = ?", (doc_name,)
@@ -176,29 +213,41 @@ class SQLiteStore:
                 "SELECT seq, data FROM updates WHERE doc = ? AND seq > ? ORDER BY seq",
                 (doc_name, snapshot_seq),
             ).fetchall()
-            if not rows:
-                c.execute("COMMIT")
-                return False
-            doc = Doc()
+        finally:
+            c.execute("COMMIT")
+        if not rows:
+            return False
+        doc = Doc()  # folded holding no lock: writers go on meanwhile
+        with doc.transaction():
             if snapshot:
                 doc.apply_update(snapshot)
             for _, data in rows:
                 doc.apply_update(data)
-            folded = rows[-1][0]
+        folded = rows[-1][0]
+        snapshot, state = doc.get_update(), doc.get_state()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            row = c.execute(
+                "SELECT snapshot_seq FROM documents WHERE name = ?", (doc_name,)
+            ).fetchone()
+            if row is None or row[0] != snapshot_seq:  # deleted, or compacted by another
+                c.execute("COMMIT")
+                return False
             c.execute(
                 "INSERT INTO documents"
                 " (name, snapshot, snapshot_seq, snapshot_state, created_at, compacted_at)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
                 " snapshot = excluded.snapshot, snapshot_seq = excluded.snapshot_seq,"
                 " snapshot_state = excluded.snapshot_state, compacted_at = excluded.compacted_at",
-                (doc_name, doc.get_update(), folded, doc.get_state(), time.time(), time.time()),
+                (doc_name, snapshot, folded, state, time.time(), time.time()),
             )
             c.execute("DELETE FROM updates WHERE doc = ? AND seq <= ?", (doc_name, folded))
+            remaining = self._count_tail(c, doc_name)
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        self._tail_counts[doc_name] = 0
+        self._tail_counts[doc_name] = remaining
         log.info(
             "compacted %d updates in %.1f ms",
             len(rows),

@@ -74,6 +74,7 @@ def test_automatic_compaction_past_the_threshold(tmp_path) -> None:
         store = SQLiteStore(db, compact_threshold=50)
         for u in updates:
             await store.append(DOC, [UpdateRecord(u, "t")])
+        await store.wait_for_compactions()  # compaction runs after the append returns
         stored = await store.load(DOC)
         await store.close()
         return stored
