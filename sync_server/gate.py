@@ -196,7 +196,9 @@ class Gate:
                     f"unknown root type {strays[0]!r}: a {self.doc_name.kind.value} document"
                     f" has only {', '.join(ROOTS[self.doc_name.kind])}"
                 )
-            if update is not None:
+            # Fast path: a transaction that integrated exactly the client's update (the
+            # same bytes: yrs re-encodes what it integrated) left nothing pending.
+            if update is not None and self._updates != [update]:
                 missing = missing_dependencies(update, self.doc.get_state())
                 if missing is not None:
                     raise MissingDependencies(missing)
