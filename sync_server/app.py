@@ -124,6 +124,7 @@ def create_app(
             settings=RoomSettings(
                 coalesce_seconds=settings.coalesce_ms / 1000,
                 idle_unload_seconds=settings.room_idle_seconds,
+                max_unflushed_updates=settings.max_unflushed_updates,
             ),
             observers=[
                 *observers,

@@ -97,6 +97,7 @@ class RoomSettings:
     presence_coalesce_seconds: float = 0.02  # the shortest interval between presence messages
     presence_frames_per_second: float = 10_000  # a big room's interval grows to stay under this
     idle_unload_seconds: float = 30.0
+    max_unflushed_updates: int = 64  # flow control, see Room.receive_update
 
 
 @dataclass
@@ -343,6 +344,16 @@ class Room:
 
         None: the update builds on changes the server lacks; it was not kept and the
         client was asked to resync (see :meth:`_request_resync`).
+
+        Flow control: an update that brings the pending batch (gated, not yet
+        durable) to ``max_unflushed_updates`` returns only once that batch is
+        durable and sent (other connections may each add one more meanwhile). Its connection's receive loop reads no further frames
+        meanwhile, so clients typing faster than the room can store and fan out
+        wait in their own sockets, and every commit stays small and prompt.
+        (Gating a frame costs less than storing and sending it: without this
+        bound, a busy room gated every frame as it arrived and broadcast in ever
+        bigger, ever later batches, a median delay of 0.5-1.2 s for 50 clients
+        typing flat out.)
         """
         conn.updates_received += 1
         ack_seq = conn.updates_received
@@ -378,7 +389,10 @@ class Room:
                 "permission": denial.permission,
             }
         self._queue_outcome(result, conn.actor, conn)
-        self._batch.replies.append((conn, reply))
+        batch = self._batch
+        batch.replies.append((conn, reply))
+        if len(batch.records) >= self.settings.max_unflushed_updates:
+            await self.flush()
         return result
 
     def _request_resync(self, conn: Connection, ack_seq: int, reason: str) -> None:

@@ -18,7 +18,7 @@ from sync_server.protocol import AwarenessEntry, encode_awareness, encode_awaren
 from sync_server.serve import hypercorn_config, refuse_permessage_deflate
 from sync_server.settings import Settings
 
-from .conftest import free_port, grant_role, make_token, tandem
+from .conftest import free_port, grant_role, make_token, start_server, tandem
 from .raw_client import RawClient
 
 pytestmark = pytest.mark.anyio
@@ -234,3 +234,56 @@ def test_presence_interval_grows_with_the_room_to_bound_relayed_frames() -> None
         assert interval == pytest.approx(expected)
         # what relaying one message per interval to every connection costs, per second
         assert n / interval <= settings.presence_frames_per_second + 1e-6
+
+
+async def test_a_flooding_client_waits_in_its_socket_while_every_commit_stays_small(
+    tmp_path,
+) -> None:
+    """Flow control: the room gates at most max_unflushed_updates before storing them.
+
+    A client that sends 400 transactions in one burst gets all 400 acked and
+    stored, in commits of at most 16 plus one per other connection (the rows of
+    one commit share a timestamp),
+    while a second client's edit sent in the middle of the burst is stored too.
+    Without the bound the room gated the whole burst as it arrived and stored
+    it in a few big batches that every other client's edits waited behind.
+    """
+    srv = start_server(
+        tmp_path, TANDEM_MAX_UNFLUSHED_UPDATES="16", TANDEM_COMPACT_THRESHOLD="1000000"
+    )
+    try:
+        async with (
+            RawClient.connect(srv, "p/flood", "alice") as flood,
+            RawClient.connect(srv, "p/flood", "bob") as other,
+        ):
+            await flood.sync()
+            await other.sync()
+            n = await flood.send_update(
+                flood.edit(lambda d: create_task(d, TaskCreate(title="t"), created_by="alice"))
+            )
+            assert (await flood.outcome(n))["type"] == "ack"
+            title = next(iter(flood.doc.get("tasks", type=Map).values()))["title"]
+            numbers = []
+            for i in range(400):
+                numbers.append(await flood.send_update(flood.edit(lambda d: title.insert(0, "x"))))
+                if i == 200:
+                    mine = await other.send_update(
+                        other.edit(
+                            lambda d: create_task(d, TaskCreate(title="mine"), created_by="bob")
+                        )
+                    )
+            with anyio.fail_after(30):
+                outcomes = [await flood.outcome(k, timeout=30) for k in numbers]
+            assert {o["type"] for o in outcomes} == {"ack"}
+            assert (await other.outcome(mine, timeout=30))["type"] == "ack"
+    finally:
+        srv.stop()
+    db = sqlite3.connect(srv.db)
+    sizes = [
+        size
+        for (size,) in db.execute(
+            "SELECT count(*) FROM updates WHERE doc = 'p/flood' GROUP BY created_at"
+        )
+    ]
+    assert sum(sizes) >= 402  # the task, 400 keystrokes, bob's task (and any migration)
+    assert max(sizes) <= 16 + 1, sorted(sizes)[-5:]  # bob may add one while alice waits
