@@ -134,7 +134,7 @@ def run_generator(
     token: str,
     clients: int,
     edits: int,
-    rate: int = 0,
+    rate: float = 0,
     wait_s: int = 60,
     presence: bool = True,
 ) -> dict:
@@ -199,8 +199,21 @@ def add_per_delivery(result: dict) -> None:
     result["generator_cpu_ms_per_1k"] = round(result["generator_cpu_s"] * per_k, 2)
 
 
+def matched_rate(all_runs: dict, size: str, edits: int) -> float:
+    """Edits/s per client that Hocuspocus's own client reached at full speed on ``size``
+    earlier in this invocation: ``NxM@hocuspocus`` paces every server at that offered load."""
+    sends = [
+        r["send_seconds"] for r in all_runs.get(size, {}).get("hocuspocus", []) if "failed" not in r
+    ]
+    if not sends:
+        raise SystemExit(
+            f"{size}@hocuspocus needs a full-speed {size} row with hocuspocus before it"
+        )
+    return round(edits / statistics.median(sends), 1)
+
+
 def run_once(
-    peer_name: str, clients: int, edits: int, rate: int, wait_s: int, presence: bool = True
+    peer_name: str, clients: int, edits: int, rate: float, wait_s: int, presence: bool = True
 ) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         peer = Peer(peer_name, Path(tmp))
@@ -298,7 +311,8 @@ def main() -> None:
         "--sizes",
         default="50x100,50x100@20,200x10,1000x1",
         help="NxM[@edits/s per client][-np], comma separated; no @: full speed;"
-        " -np: clients without presence state",
+        " @hocuspocus: the per-client rate Hocuspocus's own client reached at full speed"
+        " on NxM earlier in this run; -np: clients without presence state",
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
@@ -333,15 +347,18 @@ def main() -> None:
         spec, presence = key.removesuffix("-np"), not key.endswith("-np")
         size, _, rate = spec.partition("@")
         n, m = (int(x) for x in size.split("x"))
+        per_client = matched_rate(all_runs, size, m) if rate == "hocuspocus" else float(rate or 0)
         runs: dict[str, list[dict]] = {p: [] for p in peers}
         for i in range(args.repeat):
             for p in peers:  # interleaved, so drift hits every server alike
                 if p == "pycrdt" and i >= args.pycrdt_repeat:
                     continue
-                r = run_once(p, n, m, int(rate or 0), args.wait, presence)
+                r = run_once(p, n, m, per_client, args.wait, presence)
                 print(key, p, json.dumps(r), flush=True)
                 runs[p].append(r)
         summary = compare(runs)
+        if rate == "hocuspocus":
+            summary["edits_per_s_per_client"] = per_client
         print(key, json.dumps(summary, indent=2), flush=True)
         table[key] = summary
         all_runs[key] = runs

@@ -31,6 +31,12 @@ def tables(results: dict) -> str:
     out: list[str] = [f"Run {results['when']}: `{results['command']}`", ""]
     for size, peers in results["summary"].items():
         out += [f"**{size}**", ""]
+        if "edits_per_s_per_client" in peers:
+            out += [
+                f"Every server paced at {peers['edits_per_s_per_client']} edits/s per client:"
+                " the rate Hocuspocus's own client reached at full speed above.",
+                "",
+            ]
         out.append("| server | runs ok | " + " | ".join(c[0] for c in COLUMNS) + " | bound by |")
         out.append("|---" * (len(COLUMNS) + 3) + "|")
         for name, s in peers.items():
