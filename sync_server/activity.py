@@ -4,9 +4,9 @@ One row per entity a transaction touched ("task.created", "task.status",
 "cost.added", ...) made through the server: WebSocket clients and the REST
 API (edits the CLI appends to the file are applied by a running server but
 carry no change list, so they are not in the stream). Repeats of the newest
-row (typing) coalesce into it. The stream is what the activity feed shows and what analytics read for
-completion dates (burndown, velocity). It also keeps the project registry's
-name in step with ``meta/name``.
+row (typing) coalesce into it. The stream is what the activity feed shows
+and what analytics read for completion dates (burndown, velocity). It also
+keeps the project registry's name in step with ``meta/name``.
 """
 
 from __future__ import annotations
@@ -127,8 +127,7 @@ class ActivityRecorder:
     """
 
     def __init__(self, db: SQLiteWorker) -> None:
-        self.db = db
-        self.conn = db.conn  # used on db's worker thread only
+        self.db = db  # its connection is used on its worker thread only
         # project -> (row id, row key, time) of the newest row this recorder wrote
         self._newest: dict[str, tuple[int, tuple, float]] = {}
 
@@ -158,32 +157,32 @@ class ActivityRecorder:
             await self.db.run(self._commit, rows, renamed, now)
 
     def _commit(self, rows: list[tuple[str, tuple]], renamed: dict[str, str], now: float) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.db.conn.execute("BEGIN IMMEDIATE")
         try:
             for project, key in rows:
                 self._write(project, key, now)
             for project, title in renamed.items():
-                rename_project(self.conn, project, title)
+                rename_project(self.db.conn, project, title)
             for project in {project for project, _ in rows}:
-                touch_project(self.conn, project)
-            self.conn.execute("COMMIT")
+                touch_project(self.db.conn, project)
+            self.db.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.db.conn.execute("ROLLBACK")
             self._newest.clear()  # the ids it holds may not exist
             raise
 
     def _write(self, project: str, key: tuple, now: float) -> None:
         newest = self._newest.get(project)
         if newest is not None and newest[1] == key and now - newest[2] < COALESCE_SECONDS:
-            (latest,) = self.conn.execute(
+            (latest,) = self.db.conn.execute(
                 "SELECT max(id) FROM activity WHERE project = ?", (project,)
             ).fetchone()
             if latest == newest[0]:  # nobody (another process) wrote in between
-                self.conn.execute("UPDATE activity SET at = ? WHERE id = ?", (now, latest))
+                self.db.conn.execute("UPDATE activity SET at = ? WHERE id = ?", (now, latest))
                 self._newest[project] = (latest, key, now)
                 return
         document, actor, action, task, detail = key
-        cursor = self.conn.execute(
+        cursor = self.db.conn.execute(
             "INSERT INTO activity (at, project, document, actor, action, task, detail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (now, project, document, actor, action, task, detail),

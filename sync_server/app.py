@@ -104,9 +104,10 @@ def create_app(
         state["db"] = db
         state["accounts"] = db.conn
         vapid_key(db.conn)  # Web Push: the key pair is made on first start
-        # Observers write derived data (activity, notifications) once per accepted
-        # transaction: on their own connection with synchronous=NORMAL, a commit is not an
-        # fsync (WAL still survives a killed process; only a power cut can lose the last rows).
+        # Observers write derived data (activity, notifications) on connections of their own
+        # with synchronous=NORMAL: a commit is not an fsync (WAL still survives a killed
+        # process; only a power cut can lose the last rows). The activity stream commits on
+        # its connection's worker thread; notifications, rarer, still write on the loop.
         derived = open_database(settings.db, synchronous="NORMAL")
         state["derived_db"] = derived
         activity_db = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))

@@ -347,9 +347,10 @@ class Room:
 
         Flow control: an update that brings the pending batch (gated, not yet
         durable) to ``max_unflushed_updates`` returns only once that batch is
-        durable and sent (other connections may each add one more meanwhile). Its connection's receive loop reads no further frames
-        meanwhile, so clients typing faster than the room can store and fan out
-        wait in their own sockets, and every commit stays small and prompt.
+        durable and sent (other connections may each add one more meanwhile).
+        Its connection's receive loop reads no further frames meanwhile, so
+        clients typing faster than the room can store and fan out wait in their
+        own sockets, and every commit stays small and prompt.
         (Gating a frame costs less than storing and sending it: without this
         bound, a busy room gated every frame as it arrived and broadcast in ever
         bigger, ever later batches, a median delay of 0.5-1.2 s for 50 clients
@@ -438,7 +439,6 @@ class Room:
                     DocumentChanged(self.name, actor, result.update, result.changes, self.doc)
                 )
         if not result.accepted and result.denial is not None and result.error is None:
-            batch.everyone = True
             if self.on_rejected is not None:
                 try:
                     self.on_rejected(actor, self.doc_name, result.denial)

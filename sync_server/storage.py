@@ -1,8 +1,9 @@
 """SQLiteStore: the embedded DocumentStore (see hooks.py).
 
 Each document is a snapshot plus a log of updates with store-assigned
-sequence numbers. All SQLite work runs on one worker thread per store (an
-anyio CapacityLimiter of 1), never on the event loop. ``append`` commits
+sequence numbers. All SQLite work runs on worker threads, never on the event
+loop: one connection and thread for the log, another for compaction
+(``database.SQLiteWorker``). ``append`` commits
 before it returns; with ``synchronous=FULL`` that survives power loss, with
 ``NORMAL`` a killed process.
 
@@ -67,13 +68,17 @@ class SQLiteStore:
         conn = connect(self.path, synchronous)
         migrate(conn)
         self._worker = SQLiteWorker(conn)
-        self._conn = conn  # used on the worker thread only
         self._rows_per_insert = max(
             1, min(1000, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 4)
         )
         self._compactor = SQLiteWorker(connect(self.path, synchronous))
         self._compactions: dict[str, asyncio.Task[bool]] = {}  # doc name -> running compaction
         self._tail_counts: dict[str, int] = {}
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The log's connection: for the worker-thread implementations below only."""
+        return self._worker.conn
 
     # -- DocumentStore ---------------------------------------------------------
 
@@ -107,6 +112,9 @@ class SQLiteStore:
         running = self._compactions.get(doc_name)
         if running is not None:
             await asyncio.shield(running)  # it may have read before the caller's last append
+        return await self._compact_now(doc_name)
+
+    async def _compact_now(self, doc_name: str) -> bool:
         return await self._compactor.run(self._compact, self._compactor.conn, doc_name)
 
     async def wait_for_compactions(self) -> None:
@@ -120,7 +128,7 @@ class SQLiteStore:
 
         async def compact() -> bool:
             try:
-                return await self._compactor.run(self._compact, self._compactor.conn, doc_name)
+                return await self._compact_now(doc_name)
             except Exception:  # the appends are committed; the next one tries again
                 log.exception("compaction failed", extra={"doc": doc_name})
                 return False

@@ -339,7 +339,26 @@ def test_milestones_are_planned_on_the_timeline_and_picked_in_a_task(browser, ap
     page.locator("select[name=milestone]").select_option(label="Beta")
     page.goto(f"/#/p/{project}/timeline")
     expect(row).to_contain_text("1 task")
-    row.get_by_label("Beta done").check()
+    # a change from elsewhere while a name is half-typed: the row keeps the focus and the text
+    typing = row.locator("input.name")
+    typing.click()
+    typing.press("End")
+    typing.type(" 2")
+    launch = rest(
+        app_server,
+        "mila",
+        "POST",
+        f"/projects/{project}/milestones/",
+        json={"name": "Launch", "due": "2026-12-01"},
+    ).json()["id"]
+    expect(page.locator(".timeline .milestone")).to_have_count(2)
+    expect(typing).to_be_focused()
+    expect(typing).to_have_value("Beta 2")
+    typing.fill("Beta")  # typed back: leaving the field changes nothing
+    row.get_by_label("Beta done").check()  # focus leaves the name: the list catches up
+    expect(page.locator(".milestone-list li")).to_have_count(2)
+    rest(app_server, "mila", "DELETE", f"/projects/{project}/milestones/{launch}/")
+    expect(page.locator(".milestone-list li")).to_have_count(1)
     expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=15000)
     milestone = rest(app_server, "mila", "GET", f"/projects/{project}/milestones/{mid}/").json()
     assert (milestone["name"], milestone["due"], milestone["done"]) == ("Beta", "2026-11-18", True)

@@ -567,10 +567,7 @@ function taskView(project, taskId) {
         onchange: (e) => project.setField(taskId, "milestone", e.target.value || null),
       },
       h("option", { value: "" }, "none"),
-      ...project
-        .milestones()
-        .sort((a, b) => (a.due || "9999").localeCompare(b.due || "9999"))
-        .map((m) => h("option", { value: m.id, selected: m.id === task.milestone }, m.name)),
+      ...project.milestones().map((m) => h("option", { value: m.id, selected: m.id === task.milestone }, m.name)),
     );
   const form = h(
     "div",
@@ -799,8 +796,15 @@ const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 function milestonePanel(project) {
   const editable = project.can("edit_project");
   const list = h("ul", { class: "milestone-list" });
+  // Not while someone types a name or a date in a row: rebuilding it would take their focus
+  // and what they typed. The list catches up when focus leaves that field.
+  let stale = false;
+  list.addEventListener("focusout", () => setTimeout(() => stale && draw()));
   const draw = () => {
-    const items = project.milestones().sort((a, b) => (a.due || "9999").localeCompare(b.due || "9999"));
+    const el = document.activeElement;
+    stale = list.contains(el) && el.matches("input.name, input[type=date]");
+    if (stale) return;
+    const items = project.milestones();
     const counts = new Map();
     for (const t of project.tasks()) if (t.milestone) counts.set(t.milestone, (counts.get(t.milestone) || 0) + 1);
     list.replaceChildren(
@@ -847,7 +851,13 @@ function milestonePanel(project) {
     );
     if (!items.length) list.append(h("li", { class: "empty" }, "No milestones yet."));
   };
-  const name = h("input", { name: "milestone-name", placeholder: "New milestone", maxlength: 200, required: true });
+  const name = h("input", {
+    name: "milestone-name",
+    "aria-label": "New milestone name",
+    placeholder: "New milestone",
+    maxlength: 200,
+    required: true,
+  });
   const due = h("input", { type: "date", name: "milestone-due", "aria-label": "Due" });
   const form = editable
     ? h(

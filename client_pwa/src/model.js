@@ -114,12 +114,13 @@ export class ProjectSession extends EventTarget {
       .sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : a.id < b.id ? -1 : 1));
   }
 
+  // Milestones by due date (undated last), then name.
   milestones() {
     const out = [];
     this.doc.getMap("milestones").forEach((v, id) => {
       if (v instanceof Y.Map) out.push({ id, ...v.toJSON() });
     });
-    return out;
+    return out.sort((a, b) => (a.due || "9999").localeCompare(b.due || "9999") || String(a.name).localeCompare(String(b.name)));
   }
 
   createMilestone(name, due = null) {
