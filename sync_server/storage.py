@@ -10,7 +10,9 @@ before it returns; with ``synchronous=FULL`` that survives power loss, with
 Compaction folds the snapshot and the log up to some sequence number S into
 a new snapshot. It runs on its own connection and thread, after the append
 that crossed ``compact_threshold`` has returned, so appends never wait for a
-fold. It reads in a read transaction and folds holding no lock; only the
+fold, and the fold itself runs in a child process (``folding``), so the event
+loop does not wait for it either. It reads in a read transaction and folds
+holding no lock; only the
 write (new snapshot, delete ``seq <= S``) takes the write lock, and it first
 checks that nobody compacted meanwhile. Sequence numbers are AUTOINCREMENT and
 assigned under the write lock, so an update committed after the read has
@@ -31,6 +33,7 @@ from pycrdt import Doc
 from doc_model import DocName, declare_roots
 
 from .database import SQLiteWorker, connect, migrate
+from .folding import FoldProcess
 from .hooks import StoredDocument, StoredUpdate, UpdateRecord
 
 log = logging.getLogger("tandem.storage")
@@ -61,10 +64,16 @@ class SQLiteStore:
         path: str | Path,
         *,
         compact_threshold: int = 500,
+        compact_delay: float = 1.0,
+        compact_max_updates: int | None = None,
         synchronous: str = "FULL",
     ) -> None:
         self.path = str(path)
         self.compact_threshold = compact_threshold
+        self.compact_delay = compact_delay
+        self.compact_max_updates = (
+            compact_max_updates if compact_max_updates is not None else 10 * compact_threshold
+        )
         conn = connect(self.path, synchronous)
         migrate(conn)
         self._worker = SQLiteWorker(conn)
@@ -72,7 +81,9 @@ class SQLiteStore:
             1, min(1000, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 4)
         )
         self._compactor = SQLiteWorker(connect(self.path, synchronous))
+        self._folder = FoldProcess()  # used on the compactor's thread only
         self._compactions: dict[str, asyncio.Task[bool]] = {}  # doc name -> running compaction
+        self._due: dict[str, asyncio.TimerHandle] = {}  # doc name -> its debounced compaction
         self._tail_counts: dict[str, int] = {}
 
     @property
@@ -87,8 +98,7 @@ class SQLiteStore:
 
     async def append(self, doc_name: str, records: Sequence[UpdateRecord]) -> int:
         last = await self._worker.run(self._append, doc_name, list(records))
-        if self._tail_counts.get(doc_name, 0) > self.compact_threshold:
-            self._compact_in_background(doc_name)
+        self._schedule_compaction(doc_name)
         return last
 
     async def updates_since(self, doc_name: str, seq: int) -> list[StoredUpdate]:
@@ -101,7 +111,8 @@ class SQLiteStore:
         return await self._worker.run(self._exists, doc_name)
 
     async def close(self) -> None:
-        await self.wait_for_compactions()
+        await self.wait_for_compactions()  # due ones included: the file is left compact
+        await self._compactor.run(self._folder.close)
         await self._compactor.close()
         await self._worker.close()
 
@@ -118,22 +129,55 @@ class SQLiteStore:
         return await self._compactor.run(self._compact, self._compactor.conn, doc_name)
 
     async def wait_for_compactions(self) -> None:
-        """Return once the compactions started by appends so far have finished."""
-        while self._compactions:
+        """Run the compactions that are due now, and return once all have finished."""
+        while self._compactions or self._due:
+            for doc_name in list(self._due):
+                self._due.pop(doc_name).cancel()
+                self._compact_in_background(doc_name)
             await asyncio.gather(*self._compactions.values(), return_exceptions=True)
+
+    def _schedule_compaction(self, doc_name: str) -> None:
+        """Debounced: a log past ``compact_threshold`` is folded once its document has had
+        no append for ``compact_delay`` seconds, or at once past ``compact_max_updates``.
+
+        A fold costs CPU in proportion to the whole document, so folding every
+        ``compact_threshold`` updates of a document being typed into flat out is
+        work that the next fold redoes a moment later. (Hocuspocus debounces its
+        store the same way.) The cap bounds what a cold load must replay.
+        """
+        tail = self._tail_counts.get(doc_name, 0)
+        if tail <= self.compact_threshold or doc_name in self._compactions:
+            return  # a running compaction checks the tail again when it ends
+        due = self._due.pop(doc_name, None)
+        if due is not None:
+            due.cancel()
+        if tail > self.compact_max_updates or self.compact_delay <= 0:
+            self._compact_in_background(doc_name)
+        else:
+            self._due[doc_name] = asyncio.get_running_loop().call_later(
+                self.compact_delay, self._compact_due, doc_name
+            )
+
+    def _compact_due(self, doc_name: str) -> None:
+        self._due.pop(doc_name, None)
+        self._compact_in_background(doc_name)
 
     def _compact_in_background(self, doc_name: str) -> None:
         if doc_name in self._compactions:
             return
 
         async def compact() -> bool:
+            folded = False
             try:
-                return await self._compact_now(doc_name)
+                folded = await self._compact_now(doc_name)
+                return folded
             except Exception:  # the appends are committed; the next one tries again
                 log.exception("compaction failed", extra={"doc": doc_name})
                 return False
             finally:
                 del self._compactions[doc_name]
+                if folded:  # appends went on during the fold: they may be due one of their own
+                    self._schedule_compaction(doc_name)
 
         self._compactions[doc_name] = asyncio.get_running_loop().create_task(
             compact(), name=f"compact {doc_name}"
@@ -224,21 +268,19 @@ class SQLiteStore:
         finally:
             c.execute("COMMIT")
         if not rows:
+            self._tail_counts[doc_name] = 0  # another process folded it all
             return False
-        doc = Doc()  # folded holding no lock: writers go on meanwhile
-        with doc.transaction():
-            if snapshot:
-                doc.apply_update(snapshot)
-            for _, data in rows:
-                doc.apply_update(data)
+        # folded holding no lock (writers go on meanwhile), in the fold process (the event
+        # loop goes on meanwhile: pycrdt would hold the GIL for the whole fold)
         folded = rows[-1][0]
-        snapshot, state = doc.get_update(), doc.get_state()
+        snapshot, state = self._folder.fold(snapshot, [data for _, data in rows])
         c.execute("BEGIN IMMEDIATE")
         try:
             row = c.execute(
                 "SELECT snapshot_seq FROM documents WHERE name = ?", (doc_name,)
             ).fetchone()
             if row is None or row[0] != snapshot_seq:  # deleted, or compacted by another
+                self._tail_counts[doc_name] = self._count_tail(c, doc_name)
                 c.execute("COMMIT")
                 return False
             c.execute(
