@@ -181,56 +181,81 @@ TaskLookup = Callable[[str], dict[str, Any] | None]
 """Returns a task's fields (after the transaction) by id, or None if it no longer exists."""
 
 
-@dataclass
-class _Need:
-    change: Change  # the path is built only when the need is not met (the common case is met)
-    any_of: tuple[Permission, ...]
-    what: str
-    suffix: str = ""
+Need = tuple[tuple[Permission, ...], str, str]
+"""What one change needs: any one of these permissions, what it does (for the reason), and
+a suffix of the change's path naming the part that needs it. No permissions: nobody may."""
 
-    @property
-    def path(self) -> str:
-        return _path(self.change) + self.suffix
+_CREATE_TASKS: Need = ((P.CREATE_TASKS,), "create tasks", "")
+_DELETE_TASKS: Need = ((P.DELETE_TASKS,), "delete tasks", "")
+_EDIT_TASKS: Need = ((P.EDIT_ALL_TASKS,), "edit tasks", "")
+_ASSIGN_TASKS: Need = ((P.ASSIGN_TASKS,), "assign tasks", "")
+_EDIT_OWN_TASK: Need = ((P.EDIT_OWN_TASKS, P.EDIT_ALL_TASKS), "edit tasks assigned to them", "")
+_EDIT_OTHERS_TASK: Need = ((P.EDIT_ALL_TASKS,), "edit tasks not assigned to them", "")
+_MANAGE_TEAM: Need = ((P.MANAGE_TEAM,), "change the team", "")
+_EDIT_PROJECT: Need = ((P.EDIT_PROJECT,), "edit the project", "")
+_EDIT_BUDGET: Need = ((P.EDIT_BUDGET,), "edit the budget", "")
+_EDIT_COSTS: Need = ((P.EDIT_COSTS,), "edit costs", "")
+_MANAGE_RESOURCES: Need = ((P.MANAGE_RESOURCES,), "manage resources", "")
+_POST_AS_OTHER: Need = ((), "post as someone else", "/author")
+_CHAT: Need = ((P.VIEW_PROJECT,), "chat", "")
+_EDIT_CHAT: Need = ((P.MANAGE_TEAM,), "edit or delete chat messages", "")
 
 
 def _path(change: Change) -> str:
     return "/".join(str(p) for p in change.path)
 
 
-def _task_needs(
+def _task_need(
     change: Change, user: str, task: TaskLookup, created: set[str], perms: frozenset[Permission]
-) -> list[_Need]:
+) -> Need | None:
     if len(change.path) == 2:
         if change.action == "add":
-            return [_Need(change, (P.CREATE_TASKS,), "create tasks")]
+            return _CREATE_TASKS
         if change.action == "delete":
-            return [_Need(change, (P.DELETE_TASKS,), "delete tasks")]
-        return [_Need(change, (P.EDIT_ALL_TASKS,), "edit tasks")]
+            return _DELETE_TASKS
+        return _EDIT_TASKS
     if len(change.path) < 2:
-        return [_Need(change, (P.EDIT_ALL_TASKS,), "edit tasks")]
+        return _EDIT_TASKS
     task_id = str(change.path[1])
     if task_id in created:
-        return []  # fields of a task created in this same transaction: covered by create_tasks
+        return None  # fields of a task created in this same transaction: covered by create_tasks
     if change.field == "assignees":
-        return [_Need(change, (P.ASSIGN_TASKS,), "assign tasks")]
+        return _ASSIGN_TASKS
     if P.EDIT_ALL_TASKS in perms:  # ownership cannot matter: skip reading the task
-        return [_Need(change, (P.EDIT_ALL_TASKS,), "edit tasks")]
+        return _EDIT_TASKS
     fields = task(task_id) or {}
     assignees = fields.get("assignees") or []
-    if user in assignees:
-        return [_Need(change, (P.EDIT_OWN_TASKS, P.EDIT_ALL_TASKS), "edit tasks assigned to them")]
-    return [_Need(change, (P.EDIT_ALL_TASKS,), "edit tasks not assigned to them")]
+    return _EDIT_OWN_TASK if user in assignees else _EDIT_OTHERS_TASK
 
 
-def _chat_needs(
-    change: Change, user: str, message: Callable[[int], dict[str, Any] | None]
-) -> list[_Need]:
+def _chat_need(change: Change, user: str, message: Callable[[int], dict[str, Any] | None]) -> Need:
     if len(change.path) == 2 and change.action == "add" and isinstance(change.path[1], int):
         msg = message(change.path[1]) or {}
-        if msg.get("author") != user:
-            return [_Need(change, (), "post as someone else", "/author")]
-        return [_Need(change, (P.VIEW_PROJECT,), "chat")]
-    return [_Need(change, (P.MANAGE_TEAM,), "edit or delete chat messages")]
+        return _CHAT if msg.get("author") == user else _POST_AS_OTHER
+    return _EDIT_CHAT
+
+
+def _need(
+    kind: DocKind,
+    change: Change,
+    user: str,
+    task: TaskLookup,
+    message: Callable[[int], dict[str, Any] | None],
+    created: set[str],
+    perms: frozenset[Permission],
+) -> Need | None:
+    root = change.root
+    if kind is DocKind.MAIN:
+        if root == "tasks":
+            return _task_need(change, user, task, created, perms)
+        if root == "members":
+            return _MANAGE_TEAM
+        return _EDIT_PROJECT  # meta, columns, milestones, rules
+    if kind is DocKind.FINANCE:
+        return _EDIT_BUDGET if root == "budget" else _EDIT_COSTS  # else: costs, time_entries
+    if kind is DocKind.RESOURCES:
+        return _MANAGE_RESOURCES
+    return _chat_need(change, user, message)
 
 
 def decide(
@@ -243,37 +268,30 @@ def decide(
     message: Callable[[int], dict[str, Any] | None] = lambda _i: None,
 ) -> Decision:
     """Allow ``changes`` by ``user`` holding ``perms`` on a ``kind`` document, or say why not."""
-    needs: list[_Need] = []
     # tasks this transaction creates: their fields are covered by create_tasks, in any event order
     created = {
         str(c.path[1])
         for c in changes
         if kind is DocKind.MAIN and c.root == "tasks" and len(c.path) == 2 and c.action == "add"
     }
+    # The first change (in order) whose need is not met decides; most transactions meet
+    # every need, so nothing is built for the ones that are.
     for change in changes:
-        root = change.root
-        if kind is DocKind.MAIN:
-            if root == "tasks":
-                needs += _task_needs(change, user, task, created, perms)
-            elif root == "members":
-                needs.append(_Need(change, (P.MANAGE_TEAM,), "change the team"))
-            else:  # meta, columns, milestones, rules
-                needs.append(_Need(change, (P.EDIT_PROJECT,), "edit the project"))
-        elif kind is DocKind.FINANCE:
-            if root == "budget":
-                needs.append(_Need(change, (P.EDIT_BUDGET,), "edit the budget"))
-            else:  # costs, time_entries
-                needs.append(_Need(change, (P.EDIT_COSTS,), "edit costs"))
-        elif kind is DocKind.RESOURCES:
-            needs.append(_Need(change, (P.MANAGE_RESOURCES,), "manage resources"))
+        need = _need(kind, change, user, task, message, created, perms)
+        if need is None:
+            continue
+        any_of, what, suffix = need
+        if not any_of:
+            return Decision(False, f"{user} may not {what}", _path(change) + suffix, None)
+        for p in any_of:
+            if p in perms:
+                break
         else:
-            needs += _chat_needs(change, user, message)
-    for need in needs:
-        if not need.any_of:
-            return Decision(False, f"{user} may not {need.what}", need.path, None)
-        if not any(p in perms for p in need.any_of):
-            missing = need.any_of[0]  # the least that would have allowed it
+            missing = any_of[0]  # the least that would have allowed it
             return Decision(
-                False, f"{user} may not {need.what}: needs {missing.value}", need.path, missing
+                False,
+                f"{user} may not {what}: needs {missing.value}",
+                _path(change) + suffix,
+                missing,
             )
     return ALLOW
