@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property, lru_cache
 
 PROJECT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
 _PROJECT_ID = re.compile(PROJECT_ID_PATTERN, re.ASCII)
@@ -31,8 +32,8 @@ class DocName:
     project_id: str
     kind: DocKind
 
-    @property
-    def name(self) -> str:
+    @cached_property
+    def name(self) -> str:  # asked per observed change: built once
         return doc_name(self.project_id, self.kind)
 
     def __str__(self) -> str:
@@ -49,6 +50,11 @@ def parse_doc_name(name: str) -> DocName:
     """``p/<id>`` or ``p/<id>/(finance|resources|chat)``; anything else raises InvalidDocName."""
     if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
         raise InvalidDocName("document name is too long")
+    return _parse_doc_name(name)
+
+
+@lru_cache(maxsize=4096)  # observers parse the name of every change they see
+def _parse_doc_name(name: str) -> DocName:
     parts = name.split("/")
     if len(parts) not in (2, 3) or parts[0] != "p":
         raise InvalidDocName(

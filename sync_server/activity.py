@@ -138,11 +138,21 @@ class ActivityRecorder:
         now = time.time()
         rows: list[tuple[str, tuple]] = []  # (project, key)
         renamed: dict[str, str] = {}  # project -> its new name
+        # Typing is a run of events with equal changes (edit tasks/t1/title, ...): each
+        # would make the one row its predecessor made (rows read the live document, which
+        # does not change within this loop), and the check below would drop it. Skipping
+        # the repeat saves working the row out again, once per keystroke.
+        repeat: tuple | None = None
         for event in events:
             if not event.changes:
                 continue
+            this = (event.doc_name, event.actor.user_id, event.changes)
+            if this == repeat:
+                continue
             name = parse_doc_name(event.doc_name)
-            for row in entries_for(name.kind, event.changes, event.doc):
+            entries = entries_for(name.kind, event.changes, event.doc)
+            repeat = this if len(entries) <= 1 else None
+            for row in entries:
                 detail = json.dumps(row["detail"], sort_keys=True) if row["detail"] else None
                 key = (name.name, event.actor.user_id, row["action"], row["task"], detail)
                 if rows and rows[-1] == (name.project_id, key):
