@@ -144,7 +144,9 @@ class Room:
         ] = {}  # client id -> (clock, state, conn id)
         self._awareness_bytes: dict[int, bytes] = {}  # client id -> its encoded entry
         self._batch = _Batch()
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # set by _signal_flusher: the batch holds something
+        self._woken_at = 0.0  # monotonic time the batch first held something
+        self._batch_full = asyncio.Event()  # flow control: commit now, coalesce no longer
         self._durable = asyncio.Condition()
         self._applied_gen = 0
         self.revision = 0  # counts every change applied to the document (API version cache)
@@ -218,7 +220,7 @@ class Room:
             self._batch.everyone = True
             self._applied_gen += 1
             self.revision += 1
-            self._wake.set()
+            self._signal_flusher()
             log.info(
                 "migrated from schema %d to %d", version, SCHEMA_VERSION, extra={"doc": self.name}
             )
@@ -360,7 +362,7 @@ class Room:
         ack_seq = conn.updates_received
         if conn.awaiting_resync and not step2:  # the coming step 2 carries this one too
             self._batch.replies.append((conn, {"type": "resync", "n": ack_seq}))
-            self._wake.set()
+            self._signal_flusher()
             return None
         conn.awaiting_resync = False
         async with self._lock:
@@ -393,6 +395,7 @@ class Room:
         batch = self._batch
         batch.replies.append((conn, reply))
         if len(batch.records) >= self.settings.max_unflushed_updates:
+            self._batch_full.set()
             await self.flush()
         return result
 
@@ -416,7 +419,7 @@ class Room:
         conn.awaiting_resync = True
         conn.send(encode_sync_step1(self.state_vector()))
         self._batch.replies.append((conn, {"type": "resync", "n": ack_seq, "reason": reason}))
-        self._wake.set()
+        self._signal_flusher()
 
     def _queue_outcome(self, result: GateResult, actor: Actor, sender: Connection | None) -> int:
         """Put one gated transaction into the pending batch (stored, then broadcast, then
@@ -452,7 +455,7 @@ class Room:
             )
         self._applied_gen += 1
         self.revision += 1
-        self._wake.set()
+        self._signal_flusher()
         return self._applied_gen
 
     async def edit(self, actor: Actor, mutate: Callable[[Doc], None]) -> GateResult:
@@ -513,15 +516,28 @@ class Room:
         target = self._applied_gen
         if self._durable_gen >= target:
             return
-        self._wake.set()
+        self._signal_flusher()
         async with self._durable:
             await self._durable.wait_for(lambda: self._durable_gen >= target or self.closed)
 
+    def _signal_flusher(self) -> None:
+        """The batch holds something: the flusher commits it a coalescing window after
+        the first thing entered it (not after it noticed: a batch that filled while the
+        previous one was being stored has already waited)."""
+        if not self._wake.is_set():
+            self._woken_at = time.monotonic()
+            self._wake.set()
+
     async def _flusher(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
-            if self.settings.coalesce_seconds:
-                await asyncio.sleep(self.settings.coalesce_seconds)
+            delay = self._woken_at + self.settings.coalesce_seconds - time.monotonic()
+            if delay > 0 and not self._batch_full.is_set():
+                timer = loop.call_later(delay, self._batch_full.set)
+                await self._batch_full.wait()
+                timer.cancel()
+            self._batch_full.clear()
             self._wake.clear()
             gen = self._applied_gen
             batch, self._batch = self._batch, _Batch()
