@@ -40,6 +40,10 @@ def refuse_permessage_deflate() -> None:
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
+    # Hypercorn listens with a backlog of 100: when more clients connect at once (a
+    # reconnect storm after a network blip), the kernel drops their SYNs and they retry
+    # 1 s, then 3 s later. The kernel caps this at net.core.somaxconn.
+    config.backlog = settings.listen_backlog
     config.accesslog = None
     config.errorlog = "-"
     # Hypercorn's own cap closes with 1009 and no reason; ours (in the app) says why.

@@ -16,6 +16,7 @@ class Settings:
     db: str = field(default_factory=default_db_path)
     host: str = "127.0.0.1"
     port: int = 8000
+    listen_backlog: int = 1024  # connections waiting to be accepted (Hypercorn's default: 100)
     max_message_bytes: int = 8 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
     coalesce_ms: float = 5.0

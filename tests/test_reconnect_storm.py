@@ -53,3 +53,45 @@ def test_500_clients_drop_and_reconnect_at_once_and_converge(server) -> None:
     stored = stored_doc(server.db, "p/storm").get("tasks", type=Map).to_py()
     assert stored["storm"]["custom"] == custom
     assert not bad_lines(server.log()), "\n".join(bad_lines(server.log())[:20])
+
+
+def test_clients_connecting_while_the_server_is_busy_wait_in_its_listen_queue(server) -> None:
+    """600 clients connect while the server's loop cannot accept (stopped with SIGSTOP, as
+    a loop busy with a storm would be): the kernel completes every handshake and queues it.
+    With Hypercorn's default backlog of 100 it completed 101 and dropped the other SYNs,
+    and those clients waited 1 s, then 3 s, for their retries."""
+    import select
+    import signal
+    import socket
+
+    import httpx
+
+    assert server.proc is not None
+    clients = 600
+    socks: list[socket.socket] = []
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        for _ in range(clients):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", server.port))
+            socks.append(s)
+        connected: set[int] = set()
+        poller = select.poll()
+        for s in socks:
+            poller.register(s, select.POLLOUT)
+        for _ in range(10):  # loopback handshakes take microseconds; drops never complete
+            for fd, _events in poller.poll(50):
+                poller.unregister(fd)
+                connected.add(fd)
+        errors = sum(
+            1
+            for s in socks
+            if s.fileno() in connected and s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        )
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        for s in socks:
+            s.close()
+    assert (len(connected), errors) == (clients, 0)
+    assert httpx.get(server.http_url + "/healthz", timeout=10).status_code == 200
