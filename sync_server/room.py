@@ -426,7 +426,9 @@ class Room:
         observed); returns its generation, durable once ``_durable_gen`` reaches it.
 
         The sender of an accepted update already has it; everyone else gets it. A revert
-        (and any server-side edit, which has no sender) goes to everyone.
+        (and any server-side edit, which has no sender) goes to everyone. A transaction
+        that changed nothing (every new client's empty sync step 2) only queues its
+        reply: there is nothing to make durable, so nobody's sync waits for it.
         """
         batch = self._batch
         if result.update is not None:
@@ -453,8 +455,9 @@ class Room:
                 result.denial.path or "-",
                 extra={"doc": self.name, "user": str(actor)},
             )
-        self._applied_gen += 1
-        self.revision += 1
+        if result.update is not None:
+            self._applied_gen += 1
+            self.revision += 1
         self._signal_flusher()
         return self._applied_gen
 

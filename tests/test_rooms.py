@@ -287,3 +287,39 @@ async def test_a_flooding_client_waits_in_its_socket_while_every_commit_stays_sm
     ]
     assert sum(sizes) >= 402  # the task, 400 keystrokes, bob's task (and any migration)
     assert max(sizes) <= 16 + 1, sorted(sizes)[-5:]  # bob may add one while alice waits
+
+
+async def test_a_full_batch_is_stored_and_sent_without_waiting_out_the_coalescing_window(
+    tmp_path,
+) -> None:
+    """With a coalescing window of a minute, the 16th gated update (the flow-control bound)
+    makes the room store and send the batch at once: every sender gets its acks and every
+    other client the edits, long before the window would have ended. A client's empty sync
+    step 2 changes nothing and holds up nobody's sync either."""
+    srv = start_server(tmp_path, TANDEM_COALESCE_MS="60000", TANDEM_MAX_UNFLUSHED_UPDATES="16")
+    try:
+        async with (
+            RawClient.connect(srv, "p/full", "alice") as alice,
+            RawClient.connect(srv, "p/full", "bob") as bob,
+        ):
+            with anyio.fail_after(10):
+                await alice.sync()
+                await alice.drain(0.2)  # its empty step 2 reaches the room
+                await bob.sync()  # does not wait a minute for alice's no-op
+            numbers = [
+                await alice.send_update(
+                    alice.edit(
+                        lambda d, i=i: create_task(d, TaskCreate(title=f"t{i}"), created_by="alice")
+                    )
+                )
+                for i in range(16)
+            ]
+            with anyio.fail_after(10):
+                outcomes = [await alice.outcome(k, timeout=10) for k in numbers]
+                while len(bob.doc.get("tasks", type=Map)) < 16:
+                    await bob.recv(timeout=10)
+            assert {o["type"] for o in outcomes} == {"ack"}
+            titles = {t["title"] for t in bob.doc.get("tasks", type=Map).to_py().values()}
+            assert titles == {f"t{i}" for i in range(16)}
+    finally:
+        srv.stop()
