@@ -181,6 +181,9 @@ def run_generator(
     result["connect_server_cpu_s"] = round(cpu["edit"] - cpu["start"], 2)
     result["server_cpu_s"] = round(cpu["done"] - cpu["edit"], 2)
     secs = max(result["seconds"], 0.01)
+    # the load each client library actually offered: at full speed it is the generator's own
+    # pace, and latency counts from when an edit was made, however far ahead that was
+    result["sent_per_s"] = round(clients * edits / max(result["send_seconds"], 0.01))
     result["server_cores"] = round(result["server_cpu_s"] / secs, 2)
     result["generator_cores"] = round(result["generator_cpu_s"] / secs, 2)
     result["server_loop_busy"] = round((busy["done"] - busy["edit"]) / secs, 2)
@@ -233,6 +236,7 @@ def run_once(
 
 
 KEYS = (
+    "sent_per_s",
     "delivered_per_s",
     "p50_ms",
     "p99_ms",

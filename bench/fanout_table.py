@@ -12,7 +12,9 @@ from pathlib import Path
 from .common import RESULTS
 
 COLUMNS = [
+    ("edits sent/s", "sent_per_s", "{:,.0f}"),
     ("delivered/s", "delivered_per_s", "{:,.0f}"),
+    ("all delivered s", "seconds", "{:.2f}"),
     ("p50 ms", "p50_ms", "{:,.0f}"),
     ("p99 ms", "p99_ms", "{:,.0f}"),
     ("connect+sync ms", "connect_ms", "{:,.0f}"),
