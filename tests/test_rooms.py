@@ -111,6 +111,35 @@ async def test_presence_is_relayed_and_nobody_can_speak_for_another_client(serve
         assert not any(e.client_id == 42 and e.state for m in carol.awareness for e in m.entries)
 
 
+async def test_presence_that_no_peer_would_apply_is_not_relayed(server) -> None:
+    """y-protocols' Awareness starts every client at clock 0 and its peers ignore a clock
+    they already know (0 for a client they have never heard of), so the server relays a
+    state only when it is news: a newer clock, or a removal at the same clock."""
+    async with (
+        RawClient.connect(server, "p/news", "alice") as alice,
+        RawClient.connect(server, "p/news", "bob") as bob,
+    ):
+        await alice.sync()
+        await bob.sync()
+        await alice.send(presence(7, 0, {}))  # what every stock client announces on connect
+        await bob.drain(0.3)
+        assert bob.awareness == []
+        await alice.send(presence(7, 1, {"viewing": "t1"}))
+        await alice.send(presence(7, 1, {"viewing": "t1"}))  # sent again: not news
+        await bob.drain(0.3)
+        relayed = [(e.client_id, e.clock) for m in bob.awareness for e in m.entries]
+        assert relayed == [(7, 1)]
+        async with RawClient.connect(server, "p/news", "carol") as carol:
+            await carol.sync()  # a newcomer is told the states that are news to it
+            await carol.drain(0.3)
+            told = [(e.client_id, e.clock) for m in carol.awareness for e in m.entries]
+            assert told == [(7, 1)]
+        bob.awareness.clear()
+        await alice.send(presence(7, 1, None))  # a removal at the same clock is news
+        await bob.drain(0.3)
+        assert [(e.client_id, e.state) for m in bob.awareness for e in m.entries] == [(7, None)]
+
+
 @dataclass
 class Recorder:
     seen: list[DocumentChanged] = field(default_factory=list)
