@@ -106,12 +106,12 @@ def create_app(
         vapid_key(db.conn)  # Web Push: the key pair is made on first start
         # Observers write derived data (activity, notifications) on connections of their own
         # with synchronous=NORMAL: a commit is not an fsync (WAL still survives a killed
-        # process; only a power cut can lose the last rows). The activity stream commits on
-        # its connection's worker thread; notifications, rarer, still write on the loop.
-        derived = open_database(settings.db, synchronous="NORMAL")
-        state["derived_db"] = derived
+        # process; only a power cut can lose the last rows), each on its connection's worker
+        # thread, so the event loop never waits for SQLite's write lock.
         activity_db = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
         state["activity_db"] = activity_db
+        notices_db = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
+        state["notices_db"] = notices_db
         resolver = access.PermissionResolver(db.conn, ttl=settings.permission_cache_seconds)
         state["access"] = resolver
         doc_store = store or SQLiteStore(
@@ -130,7 +130,7 @@ def create_app(
             observers=[
                 *observers,
                 ActivityRecorder(activity_db),
-                NotificationCenter(derived.conn),
+                NotificationCenter(notices_db),
             ],
             permission_check=permission_check or resolver.check,
             on_rejected=lambda actor, doc_name, denial: access.record_rejection(
@@ -149,8 +149,8 @@ def create_app(
         await state["rooms"].close()
         await state["store"].close()
         state["db"].conn.close()
-        state["derived_db"].conn.close()
         await state["activity_db"].close()
+        await state["notices_db"].close()
 
     @app.get("/healthz")
     @hide

@@ -32,6 +32,7 @@ from pywebpush import WebPushException, webpush
 
 from doc_model import DocKind, parse_doc_name
 
+from .database import SQLiteWorker
 from .hooks import DocumentChanged
 
 log = logging.getLogger("tandem.notifications")
@@ -163,10 +164,28 @@ def _may_notify(kind: DocKind, event: DocumentChanged) -> bool:
     return False
 
 
-def assignment_notices(
-    conn: sqlite3.Connection, event: DocumentChanged, project: str
-) -> list[Notice]:
-    """New assignees of the tasks this change touched (remembered in ``assignments``)."""
+@dataclass(frozen=True)
+class _Assignees:
+    """A touched task's assignees as the live document has them (read on the event loop)."""
+
+    project: str
+    task_id: str
+    actor: str
+    assignees: frozenset[str]
+    title: str | None  # None: no such task (deleted, or not a task)
+
+
+@dataclass(frozen=True)
+class _Message:
+    """An added chat message's text (read on the event loop)."""
+
+    project: str
+    actor: str
+    text: str
+
+
+def read_assignees(event: DocumentChanged, project: str) -> list[_Assignees]:
+    """The current assignees of every task this change added or reassigned."""
     if event.doc is None:
         return []
     tasks = event.doc.get("tasks", type=Map)
@@ -175,129 +194,175 @@ def assignment_notices(
         for c in event.changes
         if c.root == "tasks" and len(c.path) >= 2 and (len(c.path) == 2 or c.field == "assignees")
     }
-    out: list[Notice] = []
+    out: list[_Assignees] = []
     for task_id in sorted(touched):
         task = tasks.get(task_id)
-        now: set[str] = set()
+        now: frozenset[str] = frozenset()
         if isinstance(task, Map) and isinstance(task.get("assignees"), Array):
-            now = {a for a in task.get("assignees") if isinstance(a, str)}
-        known = {
-            r[0]
-            for r in conn.execute(
-                "SELECT user FROM assignments WHERE project = ? AND task = ?", (project, task_id)
-            )
-        }
-        for gone in known - now:
-            conn.execute(
-                "DELETE FROM assignments WHERE project = ? AND task = ? AND user = ?",
-                (project, task_id, gone),
-            )
-        for user in sorted(now - known):
-            conn.execute(
-                "INSERT OR IGNORE INTO assignments (project, task, user) VALUES (?, ?, ?)",
-                (project, task_id, user),
-            )
-            if user != event.actor.user_id and isinstance(task, Map):
-                out.append(
-                    Notice(
-                        user,
-                        project,
-                        "assigned",
-                        f"{event.actor.user_id} assigned you a task",
-                        _title(task),
-                        f"/#/p/{project}/task/{task_id}",
-                    )
-                )
+            now = frozenset(a for a in task.get("assignees") if isinstance(a, str))
+        title = _title(task) if isinstance(task, Map) else None
+        out.append(_Assignees(project, task_id, event.actor.user_id, now, title))
     return out
 
 
-def mention_notices(conn: sqlite3.Connection, event: DocumentChanged, project: str) -> list[Notice]:
+def read_messages(event: DocumentChanged, project: str) -> list[_Message]:
+    """The text of every chat message this change added."""
     if event.doc is None:
         return []
     messages = event.doc.get("messages", type=Array)
-    members = {r[0] for r in conn.execute("SELECT user FROM grants WHERE project = ?", (project,))}
-    out: list[Notice] = []
+    out: list[_Message] = []
     for change in event.changes:
         if change.action != "add" or len(change.path) != 2 or not isinstance(change.path[1], int):
             continue
         index = change.path[1]
         if index >= len(messages) or not isinstance(messages[index], Map):
             continue
-        message = messages[index]
-        text = str(message.get("text") or "")
-        for name in sorted(set(MENTION.findall(text))):
-            if name in members and name != event.actor.user_id:
-                out.append(
-                    Notice(
-                        name,
-                        project,
-                        "mention",
-                        f"{event.actor.user_id} mentioned you",
-                        text[:200],
-                        f"/#/p/{project}/chat",
-                    )
-                )
+        text = str(messages[index].get("text") or "")
+        out.append(_Message(project, event.actor.user_id, text))
     return out
 
 
-class NotificationCenter:
-    """A DocumentObserver: stores notifications and pushes them to subscribed browsers."""
+def assignment_notices(conn: sqlite3.Connection, item: _Assignees) -> list[Notice]:
+    """New assignees of one task (remembered in ``assignments``): removing and re-adding
+    someone tells them again; assigning yourself tells nobody."""
+    known = {
+        r[0]
+        for r in conn.execute(
+            "SELECT user FROM assignments WHERE project = ? AND task = ?",
+            (item.project, item.task_id),
+        )
+    }
+    for gone in known - item.assignees:
+        conn.execute(
+            "DELETE FROM assignments WHERE project = ? AND task = ? AND user = ?",
+            (item.project, item.task_id, gone),
+        )
+    out: list[Notice] = []
+    for user in sorted(item.assignees - known):
+        conn.execute(
+            "INSERT OR IGNORE INTO assignments (project, task, user) VALUES (?, ?, ?)",
+            (item.project, item.task_id, user),
+        )
+        if user != item.actor and item.title is not None:
+            out.append(
+                Notice(
+                    user,
+                    item.project,
+                    "assigned",
+                    f"{item.actor} assigned you a task",
+                    item.title,
+                    f"/#/p/{item.project}/task/{item.task_id}",
+                )
+            )
+    return out
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+
+def mention_notices(conn: sqlite3.Connection, item: _Message) -> list[Notice]:
+    """Members of the project named ``@user`` in one message (not its author)."""
+    names = sorted(set(MENTION.findall(item.text)) - {item.actor})
+    if not names:
+        return []
+    marks = ",".join("?" * len(names))
+    members = {
+        r[0]
+        for r in conn.execute(
+            f"SELECT user FROM grants WHERE project = ? AND user IN ({marks})",
+            (item.project, *names),
+        )
+    }
+    return [
+        Notice(
+            name,
+            item.project,
+            "mention",
+            f"{item.actor} mentioned you",
+            item.text[:200],
+            f"/#/p/{item.project}/chat",
+        )
+        for name in names
+        if name in members
+    ]
+
+
+Delivery = tuple[Notice, list[dict[str, Any]]]
+"""A stored notice and the push subscriptions of its user."""
+
+
+class NotificationCenter:
+    """A DocumentObserver: stores notifications and pushes them to subscribed browsers.
+
+    What a change means is read from the live document on the event loop; the
+    SQLite transaction that remembers assignments and stores the notices runs on
+    the worker's thread (``database.SQLiteWorker``), so the loop never waits for
+    the write lock; pushes run on worker threads of their own.
+    """
+
+    def __init__(self, db: SQLiteWorker) -> None:
+        self.db = db
         self._key: Vapid02 | None = None
 
-    @property
-    def key(self) -> Vapid02:
-        if self._key is None:
-            self._key = vapid_key(self.conn)
-        return self._key
-
     async def documents_changed(self, events: Sequence[DocumentChanged]) -> None:
-        relevant = [
-            (name, e)
-            for e in events
-            if e.actor.kind == "user" and _may_notify((name := parse_doc_name(e.doc_name)).kind, e)
-        ]
-        if not relevant:
-            return  # typing, moving cards, ...: nothing to read or write
+        items: list[_Assignees | _Message] = []
+        for e in events:
+            if e.actor.kind != "user":
+                continue
+            name = parse_doc_name(e.doc_name)
+            if not _may_notify(name.kind, e):
+                continue  # typing, moving cards, ...: nothing to read or write
+            if name.kind is DocKind.MAIN:
+                items += read_assignees(e, name.project_id)
+            else:
+                items += read_messages(e, name.project_id)
+        if not items:
+            return
+        deliveries = await self.db.run(self._store, items)
+        if not any(subscriptions for _, subscriptions in deliveries):
+            return
+        if self._key is None:
+            self._key = await self.db.run(vapid_key, self.db.conn)
+        for notice, subscriptions in deliveries:
+            for subscription in subscriptions:
+                gone = await asyncio.to_thread(self._push, self._key, notice, subscription)
+                if gone:
+                    await self.db.run(self._forget, subscription["endpoint"])
+                    log.info("dropped an expired push subscription", extra={"user": notice.user})
+
+    def _store(self, items: Sequence[_Assignees | _Message]) -> list[Delivery]:
+        """One transaction (on the worker's thread): the notices, and whom to push them to."""
+        conn = self.db.conn
         notices: list[Notice] = []
-        self.conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            for name, event in relevant:
-                if name.kind is DocKind.MAIN:
-                    notices += assignment_notices(self.conn, event, name.project_id)
+            for item in items:
+                if isinstance(item, _Assignees):
+                    notices += assignment_notices(conn, item)
                 else:
-                    notices += mention_notices(self.conn, event, name.project_id)
+                    notices += mention_notices(conn, item)
             for n in notices:
-                self.conn.execute(
+                conn.execute(
                     "INSERT INTO notifications (user, project, kind, title, body, url, created_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (n.user, n.project, n.kind, n.title, n.body, n.url, time.time()),
                 )
-            self.conn.execute("COMMIT")
+            conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
-        for notice in notices:
-            for subscription in subscriptions_of(self.conn, notice.user):
-                gone = await asyncio.to_thread(self._push, notice, subscription)
-                if gone:
-                    with self.conn:
-                        self.conn.execute(
-                            "DELETE FROM push_subscriptions WHERE endpoint = ?",
-                            (subscription["endpoint"],),
-                        )
-                    log.info("dropped an expired push subscription", extra={"user": notice.user})
+        return [(n, subscriptions_of(conn, n.user)) for n in notices]
 
-    def _push(self, notice: Notice, subscription: dict[str, Any]) -> bool:
+    def _forget(self, endpoint: str) -> None:
+        with self.db.conn:
+            self.db.conn.execute("DELETE FROM push_subscriptions WHERE endpoint = ?", (endpoint,))
+
+    @staticmethod
+    def _push(key: Vapid02, notice: Notice, subscription: dict[str, Any]) -> bool:
         """Send one push (in a worker thread); True if the subscription no longer exists."""
         payload = json.dumps({"title": notice.title, "body": notice.body, "url": notice.url})
         try:
             webpush(
                 subscription,
                 payload,
-                vapid_private_key=self.key,
+                vapid_private_key=key,
                 vapid_claims={"sub": VAPID_SUBJECT},
                 ttl=24 * 3600,
                 timeout=10,
