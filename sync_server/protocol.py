@@ -70,28 +70,31 @@ class AwarenessMessage:
 class AwarenessEntry:
     """One client's presence: ``state`` is its JSON value (None: the client is gone).
 
-    Entries decoded from a message keep the JSON text and parse it on first use
-    (a ProtocolError then, if it is not JSON): stock y-websocket clients send back
-    every state they hear, so with 1,000 clients a server that parsed eagerly
-    would decode a million states it then ignores as not the sender's own.
+    Entries decoded from a message keep the state's bytes and decode and parse them on
+    first use (a ProtocolError then, if they are not UTF-8 JSON): stock y-websocket
+    clients send back every state they hear, so with 1,000 clients a server that
+    parsed eagerly would decode a million states it then ignores as not the sender's
+    own.
     """
 
-    __slots__ = ("_state", "_text", "client_id", "clock")
+    __slots__ = ("_raw", "_state", "client_id", "clock")
 
-    def __init__(self, client_id: int, clock: int, state: Any = None, *, text: str | None = None):
+    def __init__(self, client_id: int, clock: int, state: Any = None, *, raw: bytes | None = None):
         self.client_id = client_id
         self.clock = clock
         self._state = state
-        self._text = text
+        self._raw = raw  # the state's JSON as UTF-8 bytes, not yet decoded
 
     @property
     def state(self) -> Any:
-        if self._text is not None:
+        if self._raw is not None:
             try:
-                self._state = json.loads(self._text)
+                self._state = json.loads(self._raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise ProtocolError("awareness state is not valid UTF-8") from e
             except ValueError as e:
                 raise ProtocolError("awareness state is not JSON") from e
-            self._text = None
+            self._raw = None
         return self._state
 
     def _key(self) -> tuple:
@@ -210,17 +213,58 @@ def decode_message(frame: bytes) -> Message:
     return msg
 
 
+def _varuint_at(buf: bytes, pos: int) -> tuple[int, int]:
+    """The varuint starting at ``pos`` and the position after it (Reader.varuint's rules)."""
+    end = len(buf)
+    num = shift = 0
+    while True:
+        if pos >= end:
+            raise ProtocolError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        num |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+        if shift >= MAX_VARUINT_BITS + 7:
+            raise ProtocolError("varint wider than 53 bits")
+    if num >= 1 << MAX_VARUINT_BITS:
+        raise ProtocolError("varint wider than 53 bits")
+    return num, pos
+
+
 def decode_awareness_update(payload: bytes) -> tuple[AwarenessEntry, ...]:
-    r = Reader(payload)
-    count = r.varuint()
-    if count > len(payload):  # each entry takes at least 3 bytes: cheap bound before looping
-        raise ProtocolError(f"awareness update claims {count} entries in {len(payload)} bytes")
+    """Every entry's client id and clock, and its state's bytes (decoded on first use).
+
+    The hot loop of a big room: every stock y-websocket client echoes each state
+    it hears, so a server with N clients reads N entries for every state relayed.
+    Clocks and lengths below 128 (nearly all) are read inline.
+    """
+    count, pos = _varuint_at(payload, 0)
+    end = len(payload)
+    if count > end:  # each entry takes at least 3 bytes: cheap bound before looping
+        raise ProtocolError(f"awareness update claims {count} entries in {end} bytes")
     entries = []
     for _ in range(count):
-        client_id = r.varuint()
-        clock = r.varuint()
-        entries.append(AwarenessEntry(client_id, clock, text=r.varstring()))
-    r.done()
+        client_id, pos = _varuint_at(payload, pos)
+        if pos < end and payload[pos] < 0x80:
+            clock = payload[pos]
+            pos += 1
+        else:
+            clock, pos = _varuint_at(payload, pos)
+        if pos < end and payload[pos] < 0x80:
+            length = payload[pos]
+            pos += 1
+        else:
+            length, pos = _varuint_at(payload, pos)
+        if pos + length > end:
+            raise ProtocolError(
+                f"length {length} runs past the end of the message ({end - pos} bytes left)"
+            )
+        entries.append(AwarenessEntry(client_id, clock, raw=payload[pos : pos + length]))
+        pos += length
+    if pos != end:
+        raise ProtocolError(f"{end - pos} unexpected bytes after the message")
     return tuple(entries)
 
 
