@@ -23,6 +23,7 @@ a returning client's sync, or catching up after an unrevertable update.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -75,6 +76,14 @@ EMPTY_UPDATE = b"\x00\x00"
 CHEAP_TAIL_BYTES = 256 * 1024  # above this, reading the log's state vector costs a decode anyway
 MAX_RESYNCS = 3  # gapped updates one connection may send before it is closed
 OBSERVER_BATCH = 1000  # changes handed to observers in one call, at most
+# Presence frames remembered (by digest) to recognise their echoes: every newcomer gets a
+# snapshot of its own, and in a storm its echo comes back after hundreds of others.
+RECENT_PRESENCE_FRAMES = 4096
+MAX_DEPARTED_CLIENTS = 10_000  # removal clocks remembered (oldest forgotten first)
+
+
+def _digest(frame: bytes) -> bytes:
+    return hashlib.blake2b(frame, digest_size=16).digest()
 
 
 def _cheap_state_vector(stored: StoredDocument) -> dict[int, int] | None:
@@ -156,6 +165,8 @@ class Room:
         self._idle_handle: asyncio.TimerHandle | None = None
         self._presence_out: dict[int, AwarenessEntry] = {}  # client id -> newest state to relay
         self._presence_timer: asyncio.TimerHandle | None = None
+        self._departed: dict[int, int] = {}  # client id -> clock its presence was removed at
+        self._sent_presence: dict[bytes, None] = {}  # digests of the latest presence frames
         self._unload_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()  # held while the document is (re)loaded
         self.closed = False
@@ -275,8 +286,7 @@ class Room:
             if cid in self.awareness
         ]
         for entry in gone:
-            del self.awareness[entry.client_id]
-            self._awareness_bytes.pop(entry.client_id, None)
+            self._remove_presence(entry.client_id, entry.clock)
         if gone:
             self._queue_presence(gone)
         self._arm_idle_unload()
@@ -599,8 +609,8 @@ class Room:
         the last position is never lost, only delayed.
 
         A state is news only as y-protocols' ``applyAwarenessUpdate`` judges it:
-        a newer clock than the one known (0 for an unknown client), or a removal
-        at the same clock. Every peer ignores anything else, the state each
+        a newer clock than the one known (the removal clock for a client that left,
+        0 for one never heard of), or a removal at the same clock. Every peer ignores anything else, the state each
         ``Awareness`` is constructed with (clock 0) included, so relaying it would
         only cost frames: 1,000 stock clients connecting once sent each other 67 MB
         of such states, each parsed and dropped.
@@ -609,7 +619,7 @@ class Room:
             current = self.awareness.get(entry.client_id)
             if current is not None and current[2] != conn.id:
                 continue  # owned by someone else
-            known = current[0] if current is not None else 0
+            known = current[0] if current is not None else self._departed.get(entry.client_id, 0)
             if entry.clock < known:
                 continue  # stale
             if entry.clock == known and (current is None or entry.state is not None):
@@ -636,12 +646,25 @@ class Room:
         for entry in entries:
             self._awareness_bytes.pop(entry.client_id, None)
             if entry.state is None:
-                self.awareness.pop(entry.client_id, None)
+                self._remove_presence(entry.client_id, entry.clock)
                 conn.awareness_ids.discard(entry.client_id)
             else:
+                self._departed.pop(entry.client_id, None)
                 self.awareness[entry.client_id] = (entry.clock, entry.state, conn.id)
                 conn.awareness_ids.add(entry.client_id)
         self._queue_presence(entries)
+
+    def _remove_presence(self, client_id: int, clock: int) -> None:
+        """A client's presence is gone at ``clock``: remembered, as every y-protocols peer
+        remembers it, so that its old state, still being echoed back by others, is stale
+        (judged as news, it would be adopted by the echoing connection: a departed user's
+        ghost under somebody else's name, refusing its owner's own state when it returns)."""
+        self.awareness.pop(client_id, None)
+        self._awareness_bytes.pop(client_id, None)
+        self._departed.pop(client_id, None)
+        self._departed[client_id] = clock
+        while len(self._departed) > MAX_DEPARTED_CLIENTS:
+            del self._departed[next(iter(self._departed))]
 
     def _queue_presence(self, entries: Sequence[AwarenessEntry]) -> None:
         """Presence goes out per room, coalesced: one message with every state that changed
@@ -673,7 +696,7 @@ class Room:
         if entries and not self.closed:
             parts = [varuint(len(entries))]
             parts += (self._encoded_presence(e.client_id, e.clock, e.state) for e in entries)
-            self._send_to_all(encode_awareness(b"".join(parts)))
+            self._send_to_all(self._remember_presence(encode_awareness(b"".join(parts))))
 
     def awareness_snapshot(self) -> bytes:
         """Everyone's presence, for a client that just connected or asked."""
@@ -681,7 +704,25 @@ class Room:
         parts += (
             self._encoded_presence(c, clock, s) for c, (clock, s, _) in self.awareness.items()
         )
-        return encode_awareness(b"".join(parts))
+        return self._remember_presence(encode_awareness(b"".join(parts)))
+
+    def _remember_presence(self, frame: bytes) -> bytes:
+        self._sent_presence[_digest(frame)] = None
+        while len(self._sent_presence) > RECENT_PRESENCE_FRAMES:
+            del self._sent_presence[next(iter(self._sent_presence))]
+        return frame
+
+    def is_presence_echo(self, frame: bytes) -> bool:
+        """Whether ``frame`` is a presence message this room sent lately, byte for byte.
+
+        Stock y-websocket clients send back every state they apply, re-encoded the
+        way the server encoded it, so when a message was news to them in full, the
+        echo is the very frame they were sent. Nothing in it is news to the server
+        (every state is one it relayed, at the clock it knows), so it is dropped
+        unparsed: with 1,000 clients connecting, parsing the echoes was two thirds of
+        the server's time. Any other echo is parsed and judged entry by entry.
+        """
+        return _digest(frame) in self._sent_presence
 
     def _encoded_presence(self, client_id: int, clock: int, state: object) -> bytes:
         """One client's encoded awareness entry. A current state is encoded once, for the

@@ -140,6 +140,48 @@ async def test_presence_that_no_peer_would_apply_is_not_relayed(server) -> None:
         assert [(e.client_id, e.state) for m in bob.awareness for e in m.entries] == [(7, None)]
 
 
+async def test_a_departed_clients_presence_echoed_back_late_is_no_ghost(server) -> None:
+    """Stock y-websocket clients send back every state they apply. An echo of alice's state
+    that arrives after alice left must not bring her back as bob's (under bob's name), nor
+    keep alice from her own presence when she returns with a newer clock."""
+    async with RawClient.connect(server, "p/ghost", "bob") as bob:
+        await bob.sync()
+        async with RawClient.connect(server, "p/ghost", "alice") as alice:
+            await alice.sync()
+            await alice.send(presence(7, 1, {"viewing": "t1"}))
+            with anyio.fail_after(5):
+                while not any(e.client_id == 7 for m in bob.awareness for e in m.entries):
+                    await bob.recv()
+        await bob.drain(0.3)  # alice's departure: client 7 removed at clock 2
+        # bob's echo of alice's old state, late, beside his own (not the frame he was sent)
+        await bob.send(
+            encode_awareness(
+                encode_awareness_update(
+                    [
+                        AwarenessEntry(8, 1, {"viewing": None}),
+                        AwarenessEntry(7, 1, {"viewing": "t1"}),
+                    ]
+                )
+            )
+        )
+        await bob.drain(0.3)
+        async with RawClient.connect(server, "p/ghost", "carol") as carol:
+            await carol.sync()
+            await carol.drain(0.3)
+            told = {e.client_id: e.state for m in carol.awareness for e in m.entries}
+            assert 7 not in told and told[8]["user"]["id"] == "bob"
+            async with RawClient.connect(server, "p/ghost", "alice") as again:
+                await again.sync()
+                await again.send(presence(7, 3, {"viewing": "t2"}))  # newer than the removal
+                with anyio.fail_after(5):
+                    while not any(e.client_id == 7 for m in carol.awareness for e in m.entries):
+                        await carol.recv()
+                state = next(
+                    e.state for m in carol.awareness for e in m.entries if e.client_id == 7
+                )
+                assert state["user"]["id"] == "alice" and state["viewing"] == "t2"
+
+
 @dataclass
 class Recorder:
     seen: list[DocumentChanged] = field(default_factory=list)
