@@ -3,9 +3,9 @@
     .venv/bin/python -m bench.reconnect_storm [--clients 500] [--repeat 3]
 
 The storm of tests/test_reconnect_storm.py (tests/node/reconnect_storm.mjs) against a
-real `tandem serve`, run with presence off (as the test runs it) and on (y-websocket's
-default empty presence state, which every client announces on each connect and the
-server fans out to all others). Reports connect, reconnect and converge times, and the
+real `tandem serve`, run with presence off and on (each client sets a `user` field, as
+an app does, announces it on every connect, and the server fans it out to all others).
+Reports connect, reconnect and converge times, and the
 CPU seconds of the server and of the Node process over the whole run.
 """
 

@@ -5,11 +5,10 @@ while offline, and y-websocket reconnects them all together against a real
 `tandem serve`. All clients and the durably stored document must converge, and the
 server's log must hold no warning or error.
 
-The clients carry no presence state here: with y-websocket's default (empty) presence,
-each of the 500 announces itself on every connect and the server fans that out to the
-499 others, which costs the server far more CPU than the storm itself and would push
-this test past CI's time on a 2-core machine. `python -m bench.reconnect_storm` runs
-the same storm with presence on and reports its cost.
+Every client carries a presence state, as an app's does, announces it on every connect,
+and the server relays it to the 499 others (coalesced per room: see
+docs/architecture.md, "Identity"). `python -m bench.reconnect_storm` runs the same storm
+with presence off and on and reports what presence costs.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ def test_500_clients_drop_and_reconnect_at_once_and_converge(server) -> None:
         "p/storm",
         server.token("storm"),
         str(CLIENTS),
-        "off",
+        "on",
         timeout=150,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])

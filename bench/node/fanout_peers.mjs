@@ -21,14 +21,17 @@ import { readFileSync } from 'node:fs'
 const [kind, url, docName, token, nArg, mArg, waitArg, rateArg] = process.argv.slice(2)
 const N = Number(nArg); const M = Number(mArg); const WAIT_S = Number(waitArg ?? 180)
 const RATE = Number(rateArg ?? 0)
-// FANOUT_PRESENCE=off clears every client's awareness state before it connects (a headless
-// client has none); by default each client keeps its library's default presence state and
-// announces it on connect, which every server fans out to the N-1 others.
+// Presence: by default every client announces a presence state on connect, as an app does
+// (y-protocols' Awareness starts at clock 0 with an empty state, which no peer applies, so
+// each client sets a `user` field: clock 1), and every server fans it out to the N-1
+// others. FANOUT_PRESENCE=off clears every client's awareness state instead (a headless
+// client has none).
 const PRESENCE = process.env.FANOUT_PRESENCE !== 'off'
 const LOCAL = Symbol('local edit')
 
-function connect () {
+function connect (i) {
   const doc = new Y.Doc()
+  const user = { name: `client ${i}` }
   if (kind === 'hocuspocus') {
     let synced = false
     const provider = new HocuspocusProvider({
@@ -39,7 +42,8 @@ function connect () {
       WebSocketPolyfill: WebSocket,
       onSynced: () => { synced = true }
     })
-    if (!PRESENCE) provider.awareness?.setLocalState(null)
+    if (PRESENCE) provider.setAwarenessField('user', user)
+    else provider.awareness?.setLocalState(null)
     return { doc, provider, isSynced: () => synced || provider.synced }
   }
   const provider = new WebsocketProvider(url, docName, doc, {
@@ -48,7 +52,8 @@ function connect () {
     disableBc: true,
     maxBackoffTime: 500
   })
-  if (!PRESENCE) provider.awareness.setLocalState(null)
+  if (PRESENCE) provider.awareness.setLocalStateField('user', user)
+  else provider.awareness.setLocalState(null)
   return { doc, provider, isSynced: () => provider.synced }
 }
 
@@ -86,7 +91,7 @@ const cpu0 = process.cpuUsage()
 
 const t0 = performance.now()
 const clients = []
-for (let i = 0; i < N; i++) clients.push(connect())
+for (let i = 0; i < N; i++) clients.push(connect(i))
 await waitUntil(() => clients.every(c => c.isSynced()), Math.max(120, 2 * WAIT_S) * 1000, 'all clients synced')
 const connectMs = performance.now() - t0
 const connectCpu = process.cpuUsage(cpu0)

@@ -5,8 +5,9 @@
 // converged to the same state.
 // Usage: node reconnect_storm.mjs <wsBase> <docName> <token> <clients> [presence on|off]
 // presence "off" clears each client's awareness state (as a headless client has none), so
-// no presence is sent; "on" (default) keeps y-websocket's default empty state, which every
-// client announces on each connect and the server fans out to all others (N^2 messages).
+// no presence is sent; "on" (default) sets a `user` field, as an app does, which every
+// client announces on each connect and the server fans out to all others. (y-protocols'
+// initial empty state has clock 0, which no peer applies: it alone would relay nothing.)
 import { Y, connect, waitSynced, waitUntil, newTask, canonical } from './lib.mjs'
 
 const [wsBase, docName, token, nArg, presence] = process.argv.slice(2)
@@ -15,7 +16,10 @@ const N = Number(nArg)
 const t0 = performance.now()
 const clients = []
 for (let i = 0; i < N; i++) clients.push(connect(wsBase, docName, token))
-if (presence === 'off') for (const c of clients) c.provider.awareness.setLocalState(null)
+clients.forEach((c, i) => {
+  if (presence === 'off') c.provider.awareness.setLocalState(null)
+  else c.provider.awareness.setLocalStateField('user', { name: `client ${i}` })
+})
 await Promise.all(clients.map(c => waitSynced(c.provider, 60000)))
 const connectMs = performance.now() - t0
 
