@@ -610,10 +610,11 @@ class Room:
 
         A state is news only as y-protocols' ``applyAwarenessUpdate`` judges it:
         a newer clock than the one known (the removal clock for a client that left,
-        0 for one never heard of), or a removal at the same clock. Every peer ignores anything else, the state each
-        ``Awareness`` is constructed with (clock 0) included, so relaying it would
-        only cost frames: 1,000 stock clients connecting once sent each other 67 MB
-        of such states, each parsed and dropped.
+        0 for one never heard of), or a removal at the same clock. Every peer
+        ignores anything else, the state each ``Awareness`` is constructed with
+        (clock 0) included, so relaying it would only cost frames: 1,000 stock
+        clients connecting once sent each other 67 MB of such states, each parsed
+        and dropped.
         """
         for entry in message.entries:
             current = self.awareness.get(entry.client_id)
