@@ -165,7 +165,8 @@ class Room:
         self._idle_handle: asyncio.TimerHandle | None = None
         self._presence_out: dict[int, AwarenessEntry] = {}  # client id -> newest state to relay
         self._presence_timer: asyncio.TimerHandle | None = None
-        self._departed: dict[int, int] = {}  # client id -> clock its presence was removed at
+        # client id -> (clock its presence was removed at, the user whose it was)
+        self._departed: dict[int, tuple[int, str]] = {}
         self._sent_presence: dict[bytes, None] = {}  # digests of the latest presence frames
         self._unload_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()  # held while the document is (re)loaded
@@ -286,7 +287,7 @@ class Room:
             if cid in self.awareness
         ]
         for entry in gone:
-            self._remove_presence(entry.client_id, entry.clock)
+            self._remove_presence(entry.client_id, entry.clock, conn.actor.user_id)
         if gone:
             self._queue_presence(gone)
         self._arm_idle_unload()
@@ -615,20 +616,34 @@ class Room:
         (clock 0) included, so relaying it would only cost frames: 1,000 stock
         clients connecting once sent each other 67 MB of such states, each parsed
         and dropped.
+
+        A client that comes back (a reconnect: its user, on a connection that has
+        announced nothing yet) announces the state it left with, at a clock no
+        newer than its removal, which every peer would ignore until the client
+        renews it (15-30 s with y-websocket). The room relays it one past the
+        removal instead, so everyone sees the user back at once; the client itself
+        takes that clock from the relay. The same old state from anyone else is an
+        echo, and stale.
         """
         for entry in message.entries:
-            current = self.awareness.get(entry.client_id)
+            cid = entry.client_id
+            current = self.awareness.get(cid)
             if current is not None and current[2] != conn.id:
                 continue  # owned by someone else
-            known = current[0] if current is not None else self._departed.get(entry.client_id, 0)
-            if entry.clock < known:
+            clock = entry.clock
+            known = current[0] if current is not None else 0
+            gone = self._departed.get(cid) if current is None else None
+            if gone is not None:
+                known, owner = gone
+                returning = owner == conn.actor.user_id and not conn.awareness_ids
+                if clock <= known and returning and entry.state is not None:
+                    clock = known + 1
+            if clock < known:
                 continue  # stale
-            if entry.clock == known and (current is None or entry.state is not None):
+            if clock == known and (current is None or entry.state is not None):
                 continue  # nothing any peer would apply
             state = bind_identity(entry.state, conn.actor.user_id, conn.display_name)
-            conn.pending_presence[entry.client_id] = AwarenessEntry(
-                entry.client_id, entry.clock, state
-            )
+            conn.pending_presence[cid] = AwarenessEntry(cid, clock, state)
         if conn.pending_presence and conn.presence_flush is None:
             self._flush_presence(conn)
 
@@ -647,7 +662,7 @@ class Room:
         for entry in entries:
             self._awareness_bytes.pop(entry.client_id, None)
             if entry.state is None:
-                self._remove_presence(entry.client_id, entry.clock)
+                self._remove_presence(entry.client_id, entry.clock, conn.actor.user_id)
                 conn.awareness_ids.discard(entry.client_id)
             else:
                 self._departed.pop(entry.client_id, None)
@@ -655,7 +670,7 @@ class Room:
                 conn.awareness_ids.add(entry.client_id)
         self._queue_presence(entries)
 
-    def _remove_presence(self, client_id: int, clock: int) -> None:
+    def _remove_presence(self, client_id: int, clock: int, user: str) -> None:
         """A client's presence is gone at ``clock``: remembered, as every y-protocols peer
         remembers it, so that its old state, still being echoed back by others, is stale
         (judged as news, it would be adopted by the echoing connection: a departed user's
@@ -663,7 +678,7 @@ class Room:
         self.awareness.pop(client_id, None)
         self._awareness_bytes.pop(client_id, None)
         self._departed.pop(client_id, None)
-        self._departed[client_id] = clock
+        self._departed[client_id] = (clock, user)
         while len(self._departed) > MAX_DEPARTED_CLIENTS:
             del self._departed[next(iter(self._departed))]
 

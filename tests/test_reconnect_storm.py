@@ -94,3 +94,22 @@ def test_clients_connecting_while_the_server_is_busy_wait_in_its_listen_queue(se
             s.close()
     assert (len(connected), errors) == (clients, 0)
     assert httpx.get(server.http_url + "/healthz", timeout=10).status_code == 200
+
+
+def test_a_stock_client_that_reconnects_is_seen_again_at_once_and_then_moves(server) -> None:
+    """y-websocket announces, on reconnect, the presence it had before the cut, at a clock
+    its peers saw removed: they ignore it until the client renews it, 15-30 s later. The
+    server relays it past the removal, so bob sees alice back at once (and her next move)."""
+    for user in ("alice", "bob"):
+        server.grant(user, "back", "member")
+    out = run_node(
+        "presence_reconnect.mjs",
+        server.ws_url,
+        "p/back",
+        server.token("alice"),
+        server.token("bob"),
+        timeout=60,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["backMs"] is not None, result  # within the script's 5 s wait
+    assert result["moved"] and result["user"]["id"] == "alice", result

@@ -182,6 +182,33 @@ async def test_a_departed_clients_presence_echoed_back_late_is_no_ghost(server) 
                 assert state["user"]["id"] == "alice" and state["viewing"] == "t2"
 
 
+async def test_a_client_that_reconnects_is_seen_again_at_once(server) -> None:
+    """A reconnecting client announces the state it left with, at a clock its peers saw
+    removed; y-protocols peers would ignore it until the client renews it, 15-30 s later.
+    The room relays it one clock past the removal, to the client itself too."""
+    async with RawClient.connect(server, "p/back", "bob") as bob:
+        await bob.sync()
+        async with RawClient.connect(server, "p/back", "alice") as alice:
+            await alice.sync()
+            await alice.send(presence(7, 1, {"viewing": "t1"}))
+            with anyio.fail_after(5):
+                while not any(e.client_id == 7 for m in bob.awareness for e in m.entries):
+                    await bob.recv()
+        await bob.drain(0.3)
+        removed = [(e.clock, e.state) for m in bob.awareness for e in m.entries if e.client_id == 7]
+        assert removed[-1] == (2, None)
+        bob.awareness.clear()
+        async with RawClient.connect(server, "p/back", "alice") as again:
+            await again.sync()
+            await again.send(presence(7, 1, {"viewing": "t1"}))  # what y-websocket resends
+            await bob.drain(0.3)
+            await again.drain(0.1)
+            for client in (bob, again):
+                told = [(e.clock, e.state) for m in client.awareness for e in m.entries]
+                assert told[-1][0] == 3 and told[-1][1]["viewing"] == "t1"
+                assert told[-1][1]["user"]["id"] == "alice"
+
+
 @dataclass
 class Recorder:
     seen: list[DocumentChanged] = field(default_factory=list)
