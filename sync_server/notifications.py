@@ -28,7 +28,6 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02
 from pycrdt import Array, Map
-from pywebpush import WebPushException, webpush
 
 from doc_model import DocKind, parse_doc_name
 
@@ -357,6 +356,9 @@ class NotificationCenter:
     @staticmethod
     def _push(key: Vapid02, notice: Notice, subscription: dict[str, Any]) -> bool:
         """Send one push (in a worker thread); True if the subscription no longer exists."""
+        # Imported on the first push: pywebpush loads aiohttp and requests at import,
+        # 13 MB of every server's memory that most servers never use.
+        from pywebpush import WebPushException, webpush
         payload = json.dumps({"title": notice.title, "body": notice.body, "url": notice.url})
         try:
             webpush(
