@@ -359,6 +359,7 @@ class NotificationCenter:
         # Imported on the first push: pywebpush loads aiohttp and requests at import,
         # 13 MB of every server's memory that most servers never use.
         from pywebpush import WebPushException, webpush
+
         payload = json.dumps({"title": notice.title, "body": notice.body, "url": notice.url})
         try:
             webpush(

@@ -131,23 +131,7 @@ class Reader:
         self.pos = 0
 
     def varuint(self) -> int:
-        buf, pos, end = self.buf, self.pos, len(self.buf)
-        num = 0
-        shift = 0
-        while True:
-            if pos >= end:
-                raise ProtocolError("truncated varint")
-            byte = buf[pos]
-            pos += 1
-            num |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
-            if shift >= MAX_VARUINT_BITS + 7:
-                raise ProtocolError("varint wider than 53 bits")
-        if num >= 1 << MAX_VARUINT_BITS:
-            raise ProtocolError("varint wider than 53 bits")
-        self.pos = pos
+        num, self.pos = _varuint_at(self.buf, self.pos)
         return num
 
     def varbytes(self) -> bytes:
@@ -214,7 +198,8 @@ def decode_message(frame: bytes) -> Message:
 
 
 def _varuint_at(buf: bytes, pos: int) -> tuple[int, int]:
-    """The varuint starting at ``pos`` and the position after it (Reader.varuint's rules)."""
+    """The varuint starting at ``pos`` and the position after it: truncated, or wider than
+    53 bits (JavaScript's safe integers), it raises ProtocolError."""
     end = len(buf)
     num = shift = 0
     while True:

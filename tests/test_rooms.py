@@ -140,6 +140,17 @@ async def test_presence_that_no_peer_would_apply_is_not_relayed(server) -> None:
         assert [(e.client_id, e.state) for m in bob.awareness for e in m.entries] == [(7, None)]
 
 
+async def presence_of(client: RawClient, client_id: int, timeout: float = 5):
+    """The first state of ``client_id`` that ``client`` is told, waiting for it."""
+    with anyio.fail_after(timeout):
+        while True:
+            for message in client.awareness:
+                for entry in message.entries:
+                    if entry.client_id == client_id:
+                        return entry.state
+            await client.recv()
+
+
 async def test_a_departed_clients_presence_echoed_back_late_is_no_ghost(server) -> None:
     """Stock y-websocket clients send back every state they apply. An echo of alice's state
     that arrives after alice left must not bring her back as bob's (under bob's name), nor
@@ -149,9 +160,7 @@ async def test_a_departed_clients_presence_echoed_back_late_is_no_ghost(server) 
         async with RawClient.connect(server, "p/ghost", "alice") as alice:
             await alice.sync()
             await alice.send(presence(7, 1, {"viewing": "t1"}))
-            with anyio.fail_after(5):
-                while not any(e.client_id == 7 for m in bob.awareness for e in m.entries):
-                    await bob.recv()
+            await presence_of(bob, 7)
         await bob.drain(0.3)  # alice's departure: client 7 removed at clock 2
         # bob's echo of alice's old state, late, beside his own (not the frame he was sent)
         await bob.send(
@@ -173,12 +182,7 @@ async def test_a_departed_clients_presence_echoed_back_late_is_no_ghost(server) 
             async with RawClient.connect(server, "p/ghost", "alice") as again:
                 await again.sync()
                 await again.send(presence(7, 3, {"viewing": "t2"}))  # newer than the removal
-                with anyio.fail_after(5):
-                    while not any(e.client_id == 7 for m in carol.awareness for e in m.entries):
-                        await carol.recv()
-                state = next(
-                    e.state for m in carol.awareness for e in m.entries if e.client_id == 7
-                )
+                state = await presence_of(carol, 7)
                 assert state["user"]["id"] == "alice" and state["viewing"] == "t2"
 
 
@@ -191,9 +195,7 @@ async def test_a_client_that_reconnects_is_seen_again_at_once(server) -> None:
         async with RawClient.connect(server, "p/back", "alice") as alice:
             await alice.sync()
             await alice.send(presence(7, 1, {"viewing": "t1"}))
-            with anyio.fail_after(5):
-                while not any(e.client_id == 7 for m in bob.awareness for e in m.entries):
-                    await bob.recv()
+            await presence_of(bob, 7)
         await bob.drain(0.3)
         removed = [(e.clock, e.state) for m in bob.awareness for e in m.entries if e.client_id == 7]
         assert removed[-1] == (2, None)
