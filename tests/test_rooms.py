@@ -80,6 +80,26 @@ def presence(client_id: int, clock: int, state) -> bytes:
     return encode_awareness(encode_awareness_update([AwarenessEntry(client_id, clock, state)]))
 
 
+async def presence_seen(client: RawClient, match, timeout: float = 5) -> AwarenessEntry:
+    """The first presence entry ``client`` was told for which ``match(entry)``, waiting."""
+    with anyio.fail_after(timeout):
+        while True:
+            for message in client.awareness:
+                for entry in message.entries:
+                    if match(entry):
+                        return entry
+            await client.recv()
+
+
+async def presence_of(client: RawClient, client_id: int):
+    """The first state of ``client_id`` that ``client`` is told, waiting for it."""
+    return (await presence_seen(client, lambda e: e.client_id == client_id)).state
+
+
+def removal_of(client_id: int):
+    return lambda e: e.client_id == client_id and e.state is None
+
+
 async def test_presence_is_relayed_and_nobody_can_speak_for_another_client(server) -> None:
     async with (
         RawClient.connect(server, "p/presence", "alice") as alice,
@@ -126,6 +146,7 @@ async def test_presence_that_no_peer_would_apply_is_not_relayed(server) -> None:
         assert bob.awareness == []
         await alice.send(presence(7, 1, {"viewing": "t1"}))
         await alice.send(presence(7, 1, {"viewing": "t1"}))  # sent again: not news
+        await presence_of(bob, 7)
         await bob.drain(0.3)
         relayed = [(e.client_id, e.clock) for m in bob.awareness for e in m.entries]
         assert relayed == [(7, 1)]
@@ -136,19 +157,9 @@ async def test_presence_that_no_peer_would_apply_is_not_relayed(server) -> None:
             assert told == [(7, 1)]
         bob.awareness.clear()
         await alice.send(presence(7, 1, None))  # a removal at the same clock is news
-        await bob.drain(0.3)
+        await presence_seen(bob, removal_of(7))
+        await bob.drain(0.2)
         assert [(e.client_id, e.state) for m in bob.awareness for e in m.entries] == [(7, None)]
-
-
-async def presence_of(client: RawClient, client_id: int, timeout: float = 5):
-    """The first state of ``client_id`` that ``client`` is told, waiting for it."""
-    with anyio.fail_after(timeout):
-        while True:
-            for message in client.awareness:
-                for entry in message.entries:
-                    if entry.client_id == client_id:
-                        return entry.state
-            await client.recv()
 
 
 async def test_a_departed_clients_presence_echoed_back_late_is_no_ghost(server) -> None:
@@ -161,7 +172,7 @@ async def test_a_departed_clients_presence_echoed_back_late_is_no_ghost(server) 
             await alice.sync()
             await alice.send(presence(7, 1, {"viewing": "t1"}))
             await presence_of(bob, 7)
-        await bob.drain(0.3)  # alice's departure: client 7 removed at clock 2
+        await presence_seen(bob, removal_of(7))  # alice's departure: removed at clock 2
         # bob's echo of alice's old state, late, beside his own (not the frame he was sent)
         await bob.send(
             encode_awareness(
@@ -173,7 +184,8 @@ async def test_a_departed_clients_presence_echoed_back_late_is_no_ghost(server) 
                 )
             )
         )
-        await bob.drain(0.3)
+        await presence_of(bob, 8)  # the room took bob's own state from that message
+        await bob.drain(0.2)
         async with RawClient.connect(server, "p/ghost", "carol") as carol:
             await carol.sync()
             await carol.drain(0.3)
@@ -196,19 +208,13 @@ async def test_a_client_that_reconnects_is_seen_again_at_once(server) -> None:
             await alice.sync()
             await alice.send(presence(7, 1, {"viewing": "t1"}))
             await presence_of(bob, 7)
-        await bob.drain(0.3)
-        removed = [(e.clock, e.state) for m in bob.awareness for e in m.entries if e.client_id == 7]
-        assert removed[-1] == (2, None)
-        bob.awareness.clear()
+        assert (await presence_seen(bob, removal_of(7))).clock == 2
         async with RawClient.connect(server, "p/back", "alice") as again:
             await again.sync()
             await again.send(presence(7, 1, {"viewing": "t1"}))  # what y-websocket resends
-            await bob.drain(0.3)
-            await again.drain(0.1)
             for client in (bob, again):
-                told = [(e.clock, e.state) for m in client.awareness for e in m.entries]
-                assert told[-1][0] == 3 and told[-1][1]["viewing"] == "t1"
-                assert told[-1][1]["user"]["id"] == "alice"
+                back = await presence_seen(client, lambda e: e.client_id == 7 and e.clock == 3)
+                assert back.state["viewing"] == "t1" and back.state["user"]["id"] == "alice"
 
 
 @dataclass
