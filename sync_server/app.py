@@ -244,7 +244,7 @@ async def _receive_loop(room, conn: Connection, ws, max_bytes: int, extra: dict)
             log.warning("closing: %s", reason, extra=extra)
             conn.close(CloseCode.MESSAGE_TOO_BIG, reason)
             return
-        if isinstance(frame, bytes) and frame[:1] == b"\x01" and room.is_presence_echo(frame):
+        if room.is_presence_echo(frame):
             continue  # presence we sent, sent back (stock y-websocket does): nothing new
         try:
             message = decode_message(frame)

@@ -56,6 +56,7 @@ from .presence import bind_identity
 from .protocol import (
     AwarenessEntry,
     AwarenessMessage,
+    MessageType,
     encode_awareness,
     encode_awareness_entry,
     encode_sync_step1,
@@ -80,10 +81,20 @@ OBSERVER_BATCH = 1000  # changes handed to observers in one call, at most
 # snapshot of its own, and in a storm its echo comes back after hundreds of others.
 RECENT_PRESENCE_FRAMES = 4096
 MAX_DEPARTED_CLIENTS = 10_000  # removal clocks remembered (oldest forgotten first)
+_AWARENESS_TYPE = bytes((MessageType.AWARENESS,))
 
 
 def _digest(frame: bytes) -> bytes:
     return hashlib.blake2b(frame, digest_size=16).digest()
+
+
+def _put_newest(table: dict, key: object, value: object, limit: int) -> None:
+    """Set ``key`` as the newest entry of an insertion-ordered ``table``, forgetting the
+    oldest ones past ``limit``."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > limit:
+        del table[next(iter(table))]
 
 
 def _cheap_state_vector(stored: StoredDocument) -> dict[int, int] | None:
@@ -677,10 +688,7 @@ class Room:
         ghost under somebody else's name, refusing its owner's own state when it returns)."""
         self.awareness.pop(client_id, None)
         self._awareness_bytes.pop(client_id, None)
-        self._departed.pop(client_id, None)
-        self._departed[client_id] = (clock, user)
-        while len(self._departed) > MAX_DEPARTED_CLIENTS:
-            del self._departed[next(iter(self._departed))]
+        _put_newest(self._departed, client_id, (clock, user), MAX_DEPARTED_CLIENTS)
 
     def _queue_presence(self, entries: Sequence[AwarenessEntry]) -> None:
         """Presence goes out per room, coalesced: one message with every state that changed
@@ -723,9 +731,7 @@ class Room:
         return self._remember_presence(encode_awareness(b"".join(parts)))
 
     def _remember_presence(self, frame: bytes) -> bytes:
-        self._sent_presence[_digest(frame)] = None
-        while len(self._sent_presence) > RECENT_PRESENCE_FRAMES:
-            del self._sent_presence[next(iter(self._sent_presence))]
+        _put_newest(self._sent_presence, _digest(frame), None, RECENT_PRESENCE_FRAMES)
         return frame
 
     def is_presence_echo(self, frame: bytes) -> bool:
@@ -738,6 +744,8 @@ class Room:
         unparsed: with 1,000 clients connecting, parsing the echoes was two thirds of
         the server's time. Any other echo is parsed and judged entry by entry.
         """
+        if not isinstance(frame, bytes) or frame[:1] != _AWARENESS_TYPE:
+            return False
         return _digest(frame) in self._sent_presence
 
     def _encoded_presence(self, client_id: int, clock: int, state: object) -> bytes:

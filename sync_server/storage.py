@@ -8,13 +8,13 @@ before it returns; with ``synchronous=FULL`` that survives power loss, with
 ``NORMAL`` a killed process.
 
 Compaction folds the snapshot and the log up to some sequence number S into
-a new snapshot. It runs on its own connection and thread, after the append
-that crossed ``compact_threshold`` has returned, so appends never wait for a
-fold, and the fold itself runs in a child process (``folding``), so the event
-loop does not wait for it either. It reads in a read transaction and folds
-holding no lock; only the
-write (new snapshot, delete ``seq <= S``) takes the write lock, and it first
-checks that nobody compacted meanwhile. Sequence numbers are AUTOINCREMENT and
+a new snapshot. It runs on its own connection and thread once a log past
+``compact_threshold`` has had no append for ``compact_delay`` (see
+``_schedule_compaction``), so appends never wait for a fold, and the fold
+itself runs in a child process (``folding``), so the event loop does not wait
+for it either. It reads in a read transaction and folds holding no lock; only
+the write (new snapshot, delete ``seq <= S``) takes the write lock, and it
+first checks that nobody compacted meanwhile. Sequence numbers are AUTOINCREMENT and
 assigned under the write lock, so an update committed after the read has
 ``seq > S`` and is never deleted unread.
 """

@@ -126,6 +126,7 @@ def test_a_fold_leaves_the_event_loop_running() -> None:
     tasks = doc.get("tasks", type=Map)
     with doc.transaction():
         for i in range(20_000):
+            # only the size matters here: a fold applies updates, it checks no schema
             tasks[f"t{i}"] = Map({"title": Text(f"task {i}"), "status": "todo"})
     big = doc.get_update()
     folder = FoldProcess()

@@ -100,6 +100,15 @@ def removal_of(client_id: int):
     return lambda e: e.client_id == client_id and e.state is None
 
 
+async def alice_comes_and_goes(server, doc: str, watcher: RawClient) -> AwarenessEntry:
+    """alice connects, shows as client 7 (clock 1) and leaves; the removal ``watcher`` saw."""
+    async with RawClient.connect(server, doc, "alice") as alice:
+        await alice.sync()
+        await alice.send(presence(7, 1, {"viewing": "t1"}))
+        await presence_of(watcher, 7)
+    return await presence_seen(watcher, removal_of(7))
+
+
 async def test_presence_is_relayed_and_nobody_can_speak_for_another_client(server) -> None:
     async with (
         RawClient.connect(server, "p/presence", "alice") as alice,
@@ -168,11 +177,7 @@ async def test_a_departed_clients_presence_echoed_back_late_is_no_ghost(server) 
     keep alice from her own presence when she returns with a newer clock."""
     async with RawClient.connect(server, "p/ghost", "bob") as bob:
         await bob.sync()
-        async with RawClient.connect(server, "p/ghost", "alice") as alice:
-            await alice.sync()
-            await alice.send(presence(7, 1, {"viewing": "t1"}))
-            await presence_of(bob, 7)
-        await presence_seen(bob, removal_of(7))  # alice's departure: removed at clock 2
+        await alice_comes_and_goes(server, "p/ghost", bob)
         # bob's echo of alice's old state, late, beside his own (not the frame he was sent)
         await bob.send(
             encode_awareness(
@@ -204,11 +209,7 @@ async def test_a_client_that_reconnects_is_seen_again_at_once(server) -> None:
     The room relays it one clock past the removal, to the client itself too."""
     async with RawClient.connect(server, "p/back", "bob") as bob:
         await bob.sync()
-        async with RawClient.connect(server, "p/back", "alice") as alice:
-            await alice.sync()
-            await alice.send(presence(7, 1, {"viewing": "t1"}))
-            await presence_of(bob, 7)
-        assert (await presence_seen(bob, removal_of(7))).clock == 2
+        assert (await alice_comes_and_goes(server, "p/back", bob)).clock == 2
         async with RawClient.connect(server, "p/back", "alice") as again:
             await again.sync()
             await again.send(presence(7, 1, {"viewing": "t1"}))  # what y-websocket resends
