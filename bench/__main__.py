@@ -15,6 +15,7 @@ BENCHMARKS = [
     "bench.offline_merge",
     "bench.durability",
     "bench.memory",
+    "bench.presence_connect",
     "bench.reconnect_storm",
 ]
 
