@@ -131,7 +131,7 @@ class Reader:
         self.pos = 0
 
     def varuint(self) -> int:
-        num, self.pos = _varuint_at(self.buf, self.pos)
+        num, self.pos = varuint_at(self.buf, self.pos)
         return num
 
     def varbytes(self) -> bytes:
@@ -197,7 +197,7 @@ def decode_message(frame: bytes) -> Message:
     return msg
 
 
-def _varuint_at(buf: bytes, pos: int) -> tuple[int, int]:
+def varuint_at(buf: bytes, pos: int) -> tuple[int, int]:
     """The varuint starting at ``pos`` and the position after it: truncated, or wider than
     53 bits (JavaScript's safe integers), it raises ProtocolError."""
     end = len(buf)
@@ -225,23 +225,23 @@ def decode_awareness_update(payload: bytes) -> tuple[AwarenessEntry, ...]:
     it hears, so a server with N clients reads N entries for every state relayed.
     Clocks and lengths below 128 (nearly all) are read inline.
     """
-    count, pos = _varuint_at(payload, 0)
+    count, pos = varuint_at(payload, 0)
     end = len(payload)
     if count > end:  # each entry takes at least 3 bytes: cheap bound before looping
         raise ProtocolError(f"awareness update claims {count} entries in {end} bytes")
     entries = []
     for _ in range(count):
-        client_id, pos = _varuint_at(payload, pos)
+        client_id, pos = varuint_at(payload, pos)
         if pos < end and payload[pos] < 0x80:
             clock = payload[pos]
             pos += 1
         else:
-            clock, pos = _varuint_at(payload, pos)
+            clock, pos = varuint_at(payload, pos)
         if pos < end and payload[pos] < 0x80:
             length = payload[pos]
             pos += 1
         else:
-            length, pos = _varuint_at(payload, pos)
+            length, pos = varuint_at(payload, pos)
         if pos + length > end:
             raise ProtocolError(
                 f"length {length} runs past the end of the message ({end - pos} bytes left)"

@@ -65,6 +65,7 @@ from .protocol import (
     varuint,
 )
 from .storage import build_document
+from .update_squash import squash_update
 
 log = logging.getLogger("tandem.room")
 
@@ -128,6 +129,11 @@ class _Batch:
     everyone: bool = False  # a revert or external update: the senders need it too
     replies: list[tuple[Connection, dict]] = field(default_factory=list)
     observed: list[DocumentChanged] = field(default_factory=list)
+
+
+def _merged(updates: Sequence[bytes]) -> bytes:
+    """One update for a batch's broadcast: merged, each typist's run of text one item."""
+    return updates[0] if len(updates) == 1 else squash_update(merge_updates(*updates))
 
 
 class StorageFailed(RuntimeError):
@@ -532,7 +538,7 @@ class Room:
         finally:
             self.doc.unobserve(sub)
         if merged:
-            update = merged[0] if len(merged) == 1 else merge_updates(*merged)
+            update = _merged(merged)
             self._send_to_all(encode_update(update))
             self._observer_queue.put_nowait(DocumentChanged(self.name, actor, update, (), self.doc))
 
@@ -582,8 +588,7 @@ class Room:
             if last - len(batch.records) == self.last_seq:
                 self.last_seq = last  # contiguous: nobody else wrote in between
         if batch.updates:
-            update = batch.updates[0] if len(batch.updates) == 1 else merge_updates(*batch.updates)
-            message = encode_update(update)
+            message = encode_update(_merged(batch.updates))
             skip = (
                 next(iter(batch.senders))
                 if len(batch.senders) == 1 and not batch.everyone
