@@ -16,6 +16,7 @@ BENCHMARKS = [
     "bench.durability",
     "bench.memory",
     "bench.presence_connect",
+    "bench.squash_broadcast",
     "bench.reconnect_storm",
 ]
 

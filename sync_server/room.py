@@ -127,13 +127,21 @@ class _Batch:
     updates: list[bytes] = field(default_factory=list)
     senders: set[int] = field(default_factory=set)  # connection ids whose accepted edits are in it
     everyone: bool = False  # a revert or external update: the senders need it too
+    repeat_sender: bool = False  # a connection has two edits in it: worth squashing
     replies: list[tuple[Connection, dict]] = field(default_factory=list)
     observed: list[DocumentChanged] = field(default_factory=list)
 
 
-def _merged(updates: Sequence[bytes]) -> bytes:
-    """One update for a batch's broadcast: merged, each typist's run of text one item."""
-    return updates[0] if len(updates) == 1 else squash_update(merge_updates(*updates))
+def _merged(updates: Sequence[bytes], *, squash: bool = True) -> bytes:
+    """One update for a batch's broadcast: merged, each typist's run of text one item.
+
+    Items only squash within one client's edits, and one transaction's update is
+    squashed already, so a batch with at most one edit per connection is only merged.
+    """
+    if len(updates) == 1:
+        return updates[0]
+    merged = merge_updates(*updates)
+    return squash_update(merged) if squash else merged
 
 
 class StorageFailed(RuntimeError):
@@ -464,6 +472,7 @@ class Room:
             batch.records.append(UpdateRecord(result.update, str(actor)))
             batch.updates.append(result.update)
             if result.accepted and sender is not None:
+                batch.repeat_sender = batch.repeat_sender or sender.id in batch.senders
                 batch.senders.add(sender.id)
             else:
                 batch.everyone = True
@@ -588,7 +597,7 @@ class Room:
             if last - len(batch.records) == self.last_seq:
                 self.last_seq = last  # contiguous: nobody else wrote in between
         if batch.updates:
-            message = encode_update(_merged(batch.updates))
+            message = encode_update(_merged(batch.updates, squash=batch.repeat_sender))
             skip = (
                 next(iter(batch.senders))
                 if len(batch.senders) == 1 and not batch.everyone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, merge_updates
@@ -22,13 +23,15 @@ VALUES = st.one_of(
 OPS = st.lists(
     st.tuples(
         st.integers(0, 2),  # which client
-        st.sampled_from(["type", "type", "type", "insert", "delete", "set", "push", "sync"]),
+        st.sampled_from(
+            ["type", "type", "type", "cut in", "insert", "delete", "set", "push", "sync", "sync"]
+        ),
         WORDS,
         st.integers(0, 1000),
         VALUES,
     ),
-    min_size=1,
-    max_size=40,
+    min_size=10,
+    max_size=60,
 )
 
 
@@ -71,6 +74,8 @@ def replay(ops) -> tuple[Doc, list[bytes]]:
             cursor = min(cursors[who], size)
             text.insert(utf8_offset(chars, cursor), word)
             cursors[who] = cursor + len(word)
+        elif kind == "cut in":  # at another typist's cursor: its next keystroke's right origin
+            text.insert(utf8_offset(chars, min(cursors[(who + 1) % 3], size)), word)
         elif kind == "insert":
             text.insert(utf8_offset(chars, number % (size + 1)), word)
         elif kind == "delete" and size:
@@ -90,7 +95,7 @@ def replay(ops) -> tuple[Doc, list[bytes]]:
     return base, made  # a sync's update re-sends what it applied: the server has it already
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(OPS, st.data())
 def test_a_squashed_batch_builds_the_same_document_as_the_merged_one(ops, data) -> None:
     base, updates = replay(ops)
@@ -135,6 +140,34 @@ def test_a_typed_word_becomes_one_item_a_third_of_the_size() -> None:
     receiver.apply_update(base)
     receiver.apply_update(squashed)
     assert str(receiver.get("title", type=Text)) == "|squashed é中"
+
+
+@pytest.mark.parametrize("alice, bob", [(1, 2), (2, 1)])
+def test_a_keystroke_typed_before_someone_elses_insert_stays_its_own_item(alice, bob) -> None:
+    """alice types "ab"; bob, synced, inserts "E" right after her "b"; alice, synced, types
+    "c" at her cursor, between "b" and "E". "c" follows "b" but its right origin is "E",
+    so it must not join "ab": as one item, it would lose its place before "E"."""
+    base = Doc(client_id=99)
+    base.get("title", type=Text).insert(0, "||")
+    a, b = Doc(client_id=alice), Doc(client_id=bob)
+    for doc in (a, b):
+        doc.apply_update(base.get_update())
+    made: list[bytes] = []
+    for doc in (a, b):
+        doc.observe(lambda event: made.append(event.update))
+    a_title, b_title = a.get("title", type=Text), b.get("title", type=Text)
+    a_title.insert(1, "a")
+    a_title.insert(2, "b")
+    b.apply_update(a.get_update(b.get_state()))
+    b_title.insert(3, "E")
+    a.apply_update(b.get_update(a.get_state()))
+    a_title.insert(3, "c")
+    assert str(a_title) == "|abcE|"
+
+    squashed = squash_update(merge_updates(*made))
+    receiver = copy_of(base)
+    receiver.apply_update(squashed)
+    assert str(receiver.get("title", type=Text)) == "|abcE|"
 
 
 def test_nothing_to_merge_returns_the_update_itself() -> None:
