@@ -118,7 +118,7 @@ class RoomSettings:
     presence_coalesce_seconds: float = 0.02  # the shortest interval between presence messages
     presence_frames_per_second: float = 10_000  # a big room's interval grows to stay under this
     idle_unload_seconds: float = 30.0
-    max_unflushed_updates: int = 64  # flow control, see Room.receive_update
+    max_unflushed_updates: int = 512  # flow control, see Room.receive_update
 
 
 @dataclass

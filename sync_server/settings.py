@@ -20,7 +20,7 @@ class Settings:
     max_message_bytes: int = 8 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
     coalesce_ms: float = 5.0
-    max_unflushed_updates: int = 64  # gated but not yet durable, before the room waits for them
+    max_unflushed_updates: int = 512  # gated but not yet durable, before the room waits for them
     room_idle_seconds: float = 30.0
     external_poll_seconds: float = 1.0
     compact_threshold: int = 500
