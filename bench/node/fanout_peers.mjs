@@ -138,6 +138,7 @@ const busyS = () => {
   } catch { return null }
 }
 const busy0 = busyS()
+const heapMb = +(process.memoryUsage().heapUsed / 1e6).toFixed(1) // all N Y.Docs and their presence
 const cpuEdit0 = process.cpuUsage()
 const start = performance.now()
 for (let j = 0; j < M; j++) {
@@ -177,6 +178,7 @@ console.log(JSON.stringify({
   presence: PRESENCE,
   connect_ms: Math.round(connectMs),
   connect_generator_cpu_s: +((connectCpu.user + connectCpu.system) / 1e6).toFixed(2),
+  generator_heap_mb: heapMb,
   expected,
   delivered,
   complete,
