@@ -11,6 +11,10 @@ items, the server's time to merge and to squash (median of --repeat), and the
 median time one stock Yjs receiver (Node, ``bench/node/apply_update.mjs``) takes
 to apply each to the document as it was before the batch: what every client of
 the room pays for every batch.
+
+``from_document``: what the alternative costs, encoding a 64-update batch from a
+--doc-tasks project (``doc.get_update(state_before)``, which carries the whole
+delete set), against merging and squashing it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,41 @@ def batch_of(typists: int, keystrokes: int) -> tuple[bytes, list[bytes]]:
     return before, arrivals
 
 
+def from_document_cost(tasks: int, repeat: int) -> dict:
+    """The alternative to squashing: encode the batch from the server's document,
+    ``doc.get_update(state_before)``, which yrs squashes, but which always carries the
+    document's whole delete set. A project of ``tasks`` tasks, a third of them edited
+    (status changed, title and description typed into), then a batch of 64 title edits."""
+    doc = Doc()
+    tasks_map = doc.get("tasks", type=Map)
+    with doc.transaction():
+        for i in range(tasks):
+            tasks_map[f"t{i}"] = Map({"title": Text(f"task {i}"), "description": Text("words")})
+    for i in range(0, tasks, 3):
+        with doc.transaction():
+            task = tasks_map[f"t{i}"]
+            task["status"] = "doing"
+            task["title"].insert(0, "x")
+            del task["description"][0:2]
+    before = doc.get_state()
+    batch: list[bytes] = []
+    sub = doc.observe(lambda event: batch.append(event.update))
+    for i in range(64):
+        with doc.transaction():
+            tasks_map[f"t{i * 7 % tasks}"]["title"].insert(0, "y")
+    doc.unobserve(sub)
+    merged = merge_updates(*batch)
+    return {
+        "tasks": tasks,
+        "document_bytes": len(doc.get_update()),
+        "updates_in_batch": len(batch),
+        "from_document_us": median_us(lambda: doc.get_update(before), repeat),
+        "from_document_bytes": len(doc.get_update(before)),
+        "merge_and_squash_us": median_us(lambda: squash_update(merge_updates(*batch)), repeat),
+        "merge_and_squash_bytes": len(squash_update(merged)),
+    }
+
+
 def median_us(fn, repeat: int) -> float:
     samples = []
     for _ in range(repeat):
@@ -66,6 +105,7 @@ def main() -> None:
     parser.add_argument("--typists", type=int, default=50)
     parser.add_argument("--keystrokes", default="1,4,16")
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--doc-tasks", type=int, default=20000)
     args = parser.parse_args()
     summary: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +148,7 @@ def main() -> None:
             row["squashed_over_merged_bytes"] = round(len(squashed) / len(merged), 2)
             row["squashed_over_merged_apply"] = round(s["apply_ms"] / m["apply_ms"], 2)
             summary[f"{args.typists}x{keystrokes}"] = row
+    summary["from_document"] = from_document_cost(args.doc_tasks, min(args.repeat, 50))
     report("squash_broadcast", args, summary, runs=[])
 
 
