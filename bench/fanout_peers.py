@@ -126,6 +126,30 @@ class Peer:
                 self.proc.wait()
 
 
+def run_script_against(peer_name: str, script: str, *args: str) -> tuple[dict | str, float]:
+    """Start ``peer_name`` in a fresh directory, run ``bench/node/<script>`` against it
+    (kind, URL, document, token, then ``args``) and stop it. Returns the script's last
+    JSON line (or why it failed) and the server's CPU seconds over the script's run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        peer = Peer(peer_name, Path(tmp))
+        try:
+            start = cpu_seconds(peer.pid)
+            out = subprocess.run(
+                ["node", str(NODE / script), peer.kind, peer.url, peer.doc, peer.token, *args],
+                cwd=NODE,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            server_cpu = round(cpu_seconds(peer.pid) - start, 2)
+        finally:
+            peer.stop()
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return out.stderr.strip()[-300:] or "no output", server_cpu
+    return json.loads(lines[-1]), server_cpu
+
+
 def run_generator(
     pid: int,
     kind: str,

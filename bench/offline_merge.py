@@ -15,40 +15,17 @@ update, so the gate judges the 1,000 transactions as one. Tandem runs with its g
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import tempfile
-from pathlib import Path
 
 from .common import report
-from .fanout_peers import NODE, PEERS, Peer, cpu_seconds
+from .fanout_peers import PEERS, run_script_against
 
 
 def run_once(peer_name: str, transactions: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        peer = Peer(peer_name, Path(tmp))
-        try:
-            cpu0 = cpu_seconds(peer.pid)
-            out = subprocess.run(
-                [
-                    "node",
-                    str(NODE / "offline_merge.mjs"),
-                    *(peer.kind, peer.url, peer.doc, peer.token, str(transactions)),
-                ],
-                cwd=NODE,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if out.returncode != 0:
-                return {"server": peer_name, "failed": out.stderr.strip()[-300:]}
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            result["server"] = peer_name
-            result["server_cpu_s_whole_run"] = round(cpu_seconds(peer.pid) - cpu0, 2)
-        finally:
-            peer.stop()
-    return result
+    result, server_cpu = run_script_against(peer_name, "offline_merge.mjs", str(transactions))
+    if isinstance(result, str):
+        return {"server": peer_name, "failed": result}
+    return {**result, "server": peer_name, "server_cpu_s_whole_run": server_cpu}
 
 
 def main() -> None:

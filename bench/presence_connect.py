@@ -18,12 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import tempfile
-from pathlib import Path
 
 from .common import report
-from .fanout_peers import NODE, Peer, cpu_seconds
+from .fanout_peers import run_script_against
 
 KEYS = (
     "connect_ms",
@@ -38,29 +35,12 @@ KEYS = (
 
 
 def run_once(peer_name: str, clients: int, presence: str, settle: float) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        peer = Peer(peer_name, Path(tmp))
-        try:
-            start = cpu_seconds(peer.pid)
-            out = subprocess.run(
-                [
-                    "node",
-                    str(NODE / "presence_connect.mjs"),
-                    *(peer.kind, peer.url, peer.doc, peer.token),
-                    *(str(clients), presence, str(settle)),
-                ],
-                cwd=NODE,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            server_cpu = round(cpu_seconds(peer.pid) - start, 2)
-        finally:
-            peer.stop()
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        return {"server": peer_name, "presence": presence, "failed": out.stderr.strip()[-300:]}
-    return {**json.loads(lines[-1]), "server": peer_name, "server_cpu_s": server_cpu}
+    result, server_cpu = run_script_against(
+        peer_name, "presence_connect.mjs", str(clients), presence, str(settle)
+    )
+    if isinstance(result, str):
+        return {"server": peer_name, "presence": presence, "failed": result}
+    return {**result, "server": peer_name, "server_cpu_s": server_cpu}
 
 
 def summarize(runs: list[dict]) -> dict:

@@ -30,6 +30,7 @@ from pathlib import Path
 from pycrdt import Doc, Map, Text, merge_updates
 
 from sync_server.update_squash import squash_update
+from tests.conftest import project_with_tasks
 
 from .common import report
 
@@ -59,19 +60,17 @@ def batch_of(typists: int, keystrokes: int) -> tuple[bytes, list[bytes]]:
 def from_document_cost(tasks: int, repeat: int) -> dict:
     """The alternative to squashing: encode the batch from the server's document,
     ``doc.get_update(state_before)``, which yrs squashes, but which always carries the
-    document's whole delete set. A project of ``tasks`` tasks, a third of them edited
-    (status changed, title and description typed into), then a batch of 64 title edits."""
-    doc = Doc()
+    document's whole delete set. A project of ``tasks`` real tasks, a third of them edited
+    (moved, a character typed and two deleted in the title), then a batch of 64 title
+    edits."""
+    doc = project_with_tasks(tasks)
     tasks_map = doc.get("tasks", type=Map)
-    with doc.transaction():
-        for i in range(tasks):
-            tasks_map[f"t{i}"] = Map({"title": Text(f"task {i}"), "description": Text("words")})
     for i in range(0, tasks, 3):
         with doc.transaction():
             task = tasks_map[f"t{i}"]
-            task["status"] = "doing"
+            task["status"] = "in_progress"
             task["title"].insert(0, "x")
-            del task["description"][0:2]
+            del task["title"][2:4]
     before = doc.get_state()
     batch: list[bytes] = []
     sub = doc.observe(lambda event: batch.append(event.update))

@@ -201,6 +201,8 @@ def varuint_at(buf: bytes, pos: int) -> tuple[int, int]:
     """The varuint starting at ``pos`` and the position after it: truncated, or wider than
     53 bits (JavaScript's safe integers), it raises ProtocolError."""
     end = len(buf)
+    if pos < end and buf[pos] < 0x80:  # one byte: most lengths, counts and clocks
+        return buf[pos], pos + 1
     num = shift = 0
     while True:
         if pos >= end:

@@ -7,8 +7,8 @@ one-character items, and every receiver integrates ten items. The same
 characters in the server's own document are one item (Yjs and yrs squash
 adjacent items after every transaction), which is what an update encoded from a
 document holds, but such an update always carries the document's whole delete
-set, built by walking every block: 564 us and 27 KB for a 64-edit batch in a
-20,000-task project, against 93 us and 867 bytes merged and squashed
+set, built by walking every block: 1.5 ms and 54 KB for a 64-edit batch in
+a 20,000-task project, against 124 us and 868 bytes merged and squashed
 (``bench.squash_broadcast``).
 
 :func:`squash_update` rewrites the merged update instead: two consecutive
@@ -23,9 +23,9 @@ struct, and the delete set, is copied byte for byte.
 
 Under load this is where the work goes: a busy room's batches hold several
 edits per typist, and each receiver (a phone, say) pays per item.
-``bench.squash_broadcast``, a batch of 50 typists x 16 keystrokes: 17,142 ->
-2,292 bytes, and 0.30 -> 0.07 ms for a stock Yjs receiver to apply, for 1.6 ms
-of the server's time once per batch (merging it took 2.4 ms). The room skips
+``bench.squash_broadcast``, a batch of 50 typists x 16 keystrokes: 17,126 ->
+2,291 bytes, and 0.33 -> 0.07 ms for a stock Yjs receiver to apply, for 1.9 ms
+of the server's time once per batch (merging it took 2.5 ms). The room skips
 the squash when no connection has two edits in the batch, as nothing can merge.
 
 Update v1 layout (lib0 encoding; yjs ``src/utils/encoding.js``)::
@@ -44,8 +44,9 @@ Update v1 layout (lib0 encoding; yjs ``src/utils/encoding.js``)::
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
-from .protocol import ProtocolError, varuint
+from .protocol import ProtocolError, varuint, varuint_at
 
 log = logging.getLogger(__name__)
 
@@ -82,79 +83,100 @@ def squash_update(update: bytes) -> bytes:
         return update
 
 
-# One parsed struct: (content ref, length, origin bytes, right origin bytes, start,
-# content start, end); origins are kept as their encoded bytes (client, clock), which is
-# all a merge compares.
-Struct = tuple[int, int, bytes | None, bytes | None, int, int, int]
+class _Struct(NamedTuple):
+    """One parsed struct. Origins are kept as their encoded bytes (client, clock): equal
+    bytes, equal ids, and that is all a merge compares."""
+
+    ref: int
+    length: int
+    origin: bytes | None
+    right: bytes | None
+    start: int
+    content_start: int
+    end: int
+
+    def encoded(self, buf: bytes) -> bytes:
+        return buf[self.start : self.end]
+
+
+class _TypedRun:
+    """A string item that the keystrokes typed right after it were merged into."""
+
+    __slots__ = ("header", "length", "right", "text")
+    ref = STRING
+
+    def __init__(self, buf: bytes, first: _Struct) -> None:
+        self.header = buf[first.start : first.content_start]  # info byte, origins, parent
+        self.right = first.right
+        self.length = first.length
+        self.text = bytearray(_string_bytes(buf, first.content_start))
+
+    def extend(self, buf: bytes, item: _Struct) -> None:
+        self.text += _string_bytes(buf, item.content_start)
+        self.length += item.length
+
+    def encoded(self, buf: bytes) -> bytes:
+        return self.header + varuint(len(self.text)) + self.text
 
 
 def _squash(buf: bytes) -> bytes:
-    clients, pos = _uint(buf, 0)
-    runs: list[tuple[int, int] | bytes] = []  # per client: its bytes' bounds, or rewritten
-    merged_any = False
+    clients, pos = varuint_at(buf, 0)
+    runs: list[bytes | None] = []  # per client: its structs rewritten, or None if unchanged
+    bounds: list[tuple[int, int]] = []  # per client: where its structs are in ``buf``
     for _ in range(clients):
         run_start = pos
-        count, pos = _uint(buf, pos)
+        count, pos = varuint_at(buf, pos)
         client_at = pos
         pos = _skip_uint(buf, pos)
         client = buf[client_at:pos]
-        clock, pos = _uint(buf, pos)
-        first_clock = clock
-        kept: list[Struct | list] = []  # a merged string item is a list: header, text, length
-        merges = 0
+        first_clock, pos = varuint_at(buf, pos)
+        clock = first_clock
+        kept: list[_Struct | _TypedRun] = []
+        merged = False
         for _ in range(count):
-            struct = _read_struct(buf, pos)
-            pos = struct[6]
+            item = _read_struct(buf, pos)
+            pos = item.end
             prev = kept[-1] if kept else None
-            if (
+            if (  # typed right after the previous item: what Yjs's Item.mergeWith merges
                 prev is not None
-                and struct[0] == STRING
-                and struct[2] is not None
-                and (prev[0] == STRING if isinstance(prev, tuple) else True)
-                and struct[3] == prev[3]
-                and struct[2] == client + varuint(clock - 1)
+                and prev.ref == STRING
+                and item.ref == STRING
+                and item.right == prev.right
+                and item.origin == client + varuint(clock - 1)
             ):
-                if isinstance(prev, tuple):
-                    prev = kept[-1] = [STRING, prev[1], None, prev[3], prev[4], prev[5], prev[6]]
-                    prev.append(_string_bytes(buf, prev[5]))
-                prev[7] += _string_bytes(buf, struct[5])
-                prev[1] += struct[1]
-                merges += 1
+                if isinstance(prev, _Struct):
+                    prev = kept[-1] = _TypedRun(buf, prev)
+                prev.extend(buf, item)
+                merged = True
             else:
-                kept.append(struct)
-            clock += struct[1]
-        if not merges:
-            runs.append((run_start, pos))
-            continue
-        merged_any = True
-        out = bytearray(varuint(len(kept)))
-        out += client
-        out += varuint(first_clock)
-        for item in kept:
-            if isinstance(item, tuple):
-                out += buf[item[4] : item[6]]
-            else:
-                out += buf[item[4] : item[5]]  # info byte and origins, unchanged
-                out += varuint(len(item[7]))
-                out += item[7]
-        runs.append(bytes(out))
-    if not merged_any:
+                kept.append(item)
+            clock += item.length
+        bounds.append((run_start, pos))
+        runs.append(
+            varuint(len(kept))
+            + client
+            + varuint(first_clock)
+            + b"".join(k.encoded(buf) for k in kept)
+            if merged
+            else None
+        )
+    if all(run is None for run in runs):
         return buf
-    result = bytearray(varuint(clients))
-    for run in runs:
-        result += buf[run[0] : run[1]] if isinstance(run, tuple) else run
-    result += buf[pos:]  # the delete set
-    return bytes(result)
+    out = bytearray(varuint(clients))
+    for run, (start, end) in zip(runs, bounds, strict=True):
+        out += buf[start:end] if run is None else run
+    out += buf[pos:]  # the delete set
+    return bytes(out)
 
 
-def _read_struct(buf: bytes, pos: int) -> Struct:
+def _read_struct(buf: bytes, pos: int) -> _Struct:
     start = pos
     info = buf[pos]
     pos += 1
     ref = info & CONTENT_REF
     if ref in (GC, SKIP):
-        length, pos = _uint(buf, pos)
-        return ref, length, None, None, start, start + 1, pos
+        length, pos = varuint_at(buf, pos)
+        return _Struct(ref, length, None, None, start, start + 1, pos)
     origin = right = None
     if info & ORIGIN:
         at = pos
@@ -165,26 +187,26 @@ def _read_struct(buf: bytes, pos: int) -> Struct:
         pos = _skip_uint(buf, _skip_uint(buf, pos))
         right = buf[at:pos]
     if not info & (ORIGIN | RIGHT_ORIGIN):
-        is_root, pos = _uint(buf, pos)
+        is_root, pos = varuint_at(buf, pos)
         # the root type's name, or the parent's id
         pos = _skip_bytes(buf, pos) if is_root == 1 else _skip_uint(buf, _skip_uint(buf, pos))
         if info & PARENT_SUB:
             pos = _skip_bytes(buf, pos)
     content_start = pos
     if ref == STRING:
-        size, at = _uint(buf, pos)
+        size, at = varuint_at(buf, pos)
         pos = at + size
         if pos > len(buf):
             raise ProtocolError("string runs past the end of the update")
         length = _utf16_length(buf[at:pos])
     elif ref == DELETED:
-        length, pos = _uint(buf, pos)
+        length, pos = varuint_at(buf, pos)
     elif ref == JSON:
-        length, pos = _uint(buf, pos)
+        length, pos = varuint_at(buf, pos)
         for _ in range(length):
             pos = _skip_bytes(buf, pos)
     elif ref == ANY:
-        length, pos = _uint(buf, pos)
+        length, pos = varuint_at(buf, pos)
         for _ in range(length):
             pos = _skip_any(buf, pos)
     else:
@@ -194,30 +216,14 @@ def _read_struct(buf: bytes, pos: int) -> Struct:
         elif ref == FORMAT:
             pos = _skip_bytes(buf, _skip_bytes(buf, pos))
         elif ref == TYPE:
-            type_ref, pos = _uint(buf, pos)
+            type_ref, pos = varuint_at(buf, pos)
             if type_ref in (XML_ELEMENT, XML_HOOK):
                 pos = _skip_bytes(buf, pos)
         elif ref == SUBDOC:
             pos = _skip_any(buf, _skip_bytes(buf, pos))
         else:
             raise ProtocolError(f"unknown content type {ref}")
-    return ref, length, origin, right, start, content_start, pos
-
-
-def _uint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A varuint and the position after it (IndexError when truncated)."""
-    byte = buf[pos]
-    if byte < 0x80:
-        return byte, pos + 1
-    num = byte & 0x7F
-    shift = 7
-    while True:
-        pos += 1
-        byte = buf[pos]
-        num |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return num, pos + 1
-        shift += 7
+    return _Struct(ref, length, origin, right, start, content_start, pos)
 
 
 def _skip_uint(buf: bytes, pos: int) -> int:
@@ -227,7 +233,7 @@ def _skip_uint(buf: bytes, pos: int) -> int:
 
 
 def _string_bytes(buf: bytes, pos: int) -> bytes:
-    size, start = _uint(buf, pos)
+    size, start = varuint_at(buf, pos)
     return buf[start : start + size]
 
 
@@ -240,7 +246,7 @@ def _utf16_length(utf8: bytes) -> int:
 
 
 def _skip_bytes(buf: bytes, pos: int) -> int:
-    size, pos = _uint(buf, pos)
+    size, pos = varuint_at(buf, pos)
     end = pos + size
     if end > len(buf):
         raise ProtocolError("length runs past the end of the update")
@@ -264,12 +270,12 @@ def _skip_any(buf: bytes, pos: int) -> int:
     if kind in (119, 116):  # string, Uint8Array
         return _skip_bytes(buf, pos)
     if kind == 118:  # object: count, then key and value
-        count, pos = _uint(buf, pos)
+        count, pos = varuint_at(buf, pos)
         for _ in range(count):
             pos = _skip_any(buf, _skip_bytes(buf, pos))
         return pos
     if kind == 117:  # array
-        count, pos = _uint(buf, pos)
+        count, pos = varuint_at(buf, pos)
         for _ in range(count):
             pos = _skip_any(buf, pos)
         return pos

@@ -202,3 +202,23 @@ def stored_doc(db: Path, doc_name: str):
     with ThreadPoolExecutor(1) as pool:
         stored = pool.submit(anyio.run, load).result()
     return build_document(stored, parse_doc_name(doc_name))
+
+
+def project_with_tasks(count: int):
+    """A project document of ``count`` real tasks (doc_model's create_task, schema and all),
+    built in one transaction; task ids are t0, t1, ..."""
+    from pycrdt import Doc
+
+    from doc_model import TaskCreate, create_project_meta, create_task
+    from doc_model.order import order_key_between
+
+    doc = Doc()
+    create_project_meta(doc, f"{count} tasks")
+    order = None
+    with doc.transaction():
+        for i in range(count):
+            order = order_key_between(order, None)  # given: finding the last key is O(n)
+            create_task(
+                doc, TaskCreate(title=f"task {i}", order=order), created_by="test", task_id=f"t{i}"
+            )
+    return doc

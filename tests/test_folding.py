@@ -9,12 +9,13 @@ import time
 
 import anyio
 import pytest
-from pycrdt import Doc, Map, Text
+from pycrdt import Doc, Map
 
 from sync_server.folding import FoldFailed, FoldProcess, fold
 from sync_server.hooks import UpdateRecord
 from sync_server.storage import SQLiteStore
 
+from .conftest import project_with_tasks
 from .test_storage import DOC, edits, loaded
 
 
@@ -122,13 +123,7 @@ def test_closing_the_store_ends_its_child(tmp_path) -> None:
 def test_a_fold_leaves_the_event_loop_running() -> None:
     """pycrdt holds the GIL while it decodes: folded on a thread, a big document stops every
     other thread until it is done; folded in the child, the caller's thread only waits."""
-    doc = Doc()
-    tasks = doc.get("tasks", type=Map)
-    with doc.transaction():
-        for i in range(20_000):
-            # only the size matters here: a fold applies updates, it checks no schema
-            tasks[f"t{i}"] = Map({"title": Text(f"task {i}"), "status": "todo"})
-    big = doc.get_update()
+    big = project_with_tasks(20_000).get_update()
     folder = FoldProcess()
     folder.fold(None, [])  # started before timing
 

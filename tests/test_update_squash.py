@@ -170,6 +170,31 @@ def test_a_keystroke_typed_before_someone_elses_insert_stays_its_own_item(alice,
     assert str(receiver.get("title", type=Text)) == "|abcE|"
 
 
+def test_a_keystroke_typed_after_someone_elses_stays_its_own_item() -> None:
+    """alice types "a"; bob, synced, types "Z" after it; alice, synced, types "b" after
+    "Z". Her "a" and "b" have consecutive clocks and the same (no) right origin, but "b"
+    follows "Z", not "a": as one item "ab", it would jump ahead of "Z"."""
+    base = Doc(client_id=99)
+    base.get("title", type=Text).insert(0, "|")
+    a, b = Doc(client_id=1), Doc(client_id=2)
+    for doc in (a, b):
+        doc.apply_update(base.get_update())
+    made: list[bytes] = []
+    for doc in (a, b):
+        doc.observe(lambda event: made.append(event.update))
+    a_title, b_title = a.get("title", type=Text), b.get("title", type=Text)
+    a_title.insert(1, "a")
+    b.apply_update(a.get_update(b.get_state()))
+    b_title.insert(2, "Z")
+    a.apply_update(b.get_update(a.get_state()))
+    a_title.insert(3, "b")
+    assert str(a_title) == "|aZb"
+
+    receiver = copy_of(base)
+    receiver.apply_update(squash_update(merge_updates(*made)))
+    assert str(receiver.get("title", type=Text)) == "|aZb"
+
+
 def test_nothing_to_merge_returns_the_update_itself() -> None:
     doc = Doc()
     updates: list[bytes] = []
