@@ -142,57 +142,43 @@ def test_a_typed_word_becomes_one_item_a_third_of_the_size() -> None:
     assert str(receiver.get("title", type=Text)) == "|squashed é中"
 
 
+def squashed_at_a_newcomer(title: str, alice: int, bob: int, steps: str) -> tuple[str, str]:
+    """alice and bob start from ``title`` and take ``steps`` in turn: "a<i><text>" / "b<i><text>"
+    inserts at index i on that side, "a<" / "b<" takes in the other side's edits. Returns
+    alice's title and the title a newcomer builds from the squashed batch of all their edits."""
+    base = Doc(client_id=99)
+    base.get("title", type=Text).insert(0, title)
+    docs = {"a": Doc(client_id=alice), "b": Doc(client_id=bob)}
+    made: list[bytes] = []
+    for doc in docs.values():
+        doc.apply_update(base.get_update())
+        doc.observe(lambda event: made.append(event.update))
+    for step in steps.split():
+        doc, other = docs[step[0]], docs["b" if step[0] == "a" else "a"]
+        if step[1] == "<":
+            doc.apply_update(other.get_update(doc.get_state()))
+        else:
+            doc.get("title", type=Text).insert(int(step[1]), step[2:])
+    newcomer = copy_of(base)
+    newcomer.apply_update(squash_update(merge_updates(*made)))
+    return str(docs["a"].get("title", type=Text)), str(newcomer.get("title", type=Text))
+
+
 @pytest.mark.parametrize("alice, bob", [(1, 2), (2, 1)])
 def test_a_keystroke_typed_before_someone_elses_insert_stays_its_own_item(alice, bob) -> None:
     """alice types "ab"; bob, synced, inserts "E" right after her "b"; alice, synced, types
     "c" at her cursor, between "b" and "E". "c" follows "b" but its right origin is "E",
     so it must not join "ab": as one item, it would lose its place before "E"."""
-    base = Doc(client_id=99)
-    base.get("title", type=Text).insert(0, "||")
-    a, b = Doc(client_id=alice), Doc(client_id=bob)
-    for doc in (a, b):
-        doc.apply_update(base.get_update())
-    made: list[bytes] = []
-    for doc in (a, b):
-        doc.observe(lambda event: made.append(event.update))
-    a_title, b_title = a.get("title", type=Text), b.get("title", type=Text)
-    a_title.insert(1, "a")
-    a_title.insert(2, "b")
-    b.apply_update(a.get_update(b.get_state()))
-    b_title.insert(3, "E")
-    a.apply_update(b.get_update(a.get_state()))
-    a_title.insert(3, "c")
-    assert str(a_title) == "|abcE|"
-
-    squashed = squash_update(merge_updates(*made))
-    receiver = copy_of(base)
-    receiver.apply_update(squashed)
-    assert str(receiver.get("title", type=Text)) == "|abcE|"
+    at_alice, at_newcomer = squashed_at_a_newcomer("||", alice, bob, "a1a a2b b< b3E a< a3c")
+    assert at_alice == at_newcomer == "|abcE|"
 
 
 def test_a_keystroke_typed_after_someone_elses_stays_its_own_item() -> None:
     """alice types "a"; bob, synced, types "Z" after it; alice, synced, types "b" after
     "Z". Her "a" and "b" have consecutive clocks and the same (no) right origin, but "b"
     follows "Z", not "a": as one item "ab", it would jump ahead of "Z"."""
-    base = Doc(client_id=99)
-    base.get("title", type=Text).insert(0, "|")
-    a, b = Doc(client_id=1), Doc(client_id=2)
-    for doc in (a, b):
-        doc.apply_update(base.get_update())
-    made: list[bytes] = []
-    for doc in (a, b):
-        doc.observe(lambda event: made.append(event.update))
-    a_title, b_title = a.get("title", type=Text), b.get("title", type=Text)
-    a_title.insert(1, "a")
-    b.apply_update(a.get_update(b.get_state()))
-    b_title.insert(2, "Z")
-    a.apply_update(b.get_update(a.get_state()))
-    a_title.insert(3, "b")
-    assert str(a_title) == "|aZb"
-
-    receiver = copy_of(base)
-    receiver.apply_update(squash_update(merge_updates(*made)))
-    assert str(receiver.get("title", type=Text)) == "|aZb"
+    at_alice, at_newcomer = squashed_at_a_newcomer("|", 1, 2, "a1a b< b2Z a< a3b")
+    assert at_alice == at_newcomer == "|aZb"
 
 
 def test_nothing_to_merge_returns_the_update_itself() -> None:
