@@ -78,11 +78,26 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     raise RuntimeError("server did not open its port")
 
 
+def tandem_variant(name: str) -> dict[str, str] | None:
+    """``tandem`` -> {}; ``tandem+TANDEM_X=1+TANDEM_Y=2`` -> those settings (an A/B
+    variant run interleaved with the others); any other peer -> None."""
+    base, *settings = name.split("+")
+    if base != "tandem":
+        return None
+    env = dict(s.split("=", 1) for s in settings)
+    if not all(k.startswith("TANDEM_") for k in env):
+        raise SystemExit(f"{name}: a variant sets TANDEM_* variables only")
+    return env
+
+
 class Peer:
     """One server process: pid, URL and document name for the generator, then stop()."""
 
     def __init__(self, name: str, tmp: Path, **tandem_env: str) -> None:
         self.name = name
+        variant = tandem_variant(name)
+        if variant is not None:
+            name, tandem_env = "tandem", {**variant, **tandem_env}
         self.tandem = None
         self.proc: subprocess.Popen | None = None
         self.token = ""
@@ -211,16 +226,25 @@ def run_generator(
     result["server_cores"] = round(result["server_cpu_s"] / secs, 2)
     result["generator_cores"] = round(result["generator_cpu_s"] / secs, 2)
     result["server_loop_busy"] = round((busy["done"] - busy["edit"]) / secs, 2)
-    add_per_delivery(result)
+    add_derived(result)
     result["server_peak_rss_mb"] = rss_mb(pid, "VmHWM")
     return result
 
 
-def add_per_delivery(result: dict) -> None:
-    """CPU per 1,000 deliveries: unlike rates, it does not depend on how much of a core
-    the machine's other tenants left each side."""
-    if "failed" in result or "server_cpu_ms_per_1k" in result:
+# Two runs were offered the same load when their generators sent edits at rates within 5%
+# of each other; only then is a latency comparison a comparison of the servers.
+SAME_LOAD = 0.95
+
+
+def add_derived(result: dict) -> None:
+    """Figures computed from a run's own: whether a paced generator kept its schedule
+    (round j at j / rate s), and CPU per 1,000 deliveries, which unlike rates does not
+    depend on how much of a core the machine's other tenants left each side."""
+    if "failed" in result:
         return
+    if result.get("rate", 0) > 0:
+        result["scheduled_per_s"] = round(result["clients"] * result["rate"])
+        result["kept_pace"] = result["sent_per_s"] >= SAME_LOAD * result["scheduled_per_s"]
     per_k = 1000 * 1000 / max(result["delivered"], 1)
     result["server_cpu_ms_per_1k"] = round(result["server_cpu_s"] * per_k, 2)
     result["generator_cpu_ms_per_1k"] = round(result["generator_cpu_s"] * per_k, 2)
@@ -287,6 +311,10 @@ def summarize(runs: list[dict]) -> dict:
     for key in KEYS:
         values = [r[key] for r in ok if r.get(key) is not None]
         out[key] = statistics.median(values) if values else None
+    paced = [r for r in ok if "kept_pace" in r]
+    if paced:
+        out["scheduled_per_s"] = paced[0]["scheduled_per_s"]
+        out["kept_pace"] = f"{sum(r['kept_pace'] for r in paced)}/{len(paced)}"
     if ok:
         out["delivered_fraction"] = round(
             statistics.median(r["delivered"] / r["expected"] for r in ok), 4
@@ -323,6 +351,8 @@ def compare(runs: dict[str, list[dict]]) -> dict:
             }
         if "hocuspocus" in summary:
             h = summary["hocuspocus"]
+            sent = sorted(x for x in (t["sent_per_s"], h["sent_per_s"]) if x)
+            summary["same_offered_load"] = len(sent) == 2 and sent[0] >= SAME_LOAD * sent[1]
             summary["targets"] = {
                 "rate_at_least_hocuspocus": (t["delivered_per_s"] or 0)
                 >= (h["delivered_per_s"] or 0),
@@ -349,7 +379,12 @@ def main() -> None:
         default=1,
         help="runs of the stock pycrdt-websocket server (each takes up to --wait)",
     )
-    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help="comma separated; tandem+TANDEM_SETTING=value adds a Tandem variant (A/B)",
+    )
+    parser.add_argument("--name", default="fanout_peers", help="results file: results/NAME.json")
     parser.add_argument("--wait", type=int, default=60, help="seconds to wait for deliveries")
     parser.add_argument(
         "--resummarize",
@@ -358,12 +393,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.resummarize:
-        path = RESULTS / "fanout_peers.json"
+        path = RESULTS / f"{args.name}.json"
         data = json.loads(path.read_text())
         for run_list in (
             r for by_peer in data["runs"].values() for rs in by_peer.values() for r in rs
         ):
-            add_per_delivery(run_list)
+            add_derived(run_list)
         data["summary"] = {key: compare(runs) for key, runs in data["runs"].items()}
         path.write_text(json.dumps(data, indent=2) + "\n")
         print(json.dumps(data["summary"], indent=2))
@@ -391,7 +426,7 @@ def main() -> None:
         table[key] = summary
         all_runs[key] = runs
     path = write_result(
-        "fanout_peers",
+        args.name,
         {
             "command": "python -m bench.fanout_peers " + " ".join(sys.argv[1:]),
             "args": vars(args),

@@ -42,11 +42,7 @@ def tables(results: dict) -> str:
         out.append("| server | runs ok | " + " | ".join(c[0] for c in COLUMNS) + " | bound by |")
         out.append("|---" * (len(COLUMNS) + 3) + "|")
         for name, s in peers.items():
-            if name in (
-                "tandem_over_hocuspocus",
-                "tandem_over_pycrdt",
-                "targets",
-            ) or not isinstance(s, dict):
+            if name.startswith("tandem_over_") or name == "targets" or not isinstance(s, dict):
                 continue
             runs = f"{s.get('completed_runs', 0)}/{s.get('runs', 0)}"
             if s.get("failures"):
@@ -72,9 +68,64 @@ def tables(results: dict) -> str:
     return "\n".join(out)
 
 
+def load_key(key: str) -> tuple[str, float]:
+    """``50x100@85-np`` -> (``50x100-np``, 85); full speed sorts last (rate inf)."""
+    spec, np_suffix = key.removesuffix("-np"), "-np" if key.endswith("-np") else ""
+    size, _, rate = spec.partition("@")
+    if rate == "hocuspocus":
+        return size + np_suffix, -1.0  # its rate is in the summary
+    return size + np_suffix, float(rate) if rate else float("inf")
+
+
+def latency_by_load(summary: dict, peer: str = "hocuspocus") -> str:
+    """One table per size: Tandem's and ``peer``'s p99 at each offered load of the run.
+
+    A latency comparison holds only where both generators sent at the same rate (within
+    5%, ``same load``); at full speed each client library sets its own pace."""
+    groups: dict[str, list[tuple[float, str]]] = {}
+    for key, s in summary.items():
+        if "tandem" in s and peer in s:
+            base, rate = load_key(key)
+            if rate == -1.0:
+                rate = float(s.get("edits_per_s_per_client") or 0)
+            groups.setdefault(base, []).append((rate, key))
+    out: list[str] = []
+    for base, rows in groups.items():
+        if len(rows) < 2:
+            continue
+        out += [
+            f"**{base}: p99 by offered load**",
+            "",
+            f"| schedule, edits/s | tandem sent/s | {peer} sent/s | same load"
+            f" | tandem p50 / p99 ms | {peer} p50 / p99 ms | p99 tandem / {peer} |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for rate, key in sorted(rows):
+            s = summary[key]
+            t, o = s["tandem"], s[peer]
+            schedule = (
+                "full speed"
+                if t.get("scheduled_per_s") is None
+                else f"{t['scheduled_per_s']:,} ({rate:g}/client)"
+            )
+            ratio = s.get(f"tandem_over_{peer}", {}).get("p99_ms")
+            out.append(
+                f"| {schedule} | {cell(t.get('sent_per_s'), '{:,.0f}')}"
+                f" | {cell(o.get('sent_per_s'), '{:,.0f}')}"
+                f" | {'yes' if s.get('same_offered_load') else 'no'}"
+                f" | {cell(t.get('p50_ms'), '{:,.0f}')} / {cell(t.get('p99_ms'), '{:,.0f}')}"
+                f" | {cell(o.get('p50_ms'), '{:,.0f}')} / {cell(o.get('p99_ms'), '{:,.0f}')}"
+                f" | {cell(ratio, '{:.2f}')} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS / "fanout_peers.json"
-    print(tables(json.loads(path.read_text())))
+    results = json.loads(path.read_text())
+    print(tables(results))
+    print(latency_by_load(results["summary"]))
 
 
 if __name__ == "__main__":
