@@ -17,12 +17,16 @@ COLUMNS = [
     ("all delivered s", "seconds", "{:.2f}"),
     ("p50 ms", "p50_ms", "{:,.0f}"),
     ("p99 ms", "p99_ms", "{:,.0f}"),
+    ("warm-up round p99 ms", "warmup_p99_ms", "{:,.0f}"),
     ("connect+sync ms", "connect_ms", "{:,.0f}"),
     ("server CPU ms / 1k deliveries", "server_cpu_ms_per_1k", "{:.1f}"),
     ("generator CPU ms / 1k", "generator_cpu_ms_per_1k", "{:.1f}"),
     ("server loop busy", "server_loop_busy", "{:.2f}"),
     ("generator loop busy", "generator_loop_busy", "{:.2f}"),
 ]
+
+
+TARGET_WORDS = {True: "yes", False: "no", None: "not comparable (different offered loads)"}
 
 
 def cell(value, fmt: str) -> str:
@@ -60,9 +64,7 @@ def tables(results: dict) -> str:
         if targets:
             out.append(
                 "Targets: "
-                + ", ".join(
-                    f"{k.replace('_', ' ')}: {'yes' if v else 'no'}" for k, v in targets.items()
-                )
+                + ", ".join(f"{k.replace('_', ' ')}: {TARGET_WORDS[v]}" for k, v in targets.items())
             )
         out.append("")
     return "\n".join(out)
