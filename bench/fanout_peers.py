@@ -1,17 +1,21 @@
 """Fan-out against peers: Tandem (gate on) vs Hocuspocus vs stock pycrdt-websocket, same load.
 
-    .venv/bin/python -m bench.fanout_peers [--sizes 50x100,50x100@20,200x10,1000x1]
+    .venv/bin/python -m bench.fanout_peers [--sizes 50x100@20,...,50x100,200x10,1000x1]
         [--repeat 3] [--pycrdt-repeat 1] [--peers tandem,hocuspocus,pycrdt] [--wait 60]
 
 For each size NxM, N real Yjs clients in one Node process (bench/node/fanout_peers.mjs)
-each make M one-character edits to one document (client i appends to task c<i>'s title)
-at full speed, or at R edits/s per client for NxM@R; every other client must receive
-each edit. Full speed means each server's own client library sets the offered load
-(the Hocuspocus provider costs the generator more per edit than y-websocket does), so
-the paced row compares latency at one offered load. Reported per server: connect+sync time of all N, delivered
-updates/s (deliveries / time from the first edit to the last arrival), p50/p99 latency
-from an edit to its arrival, and CPU seconds of the server (/proc/<pid>/stat) and of the
-generator (process.cpuUsage) over the edit phase, so a reader sees which side bounds it.
+make one warm-up round of edits, then each make M one-character edits to one task's
+title, at full speed or at R edits/s per client for NxM@R; every other client must
+receive each edit. Reported per server: connect+sync time of all N, the edits/s the
+generator offered, delivered updates/s (deliveries / time from the first measured edit to
+the last arrival), p50/p99 latency from an edit to its arrival (and the warm-up round's
+p99 apart), and CPU seconds of the server (/proc/<pid>/stat) and of the generator
+(process.cpuUsage) over the measured edits, so a reader sees which side bounds it.
+
+Targets (see ``targets``): rate at full speed; p99 only between runs offered the same
+load, since at full speed each client library sets its own pace (the Hocuspocus provider
+costs the generator more per edit than y-websocket does). The default sizes are the
+README's run: p99 by offered load up to full speed.
 
 Servers, each a fresh process per run, runs interleaved so drift hits all alike:
   tandem      `tandem serve` on SQLite (durable appends), permission gate on: every
@@ -41,6 +45,15 @@ from .common import RESULTS, write_result
 
 NODE = Path(__file__).resolve().parent / "node"
 PEERS = ("tandem", "hocuspocus", "pycrdt")
+# the README's run: p99 by offered load up to each size's full speed, then 1,000 clients
+SWEEP = (
+    *(f"50x100@{r}" for r in (20, 40, 60, 80, 120)),
+    "50x100",
+    *(f"200x10@{r}" for r in (2.5, 5)),
+    "200x10",
+    "1000x1",
+    "1000x1-np",
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -404,7 +417,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "--sizes",
-        default="50x100,50x100@20,200x10,1000x1",
+        default=",".join(SWEEP),
         help="NxM[@edits/s per client][-np], comma separated; no @: full speed;"
         " @hocuspocus: the per-client rate Hocuspocus's own client reached at full speed"
         " on NxM earlier in this run; -np: clients without presence state",
