@@ -368,10 +368,14 @@ def targets(t: dict, h: dict, paced: bool) -> dict[str, bool | None]:
     """The issue's targets for Tandem (``t``) against Hocuspocus (``h``).
 
     Rate: at full speed only (a paced run delivers what its schedule offers).
-    p99: a comparison of servers only when both were offered the same load, or when
-    Tandem was offered more and still had the lower p99; else None (not comparable:
-    at full speed each client library sets its own pace, and a generator that makes
-    edits faster waits longer for its own arrivals)."""
+    p99, a comparison of servers only where the loads allow one (at full speed each
+    client library sets its own pace, and a generator that makes edits faster waits
+    longer for its own arrivals):
+
+    - the same offered load: Tandem's p99 <= Hocuspocus's;
+    - Tandem offered more and had the lower p99: met; offered less and had the higher
+      p99: not met;
+    - otherwise None: not comparable."""
     out: dict[str, bool | None] = {}
     if not paced:
         out["rate_at_least_hocuspocus"] = (t["delivered_per_s"] or 0) >= (h["delivered_per_s"] or 0)
