@@ -233,10 +233,6 @@ def run_generator(
     result["connect_server_cpu_s"] = round(cpu["edit"] - cpu["start"], 2)
     result["server_cpu_s"] = round(cpu["done"] - cpu["edit"], 2)
     secs = max(result["seconds"], 0.01)
-    # the load each client library actually offered: at full speed it is the generator's own
-    # pace, and latency counts from when an edit was made, however far ahead that was
-    # None for one round (M = 1): one burst of N edits, the same offered load anywhere
-    result["sent_per_s"] = offered_per_s(result)
     result["server_cores"] = round(result["server_cpu_s"] / secs, 2)
     result["generator_cores"] = round(result["generator_cpu_s"] / secs, 2)
     result["server_loop_busy"] = round((busy["done"] - busy["edit"]) / secs, 2)
@@ -260,11 +256,15 @@ def offered_per_s(result: dict) -> int | None:
 
 
 def add_derived(result: dict) -> None:
-    """Figures computed from a run's own: whether a paced generator kept its schedule
-    (round j at j / rate s), and CPU per 1,000 deliveries, which unlike rates does not
+    """Figures computed from a run's own: the edits/s offered, whether a paced generator
+    kept its schedule (round j at j / rate s), and CPU per 1,000 deliveries, which unlike rates does not
     depend on how much of a core the machine's other tenants left each side."""
     if "failed" in result:
         return
+    if "last_round_at_s" in result:  # older result files kept their own figure
+        # the load each client library actually offered: at full speed it is the
+        # generator's own pace, and latency counts from when an edit was made
+        result["sent_per_s"] = offered_per_s(result)
     if result.get("rate", 0) > 0:
         result["scheduled_per_s"] = round(result["clients"] * result["rate"])
         result["kept_pace"] = (result["sent_per_s"] or 0) >= SAME_LOAD * result["scheduled_per_s"]

@@ -70,45 +70,41 @@ def tables(results: dict) -> str:
     return "\n".join(out)
 
 
-def load_key(key: str) -> tuple[str, float]:
-    """``50x100@85-np`` -> (``50x100-np``, 85); full speed sorts last (rate inf)."""
+def size_of(key: str) -> str:
+    """``50x100@85-np`` -> ``50x100-np``: the size a row belongs to, whatever its pace."""
     spec, np_suffix = key.removesuffix("-np"), "-np" if key.endswith("-np") else ""
-    size, _, rate = spec.partition("@")
-    if rate == "hocuspocus":
-        return size + np_suffix, -1.0  # its rate is in the summary
-    return size + np_suffix, float(rate) if rate else float("inf")
+    return spec.partition("@")[0] + np_suffix
 
 
 def latency_by_load(summary: dict, peer: str = "hocuspocus") -> str:
-    """One table per size: Tandem's and ``peer``'s p99 at each offered load of the run.
+    """One table per size: Tandem's and ``peer``'s p99 at each offered load of the run,
+    slowest schedule first, full speed last.
 
     A latency comparison holds only where both generators sent at the same rate (within
     5%, ``same load``); at full speed each client library sets its own pace."""
-    groups: dict[str, list[tuple[float, str]]] = {}
+    groups: dict[str, list[dict]] = {}
     for key, s in summary.items():
         if "tandem" in s and peer in s:
-            base, rate = load_key(key)
-            if rate == -1.0:
-                rate = float(s.get("edits_per_s_per_client") or 0)
-            groups.setdefault(base, []).append((rate, key))
+            groups.setdefault(size_of(key), []).append(s)
     out: list[str] = []
-    for base, rows in groups.items():
+    for size, rows in groups.items():
         if len(rows) < 2:
             continue
+        clients = int(size.split("x")[0])
         out += [
-            f"**{base}: p99 by offered load**",
+            f"**{size}: p99 by offered load**",
             "",
             f"| schedule, edits/s | tandem sent/s | {peer} sent/s | same load"
             f" | tandem p50 / p99 ms | {peer} p50 / p99 ms | p99 tandem / {peer} |",
             "|---|---|---|---|---|---|---|",
         ]
-        for rate, key in sorted(rows):
-            s = summary[key]
+        for s in sorted(rows, key=lambda s: s["tandem"].get("scheduled_per_s") or float("inf")):
             t, o = s["tandem"], s[peer]
+            scheduled = t.get("scheduled_per_s")
             schedule = (
                 "full speed"
-                if t.get("scheduled_per_s") is None
-                else f"{t['scheduled_per_s']:,} ({rate:g}/client)"
+                if scheduled is None
+                else f"{scheduled:,} ({scheduled / clients:g}/client)"
             )
             ratio = s.get(f"tandem_over_{peer}", {}).get("p99_ms")
             out.append(

@@ -54,19 +54,7 @@ ORIGIN = 0x80
 RIGHT_ORIGIN = 0x40
 PARENT_SUB = 0x20
 CONTENT_REF = 0x1F
-GC, DELETED, JSON, BINARY, STRING, EMBED, FORMAT, TYPE, ANY, SUBDOC, SKIP = (
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-    10,
-)
+GC, DELETED, JSON, BINARY, STRING, EMBED, FORMAT, TYPE, ANY, SUBDOC, SKIP = range(11)
 XML_ELEMENT, XML_HOOK = 3, 5  # type refs followed by a name
 
 

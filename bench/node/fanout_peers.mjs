@@ -179,7 +179,6 @@ for (let j = 0; j < M; j++) {
     await new Promise(resolve => setImmediate(resolve)) // let sockets flush and arrivals in
   }
 }
-const sendEnd = performance.now()
 let complete = true
 try {
   await waitUntil(() => delivered >= expected, WAIT_S * 1000, 'all deliveries')
@@ -208,7 +207,6 @@ console.log(JSON.stringify({
   converged,
   disconnects,
   seconds: +((end - start) / 1000).toFixed(2),
-  send_seconds: +((sendEnd - start) / 1000).toFixed(3),
   last_round_at_s: +((lastRoundAt - start) / 1000).toFixed(3),
   delivered_per_s: Math.round(delivered / ((end - start) / 1000)),
   p50_ms: q(0.5),
