@@ -59,6 +59,7 @@ from .protocol import (
     MessageType,
     encode_awareness,
     encode_awareness_entry,
+    encode_awareness_update,
     encode_sync_step1,
     encode_sync_step2,
     encode_update,
@@ -645,11 +646,16 @@ class Room:
         A client that comes back (a reconnect: its user, on a connection that has
         announced nothing yet) announces the state it left with, at a clock no
         newer than its removal, which every peer would ignore until the client
-        renews it (15-30 s with y-websocket). The room relays it one past the
-        removal instead, so everyone sees the user back at once; the client itself
-        takes that clock from the relay. The same old state from anyone else is an
-        echo, and stale.
+        renews it (15-30 s with y-websocket). The room answers that client with its
+        removal, and y-protocols' own rule ("never let a remote client remove this
+        local state") makes it announce its current state one clock past, at once.
+        The clock stays the client's own: a room that relayed the old state past
+        the removal instead put a clock on it that the client had not chosen, and a
+        client that moved before that relay reached it had its move refused as
+        stale, then took the older state back from the relay. The same old state
+        from anyone else is an echo, and stale.
         """
+        removals: list[AwarenessEntry] = []
         for entry in message.entries:
             cid = entry.client_id
             current = self.awareness.get(cid)
@@ -662,13 +668,16 @@ class Room:
                 known, owner = gone
                 returning = owner == conn.actor.user_id and not conn.awareness_ids
                 if clock <= known and returning and entry.state is not None:
-                    clock = known + 1
+                    removals.append(AwarenessEntry(cid, known, None))
+                    continue
             if clock < known:
                 continue  # stale
             if clock == known and (current is None or entry.state is not None):
                 continue  # nothing any peer would apply
             state = bind_identity(entry.state, conn.actor.user_id, conn.display_name)
             conn.pending_presence[cid] = AwarenessEntry(cid, clock, state)
+        if removals:
+            conn.send(encode_awareness(encode_awareness_update(removals)))
         if conn.pending_presence and conn.presence_flush is None:
             self._flush_presence(conn)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from pycrdt import Map
 
 from .conftest import run_node, stored_doc
@@ -96,10 +97,14 @@ def test_clients_connecting_while_the_server_is_busy_wait_in_its_listen_queue(se
     assert httpx.get(server.http_url + "/healthz", timeout=10).status_code == 200
 
 
-def test_a_stock_client_that_reconnects_is_seen_again_at_once_and_then_moves(server) -> None:
+@pytest.mark.parametrize("mode", ["after-back", "at-once"])
+def test_a_stock_client_that_reconnects_is_seen_again_at_once_and_then_moves(server, mode) -> None:
     """y-websocket announces, on reconnect, the presence it had before the cut, at a clock
-    its peers saw removed: they ignore it until the client renews it, 15-30 s later. The
-    server relays it past the removal, so bob sees alice back at once (and her next move)."""
+    its peers saw removed: they would ignore it until the client renews it, 15-30 s later.
+    The server answers with that removal, and y-protocols' own rule ("never let a remote
+    client remove this local state") makes the client announce itself past it at once.
+    A client that moves before that answer reaches it ("at-once") is seen at its new place,
+    and keeps that place itself: no relay of its older state overwrites it."""
     for user in ("alice", "bob"):
         server.grant(user, "back", "member")
     out = run_node(
@@ -108,8 +113,12 @@ def test_a_stock_client_that_reconnects_is_seen_again_at_once_and_then_moves(ser
         "p/back",
         server.token("alice"),
         server.token("bob"),
+        mode,
         timeout=60,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["backMs"] is not None, result  # within the script's 5 s wait
+    if mode == "after-back":
+        assert result["back"] == "t1", result  # the state she left with
     assert result["moved"] and result["user"]["id"] == "alice", result
+    assert result["own"] == "t3", result

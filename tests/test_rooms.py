@@ -203,19 +203,69 @@ async def test_a_departed_clients_presence_echoed_back_late_is_no_ghost(server) 
                 assert state["user"]["id"] == "alice" and state["viewing"] == "t2"
 
 
-async def test_a_client_that_reconnects_is_seen_again_at_once(server) -> None:
+async def test_a_client_that_reconnects_is_told_its_removal_and_seen_again_past_it(
+    server,
+) -> None:
     """A reconnecting client announces the state it left with, at a clock its peers saw
     removed; y-protocols peers would ignore it until the client renews it, 15-30 s later.
-    The room relays it one clock past the removal, to the client itself too."""
+    The room answers the client (and nobody else) with that removal; a y-protocols client
+    then announces itself one clock past it (its own state, its own clock), and that is
+    what the peers are told."""
     async with RawClient.connect(server, "p/back", "bob") as bob:
         await bob.sync()
         assert (await alice_comes_and_goes(server, "p/back", bob)).clock == 2
+        bob.awareness.clear()
         async with RawClient.connect(server, "p/back", "alice") as again:
             await again.sync()
+            again.awareness.clear()
             await again.send(presence(7, 1, {"viewing": "t1"}))  # what y-websocket resends
-            for client in (bob, again):
-                back = await presence_seen(client, lambda e: e.client_id == 7 and e.clock == 3)
-                assert back.state["viewing"] == "t1" and back.state["user"]["id"] == "alice"
+            told = await presence_seen(again, lambda e: e.client_id == 7)
+            assert (told.clock, told.state) == (2, None)  # its removal, to itself
+            await bob.drain(0.3)
+            assert bob.awareness == []  # the stale announcement went nowhere
+            await again.send(presence(7, 3, {"viewing": "t1"}))  # y-protocols' answer
+            back = await presence_seen(bob, lambda e: e.client_id == 7)
+            assert back.clock == 3 and back.state["viewing"] == "t1"
+            assert back.state["user"]["id"] == "alice"
+
+
+async def test_a_client_that_moves_before_it_hears_its_removal_is_seen_where_it_moved(
+    server,
+) -> None:
+    """The move is made at the removal's own clock, which no peer would apply; the answer
+    to the returning client makes it re-announce that newest state past the removal. No
+    relay ever carries the older state under a clock the client did not choose."""
+    async with RawClient.connect(server, "p/move", "bob") as bob:
+        await bob.sync()
+        await alice_comes_and_goes(server, "p/move", bob)
+        bob.awareness.clear()
+        async with RawClient.connect(server, "p/move", "alice") as again:
+            await again.sync()
+            again.awareness.clear()
+            await again.send(presence(7, 1, {"viewing": "t1"}))
+            await again.send(presence(7, 2, {"viewing": "t3"}))  # before any answer
+            await presence_seen(again, lambda e: e.client_id == 7 and e.state is None)
+            await again.send(presence(7, 3, {"viewing": "t3"}))  # y-protocols: clock 2 + 1
+            moved = await presence_seen(bob, lambda e: e.client_id == 7)
+            assert (moved.clock, moved.state["viewing"]) == (3, "t3")
+            await again.drain(0.3)
+            relayed = [(e.clock, e.state) for m in again.awareness for e in m.entries]
+            assert all(state is None or state["viewing"] == "t3" for _, state in relayed)
+
+
+async def test_only_the_departed_clients_own_user_is_told_its_removal(server) -> None:
+    """Somebody else sending alice's old state (a late echo) is stale, and answered with
+    nothing: the removal goes only to a returning connection of alice's own user."""
+    async with RawClient.connect(server, "p/echo", "bob") as bob:
+        await bob.sync()
+        await alice_comes_and_goes(server, "p/echo", bob)
+        async with RawClient.connect(server, "p/echo", "carol") as carol:
+            await carol.sync()
+            await carol.drain(0.3)
+            carol.awareness.clear()
+            await carol.send(presence(7, 1, {"viewing": "t1"}))
+            await carol.drain(0.3)
+            assert carol.awareness == []
 
 
 @dataclass
