@@ -659,7 +659,8 @@ class Room:
         for entry in message.entries:
             cid = entry.client_id
             current = self.awareness.get(cid)
-            if current is not None and current[2] != conn.id:
+            taken = current is None or current[2] == conn.id
+            if not taken and not self._take_presence_over(conn, cid):
                 continue  # owned by someone else
             clock = entry.clock
             known = current[0] if current is not None else 0
@@ -680,6 +681,29 @@ class Room:
             conn.send(encode_awareness(encode_awareness_update(removals)))
         if conn.pending_presence and conn.presence_flush is None:
             self._flush_presence(conn)
+
+    def _take_presence_over(self, conn: Connection, client_id: int) -> bool:
+        """Whether ``conn`` may take over ``client_id``'s presence from the connection that
+        holds it, and if so, takes it: only a newer connection of the same user may.
+
+        Yjs client ids are random per document instance, so the same id from the same
+        user on a newer connection is that client reconnected while its old socket
+        still looks open here (a phone that changed network: no FIN reached the
+        server, which learns of the loss only when TCP gives up, minutes later).
+        Until then the old connection would keep showing where the user was, and
+        the new one's moves would be refused as somebody else's. Taken over, the
+        presence is the new connection's, and the old one leaves without it.
+        """
+        holder = self.connections.get(self.awareness[client_id][2])
+        if holder is not None:
+            if holder.actor.user_id != conn.actor.user_id or holder.id > conn.id:
+                return False
+            holder.awareness_ids.discard(client_id)
+            holder.pending_presence.pop(client_id, None)
+        clock, state, _ = self.awareness[client_id]
+        self.awareness[client_id] = (clock, state, conn.id)
+        conn.awareness_ids.add(client_id)
+        return True
 
     def _flush_presence(self, conn: Connection) -> None:
         conn.presence_flush = None

@@ -97,6 +97,22 @@ def test_clients_connecting_while_the_server_is_busy_wait_in_its_listen_queue(se
     assert httpx.get(server.http_url + "/healthz", timeout=10).status_code == 200
 
 
+def alice_and_bob(server, script: str, project: str, *args: str) -> dict:
+    """Run a two-member presence script (alice, then bob) on ``p/<project>``; its result."""
+    for user in ("alice", "bob"):
+        server.grant(user, project, "member")
+    out = run_node(
+        script,
+        server.ws_url,
+        f"p/{project}",
+        server.token("alice"),
+        server.token("bob"),
+        *args,
+        timeout=60,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("mode", ["after-back", "at-once"])
 def test_a_stock_client_that_reconnects_is_seen_again_at_once_and_then_moves(server, mode) -> None:
     """y-websocket announces, on reconnect, the presence it had before the cut, at a clock
@@ -105,20 +121,21 @@ def test_a_stock_client_that_reconnects_is_seen_again_at_once_and_then_moves(ser
     client remove this local state") makes the client announce itself past it at once.
     A client that moves before that answer reaches it ("at-once") is seen at its new place,
     and keeps that place itself: no relay of its older state overwrites it."""
-    for user in ("alice", "bob"):
-        server.grant(user, "back", "member")
-    out = run_node(
-        "presence_reconnect.mjs",
-        server.ws_url,
-        "p/back",
-        server.token("alice"),
-        server.token("bob"),
-        mode,
-        timeout=60,
-    )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = alice_and_bob(server, "presence_reconnect.mjs", "back", mode)
     assert result["backMs"] is not None, result  # within the script's 5 s wait
     if mode == "after-back":
         assert result["back"] == "t1", result  # the state she left with
     assert result["moved"] and result["user"]["id"] == "alice", result
     assert result["own"] == "t3", result
+
+
+def test_a_stock_client_that_switches_network_is_seen_moving_before_its_old_socket_closes(
+    server,
+) -> None:
+    """A phone that changes network leaves its old socket open on the server's side; the
+    client reconnects on the new one while the server still holds the old. Its moves are
+    seen at once (not when TCP gives up on the old socket, minutes later), and the old
+    socket's close, when it comes, does not take the user's presence away."""
+    result = alice_and_bob(server, "presence_network_switch.mjs", "switch")
+    assert result["movedMs"] is not None, result  # within the script's 5 s wait
+    assert result["stillThere"] == "t3" and result["own"] == "t3", result

@@ -253,6 +253,45 @@ async def test_a_client_that_moves_before_it_hears_its_removal_is_seen_where_it_
             assert all(state is None or state["viewing"] == "t3" for _, state in relayed)
 
 
+async def test_a_client_back_on_a_new_connection_before_its_old_one_is_seen_gone_takes_its_presence_over(
+    server,
+) -> None:
+    """A phone that changes network reconnects while its old socket still looks open to the
+    server (no FIN reaches it). The same user's new connection takes its client id's
+    presence over at once: its moves are relayed, and the old socket, when it finally goes,
+    takes nothing with it. Somebody else still cannot claim that client id."""
+    async with (
+        RawClient.connect(server, "p/switch", "bob") as bob,
+        RawClient.connect(server, "p/switch", "alice") as old,
+    ):
+        await bob.sync()
+        await old.sync()
+        await old.send(presence(7, 1, {"viewing": "t1"}))
+        await presence_of(bob, 7)
+        bob.awareness.clear()
+        async with RawClient.connect(server, "p/switch", "alice") as new:
+            await new.sync()
+            await new.send(presence(7, 1, {"viewing": "t1"}))  # what y-websocket resends
+            await new.send(presence(7, 2, {"viewing": "t3"}))
+            moved = await presence_seen(bob, lambda e: e.client_id == 7)
+            assert (moved.clock, moved.state["viewing"]) == (2, "t3")
+            async with RawClient.connect(server, "p/switch", "mallory") as mallory:
+                await mallory.sync()
+                await mallory.send(presence(7, 9, {"viewing": "t9"}))
+                await old.send(presence(7, 3, {"viewing": "t1"}))  # no longer its own
+                await bob.drain(0.4)
+                assert [e.state["viewing"] for m in bob.awareness for e in m.entries] == ["t3"]
+            bob.awareness.clear()
+            await old.ws.close()  # the old socket finally goes
+            await bob.drain(0.4)
+            assert not any(e.client_id == 7 for m in bob.awareness for e in m.entries)
+            async with RawClient.connect(server, "p/switch", "carol") as carol:
+                await carol.sync()
+                await carol.drain(0.3)
+                told = {e.client_id: e.state for m in carol.awareness for e in m.entries}
+                assert told[7]["viewing"] == "t3"
+
+
 async def test_only_the_departed_clients_own_user_is_told_its_removal(server) -> None:
     """Somebody else sending alice's old state (a late echo) is stale, and answered with
     nothing: the removal goes only to a returning connection of alice's own user."""

@@ -37,6 +37,19 @@ export async function waitUntil (predicate, timeoutMs = 10000, what = 'condition
   throw new Error(`timed out waiting for ${what}`)
 }
 
+// alice (at aliceBase) viewing t1 and bob viewing t2, synced, with bob seeing alice;
+// seen() is alice's state as bob sees it.
+export async function aliceSeenByBob (aliceBase, bobBase, docName, aliceToken, bobToken) {
+  const alice = connect(aliceBase, docName, aliceToken)
+  const bob = connect(bobBase, docName, bobToken)
+  alice.provider.awareness.setLocalStateField('viewing', 't1')
+  bob.provider.awareness.setLocalStateField('viewing', 't2')
+  await Promise.all([waitSynced(alice.provider), waitSynced(bob.provider)])
+  const seen = () => bob.provider.awareness.getStates().get(alice.doc.clientID)
+  await waitUntil(() => seen()?.viewing === 't1', 10000, 'bob sees alice')
+  return { alice, bob, seen }
+}
+
 // A task exactly as docs/document-schema.md describes it.
 export function newTask (fields) {
   const task = new Y.Map()

@@ -6,17 +6,10 @@
 // Usage: node presence_reconnect.mjs <wsBase> <docName> <aliceToken> <bobToken> [mode]
 // Prints one JSON line: how long bob went without seeing alice after her reconnect, whether
 // he saw her move, and the state alice ends with herself.
-import { connect, waitSynced, waitUntil } from './lib.mjs'
+import { aliceSeenByBob, waitSynced, waitUntil } from './lib.mjs'
 
 const [wsBase, docName, aliceToken, bobToken, mode = 'after-back'] = process.argv.slice(2)
-const alice = connect(wsBase, docName, aliceToken)
-const bob = connect(wsBase, docName, bobToken)
-alice.provider.awareness.setLocalStateField('viewing', 't1')
-bob.provider.awareness.setLocalStateField('viewing', 't2')
-await Promise.all([waitSynced(alice.provider), waitSynced(bob.provider)])
-const aliceId = alice.doc.clientID
-const seen = () => bob.provider.awareness.getStates().get(aliceId)
-await waitUntil(() => seen()?.viewing === 't1', 10000, 'bob sees alice')
+const { alice, bob, seen } = await aliceSeenByBob(wsBase, wsBase, docName, aliceToken, bobToken)
 
 const move = () => alice.provider.awareness.setLocalStateField('viewing', 't3')
 if (mode === 'at-once') {
