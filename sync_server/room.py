@@ -659,9 +659,12 @@ class Room:
         for entry in message.entries:
             cid = entry.client_id
             current = self.awareness.get(cid)
-            taken = current is None or current[2] == conn.id
-            if not taken and not self._take_presence_over(conn, cid):
-                continue  # owned by someone else
+            if (
+                current is not None
+                and current[2] != conn.id
+                and not (entry.clock > current[0] and self._take_presence_over(conn, cid))
+            ):
+                continue  # owned by someone else, or an echo of it
             clock = entry.clock
             known = current[0] if current is not None else 0
             gone = self._departed.get(cid) if current is None else None
@@ -683,16 +686,22 @@ class Room:
             self._flush_presence(conn)
 
     def _take_presence_over(self, conn: Connection, client_id: int) -> bool:
-        """Whether ``conn`` may take over ``client_id``'s presence from the connection that
-        holds it, and if so, takes it: only a newer connection of the same user may.
+        """Whether ``conn``, sending news of ``client_id`` (a clock newer than the room's),
+        may take its presence over from the connection that holds it, and if so, takes
+        it: only a newer connection of the same user may.
 
-        Yjs client ids are random per document instance, so the same id from the same
-        user on a newer connection is that client reconnected while its old socket
-        still looks open here (a phone that changed network: no FIN reached the
+        Yjs client ids are random per document instance, so news of the same id from
+        the same user on a newer connection is that client reconnected while its old
+        socket still looks open here (a phone that changed network: no FIN reached the
         server, which learns of the loss only when TCP gives up, minutes later).
         Until then the old connection would keep showing where the user was, and
         the new one's moves would be refused as somebody else's. Taken over, the
         presence is the new connection's, and the old one leaves without it.
+
+        Only news counts: stock clients send back every state they hear, and the
+        user's other tabs would otherwise take each other's presence with every
+        echo. An echo is never news: it carries a clock the room relayed, at most
+        the one it knows.
         """
         holder = self.connections.get(self.awareness[client_id][2])
         if holder is not None:

@@ -44,6 +44,7 @@ def test_500_clients_drop_and_reconnect_at_once_and_converge(server) -> None:
     custom = result.pop("custom")
     print(json.dumps(result))
     assert result["reconnects"] >= CLIENTS
+    assert result["moves_seen_ms"] is not None, "a move after the storm went unseen for 10 s"
     assert result["distinct_texts"] == 1
     assert result["distinct_state_vectors"] == 1
     assert custom == {f"c{i}": "off" for i in range(CLIENTS)}

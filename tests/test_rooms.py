@@ -292,6 +292,29 @@ async def test_a_client_back_on_a_new_connection_before_its_old_one_is_seen_gone
                 assert told[7]["viewing"] == "t3"
 
 
+async def test_the_same_users_other_tab_echoing_a_state_does_not_take_it_over(server) -> None:
+    """Stock clients send back every state they hear: alice's second tab echoes her first
+    tab's state. An echo is not news, so the first tab keeps its presence and its moves."""
+    async with (
+        RawClient.connect(server, "p/tabs", "bob") as bob,
+        RawClient.connect(server, "p/tabs", "alice") as first,
+    ):
+        await bob.sync()
+        await first.sync()
+        await first.send(presence(7, 1, {"viewing": "t1"}))
+        await presence_of(bob, 7)
+        async with RawClient.connect(server, "p/tabs", "alice") as second:
+            await second.sync()
+            await second.send(presence(8, 1, {"viewing": "t2"}))
+            await presence_of(bob, 8)
+            bob.awareness.clear()
+            await second.send(presence(7, 1, {"viewing": "t1"}))  # the echo
+            await bob.drain(0.2)
+            await first.send(presence(7, 2, {"viewing": "t3"}))
+            moved = await presence_seen(bob, lambda e: e.client_id == 7)
+            assert (moved.clock, moved.state["viewing"]) == (2, "t3")
+
+
 async def test_only_the_departed_clients_own_user_is_told_its_removal(server) -> None:
     """Somebody else sending alice's old state (a late echo) is stale, and answered with
     nothing: the removal goes only to a returning connection of alice's own user."""

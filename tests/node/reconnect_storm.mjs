@@ -2,7 +2,9 @@
 // one task, then every socket drops at once (terminated without a close frame, like a
 // network cut), every client edits while offline, and all reconnect at once (y-websocket's
 // own reconnect). Prints one JSON line: timings, reconnect counts, and whether every client
-// converged to the same state.
+// converged to the same state; with presence, also how long until every client, moving
+// after the storm, is seen at its new place by every other (all are one user's clients;
+// null: not within 10 s).
 // Usage: node reconnect_storm.mjs <wsBase> <docName> <token> <clients> [presence on|off]
 // presence "off" clears each client's awareness state (as a headless client has none), so
 // no presence is sent; "on" (default) sets a `user` field, as an app does, which every
@@ -57,6 +59,23 @@ await waitUntil(() => clients.every(c => c.provider.synced && hasAll(c, 'off')),
   'offline edits everywhere')
 const convergeMs = performance.now() - tDrop
 
+// presence after the storm: every client moves, and every client sees every move within
+// 10 s, before y-protocols' 15 s renewal could paper over a move the server refused
+let movesSeenMs = null
+if (presence !== 'off') {
+  const ids = clients.map(c => c.doc.clientID)
+  const seesEveryMove = (c) => {
+    const states = c.provider.awareness.getStates()
+    return ids.every(id => states.get(id)?.round === 'after')
+  }
+  const tMove = performance.now()
+  clients.forEach(c => c.provider.awareness.setLocalStateField('round', 'after'))
+  try {
+    await waitUntil(() => clients.every(seesEveryMove), 10000, 'every move seen by every client')
+    movesSeenMs = performance.now() - tMove
+  } catch {}
+}
+
 const states = clients.map(c => Y.encodeStateVector(c.doc).toString())
 const texts = new Set(clients.map(c => canonical(c.doc.getMap('tasks').toJSON())))
 const result = {
@@ -65,6 +84,7 @@ const result = {
   connect_ms: Math.round(connectMs),
   reconnect_ms: Math.round(reconnectMs),
   converge_ms: Math.round(convergeMs),
+  moves_seen_ms: movesSeenMs === null ? null : Math.round(movesSeenMs),
   reconnects,
   connection_errors: errors,
   distinct_texts: texts.size,
