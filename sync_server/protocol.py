@@ -286,7 +286,12 @@ def encode_update(update: bytes) -> bytes:
 
 
 def encode_awareness(update: bytes) -> bytes:
-    return bytes((MessageType.AWARENESS,)) + varbytes(update)
+    return encode_awareness_header(len(update)) + update
+
+
+def encode_awareness_header(update_length: int) -> bytes:
+    """What precedes an awareness update of ``update_length`` bytes in its message."""
+    return bytes((MessageType.AWARENESS,)) + varuint(update_length)
 
 
 def encode_awareness_entry(entry: AwarenessEntry) -> bytes:

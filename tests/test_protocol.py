@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from doc_model import parse_doc_name
 from sync_server.protocol import (
     AwarenessEntry,
     AwarenessMessage,
@@ -19,6 +20,7 @@ from sync_server.protocol import (
     TandemMessage,
     decode_message,
     encode_awareness,
+    encode_awareness_entry,
     encode_awareness_update,
     encode_query_awareness,
     encode_sync_step1,
@@ -27,6 +29,8 @@ from sync_server.protocol import (
     encode_update,
     varuint,
 )
+from sync_server.room import Room
+from sync_server.storage import SQLiteStore
 
 payloads = st.binary(max_size=300)
 json_values = st.recursive(
@@ -109,3 +113,33 @@ def test_malformed_frames_name_what_is_wrong(frame: bytes, reason: str) -> None:
 def test_text_frames_are_refused() -> None:
     with pytest.raises(ProtocolError, match="binary"):
         decode_message("hello")  # type: ignore[arg-type]
+
+
+presence_states = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({"viewing": st.text(max_size=300)}),  # some relays pass 127 bytes
+)
+
+
+@given(
+    relay=st.lists(
+        st.tuples(st.integers(0, 2**32), st.integers(0, 2**53 - 2), presence_states),
+        min_size=2,
+        max_size=40,
+        unique_by=lambda e: e[0],
+    )
+)
+def test_a_relay_is_known_in_every_senders_echo_and_in_nothing_else(relay, tmp_path_factory):
+    """Each client in a relay sends back the other entries (its own is no news to it): the
+    room recognises each such echo unparsed, and no frame that differs from one."""
+    room = Room(parse_doc_name("p/echoes"), SQLiteStore(tmp_path_factory.mktemp("db") / "t.db"))
+    entries = [AwarenessEntry(c, clock, state) for c, clock, state in relay]
+    encoded = [encode_awareness_entry(e) for e in entries]
+    room._remember_senders_echoes(entries, encoded)
+    for i, entry in enumerate(entries):
+        others = entries[:i] + entries[i + 1 :]
+        echo = encode_awareness(encode_awareness_update(others))
+        assert room.is_presence_echo(echo) == (entry.state is not None)
+        newer = [AwarenessEntry(e.client_id, e.clock + 1, e.state) for e in others[:1]]
+        changed = encode_awareness(encode_awareness_update(newer + others[1:]))
+        assert not room.is_presence_echo(changed)
