@@ -56,6 +56,14 @@ SWEEP = (
 )
 
 
+def parse_key(key: str) -> tuple[str, str, bool]:
+    """``50x100@20-np`` -> ``("50x100", "20", False)``: the size NxM, the pace ("": full
+    speed), and whether the clients have presence state."""
+    spec, presence = key.removesuffix("-np"), not key.endswith("-np")
+    size, _, rate = spec.partition("@")
+    return size, rate, presence
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -461,8 +469,7 @@ def main() -> None:
     table: dict = {}
     all_runs: dict = {}
     for key in args.sizes.split(","):
-        spec, presence = key.removesuffix("-np"), not key.endswith("-np")
-        size, _, rate = spec.partition("@")
+        size, rate, presence = parse_key(key)
         n, m = (int(x) for x in size.split("x"))
         per_client = matched_rate(all_runs, size) if rate == "hocuspocus" else float(rate or 0)
         runs: dict[str, list[dict]] = {p: [] for p in peers}

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .common import RESULTS
+from .fanout_peers import parse_key
 
 COLUMNS = [
     ("edits sent/s", "sent_per_s", "{:,.0f}"),
@@ -72,8 +73,8 @@ def tables(results: dict) -> str:
 
 def size_of(key: str) -> str:
     """``50x100@85-np`` -> ``50x100-np``: the size a row belongs to, whatever its pace."""
-    spec, np_suffix = key.removesuffix("-np"), "-np" if key.endswith("-np") else ""
-    return spec.partition("@")[0] + np_suffix
+    size, _, presence = parse_key(key)
+    return size if presence else f"{size}-np"
 
 
 def latency_by_load(summary: dict, peer: str = "hocuspocus") -> str:

@@ -81,8 +81,15 @@ def main() -> None:
             r = run_once(args.clients, presence)
             print(presence, r, flush=True)
             runs[presence].append(r)
-    keys = ("connect_ms", "reconnect_ms", "converge_ms", "moves_seen_ms", "wall_s")
-    keys += ("server_cpu_s", "node_cpu_s")
+    keys = (
+        "connect_ms",
+        "reconnect_ms",
+        "converge_ms",
+        "moves_seen_ms",
+        "wall_s",
+        "server_cpu_s",
+        "node_cpu_s",
+    )
     summary = {}
     for presence, rs in runs.items():
         ok = [r for r in rs if "failed" not in r]

@@ -21,6 +21,7 @@ bytes left over after a message raise :class:`ProtocolError`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -255,6 +256,31 @@ def decode_awareness_update(payload: bytes) -> tuple[AwarenessEntry, ...]:
     return tuple(entries)
 
 
+def awareness_holds_only(frame: bytes, known: Mapping[int, bytes]) -> bool:
+    """Whether ``frame`` is an awareness message whose every entry is, byte for byte,
+    ``known[client id]`` (an entry as ``encode_awareness_entry`` wrote it).
+
+    Allocation-free (a varuint and a ``startswith`` per entry), so echoes of states a
+    server already holds are told apart without decoding them; anything unexpected,
+    malformed bytes included, is simply False and left to ``decode_message``.
+    """
+    try:
+        if frame[:1] != bytes((MessageType.AWARENESS,)):
+            return False
+        length, pos = varuint_at(frame, 1)
+        if pos + length != len(frame):
+            return False
+        count, pos = varuint_at(frame, pos)
+        for _ in range(count):
+            entry = known.get(varuint_at(frame, pos)[0])
+            if entry is None or not frame.startswith(entry, pos):
+                return False
+            pos += len(entry)
+    except ProtocolError:
+        return False
+    return pos == len(frame)
+
+
 # -- encoding ------------------------------------------------------------------
 
 
@@ -286,12 +312,7 @@ def encode_update(update: bytes) -> bytes:
 
 
 def encode_awareness(update: bytes) -> bytes:
-    return encode_awareness_header(len(update)) + update
-
-
-def encode_awareness_header(update_length: int) -> bytes:
-    """What precedes an awareness update of ``update_length`` bytes in its message."""
-    return bytes((MessageType.AWARENESS,)) + varuint(update_length)
+    return bytes((MessageType.AWARENESS,)) + varbytes(update)
 
 
 def encode_awareness_entry(entry: AwarenessEntry) -> bytes:

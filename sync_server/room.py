@@ -57,9 +57,9 @@ from .protocol import (
     AwarenessEntry,
     AwarenessMessage,
     MessageType,
+    awareness_holds_only,
     encode_awareness,
     encode_awareness_entry,
-    encode_awareness_header,
     encode_awareness_update,
     encode_sync_step1,
     encode_sync_step2,
@@ -81,11 +81,8 @@ CHEAP_TAIL_BYTES = 256 * 1024  # above this, reading the log's state vector cost
 MAX_RESYNCS = 3  # gapped updates one connection may send before it is closed
 OBSERVER_BATCH = 1000  # changes handed to observers in one call, at most
 # Presence frames remembered (by digest) to recognise their echoes: every newcomer gets a
-# snapshot of its own, and in a storm its echo comes back after hundreds of others; each
-# relay is remembered once, and once more per client in it (see _remember_senders_echoes).
-RECENT_PRESENCE_FRAMES = 8192
-# Relays of up to this many states are also remembered as each client in them echoes them.
-MAX_ECHO_VARIANT_ENTRIES = 1024
+# snapshot of its own, and in a storm its echo comes back after hundreds of others.
+RECENT_PRESENCE_FRAMES = 4096
 MAX_DEPARTED_CLIENTS = 10_000  # removal clocks remembered (oldest forgotten first)
 _AWARENESS_TYPE = bytes((MessageType.AWARENESS,))
 
@@ -663,12 +660,10 @@ class Room:
         for entry in message.entries:
             cid = entry.client_id
             current = self.awareness.get(cid)
-            if (
-                current is not None
-                and current[2] != conn.id
-                and not (entry.clock > current[0] and self._take_presence_over(conn, cid))
-            ):
-                continue  # owned by someone else, or an echo of it
+            if current is not None and current[2] != conn.id:
+                if entry.clock <= current[0] or not self._may_take_over(conn, current[2]):
+                    continue  # owned by someone else, or an echo of it
+                self._move_presence(cid, to=conn)
             clock = entry.clock
             known = current[0] if current is not None else 0
             gone = self._departed.get(cid) if current is None else None
@@ -689,34 +684,37 @@ class Room:
         if conn.pending_presence and conn.presence_flush is None:
             self._flush_presence(conn)
 
-    def _take_presence_over(self, conn: Connection, client_id: int) -> bool:
-        """Whether ``conn``, sending news of ``client_id`` (a clock newer than the room's),
-        may take its presence over from the connection that holds it, and if so, takes
-        it: only a newer connection of the same user may.
+    def _may_take_over(self, conn: Connection, holder_id: int) -> bool:
+        """Whether ``conn``, sending news of a client id (a clock newer than the room's),
+        may take its presence over from connection ``holder_id``: only a newer connection
+        of the same user may.
 
         Yjs client ids are random per document instance, so news of the same id from
         the same user on a newer connection is that client reconnected while its old
         socket still looks open here (a phone that changed network: no FIN reached the
         server, which learns of the loss only when TCP gives up, minutes later).
         Until then the old connection would keep showing where the user was, and
-        the new one's moves would be refused as somebody else's. Taken over, the
-        presence is the new connection's, and the old one leaves without it.
+        the new one's moves would be refused as somebody else's.
 
         Only news counts: stock clients send back every state they hear, and the
         user's other tabs would otherwise take each other's presence with every
         echo. An echo is never news: it carries a clock the room relayed, at most
         the one it knows.
         """
-        holder = self.connections.get(self.awareness[client_id][2])
+        holder = self.connections.get(holder_id)
+        return holder is None or (
+            holder.actor.user_id == conn.actor.user_id and holder.id < conn.id
+        )
+
+    def _move_presence(self, client_id: int, to: Connection) -> None:
+        """``client_id``'s presence is ``to``'s now; its old connection leaves without it."""
+        clock, state, holder_id = self.awareness[client_id]
+        holder = self.connections.get(holder_id)
         if holder is not None:
-            if holder.actor.user_id != conn.actor.user_id or holder.id > conn.id:
-                return False
             holder.awareness_ids.discard(client_id)
             holder.pending_presence.pop(client_id, None)
-        clock, state, _ = self.awareness[client_id]
-        self.awareness[client_id] = (clock, state, conn.id)
-        conn.awareness_ids.add(client_id)
-        return True
+        self.awareness[client_id] = (clock, state, to.id)
+        to.awareness_ids.add(client_id)
 
     def _flush_presence(self, conn: Connection) -> None:
         conn.presence_flush = None
@@ -778,12 +776,9 @@ class Room:
         entries = list(self._presence_out.values())
         self._presence_out.clear()
         if entries and not self.closed:
-            encoded = [self._encoded_presence(e.client_id, e.clock, e.state) for e in entries]
-            frame = self._remember_presence(
-                encode_awareness(varuint(len(encoded)) + b"".join(encoded))
-            )
-            self._remember_senders_echoes(entries, encoded)
-            self._send_to_all(frame)
+            parts = [varuint(len(entries))]
+            parts += (self._encoded_presence(e.client_id, e.clock, e.state) for e in entries)
+            self._send_to_all(self._remember_presence(encode_awareness(b"".join(parts))))
 
     def awareness_snapshot(self) -> bytes:
         """Everyone's presence, for a client that just connected or asked."""
@@ -793,54 +788,32 @@ class Room:
         )
         return self._remember_presence(encode_awareness(b"".join(parts)))
 
-    def _remember_senders_echoes(
-        self, entries: Sequence[AwarenessEntry], encoded: Sequence[bytes]
-    ) -> None:
-        """Remember a relay as each client in it will send it back: without its own entry.
-
-        The clock of a client's own state is its own, so that entry is no news to it,
-        and a stock client's echo of the relay is the other entries, in order. After
-        a reconnect storm of 500 clients these echoes were half the presence parsing
-        and a fifth of the server's CPU. The digests are taken straight from one
-        buffer, so a relay of k states costs k hashes of its own size, well under
-        parsing the k echoes it saves.
-        """
-        if not 1 < len(encoded) <= MAX_ECHO_VARIANT_ENTRIES:
-            return
-        body = memoryview(b"".join(encoded))
-        size = len(body)
-        rest = varuint(len(encoded) - 1)
-        start = 0
-        for entry, part in zip(entries, encoded, strict=True):
-            end = start + len(part)
-            if entry.state is not None:  # a departed client sends nothing back
-                digest = hashlib.blake2b(digest_size=16)
-                digest.update(encode_awareness_header(len(rest) + size - len(part)))
-                digest.update(rest)
-                digest.update(body[:start])
-                digest.update(body[end:])
-                _put_newest(self._sent_presence, digest.digest(), None, RECENT_PRESENCE_FRAMES)
-            start = end
-
     def _remember_presence(self, frame: bytes) -> bytes:
         _put_newest(self._sent_presence, _digest(frame), None, RECENT_PRESENCE_FRAMES)
         return frame
 
     def is_presence_echo(self, frame: bytes) -> bool:
-        """Whether ``frame`` is a presence message this room sent lately, byte for byte.
+        """Whether ``frame`` is a presence message with nothing in it the room does not
+        hold: one it sent lately, or one made only of current states, byte for byte.
 
         Stock y-websocket clients send back every state they apply, re-encoded the
         way the server encoded it, so when a message was news to them in full, the
         echo is the very frame they were sent. Nothing in it is news to the server
         (every state is one it relayed, at the clock it knows), so it is dropped
         unparsed: with 1,000 clients connecting, parsing the echoes was two thirds of
-        the server's loop in a profile (bench.presence_connect measures the CPU). A
-        client whose own state is in a relay sends back the rest (see
-        ``_remember_senders_echoes``). Any other echo is parsed and judged entry by entry.
+        the server's loop in a profile (bench.presence_connect measures the CPU), and
+        a whole frame is recognised by one digest. A relay that was news only in part
+        comes back as that part: a client's own state, its clock being the client's
+        own, is never news to it. Such an echo is recognised entry by entry against
+        the room's encoded current states, without decoding it (after a reconnect
+        storm of 500 clients those echoes were half the presence parsing). Any other
+        message is parsed and judged entry by entry.
         """
         if not isinstance(frame, bytes) or frame[:1] != _AWARENESS_TYPE:
             return False
-        return _digest(frame) in self._sent_presence
+        return _digest(frame) in self._sent_presence or awareness_holds_only(
+            frame, self._awareness_bytes
+        )
 
     def _encoded_presence(self, client_id: int, clock: int, state: object) -> bytes:
         """One client's encoded awareness entry. A current state is encoded once, for the

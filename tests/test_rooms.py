@@ -100,12 +100,17 @@ def removal_of(client_id: int):
     return lambda e: e.client_id == client_id and e.state is None
 
 
+async def alice_shows(alice: RawClient, watcher: RawClient) -> None:
+    """alice, synced, shows as client 7 (clock 1, viewing t1), and ``watcher`` sees it."""
+    await alice.sync()
+    await alice.send(presence(7, 1, {"viewing": "t1"}))
+    await presence_of(watcher, 7)
+
+
 async def alice_comes_and_goes(server, doc: str, watcher: RawClient) -> AwarenessEntry:
     """alice connects, shows as client 7 (clock 1) and leaves; the removal ``watcher`` saw."""
     async with RawClient.connect(server, doc, "alice") as alice:
-        await alice.sync()
-        await alice.send(presence(7, 1, {"viewing": "t1"}))
-        await presence_of(watcher, 7)
+        await alice_shows(alice, watcher)
     return await presence_seen(watcher, removal_of(7))
 
 
@@ -265,9 +270,7 @@ async def test_a_client_back_on_a_new_connection_before_its_old_one_is_seen_gone
         RawClient.connect(server, "p/switch", "alice") as old,
     ):
         await bob.sync()
-        await old.sync()
-        await old.send(presence(7, 1, {"viewing": "t1"}))
-        await presence_of(bob, 7)
+        await alice_shows(old, bob)
         bob.awareness.clear()
         async with RawClient.connect(server, "p/switch", "alice") as new:
             await new.sync()
@@ -300,9 +303,7 @@ async def test_the_same_users_other_tab_echoing_a_state_does_not_take_it_over(se
         RawClient.connect(server, "p/tabs", "alice") as first,
     ):
         await bob.sync()
-        await first.sync()
-        await first.send(presence(7, 1, {"viewing": "t1"}))
-        await presence_of(bob, 7)
+        await alice_shows(first, bob)
         async with RawClient.connect(server, "p/tabs", "alice") as second:
             await second.sync()
             await second.send(presence(8, 1, {"viewing": "t2"}))
