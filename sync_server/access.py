@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import weakref
 from collections.abc import Sequence
 
 from pycrdt import Array, Doc, Map
@@ -256,6 +255,29 @@ def list_audit(conn: sqlite3.Connection, project: str, limit: int = 100) -> list
     return out
 
 
+_ROOTS_ATTR = "_tandem_permission_roots"
+
+
+def _roots(doc: Doc, doc_name: DocName) -> tuple[Map | None, Array | None]:
+    """The document's ``tasks`` and ``messages`` wrappers, looked up once per document.
+
+    pycrdt's ``Doc.get`` makes a new wrapper on every call (9 us), so they are kept,
+    but on the document itself: a wrapper holds its document, so any cache outside it
+    (this module once had a ``WeakKeyDictionary`` keyed by the document) keeps every
+    document ever checked alive after its room unloads. On the document, they form a
+    cycle that dies with it.
+    """
+    roots = doc.__dict__.get(_ROOTS_ATTR)
+    if roots is None:
+        kind = doc_name.kind.value
+        roots = (
+            doc.get("tasks", type=Map) if kind == "main" else None,
+            doc.get("messages", type=Array) if kind == "chat" else None,
+        )
+        doc.__dict__[_ROOTS_ATTR] = roots
+    return roots
+
+
 class PermissionResolver:
     """Effective permissions per (user, project), cached briefly."""
 
@@ -263,7 +285,6 @@ class PermissionResolver:
         self.conn = conn
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, frozenset[Permission]]] = {}
-        self._roots: weakref.WeakKeyDictionary[Doc, dict] = weakref.WeakKeyDictionary()
 
     def permissions(self, user: str, project: str) -> frozenset[Permission]:
         now = time.monotonic()
@@ -291,15 +312,7 @@ class PermissionResolver:
         if actor.kind != "user":
             return None  # the server's own features act with their own checks
         perms = self.permissions(actor.user_id, doc_name.project_id)
-        roots = self._roots.get(doc)
-        if roots is None:  # pycrdt's Doc.get integrates a new wrapper per call: look up once
-            roots = self._roots[doc] = {
-                "tasks": doc.get("tasks", type=Map) if doc_name.kind.value == "main" else None,
-                "messages": doc.get("messages", type=Array)
-                if doc_name.kind.value == "chat"
-                else None,
-            }
-        tasks, messages = roots["tasks"], roots["messages"]
+        tasks, messages = _roots(doc, doc_name)
 
         def task(task_id: str) -> dict | None:
             if tasks is None or task_id not in tasks:
