@@ -209,16 +209,24 @@ def record_rejection(
     conn: sqlite3.Connection, actor: Actor, doc_name: DocName, denial: Denial
 ) -> None:
     with conn:
-        _audit(
-            conn,
-            str(actor),
-            doc_name.project_id,
-            doc_name.name,
-            "update.rejected",
-            denial.path,
-            denial.reason,
-            {"permission": denial.permission} if denial.permission else None,
-        )
+        rejection_row(conn, actor, doc_name, denial)
+
+
+def rejection_row(
+    conn: sqlite3.Connection, actor: Actor, doc_name: DocName, denial: Denial
+) -> None:
+    """The audit row of a rejected transaction, inside the caller's transaction (the server
+    writes these through database.DeferredWrites)."""
+    _audit(
+        conn,
+        str(actor),
+        doc_name.project_id,
+        doc_name.name,
+        "update.rejected",
+        denial.path,
+        denial.reason,
+        {"permission": denial.permission} if denial.permission else None,
+    )
 
 
 def record_project_deleted(conn: sqlite3.Connection, actor: str, project: str) -> None:

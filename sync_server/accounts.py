@@ -13,6 +13,7 @@ import re
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -116,8 +117,23 @@ def create_token(conn: sqlite3.Connection, user_name: str, label: str = "") -> s
     return token
 
 
-def authenticate_token(conn: sqlite3.Connection, token: str) -> User | None:
-    """The user a valid, unrevoked token belongs to; records its use (at minute resolution)."""
+TokenTouch = Callable[[int, float], None]
+"""Records that token ``id`` was used at ``time``; the server defers the write (see app.py)."""
+
+
+def touch_token(conn: sqlite3.Connection, token_id: int, now: float) -> None:
+    """Record a token's last use (inside the caller's transaction)."""
+    conn.execute(
+        "UPDATE api_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
+        (now, token_id),
+    )
+
+
+def authenticate_token(
+    conn: sqlite3.Connection, token: str, touch: TokenTouch | None = None
+) -> User | None:
+    """The user a valid, unrevoked token belongs to; records its use (at minute resolution),
+    through ``touch`` if given, else at once on ``conn``."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     row = conn.execute(
@@ -129,6 +145,9 @@ def authenticate_token(conn: sqlite3.Connection, token: str) -> User | None:
         return None
     now = time.time()
     if row[1] is None or now - row[1] > LAST_USED_RESOLUTION_SECONDS:
+        if touch is not None:
+            touch(row[0], now)
+            return User(row[2], row[3], row[4])
         try:
             with conn:
                 conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, row[0]))
@@ -137,8 +156,9 @@ def authenticate_token(conn: sqlite3.Connection, token: str) -> User | None:
     return User(row[2], row[3], row[4])
 
 
-def _serializer(conn: sqlite3.Connection) -> URLSafeTimedSerializer:
-    """Signs session tokens with a secret made on first use and kept in the database."""
+def session_secret(conn: sqlite3.Connection) -> str:
+    """The secret that signs session tokens, made on first use and kept in the database
+    (the server makes it at startup: later, only reads)."""
     row = conn.execute("SELECT value FROM server_secrets WHERE name = 'session'").fetchone()
     if row is None:
         with conn:
@@ -147,7 +167,12 @@ def _serializer(conn: sqlite3.Connection) -> URLSafeTimedSerializer:
                 (secrets.token_urlsafe(48),),
             )
         row = conn.execute("SELECT value FROM server_secrets WHERE name = 'session'").fetchone()
-    return URLSafeTimedSerializer(row[0], salt="tandem-session")
+    return row[0]
+
+
+def _serializer(conn: sqlite3.Connection) -> URLSafeTimedSerializer:
+    """Signs session tokens with the database's session secret."""
+    return URLSafeTimedSerializer(session_secret(conn), salt="tandem-session")
 
 
 def login(
@@ -193,13 +218,15 @@ def logout(conn: sqlite3.Connection, token: str) -> bool:
     return cur.rowcount > 0
 
 
-def authenticate(conn: sqlite3.Connection, token: str | None) -> User | None:
-    """The user behind an API token or a session token."""
+def authenticate(
+    conn: sqlite3.Connection, token: str | None, touch: TokenTouch | None = None
+) -> User | None:
+    """The user behind an API token or a session token (``touch``: see authenticate_token)."""
     if not token:
         return None
     if token.startswith(SESSION_PREFIX):
         return authenticate_session(conn, token)
-    return authenticate_token(conn, token)
+    return authenticate_token(conn, token, touch)
 
 
 def list_tokens(conn: sqlite3.Connection, user_name: str) -> list[TokenInfo]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, jsonify, request
@@ -25,7 +26,10 @@ from .api_common import caller as authenticated_caller
 from .api_common import read_body
 from .api_models import NoContent
 from .api_models import problems_documented as _problems
+from .database import SQLiteWorker
 from .problems import Problem
+
+T = TypeVar("T")
 
 
 class LoginBody(BaseModel):
@@ -126,7 +130,12 @@ def access_api(state: dict) -> Blueprint:
         return state["accounts"]
 
     def caller() -> accounts.User:
-        return authenticated_caller(conn())
+        return authenticated_caller(conn(), state.get("touch"))
+
+    async def write(fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` on the writer's connection and thread, never the event loop."""
+        writer: SQLiteWorker = state["writer"]
+        return await writer.run(fn, writer.conn, *args)
 
     def project_id(value: str) -> str:
         try:
@@ -161,7 +170,7 @@ def access_api(state: dict) -> Blueprint:
     @_problems(400, 413, 415, 422)
     async def login():
         data = await read_body(LoginBody)
-        result = accounts.login(conn(), data.username, data.password)
+        result = await write(accounts.login, data.username, data.password)
         if result is None:
             raise Problem(401, "wrong user name or password")
         token, expires = result
@@ -177,7 +186,7 @@ def access_api(state: dict) -> Blueprint:
             raise Problem(
                 400, "only session tokens log out; revoke API tokens with `tandem token revoke`"
             )
-        accounts.logout(conn(), token)
+        await write(accounts.logout, token)
         return "", 204
 
     @bp.get("/me/permissions")
@@ -227,7 +236,9 @@ def access_api(state: dict) -> Blueprint:
                 403, f"a role cannot give permissions you do not have: {', '.join(extra)}"
             )
         try:
-            access.create_role(conn(), Role(data.name, perms, data.description, project), user.name)
+            await write(
+                access.create_role, Role(data.name, perms, data.description, project), user.name
+            )
         except access.AccessError as e:
             raise Problem(409, str(e)) from e
         return jsonify(_role_json(Role(data.name, perms, data.description, project))), 201
@@ -245,7 +256,9 @@ def access_api(state: dict) -> Blueprint:
         if perms is not None and not perms <= mine:
             raise Problem(403, "a role cannot give permissions you do not have")
         try:
-            role = access.update_role(conn(), project, name, perms, data.description, user.name)
+            role = await write(
+                access.update_role, project, name, perms, data.description, user.name
+            )
         except access.AccessError as e:
             raise Problem(404, str(e)) from e
         return jsonify(_role_json(role))
@@ -258,7 +271,7 @@ def access_api(state: dict) -> Blueprint:
         project = project_id(project)
         require(user, project, Permission.MANAGE_TEAM)
         try:
-            access.delete_role(conn(), project, name, user.name)
+            await write(access.delete_role, project, name, user.name)
         except access.AccessError as e:
             raise Problem(409 if "in use" in str(e) else 404, str(e)) from e
         return "", 204
@@ -305,7 +318,7 @@ def access_api(state: dict) -> Blueprint:
             extra = sorted(p.value for p in granted - mine)
             raise Problem(403, f"you cannot grant permissions you do not have: {', '.join(extra)}")
         try:
-            access.set_grant(conn(), grant, user.name)
+            await write(access.set_grant, grant, user.name)
         except access.AccessError as e:
             raise Problem(422, str(e), field="role") from e
         await state["project_members"](project, member, data.role)
@@ -320,7 +333,7 @@ def access_api(state: dict) -> Blueprint:
         require(user, project, Permission.MANAGE_TEAM)
         if member == user.name:
             raise Problem(409, "you cannot remove your own access; ask another manager")
-        if not access.delete_grant(conn(), member, project, user.name):
+        if not await write(access.delete_grant, member, project, user.name):
             raise Problem(404, f"{member} has no grant on {project}")
         await state["project_members"](project, member, None)
         return "", 204

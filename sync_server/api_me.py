@@ -109,7 +109,8 @@ def me_api(state: dict) -> Blueprint:
     async def read_notifications():
         user = ctx.user()
         data = await read_body(MarkRead)
-        return json_response({"marked": notifications.mark_read(ctx.conn, user.name, data.ids)})
+        marked = await ctx.write(notifications.mark_read, user.name, data.ids)
+        return json_response({"marked": marked})
 
     @bp.get("/push/key")
     @document_response(PublicKey)
@@ -126,8 +127,12 @@ def me_api(state: dict) -> Blueprint:
     async def subscribe():
         user = ctx.user()
         data = await read_body(PushSubscription)
-        notifications.save_subscription(
-            ctx.conn, user.name, data.endpoint, data.keys.p256dh, data.keys.auth
+        await ctx.write(
+            notifications.save_subscription,
+            user.name,
+            data.endpoint,
+            data.keys.p256dh,
+            data.keys.auth,
         )
         return Response(status=204)
 
@@ -138,7 +143,7 @@ def me_api(state: dict) -> Blueprint:
     async def unsubscribe():
         user = ctx.user()
         data = await read_body(Unsubscribe)
-        if not notifications.delete_subscription(ctx.conn, user.name, data.endpoint):
+        if not await ctx.write(notifications.delete_subscription, user.name, data.endpoint):
             raise Problem(404, "no such subscription of yours")
         return Response(status=204)
 

@@ -243,11 +243,11 @@ def v1_api(state: dict) -> Blueprint:
         user = ctx.user()
         data = await read_body(ProjectCreate)
         project = data.id or new_project_id()
-        if not projects.register_project(ctx.conn, project, data.name, user.name):
+        if not await ctx.write(projects.register_project, project, data.name, user.name):
             raise Problem(409, f"project id {project!r} is taken", field="id")
         if await state["store"].exists(doc_name_of(project, DocKind.MAIN).name):
             raise Problem(409, f"project id {project!r} is taken", field="id")
-        access.set_grant(ctx.conn, Grant(user.name, project, "owner"), user.name)
+        await ctx.write(access.set_grant, Grant(user.name, project, "owner"), user.name)
         ctx.resolver.forget(user.name, project)
 
         def seed(doc: Doc) -> None:
@@ -318,8 +318,8 @@ def v1_api(state: dict) -> Blueprint:
     async def delete_project(project: str):
         user = ctx.user()
         project = ctx.project(user, project, P.DELETE_PROJECT)
-        access.record_project_deleted(ctx.conn, user.name, project)
-        projects.mark_deleted(ctx.conn, project)
+        await ctx.write(access.record_project_deleted, user.name, project)
+        await ctx.write(projects.mark_deleted, project)
         ctx.resolver.forget_project(project)
         for kind in DocKind:
             name = doc_name_of(project, kind)

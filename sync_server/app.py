@@ -21,7 +21,7 @@ from .api_finance import finance_api
 from .api_me import me_api
 from .api_v1 import v1_api
 from .connection import CloseCode, Connection
-from .database import SQLiteWorker, connect, open_database
+from .database import DeferredWrites, SQLiteWorker, connect, open_database
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
 from .live_documents import LiveDocuments
@@ -42,7 +42,7 @@ from .pwa import pwa_blueprint
 from .room import RoomSettings
 from .rooms import RoomManager
 from .settings import Settings
-from .storage import SQLiteStore
+from .storage import SQLiteStore, StorageError
 from .web_api import configure_web_api
 
 log = logging.getLogger("tandem.sync")
@@ -104,6 +104,26 @@ def create_app(
         state["db"] = db
         state["accounts"] = db.conn
         vapid_key(db.conn)  # Web Push: the key pair is made on first start
+        accounts.session_secret(db.conn)  # and the session-signing secret
+        # No SQLite write runs on the event loop: another process (the CLI, a backup) may
+        # hold the write lock for seconds, and a write waiting for it there would stall every
+        # room and request. REST writes wait on the writer's thread (ApiContext.write); writes
+        # nobody waits for (a token's last use, audit rows of rejections) are batched.
+        state["writer"] = SQLiteWorker(
+            connect(settings.db, synchronous=settings.sqlite_synchronous)
+        )
+        deferred = DeferredWrites(
+            SQLiteWorker(connect(settings.db, synchronous=settings.sqlite_synchronous))
+        )
+        state["deferred"] = deferred
+        touched: dict[int, float] = {}  # token id -> last use already submitted
+
+        def touch(token_id: int, now: float) -> None:
+            if now - touched.get(token_id, 0.0) > accounts.LAST_USED_RESOLUTION_SECONDS:
+                touched[token_id] = now
+                deferred.submit(accounts.touch_token, token_id, now)
+
+        state["touch"] = touch
         # Observers write derived data (activity, notifications) on connections of their own
         # with synchronous=NORMAL: a commit is not an fsync (WAL still survives a killed
         # process; only a power cut can lose the last rows), each on its connection's worker
@@ -133,8 +153,8 @@ def create_app(
                 NotificationCenter(notices_db),
             ],
             permission_check=permission_check or resolver.check,
-            on_rejected=lambda actor, doc_name, denial: access.record_rejection(
-                db.conn, actor, doc_name, denial
+            on_rejected=lambda actor, doc_name, denial: deferred.submit(
+                access.rejection_row, actor, doc_name, denial
             ),
             poll_seconds=settings.external_poll_seconds,
         )
@@ -148,6 +168,8 @@ def create_app(
     async def shutdown() -> None:
         await state["rooms"].close()
         await state["store"].close()
+        await state["deferred"].close()
+        await state["writer"].close()
         state["db"].conn.close()
         await state["activity_db"].close()
         await state["notices_db"].close()
@@ -166,7 +188,7 @@ def create_app(
         if not token:
             return None
         try:
-            return accounts.authenticate(state["accounts"], token)
+            return accounts.authenticate(state["accounts"], token, state["touch"])
         except sqlite3.Error:
             log.exception("token lookup failed")
             return None
@@ -198,7 +220,16 @@ def create_app(
             )
             return
         actor = Actor(user.name)
-        room = await state["rooms"].get(doc_name)
+        try:
+            room = await state["rooms"].get(doc_name)
+        except StorageError as e:  # nothing of it is served; every other document is
+            log.error("refused a document that does not read back: %s", e, extra={"doc": doc})
+            await ws.close(
+                CloseCode.DOCUMENT_UNREADABLE,
+                f"{doc_name.name} is damaged on the server; an administrator must run"
+                " `tandem doctor`",
+            )
+            return
         conn = Connection(
             ws,
             actor,

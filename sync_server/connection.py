@@ -35,6 +35,7 @@ class CloseCode:
     UNKNOWN_DOCUMENT = 4404
     TOO_SLOW = 4408
     UNREVERTABLE = 4422
+    DOCUMENT_UNREADABLE = 4500  # stored data failed its checksum: see `tandem doctor`
 
 
 class WebSocketLike(Protocol):

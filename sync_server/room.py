@@ -203,6 +203,7 @@ class Room:
         self._unload_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()  # held while the document is (re)loaded
         self.closed = False
+        self.storage_error: Exception | None = None  # why storing failed, if it did
         self.on_unload: list = []
 
     # -- lifecycle -------------------------------------------------------------
@@ -561,7 +562,9 @@ class Room:
         self._arm_idle_unload()
         await self.flush()
         if self._durable_gen < mine:
-            raise StorageFailed(f"{self.name}: the edit could not be stored")
+            raise StorageFailed(
+                f"{self.name}: the edit could not be stored"
+            ) from self.storage_error
         return result
 
     async def _reload_after_unrevertable(self) -> None:
@@ -632,8 +635,9 @@ class Room:
             batch, self._batch = self._batch, _Batch()
             try:
                 await self._commit(batch)
-            except Exception:
+            except Exception as e:
                 log.exception("storage failed; closing the room", extra={"doc": self.name})
+                self.storage_error = e
                 await self._fail_storage()
                 return
             async with self._durable:
