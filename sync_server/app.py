@@ -245,7 +245,22 @@ def create_app(
         log.info("connected", extra=extra)
         try:
             await room.start_sync(conn)
-            await _receive_loop(room, conn, ws, settings.max_message_bytes, extra)
+            # Reading ends when the client leaves or breaks the protocol, or when the sender
+            # is done (a client cut off for not reading may never send a byte again: waiting
+            # for its next frame would keep it, its room and its socket forever).
+            receiving = asyncio.create_task(
+                _receive_loop(room, conn, ws, settings.max_message_bytes, extra)
+            )
+            closing = asyncio.create_task(conn.closed.wait())
+            try:
+                await asyncio.wait({receiving, closing}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closing.cancel()
+                if not receiving.done():
+                    receiving.cancel()
+                    await asyncio.gather(receiving, return_exceptions=True)
+            if not receiving.cancelled():
+                receiving.result()  # a receive error ends the connection as before
             await conn.closed.wait()
         finally:
             room.leave(conn)
