@@ -329,6 +329,12 @@ class DeferredWrites:
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
 
-    async def close(self) -> None:
-        await self.flush()
+    async def close(self, timeout: float = 15.0) -> None:
+        """Commit what is queued, waiting at most ``timeout`` for a held lock to go."""
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except TimeoutError:
+            if self._task is not None:
+                self._task.cancel()
+            log.error("shut down with %d deferred write(s) not stored", len(self._pending))
         await self.worker.close()
