@@ -1,8 +1,12 @@
 """SQLiteStore: the embedded DocumentStore (see hooks.py).
 
 Each document is a snapshot plus a log of updates with store-assigned
-sequence numbers. All SQLite work runs on worker threads, never on the event
-loop: one connection and thread for the log, another for compaction
+sequence numbers, each stored with its CRC-32 and checked whenever it is read
+(a damaged row raises :class:`CorruptDocument`; ``tandem doctor`` finds and
+recovers them). All SQLite work runs on worker threads, never on the event
+loop: one connection and thread for the log's writes, one for reads (in WAL a
+reader never waits for the write lock, so a room opening does not queue behind
+an append stuck on another process's lock), another for compaction
 (``database.SQLiteWorker``). ``append`` commits
 before it returns; with ``synchronous=FULL`` that survives power loss, with
 ``NORMAL`` a killed process.
