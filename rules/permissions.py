@@ -191,7 +191,12 @@ _EDIT_TASKS: Need = ((P.EDIT_ALL_TASKS,), "edit tasks", "")
 _ASSIGN_TASKS: Need = ((P.ASSIGN_TASKS,), "assign tasks", "")
 _EDIT_OWN_TASK: Need = ((P.EDIT_OWN_TASKS, P.EDIT_ALL_TASKS), "edit tasks assigned to them", "")
 _EDIT_OTHERS_TASK: Need = ((P.EDIT_ALL_TASKS,), "edit tasks not assigned to them", "")
-_MANAGE_TEAM: Need = ((P.MANAGE_TEAM,), "change the team", "")
+_MEMBERS: Need = (
+    (),
+    "write the members map: it mirrors the grants; change them with"
+    " PUT or DELETE /api/v1/projects/<id>/members/<user>",
+    "",
+)
 _EDIT_PROJECT: Need = ((P.EDIT_PROJECT,), "edit the project", "")
 _EDIT_BUDGET: Need = ((P.EDIT_BUDGET,), "edit the budget", "")
 _EDIT_COSTS: Need = ((P.EDIT_COSTS,), "edit costs", "")
@@ -248,8 +253,8 @@ def _need(
     if kind is DocKind.MAIN:
         if root == "tasks":
             return _task_need(change, user, task, created, perms)
-        if root == "members":
-            return _MANAGE_TEAM
+        if root == "members":  # written by the server only, as grants change
+            return _MEMBERS
         return _EDIT_PROJECT  # meta, columns, milestones, rules
     if kind is DocKind.FINANCE:
         return _EDIT_BUDGET if root == "budget" else _EDIT_COSTS  # else: costs, time_entries

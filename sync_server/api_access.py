@@ -14,6 +14,7 @@ from rules import (
     BUILTIN_ROLES,
     Grant,
     Permission,
+    RefusalKind,
     Role,
     UnknownPermission,
     effective_permissions,
@@ -235,7 +236,7 @@ def access_api(state: dict) -> Blueprint:
     @bp.patch("/projects/<project>/roles/<name>")
     @document_request(RoleUpdate)
     @document_response(RoleOut)
-    @_problems(400, 403, 404, 413, 415, 422)
+    @_problems(400, 403, 404, 409, 413, 415, 422)
     async def update_role(project: str, name: str):
         user = caller()
         project = project_id(project)
@@ -244,10 +245,17 @@ def access_api(state: dict) -> Blueprint:
         perms = permissions_or_422(data.permissions) if data.permissions is not None else None
         if perms is not None and not perms <= mine:
             raise Problem(403, "a role cannot give permissions you do not have")
+        db = state["access_db"]
         try:
-            role = access.update_role(conn(), project, name, perms, data.description, user.name)
+            role = await db.run(
+                access.update_role, db.conn, project, name, perms, data.description, user.name
+            )
+        except access.GrantChangeRefused as e:
+            status = 409 if e.refusal.kind is RefusalKind.LAST_OWNER else 403
+            raise Problem(status, e.refusal.reason, user=e.refusal.user) from e
         except access.AccessError as e:
             raise Problem(404, str(e)) from e
+        state["access"].forget_project(project)
         return jsonify(_role_json(role))
 
     @bp.delete("/projects/<project>/roles/<name>")
@@ -282,17 +290,38 @@ def access_api(state: dict) -> Blueprint:
             ]
         )
 
+    async def change_grant(project: str, member: str, grant: Grant | None, actor: str) -> bool:
+        """The grant rule's check and the write, on the access worker's thread."""
+        db = state["access_db"]
+        try:
+            changed = await db.run(access.change_grant, db.conn, project, member, grant, actor)
+        except access.GrantChangeRefused as e:
+            refusal = e.refusal
+            if refusal.kind is RefusalKind.LAST_OWNER:
+                raise Problem(409, refusal.reason, user=refusal.user) from e
+            extra = {"permission": refusal.permissions[0].value} if refusal.permissions else {}
+            raise Problem(403, refusal.reason, user=refusal.user, **extra) from e
+        except access.AccessError as e:
+            raise Problem(422, str(e), field="role") from e
+        state["access"].forget_project(project)
+        return changed
+
     @bp.put("/projects/<project>/grants/<member>")
     @document_request(GrantBody)
     @document_response(GrantSet)
-    @_problems(400, 403, 404, 413, 415, 422)
+    @_problems(400, 403, 404, 409, 413, 415, 422)
     async def put_grant(project: str, member: str):
+        """Give ``member`` a role. A name without an account yet is kept as an invitation
+        (it takes effect when an account of that name is made), so the answer never tells
+        whether an account exists."""
         user = caller()
         project = project_id(project)
         data = await read_body(GrantBody)
-        mine = require(user, project, Permission.MANAGE_TEAM)
-        if accounts.get_user(conn(), member) is None:
-            raise Problem(404, f"no user named {member!r}")
+        require(user, project, Permission.MANAGE_TEAM)
+        try:
+            accounts.validate_username(member)
+        except accounts.AccountError as e:
+            raise Problem(422, str(e), field="user") from e
         grant = Grant(
             member,
             project,
@@ -300,14 +329,8 @@ def access_api(state: dict) -> Blueprint:
             permissions_or_422(data.added),
             permissions_or_422(data.removed),
         )
+        await change_grant(project, member, grant, user.name)
         granted = effective_permissions(grant, access.custom_roles(conn(), project))
-        if not granted <= mine:
-            extra = sorted(p.value for p in granted - mine)
-            raise Problem(403, f"you cannot grant permissions you do not have: {', '.join(extra)}")
-        try:
-            access.set_grant(conn(), grant, user.name)
-        except access.AccessError as e:
-            raise Problem(422, str(e), field="role") from e
         await state["project_members"](project, member, data.role)
         return jsonify(user=member, role=data.role, permissions=sorted(p.value for p in granted))
 
@@ -320,7 +343,7 @@ def access_api(state: dict) -> Blueprint:
         require(user, project, Permission.MANAGE_TEAM)
         if member == user.name:
             raise Problem(409, "you cannot remove your own access; ask another manager")
-        if not access.delete_grant(conn(), member, project, user.name):
+        if not await change_grant(project, member, None, user.name):
             raise Problem(404, f"{member} has no grant on {project}")
         await state["project_members"](project, member, None)
         return "", 204

@@ -26,6 +26,7 @@ from doc_model import (
     TaskCreate,
     TaskNotFound,
     TaskUpdate,
+    add_member,
     chat_snapshot,
     create_milestone,
     create_project_meta,
@@ -82,6 +83,7 @@ from .api_query import (
     text_search,
 )
 from .connection import CloseCode
+from .hooks import Actor
 from .live_documents import DocumentView
 from .problems import Problem
 
@@ -261,9 +263,16 @@ def v1_api(state: dict) -> Blueprint:
                 created_by=user.name,
                 columns=data.columns,
             )
-            doc.get("members", type=Map)[user.name] = "owner"
 
         await ctx.edit(user, project, DocKind.MAIN, seed)
+        # the members map mirrors the grants and only the server writes it
+        shown = await ctx.live.edit(
+            doc_name_of(project, DocKind.MAIN),
+            Actor("team", kind="system"),
+            lambda doc: add_member(doc, user.name, "owner"),
+        )
+        if not shown.accepted:
+            raise Problem(500, "the project was made but its members map was not written")
         view = await ctx.read(project)
         return json_response(
             project_json(view, project),

@@ -112,6 +112,10 @@ def create_app(
         state["activity_db"] = activity_db
         notices_db = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
         state["notices_db"] = notices_db
+        # grant changes: the grant rule reads and writes in one transaction, off the loop
+        state["access_db"] = SQLiteWorker(
+            connect(settings.db, synchronous=settings.sqlite_synchronous)
+        )
         resolver = access.PermissionResolver(db.conn, ttl=settings.permission_cache_seconds)
         state["access"] = resolver
         doc_store = store or SQLiteStore(
@@ -151,6 +155,7 @@ def create_app(
         state["db"].conn.close()
         await state["activity_db"].close()
         await state["notices_db"].close()
+        await state["access_db"].close()
 
     @app.get("/healthz")
     @hide
