@@ -178,7 +178,10 @@ class Decision:
 ALLOW = Decision(True)
 
 TaskLookup = Callable[[str], dict[str, Any] | None]
-"""Returns a task's fields (after the transaction) by id, or None if it no longer exists."""
+"""Returns a task's fields as they were *before* the transaction, by id, or None if it did not
+exist then. Ownership is judged on that state: a transaction that reassigns a task and edits
+it needs assign_tasks for the one and, for the other, to have owned the task before (or
+edit_all_tasks); taking a task over does not make the same transaction's edits your own."""
 
 
 Need = tuple[tuple[Permission, ...], str, str]
@@ -272,7 +275,10 @@ def decide(
     task: TaskLookup = lambda _id: None,
     message: Callable[[int], dict[str, Any] | None] = lambda _i: None,
 ) -> Decision:
-    """Allow ``changes`` by ``user`` holding ``perms`` on a ``kind`` document, or say why not."""
+    """Allow ``changes`` by ``user`` holding ``perms`` on a ``kind`` document, or say why not.
+
+    ``task`` gives a task's fields before the transaction (see :data:`TaskLookup`).
+    """
     # tasks this transaction creates: their fields are covered by create_tasks, in any event order
     created = {
         str(c.path[1])

@@ -31,7 +31,7 @@ from rules import (
     resolve_role,
 )
 
-from .gate import Denial
+from .gate import Denial, TaskBefore
 from .hooks import Actor
 
 
@@ -382,30 +382,26 @@ class PermissionResolver:
             del self._cache[key]
 
     def check(
-        self, actor: Actor, doc_name: DocName, changes: Sequence[Change], doc: Doc
+        self,
+        actor: Actor,
+        doc_name: DocName,
+        changes: Sequence[Change],
+        doc: Doc,
+        task: TaskBefore,
     ) -> Denial | None:
-        """The gate's permission check (see gate.PermissionCheck)."""
+        """The gate's permission check (see gate.PermissionCheck): task ownership comes from
+        ``task``, the state before the transaction."""
         if actor.kind != "user":
             return None  # the server's own features act with their own checks
         perms = self.permissions(actor.user_id, doc_name.project_id)
         roots = self._roots.get(doc)
         if roots is None:  # pycrdt's Doc.get integrates a new wrapper per call: look up once
             roots = self._roots[doc] = {
-                "tasks": doc.get("tasks", type=Map) if doc_name.kind.value == "main" else None,
                 "messages": doc.get("messages", type=Array)
                 if doc_name.kind.value == "chat"
                 else None,
             }
-        tasks, messages = roots["tasks"], roots["messages"]
-
-        def task(task_id: str) -> dict | None:
-            if tasks is None or task_id not in tasks:
-                return None
-            value = tasks[task_id]
-            if not isinstance(value, Map):
-                return None
-            assignees = value.get("assignees")
-            return {"assignees": list(assignees) if isinstance(assignees, Array) else []}
+        messages = roots["messages"]
 
         def message(index: int) -> dict | None:
             if messages is None or index >= len(messages):

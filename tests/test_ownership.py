@@ -1,0 +1,97 @@
+"""Ownership is judged on the document before the transaction, on the socket and over REST."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from pycrdt import Array, Map
+
+from doc_model import TaskCreate, create_project_meta, create_task
+
+from .raw_client import RawClient
+
+
+def _take_over_and_edit(doc, task_id: str, user: str) -> None:
+    task = doc.get("tasks", type=Map)[task_id]
+    assignees = task["assignees"]
+    del assignees[0 : len(assignees)]
+    assignees.append(user)
+    task["title"].insert(0, "mine now: ")
+
+
+async def _seed(server, project: str) -> str:
+    ids = {}
+    async with RawClient.connect(server, f"p/{project}", "owner") as owner:
+        await owner.sync()
+
+        def seed(d):
+            create_project_meta(d, "P")
+            ids["t"] = create_task(d, TaskCreate(title="theirs", assignees=["kim"]), created_by="o")
+
+        n = await owner.send_update(owner.edit(seed))
+        assert (await owner.outcome(n))["type"] == "ack"
+    return ids["t"]
+
+
+@pytest.mark.anyio
+async def test_taking_a_task_over_does_not_make_the_same_transactions_edits_your_own(
+    server,
+) -> None:
+    task_id = await _seed(server, "own")
+    server.grant("mia", "own", "member")  # edit_own_tasks and assign_tasks, not edit_all_tasks
+    async with RawClient.connect(server, "p/own", "mia", role=None) as mia:
+        await mia.sync()
+        n = await mia.send_update(mia.edit(lambda d: _take_over_and_edit(d, task_id, "mia")))
+        refused = await mia.outcome(n)
+        assert refused["type"] == "rejected", refused
+        assert "edit_all_tasks" in str(refused)
+        await mia.drain(0.3)
+        task = mia.doc.get("tasks", type=Map)[task_id]
+        assert list(task["assignees"]) == ["kim"] and str(task["title"]) == "theirs"
+
+        # in two transactions it is allowed: reassigning needs assign_tasks, then it is hers
+        def reassign(d):
+            assignees = d.get("tasks", type=Map)[task_id]["assignees"]
+            del assignees[0 : len(assignees)]
+            assignees.append("mia")
+
+        n = await mia.send_update(mia.edit(reassign))
+        assert (await mia.outcome(n))["type"] == "ack"
+        n = await mia.send_update(
+            mia.edit(lambda d: d.get("tasks", type=Map)[task_id]["title"].insert(0, "x"))
+        )
+        assert (await mia.outcome(n))["type"] == "ack"
+
+        # and giving it away while editing it is judged as hers (she owned it before)
+        def give_away_and_edit(d):
+            task = d.get("tasks", type=Map)[task_id]
+            task["assignees"] = Array(["kim"])
+            task["title"].insert(0, "y")
+
+        n = await mia.send_update(mia.edit(give_away_and_edit))
+        assert (await mia.outcome(n))["type"] == "ack"
+
+
+def test_a_rest_update_that_reassigns_and_edits_is_judged_on_the_old_assignees(server) -> None:
+    def call(method, path, user, **kw):
+        headers = {"Authorization": f"Bearer {server.token(user)}"}
+        return httpx.request(
+            method, f"{server.http_url}/api/v1{path}", headers=headers, timeout=10, **kw
+        )
+
+    assert call("POST", "/projects/", "boss", json={"id": "rest", "name": "R"}).status_code == 201
+    made = call("POST", "/projects/rest/tasks/", "boss", json={"title": "t", "assignees": ["kim"]})
+    assert made.status_code == 201, made.text
+    task_id = made.json()["id"]
+    server.token("mia")
+    assert (
+        call("PUT", "/projects/rest/members/mia", "boss", json={"role": "member"}).status_code
+        == 200
+    )
+    r = call("PATCH", f"/tasks/{task_id}/", "mia", json={"assignees": ["mia"], "title": "mine"})
+    assert r.status_code == 403, r.text
+    assert r.json()["permission"] == "edit_all_tasks"
+    assert (
+        call("PATCH", f"/tasks/{task_id}/", "mia", json={"assignees": ["mia"]}).status_code == 200
+    )
+    assert call("PATCH", f"/tasks/{task_id}/", "mia", json={"title": "mine"}).status_code == 200
