@@ -11,6 +11,7 @@ from quart import Quart, jsonify, websocket
 from quart_schema import hide
 
 from doc_model import InvalidDocName, add_member, doc_name, parse_doc_name, remove_member
+from integrations.outbound import OutboundPolicy
 from rules import can_read
 
 from . import access, accounts
@@ -67,7 +68,7 @@ def create_app(
     app = Quart("tandem")
     app.config["TANDEM_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    state: dict = {}
+    state: dict = {"outbound": OutboundPolicy(allow_private=settings.outbound_allow_private)}
     api_blueprints = [
         access_api(state),
         v1_api(state),
@@ -134,7 +135,7 @@ def create_app(
             observers=[
                 *observers,
                 ActivityRecorder(activity_db),
-                NotificationCenter(notices_db),
+                NotificationCenter(notices_db, state["outbound"]),
             ],
             permission_check=permission_check or resolver.check,
             on_rejected=lambda actor, doc_name, denial: access.record_rejection(
