@@ -26,6 +26,7 @@ from .api_common import caller as authenticated_caller
 from .api_common import read_body
 from .api_models import NoContent
 from .api_models import problems_documented as _problems
+from .login_guard import LoginGuard
 from .problems import Problem
 
 
@@ -159,12 +160,31 @@ def access_api(state: dict) -> Blueprint:
     @bp.post("/login")
     @document_request(LoginBody)
     @document_response(LoginOut)
-    @_problems(400, 413, 415, 422)
+    @_problems(400, 401, 413, 415, 422)
     async def login():
+        """A session token for a correct password. Failed logins are limited per account
+        and per address (see login_guard): past either limit, 429 with Retry-After."""
         data = await read_body(LoginBody)
-        result = accounts.login(conn(), data.username, data.password)
+        guard: LoginGuard = state["login_guard"]
+        address = request.remote_addr or "unknown"
+        refused = guard.check(data.username, address)
+        if refused is not None:
+            raise Problem(
+                429,
+                refused.detail(
+                    guard.per_account.amount
+                    if refused.scope == "account"
+                    else guard.per_address.amount,
+                    guard.window,
+                ),
+                headers={"Retry-After": str(refused.retry_after)},
+            )
+        db = state["access_db"]  # Argon2 and SQLite: on the worker's thread
+        result = await db.run(accounts.login, db.conn, data.username, data.password)
         if result is None:
+            guard.failed(data.username, address)
             raise Problem(401, "wrong user name or password")
+        guard.succeeded(data.username)
         token, expires = result
         return jsonify(token=token, token_type="Bearer", expires_at=expires)
 

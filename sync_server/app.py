@@ -26,6 +26,7 @@ from .database import SQLiteWorker, connect, open_database
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
 from .live_documents import LiveDocuments
+from .login_guard import LoginGuard
 from .notifications import NotificationCenter, vapid_key
 from .offline_edit import edit_stored_document
 from .problems import TITLES, problem_response
@@ -68,7 +69,14 @@ def create_app(
     app = Quart("tandem")
     app.config["TANDEM_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    state: dict = {"outbound": OutboundPolicy(allow_private=settings.outbound_allow_private)}
+    state: dict = {
+        "outbound": OutboundPolicy(allow_private=settings.outbound_allow_private),
+        "login_guard": LoginGuard(
+            settings.login_failures_per_account,
+            settings.login_failures_per_address,
+            settings.login_window_seconds,
+        ),
+    }
     api_blueprints = [
         access_api(state),
         v1_api(state),
@@ -113,7 +121,8 @@ def create_app(
         state["activity_db"] = activity_db
         notices_db = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
         state["notices_db"] = notices_db
-        # grant changes: the grant rule reads and writes in one transaction, off the loop
+        # grant changes (the grant rule reads and writes in one transaction) and logins
+        # (Argon2), off the event loop
         state["access_db"] = SQLiteWorker(
             connect(settings.db, synchronous=settings.sqlite_synchronous)
         )

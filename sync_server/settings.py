@@ -42,6 +42,9 @@ class Settings:
     presence_per_second: float = 20.0
     presence_burst: float = 40.0
     api_rate_limit: int = 100  # REST requests per minute per token (or per address without one)
+    login_failures_per_account: int = 10  # failed logins per account name per window
+    login_failures_per_address: int = 50  # failed logins per client address per window
+    login_window_seconds: int = 900
     cors_origins: str = ""  # comma-separated origins allowed to call the REST API from a browser
     outbound_allow_private: bool = False  # let user-given URLs reach private addresses (tests)
     ws_compression: str = (
