@@ -117,6 +117,8 @@ TASKS = ListSpec(
     sort_keys={"priority": lambda p: PRIORITY_RANK.get(p, len(PRIORITY_RANK))},
 )
 
+MIN_CHOSEN_ID = 12  # characters in a project id a client chooses (the server's: 12 random)
+
 
 def page_links(total: int, limit: int, offset: int) -> dict[str, str | None]:
     def link(new_offset: int) -> str:
@@ -244,11 +246,21 @@ def v1_api(state: dict) -> Blueprint:
     async def create_project():
         user = ctx.user()
         data = await read_body(ProjectCreate)
+        if data.id is not None and len(data.id) < MIN_CHOSEN_ID:
+            # A taken id is answered 409, which tells that a project has it. Ids a client
+            # chooses must be as hard to guess as the server's, so that answer can only
+            # be about an id the client made up itself, never a probe of other teams' ids.
+            raise Problem(
+                422,
+                f"id: choose at least {MIN_CHOSEN_ID} random characters (or leave it out"
+                " and the server chooses)",
+                field="id",
+            )
         project = data.id or new_project_id()
         if not projects.register_project(ctx.conn, project, data.name, user.name):
-            raise Problem(409, f"project id {project!r} is taken", field="id")
+            raise Problem(409, f"project id {project!r} is not available", field="id")
         if await state["store"].exists(doc_name_of(project, DocKind.MAIN).name):
-            raise Problem(409, f"project id {project!r} is taken", field="id")
+            raise Problem(409, f"project id {project!r} is not available", field="id")
         access.set_grant(ctx.conn, Grant(user.name, project, "owner"), user.name)
         ctx.resolver.forget(user.name, project)
 

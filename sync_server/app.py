@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from quart import Quart, jsonify, websocket
 from quart_schema import hide
@@ -14,7 +15,7 @@ from doc_model import InvalidDocName, add_member, doc_name, parse_doc_name, remo
 from integrations.outbound import OutboundPolicy
 from rules import can_read
 
-from . import access, accounts
+from . import access, accounts, security_headers
 from .activity import ActivityRecorder
 from .api_access import access_api
 from .api_analytics import analytics_api
@@ -58,6 +59,18 @@ def bearer_token(authorization: str | None, query_token: str | None) -> str | No
     return None
 
 
+def origin_allowed(origin: str, host: str, allowed: set[str]) -> bool:
+    """A browser's Origin on the sync socket: the server's own (same host and port), or one
+    of ``allowed``. Clients that send no Origin (Node, pycrdt) are not browsers and are not
+    asked: a browser always sends it, and only a browser carries another site's cookies or
+    runs another site's script."""
+    normalized = origin.strip().lower().rstrip("/")
+    if normalized in allowed:
+        return True
+    parts = urlsplit(normalized)
+    return parts.scheme in ("http", "https") and parts.netloc == host.lower()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -85,6 +98,7 @@ def create_app(
         me_api(state),
     ]
     configure_web_api(app, api_blueprints, settings)
+    security_headers.install(app)
     app.register_blueprint(pwa_blueprint(settings.static_dir))
 
     for status in (400, 404, 405, 413):
@@ -186,10 +200,21 @@ def create_app(
             log.exception("token lookup failed")
             return None
 
+    ws_origins = {o.strip().lower().rstrip("/") for o in settings.ws_origins.split(",")} - {""}
+
     @app.websocket("/sync/<path:doc>")
     async def sync(doc: str):
         ws = websocket._get_current_object()
         await ws.accept()
+        origin = ws.headers.get("Origin")
+        if origin is not None and not origin_allowed(origin, ws.host, ws_origins):
+            log.info("refused cross-origin connection from %s", origin, extra={"doc": doc})
+            await ws.close(
+                CloseCode.FORBIDDEN,
+                f"origin {origin[:100]} may not connect (allowed: this server's own and"
+                " TANDEM_WS_ORIGINS)",
+            )
+            return
         user = authenticate(bearer_token(ws.headers.get("Authorization"), ws.args.get("token")))
         if user is None:
             log.info("refused unauthenticated connection", extra={"doc": doc})

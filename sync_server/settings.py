@@ -45,6 +45,9 @@ class Settings:
     login_failures_per_account: int = 10  # failed logins per account name per window
     login_failures_per_address: int = 50  # failed logins per client address per window
     login_window_seconds: int = 900
+    ws_origins: str = (
+        ""  # comma-separated browser origins allowed on /sync besides the server's own
+    )
     cors_origins: str = ""  # comma-separated origins allowed to call the REST API from a browser
     outbound_allow_private: bool = False  # let user-given URLs reach private addresses (tests)
     ws_compression: str = (

@@ -142,6 +142,7 @@ def configure_web_api(app: Quart, blueprints: Sequence[Blueprint], settings: Set
         security=[{"bearer": []}],
         redoc_ui_path=None,
         scalar_ui_path=None,
+        swagger_ui_path=None,  # /docs is served from this server (security_headers)
         openapi_provider_class=TandemOpenAPI,
     )
 

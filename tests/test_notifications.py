@@ -35,7 +35,7 @@ def srv(tmp_path_factory) -> Iterator[ServerProcess]:
 
 
 def project_with(server, owner: str, **members: str) -> str:
-    project = f"n{int(time.time() * 1000) % 10**8}"
+    project = f"notify{int(time.time() * 1000) % 10**8:08d}"  # 12+ characters
     assert (
         call(server, "POST", "/projects/", owner, json={"id": project, "name": "N"}).status_code
         == 201

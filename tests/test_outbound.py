@@ -234,12 +234,12 @@ def test_push_subscriptions_and_pushes_never_reach_internal_addresses(server) ->
                 " VALUES (?, 'sam', ?, ?, ?)",
                 (endpoint, keys["p256dh"], keys["auth"], time.time()),
             )
-        made = call(server, "POST", "/projects/", "rita", json={"id": "pushy", "name": "P"})
+        made = call(server, "POST", "/projects/", "rita", json={"id": "pushy-project", "name": "P"})
         assert made.status_code == 201
         task = call(
             server,
             "POST",
-            "/projects/pushy/tasks/",
+            "/projects/pushy-project/tasks/",
             "rita",
             json={"title": "Ship it", "assignees": ["sam"]},
         )

@@ -79,13 +79,20 @@ def test_a_rest_update_that_reassigns_and_edits_is_judged_on_the_old_assignees(s
             method, f"{server.http_url}/api/v1{path}", headers=headers, timeout=10, **kw
         )
 
-    assert call("POST", "/projects/", "boss", json={"id": "rest", "name": "R"}).status_code == 201
-    made = call("POST", "/projects/rest/tasks/", "boss", json={"title": "t", "assignees": ["kim"]})
+    assert (
+        call("POST", "/projects/", "boss", json={"id": "rest-project", "name": "R"}).status_code
+        == 201
+    )
+    made = call(
+        "POST", "/projects/rest-project/tasks/", "boss", json={"title": "t", "assignees": ["kim"]}
+    )
     assert made.status_code == 201, made.text
     task_id = made.json()["id"]
     server.token("mia")
     assert (
-        call("PUT", "/projects/rest/members/mia", "boss", json={"role": "member"}).status_code
+        call(
+            "PUT", "/projects/rest-project/members/mia", "boss", json={"role": "member"}
+        ).status_code
         == 200
     )
     r = call("PATCH", f"/tasks/{task_id}/", "mia", json={"assignees": ["mia"], "title": "mine"})
