@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pycrdt import Array, Map
 
-from doc_model import TaskCreate, create_project_meta, create_task
+from doc_model import (
+    DocKind,
+    TaskCreate,
+    create_project_meta,
+    create_task,
+    new_document,
+    parse_doc_name,
+)
+from sync_server.hooks import Actor
 
 from .raw_client import RawClient
 
@@ -102,3 +112,77 @@ def test_a_rest_update_that_reassigns_and_edits_is_judged_on_the_old_assignees(s
         call("PATCH", f"/tasks/{task_id}/", "mia", json={"assignees": ["mia"]}).status_code == 200
     )
     assert call("PATCH", f"/tasks/{task_id}/", "mia", json={"title": "mine"}).status_code == 200
+
+
+# -- the gate's index of owners, against the document before each transaction ----------
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["take", "give", "clear", "title", "take+title", "delete", "outside"]),
+        st.integers(0, 3),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(ops)
+def test_the_gate_judges_ownership_on_the_document_before_each_transaction(steps) -> None:
+    from rules import BUILTIN_ROLES, decide
+    from sync_server.gate import Denial, Gate
+
+    server = new_document(DocKind.MAIN)
+    create_project_meta(server, "P")
+    ids = [
+        create_task(
+            server,
+            TaskCreate(title=f"t{i}", assignees=["ann"] if i % 2 else ["bob"]),
+            created_by="x",
+        )
+        for i in range(4)
+    ]
+    member = BUILTIN_ROLES["member"].permissions
+
+    def check(actor, doc_name, changes, doc, task):
+        d = decide(member, actor.user_id, doc_name.kind, changes, task=task)
+        return None if d.allowed else Denial(d.reason, d.path, d.permission)
+
+    gate = Gate(server, parse_doc_name("p/x"), check)
+    for op, n in steps:
+        task_id = ids[n]
+        tasks_before = server.get("tasks", type=Map).to_py()
+        if op == "outside":  # a write that does not pass the gate (the CLI, a reload)
+            if task_id in tasks_before:
+                with server.transaction(origin="outside"):
+                    server.get("tasks", type=Map)[task_id]["assignees"].append("ann")
+            continue
+        client = new_document(DocKind.MAIN)
+        client.apply_update(server.get_update())
+        state = client.get_state()
+        tasks = client.get("tasks", type=Map)
+        if task_id not in tasks:
+            continue
+        with client.transaction():
+            task = tasks[task_id]
+            assignees = task["assignees"]
+            if op in ("take", "take+title", "clear"):
+                del assignees[0 : len(assignees)]
+            if op in ("take", "take+title"):
+                assignees.append("ann")
+            if op == "give":
+                assignees.append("bob")
+            if op in ("title", "take+title"):
+                task["title"].insert(0, "!")
+            if op == "delete":
+                del tasks[task_id]
+        result = gate.apply(client.get_update(state), Actor("ann"))
+        owned = "ann" in (tasks_before[task_id].get("assignees") or [])
+        expected = {
+            "take": True,  # assign_tasks
+            "give": True,
+            "clear": True,
+            "title": owned,  # edit_own_tasks, judged before
+            "take+title": owned,
+            "delete": False,  # members may not delete tasks
+        }[op]
+        assert result.accepted == expected, (op, tasks_before[task_id], result.denial)
