@@ -65,6 +65,31 @@ def text_too_long(text: Text, max_length: int) -> bool:
     return len(text) > max_length and len(str(text)) > max_length
 
 
+def _text_bytes(items: Map, key: str, name: str) -> int | None:
+    """The UTF-8 length of ``items[key][name]`` when it is a Text, read through pycrdt's raw
+    types inside the current transaction; None when that is not possible or not a Text.
+
+    Every keystroke in a title or description is checked against its limit, and pycrdt's
+    wrappers (a new object and a nested transaction per access) cost five times this.
+    """
+    txn = getattr(items.doc, "_txn", None) if items.doc is not None else None
+    tx = getattr(txn, "_txn", None)
+    raw = getattr(items, "integrated", None)
+    if tx is None or raw is None:
+        return None
+    try:
+        entity: Any = raw.get(tx, key)
+        if type(entity).__name__ != "Map":
+            return None
+        text: Any = entity.get(tx, name)
+    except (ValueError, TypeError):  # yrs: no such key
+        return None
+    if type(text).__name__ != "Text":
+        return None
+    size = text.len(tx)
+    return size if isinstance(size, int) else None
+
+
 def check_value(field_type: str, value: Any, max_length: int | None = None) -> str | None:
     """None if ``value`` fits ``field_type`` (and ``max_length``), else what was expected."""
     if field_type == "any":
@@ -285,10 +310,16 @@ def check_changes(
     for root, key, name in text_edits - fields:
         if (root, key) in entities:
             continue  # validated whole above
-        entity = root_of(root, Map).get(key)
-        text = entity.get(name) if isinstance(entity, Map) else None
         limit = ENTITIES[ROOT_SPECS[root].entity or ""][name].max_length
-        if isinstance(text, Text) and limit is not None and text_too_long(text, limit):
+        if limit is None:
+            continue
+        items = root_of(root, Map)
+        size = _text_bytes(items, key, name)
+        if size is not None and size <= limit:
+            continue  # at most that many bytes: at most that many characters
+        entity = items.get(key)
+        text = entity.get(name) if isinstance(entity, Map) else None
+        if isinstance(text, Text) and text_too_long(text, limit):
             out.append(
                 Violation(
                     f"{root}/{key}/{name}", f"Text of at most {limit} characters", describe(text)
