@@ -15,6 +15,7 @@ from rules import (
     BUILTIN_ROLES,
     Grant,
     Permission,
+    RefusalKind,
     Role,
     UnknownPermission,
     effective_permissions,
@@ -27,6 +28,7 @@ from .api_common import read_body
 from .api_models import NoContent
 from .api_models import problems_documented as _problems
 from .database import SQLiteWorker
+from .login_guard import LoginGuard
 from .problems import Problem
 
 T = TypeVar("T")
@@ -167,12 +169,30 @@ def access_api(state: dict) -> Blueprint:
     @bp.post("/login")
     @document_request(LoginBody)
     @document_response(LoginOut)
-    @_problems(400, 413, 415, 422)
+    @_problems(400, 401, 413, 415, 422)
     async def login():
+        """A session token for a correct password. Failed logins are limited per account
+        and per address (see login_guard): past either limit, 429 with Retry-After."""
         data = await read_body(LoginBody)
-        result = await write(accounts.login, data.username, data.password)
+        guard: LoginGuard = state["login_guard"]
+        address = request.remote_addr or "unknown"
+        refused = guard.check(data.username, address)
+        if refused is not None:
+            raise Problem(
+                429,
+                refused.detail(
+                    guard.per_account.amount
+                    if refused.scope == "account"
+                    else guard.per_address.amount,
+                    guard.window,
+                ),
+                headers={"Retry-After": str(refused.retry_after)},
+            )
+        result = await write(accounts.login, data.username, data.password)  # Argon2: off the loop
         if result is None:
+            guard.failed(data.username, address)
             raise Problem(401, "wrong user name or password")
+        guard.succeeded(data.username)
         token, expires = result
         return jsonify(token=token, token_type="Bearer", expires_at=expires)
 
@@ -246,7 +266,7 @@ def access_api(state: dict) -> Blueprint:
     @bp.patch("/projects/<project>/roles/<name>")
     @document_request(RoleUpdate)
     @document_response(RoleOut)
-    @_problems(400, 403, 404, 413, 415, 422)
+    @_problems(400, 403, 404, 409, 413, 415, 422)
     async def update_role(project: str, name: str):
         user = caller()
         project = project_id(project)
@@ -259,8 +279,12 @@ def access_api(state: dict) -> Blueprint:
             role = await write(
                 access.update_role, project, name, perms, data.description, user.name
             )
+        except access.GrantChangeRefused as e:
+            status = 409 if e.refusal.kind is RefusalKind.LAST_OWNER else 403
+            raise Problem(status, e.refusal.reason, user=e.refusal.user) from e
         except access.AccessError as e:
             raise Problem(404, str(e)) from e
+        state["access"].forget_project(project)
         return jsonify(_role_json(role))
 
     @bp.delete("/projects/<project>/roles/<name>")
@@ -295,17 +319,37 @@ def access_api(state: dict) -> Blueprint:
             ]
         )
 
+    async def change_grant(project: str, member: str, grant: Grant | None, actor: str) -> bool:
+        """The grant rule's check and the write, on the access worker's thread."""
+        try:
+            changed = await write(access.change_grant, project, member, grant, actor)
+        except access.GrantChangeRefused as e:
+            refusal = e.refusal
+            if refusal.kind is RefusalKind.LAST_OWNER:
+                raise Problem(409, refusal.reason, user=refusal.user) from e
+            extra = {"permission": refusal.permissions[0].value} if refusal.permissions else {}
+            raise Problem(403, refusal.reason, user=refusal.user, **extra) from e
+        except access.AccessError as e:
+            raise Problem(422, str(e), field="role") from e
+        state["access"].forget_project(project)
+        return changed
+
     @bp.put("/projects/<project>/grants/<member>")
     @document_request(GrantBody)
     @document_response(GrantSet)
-    @_problems(400, 403, 404, 413, 415, 422)
+    @_problems(400, 403, 404, 409, 413, 415, 422)
     async def put_grant(project: str, member: str):
+        """Give ``member`` a role. A name without an account yet is kept as an invitation
+        (it takes effect when an account of that name is made), so the answer never tells
+        whether an account exists."""
         user = caller()
         project = project_id(project)
         data = await read_body(GrantBody)
-        mine = require(user, project, Permission.MANAGE_TEAM)
-        if accounts.get_user(conn(), member) is None:
-            raise Problem(404, f"no user named {member!r}")
+        require(user, project, Permission.MANAGE_TEAM)
+        try:
+            accounts.validate_username(member)
+        except accounts.AccountError as e:
+            raise Problem(422, str(e), field="user") from e
         grant = Grant(
             member,
             project,
@@ -313,14 +357,8 @@ def access_api(state: dict) -> Blueprint:
             permissions_or_422(data.added),
             permissions_or_422(data.removed),
         )
+        await change_grant(project, member, grant, user.name)
         granted = effective_permissions(grant, access.custom_roles(conn(), project))
-        if not granted <= mine:
-            extra = sorted(p.value for p in granted - mine)
-            raise Problem(403, f"you cannot grant permissions you do not have: {', '.join(extra)}")
-        try:
-            await write(access.set_grant, grant, user.name)
-        except access.AccessError as e:
-            raise Problem(422, str(e), field="role") from e
         await state["project_members"](project, member, data.role)
         return jsonify(user=member, role=data.role, permissions=sorted(p.value for p in granted))
 
@@ -333,7 +371,7 @@ def access_api(state: dict) -> Blueprint:
         require(user, project, Permission.MANAGE_TEAM)
         if member == user.name:
             raise Problem(409, "you cannot remove your own access; ask another manager")
-        if not await write(access.delete_grant, member, project, user.name):
+        if not await change_grant(project, member, None, user.name):
             raise Problem(404, f"{member} has no grant on {project}")
         await state["project_members"](project, member, None)
         return "", 204

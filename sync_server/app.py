@@ -6,14 +6,16 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from quart import Quart, jsonify, websocket
 from quart_schema import hide
 
 from doc_model import InvalidDocName, add_member, doc_name, parse_doc_name, remove_member
+from integrations.outbound import OutboundPolicy
 from rules import can_read
 
-from . import access, accounts
+from . import access, accounts, security_headers
 from .activity import ActivityRecorder
 from .api_access import access_api
 from .api_analytics import analytics_api
@@ -25,6 +27,7 @@ from .database import DeferredWrites, SQLiteWorker, connect, open_database
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
 from .live_documents import LiveDocuments
+from .login_guard import LoginGuard
 from .notifications import NotificationCenter, vapid_key
 from .offline_edit import edit_stored_document
 from .problems import TITLES, problem_response
@@ -56,6 +59,18 @@ def bearer_token(authorization: str | None, query_token: str | None) -> str | No
     return None
 
 
+def origin_allowed(origin: str, host: str, allowed: set[str]) -> bool:
+    """A browser's Origin on the sync socket: the server's own (same host and port), or one
+    of ``allowed``. Clients that send no Origin (Node, pycrdt) are not browsers and are not
+    asked: a browser always sends it, and only a browser carries another site's cookies or
+    runs another site's script."""
+    normalized = origin.strip().lower().rstrip("/")
+    if normalized in allowed:
+        return True
+    parts = urlsplit(normalized)
+    return parts.scheme in ("http", "https") and parts.netloc == host.lower()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -67,7 +82,14 @@ def create_app(
     app = Quart("tandem")
     app.config["TANDEM_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    state: dict = {}
+    state: dict = {
+        "outbound": OutboundPolicy(allow_private=settings.outbound_allow_private),
+        "login_guard": LoginGuard(
+            settings.login_failures_per_account,
+            settings.login_failures_per_address,
+            settings.login_window_seconds,
+        ),
+    }
     api_blueprints = [
         access_api(state),
         v1_api(state),
@@ -76,6 +98,7 @@ def create_app(
         me_api(state),
     ]
     configure_web_api(app, api_blueprints, settings)
+    security_headers.install(app)
     app.register_blueprint(pwa_blueprint(settings.static_dir))
 
     for status in (400, 404, 405, 413):
@@ -108,7 +131,9 @@ def create_app(
         # No SQLite write runs on the event loop: another process (the CLI, a backup) may
         # hold the write lock for seconds, and a write waiting for it there would stall every
         # room and request. REST writes wait on the writer's thread (ApiContext.write); writes
-        # nobody waits for (a token's last use, audit rows of rejections) are batched.
+        # nobody waits for (a token's last use, audit rows of rejections) are batched. Grant
+        # changes (the grant rule reads and writes in one transaction) and logins (Argon2)
+        # run on the writer too.
         state["writer"] = SQLiteWorker(
             connect(settings.db, synchronous=settings.sqlite_synchronous)
         )
@@ -150,7 +175,7 @@ def create_app(
             observers=[
                 *observers,
                 ActivityRecorder(activity_db),
-                NotificationCenter(notices_db),
+                NotificationCenter(notices_db, state["outbound"]),
             ],
             permission_check=permission_check or resolver.check,
             on_rejected=lambda actor, doc_name, denial: deferred.submit(
@@ -193,10 +218,21 @@ def create_app(
             log.exception("token lookup failed")
             return None
 
+    ws_origins = {o.strip().lower().rstrip("/") for o in settings.ws_origins.split(",")} - {""}
+
     @app.websocket("/sync/<path:doc>")
     async def sync(doc: str):
         ws = websocket._get_current_object()
         await ws.accept()
+        origin = ws.headers.get("Origin")
+        if origin is not None and not origin_allowed(origin, ws.host, ws_origins):
+            log.info("refused cross-origin connection from %s", origin, extra={"doc": doc})
+            await ws.close(
+                CloseCode.FORBIDDEN,
+                f"origin {origin[:100]} may not connect (allowed: this server's own and"
+                " TANDEM_WS_ORIGINS)",
+            )
+            return
         user = authenticate(bearer_token(ws.headers.get("Authorization"), ws.args.get("token")))
         if user is None:
             log.info("refused unauthenticated connection", extra={"doc": doc})

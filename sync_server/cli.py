@@ -244,17 +244,36 @@ def _user_create(conn, db_path: str, args: argparse.Namespace) -> int:
     accounts.validate_username(args.name)
     if args.project:
         from doc_model import InvalidDocName, parse_doc_name
+        from rules import Grant
+
+        from . import access
 
         try:
             parse_doc_name(f"p/{args.project}")
         except InvalidDocName as e:
             raise CliError(str(e)) from e
+        role = args.role or "member"
+        try:  # the grant rule first, so a refused grant creates no account either
+            access.change_grant(
+                conn,
+                args.project,
+                args.name,
+                Grant(args.name, args.project, role),
+                access.ADMIN,
+                dry_run=True,
+            )
+        except access.AccessError as e:
+            raise CliError(str(e)) from e
     user = accounts.create_user(conn, args.name, password, args.display_name)
     print(f"created user {user.name}")
     if args.project:
+        from . import access
         from .demo import grant_project_role
 
-        asyncio.run(grant_project_role(db_path, args.project, user.name, args.role or "member"))
+        try:
+            asyncio.run(grant_project_role(db_path, args.project, user.name, args.role or "member"))
+        except access.AccessError as e:  # the grants changed since the check above
+            raise CliError(f"created user {user.name}, but not the grant: {e}") from e
         print(f"granted {args.role or 'member'} on project {args.project}")
     return 0
 

@@ -44,7 +44,12 @@ renamed. Incompatible changes come as /api/v2 beside it.
 
 
 async def token_or_address() -> str:
-    """The rate-limit key: the token's hash (never the token itself), else the client address."""
+    """The rate-limit key: the token's hash (never the token itself), else the client address.
+
+    A login is keyed by address whatever it sends: a made-up token must not buy a fresh
+    budget there (failed logins have their own limits too: login_guard)."""
+    if request.endpoint == "access_api.login":
+        return "a:" + (request.remote_addr or "unknown")
     token = bearer(request.headers.get("Authorization"))
     if token:
         return "t:" + hashlib.sha256(token.encode()).hexdigest()[:24]
@@ -140,12 +145,15 @@ def configure_web_api(app: Quart, blueprints: Sequence[Blueprint], settings: Set
         security=[{"bearer": []}],
         redoc_ui_path=None,
         scalar_ui_path=None,
+        swagger_ui_path=None,  # /docs is served from this server (security_headers)
         openapi_provider_class=TandemOpenAPI,
     )
 
     @app.errorhandler(Problem)
     async def handle_problem(e: Problem):
-        return problem_response(e.status, e.detail, **e.extra)
+        response = problem_response(e.status, e.detail, **e.extra)
+        response.headers.update(e.headers)
+        return response
 
     @app.errorhandler(sqlite3.OperationalError)
     async def handle_database_error(e: sqlite3.OperationalError):
