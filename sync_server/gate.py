@@ -9,16 +9,18 @@
                    transaction plus its undo) is what gets stored and broadcast,
                    so no other client ever sees the forbidden state
 
-Two kinds of update cannot be reverted by undo, because the undo manager
-never sees them: content in a root type the schema does not know, and items
-or deletions whose dependencies the server does not have (Yjs keeps them
-pending and would integrate them later, inside somebody else's transaction
-and so under somebody else's permissions). The gate raises
-:class:`UnrevertableUpdate` for the first and :class:`MissingDependencies`
-for the second; the room reloads the document from storage, which never held
-the update, and then closes the sender's connection (unknown roots) or asks
-the sender to resync (missing dependencies: an honest client that sent an
-edit before its sync step 2 simply sends everything again).
+Three kinds of update are not reverted by undo: content in a root type the
+schema does not know (the undo manager never sees it), list content in a map
+(``sync_server.map_content``: its tombstone would stay in the document for
+later items to take their parent from), and items or deletions whose
+dependencies the server does not have (Yjs keeps them pending and would
+integrate them later, inside somebody else's transaction and so under
+somebody else's permissions). The gate raises :class:`UnrevertableUpdate` for
+the first two and :class:`MissingDependencies` for the third; the room reloads
+the document from storage, which never held the update, and then closes the
+sender's connection (unknown roots, list content in a map) or asks the sender
+to resync (missing dependencies: an honest client that sent an edit before
+its sync step 2 simply sends everything again).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from doc_model.schema import ROOTS
 
 from . import state_vectors
 from .hooks import Actor
+from .map_content import keyless_map_content
 from .protocol import ProtocolError, Reader
 
 
@@ -85,6 +88,7 @@ class Gate:
         self.permission_check = permission_check
         self._origin = f"gate:{doc_name.name}"
         self._events: list[Change] = []
+        self._maps: list[tuple[str | int, ...]] = []  # paths of the maps with an event
         self._updates: list[bytes] = []
         self._capturing = False
         self._capture_error: Exception | None = None
@@ -105,7 +109,7 @@ class Gate:
         def collect(events) -> None:
             if self._capturing:
                 try:
-                    self._events.extend(changes_from_events(events, root=root_name))
+                    self._events.extend(changes_from_events(events, root_name, self._maps))
                 except Exception as e:  # never let an exception into pycrdt's Rust callback
                     self._capture_error = e
 
@@ -141,6 +145,7 @@ class Gate:
 
     def _run(self, mutate: Callable[[Doc], None], actor: Actor, update: bytes | None) -> GateResult:
         self._events.clear()
+        self._maps.clear()
         self._updates.clear()
         self._capture_error = None
         self._capturing = True
@@ -179,6 +184,7 @@ class Gate:
         finally:
             self._capturing = False
             self._events.clear()
+            self._maps.clear()
             self._updates.clear()
 
     def _judge(
@@ -202,6 +208,13 @@ class Gate:
                 missing = missing_dependencies(update, self.doc.get_state())
                 if missing is not None:
                     raise MissingDependencies(missing)
+            # List content in a map touches a map, so only transactions with a map event
+            # are read for it (typing into a text has none).
+            if self._maps:
+                for own in self._updates:
+                    keyless = keyless_map_content(own, self.doc, ROOTS[self.doc_name.kind])
+                    if keyless is not None:
+                        raise UnrevertableUpdate(f"{keyless}: a map holds only keyed entries")
             changes = tuple(self._events)
             violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
             denial: Denial | None = None
