@@ -33,7 +33,7 @@ from pycrdt import Doc, TransactionEvent, UndoManager, get_update, merge_updates
 from doc_model import Change, DocName, changes_from_events, check_changes, unknown_roots
 from doc_model.schema import ROOTS
 
-from . import state_vectors
+from . import split, state_vectors
 from .hooks import Actor
 from .map_content import keyless_map_content
 from .protocol import ProtocolError, Reader
@@ -60,6 +60,11 @@ class GateResult:
     denial: Denial | None = None
     violations: tuple[str, ...] = field(default=())
     error: Exception | None = None  # a server-side edit that raised (see Gate.edit)
+    # refused whole, but some of the entities it touched would be allowed alone: the room
+    # reloads the document and calls Gate.apply_in_parts (sync_server.split)
+    splittable: bool = False
+    # refused in part (Gate.apply_in_parts): the changes that were kept
+    kept: tuple[Change, ...] = ()
 
 
 class UnrevertableUpdate(ValueError):
@@ -170,6 +175,12 @@ class Gate:
                 if len(self._updates) > 1:
                     own = merge_updates(*self._updates)
                 return GateResult(accepted=True, update=own, changes=changes)
+            splittable = (
+                update is not None
+                and error is None
+                and self._capture_error is None
+                and self._mixed_verdicts(actor, changes)
+            )
             self._undo.undo()
             self._undo.clear()
             net = merge_updates(*self._updates) if self._updates else None
@@ -180,6 +191,7 @@ class Gate:
                 denial=denial,
                 violations=tuple(str(v) for v in violations),
                 error=error,
+                splittable=splittable,
             )
         finally:
             self._capturing = False
@@ -226,6 +238,134 @@ class Gate:
             elif self.permission_check is not None and changes:
                 denial = self.permission_check(actor, self.doc_name, changes, self.doc)
         return denial, changes, violations
+
+    def _judge_alone(self, actor: Actor, changes: Sequence[Change]) -> Denial | None:
+        """The verdict on ``changes`` alone, in the document as it is now."""
+        violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
+        if violations:
+            return Denial(reason=f"schema: {violations[0]}", path=violations[0].path)
+        if self.permission_check is not None and changes:
+            return self.permission_check(actor, self.doc_name, changes, self.doc)
+        return None
+
+    def _mixed_verdicts(self, actor: Actor, changes: Sequence[Change]) -> bool:
+        """Whether a refused transaction touched several entities, some allowed alone."""
+        groups = split.group_changes(changes)
+        if len(groups) < 2:
+            return False
+        with self.doc.transaction():
+            verdicts = [self._judge_alone(actor, group) is None for group in groups.values()]
+        return any(verdicts) and not all(verdicts)
+
+    def apply_in_parts(self, update: bytes, actor: Actor) -> GateResult:
+        """Apply a refused update again, in parts, and keep the entities allowed alone.
+
+        The document must not hold ``update`` (the room reloads it from storage
+        first). Each part (one struct, or one deletion range) is its own
+        transaction, and so its own undo stack item; parts are grouped by the
+        entities their events touched, each group is judged alone, and a new
+        undo manager given only the refused groups' stack items reverts just
+        those. The kept changes are judged once more together; if they are
+        refused together after all, everything is reverted (the whole refusal).
+        """
+        try:
+            parts = split.parts_of(update)
+        except ProtocolError:
+            return self.apply(update, actor)  # refused whole, as before (too many parts)
+        self._events.clear()
+        self._maps.clear()
+        self._updates.clear()
+        self._capture_error = None
+        self._capturing = True
+        try:
+            part_changes: list[list[Change]] = []
+            part_items: list[list] = []
+            for part in parts:
+                first_event, first_item = len(self._events), len(self._undo.undo_stack)
+                try:
+                    with self.doc.transaction(origin=self._origin):
+                        self.doc.apply_update(part)
+                except ValueError as e:  # the whole decoded; a part should too
+                    return self._revert(self._undo.undo_stack, (), Denial(f"split: {e}"))
+                part_changes.append(self._events[first_event:])
+                part_items.append(self._undo.undo_stack[first_item:])
+            all_changes = tuple(self._events)
+            self._check_integrity(update)
+            if self._capture_error is not None:
+                denial = Denial(f"unreadable transaction: {self._capture_error}")
+                return self._revert(self._undo.undo_stack, all_changes, denial)
+            kept: list[Change] = []
+            kept_items: list = []
+            refused: list = []  # stack items of the refused groups
+            first_denial: Denial | None = None
+            with self.doc.transaction():
+                for indexes, changes in split.join_groups(part_changes):
+                    denial = self._judge_alone(actor, changes)
+                    if denial is None:
+                        kept.extend(changes)
+                        kept_items.extend(item for i in indexes for item in part_items[i])
+                    else:
+                        first_denial = first_denial or denial
+                        refused.extend(item for i in indexes for item in part_items[i])
+            if first_denial is None:  # allowed part by part after all: keep it all
+                self._undo.clear()
+                return GateResult(accepted=True, update=self._net(), changes=all_changes)
+            self._undo_only(refused)
+            with self.doc.transaction():
+                again = self._judge_alone(actor, kept)
+            if again is not None:  # allowed alone, refused together: refuse it all
+                return self._revert(kept_items, all_changes, first_denial)
+            self._undo.clear()
+            return GateResult(
+                accepted=False,
+                update=self._net(),
+                changes=all_changes,
+                denial=first_denial,
+                kept=tuple(kept),
+            )
+        finally:
+            self._capturing = False
+            self._events.clear()
+            self._maps.clear()
+            self._updates.clear()
+
+    def _check_integrity(self, update: bytes) -> None:
+        """What _judge checks before the schema: unknown roots, pending structs, list
+        content in a map (each raises; the room reloads the document)."""
+        with self.doc.transaction() as txn:
+            strays = self._stray_roots(txn)
+        if strays:
+            raise UnrevertableUpdate(f"unknown root type {strays[0]!r}")
+        missing = missing_dependencies(update, self.doc.get_state())
+        if missing is not None:
+            raise MissingDependencies(missing)
+        if self._maps:
+            for own in self._updates:
+                keyless = keyless_map_content(own, self.doc, ROOTS[self.doc_name.kind])
+                if keyless is not None:
+                    raise UnrevertableUpdate(f"{keyless}: a map holds only keyed entries")
+
+    def _undo_only(self, stack_items: list) -> None:
+        """Revert exactly these stack items of the gate's undo manager (any of them, in
+        any order: each knows its own insertions and deletions)."""
+        if stack_items:
+            targeted = UndoManager(
+                scopes=list(self._roots.values()),
+                capture_timeout_millis=0,
+                undo_stack=list(stack_items),
+            )
+            while targeted.undo():
+                pass
+
+    def _revert(self, stack_items: list, changes: tuple[Change, ...], denial: Denial) -> GateResult:
+        self._undo_only(stack_items)
+        self._undo.clear()
+        return GateResult(accepted=False, update=self._net(), changes=changes, denial=denial)
+
+    def _net(self) -> bytes | None:
+        if not self._updates:
+            return None
+        return self._updates[0] if len(self._updates) == 1 else merge_updates(*self._updates)
 
     def _stray_roots(self, txn) -> list[str]:
         """Root names the schema does not know. pycrdt's public ``Doc.keys()`` wraps every

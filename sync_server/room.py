@@ -411,6 +411,10 @@ class Room:
                 assert self.gate is not None
                 try:
                     result = self.gate.apply(update, conn.actor)
+                    if result.splittable:  # keep what may be kept (sync_server.split)
+                        await self._reload_after_unrevertable()
+                        assert self.gate is not None
+                        result = self.gate.apply_in_parts(update, conn.actor)
                 except MissingDependencies as e:
                     await self._reload_after_unrevertable()
                     self._request_resync(conn, ack_seq, str(e))
@@ -428,6 +432,7 @@ class Room:
                 "reason": denial.reason,
                 "path": denial.path,
                 "permission": denial.permission,
+                "partial": bool(result.kept),  # the rest of the update was kept
             }
         self._queue_outcome(result, conn.actor, conn)
         batch = self._batch
@@ -478,9 +483,10 @@ class Room:
                 batch.senders.add(sender.id)
             else:
                 batch.everyone = True
-            if result.accepted:
+            if result.accepted or result.kept:
+                kept = result.changes if result.accepted else result.kept
                 batch.observed.append(
-                    DocumentChanged(self.name, actor, result.update, result.changes, self.doc)
+                    DocumentChanged(self.name, actor, result.update, kept, self.doc)
                 )
         if not result.accepted and result.denial is not None and result.error is None:
             if self.on_rejected is not None:

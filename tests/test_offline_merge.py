@@ -41,3 +41,32 @@ def test_an_offline_write_that_loses_to_a_concurrent_one_does_not_sink_its_trans
     server.stop()
     stored = stored_doc(server.db, "p/conflict").get("tasks", type=Map).to_py()
     assert stored == seen["a"]
+
+
+def test_a_stock_clients_offline_batch_keeps_the_allowed_task_and_reverts_only_the_rename(
+    server,
+) -> None:
+    """Bob (a member) creates a task offline and renames Alice's task, which he may not.
+    y-websocket sends both in one update: the new task lands on every client, the rename
+    is reverted on every client, and Bob's client is told why."""
+    server.grant("alice", "mixed", "manager")
+    server.grant("bob", "mixed", "member")
+    out = run_node(
+        "offline_mixed.mjs",
+        server.ws_url,
+        "p/mixed",
+        server.token("alice"),
+        server.token("bob"),
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["converged"], seen
+    assert seen["a"] == seen["b"]
+    assert seen["a"]["t2"]["title"] == "Written offline"
+    assert seen["a"]["t2"]["priority"] == "high"
+    assert seen["a"]["t1"]["title"] == "Design checkout flow"
+    assert len(seen["denials"]) == 1
+    assert "edit_all_tasks" in seen["denials"][0]
+
+    server.stop()
+    stored = stored_doc(server.db, "p/mixed").get("tasks", type=Map).to_py()
+    assert stored == seen["a"]
