@@ -60,9 +60,13 @@ def keyless_map_content(update: bytes, doc: Doc, root_types: Mapping[str, type])
 
 
 def _find(buf: bytes, doc: Doc, root_types: Mapping[str, type]) -> str | None:
+    clients, pos = varuint_at(buf, 0)
+    if clients == 1 and buf[pos] == 1:  # one struct: the common write of one field
+        at = _skip_uint(buf, _skip_uint(buf, pos + 1))  # past its client and clock
+        if buf[at] & (ORIGIN | RIGHT_ORIGIN | PARENT_SUB):
+            return None  # it has a key, or takes its parent and key from its origin
     types: dict[tuple[int, int], int] = {}  # (client, clock) of each type item -> type ref
     keyless: list[tuple[str | tuple[int, int], int, int]] = []  # parent, client, clock
-    clients, pos = varuint_at(buf, 0)
     for _ in range(clients):
         count, pos = varuint_at(buf, pos)
         client, pos = varuint_at(buf, pos)
