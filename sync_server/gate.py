@@ -1,4 +1,9 @@
-"""The update gate: every incoming transaction is applied, checked and kept or reverted as one unit.
+"""The update gate: every incoming transaction is applied, checked and kept or reverted.
+
+A transaction is judged as one unit; one that is refused but touched entities
+some of which are allowed alone is applied again in parts by the room's
+request (:meth:`Gate.apply_in_parts`, ``sync_server.split``), and only the
+refused entities are reverted.
 
     apply(update, actor)
       -> doc.apply_update inside a transaction whose origin is the gate's
