@@ -6,8 +6,8 @@ Each session: every client connects, then all of them run one random list of
 steps at the same pace, each its own: going offline and back, and every kind
 of edit the schema allows (create, overwrite and delete tasks, text inserts
 and deletes, fields, moves, arrays, custom fields, milestones, the project's
-name), often of the same task and field at the same time. Then every client
-reconnects. The server must refuse nothing (no rejection in its log, no
+name, chat messages), often of the same task and field at the same time. Then
+every client reconnects. The server must refuse nothing (no rejection in its log, no
 permission-denied at any Yjs client), and every client, and a fresh client
 syncing from the server, must end with the same project.
 
@@ -65,6 +65,7 @@ EDITS = [
     "milestone",
     "done",
     "meta",
+    "chat",
 ]
 
 steps_strategy = st.lists(
@@ -100,7 +101,15 @@ def new_task(title: str, user: str, order: str) -> Map:
     )
 
 
-def apply_step(doc: Doc, op: str, n: int, text: str, user: str) -> None:
+_messages = iter(range(10**9))
+
+
+def apply_step(doc: Doc, chat: Doc, op: str, n: int, text: str, user: str) -> None:
+    if op == "chat":
+        message = {"id": f"{user}-{chat.client_id}-{next(_messages)}", "author": user}
+        message |= {"text": text, "at": datetime.now(UTC).isoformat()}
+        chat.get("messages", type=Array).append(Map(message))
+        return
     tasks = doc.get("tasks", type=Map)
     milestones = doc.get("milestones", type=Map)
     ids = sorted(tasks.keys())
@@ -154,8 +163,34 @@ def apply_step(doc: Doc, op: str, n: int, text: str, user: str) -> None:
             doc.get("meta", type=Map)["name"] = f"P {text}"
 
 
-def view(doc: Doc) -> dict:
-    return {name: doc.get(name, type=Map).to_py() for name in ("tasks", "milestones", "meta")}
+def view(doc: Doc, chat: Doc) -> dict:
+    out = {name: doc.get(name, type=Map).to_py() for name in ("tasks", "milestones", "meta")}
+    out["messages"] = chat.get("messages", type=Array).to_py()
+    return out
+
+
+class PyClient:
+    """A stock pycrdt client of the project and of its chat (two documents, two sockets)."""
+
+    def __init__(self, server, doc_name: str, user: str, tg, client_id: int | None) -> None:
+        self.user = user
+        self.main = StockClient(server, doc_name, user, tg, client_id)
+        self.chat = StockClient(server, f"{doc_name}/chat", user, tg, client_id)
+
+    @property
+    def online(self) -> bool:
+        return self.main.online
+
+    async def connect(self) -> None:
+        await self.main.connect()
+        await self.chat.connect()
+
+    async def disconnect(self) -> None:
+        await self.main.disconnect()
+        await self.chat.disconnect()
+
+    def view(self) -> dict:
+        return view(self.main.doc, self.chat.doc)
 
 
 # -- the Node side -------------------------------------------------------------------
@@ -257,7 +292,7 @@ async def run_session(
     )
     async with anyio.create_task_group() as tg:
         clients = [
-            StockClient(server, doc_name, f"py{i}", tg, client_ids[NODE_CLIENTS + i])
+            PyClient(server, doc_name, f"py{i}", tg, client_ids[NODE_CLIENTS + i])
             for i in range(PY_CLIENTS)
         ]
         for client in clients:
@@ -270,7 +305,7 @@ async def run_session(
                 if op == "toggle":
                     await (client.disconnect() if client.online else client.connect())
                 else:
-                    apply_step(client.doc, op, n, text, client.user)
+                    apply_step(client.main.doc, client.chat.doc, op, n, text, client.user)
             await anyio.sleep(STEP_SECONDS)
         for client in clients:
             if not client.online:
@@ -293,7 +328,7 @@ async def converge(server, node, doc_name, clients) -> dict:
         node.send({"report": True})
         report = await node.areceive()
         assert report["denials"] == [], f"a Yjs client was refused: {report['denials']}"
-        views = [view(c.doc) for c in clients] + report["states"]
+        views = [c.view() for c in clients] + report["states"]
         if all(v == fresh for v in views):
             return fresh
         if time.monotonic() > deadline:
@@ -306,9 +341,9 @@ async def converge(server, node, doc_name, clients) -> dict:
 
 async def fresh_project(server: ServerProcess, doc_name: str) -> dict:
     async with anyio.create_task_group() as tg:
-        client = StockClient(server, doc_name, "observer", tg)
+        client = PyClient(server, doc_name, "observer", tg, None)
         await client.connect()
-        project = view(client.doc)
+        project = client.view()
         await client.disconnect()
     return project
 

@@ -26,27 +26,33 @@ const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
 
 async function online (client) {
   client.provider.connect()
-  await waitSynced(client.provider)
+  client.chat.provider.connect()
+  await Promise.all([waitSynced(client.provider), waitSynced(client.chat.provider)])
 }
 
 async function offline (client) {
   client.provider.disconnect()
-  await waitUntil(() => !client.provider.wsconnected, 5000, 'a client to go offline')
+  client.chat.provider.disconnect()
+  await waitUntil(() => !client.provider.wsconnected && !client.chat.provider.wsconnected, 5000,
+    'a client to go offline')
 }
 
 for (;;) {
   const { session } = await next()
   const { wsBase, docName, tokens, clientIDs, steps } = session
   denials.length = 0
-  const clients = tokens.map((token, i) => connect(wsBase, docName, token, { clientID: clientIDs[i] }))
-  await Promise.all(clients.map(c => waitSynced(c.provider)))
+  const clients = tokens.map((token, i) => ({
+    ...connect(wsBase, docName, token, { clientID: clientIDs[i] }),
+    chat: connect(wsBase, `${docName}/chat`, token, { clientID: clientIDs[i] })
+  }))
+  await Promise.all(clients.flatMap(c => [waitSynced(c.provider), waitSynced(c.chat.provider)]))
   say({ ready: true })
   await next() // go
   for (const [who, op, n, text] of steps) {
     const client = clients[who]
     if (client !== undefined) {
       if (op === 'toggle') await (client.provider.wsconnected ? offline(client) : online(client))
-      else applyStep(client.doc, op, n, text, `node${who}`)
+      else applyStep(client.doc, client.chat.doc, op, n, text, `node${who}`)
     }
     await sleep(STEP_MS)
   }
@@ -55,10 +61,10 @@ for (;;) {
   for (;;) {
     const msg = await next()
     if (msg.end) break
-    const agree = () => new Set(clients.map(c => JSON.stringify(view(c.doc)))).size === 1
+    const agree = () => new Set(clients.map(c => JSON.stringify(view(c.doc, c.chat.doc)))).size === 1
     try { await waitUntil(agree, 5000, 'the clients to agree') } catch (e) {}
-    say({ states: clients.map(c => view(c.doc)), denials: [...denials] })
+    say({ states: clients.map(c => view(c.doc, c.chat.doc)), denials: [...denials] })
   }
-  for (const c of clients) c.provider.destroy()
+  for (const c of clients) { c.provider.destroy(); c.chat.provider.destroy() }
 }
 

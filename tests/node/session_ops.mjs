@@ -6,15 +6,27 @@ import { Y, newTask } from './lib.mjs'
 const PRIORITIES = ['low', 'medium', 'high', 'urgent']
 const STATUSES = ['todo', 'in_progress', 'review', 'done']
 
-export function view (doc) {
+export function view (doc, chat) {
   return {
     tasks: doc.getMap('tasks').toJSON(),
     milestones: doc.getMap('milestones').toJSON(),
-    meta: doc.getMap('meta').toJSON()
+    meta: doc.getMap('meta').toJSON(),
+    messages: chat.getArray('messages').toJSON()
   }
 }
 
-export function applyStep (doc, op, n, text, user) {
+let messageCount = 0
+
+export function applyStep (doc, chat, op, n, text, user) {
+  if (op === 'chat') {
+    const message = new Y.Map()
+    message.set('id', `${user}-${chat.clientID}-${messageCount++}`)
+    message.set('author', user)
+    message.set('text', text)
+    message.set('at', new Date().toISOString())
+    chat.getArray('messages').push([message])
+    return
+  }
   const tasks = doc.getMap('tasks')
   const milestones = doc.getMap('milestones')
   const ids = [...tasks.keys()].sort()
