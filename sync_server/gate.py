@@ -30,10 +30,20 @@ its sync step 2 simply sends everything again).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pycrdt import Doc, TransactionEvent, UndoManager, get_update, merge_updates
+from pycrdt import (
+    Doc,
+    IdSet,
+    StackItem,
+    TransactionEvent,
+    UndoManager,
+    get_update,
+    merge_updates,
+)
 
 from doc_model import Change, DocName, changes_from_events, check_changes, unknown_roots
 from doc_model.schema import ROOTS
@@ -282,45 +292,64 @@ class Gate:
         self._updates.clear()
         self._capture_error = None
         self._capturing = True
+        # An undo manager of its own, so that each part is one stack item: yrs merges a
+        # transaction into the previous stack item when both fall in the same millisecond
+        # (even with capture_timeout_millis=0), so its clock steps a second per call.
+        origin = f"{self._origin}:parts"
+        ticks = itertools.count(step=1000)
+        undo = UndoManager(
+            scopes=list(self._roots.values()),
+            capture_timeout_millis=0,
+            timestamp=lambda: next(ticks),
+        )
+        undo.include_origin(origin)
         try:
             part_changes: list[list[Change]] = []
             part_items: list[list] = []
             for part in parts:
-                first_event, first_item = len(self._events), len(self._undo.undo_stack)
+                first_event, first_item = len(self._events), len(undo.undo_stack)
                 try:
-                    with self.doc.transaction(origin=self._origin):
-                        self.doc.apply_update(part)
+                    with self.doc.transaction(origin=origin):
+                        self.doc.apply_update(part.update)
                 except ValueError as e:  # the whole decoded; a part should too
-                    return self._revert(self._undo.undo_stack, (), Denial(f"split: {e}"))
+                    done = range(len(part_items))
+                    self._undo_only(parts, part_items, done)
+                    return GateResult(
+                        accepted=False, update=self._net(), denial=Denial(f"split: {e}")
+                    )
                 part_changes.append(self._events[first_event:])
-                part_items.append(self._undo.undo_stack[first_item:])
+                part_items.append(undo.undo_stack[first_item:])
             all_changes = tuple(self._events)
             self._check_integrity(update)
             if self._capture_error is not None:
+                self._undo_only(parts, part_items, range(len(parts)))
                 denial = Denial(f"unreadable transaction: {self._capture_error}")
-                return self._revert(self._undo.undo_stack, all_changes, denial)
+                return GateResult(
+                    accepted=False, update=self._net(), changes=all_changes, denial=denial
+                )
             kept: list[Change] = []
-            kept_items: list = []
-            refused: list = []  # stack items of the refused groups
+            kept_parts: list[int] = []
+            refused_parts: list[int] = []
             first_denial: Denial | None = None
             with self.doc.transaction():
-                for indexes, changes in split.join_groups(part_changes):
+                for indexes, changes in split.join_groups(parts, part_changes):
                     denial = self._judge_alone(actor, changes)
                     if denial is None:
                         kept.extend(changes)
-                        kept_items.extend(item for i in indexes for item in part_items[i])
+                        kept_parts.extend(indexes)
                     else:
                         first_denial = first_denial or denial
-                        refused.extend(item for i in indexes for item in part_items[i])
+                        refused_parts.extend(indexes)
             if first_denial is None:  # allowed part by part after all: keep it all
-                self._undo.clear()
                 return GateResult(accepted=True, update=self._net(), changes=all_changes)
-            self._undo_only(refused)
+            self._undo_only(parts, part_items, refused_parts)
             with self.doc.transaction():
                 again = self._judge_alone(actor, kept)
             if again is not None:  # allowed alone, refused together: refuse it all
-                return self._revert(kept_items, all_changes, first_denial)
-            self._undo.clear()
+                self._undo_only(parts, part_items, kept_parts)
+                return GateResult(
+                    accepted=False, update=self._net(), changes=all_changes, denial=first_denial
+                )
             return GateResult(
                 accepted=False,
                 update=self._net(),
@@ -329,6 +358,7 @@ class Gate:
                 kept=tuple(kept),
             )
         finally:
+            undo.clear()
             self._capturing = False
             self._events.clear()
             self._maps.clear()
@@ -350,22 +380,25 @@ class Gate:
                 if keyless is not None:
                     raise UnrevertableUpdate(f"{keyless}: a map holds only keyed entries")
 
-    def _undo_only(self, stack_items: list) -> None:
-        """Revert exactly these stack items of the gate's undo manager (any of them, in
-        any order: each knows its own insertions and deletions)."""
-        if stack_items:
-            targeted = UndoManager(
-                scopes=list(self._roots.values()),
-                capture_timeout_millis=0,
-                undo_stack=list(stack_items),
-            )
-            while targeted.undo():
-                pass
-
-    def _revert(self, stack_items: list, changes: tuple[Change, ...], denial: Denial) -> GateResult:
-        self._undo_only(stack_items)
-        self._undo.clear()
-        return GateResult(accepted=False, update=self._net(), changes=changes, denial=denial)
+    def _undo_only(
+        self, parts: Sequence[split.Part], part_items: Sequence[list], indexes: Iterable[int]
+    ) -> None:
+        """Revert exactly these parts, as one undo step (as the whole transaction's would
+        be): undone one by one, a key written three times would not get its first value
+        back, because Yjs restores a map entry only if every later value of its key goes
+        in the same undo step. The step's insertions are every struct of these parts, not
+        only those the parts' stack items hold: a struct integrated already deleted (a
+        value the sender overwrote offline) is in no stack item, yet stands right of the
+        value to restore."""
+        chosen = list(indexes)
+        items = [item for i in chosen for item in part_items[i]]
+        deletions = functools.reduce(StackItem.merge, items).deletions if items else IdSet()
+        insertions = IdSet.decode(split.id_set(parts[i] for i in chosen))
+        step = StackItem(self.doc._doc, deletions, insertions)
+        targeted = UndoManager(
+            scopes=list(self._roots.values()), capture_timeout_millis=0, undo_stack=[step]
+        )
+        targeted.undo()
 
     def _net(self) -> bytes | None:
         if not self._updates:

@@ -411,7 +411,8 @@ class Room:
                 assert self.gate is not None
                 try:
                     result = self.gate.apply(update, conn.actor)
-                    if result.splittable:  # keep what may be kept (sync_server.split)
+                    # keep what may be kept (sync_server.split), within the sender's budget
+                    if result.splittable and conn.split_bucket.take():
                         await self._reload_after_unrevertable()
                         assert self.gate is not None
                         result = self.gate.apply_in_parts(update, conn.actor)

@@ -30,6 +30,7 @@ structs and is integrated (and judged) with that part.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from doc_model import Change
 from doc_model.schema import ROOT_SPECS
@@ -58,7 +59,18 @@ def group_changes(changes: Iterable[Change]) -> dict[EntityKey, list[Change]]:
     return groups
 
 
-def parts_of(update: bytes) -> list[bytes]:
+class Part(NamedTuple):
+    """One struct (``length`` clocks of ``client`` from ``clock``, with the ids it builds on:
+    its origins, or its parent when it has none) or one deletion range (``length`` 0)."""
+
+    update: bytes
+    client: int
+    clock: int
+    length: int
+    builds_on: tuple[tuple[int, int], ...]
+
+
+def parts_of(update: bytes) -> list[Part]:
     """``update`` as updates of one struct each (clients and clocks in the update's order),
     then one per deletion range. Raises ProtocolError when it does not decode, or when it
     has more than MAX_PARTS parts."""
@@ -68,8 +80,15 @@ def parts_of(update: bytes) -> list[bytes]:
         raise ProtocolError(f"update does not decode: {e}") from e
 
 
-def _parts(buf: bytes) -> list[bytes]:
-    parts: list[bytes] = []
+def _ids(raw: bytes | None) -> tuple[tuple[int, int], ...]:
+    if raw is None:
+        return ()
+    client, at = varuint_at(raw, 0)
+    return ((client, varuint_at(raw, at)[0]),)
+
+
+def _parts(buf: bytes) -> list[Part]:
+    parts: list[Part] = []
     no_deletions = b"\x00"
     clients, pos = varuint_at(buf, 0)
     for _ in range(clients):
@@ -79,7 +98,16 @@ def _parts(buf: bytes) -> list[bytes]:
         head = varuint(1) + varuint(1) + varuint(client)
         for _ in range(count):
             item = _read_struct(buf, pos)
-            parts.append(head + varuint(clock) + buf[pos : item.end] + no_deletions)
+            builds_on = _ids(item.origin) + _ids(item.right)
+            parts.append(
+                Part(
+                    head + varuint(clock) + buf[pos : item.end] + no_deletions,
+                    client,
+                    clock,
+                    item.length,
+                    builds_on,
+                )
+            )
             pos = item.end
             clock += item.length
             if len(parts) > MAX_PARTS:
@@ -91,14 +119,8 @@ def _parts(buf: bytes) -> list[bytes]:
         for _ in range(ranges):
             clock, pos = varuint_at(buf, pos)
             length, pos = varuint_at(buf, pos)
-            parts.append(
-                b"\x00"
-                + varuint(1)
-                + varuint(client)
-                + varuint(1)
-                + varuint(clock)
-                + varuint(length)
-            )
+            deletion = b"\x00" + varuint(1) + varuint(client) + varuint(1) + varuint(clock)
+            parts.append(Part(deletion + varuint(length), client, clock, 0, ()))
             if len(parts) > MAX_PARTS:
                 raise ProtocolError(f"more than {MAX_PARTS} parts")
     if pos != len(buf):
@@ -106,10 +128,14 @@ def _parts(buf: bytes) -> list[bytes]:
     return parts
 
 
-def join_groups(part_changes: Sequence[Sequence[Change]]) -> list[tuple[list[int], list[Change]]]:
+def join_groups(
+    parts: Sequence[Part], part_changes: Sequence[Sequence[Change]]
+) -> list[tuple[list[int], list[Change]]]:
     """Parts grouped by the entities they touch: parts that share an entity are one group
-    (a deletion range over two tasks joins them). Returns (part indexes, changes) per group;
-    parts that changed nothing visible are in no group (they are kept)."""
+    (a deletion range over two tasks joins them). A struct that changed nothing visible
+    (one integrated deleted: a value the sender overwrote offline) joins the group of the
+    struct it builds on, so that reverting that group reverts it too. Returns (part
+    indexes, changes) per group; parts in no group are kept."""
     owner: dict[EntityKey, int] = {}  # entity -> group id
     parent: list[int] = []
 
@@ -120,10 +146,13 @@ def join_groups(part_changes: Sequence[Sequence[Change]]) -> list[tuple[list[int
         return g
 
     part_group: list[int | None] = []
-    for changes in part_changes:
+    starts: dict[int, list[tuple[int, int, int]]] = {}  # client -> (clock, length, part)
+    for index, (part, changes) in enumerate(zip(parts, part_changes, strict=True)):
+        if part.length:
+            starts.setdefault(part.client, []).append((part.clock, part.length, index))
         keys = {entity_of(c) for c in changes}
         if not keys:
-            part_group.append(None)
+            part_group.append(_group_built_on(part, starts, part_group))
             continue
         groups = {find(owner[k]) for k in keys if k in owner}
         if groups:
@@ -140,7 +169,32 @@ def join_groups(part_changes: Sequence[Sequence[Change]]) -> list[tuple[list[int
     for i, g in enumerate(part_group):
         if g is None:
             continue
-        parts, changes = out.setdefault(find(g), ([], []))
-        parts.append(i)
+        indexes, changes = out.setdefault(find(g), ([], []))
+        indexes.append(i)
         changes.extend(part_changes[i])
     return list(out.values())
+
+
+def _group_built_on(
+    part: Part, starts: dict[int, list[tuple[int, int, int]]], part_group: list[int | None]
+) -> int | None:
+    for client, clock in part.builds_on:
+        for start, length, index in starts.get(client, ()):
+            found = part_group[index] if index < len(part_group) else None
+            if start <= clock < start + length and found is not None:
+                return found
+    return None
+
+
+def id_set(parts: Iterable[Part]) -> bytes:
+    """The ids of these parts' structs, encoded as a Yjs delete set (an IdSet)."""
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for part in parts:
+        if part.length:
+            ranges.setdefault(part.client, []).append((part.clock, part.length))
+    out = bytearray(varuint(len(ranges)))
+    for client, runs in ranges.items():
+        out += varuint(client) + varuint(len(runs))
+        for clock, length in sorted(runs):
+            out += varuint(clock) + varuint(length)
+    return bytes(out)
