@@ -51,7 +51,9 @@ def _array_changes(base: tuple[str | int, ...], delta: list[dict[str, Any]]) -> 
     return out
 
 
-def changes_from_events(events: Iterable[Any], root: str) -> list[Change]:
+def changes_from_events(
+    events: Iterable[Any], root: str, maps: list[tuple[str | int, ...]] | None = None
+) -> list[Change]:
     """Turn the deep events of one observed root into Changes (paths start at ``root``).
 
     Takes pycrdt's event objects or the raw ones its Rust core hands to a
@@ -59,18 +61,22 @@ def changes_from_events(events: Iterable[Any], root: str) -> list[Change]:
     ``keys`` and ``delta``). The gate uses the raw ones: pycrdt's wrappers
     convert every attribute eagerly, a Text event's whole delta included,
     which cost it more than the rest of its event capture together.
+
+    A map event says which keys changed value, and only that: a write that lost
+    to a concurrent write of the same key changes nothing and is not among its
+    keys, and neither is list content written into the map (invisible in it).
+    Both make an event with no keys, which yields no Change here; the path of
+    every map event is appended to ``maps`` when given, so that the caller can
+    look for list content in those maps (the gate does: sync_server.map_content).
     """
     out: list[Change] = []
     for event in events:
         base: tuple[str | int, ...] = (root, *event.path)
         kind = type(event).__name__
         if kind == "MapEvent":
-            keys = event.keys
-            if not keys:
-                # content without keys in a map: list items written into a map root by a
-                # client that declared it as an array. Invisible in the map, so flag it.
-                out.append(Change(base, "edit"))
-            for key, info in keys.items():
+            if maps is not None:
+                maps.append(base)
+            for key, info in event.keys.items():
                 out.append(Change((*base, key), info["action"]))
         elif kind == "TextEvent":
             out.append(Change(base, "edit"))

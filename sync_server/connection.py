@@ -24,6 +24,8 @@ log = logging.getLogger("tandem.sync")
 
 _ids = itertools.count(1)
 CLOSE_FRAME_SECONDS = 5.0  # how long a close frame may wait for the client's socket
+SPLITS_PER_SECOND = 0.1  # one refused update kept in part every 10 s on average...
+SPLIT_BURST = 5.0  # ...after a first few (a phone back online sends one step 2)
 
 
 class CloseCode:
@@ -70,6 +72,9 @@ class Connection:
         self.display_name = display_name or actor.user_id
         self.awareness_ids: set[int] = set()
         self.presence_bucket = TokenBucket(presence_rate, presence_burst)
+        # how often this connection's refused updates may be split (each reloads the
+        # document: sync_server.split); past it they are refused whole
+        self.split_bucket = TokenBucket(SPLITS_PER_SECOND, SPLIT_BURST)
         self.pending_presence: dict[int, Any] = {}  # client id -> newest AwarenessEntry
         self.presence_flush: asyncio.TimerHandle | None = None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()

@@ -1,4 +1,9 @@
-"""The update gate: every incoming transaction is applied, checked and kept or reverted as one unit.
+"""The update gate: every incoming transaction is applied, checked and kept or reverted.
+
+A transaction is judged as one unit; one that is refused but touched entities
+some of which are allowed alone is applied again in parts by the room's
+request (:meth:`Gate.apply_in_parts`, ``sync_server.split``), and only the
+refused entities are reverted.
 
     apply(update, actor)
       -> doc.apply_update inside a transaction whose origin is the gate's
@@ -9,31 +14,45 @@
                    transaction plus its undo) is what gets stored and broadcast,
                    so no other client ever sees the forbidden state
 
-Two kinds of update cannot be reverted by undo, because the undo manager
-never sees them: content in a root type the schema does not know, and items
-or deletions whose dependencies the server does not have (Yjs keeps them
-pending and would integrate them later, inside somebody else's transaction
-and so under somebody else's permissions). The gate raises
-:class:`UnrevertableUpdate` for the first and :class:`MissingDependencies`
-for the second; the room reloads the document from storage, which never held
-the update, and then closes the sender's connection (unknown roots) or asks
-the sender to resync (missing dependencies: an honest client that sent an
-edit before its sync step 2 simply sends everything again).
+Three kinds of update are not reverted by undo: content in a root type the
+schema does not know (the undo manager never sees it), list content in a map
+(``sync_server.map_content``: its tombstone would stay in the document for
+later items to take their parent from), and items or deletions whose
+dependencies the server does not have (Yjs keeps them pending and would
+integrate them later, inside somebody else's transaction and so under
+somebody else's permissions). The gate raises :class:`UnrevertableUpdate` for
+the first two and :class:`MissingDependencies` for the third; the room reloads
+the document from storage, which never held the update, and then closes the
+sender's connection (unknown roots, list content in a map) or asks the sender
+to resync (missing dependencies: an honest client that sent an edit before
+its sync step 2 simply sends everything again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pycrdt import Doc, Map, TransactionEvent, UndoManager, get_update, merge_updates
+from pycrdt import (
+    Doc,
+    IdSet,
+    Map,
+    StackItem,
+    TransactionEvent,
+    UndoManager,
+    get_update,
+    merge_updates,
+)
 
 from doc_model import Change, DocName, changes_from_events, check_changes, unknown_roots
 from doc_model.schema import ROOTS
 
-from . import state_vectors
+from . import split, state_vectors
 from .hooks import Actor
+from .map_content import keyless_map_content
 from .protocol import ProtocolError, Reader
 from .task_owners import TaskOwners
 
@@ -68,6 +87,11 @@ class GateResult:
     denial: Denial | None = None
     violations: tuple[str, ...] = field(default=())
     error: Exception | None = None  # a server-side edit that raised (see Gate.edit)
+    # refused whole, but some of the entities it touched would be allowed alone: the room
+    # reloads the document and calls Gate.apply_in_parts (sync_server.split)
+    splittable: bool = False
+    # refused in part (Gate.apply_in_parts): the changes that were kept
+    kept: tuple[Change, ...] = ()
 
 
 class UnrevertableUpdate(ValueError):
@@ -96,6 +120,7 @@ class Gate:
         self.permission_check = permission_check
         self._origin = f"gate:{doc_name.name}"
         self._events: list[Change] = []
+        self._maps: list[tuple[str | int, ...]] = []  # paths of the maps with an event
         self._updates: list[bytes] = []
         self._capturing = False
         self._capture_error: Exception | None = None
@@ -118,7 +143,7 @@ class Gate:
         def collect(events) -> None:
             if self._capturing:
                 try:
-                    self._events.extend(changes_from_events(events, root=root_name))
+                    self._events.extend(changes_from_events(events, root_name, self._maps))
                 except Exception as e:  # never let an exception into pycrdt's Rust callback
                     self._capture_error = e
             elif root_name == "tasks" and self._owners is not None:  # not the gate's own
@@ -159,6 +184,7 @@ class Gate:
 
     def _run(self, mutate: Callable[[Doc], None], actor: Actor, update: bytes | None) -> GateResult:
         self._events.clear()
+        self._maps.clear()
         self._updates.clear()
         self._capture_error = None
         if self._owners is not None:
@@ -185,6 +211,12 @@ class Gate:
                 if len(self._updates) > 1:
                     own = merge_updates(*self._updates)
                 return GateResult(accepted=True, update=own, changes=changes)
+            splittable = (
+                update is not None
+                and error is None
+                and self._capture_error is None
+                and self._mixed_verdicts(actor, changes)
+            )
             self._undo.undo()
             self._undo.clear()
             net = merge_updates(*self._updates) if self._updates else None
@@ -195,6 +227,7 @@ class Gate:
                 denial=denial,
                 violations=tuple(str(v) for v in violations),
                 error=error,
+                splittable=splittable,
             )
         finally:
             self._capturing = False
@@ -204,6 +237,7 @@ class Gate:
                 else:
                     self._owners.mark(self._events)
             self._events.clear()
+            self._maps.clear()
             self._updates.clear()
 
     def _judge(
@@ -227,6 +261,13 @@ class Gate:
                 missing = missing_dependencies(update, self.doc.get_state())
                 if missing is not None:
                     raise MissingDependencies(missing)
+            # List content in a map touches a map, so only transactions with a map event
+            # are read for it (typing into a text has none).
+            if self._maps:
+                for own in self._updates:
+                    keyless = keyless_map_content(own, self.doc, ROOTS[self.doc_name.kind])
+                    if keyless is not None:
+                        raise UnrevertableUpdate(f"{keyless}: a map holds only keyed entries")
             changes = tuple(self._events)
             violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
             denial: Denial | None = None
@@ -239,6 +280,165 @@ class Gate:
                 before = self._owners.before if self._owners is not None else _no_tasks
                 denial = self.permission_check(actor, self.doc_name, changes, self.doc, before)
         return denial, changes, violations
+
+    def _judge_alone(self, actor: Actor, changes: Sequence[Change]) -> Denial | None:
+        """The verdict on ``changes`` alone, in the document as it is now."""
+        violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
+        if violations:
+            return Denial(reason=f"schema: {violations[0]}", path=violations[0].path)
+        if self.permission_check is not None and changes:
+            before = self._owners.before if self._owners is not None else _no_tasks
+            return self.permission_check(actor, self.doc_name, changes, self.doc, before)
+        return None
+
+    def _mixed_verdicts(self, actor: Actor, changes: Sequence[Change]) -> bool:
+        """Whether a refused transaction touched several entities, some allowed alone."""
+        groups = split.group_changes(changes)
+        if len(groups) < 2:
+            return False
+        with self.doc.transaction():
+            verdicts = [self._judge_alone(actor, group) is None for group in groups.values()]
+        return any(verdicts) and not all(verdicts)
+
+    def apply_in_parts(self, update: bytes, actor: Actor) -> GateResult:
+        """Apply a refused update again, in parts, and keep the entities allowed alone.
+
+        The document must not hold ``update`` (the room reloads it from storage
+        first). Each part (one struct, or one deletion range) is its own
+        transaction, and so its own undo stack item; parts are grouped by the
+        entities their events touched, each group is judged alone, and a new
+        undo manager given only the refused groups' stack items reverts just
+        those. The kept changes are judged once more together; if they are
+        refused together after all, everything is reverted (the whole refusal).
+        """
+        try:
+            parts = split.parts_of(update)
+        except ProtocolError:
+            return self.apply(update, actor)  # refused whole, as before (too many parts)
+        self._events.clear()
+        self._maps.clear()
+        self._updates.clear()
+        self._capture_error = None
+        if self._owners is not None:
+            self._owners.refresh()  # every part is judged on ownership before the update
+        self._capturing = True
+        # An undo manager of its own, so that each part is one stack item: yrs merges a
+        # transaction into the previous stack item when both fall in the same millisecond
+        # (even with capture_timeout_millis=0), so its clock steps a second per call.
+        origin = f"{self._origin}:parts"
+        ticks = itertools.count(step=1000)
+        undo = UndoManager(
+            scopes=list(self._roots.values()),
+            capture_timeout_millis=0,
+            timestamp=lambda: next(ticks),
+        )
+        undo.include_origin(origin)
+        try:
+            part_changes: list[list[Change]] = []
+            part_items: list[list] = []
+            for part in parts:
+                first_event, first_item = len(self._events), len(undo.undo_stack)
+                try:
+                    with self.doc.transaction(origin=origin):
+                        self.doc.apply_update(part.update)
+                except ValueError as e:  # the whole decoded; a part should too
+                    done = range(len(part_items))
+                    self._undo_only(parts, part_items, done)
+                    return GateResult(
+                        accepted=False, update=self._net(), denial=Denial(f"split: {e}")
+                    )
+                part_changes.append(self._events[first_event:])
+                part_items.append(undo.undo_stack[first_item:])
+            all_changes = tuple(self._events)
+            self._check_integrity(update)
+            if self._capture_error is not None:
+                self._undo_only(parts, part_items, range(len(parts)))
+                denial = Denial(f"unreadable transaction: {self._capture_error}")
+                return GateResult(
+                    accepted=False, update=self._net(), changes=all_changes, denial=denial
+                )
+            kept: list[Change] = []
+            kept_parts: list[int] = []
+            refused_parts: list[int] = []
+            first_denial: Denial | None = None
+            with self.doc.transaction():
+                for indexes, changes in split.join_groups(parts, part_changes):
+                    denial = self._judge_alone(actor, changes)
+                    if denial is None:
+                        kept.extend(changes)
+                        kept_parts.extend(indexes)
+                    else:
+                        first_denial = first_denial or denial
+                        refused_parts.extend(indexes)
+            if first_denial is None:  # allowed part by part after all: keep it all
+                return GateResult(accepted=True, update=self._net(), changes=all_changes)
+            self._undo_only(parts, part_items, refused_parts)
+            with self.doc.transaction():
+                again = self._judge_alone(actor, kept)
+            if again is not None:  # allowed alone, refused together: refuse it all
+                self._undo_only(parts, part_items, kept_parts)
+                return GateResult(
+                    accepted=False, update=self._net(), changes=all_changes, denial=first_denial
+                )
+            return GateResult(
+                accepted=False,
+                update=self._net(),
+                changes=all_changes,
+                denial=first_denial,
+                kept=tuple(kept),
+            )
+        finally:
+            undo.clear()
+            self._capturing = False
+            if self._owners is not None:  # the parts and the undo of the refused ones
+                if self._capture_error is not None:
+                    self._owners.reset()
+                else:
+                    self._owners.mark(self._events)
+            self._events.clear()
+            self._maps.clear()
+            self._updates.clear()
+
+    def _check_integrity(self, update: bytes) -> None:
+        """What _judge checks before the schema: unknown roots, pending structs, list
+        content in a map (each raises; the room reloads the document)."""
+        with self.doc.transaction() as txn:
+            strays = self._stray_roots(txn)
+        if strays:
+            raise UnrevertableUpdate(f"unknown root type {strays[0]!r}")
+        missing = missing_dependencies(update, self.doc.get_state())
+        if missing is not None:
+            raise MissingDependencies(missing)
+        if self._maps:
+            for own in self._updates:
+                keyless = keyless_map_content(own, self.doc, ROOTS[self.doc_name.kind])
+                if keyless is not None:
+                    raise UnrevertableUpdate(f"{keyless}: a map holds only keyed entries")
+
+    def _undo_only(
+        self, parts: Sequence[split.Part], part_items: Sequence[list], indexes: Iterable[int]
+    ) -> None:
+        """Revert exactly these parts, as one undo step (as the whole transaction's would
+        be): undone one by one, a key written three times would not get its first value
+        back, because Yjs restores a map entry only if every later value of its key goes
+        in the same undo step. The step's insertions are every struct of these parts, not
+        only those the parts' stack items hold: a struct integrated already deleted (a
+        value the sender overwrote offline) is in no stack item, yet stands right of the
+        value to restore."""
+        chosen = list(indexes)
+        items = [item for i in chosen for item in part_items[i]]
+        deletions = functools.reduce(StackItem.merge, items).deletions if items else IdSet()
+        insertions = IdSet.decode(split.id_set(parts[i] for i in chosen))
+        step = StackItem(self.doc._doc, deletions, insertions)
+        targeted = UndoManager(
+            scopes=list(self._roots.values()), capture_timeout_millis=0, undo_stack=[step]
+        )
+        targeted.undo()
+
+    def _net(self) -> bytes | None:
+        if not self._updates:
+            return None
+        return self._updates[0] if len(self._updates) == 1 else merge_updates(*self._updates)
 
     def _stray_roots(self, txn) -> list[str]:
         """Root names the schema does not know. pycrdt's public ``Doc.keys()`` wraps every

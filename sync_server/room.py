@@ -418,6 +418,11 @@ class Room:
                 assert self.gate is not None
                 try:
                     result = self.gate.apply(update, conn.actor)
+                    # keep what may be kept (sync_server.split), within the sender's budget
+                    if result.splittable and conn.split_bucket.take():
+                        await self._reload_after_unrevertable()
+                        assert self.gate is not None
+                        result = self.gate.apply_in_parts(update, conn.actor)
                 except MissingDependencies as e:
                     await self._reload_after_unrevertable()
                     self._request_resync(conn, ack_seq, str(e))
@@ -435,6 +440,7 @@ class Room:
                 "reason": denial.reason,
                 "path": denial.path,
                 "permission": denial.permission,
+                "partial": bool(result.kept),  # the rest of the update was kept
             }
         self._queue_outcome(result, conn.actor, conn)
         batch = self._batch
@@ -486,9 +492,10 @@ class Room:
                 batch.senders.add(sender.id)
             else:
                 batch.everyone = True
-            if result.accepted:
+            if result.accepted or result.kept:
+                kept = result.changes if result.accepted else result.kept
                 batch.observed.append(
-                    DocumentChanged(self.name, actor, result.update, result.changes, self.doc)
+                    DocumentChanged(self.name, actor, result.update, kept, self.doc)
                 )
         if not result.accepted and result.denial is not None and result.error is None:
             if self.on_rejected is not None:

@@ -6,7 +6,13 @@ import pytest
 from pycrdt import Doc, Map, Text
 
 from doc_model import TaskCreate, create_task
-from sync_server.protocol import encode_awareness, encode_sync_step1, encode_update, varuint
+from sync_server.protocol import (
+    encode_awareness,
+    encode_sync_step1,
+    encode_update,
+    varuint,
+    varuint_at,
+)
 
 from .conftest import start_server, stored_doc
 from .raw_client import RawClient
@@ -169,3 +175,74 @@ async def test_unknown_document_names_close_with_4404(server, name) -> None:
 
 def test_varuint_sanity() -> None:
     assert varuint(300) == b"\xac\x02"
+
+
+def _list_item(client: int, parent: bytes, text: str) -> bytes:
+    """One struct: a list item (no origin, no key) under ``parent`` (encoded parent info)."""
+    return (
+        varuint(1)
+        + varuint(client)
+        + varuint(0)
+        + b"\x08"
+        + parent
+        + b"\x01\x77"
+        + (varuint(len(text)) + text.encode())
+    )
+
+
+def _root(name: str) -> bytes:
+    return b"\x01" + varuint(len(name)) + name.encode()
+
+
+def _type_id(client: int, clock: int) -> bytes:
+    return b"\x00" + varuint(client) + varuint(clock)
+
+
+@pytest.mark.parametrize("where", ["root", "existing task", "task of the same update"])
+async def test_list_content_in_a_map_closes_with_4422_and_is_never_stored(server, where) -> None:
+    """A client that declares a map as an array writes items no key shows: invisible to
+    every map view and to the schema check. Refused whole, wherever the map is, even
+    when the same update also writes a key of that map."""
+    ctx, bob = await _observer_with_a_task(server)
+    async with RawClient.connect(server, DOC, "mallory") as mallory:
+        await mallory.sync()
+        mine = mallory.edit(lambda d: create_task(d, TaskCreate(title="mine"), created_by="m"))
+        n = await mallory.send_update(mine)
+        assert (await mallory.outcome(n))["type"] == "ack"
+        me = mallory.doc.client_id
+        task_clock = varuint_at(mine, varuint_at(mine, varuint_at(mine, 1)[1])[1])[0]
+        if where == "root":
+            update = b"\x01" + _list_item(4242, _root("tasks"), "hidden") + b"\x00"
+        elif where == "existing task":
+            key = (  # a write of the task's priority, beside the list item in the same map
+                varuint(1)
+                + varuint(4243)
+                + varuint(0)
+                + b"\x28"
+                + _type_id(me, task_clock)
+                + varuint(8)
+                + b"priority"
+                + b"\x01\x77"
+                + varuint(3)
+                + b"low"
+            )
+            update = b"\x02" + key + _list_item(4244, _type_id(me, task_clock), "hidden") + b"\x00"
+        else:
+            fresh = mallory.edit(
+                lambda d: create_task(d, TaskCreate(title="fresh"), created_by="m")
+            )
+            fresh_clock = varuint_at(fresh, varuint_at(fresh, varuint_at(fresh, 1)[1])[1])[0]
+            structs = fresh[1 : len(fresh) - 1]  # its one client's structs (no deletions)
+            assert fresh[-1] == 0
+            update = b"\x02" + structs + _list_item(4245, _type_id(me, fresh_clock), "x") + b"\x00"
+        await mallory.send_update(update)
+        closed = await mallory.wait_closed()
+    assert closed.code == 4422
+    assert "list content" in closed.reason
+    await _assert_undisturbed(server, ctx, bob)
+    server.stop()
+    stored = stored_doc(server.db, DOC)
+    titles = {t["title"] for t in stored.get("tasks", type=Map).to_py().values()}
+    assert {"keep me", "still here", "mine"} <= titles
+    assert "fresh" not in titles
+    assert str(stored.get_update()).find("hidden") == -1

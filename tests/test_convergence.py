@@ -27,12 +27,19 @@ class StockClient:
     Each connection lives in a task of its own (anyio cancel scopes must nest per task).
     """
 
-    def __init__(self, server: ServerProcess, doc_name: str, user: str, tg: TaskGroup) -> None:
+    def __init__(
+        self,
+        server: ServerProcess,
+        doc_name: str,
+        user: str,
+        tg: TaskGroup,
+        client_id: int | None = None,
+    ) -> None:
         self.server = server
         self.doc_name = doc_name
         self.user = user
         self.tg = tg
-        self.doc = Doc()
+        self.doc = Doc() if client_id is None else Doc(client_id=client_id)
         declare_roots(self.doc, parse_doc_name(doc_name).kind)
         self._stop: anyio.Event | None = None
         self._stopped: anyio.Event | None = None

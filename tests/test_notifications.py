@@ -95,6 +95,14 @@ def test_assignment_notifies_the_new_assignee_once(srv) -> None:
     assert inbox(srv, "nia", unread=True) == []
 
 
+def test_a_notification_id_wider_than_sqlites_integers_is_a_bad_request(srv) -> None:
+    # found by schemathesis: it was an OverflowError in SQLite, answered with a 500
+    huge = {"ids": [82952529173432720424960]}
+    r = call(srv, "POST", "/me/notifications/read", "nia", json=huge)
+    assert r.status_code == 422
+    assert "ids.0" in r.json()["detail"]
+
+
 def test_mentions_in_chat_notify_members_only(srv) -> None:
     project = project_with(srv, "pat", quinn="viewer")
     call(

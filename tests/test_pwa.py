@@ -311,11 +311,61 @@ def test_viewer_sees_no_edit_controls_and_a_forced_edit_is_reverted(browser, app
     page.evaluate(
         "id => window.tandem.doc.getMap('tasks').get(id).get('title').insert(0, 'HACKED ')", task
     )
-    expect(page.locator(".toast.error")).to_contain_text("edit", timeout=10000)
+    refusal = page.get_by_test_id("refusal")
+    expect(refusal).to_contain_text("Your change to 'read only' was not saved: only", timeout=10000)
+    expect(refusal).to_contain_text("rename it")
     page.wait_for_function(
         "id => window.tandem.task(id).title === 'read only'", arg=task, timeout=10000
     )
     assert server_tasks(app_server, "otto", project)[task]["title"] == "read only"
+    # not a toast that times out: it stays, and the pill never says "Saved" meanwhile
+    page.wait_for_timeout(7000)
+    expect(refusal).to_be_visible()
+    expect(page.get_by_test_id("sync-status")).to_have_text("1 change not saved")
+    refusal.get_by_role("button", name="OK").click()
+    expect(refusal).to_have_count(0)
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved")
+    context.close()
+
+
+def test_a_members_offline_rename_of_anothers_task_is_refused_in_plain_words_until_seen(
+    browser, app_server
+) -> None:
+    """Mia (a member) renames Olga's task while offline and creates one of her own. Back
+    online (the app sends both in one update), her task is saved, the rename is not, and
+    the app says so in plain words, on screen until she dismisses it; the pill does not
+    say "Saved" meanwhile."""
+    project, (task,) = project_with_tasks(app_server, "olga", ["Design checkout flow"])
+    account(app_server, "mia")
+    app_server.grant("mia", project, "member")
+    context = signed_in(browser, app_server, "mia")
+    page = context.new_page()
+    open_board(page, project)
+    context.set_offline(True)
+    expect(page.get_by_test_id("sync-status")).to_contain_text("Offline", timeout=10000)
+    page.evaluate("() => window.tandem.createTask('Written offline by Mia')")
+    page.evaluate(
+        """id => {
+          const title = window.tandem.doc.getMap('tasks').get(id).get('title')
+          title.delete(0, title.length)
+          title.insert(0, 'Checkout, renamed by Mia')
+        }""",
+        task,
+    )
+    context.set_offline(False)
+    refusal = page.get_by_test_id("refusal")
+    expect(refusal).to_have_text(
+        "Your change to 'Design checkout flow' was not saved:"
+        " only its assignees or a manager can rename it.OK",
+        timeout=20000,
+    )
+    expect(page.get_by_test_id("sync-status")).to_have_text("1 change not saved")
+    stored = server_tasks(app_server, "olga", project)
+    assert stored[task]["title"] == "Design checkout flow"
+    assert "Written offline by Mia" in {t["title"] for t in stored.values()}
+    expect(page.locator(".task-card")).to_have_count(2)
+    refusal.get_by_role("button", name="OK").click()
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved")
     context.close()
 
 

@@ -122,19 +122,49 @@ async function openProject(projectId) {
   }
   current = new ProjectSession({ projectId, user: session.user, token: session.token, permissions });
   window.tandem = current; // for the console (and the tests)
-  current.addEventListener("rejected", (e) => toast(`Not saved: ${e.detail.reason}`, "error"));
+  current.addEventListener("rejected", (e) => showRefusal(current, e.detail));
   current.addEventListener("fatal", (e) => toast(`Disconnected: ${e.detail.reason}`, "error"));
   await current.ready;
   return current;
+}
+
+// A refusal stays on screen until the user says they have seen it: work that was not
+// saved must never vanish with a timed toast.
+function showRefusal(project, refusal) {
+  let box = document.getElementById("refusals");
+  if (!box) {
+    box = h("div", { id: "refusals", role: "alert" });
+    document.body.append(box);
+  }
+  const notice = h(
+    "div",
+    { class: "refusal", "data-testid": "refusal" },
+    h("span", {}, refusal.text),
+    h(
+      "button",
+      {
+        onclick: () => {
+          notice.remove();
+          project.dismissRefusal(refusal.id);
+        },
+      },
+      "OK",
+    ),
+  );
+  box.append(notice);
 }
 
 function statusPill(project) {
   const pill = h("span", { class: "pill", "data-testid": "sync-status" });
   const update = () => {
     const pending = project.provider.pending + project.chatProvider.pending;
+    const refused = project.refusals.length;
     if (!project.provider.connected) {
       pill.textContent = pending ? `Offline · ${pending} to sync` : "Offline";
       pill.className = "pill offline";
+    } else if (refused) {
+      pill.textContent = refused === 1 ? "1 change not saved" : `${refused} changes not saved`;
+      pill.className = "pill refused";
     } else if (pending) {
       pill.textContent = `Saving ${pending}…`;
       pill.className = "pill pending";

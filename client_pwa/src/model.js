@@ -5,6 +5,7 @@ import { IndexeddbPersistence } from "y-indexeddb";
 import { Awareness } from "y-protocols/awareness";
 import { generateKeyBetween } from "fractional-indexing";
 import { TandemProvider } from "./provider.js";
+import { refusalText } from "./refusals.js";
 
 const DEFAULT_COLUMNS = ["todo", "in_progress", "review", "done"];
 const ROOTS = {
@@ -64,14 +65,27 @@ export class ProjectSession extends EventTarget {
       token,
       label: () => "message",
     });
+    // refusals stay here until the user dismisses them (the status pill counts them)
+    this.refusals = [];
+    this._refusalId = 0;
     for (const p of [this.provider, this.chatProvider]) {
-      p.addEventListener("rejected", (e) => this.dispatchEvent(new CustomEvent("rejected", { detail: e.detail })));
+      p.addEventListener("rejected", (e) => {
+        const refusal = { id: ++this._refusalId, text: refusalText(this, e.detail), detail: e.detail };
+        this.refusals.push(refusal);
+        this.dispatchEvent(new CustomEvent("rejected", { detail: refusal }));
+        this.dispatchEvent(new Event("status"));
+      });
       p.addEventListener("status", () => this.dispatchEvent(new Event("status")));
       p.addEventListener("fatal", (e) => this.dispatchEvent(new CustomEvent("fatal", { detail: e.detail })));
     }
     this.doc.on("update", () => this.dispatchEvent(new Event("change")));
     this.chat.on("update", () => this.dispatchEvent(new Event("chat")));
     this.awareness.on("change", () => this.dispatchEvent(new Event("presence")));
+  }
+
+  dismissRefusal(id) {
+    this.refusals = this.refusals.filter((r) => r.id !== id);
+    this.dispatchEvent(new Event("status"));
   }
 
   can(permission) {

@@ -6,13 +6,15 @@ import WebSocket from 'ws'
 export { Y }
 
 export function connect (wsBase, docName, token, opts = {}) {
+  const { clientID, ...providerOpts } = opts
   const doc = new Y.Doc()
+  if (clientID !== undefined) doc.clientID = clientID // before the provider reads it
   const provider = new WebsocketProvider(wsBase, docName, doc, {
     WebSocketPolyfill: WebSocket,
     params: { token },
     disableBc: true,
     maxBackoffTime: 500,
-    ...opts
+    ...providerOpts
   })
   return { doc, provider }
 }
@@ -67,6 +69,19 @@ export function newTask (fields) {
   task.set('created_by', fields.created_by ?? 'node')
   task.set('created_at', new Date().toISOString())
   return task
+}
+
+// Stock y-websocket reports the server's permission-denied message only with console.warn;
+// collect those reasons so a script can tell a refusal from a merge.
+export function collectDenials () {
+  const denials = []
+  const warn = console.warn
+  console.warn = (...args) => {
+    const text = args.join(' ')
+    if (text.startsWith('Permission denied')) denials.push(text.split('\n').slice(1).join('\n'))
+    else warn(...args)
+  }
+  return denials
 }
 
 export const snapshot = (doc) => JSON.stringify({
