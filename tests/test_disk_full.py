@@ -50,7 +50,9 @@ def test_a_rest_write_on_a_full_disk_is_507_with_retry_after_and_works_once_ther
         server.start()
         headers = {"Authorization": f"Bearer {server.token('alice')}"}
         with httpx.Client(base_url=server.http_url, headers=headers, timeout=30) as http:
-            assert http.post("/api/v1/projects/", json={"id": "one-disk-full", "name": "One"}).is_success
+            assert http.post(
+                "/api/v1/projects/", json={"id": "one-disk-full", "name": "One"}
+            ).is_success
             filler = _fill(disk)
             refused = [
                 http.post("/api/v1/projects/", json={"id": f"p{i}-disk-full", "name": "x" * 200})
