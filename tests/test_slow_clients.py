@@ -46,6 +46,12 @@ def _description(doc: Doc) -> Text:
     return text
 
 
+def _replace(doc: Doc, char: str) -> None:
+    text = _description(doc)
+    del text[0 : len(text)]
+    text.insert(0, char * 90_000)
+
+
 async def _connections(http: httpx.AsyncClient) -> int:
     return (await http.get("/healthz")).json()["connections"]
 
@@ -70,10 +76,9 @@ async def test_a_client_that_stops_reading_is_cut_off_and_forgotten(tmp_path) ->
             )
             assert (await alice.outcome(await alice.send_update(task)))["type"] == "ack"
             # 16 MB of edits: more than the kernel's socket buffers and bob's 256 KB queue
-            for i in range(16):
-                n = await alice.send_update(
-                    alice.edit(lambda d, i=i: _description(d).insert(0, f"{i % 10}" * 2**20))
-                )
+            # (each replaces the description with 90,000 characters: within its limit)
+            for i in range(180):
+                n = await alice.send_update(alice.edit(lambda d, i=i: _replace(d, f"{i % 10}")))
                 assert (await alice.outcome(n, timeout=30))["type"] == "ack"
             started = time.monotonic()
             with anyio.fail_after(10):
