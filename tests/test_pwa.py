@@ -601,3 +601,76 @@ def test_the_app_and_the_api_docs_run_under_their_content_security_policy(
     assert docs.evaluate("window.__csp") == [], docs.evaluate("window.__csp")
     assert not [line for line in console if "Content Security Policy" in line], console
     context.close()
+
+
+def caret(page: Page, selector: str) -> tuple[int, int]:
+    return tuple(page.locator(selector).evaluate("el => [el.selectionStart, el.selectionEnd]"))
+
+
+def test_a_collaborators_concurrent_edit_is_shown_beside_the_field(browser, app_server) -> None:
+    """Two users on one task: while Ann types in the title, Ben's task view says "ann is
+    editing the title" beside it and her characters arrive in his field as she types,
+    without moving his caret off the characters it was on; the note goes when she
+    leaves the field, and the description has a note of its own."""
+    project, (task,) = project_with_tasks(app_server, "ann2", ["Plan the review"])
+    account(app_server, "ben2")
+    app_server.grant("ben2", project, "manager")
+    a_ctx = signed_in(browser, app_server, "ann2")
+    b_ctx = signed_in(browser, app_server, "ben2")
+    a, b = a_ctx.new_page(), b_ctx.new_page()
+    open_board(a, project)
+    open_board(b, project)
+    a.goto(f"/#/p/{project}/task/{task}")
+    b.goto(f"/#/p/{project}/task/{task}")
+    a_title, b_title = a.locator("textarea.title-input"), b.locator("textarea.title-input")
+    expect(b_title).to_have_value("Plan the review")
+    b_note = b.get_by_test_id("editing-title")
+    expect(b_note).to_be_hidden()
+
+    a_title.click()
+    a_title.press("End")
+    expect(b_note).to_have_text("ann2 is editing the title", timeout=3000)
+    expect(b_note).to_be_visible()
+    expect(b.get_by_test_id("editing-description")).to_be_hidden()
+    expect(a.get_by_test_id("editing-title")).to_be_hidden()  # nobody else is typing there
+
+    # her characters arrive while she types, one keystroke at a time
+    seen: list[str] = []
+    for ch in " notes":
+        a_title.press(ch if ch != " " else "Space")
+        b.wait_for_function(
+            "n => document.querySelector('textarea.title-input').value.length === n",
+            arg=len("Plan the review") + len(seen) + 1,
+            timeout=3000,
+        )
+        seen.append(b_title.input_value())
+    assert seen[-1] == "Plan the review notes"
+    assert seen == [("Plan the review" + " notes")[: 16 + i] for i in range(6)]
+
+    # Ben puts his caret inside "review" (after "rev") and selects nothing; Ann types at
+    # the start and at the end: his caret moves with the text before it, not with hers
+    b_title.click()
+    b_title.evaluate("el => el.setSelectionRange(12, 12)")
+    expect(a.get_by_test_id("editing-title")).to_have_text("ben2 is editing the title")
+    a_title.press("Home")
+    a_title.type("Q4: ")
+    a_title.press("End")
+    a_title.type("!")
+    expect(b_title).to_have_value("Q4: Plan the review notes!", timeout=3000)
+    expect(b_title).to_be_focused()
+    assert caret(b, "textarea.title-input") == (16, 16)
+    b_title.type("X")  # typed where his caret was: inside "review"
+    expect(a_title).to_have_value("Q4: Plan the revXiew notes!", timeout=3000)
+
+    # she leaves the field: the note goes; she moves to the description: its note shows
+    a.locator("select[name=priority]").focus()
+    expect(b_note).to_be_hidden(timeout=3000)
+    a.locator("textarea.description").click()
+    expect(b.get_by_test_id("editing-description")).to_have_text(
+        "ann2 is editing the description", timeout=3000
+    )
+    expect(b_note).to_be_hidden()
+    a.goto(f"/#/p/{project}/board")  # leaving the task clears it too
+    expect(b.get_by_test_id("editing-description")).to_be_hidden(timeout=3000)
+    a_ctx.close()
+    b_ctx.close()

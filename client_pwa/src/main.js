@@ -550,6 +550,11 @@ function pullToRefresh(el, project) {
 
 // -- task detail ---------------------------------------------------------------------------
 
+// ["Ann"] -> "Ann"; ["Ann", "Ben"] -> "Ann and Ben"; ["Ann", "Ben", "Cy"] -> "Ann, Ben and Cy"
+function listNames(names) {
+  return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+}
+
 function taskView(project, taskId) {
   const task = project.task(taskId);
   if (!task) {
@@ -564,10 +569,28 @@ function taskView(project, taskId) {
   const description = h("textarea", { class: "description", rows: 8, "aria-label": "Description" });
   cleanup.push(bindText(title, project.text(taskId, "title"), editable));
   cleanup.push(bindText(description, project.text(taskId, "description"), editable));
-  for (const field of [title, description]) {
-    field.addEventListener("focus", () => project.setViewing(taskId, true));
-    field.addEventListener("blur", () => project.setViewing(taskId, false));
+  // who else is typing in each text, said beside it (their characters arrive live)
+  const coEditing = {};
+  let shown = true; // a field removed with its view must not announce a blur afterwards
+  cleanup.push(() => (shown = false));
+  for (const [name, field] of [["title", title], ["description", description]]) {
+    field.addEventListener("focus", () => shown && project.setViewing(taskId, true, name));
+    field.addEventListener("blur", () => shown && project.setViewing(taskId, false));
+    coEditing[name] = h("p", { class: "co-editing", "data-testid": `editing-${name}`, role: "status", hidden: true });
   }
+  const showEditors = () => {
+    for (const [name, field] of [["title", title], ["description", description]]) {
+      const names = project.editors(taskId, name);
+      const note = coEditing[name];
+      const text = names.length ? `${listNames(names)} ${names.length === 1 ? "is" : "are"} editing the ${name}` : "";
+      if (note.textContent !== text) note.textContent = text;
+      note.hidden = !names.length;
+      note.style.color = names.length ? colorFor(names[0]) : "";
+      field.classList.toggle("co-edited", names.length > 0);
+    }
+  };
+  on(project, "presence", showEditors);
+  showEditors();
   const select = (name, options, value) =>
     h(
       "select",
@@ -603,6 +626,7 @@ function taskView(project, taskId) {
     "div",
     { class: "task-detail card" },
     title,
+    coEditing.title,
     h(
       "div",
       { class: "fields" },
@@ -614,7 +638,7 @@ function taskView(project, taskId) {
       h("label", {}, "Due", date("due", task.due)),
       h("label", {}, "Milestone", milestoneSelect()),
     ),
-    h("label", { class: "wide" }, "Description", description),
+    h("label", { class: "wide" }, "Description", description, coEditing.description),
     project.can("delete_tasks")
       ? h(
           "button",

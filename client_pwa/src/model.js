@@ -249,9 +249,23 @@ export class ProjectSession extends EventTarget {
     this.chat.getArray("messages").push([message]);
   }
 
-  // Presence: who is online and what they look at
-  setViewing(taskId, editing = false) {
-    this.awareness.setLocalStateField("viewing", taskId ? { task: taskId, editing } : null);
+  // Presence: who is online and what they look at. `field` ("title", "description") is
+  // the text the user is typing in, so others can see who edits it with them.
+  setViewing(taskId, editing = false, field = null) {
+    const viewing = taskId ? { task: taskId, editing, field: editing ? field : null } : null;
+    const now = this.awareness.getLocalState();
+    if (now && JSON.stringify(now.viewing) === JSON.stringify(viewing)) return;
+    this.awareness.setLocalStateField("viewing", viewing);
+  }
+
+  // Others (never this client) typing in `field` of task `taskId`, one entry per name.
+  editors(taskId, field) {
+    const names = new Set();
+    for (const p of this.people()) {
+      const v = p.viewing;
+      if (!p.self && v && v.task === taskId && v.editing && v.field === field) names.add(p.user.name);
+    }
+    return [...names].sort();
   }
 
   people() {
