@@ -123,6 +123,8 @@ async function openProject(projectId) {
   current = new ProjectSession({ projectId, user: session.user, token: session.token, permissions });
   window.tandem = current; // for the console (and the tests)
   current.addEventListener("rejected", (e) => showRefusal(current, e.detail));
+  document.getElementById("refusals")?.replaceChildren();
+  for (const refusal of current.refusals) showRefusal(current, refusal); // kept from before a reload
   current.addEventListener("fatal", (e) => toast(`Disconnected: ${e.detail.reason}`, "error"));
   await current.ready;
   return current;
@@ -167,6 +169,10 @@ function statusPill(project) {
       pill.className = "pill refused";
     } else if (pending) {
       pill.textContent = `Saving ${pending}…`;
+      pill.className = "pill pending";
+    } else if (!project.provider.synced || !project.chatProvider.synced) {
+      // connected, and the server has not yet said what it lacks: not "Saved" yet
+      pill.textContent = "Syncing…";
       pill.className = "pill pending";
     } else {
       pill.textContent = "Saved";
