@@ -761,6 +761,10 @@ def test_a_collaborators_concurrent_edit_is_shown_beside_the_field(browser, app_
     expect(b_note).to_be_visible()
     expect(b.get_by_test_id("editing-description")).to_be_hidden()
     expect(a.get_by_test_id("editing-title")).to_be_hidden()  # nobody else is typing there
+    # the header's avatar says it too, wherever Ben is in the project
+    expect(b.locator(".presence .avatar[title^='ann2']")).to_have_attribute(
+        "title", "ann2 is editing the title of “Plan the review”"
+    )
 
     # her characters arrive while she types, one keystroke at a time
     seen: list[str] = []

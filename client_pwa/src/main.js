@@ -193,8 +193,9 @@ function presenceBar(project) {
     bar.replaceChildren(
       ...project.people().map((p) => {
         const viewing = p.viewing && p.viewing.task ? tasks.get(p.viewing.task) : null;
+        const what = p.viewing && p.viewing.editing && p.viewing.field ? `the ${p.viewing.field} of ` : "";
         const title = viewing
-          ? `${p.user.name} is ${p.viewing.editing ? "editing" : "viewing"} “${viewing}”`
+          ? `${p.user.name} is ${p.viewing.editing ? "editing" : "viewing"} ${what}“${viewing}”`
           : `${p.user.name} is online`;
         return h(
           "span",
