@@ -5,7 +5,7 @@
 
 For each size NxM, N real Yjs clients in one Node process (bench/node/fanout_peers.mjs)
 make one warm-up round of edits, then each make M one-character edits to one task's
-title, at full speed or at R edits/s per client for NxM@R; every other client must
+description (--field title: its title), at full speed or at R edits/s per client for NxM@R; every other client must
 receive each edit. Reported per server: connect+sync time of all N, the edits/s the
 generator offered, delivered updates/s (deliveries / time from the first measured edit to
 the last arrival), p50/p99 latency from an edit to its arrival (and the warm-up round's
@@ -20,6 +20,9 @@ README's run: p99 by offered load up to full speed.
 Servers, each a fresh process per run, runs interleaved so drift hits all alike:
   tandem      `tandem serve` on SQLite (durable appends), permission gate on: every
               client authenticates with a token of a user granted "manager" on the project
+  tandem@DIR  the same from another checkout (its own .venv, code, CLI and schema), e.g.
+              the code before a change: `git worktree add /tmp/tandem-before <commit>`,
+              `make setup` there, then --peers tandem,tandem@/tmp/tandem-before
   hocuspocus  @hocuspocus/server with default settings (bench/node/hocuspocus_server.mjs),
               driven by @hocuspocus/provider (its own framing: doc name on every message)
   pycrdt      ASGIServer(WebsocketServer()) from pycrdt-websocket on Hypercorn defaults
@@ -39,7 +42,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import ROOT, free_port, start_server
+import httpx
+
+from tests.conftest import ROOT, ServerProcess, free_port, start_server
 
 from .common import RESULTS, write_result
 
@@ -101,14 +106,109 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
 
 def tandem_variant(name: str) -> dict[str, str] | None:
     """``tandem`` -> {}; ``tandem+TANDEM_X=1+TANDEM_Y=2`` -> those settings (an A/B
-    variant run interleaved with the others); any other peer -> None."""
+    variant run interleaved with the others); ``tandem@DIR`` (settings allowed too) is
+    the Tandem of another checkout, see ``other_checkout``; any other peer -> None."""
     base, *settings = name.split("+")
-    if base != "tandem":
+    if base != "tandem" and not base.startswith("tandem@"):
         return None
     env = dict(s.split("=", 1) for s in settings)
     if not all(k.startswith("TANDEM_") for k in env):
         raise SystemExit(f"{name}: a variant sets TANDEM_* variables only")
     return env
+
+
+def other_checkout(name: str) -> Path | None:
+    """``tandem@/tmp/tandem-before`` -> that directory: a checkout of another commit with
+    its own ``.venv`` (``make setup`` there), run as a peer against this one, e.g. the code
+    before a change (``git worktree add /tmp/tandem-before <commit>``)."""
+    base = name.split("+")[0]
+    if not base.startswith("tandem@"):
+        return None
+    root = Path(base.removeprefix("tandem@")).resolve()
+    if not (root / ".venv" / "bin" / "python").exists():
+        raise SystemExit(f"{name}: {root}/.venv/bin/python is missing (run `make setup` there)")
+    return root
+
+
+class OtherCheckoutServer(ServerProcess):
+    """A Tandem server from another checkout: its own Python, code and CLI (the database
+    is made, and its users, tokens and grants written, by that checkout's code)."""
+
+    checkout: Path = ROOT
+
+    def _python(self, code: str, *args: str) -> str:
+        out = subprocess.run(
+            [str(self.checkout / ".venv" / "bin" / "python"), "-c", code, *args],
+            cwd=self.checkout,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"{self.checkout}: {out.stderr.strip()[-500:]}")
+        return out.stdout
+
+    def token(self, user: str = "alice") -> str:
+        if user not in self.tokens:
+            code = (
+                "import sys; from pathlib import Path; from tests.conftest import make_token;"
+                " print(make_token(Path(sys.argv[1]), sys.argv[2]))"
+            )
+            self.tokens[user] = self._python(code, str(self.db), user).strip().splitlines()[-1]
+        return self.tokens[user]
+
+    def grant(self, user: str, project: str, role: str = "owner", **kw) -> None:
+        code = (
+            "import sys; from pathlib import Path; from tests.conftest import grant_role;"
+            " grant_role(Path(sys.argv[1]), *sys.argv[2:])"
+        )
+        self._python(code, str(self.db), user, project, role)
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        python = str(self.checkout / ".venv" / "bin" / "python")
+        self.proc = subprocess.Popen(
+            [
+                python,
+                "-m",
+                "sync_server.cli",
+                "serve",
+                "--db",
+                str(self.db),
+                "--port",
+                str(self.port),
+            ],
+            cwd=self.checkout,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.http_url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start:\n{self.log()}")
+
+
+def start_other(checkout: Path, tmp: Path, **env_overrides: str) -> OtherCheckoutServer:
+    """``tests.conftest.start_server`` for another checkout's Tandem."""
+    env = dict(os.environ)
+    env.update({"TANDEM_ROOM_IDLE_SECONDS": "2", "TANDEM_EXTERNAL_POLL_SECONDS": "0.2"})
+    env.update(env_overrides)
+    env.pop("VIRTUAL_ENV", None)
+    env["PYTHONPATH"] = str(checkout)
+    server = OtherCheckoutServer(
+        db=tmp / "tandem.db", port=free_port(), env=env, log_path=tmp / "server.log"
+    )
+    server.checkout = checkout
+    server.start()
+    return server
 
 
 class Peer:
@@ -117,14 +217,19 @@ class Peer:
     def __init__(self, name: str, tmp: Path, **tandem_env: str) -> None:
         self.name = name
         variant = tandem_variant(name)
+        checkout = other_checkout(name)
         if variant is not None:
             name, tandem_env = "tandem", {**variant, **tandem_env}
-        self.tandem = None
+        self.tandem: ServerProcess | None = None
         self.proc: subprocess.Popen | None = None
         self.token = ""
         self.log_path = tmp / f"{name}.log"
         if name == "tandem":
-            self.tandem = start_server(tmp, **{"TANDEM_LOG_LEVEL": "WARNING", **tandem_env})
+            settings = {"TANDEM_LOG_LEVEL": "WARNING", **tandem_env}
+            if checkout is not None:
+                self.tandem = start_other(checkout, tmp, **settings)
+            else:
+                self.tandem = start_server(tmp, **settings)
             self.token = self.tandem.token("bench")
             self.tandem.grant("bench", "fanout", "manager")
             self.pid = self.tandem.proc.pid  # type: ignore[union-attr]
@@ -340,6 +445,8 @@ KEYS = (
 def summarize(runs: list[dict]) -> dict:
     ok = [r for r in runs if "failed" not in r]
     out: dict = {"runs": len(runs), "completed_runs": sum(1 for r in ok if r["complete"])}
+    # a run whose copies differ at the end had edits refused (or lost): not plain fan-out
+    out["converged_runs"] = sum(1 for r in ok if r.get("converged"))
     if len(ok) < len(runs):
         out["failures"] = [r["failed"] for r in runs if "failed" in r]
     for key in KEYS:
@@ -444,7 +551,15 @@ def main() -> None:
     parser.add_argument(
         "--peers",
         default=",".join(PEERS),
-        help="comma separated; tandem+TANDEM_SETTING=value adds a Tandem variant (A/B)",
+        help="comma separated; tandem+TANDEM_SETTING=value adds a Tandem variant (A/B);"
+        " tandem@DIR runs the Tandem of the checkout in DIR (its own .venv) as a peer",
+    )
+    parser.add_argument(
+        "--field",
+        choices=("description", "title"),
+        default="description",
+        help="the task text the clients type in (runs before 2026-12-02 used the title, which"
+        " Tandem now limits to 500 characters: past that its gate refuses every edit)",
     )
     parser.add_argument("--name", default="fanout_peers", help="results file: results/NAME.json")
     parser.add_argument("--wait", type=int, default=60, help="seconds to wait for deliveries")
@@ -465,6 +580,7 @@ def main() -> None:
         path.write_text(json.dumps(data, indent=2) + "\n")
         print(json.dumps(data["summary"], indent=2))
         return
+    os.environ["FANOUT_FIELD"] = args.field  # read by the generator
     peers = args.peers.split(",")
     table: dict = {}
     all_runs: dict = {}

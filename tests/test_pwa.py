@@ -228,6 +228,130 @@ def test_offline_reload_shows_the_board_and_keeps_edits(browser, app_server) -> 
     context.close()
 
 
+# Watches the status pill in a page: every text it shows, and every moment it says "Saved"
+# while the app holds a change the server has not acknowledged (pending), a refusal not
+# yet dismissed, or no connection. Checked on every DOM change and every 20 ms.
+PILL_WATCH = """
+(() => {
+  window.__pillTexts = [];
+  window.__pillLies = [];
+  const check = () => {
+    const pill = document.querySelector('[data-testid=sync-status]');
+    const t = window.tandem;
+    if (!pill || !t) return;
+    const text = pill.textContent;
+    if (window.__pillTexts.at(-1) !== text) window.__pillTexts.push(text);
+    const pending = t.provider.pending + t.chatProvider.pending;
+    if (text === 'Saved' && (pending || t.refusals.length || !t.provider.connected)) {
+      window.__pillLies.push({pending, refused: t.refusals.length, connected: t.provider.connected});
+    }
+  };
+  new MutationObserver(check).observe(document, {subtree: true, childList: true, characterData: true});
+  setInterval(check, 20);
+})();
+"""
+
+
+def pill_record(page: Page) -> tuple[list[str], list[dict]]:
+    return page.evaluate("() => [window.__pillTexts, window.__pillLies]")
+
+
+def board_state(page: Page) -> dict:
+    return page.evaluate(
+        "() => Object.fromEntries(window.tandem.tasks().map(t => [t.id, "
+        "{title: t.title, priority: t.priority, status: t.status}]))"
+    )
+
+
+def server_board(server: ServerProcess, user: str, project: str) -> dict:
+    items = rest(server, user, "GET", f"/projects/{project}/tasks/?limit=1000").json()["items"]
+    return {
+        t["id"]: {"title": t["title"], "priority": t["priority"], "status": t["status"]}
+        for t in items
+    }
+
+
+def test_offline_task_and_priority_merge_and_the_pill_never_says_saved_too_soon(
+    browser, app_server
+) -> None:
+    """Dan, offline, creates a task and sets a task's priority while Cora, online, sets
+    the same task's priority; Dan reloads the app while still offline. Back online, the
+    task he made is on both boards, both copies and the server agree, and neither pill
+    said "Saved" while that page held a change the server had not acknowledged, a
+    refusal, or no connection (after the offline reload too: the app still counts the
+    changes it made before the reload as not yet synced)."""
+    project, (shared,) = project_with_tasks(app_server, "cora", ["Shared priorities"])
+    account(app_server, "dan")
+    app_server.grant("dan", project, "manager")
+    a_ctx = signed_in(browser, app_server, "cora")
+    b_ctx = signed_in(browser, app_server, "dan")
+    for ctx in (a_ctx, b_ctx):
+        ctx.add_init_script(PILL_WATCH)
+    a, b = a_ctx.new_page(), b_ctx.new_page()
+    open_board(a, project)
+    open_board(b, project)
+    b.evaluate("() => navigator.serviceWorker.ready")
+    b.reload()  # now controlled by the service worker, so it reloads offline
+    open_board(b, project)
+    b.wait_for_function("() => navigator.serviceWorker.controller !== null")
+
+    b_ctx.set_offline(True)
+    expect(b.get_by_test_id("sync-status")).to_have_text("Offline", timeout=10000)
+    b.locator(".bottom-nav [data-view=add]").click()
+    b.fill("dialog input[name=title]", "Made offline by Dan")
+    b.get_by_role("button", name="Add", exact=True).click()
+    expect(b.locator(".task-card", has_text="Made offline by Dan")).to_be_visible()
+    b.goto(f"/#/p/{project}/task/{shared}")
+    b.locator("select[name=priority]").select_option("high")
+    expect(b.get_by_test_id("sync-status")).to_have_text("Offline · 2 to sync")
+    a.goto(f"/#/p/{project}/task/{shared}")
+    a.locator("select[name=priority]").select_option("urgent")
+    expect(a.get_by_test_id("sync-status")).to_have_text("Saved", timeout=10000)
+    assert server_board(app_server, "cora", project)[shared]["priority"] == "urgent"
+    before_reload = pill_record(b)
+
+    b.reload()  # offline: the app shell from the service worker, the data from IndexedDB
+    expect(b.locator("select[name=priority]")).to_have_value("high", timeout=15000)
+    # the changes made before the reload are still counted as not synced
+    expect(b.get_by_test_id("sync-status")).to_have_text("Offline · 2 to sync", timeout=10000)
+    b.goto(f"/#/p/{project}/board")
+    expect(b.locator(".task-card", has_text="Made offline by Dan")).to_be_visible()
+    assert "Made offline by Dan" not in {
+        t["title"] for t in server_board(app_server, "cora", project).values()
+    }
+
+    b_ctx.set_offline(False)
+    expect(b.get_by_test_id("sync-status")).to_have_text("Saved", timeout=20000)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        state_a, state_b = board_state(a), board_state(b)
+        if state_a == state_b == server_board(app_server, "cora", project):
+            break
+        time.sleep(0.2)
+    assert state_a == state_b == server_board(app_server, "cora", project)
+    assert state_a[shared]["priority"] in {"high", "urgent"}  # one of the two, everywhere
+    made = [i for i, t in state_a.items() if t["title"] == "Made offline by Dan"]
+    assert len(made) == 1
+    a.goto(f"/#/p/{project}/board")
+    expect(a.locator(f"[data-id='{made[0]}']")).to_have_text("Made offline by Dan")
+    expect(b.locator(f"[data-id='{made[0]}']")).to_have_text("Made offline by Dan")
+    expect(a.locator(f"[data-id='{shared}']")).to_have_class(
+        f"task-card priority-{state_a[shared]['priority']}"
+    )
+
+    after_reload = pill_record(b)
+    for texts, lies in (before_reload, after_reload, pill_record(a)):
+        assert lies == [], (texts, lies)
+    texts = after_reload[0]
+    # offline, then on the way back something other than "Saved" until the ack came
+    assert texts[0] in {"Offline", "Offline · 2 to sync"}, texts
+    back = texts.index("Saved")
+    assert back >= 2 and texts[back - 1] != "Offline · 2 to sync", texts
+    assert any(t.startswith("Saving") for t in texts[:back]), texts
+    a_ctx.close()
+    b_ctx.close()
+
+
 def touch_swipe(page: Page, selector: str, dx: float) -> None:
     box = page.locator(selector).bounding_box()
     assert box is not None
@@ -364,6 +488,10 @@ def test_a_members_offline_rename_of_anothers_task_is_refused_in_plain_words_unt
     assert stored[task]["title"] == "Design checkout flow"
     assert "Written offline by Mia" in {t["title"] for t in stored.values()}
     expect(page.locator(".task-card")).to_have_count(2)
+    # a reload does not make it go away unseen
+    page.reload()
+    expect(refusal).to_contain_text("was not saved: only its assignees", timeout=15000)
+    expect(page.get_by_test_id("sync-status")).to_have_text("1 change not saved", timeout=10000)
     refusal.get_by_role("button", name="OK").click()
     expect(page.get_by_test_id("sync-status")).to_have_text("Saved")
     context.close()
@@ -601,3 +729,80 @@ def test_the_app_and_the_api_docs_run_under_their_content_security_policy(
     assert docs.evaluate("window.__csp") == [], docs.evaluate("window.__csp")
     assert not [line for line in console if "Content Security Policy" in line], console
     context.close()
+
+
+def caret(page: Page, selector: str) -> tuple[int, int]:
+    return tuple(page.locator(selector).evaluate("el => [el.selectionStart, el.selectionEnd]"))
+
+
+def test_a_collaborators_concurrent_edit_is_shown_beside_the_field(browser, app_server) -> None:
+    """Two users on one task: while Ann types in the title, Ben's task view says "ann is
+    editing the title" beside it and her characters arrive in his field as she types,
+    without moving his caret off the characters it was on; the note goes when she
+    leaves the field, and the description has a note of its own."""
+    project, (task,) = project_with_tasks(app_server, "ann2", ["Plan the review"])
+    account(app_server, "ben2")
+    app_server.grant("ben2", project, "manager")
+    a_ctx = signed_in(browser, app_server, "ann2")
+    b_ctx = signed_in(browser, app_server, "ben2")
+    a, b = a_ctx.new_page(), b_ctx.new_page()
+    open_board(a, project)
+    open_board(b, project)
+    a.goto(f"/#/p/{project}/task/{task}")
+    b.goto(f"/#/p/{project}/task/{task}")
+    a_title, b_title = a.locator("textarea.title-input"), b.locator("textarea.title-input")
+    expect(b_title).to_have_value("Plan the review")
+    b_note = b.get_by_test_id("editing-title")
+    expect(b_note).to_be_hidden()
+
+    a_title.click()
+    a_title.press("End")
+    expect(b_note).to_have_text("ann2 is editing the title", timeout=3000)
+    expect(b_note).to_be_visible()
+    expect(b.get_by_test_id("editing-description")).to_be_hidden()
+    expect(a.get_by_test_id("editing-title")).to_be_hidden()  # nobody else is typing there
+    # the header's avatar says it too, wherever Ben is in the project
+    expect(b.locator(".presence .avatar[title^='ann2']")).to_have_attribute(
+        "title", "ann2 is editing the title of “Plan the review”"
+    )
+
+    # her characters arrive while she types, one keystroke at a time
+    seen: list[str] = []
+    for ch in " notes":
+        a_title.press(ch if ch != " " else "Space")
+        b.wait_for_function(
+            "n => document.querySelector('textarea.title-input').value.length === n",
+            arg=len("Plan the review") + len(seen) + 1,
+            timeout=3000,
+        )
+        seen.append(b_title.input_value())
+    assert seen[-1] == "Plan the review notes"
+    assert seen == [("Plan the review" + " notes")[: 16 + i] for i in range(6)]
+
+    # Ben puts his caret inside "review" (after "rev") and selects nothing; Ann types at
+    # the start and at the end: his caret moves with the text before it, not with hers
+    b_title.click()
+    b_title.evaluate("el => el.setSelectionRange(12, 12)")
+    expect(a.get_by_test_id("editing-title")).to_have_text("ben2 is editing the title")
+    a_title.press("Home")
+    a_title.type("Q4: ")
+    a_title.press("End")
+    a_title.type("!")
+    expect(b_title).to_have_value("Q4: Plan the review notes!", timeout=3000)
+    expect(b_title).to_be_focused()
+    assert caret(b, "textarea.title-input") == (16, 16)
+    b_title.type("X")  # typed where his caret was: inside "review"
+    expect(a_title).to_have_value("Q4: Plan the revXiew notes!", timeout=3000)
+
+    # she leaves the field: the note goes; she moves to the description: its note shows
+    a.locator("select[name=priority]").focus()
+    expect(b_note).to_be_hidden(timeout=3000)
+    a.locator("textarea.description").click()
+    expect(b.get_by_test_id("editing-description")).to_have_text(
+        "ann2 is editing the description", timeout=3000
+    )
+    expect(b_note).to_be_hidden()
+    a.goto(f"/#/p/{project}/board")  # leaving the task clears it too
+    expect(b.get_by_test_id("editing-description")).to_be_hidden(timeout=3000)
+    a_ctx.close()
+    b_ctx.close()

@@ -62,21 +62,30 @@ export function bindText(textarea, ytext, editable) {
   };
   const onRemote = (event, transaction) => {
     if (transaction.local && textarea === document.activeElement && textarea.value === ytext.toString()) return;
-    const caret = textarea.selectionStart;
-    let shift = 0;
-    let index = 0;
-    for (const op of event.delta) {
-      if (op.retain) index += op.retain;
-      else if (op.insert) {
-        if (index < caret) shift += op.insert.length;
-        index += op.insert.length;
-      } else if (op.delete) {
-        if (index < caret) shift -= Math.min(op.delete, caret - index);
+    // the caret and selection stay on the same characters: text inserted or deleted
+    // before them shifts them, text after them leaves them alone
+    const focused = textarea === document.activeElement;
+    const { selectionStart: start, selectionEnd: end, selectionDirection: direction, scrollTop } = textarea;
+    const shift = (pos) => {
+      let old = 0; // position in the text before the change
+      let moved = pos;
+      for (const op of event.delta) {
+        if (old >= pos) break;
+        if (op.retain) old += op.retain;
+        else if (op.insert) moved += op.insert.length;
+        else if (op.delete) {
+          moved -= Math.min(op.delete, pos - old);
+          old += op.delete;
+        }
       }
-    }
+      return moved;
+    };
     textarea.value = ytext.toString();
     previous = textarea.value;
-    if (textarea === document.activeElement) textarea.setSelectionRange(caret + shift, caret + shift);
+    if (focused) {
+      textarea.setSelectionRange(shift(start), shift(end), direction);
+      textarea.scrollTop = scrollTop;
+    }
   };
   textarea.addEventListener("input", onInput);
   ytext.observe(onRemote);

@@ -123,6 +123,8 @@ async function openProject(projectId) {
   current = new ProjectSession({ projectId, user: session.user, token: session.token, permissions });
   window.tandem = current; // for the console (and the tests)
   current.addEventListener("rejected", (e) => showRefusal(current, e.detail));
+  document.getElementById("refusals")?.replaceChildren();
+  for (const refusal of current.refusals) showRefusal(current, refusal); // kept from before a reload
   current.addEventListener("fatal", (e) => toast(`Disconnected: ${e.detail.reason}`, "error"));
   await current.ready;
   return current;
@@ -168,6 +170,10 @@ function statusPill(project) {
     } else if (pending) {
       pill.textContent = `Saving ${pending}…`;
       pill.className = "pill pending";
+    } else if (!project.provider.synced || !project.chatProvider.synced) {
+      // connected, and the server has not yet said what it lacks: not "Saved" yet
+      pill.textContent = "Syncing…";
+      pill.className = "pill pending";
     } else {
       pill.textContent = "Saved";
       pill.className = "pill saved";
@@ -187,8 +193,9 @@ function presenceBar(project) {
     bar.replaceChildren(
       ...project.people().map((p) => {
         const viewing = p.viewing && p.viewing.task ? tasks.get(p.viewing.task) : null;
+        const what = p.viewing && p.viewing.editing && p.viewing.field ? `the ${p.viewing.field} of ` : "";
         const title = viewing
-          ? `${p.user.name} is ${p.viewing.editing ? "editing" : "viewing"} “${viewing}”`
+          ? `${p.user.name} is ${p.viewing.editing ? "editing" : "viewing"} ${what}“${viewing}”`
           : `${p.user.name} is online`;
         return h(
           "span",
@@ -550,6 +557,11 @@ function pullToRefresh(el, project) {
 
 // -- task detail ---------------------------------------------------------------------------
 
+// ["Ann"] -> "Ann"; ["Ann", "Ben"] -> "Ann and Ben"; ["Ann", "Ben", "Cy"] -> "Ann, Ben and Cy"
+function listNames(names) {
+  return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+}
+
 function taskView(project, taskId) {
   const task = project.task(taskId);
   if (!task) {
@@ -564,10 +576,28 @@ function taskView(project, taskId) {
   const description = h("textarea", { class: "description", rows: 8, "aria-label": "Description" });
   cleanup.push(bindText(title, project.text(taskId, "title"), editable));
   cleanup.push(bindText(description, project.text(taskId, "description"), editable));
-  for (const field of [title, description]) {
-    field.addEventListener("focus", () => project.setViewing(taskId, true));
-    field.addEventListener("blur", () => project.setViewing(taskId, false));
+  // who else is typing in each text, said beside it (their characters arrive live)
+  const coEditing = {};
+  let shown = true; // a field removed with its view must not announce a blur afterwards
+  cleanup.push(() => (shown = false));
+  for (const [name, field] of [["title", title], ["description", description]]) {
+    field.addEventListener("focus", () => shown && project.setViewing(taskId, true, name));
+    field.addEventListener("blur", () => shown && project.setViewing(taskId, false));
+    coEditing[name] = h("p", { class: "co-editing", "data-testid": `editing-${name}`, role: "status", hidden: true });
   }
+  const showEditors = () => {
+    for (const [name, field] of [["title", title], ["description", description]]) {
+      const names = project.editors(taskId, name);
+      const note = coEditing[name];
+      const text = names.length ? `${listNames(names)} ${names.length === 1 ? "is" : "are"} editing the ${name}` : "";
+      if (note.textContent !== text) note.textContent = text;
+      note.hidden = !names.length;
+      note.style.color = names.length ? colorFor(names[0]) : "";
+      field.classList.toggle("co-edited", names.length > 0);
+    }
+  };
+  on(project, "presence", showEditors);
+  showEditors();
   const select = (name, options, value) =>
     h(
       "select",
@@ -603,6 +633,7 @@ function taskView(project, taskId) {
     "div",
     { class: "task-detail card" },
     title,
+    coEditing.title,
     h(
       "div",
       { class: "fields" },
@@ -614,7 +645,7 @@ function taskView(project, taskId) {
       h("label", {}, "Due", date("due", task.due)),
       h("label", {}, "Milestone", milestoneSelect()),
     ),
-    h("label", { class: "wide" }, "Description", description),
+    h("label", { class: "wide" }, "Description", description, coEditing.description),
     project.can("delete_tasks")
       ? h(
           "button",

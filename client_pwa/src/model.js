@@ -57,6 +57,8 @@ export class ProjectSession extends EventTarget {
       token,
       awareness: this.awareness,
       label: () => this._label || "change",
+      storageKey: `${prefix}pending:p/${projectId}`,
+      ready: this.local.whenSynced,
     });
     this.chatProvider = new TandemProvider({
       url: syncUrl(),
@@ -64,14 +66,25 @@ export class ProjectSession extends EventTarget {
       doc: this.chat,
       token,
       label: () => "message",
+      storageKey: `${prefix}pending:p/${projectId}/chat`,
+      ready: this.localChat.whenSynced,
     });
-    // refusals stay here until the user dismisses them (the status pill counts them)
+    // refusals stay here until the user dismisses them (the status pill counts them),
+    // across reloads too
+    this._refusalKey = `${prefix}refusals:p/${projectId}`;
     this.refusals = [];
-    this._refusalId = 0;
+    try {
+      const kept = JSON.parse(localStorage.getItem(this._refusalKey) || "[]");
+      if (Array.isArray(kept)) this.refusals = kept.filter((r) => r && typeof r.text === "string");
+    } catch {
+      // unreadable: nothing kept
+    }
+    this._refusalId = Math.max(0, ...this.refusals.map((r) => Number(r.id) || 0));
     for (const p of [this.provider, this.chatProvider]) {
       p.addEventListener("rejected", (e) => {
         const refusal = { id: ++this._refusalId, text: refusalText(this, e.detail), detail: e.detail };
         this.refusals.push(refusal);
+        this._keepRefusals();
         this.dispatchEvent(new CustomEvent("rejected", { detail: refusal }));
         this.dispatchEvent(new Event("status"));
       });
@@ -85,7 +98,17 @@ export class ProjectSession extends EventTarget {
 
   dismissRefusal(id) {
     this.refusals = this.refusals.filter((r) => r.id !== id);
+    this._keepRefusals();
     this.dispatchEvent(new Event("status"));
+  }
+
+  _keepRefusals() {
+    try {
+      if (this.refusals.length) localStorage.setItem(this._refusalKey, JSON.stringify(this.refusals));
+      else localStorage.removeItem(this._refusalKey);
+    } catch {
+      // storage full or blocked: they stay on screen until this page goes
+    }
   }
 
   can(permission) {
@@ -249,9 +272,23 @@ export class ProjectSession extends EventTarget {
     this.chat.getArray("messages").push([message]);
   }
 
-  // Presence: who is online and what they look at
-  setViewing(taskId, editing = false) {
-    this.awareness.setLocalStateField("viewing", taskId ? { task: taskId, editing } : null);
+  // Presence: who is online and what they look at. `field` ("title", "description") is
+  // the text the user is typing in, so others can see who edits it with them.
+  setViewing(taskId, editing = false, field = null) {
+    const viewing = taskId ? { task: taskId, editing, field: editing ? field : null } : null;
+    const now = this.awareness.getLocalState();
+    if (now && JSON.stringify(now.viewing) === JSON.stringify(viewing)) return;
+    this.awareness.setLocalStateField("viewing", viewing);
+  }
+
+  // Others (never this client) typing in `field` of task `taskId`, one entry per name.
+  editors(taskId, field) {
+    const names = new Set();
+    for (const p of this.people()) {
+      const v = p.viewing;
+      if (!p.self && v && v.task === taskId && v.editing && v.field === field) names.add(p.user.name);
+    }
+    return [...names].sort();
   }
 
   people() {

@@ -20,7 +20,16 @@ const SYNC_STEP2 = 1;
 const FINAL_CODES = new Set([4401, 4403, 4404]);
 
 export class TandemProvider extends EventTarget {
-  constructor({ url, docName, doc, token, awareness = null, label = () => "change" }) {
+  constructor({
+    url,
+    docName,
+    doc,
+    token,
+    awareness = null,
+    label = () => "change",
+    storageKey = null,
+    ready = Promise.resolve(),
+  }) {
     super();
     this.url = url;
     this.docName = docName;
@@ -38,6 +47,22 @@ export class TandemProvider extends EventTarget {
     this.closeReason = null;
     this._nextId = 1;
     this._timer = null;
+    // Pending changes outlive a reload: the edits are in IndexedDB, and until the server
+    // has acknowledged them the app must not say "Saved" (restored entries get the ack
+    // number of the next connection's step 2, which carries them).
+    this.storageKey = storageKey;
+    this._persisted = "[]";
+    if (storageKey) {
+      try {
+        const labels = JSON.parse(localStorage.getItem(storageKey) || "[]");
+        for (const label of Array.isArray(labels) ? labels : []) {
+          this.outbox.push({ id: this._nextId++, label: String(label), status: "pending", n: null });
+        }
+        this._persisted = JSON.stringify(this.outbox.map((e) => e.label));
+      } catch {
+        // unreadable: start empty (the state vector check on connect still counts them)
+      }
+    }
     this._onUpdate = (update, origin) => {
       if (origin === this || (origin && origin.isTandemPersistence)) return;
       const entry = { id: this._nextId++, label: this.label(), status: "pending", n: null };
@@ -74,7 +99,13 @@ export class TandemProvider extends EventTarget {
       if (this.ws) this.ws.close(1000, "offline");
     };
     window.addEventListener("offline", this._onOffline);
-    this.connect();
+    // connect once the local copy is loaded: step 2 must carry the edits stored offline
+    this._loaded = false;
+    const start = () => {
+      this._loaded = true;
+      this.connect();
+    };
+    ready.then(start, start);
   }
 
   get pending() {
@@ -82,7 +113,7 @@ export class TandemProvider extends EventTarget {
   }
 
   connect() {
-    if (this.stopped || this.ws) return;
+    if (this.stopped || this.ws || !this._loaded) return;
     if (!navigator.onLine) return; // the "online" event reconnects
     const params = new URLSearchParams({ token: this.token, tandem: "1" });
     const ws = new WebSocket(`${this.url}/${this.docName}?${params}`);
@@ -181,6 +212,11 @@ export class TandemProvider extends EventTarget {
         // answer with everything the server lacks: the offline edits, in one transaction
         const sv = decoding.readVarUint8Array(dec);
         const diff = Y.encodeStateAsUpdate(this.doc, sv);
+        if (!this.pending && this._ahead(sv)) {
+          // content the server lacks that no entry accounts for (made before a reload
+          // whose list was lost): it is pending all the same until the server says so
+          this.outbox.push({ id: this._nextId++, label: "offline changes", status: "pending", n: null });
+        }
         const n = this._send(this._syncMessage(SYNC_STEP2, diff), true);
         for (const entry of this.outbox) if (entry.status === "pending") entry.n = n;
       } else {
@@ -223,7 +259,31 @@ export class TandemProvider extends EventTarget {
     }
   }
 
+  // Whether this document holds structs the server's state vector `sv` has not seen.
+  // (Deletions do not show in a state vector; the stored list accounts for those.)
+  _ahead(sv) {
+    const server = Y.decodeStateVector(sv);
+    for (const [client, clock] of Y.decodeStateVector(Y.encodeStateVector(this.doc))) {
+      if (clock > (server.get(client) || 0)) return true;
+    }
+    return false;
+  }
+
+  _persist() {
+    if (!this.storageKey) return;
+    const labels = JSON.stringify(this.outbox.filter((e) => e.status === "pending").map((e) => e.label));
+    if (labels === this._persisted) return;
+    this._persisted = labels;
+    try {
+      if (labels === "[]") localStorage.removeItem(this.storageKey);
+      else localStorage.setItem(this.storageKey, labels);
+    } catch {
+      // storage full or blocked: the in-memory outbox still tells the truth until a reload
+    }
+  }
+
   _changed() {
+    this._persist();
     this.dispatchEvent(new Event("status"));
   }
 }
