@@ -8,24 +8,30 @@ from .permissions import (
     Permission,
     Role,
     UnknownPermission,
-    can_read,
     decide,
     effective_permissions,
     parse_permissions,
     resolve_role,
 )
+from .reads import READS, ROOT_READS, Read, can_read, document_needs, may_read, missing_for_document
 
 __all__ = [
     "ALL",
     "BUILTIN_ROLES",
+    "READS",
+    "ROOT_READS",
     "Decision",
     "Grant",
     "Permission",
+    "Read",
     "Role",
     "UnknownPermission",
     "can_read",
     "decide",
+    "document_needs",
     "effective_permissions",
+    "may_read",
+    "missing_for_document",
     "parse_permissions",
     "resolve_role",
 ]

@@ -125,6 +125,10 @@ def access_api(state: dict) -> Blueprint:
     def conn() -> sqlite3.Connection:
         return state["accounts"]
 
+    async def access_changed() -> None:
+        """Close the sockets this change took access from before answering."""
+        await state["watch"].check_now()
+
     def caller() -> accounts.User:
         return authenticated_caller(conn())
 
@@ -178,6 +182,7 @@ def access_api(state: dict) -> Blueprint:
                 400, "only session tokens log out; revoke API tokens with `tandem token revoke`"
             )
         accounts.logout(conn(), token)
+        await access_changed()
         return "", 204
 
     @bp.get("/me/permissions")
@@ -248,6 +253,7 @@ def access_api(state: dict) -> Blueprint:
             role = access.update_role(conn(), project, name, perms, data.description, user.name)
         except access.AccessError as e:
             raise Problem(404, str(e)) from e
+        await access_changed()
         return jsonify(_role_json(role))
 
     @bp.delete("/projects/<project>/roles/<name>")
@@ -261,6 +267,7 @@ def access_api(state: dict) -> Blueprint:
             access.delete_role(conn(), project, name, user.name)
         except access.AccessError as e:
             raise Problem(409 if "in use" in str(e) else 404, str(e)) from e
+        await access_changed()
         return "", 204
 
     @bp.get("/projects/<project>/grants")
@@ -308,6 +315,7 @@ def access_api(state: dict) -> Blueprint:
             access.set_grant(conn(), grant, user.name)
         except access.AccessError as e:
             raise Problem(422, str(e), field="role") from e
+        await access_changed()
         await state["project_members"](project, member, data.role)
         return jsonify(user=member, role=data.role, permissions=sorted(p.value for p in granted))
 
@@ -322,6 +330,7 @@ def access_api(state: dict) -> Blueprint:
             raise Problem(409, "you cannot remove your own access; ask another manager")
         if not access.delete_grant(conn(), member, project, user.name):
             raise Problem(404, f"{member} has no grant on {project}")
+        await access_changed()
         await state["project_members"](project, member, None)
         return "", 204
 

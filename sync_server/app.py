@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
+import time
 from collections.abc import Sequence
 
 from quart import Quart, jsonify, websocket
 from quart_schema import hide
 
 from doc_model import InvalidDocName, add_member, doc_name, parse_doc_name, remove_member
-from rules import can_read
+from rules import missing_for_document
 
-from . import access, accounts
+from . import access
+from .access_watch import AccessWatch
 from .activity import ActivityRecorder
 from .api_access import access_api
 from .api_analytics import analytics_api
@@ -24,6 +25,7 @@ from .connection import CloseCode, Connection
 from .database import SQLiteWorker, connect, open_database
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
+from .keepalive import keep_alive
 from .live_documents import LiveDocuments
 from .notifications import NotificationCenter, vapid_key
 from .offline_edit import edit_stored_document
@@ -140,17 +142,34 @@ def create_app(
         )
         await rooms.start()
         state["rooms"] = rooms
+        # sockets' access: read on a connection and worker thread of its own, never on the loop
+        watch = AccessWatch(
+            SQLiteWorker(connect(settings.db, synchronous="NORMAL")),
+            resolver,
+            poll_seconds=settings.access_poll_seconds,
+        )
+        await watch.start()
+        state["watch"] = watch
+        state["keepalive"] = (
+            asyncio.create_task(keep_alive(rooms, settings.ping_timeout_seconds), name="keepalive")
+            if settings.ping_timeout_seconds > 0
+            else None
+        )
         state["live"] = LiveDocuments(rooms, doc_store)
         app.extensions["tandem_rooms"] = rooms
         log.info("serving documents from %s", settings.db)
 
     @app.after_serving
     async def shutdown() -> None:
+        if state["keepalive"] is not None:
+            state["keepalive"].cancel()
+        await state["watch"].close()
         await state["rooms"].close()
         await state["store"].close()
         state["db"].conn.close()
         await state["activity_db"].close()
         await state["notices_db"].close()
+        await state["watch"].worker.close()
 
     @app.get("/healthz")
     @hide
@@ -162,39 +181,37 @@ def create_app(
             connections=sum(len(r.connections) for r in rooms.rooms.values()),
         )
 
-    def authenticate(token: str | None) -> accounts.User | None:
-        if not token:
-            return None
-        try:
-            return accounts.authenticate(state["accounts"], token)
-        except sqlite3.Error:
-            log.exception("token lookup failed")
-            return None
-
     @app.websocket("/sync/<path:doc>")
     async def sync(doc: str):
         ws = websocket._get_current_object()
         await ws.accept()
-        user = authenticate(bearer_token(ws.headers.get("Authorization"), ws.args.get("token")))
-        if user is None:
-            log.info("refused unauthenticated connection", extra={"doc": doc})
-            await ws.close(CloseCode.UNAUTHENTICATED, "missing, invalid or revoked token")
-            return
+        watch: AccessWatch = state["watch"]
+        token = bearer_token(ws.headers.get("Authorization"), ws.args.get("token"))
         try:
             doc_name = parse_doc_name(doc)
         except InvalidDocName as e:
-            log.info("refused unknown document: %s", e, extra={"doc": doc, "user": user.name})
-            await ws.close(CloseCode.UNKNOWN_DOCUMENT, str(e))
+            doc_name = None
+            bad_name = str(e)
+        opening = await watch.authenticate(token, doc_name.project_id if doc_name else None)
+        if token is None or opening is None or opening.credential is None:
+            log.info("refused unauthenticated connection", extra={"doc": doc})
+            await ws.close(CloseCode.UNAUTHENTICATED, "missing, invalid, expired or revoked token")
             return
-        perms = state["access"].permissions(user.name, doc_name.project_id)
-        missing = can_read(perms, doc_name.kind)
-        if missing is not None:
+        user = opening.credential.user
+        if doc_name is None:
             log.info(
-                "refused read: needs %s", missing, extra={"doc": doc_name.name, "user": user.name}
+                "refused unknown document: %s", bad_name, extra={"doc": doc, "user": user.name}
+            )
+            await ws.close(CloseCode.UNKNOWN_DOCUMENT, bad_name)
+            return
+        missing = missing_for_document(opening.permissions, doc_name.kind)
+        if missing:
+            needs = ", ".join(p.value for p in missing)
+            log.info(
+                "refused read: needs %s", needs, extra={"doc": doc_name.name, "user": user.name}
             )
             await ws.close(
-                CloseCode.FORBIDDEN,
-                f"{user.name} may not read {doc_name.name}: needs {missing.value}",
+                CloseCode.FORBIDDEN, f"{user.name} may not read {doc_name.name}: needs {needs}"
             )
             return
         actor = Actor(user.name)
@@ -209,14 +226,30 @@ def create_app(
             presence_burst=settings.presence_burst,
         )
         extra = {"doc": doc_name.name, "user": user.name, "conn": conn.id}
+        watch.watch(conn, token, opening, doc_name)
         room.join(conn)
         sender = asyncio.create_task(conn.run_sender())
         log.info("connected", extra=extra)
+        receiver: asyncio.Task | None = None
         try:
             await room.start_sync(conn)
-            await _receive_loop(room, conn, ws, settings.max_message_bytes, extra)
-            await conn.closed.wait()
+            # read until the client leaves or breaks the protocol, or until the connection is
+            # closed from our side (access taken away, keepalive): a silent peer must not
+            # keep this handler, or the room, waiting for its next frame
+            receiver = asyncio.create_task(
+                _receive_loop(room, conn, ws, settings.max_message_bytes, extra)
+            )
+            requested = asyncio.create_task(conn.close_requested.wait())
+            try:
+                await asyncio.wait({receiver, requested}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                requested.cancel()
+            if receiver.done():
+                receiver.result()  # raise what the loop raised
         finally:
+            watch.unwatch(conn)
+            if receiver is not None and not receiver.done():
+                receiver.cancel()
             room.leave(conn)
             if not sender.done():
                 if conn.close_code is None:
@@ -239,6 +272,7 @@ async def _receive_loop(room, conn: Connection, ws, max_bytes: int, extra: dict)
     """Read frames until the client leaves or breaks the protocol."""
     while conn.close_code is None:
         frame = await ws.receive()
+        conn.last_heard = time.monotonic()
         if len(frame) > max_bytes:
             reason = f"message of {len(frame)} bytes exceeds the limit of {max_bytes}"
             log.warning("closing: %s", reason, extra=extra)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from typing import Any, Protocol
 
 from .hooks import Actor
@@ -33,7 +34,7 @@ class CloseCode:
     UNAUTHENTICATED = 4401
     FORBIDDEN = 4403
     UNKNOWN_DOCUMENT = 4404
-    TOO_SLOW = 4408
+    TOO_SLOW = 4408  # not reading fast enough, or not answering the keepalive
     UNREVERTABLE = 4422
 
 
@@ -69,9 +70,12 @@ class Connection:
         self.presence_flush: asyncio.TimerHandle | None = None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queued_bytes = 0
-        self.closed = asyncio.Event()
+        self.closed = asyncio.Event()  # the sender is done: close frame sent, or the socket gone
+        self.close_requested = asyncio.Event()  # close() was called: stop reading the client
         self.close_code: int | None = None
         self.close_reason = ""
+        self.last_heard = time.monotonic()  # when the client last sent a frame (keepalive)
+        self.ping_sent_at: float | None = None  # when the keepalive last asked it to answer
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.actor}>"
@@ -97,13 +101,19 @@ class Connection:
         else:  # y-protocols' auth message: stock y-websocket logs it as a warning
             self.send(encode_permission_denied(payload.get("reason", "change rejected")))
 
-    def close(self, code: int, reason: str) -> None:
-        """Close after the messages already queued (reason is capped at 123 bytes by the RFC)."""
+    def close(self, code: int, reason: str, *, discard: bool = False) -> None:
+        """Close after the messages already queued, or with ``discard`` (access taken away)
+        before any of them (reason is capped at 123 bytes by the RFC)."""
         if self.close_code is not None:
             return
         self.close_code = code
         self.close_reason = reason.encode()[:123].decode(errors="ignore")
+        if discard:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queued_bytes = 0
         self._queue.put_nowait(None)
+        self.close_requested.set()
 
     async def run_sender(self) -> None:
         """Drain the queue into the socket until closed."""
