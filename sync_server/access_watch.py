@@ -25,7 +25,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from doc_model import DocName
@@ -93,9 +93,15 @@ def open_socket(conn: sqlite3.Connection, token: str, project: str | None) -> Op
 
 class AccessWatch:
     def __init__(
-        self, worker: SQLiteWorker, resolver: PermissionResolver, *, poll_seconds: float = 0.25
+        self,
+        worker: SQLiteWorker,
+        resolver: PermissionResolver,
+        *,
+        poll_seconds: float = 0.25,
+        stored_generation: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.worker = worker
+        self.stored_generation = stored_generation
         self.resolver = resolver
         self.poll_seconds = poll_seconds
         self.generation: int | None = None
@@ -136,6 +142,16 @@ class AccessWatch:
             key = (gone.user, gone.doc_name.project_id)
             if not any((w.user, w.doc_name.project_id) == key for w in self.watched.values()):
                 self.resolver.unkeep(*key)
+
+    async def settle(self) -> None:
+        """Before a room sends a stored batch: if access changed before that batch was stored
+        (the generation its append read), act on it first, so nobody whose access ended
+        receives an update sent after that."""
+        seen = self.stored_generation()
+        if seen is not None and self.generation is not None and seen <= self.generation:
+            return
+        if seen is not None or self.generation is None:
+            await self.check_now()
 
     async def _poll(self) -> None:
         while True:

@@ -122,6 +122,14 @@ def create_app(
             synchronous=settings.sqlite_synchronous,
         )
         state["store"] = doc_store
+        # sockets' access: read on a connection and worker thread of its own, never on the loop
+        watch = AccessWatch(
+            SQLiteWorker(connect(settings.db, synchronous="NORMAL")),
+            resolver,
+            poll_seconds=settings.access_poll_seconds,
+            stored_generation=lambda: getattr(doc_store, "access_generation", None),
+        )
+        state["watch"] = watch
         rooms = RoomManager(
             doc_store,
             settings=RoomSettings(
@@ -139,17 +147,11 @@ def create_app(
                 db.conn, actor, doc_name, denial
             ),
             poll_seconds=settings.external_poll_seconds,
+            before_broadcast=watch.settle,
         )
         await rooms.start()
         state["rooms"] = rooms
-        # sockets' access: read on a connection and worker thread of its own, never on the loop
-        watch = AccessWatch(
-            SQLiteWorker(connect(settings.db, synchronous="NORMAL")),
-            resolver,
-            poll_seconds=settings.access_poll_seconds,
-        )
         await watch.start()
-        state["watch"] = watch
         state["keepalive"] = (
             asyncio.create_task(keep_alive(rooms, settings.ping_timeout_seconds), name="keepalive")
             if settings.ping_timeout_seconds > 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from doc_model import DocName
 
@@ -27,7 +27,9 @@ class RoomManager:
         permission_check: PermissionCheck | None = None,
         on_rejected: RejectionHook | None = None,
         poll_seconds: float = 1.0,
+        before_broadcast: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self.before_broadcast = before_broadcast
         self.on_rejected = on_rejected
         self.store = store
         self.settings = settings or RoomSettings()
@@ -65,6 +67,7 @@ class RoomManager:
             observers=self.observers,
             permission_check=self.permission_check,
             on_rejected=self.on_rejected,
+            before_broadcast=self.before_broadcast,
         )
         await room.load()
         room.on_unload.append(self._forget)
