@@ -55,6 +55,29 @@ class GrantBody(BaseModel):
     removed: list[str] = Field(default_factory=list, max_length=len(Permission))
 
 
+class TokenBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(default="", max_length=200)
+    expires_in_days: float | None = Field(default=None, gt=0, le=accounts.MAX_TOKEN_DAYS)
+
+
+class TokenOut(BaseModel):
+    id: int
+    label: str
+    created_at: float
+    last_used_at: float | None
+    expires_at: float | None
+    revoked_at: float | None
+
+
+class NewToken(TokenOut):
+    token: str
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenOut]
+
+
 class LoginOut(BaseModel):
     token: str
     token_type: str
@@ -184,6 +207,38 @@ def access_api(state: dict) -> Blueprint:
         accounts.logout(conn(), token)
         await access_changed()
         return "", 204
+
+    def token_json(t: accounts.TokenInfo) -> dict[str, Any]:
+        return {
+            "id": t.id,
+            "label": t.label,
+            "created_at": t.created_at,
+            "last_used_at": t.last_used_at,
+            "expires_at": t.expires_at,
+            "revoked_at": t.revoked_at,
+        }
+
+    @bp.post("/me/tokens")
+    @document_request(TokenBody)
+    @document_response(NewToken, 201)
+    @_problems(400, 413, 415, 422)
+    async def create_token():
+        """A new API token for you (shown once), expiring after ``expires_in_days`` if given;
+        revoke it with `tandem token revoke ID`."""
+        user = caller()
+        data = await read_body(TokenBody)
+        token, info = accounts.create_token_info(
+            conn(), user.name, data.label, data.expires_in_days
+        )
+        return jsonify({**token_json(info), "token": token}), 201
+
+    @bp.get("/me/tokens")
+    @document_response(TokenList)
+    @_problems()
+    async def list_tokens():
+        """Your API tokens with their last use, expiry and revocation (never the token)."""
+        user = caller()
+        return jsonify(tokens=[token_json(t) for t in accounts.list_tokens(conn(), user.name)])
 
     @bp.get("/me/permissions")
     @document_querystring(MyPermissionsArgs)

@@ -250,3 +250,37 @@ def test_a_stock_yjs_client_is_closed_when_its_token_is_revoked(server) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.anyio
+async def test_a_token_made_over_rest_with_an_expiry_closes_its_socket_when_it_expires(
+    server,
+) -> None:
+    server.grant("alice", "rv-rest-expiry", "owner")
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        made = await http.post(
+            "/api/v1/me/tokens",
+            json={"label": "ci", "expires_in_days": 0.00003},  # about 2.6 s
+            headers=_auth_header(server.token("alice")),
+        )
+        assert made.status_code == 201, made.text
+        body = made.json()
+        expires = time.monotonic() + (body["expires_at"] - time.time())
+        listed = await http.get("/api/v1/me/tokens", headers=_auth_header(body["token"]))
+        assert [t["expires_at"] for t in listed.json()["tokens"] if t["id"] == body["id"]] == [
+            body["expires_at"]
+        ]
+        assert "token" not in listed.json()["tokens"][0]
+        async with RawClient.connect(
+            server, "p/rv-rest-expiry", token=body["token"], role=None
+        ) as alice:
+            await alice.sync()
+            closed = await alice.wait_closed(timeout=10)
+            assert closed.code == 4401
+            assert time.monotonic() - expires < WITHIN
+        refused = await http.get("/api/v1/me/tokens", headers=_auth_header(body["token"]))
+        assert refused.status_code == 401
+
+
+def _auth_header(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
