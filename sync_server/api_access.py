@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import Any
 
@@ -26,6 +27,8 @@ from .api_common import read_body
 from .api_models import NoContent
 from .api_models import problems_documented as _problems
 from .problems import Problem
+
+log = logging.getLogger("tandem.api")
 
 
 class LoginBody(BaseModel):
@@ -149,8 +152,12 @@ def access_api(state: dict) -> Blueprint:
         return state["accounts"]
 
     async def access_changed() -> None:
-        """Close the sockets this change took access from before answering."""
-        await state["watch"].check_now()
+        """Close the sockets this change took access from before answering (if that fails,
+        the change stands and the watch's next poll closes them)."""
+        try:
+            await state["watch"].check_now()
+        except Exception:
+            log.exception("checking open sockets after an access change failed")
 
     def caller() -> accounts.User:
         return authenticated_caller(conn())

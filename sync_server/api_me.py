@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -41,7 +42,9 @@ class NotificationArgs(BaseModel):
 
 class MarkRead(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[int] | None = Field(default=None, max_length=1000, description="omit: all")
+    ids: list[Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]] | None = Field(
+        default=None, max_length=1000, description="omit: all"
+    )
 
 
 class Marked(BaseModel):
