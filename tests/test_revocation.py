@@ -13,7 +13,7 @@ import pytest
 from pycrdt import Map
 
 from doc_model import TaskCreate, create_task
-from sync_server import accounts
+from sync_server import access, accounts
 from sync_server.database import open_database
 
 from .conftest import NODE_DIR, node_available, start_server, tandem
@@ -315,3 +315,50 @@ async def test_an_update_stored_after_a_revocation_never_reaches_the_revoked_soc
             assert "after" not in _tasks(alice)
     finally:
         srv.stop()
+
+
+@pytest.mark.skipif(not node_available(), reason="tests/node dependencies not installed")
+def test_a_stock_yjs_client_of_a_removed_member_is_closed_and_gets_nothing_after(
+    server,
+) -> None:
+    server.grant("alice", "rv-node-rm", "member")
+    server.grant("bob", "rv-node-rm", "owner")
+    proc = subprocess.Popen(
+        [
+            "node",
+            str(NODE_DIR / "revoked.mjs"),
+            server.ws_url,
+            "p/rv-node-rm",
+            server.token("alice"),
+        ],
+        cwd=NODE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    async def remove_then_write() -> float:
+        async with RawClient.connect(server, "p/rv-node-rm", "bob", role=None) as bob:
+            await bob.sync()
+            conn = open_database(server.db).conn  # this process, not the server's
+            try:
+                access.delete_grant(conn, "alice", "rv-node-rm", "test")
+                removed = time.monotonic()
+            finally:
+                conn.close()
+            await _bob_writes_after(bob, "after")
+            return removed
+
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "synced"
+        removed = anyio.run(remove_then_write)
+        closed = json.loads(proc.stdout.readline())
+        elapsed = time.monotonic() - removed
+        assert closed["code"] == 4403, closed
+        assert "may no longer read" in closed["reason"]
+        assert "after" not in closed["tasks"]
+        assert elapsed < WITHIN, elapsed
+    finally:
+        proc.kill()
+        proc.wait()
