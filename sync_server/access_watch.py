@@ -153,6 +153,13 @@ class AccessWatch:
         if seen is not None or self.generation is None:
             await self.check_now()
 
+    async def refresh(self) -> None:
+        """Act on any access change committed before now (a generation read, and the check
+        only if it moved): before sending updates another process stored."""
+        generation = await self.worker.run(access_generation, self.worker.conn)
+        if generation != self.generation:
+            await self.check_now()
+
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.poll_seconds)

@@ -148,6 +148,7 @@ def create_app(
             ),
             poll_seconds=settings.external_poll_seconds,
             before_broadcast=watch.settle,
+            before_external=watch.refresh,
         )
         await rooms.start()
         state["rooms"] = rooms

@@ -28,8 +28,12 @@ class RoomManager:
         on_rejected: RejectionHook | None = None,
         poll_seconds: float = 1.0,
         before_broadcast: Callable[[], Awaitable[None]] | None = None,
+        before_external: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.before_broadcast = before_broadcast
+        # awaited after reading another process's updates and before sending them: access
+        # taken away before they were read ends first (AccessWatch.refresh)
+        self.before_external = before_external
         self.on_rejected = on_rejected
         self.store = store
         self.settings = settings or RoomSettings()
@@ -92,6 +96,8 @@ class RoomManager:
                         newest = await self.store.last_seq(room.name)
                         if newest > room.last_seq:
                             stored = await self.store.updates_since(room.name, room.last_seq)
+                            if self.before_external is not None:
+                                await self.before_external()
                             await room.apply_external(
                                 [u.data for u in stored], EXTERNAL_ACTOR, newest
                             )

@@ -362,3 +362,36 @@ def test_a_stock_yjs_client_of_a_removed_member_is_closed_and_gets_nothing_after
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.anyio
+async def test_a_document_write_by_another_process_after_a_revocation_never_reaches_it(
+    tmp_path,
+) -> None:
+    from sync_server.offline_edit import edit_stored_document
+    from sync_server.storage import SQLiteStore
+
+    # the access poll is slow here (5 s); the rooms' poll for other writers is 0.2 s
+    srv = start_server(tmp_path, TANDEM_ACCESS_POLL_SECONDS="5")
+    try:
+        srv.grant("alice", "rv-ext", "owner")
+        async with RawClient.connect(srv, "p/rv-ext", "alice", role=None) as alice:
+            await alice.sync()
+            token_id = int(_token_id(srv, "alice"))
+            conn = open_database(srv.db).conn  # another process than the server
+            try:
+                assert accounts.revoke_token(conn, token_id)
+            finally:
+                conn.close()
+            revoked = time.monotonic()
+            store = SQLiteStore(srv.db)
+            try:
+                await edit_stored_document(store, "p/rv-ext", "system:cli", _add_task("cli"))
+            finally:
+                await store.close()
+            closed = await alice.wait_closed(timeout=3)
+            assert closed.code == 4401
+            assert time.monotonic() - revoked < WITHIN
+            assert "cli" not in _tasks(alice)
+    finally:
+        srv.stop()
