@@ -15,6 +15,8 @@ from .names import DocKind
 from .schema import (
     ENTITIES,
     ID_PATTERN,
+    MAX_ITEMS,
+    MAX_STRING,
     ROLE_PATTERN,
     ROOT_SPECS,
     ROOTS,
@@ -26,7 +28,6 @@ _ID = re.compile(ID_PATTERN, re.ASCII)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _CURRENCY = re.compile(r"[A-Z]{3}", re.ASCII)
 _ROLE = re.compile(ROLE_PATTERN, re.ASCII)
-MAX_STRING = 100_000
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,10 @@ class Violation:
 
 
 def describe(value: Any) -> str:
-    if isinstance(value, Text | Map | Array):
-        return type(value).__name__
+    if isinstance(value, Text):
+        return f"Text of {len(str(value))} characters"
+    if isinstance(value, Map | Array):
+        return f"{type(value).__name__} of {len(value)}"
     if value is None:
         return "null"
     text = repr(value)
@@ -52,14 +55,56 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and v == v  # not NaN
 
 
-def check_value(field_type: str, value: Any) -> str | None:
-    """None if ``value`` fits ``field_type``, else what was expected."""
+def text_too_long(text: Text, max_length: int) -> bool:
+    """Whether ``text`` holds more than ``max_length`` characters.
+
+    pycrdt's ``len`` of a Text is its UTF-8 length, known without reading the text: at
+    most ``max_length`` bytes is at most that many characters; only a longer text is read
+    to count its characters (the limits are in characters, as the REST API's are).
+    """
+    return len(text) > max_length and len(str(text)) > max_length
+
+
+def _text_bytes(items: Map, key: str, name: str) -> int | None:
+    """The UTF-8 length of ``items[key][name]`` when it is a Text, read through pycrdt's raw
+    types inside the current transaction; None when that is not possible or not a Text.
+
+    Every keystroke in a title or description is checked against its limit, and pycrdt's
+    wrappers (a new object and a nested transaction per access) cost five times this.
+    """
+    txn = getattr(items.doc, "_txn", None) if items.doc is not None else None
+    tx = getattr(txn, "_txn", None)
+    raw = getattr(items, "integrated", None)
+    if tx is None or raw is None:
+        return None
+    try:
+        entity: Any = raw.get(tx, key)
+        if type(entity).__name__ != "Map":
+            return None
+        text: Any = entity.get(tx, name)
+    except (ValueError, TypeError):  # yrs: no such key
+        return None
+    if type(text).__name__ != "Text":
+        return None
+    size = text.len(tx)
+    return size if isinstance(size, int) else None
+
+
+def check_value(field_type: str, value: Any, max_length: int | None = None) -> str | None:
+    """None if ``value`` fits ``field_type`` (and ``max_length``), else what was expected."""
     if field_type == "any":
         return None
     if field_type == "text":
-        return None if isinstance(value, Text) else "Text"
+        if not isinstance(value, Text):
+            return "Text"
+        if max_length is not None and text_too_long(value, max_length):
+            return f"Text of at most {max_length} characters"
+        return None
     if field_type == "str":
-        return None if isinstance(value, str) and len(value) <= MAX_STRING else "string"
+        limit = max_length if max_length is not None else MAX_STRING
+        if isinstance(value, str) and len(value) <= limit:
+            return None
+        return f"string of at most {limit} characters"
     if field_type == "id":
         return None if isinstance(value, str) and _ID.fullmatch(value) else "id"
     if field_type == "role":
@@ -98,6 +143,8 @@ def check_value(field_type: str, value: Any) -> str | None:
     if field_type in ("strings", "ids"):
         if not isinstance(value, Array):
             return "Array of strings" if field_type == "strings" else "Array of ids"
+        if len(value) > MAX_ITEMS:
+            return f"Array of at most {MAX_ITEMS} items"
         for item in value:
             if field_type == "ids" and not (isinstance(item, str) and _ID.fullmatch(item)):
                 return "Array of ids"
@@ -107,7 +154,13 @@ def check_value(field_type: str, value: Any) -> str | None:
     if field_type == "scalars":
         if not isinstance(value, Map):
             return "Map of scalars"
-        for item in value.values():
+        if len(value) > MAX_ITEMS:
+            return f"Map of at most {MAX_ITEMS} entries"
+        for key, item in value.items():
+            if len(key) > 1000:
+                return "Map keys of at most 1000 characters"
+            if isinstance(item, str) and len(item) > MAX_STRING:
+                return f"Map of strings of at most {MAX_STRING} characters"
             if not (item is None or isinstance(item, str | bool) or _is_number(item)):
                 return "Map of strings, numbers, booleans or null"
         return None
@@ -125,7 +178,7 @@ def check_entity(entity: str, value: Any, path: str) -> list[Violation]:
             if field.required:
                 out.append(Violation(f"{path}/{name}", f"required field {name!r}", "nothing"))
             continue
-        expected = check_value(field.type, present[name])
+        expected = check_value(field.type, present[name], field.max_length)
         if expected is not None:
             out.append(Violation(f"{path}/{name}", expected, describe(present[name])))
     for name in present:
@@ -148,7 +201,7 @@ def check_field(entity: str, value: Map, name: str, path: str) -> list[Violation
             return [Violation(f"{path}/{name}", f"required field {name!r}", "nothing")]
         return []
     field_value = value[name]
-    expected = check_value(spec.type, field_value)
+    expected = check_value(spec.type, field_value, spec.max_length)
     if expected is not None:
         return [Violation(f"{path}/{name}", expected, describe(field_value))]
     if entity == "task" and name == "status":
@@ -201,8 +254,9 @@ def check_changes(
     list_items: set[tuple[str, int]] = set()
     whole_lists: set[str] = set()
     # Edits inside a Text field: the field was a Text when it was set (every accepted state
-    # is schema-valid) and any text is valid, so there is nothing to read back unless the
-    # same transaction also set, replaced or deleted that field (then it is in ``fields``).
+    # is schema-valid), so only its length is read back (``text_edits``), unless the same
+    # transaction also set, replaced or deleted that field (then it is in ``fields``).
+    text_edits: set[tuple[str, str, str]] = set()
     for change in changes:
         root = change.root
         if root not in ROOTS[kind]:
@@ -228,7 +282,7 @@ def check_changes(
                 if depth == 2:
                     entities.add((root, key))
                 elif depth == 3 and change.action == "edit" and _is_text_field(spec, change):
-                    continue  # an edit inside a Text field (see above)
+                    text_edits.add((root, key, str(change.path[2])))
                 else:
                     fields.add((root, key, str(change.path[2])))
             else:
@@ -253,6 +307,24 @@ def check_changes(
         if not isinstance(entity, Map):
             continue  # deleted (or not a map: reported when it was written)
         out.extend(check_field(ROOT_SPECS[root].entity or "", entity, name, f"{root}/{key}"))
+    for root, key, name in text_edits - fields:
+        if (root, key) in entities:
+            continue  # validated whole above
+        limit = ENTITIES[ROOT_SPECS[root].entity or ""][name].max_length
+        if limit is None:
+            continue
+        items = root_of(root, Map)
+        size = _text_bytes(items, key, name)
+        if size is not None and size <= limit:
+            continue  # at most that many bytes: at most that many characters
+        entity = items.get(key)
+        text = entity.get(name) if isinstance(entity, Map) else None
+        if isinstance(text, Text) and text_too_long(text, limit):
+            out.append(
+                Violation(
+                    f"{root}/{key}/{name}", f"Text of at most {limit} characters", describe(text)
+                )
+            )
     for root, key in dict_keys:
         mapping = root_of(root, Map)
         if key in mapping:

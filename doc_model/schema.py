@@ -38,7 +38,9 @@ ROOTS: dict[DocKind, dict[str, type[Map] | type[Array] | type[Text]]] = {
 }
 
 # A field's type, as the schema check understands it:
-#   text          pycrdt Text                     str           any string
+#   text          pycrdt Text                     str           a string
+# (text and str up to the field's max_length characters, MAX_STRING without one; Arrays
+# up to MAX_ITEMS items and Maps of scalars up to MAX_ITEMS entries)
 #   id            string id (ID_PATTERN)          date          "YYYY-MM-DD"
 #   datetime      ISO 8601 date-time              number>=0     int/float, not bool, >= 0
 #   number        int/float, not bool             percent       number in 0..100
@@ -53,6 +55,11 @@ FieldType = str
 class Field:
     type: FieldType
     required: bool = False
+    max_length: int | None = None  # characters, for text and str (str default: MAX_STRING)
+
+
+MAX_STRING = 100_000  # characters in any str field without a limit of its own
+MAX_ITEMS = 1_000  # items in an Array of strings or ids, entries in a Map of scalars
 
 
 def _enum(values: tuple[str, ...]) -> str:
@@ -61,8 +68,8 @@ def _enum(values: tuple[str, ...]) -> str:
 
 ENTITIES: dict[str, dict[str, Field]] = {
     "meta": {
-        "name": Field("str", required=True),
-        "description": Field("str"),
+        "name": Field("str", required=True, max_length=200),
+        "description": Field("str", max_length=10_000),
         "status": Field(_enum(PROJECT_STATUSES)),
         "start_date": Field("date"),
         "end_date": Field("date"),
@@ -71,8 +78,8 @@ ENTITIES: dict[str, dict[str, Field]] = {
         "created_at": Field("datetime"),
     },
     "task": {
-        "title": Field("text", required=True),
-        "description": Field("text"),
+        "title": Field("text", required=True, max_length=500),
+        "description": Field("text", max_length=100_000),
         "status": Field("str", required=True),
         "priority": Field(_enum(PRIORITIES)),
         "assignees": Field("strings"),
@@ -89,9 +96,9 @@ ENTITIES: dict[str, dict[str, Field]] = {
         "created_at": Field("datetime"),
     },
     "milestone": {
-        "name": Field("str", required=True),
+        "name": Field("str", required=True, max_length=200),
         "due": Field("date"),
-        "description": Field("str"),
+        "description": Field("str", max_length=10_000),
         "done": Field("bool"),
     },
     "rule": {
@@ -110,8 +117,8 @@ ENTITIES: dict[str, dict[str, Field]] = {
     "cost": {
         "amount": Field("number", required=True),
         "currency": Field("currency"),
-        "category": Field("str"),
-        "description": Field("str"),
+        "category": Field("str", max_length=100),
+        "description": Field("str", max_length=10_000),
         "date": Field("date"),
         "task": Field("id"),
         "created_by": Field("str"),
@@ -121,7 +128,7 @@ ENTITIES: dict[str, dict[str, Field]] = {
         "task": Field("id"),
         "hours": Field("number>0", required=True),
         "date": Field("date", required=True),
-        "note": Field("str"),
+        "note": Field("str", max_length=10_000),
     },
     "allocation": {
         "user": Field("str", required=True),
@@ -133,7 +140,7 @@ ENTITIES: dict[str, dict[str, Field]] = {
     "message": {
         "id": Field("id", required=True),
         "author": Field("str", required=True),
-        "text": Field("str", required=True),
+        "text": Field("str", required=True, max_length=10_000),
         "at": Field("datetime", required=True),
         "task": Field("id"),
     },

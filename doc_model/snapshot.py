@@ -9,7 +9,7 @@ from pycrdt import Array, Doc, Map, Text
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .names import PROJECT_ID_PATTERN
-from .schema import ID_PATTERN, PRIORITIES, PROJECT_STATUSES
+from .schema import ID_PATTERN, MAX_ITEMS, PRIORITIES, PROJECT_STATUSES
 
 EntityId = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
 Scalar = str | int | float | bool | None
@@ -185,14 +185,14 @@ class TaskCreate(BaseModel):
     description: str = Field(default="", max_length=100_000)
     status: str = Field(default="todo", max_length=64)
     priority: str = Field(default="medium", pattern="^(" + "|".join(PRIORITIES) + ")$")
-    assignees: list[UserId] = []
+    assignees: list[UserId] = Field(default=[], max_length=MAX_ITEMS)
     start: dt.date | None = None
     due: dt.date | None = None
     estimate: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False)
-    labels: list[Label] = []
+    labels: list[Label] = Field(default=[], max_length=MAX_ITEMS)
     parent: EntityId | None = None
-    depends_on: list[EntityId] = []
-    custom: dict[str, Scalar] = {}
+    depends_on: list[EntityId] = Field(default=[], max_length=MAX_ITEMS)
+    custom: dict[str, Scalar] = Field(default={}, max_length=MAX_ITEMS)
     milestone: EntityId | None = None
     order: str | None = None
 
@@ -203,14 +203,14 @@ class TaskUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=100_000)
     status: str | None = Field(default=None, max_length=64)
     priority: str | None = Field(default=None, pattern="^(" + "|".join(PRIORITIES) + ")$")
-    assignees: list[UserId] | None = None
+    assignees: list[UserId] | None = Field(default=None, max_length=MAX_ITEMS)
     start: dt.date | None = None
     due: dt.date | None = None
     estimate: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False)
-    labels: list[Label] | None = None
+    labels: list[Label] | None = Field(default=None, max_length=MAX_ITEMS)
     parent: EntityId | None = None
-    depends_on: list[EntityId] | None = None
-    custom: dict[str, Scalar] | None = None
+    depends_on: list[EntityId] | None = Field(default=None, max_length=MAX_ITEMS)
+    custom: dict[str, Scalar] | None = Field(default=None, max_length=MAX_ITEMS)
     milestone: EntityId | None = None
     order: str | None = None
 

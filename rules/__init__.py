@@ -1,5 +1,6 @@
 """Permissions and automation: pure logic over doc_model types; I/O only through what callers pass in."""
 
+from .grants import GrantRefusal, RefusalKind, check_grant_change, is_owner, owners
 from .permissions import (
     ALL,
     BUILTIN_ROLES,
@@ -22,16 +23,21 @@ __all__ = [
     "ROOT_READS",
     "Decision",
     "Grant",
+    "GrantRefusal",
     "Permission",
     "Read",
+    "RefusalKind",
     "Role",
     "UnknownPermission",
     "can_read",
+    "check_grant_change",
     "decide",
     "document_needs",
     "effective_permissions",
+    "is_owner",
     "may_read",
     "missing_for_document",
+    "owners",
     "parse_permissions",
     "resolve_role",
 ]

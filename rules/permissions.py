@@ -161,7 +161,10 @@ class Decision:
 ALLOW = Decision(True)
 
 TaskLookup = Callable[[str], dict[str, Any] | None]
-"""Returns a task's fields (after the transaction) by id, or None if it no longer exists."""
+"""Returns a task's fields as they were *before* the transaction, by id, or None if it did not
+exist then. Ownership is judged on that state: a transaction that reassigns a task and edits
+it needs assign_tasks for the one and, for the other, to have owned the task before (or
+edit_all_tasks); taking a task over does not make the same transaction's edits your own."""
 
 
 Need = tuple[tuple[Permission, ...], str, str]
@@ -174,7 +177,12 @@ _EDIT_TASKS: Need = ((P.EDIT_ALL_TASKS,), "edit tasks", "")
 _ASSIGN_TASKS: Need = ((P.ASSIGN_TASKS,), "assign tasks", "")
 _EDIT_OWN_TASK: Need = ((P.EDIT_OWN_TASKS, P.EDIT_ALL_TASKS), "edit tasks assigned to them", "")
 _EDIT_OTHERS_TASK: Need = ((P.EDIT_ALL_TASKS,), "edit tasks not assigned to them", "")
-_MANAGE_TEAM: Need = ((P.MANAGE_TEAM,), "change the team", "")
+_MEMBERS: Need = (
+    (),
+    "write the members map: it mirrors the grants; change them with"
+    " PUT or DELETE /api/v1/projects/<id>/members/<user>",
+    "",
+)
 _EDIT_PROJECT: Need = ((P.EDIT_PROJECT,), "edit the project", "")
 _EDIT_BUDGET: Need = ((P.EDIT_BUDGET,), "edit the budget", "")
 _EDIT_COSTS: Need = ((P.EDIT_COSTS,), "edit costs", "")
@@ -231,8 +239,8 @@ def _need(
     if kind is DocKind.MAIN:
         if root == "tasks":
             return _task_need(change, user, task, created, perms)
-        if root == "members":
-            return _MANAGE_TEAM
+        if root == "members":  # written by the server only, as grants change
+            return _MEMBERS
         return _EDIT_PROJECT  # meta, columns, milestones, rules
     if kind is DocKind.FINANCE:
         return _EDIT_BUDGET if root == "budget" else _EDIT_COSTS  # else: costs, time_entries
@@ -250,7 +258,10 @@ def decide(
     task: TaskLookup = lambda _id: None,
     message: Callable[[int], dict[str, Any] | None] = lambda _i: None,
 ) -> Decision:
-    """Allow ``changes`` by ``user`` holding ``perms`` on a ``kind`` document, or say why not."""
+    """Allow ``changes`` by ``user`` holding ``perms`` on a ``kind`` document, or say why not.
+
+    ``task`` gives a task's fields before the transaction (see :data:`TaskLookup`).
+    """
     # tasks this transaction creates: their fields are covered by create_tasks, in any event order
     created = {
         str(c.path[1])

@@ -11,28 +11,43 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import weakref
 from collections.abc import Sequence
 
 from pycrdt import Array, Doc, Map
 
 from doc_model import Change, DocName
 from rules import (
+    ALL,
     BUILTIN_ROLES,
     Grant,
+    GrantRefusal,
     Permission,
     Role,
+    check_grant_change,
     decide,
     effective_permissions,
     parse_permissions,
+    resolve_role,
 )
 
-from .gate import Denial
+from .gate import Denial, TaskBefore
 from .hooks import Actor
 
 
 class AccessError(ValueError):
     """A refused change to roles or grants, with a user-facing reason."""
+
+
+class GrantChangeRefused(AccessError):
+    """A grant change ``rules.check_grant_change`` refused (see ``refusal`` for why)."""
+
+    def __init__(self, refusal: GrantRefusal) -> None:
+        super().__init__(refusal.reason)
+        self.refusal = refusal
+
+
+ADMIN = "system:cli"
+"""The actor name of server-side administration (the CLI): it may touch any grant."""
 
 
 def _perms_json(perms: frozenset[Permission]) -> str:
@@ -75,39 +90,101 @@ def custom_roles(conn: sqlite3.Connection, project: str | None = None) -> list[R
 
 
 def set_grant(conn: sqlite3.Connection, grant: Grant, actor: str) -> None:
+    """Write a grant unchecked (seeding a project, tests); every path a person can take
+    (REST, CLI) goes through :func:`change_grant`, which applies the grant rule."""
     known = {r.name for r in custom_roles(conn, grant.project)} | set(BUILTIN_ROLES)
     if grant.role not in known:
         raise AccessError(f"no role named {grant.role!r} for project {grant.project!r}")
     with conn:
-        conn.execute(
-            "INSERT INTO grants (user, project, role, added, removed, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(user, project) DO UPDATE SET"
-            " role = excluded.role, added = excluded.added, removed = excluded.removed,"
-            " updated_at = excluded.updated_at",
-            (
-                grant.user,
-                grant.project,
-                grant.role,
-                _perms_json(grant.added),
-                _perms_json(grant.removed),
-                time.time(),
-            ),
-        )
-        _audit(
-            conn,
-            actor,
+        _write_grant(conn, grant, actor)
+
+
+def _write_grant(conn: sqlite3.Connection, grant: Grant, actor: str) -> None:
+    """Upsert a grant and audit it (inside the caller's transaction)."""
+    conn.execute(
+        "INSERT INTO grants (user, project, role, added, removed, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(user, project) DO UPDATE SET"
+        " role = excluded.role, added = excluded.added, removed = excluded.removed,"
+        " updated_at = excluded.updated_at",
+        (
+            grant.user,
             grant.project,
-            None,
-            "grant.set",
-            None,
-            None,
-            {
-                "user": grant.user,
-                "role": grant.role,
-                "added": sorted(grant.added),
-                "removed": sorted(grant.removed),
-            },
-        )
+            grant.role,
+            _perms_json(grant.added),
+            _perms_json(grant.removed),
+            time.time(),
+        ),
+    )
+    _audit(
+        conn,
+        actor,
+        grant.project,
+        None,
+        "grant.set",
+        None,
+        None,
+        {
+            "user": grant.user,
+            "role": grant.role,
+            "added": sorted(grant.added),
+            "removed": sorted(grant.removed),
+        },
+    )
+
+
+def change_grant(
+    conn: sqlite3.Connection,
+    project: str,
+    user: str,
+    grant: Grant | None,
+    actor: str,
+    *,
+    dry_run: bool = False,
+) -> bool:
+    """Set (``grant``) or remove (None) ``user``'s grant on ``project`` as ``actor``, if
+    ``rules.check_grant_change`` allows it; False when there was nothing to remove.
+
+    The check reads every grant of the project and writes in one ``BEGIN IMMEDIATE``
+    transaction, so two changes cannot each pass against a state the other one changes
+    (two owners demoting each other at once leave one owner). ``actor`` ADMIN (the
+    CLI) acts with every permission; anyone else with their own effective permissions.
+    Raises GrantChangeRefused, or AccessError for a role the project does not know.
+    ``dry_run``: check only, write nothing.
+    """
+    if grant is not None and (grant.user != user or grant.project != project):
+        raise ValueError("the grant must be the user's grant on the project")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        roles = custom_roles(conn, project)
+        if grant is not None and resolve_role(grant.role, project, roles) is None:
+            raise AccessError(f"no role named {grant.role!r} for project {project!r}")
+        grants = {g.user: g for g in list_grants(conn, project)}
+        if grant is None and user not in grants:
+            conn.execute("ROLLBACK")
+            return False
+        before = {u: effective_permissions(g, roles) for u, g in grants.items()}
+        after = dict(before)
+        if grant is None:
+            del after[user]
+        else:
+            after[user] = effective_permissions(grant, roles)
+        caller_perms = ALL if actor == ADMIN else before.get(actor, frozenset())
+        refusal = check_grant_change(actor, caller_perms, before, after)
+        if refusal is not None:
+            raise GrantChangeRefused(refusal)
+        if dry_run:
+            conn.execute("ROLLBACK")
+            return True
+        if grant is None:
+            conn.execute("DELETE FROM grants WHERE user = ? AND project = ?", (user, project))
+            _audit(conn, actor, project, None, "grant.delete", None, None, {"user": user})
+        else:
+            _write_grant(conn, grant, actor)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return True
 
 
 def delete_grant(conn: sqlite3.Connection, user: str, project: str, actor: str) -> bool:
@@ -157,15 +234,30 @@ def update_role(
     description: str | None,
     actor: str,
 ) -> Role:
-    row = conn.execute(
-        "SELECT id, permissions, description FROM roles WHERE project = ? AND name = ?",
-        (project, name),
-    ).fetchone()
-    if row is None:
-        raise AccessError(f"no custom role {name!r} in project {project!r}")
-    perms = permissions if permissions is not None else parse_permissions(json.loads(row[1]))
-    desc = description if description is not None else row[2]
-    with conn:
+    """Change a project's custom role; the grants that use it change with it, so the grant
+    rule (``rules.check_grant_change``) judges the change as it does a grant change."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute(
+            "SELECT id, permissions, description FROM roles WHERE project = ? AND name = ?",
+            (project, name),
+        ).fetchone()
+        if row is None:
+            raise AccessError(f"no custom role {name!r} in project {project!r}")
+        perms = permissions if permissions is not None else parse_permissions(json.loads(row[1]))
+        desc = description if description is not None else row[2]
+        roles = custom_roles(conn, project)
+        changed = [
+            r if not (r.name == name and r.project == project) else Role(name, perms, desc, project)
+            for r in roles
+        ]
+        grants = list_grants(conn, project)
+        before = {g.user: effective_permissions(g, roles) for g in grants}
+        after = {g.user: effective_permissions(g, changed) for g in grants}
+        caller_perms = ALL if actor == ADMIN else before.get(actor, frozenset())
+        refusal = check_grant_change(actor, caller_perms, before, after)
+        if refusal is not None:
+            raise GrantChangeRefused(refusal)
         conn.execute(
             "UPDATE roles SET permissions = ?, description = ? WHERE id = ?",
             (_perms_json(perms), desc, row[0]),
@@ -180,6 +272,10 @@ def update_role(
             None,
             {"role": name, "permissions": sorted(perms)},
         )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     return Role(name, perms, desc, project)
 
 
@@ -210,16 +306,24 @@ def record_rejection(
     conn: sqlite3.Connection, actor: Actor, doc_name: DocName, denial: Denial
 ) -> None:
     with conn:
-        _audit(
-            conn,
-            str(actor),
-            doc_name.project_id,
-            doc_name.name,
-            "update.rejected",
-            denial.path,
-            denial.reason,
-            {"permission": denial.permission} if denial.permission else None,
-        )
+        rejection_row(conn, actor, doc_name, denial)
+
+
+def rejection_row(
+    conn: sqlite3.Connection, actor: Actor, doc_name: DocName, denial: Denial
+) -> None:
+    """The audit row of a rejected transaction, inside the caller's transaction (the server
+    writes these through database.DeferredWrites)."""
+    _audit(
+        conn,
+        str(actor),
+        doc_name.project_id,
+        doc_name.name,
+        "update.rejected",
+        denial.path,
+        denial.reason,
+        {"permission": denial.permission} if denial.permission else None,
+    )
 
 
 def record_project_deleted(conn: sqlite3.Connection, actor: str, project: str) -> None:
@@ -263,8 +367,28 @@ def permissions_of(conn: sqlite3.Connection, user: str, project: str) -> frozens
 
 def access_generation(conn: sqlite3.Connection) -> int:
     """A number every change to grants, roles, tokens, sessions or projects moves (triggers,
-    migration 8), whichever process makes it."""
+    migration 9), whichever process makes it."""
     return conn.execute("SELECT n FROM access_generation WHERE id = 1").fetchone()[0]
+
+
+_ROOTS_ATTR = "_tandem_permission_roots"
+
+
+def _messages(doc: Doc, doc_name: DocName) -> Array | None:
+    """The chat document's ``messages`` wrapper, looked up once per document.
+
+    pycrdt's ``Doc.get`` makes a new wrapper on every call (9 us), so it is kept,
+    but on the document itself: a wrapper holds its document, so any cache outside it
+    (this module once had a ``WeakKeyDictionary`` keyed by the document) keeps every
+    document ever checked alive after its room unloads. On the document, they form a
+    cycle that dies with it. (Task ownership comes from the gate: ``task_owners``.)
+    """
+    if doc_name.kind.value != "chat":
+        return None
+    messages = doc.__dict__.get(_ROOTS_ATTR)
+    if messages is None:
+        messages = doc.__dict__[_ROOTS_ATTR] = doc.get("messages", type=Array)
+    return messages
 
 
 class PermissionResolver:
@@ -279,7 +403,6 @@ class PermissionResolver:
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, frozenset[Permission]]] = {}
         self._kept: dict[tuple[str, str], frozenset[Permission]] = {}
-        self._roots: weakref.WeakKeyDictionary[Doc, dict] = weakref.WeakKeyDictionary()
 
     def prime(self, answers: dict[tuple[str, str], frozenset[Permission]]) -> None:
         """Replace every kept answer with ``answers`` (read off the event loop) and forget the
@@ -320,30 +443,19 @@ class PermissionResolver:
             del self._kept[key]
 
     def check(
-        self, actor: Actor, doc_name: DocName, changes: Sequence[Change], doc: Doc
+        self,
+        actor: Actor,
+        doc_name: DocName,
+        changes: Sequence[Change],
+        doc: Doc,
+        task: TaskBefore,
     ) -> Denial | None:
-        """The gate's permission check (see gate.PermissionCheck)."""
+        """The gate's permission check (see gate.PermissionCheck): task ownership comes from
+        ``task``, the state before the transaction."""
         if actor.kind != "user":
             return None  # the server's own features act with their own checks
         perms = self.permissions(actor.user_id, doc_name.project_id)
-        roots = self._roots.get(doc)
-        if roots is None:  # pycrdt's Doc.get integrates a new wrapper per call: look up once
-            roots = self._roots[doc] = {
-                "tasks": doc.get("tasks", type=Map) if doc_name.kind.value == "main" else None,
-                "messages": doc.get("messages", type=Array)
-                if doc_name.kind.value == "chat"
-                else None,
-            }
-        tasks, messages = roots["tasks"], roots["messages"]
-
-        def task(task_id: str) -> dict | None:
-            if tasks is None or task_id not in tasks:
-                return None
-            value = tasks[task_id]
-            if not isinstance(value, Map):
-                return None
-            assignees = value.get("assignees")
-            return {"assignees": list(assignees) if isinstance(assignees, Array) else []}
+        messages = _messages(doc, doc_name)
 
         def message(index: int) -> dict | None:
             if messages is None or index >= len(messages):

@@ -65,7 +65,7 @@ def read_access(
     conn.execute("BEGIN")
     try:
         generation = access_generation(conn)
-        credentials = {t: accounts.credential(conn, t, touch=False) for t in set(tokens)}
+        credentials = {t: accounts.credential(conn, t, record=False) for t in set(tokens)}
         perms = {(u, p): permissions_of(conn, u, p) for u, p in set(pairs)}
     finally:
         conn.execute("COMMIT")
@@ -80,15 +80,23 @@ class Opening:
     generation: int
     credential: accounts.Credential | None
     permissions: frozenset[Permission]
+    used: tuple[int, float] | None = None  # (token id, when): an API token's use to record
 
 
-def open_socket(conn: sqlite3.Connection, token: str, project: str | None) -> Opening:
-    """Runs on the watch's worker thread; records an API token's use."""
+def open_socket(
+    conn: sqlite3.Connection, token: str, project: str | None, defer_use: bool = False
+) -> Opening:
+    """Runs on the watch's worker thread. An API token's use is recorded at once, or with
+    ``defer_use`` handed back in ``Opening.used`` (the server batches it on the event loop)."""
     generation = access_generation(conn)
-    found = accounts.credential(conn, token)
+    used: list[tuple[int, float]] = []
+    found = accounts.credential(
+        conn, token, (lambda token_id, now: used.append((token_id, now))) if defer_use else None
+    )
+    first_use = used[0] if used else None
     if found is None or project is None:
-        return Opening(generation, found, frozenset())
-    return Opening(generation, found, permissions_of(conn, found.user.name, project))
+        return Opening(generation, found, frozenset(), first_use)
+    return Opening(generation, found, permissions_of(conn, found.user.name, project), first_use)
 
 
 class AccessWatch:
@@ -99,8 +107,10 @@ class AccessWatch:
         *,
         poll_seconds: float = 0.25,
         stored_generation: Callable[[], int | None] = lambda: None,
+        touch: accounts.TokenTouch | None = None,
     ) -> None:
         self.worker = worker
+        self.touch = touch  # records a token's use (called on the event loop)
         self.stored_generation = stored_generation
         self.resolver = resolver
         self.poll_seconds = poll_seconds
@@ -123,10 +133,15 @@ class AccessWatch:
         if not token:
             return None
         try:
-            return await self.worker.run(open_socket, self.worker.conn, token, project)
+            opening = await self.worker.run(
+                open_socket, self.worker.conn, token, project, self.touch is not None
+            )
         except sqlite3.Error:
             log.exception("token lookup failed")
             return None
+        if opening.used is not None and self.touch is not None:
+            self.touch(*opening.used)
+        return opening
 
     def watch(self, conn: Connection, token: str, opening: Opening, doc_name: DocName) -> None:
         assert opening.credential is not None

@@ -13,6 +13,7 @@ import re
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -144,16 +145,31 @@ def create_token_info(
     return token, TokenInfo(int(cur.lastrowid or 0), user.name, label, now, None, None, expires_at)
 
 
-def authenticate_token(conn: sqlite3.Connection, token: str) -> User | None:
+TokenTouch = Callable[[int, float], None]
+"""Records that token ``id`` was used at ``time``; the server defers the write (see app.py)."""
+
+
+def touch_token(conn: sqlite3.Connection, token_id: int, now: float) -> None:
+    """Record a token's last use (inside the caller's transaction)."""
+    conn.execute(
+        "UPDATE api_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
+        (now, token_id),
+    )
+
+
+def authenticate_token(
+    conn: sqlite3.Connection, token: str, touch: TokenTouch | None = None
+) -> User | None:
     """The user a valid, unrevoked, unexpired token belongs to; records its use (at minute
-    resolution)."""
-    found = token_credential(conn, token)
+    resolution), through ``touch`` if given, else at once on ``conn``."""
+    found = token_credential(conn, token, touch)
     return found.user if found else None
 
 
 def token_credential(
-    conn: sqlite3.Connection, token: str, *, touch: bool = True
+    conn: sqlite3.Connection, token: str, touch: TokenTouch | None = None, *, record: bool = True
 ) -> Credential | None:
+    """As authenticate_token, with the token's expiry; ``record=False`` records no use."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     now = time.time()
@@ -165,7 +181,10 @@ def token_credential(
     ).fetchone()
     if row is None:
         return None
-    if touch and (row[1] is None or now - row[1] > LAST_USED_RESOLUTION_SECONDS):
+    if record and (row[1] is None or now - row[1] > LAST_USED_RESOLUTION_SECONDS):
+        if touch is not None:
+            touch(row[0], now)
+            return Credential(User(row[2], row[3], row[4]), row[5])
         try:
             with conn:
                 conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, row[0]))
@@ -174,8 +193,9 @@ def token_credential(
     return Credential(User(row[2], row[3], row[4]), row[5])
 
 
-def _serializer(conn: sqlite3.Connection) -> URLSafeTimedSerializer:
-    """Signs session tokens with a secret made on first use and kept in the database."""
+def session_secret(conn: sqlite3.Connection) -> str:
+    """The secret that signs session tokens, made on first use and kept in the database
+    (the server makes it at startup: later, only reads)."""
     row = conn.execute("SELECT value FROM server_secrets WHERE name = 'session'").fetchone()
     if row is None:
         with conn:
@@ -184,7 +204,12 @@ def _serializer(conn: sqlite3.Connection) -> URLSafeTimedSerializer:
                 (secrets.token_urlsafe(48),),
             )
         row = conn.execute("SELECT value FROM server_secrets WHERE name = 'session'").fetchone()
-    return URLSafeTimedSerializer(row[0], salt="tandem-session")
+    return row[0]
+
+
+def _serializer(conn: sqlite3.Connection) -> URLSafeTimedSerializer:
+    """Signs session tokens with the database's session secret."""
+    return URLSafeTimedSerializer(session_secret(conn), salt="tandem-session")
 
 
 def login(
@@ -236,22 +261,29 @@ def logout(conn: sqlite3.Connection, token: str) -> bool:
     return cur.rowcount > 0
 
 
-def authenticate(conn: sqlite3.Connection, token: str | None) -> User | None:
-    """The user behind an API token or a session token."""
-    found = credential(conn, token)
+def authenticate(
+    conn: sqlite3.Connection, token: str | None, touch: TokenTouch | None = None
+) -> User | None:
+    """The user behind an API token or a session token (``touch``: see authenticate_token)."""
+    found = credential(conn, token, touch)
     return found.user if found else None
 
 
 def credential(
-    conn: sqlite3.Connection, token: str | None, *, touch: bool = True
+    conn: sqlite3.Connection,
+    token: str | None,
+    touch: TokenTouch | None = None,
+    *,
+    record: bool = True,
 ) -> Credential | None:
     """The user behind an API or session token, and when it expires; None if it is not valid
-    (unknown, revoked, expired). ``touch`` records an API token's use."""
+    (unknown, revoked, expired). An API token's use is recorded through ``touch`` (else at
+    once on ``conn``) unless ``record`` is False."""
     if not token:
         return None
     if token.startswith(SESSION_PREFIX):
         return session_credential(conn, token)
-    return token_credential(conn, token, touch=touch)
+    return token_credential(conn, token, touch, record=record)
 
 
 def list_tokens(conn: sqlite3.Connection, user_name: str) -> list[TokenInfo]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, jsonify, request
@@ -15,6 +16,7 @@ from rules import (
     BUILTIN_ROLES,
     Grant,
     Permission,
+    RefusalKind,
     Role,
     UnknownPermission,
     effective_permissions,
@@ -26,9 +28,12 @@ from .api_common import caller as authenticated_caller
 from .api_common import read_body
 from .api_models import NoContent
 from .api_models import problems_documented as _problems
+from .database import SQLiteWorker
+from .login_guard import LoginGuard
 from .problems import Problem
 
 log = logging.getLogger("tandem.api")
+T = TypeVar("T")
 
 
 class LoginBody(BaseModel):
@@ -160,7 +165,12 @@ def access_api(state: dict) -> Blueprint:
             log.exception("checking open sockets after an access change failed")
 
     def caller() -> accounts.User:
-        return authenticated_caller(conn())
+        return authenticated_caller(conn(), state.get("touch"))
+
+    async def write(fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` on the writer's connection and thread, never the event loop."""
+        writer: SQLiteWorker = state["writer"]
+        return await writer.run(fn, writer.conn, *args)
 
     def project_id(value: str) -> str:
         try:
@@ -192,12 +202,30 @@ def access_api(state: dict) -> Blueprint:
     @bp.post("/login")
     @document_request(LoginBody)
     @document_response(LoginOut)
-    @_problems(400, 413, 415, 422)
+    @_problems(400, 401, 413, 415, 422)
     async def login():
+        """A session token for a correct password. Failed logins are limited per account
+        and per address (see login_guard): past either limit, 429 with Retry-After."""
         data = await read_body(LoginBody)
-        result = accounts.login(conn(), data.username, data.password)
+        guard: LoginGuard = state["login_guard"]
+        address = request.remote_addr or "unknown"
+        refused = guard.check(data.username, address)
+        if refused is not None:
+            raise Problem(
+                429,
+                refused.detail(
+                    guard.per_account.amount
+                    if refused.scope == "account"
+                    else guard.per_address.amount,
+                    guard.window,
+                ),
+                headers={"Retry-After": str(refused.retry_after)},
+            )
+        result = await write(accounts.login, data.username, data.password)  # Argon2: off the loop
         if result is None:
+            guard.failed(data.username, address)
             raise Problem(401, "wrong user name or password")
+        guard.succeeded(data.username)
         token, expires = result
         return jsonify(token=token, token_type="Bearer", expires_at=expires)
 
@@ -211,7 +239,7 @@ def access_api(state: dict) -> Blueprint:
             raise Problem(
                 400, "only session tokens log out; revoke API tokens with `tandem token revoke`"
             )
-        accounts.logout(conn(), token)
+        await write(accounts.logout, token)
         await access_changed()
         return "", 204
 
@@ -234,8 +262,8 @@ def access_api(state: dict) -> Blueprint:
         revoke it with `tandem token revoke ID`."""
         user = caller()
         data = await read_body(TokenBody)
-        token, info = accounts.create_token_info(
-            conn(), user.name, data.label, data.expires_in_days
+        token, info = await write(
+            accounts.create_token_info, user.name, data.label, data.expires_in_days
         )
         return jsonify({**token_json(info), "token": token}), 201
 
@@ -294,7 +322,9 @@ def access_api(state: dict) -> Blueprint:
                 403, f"a role cannot give permissions you do not have: {', '.join(extra)}"
             )
         try:
-            access.create_role(conn(), Role(data.name, perms, data.description, project), user.name)
+            await write(
+                access.create_role, Role(data.name, perms, data.description, project), user.name
+            )
         except access.AccessError as e:
             raise Problem(409, str(e)) from e
         return jsonify(_role_json(Role(data.name, perms, data.description, project))), 201
@@ -302,7 +332,7 @@ def access_api(state: dict) -> Blueprint:
     @bp.patch("/projects/<project>/roles/<name>")
     @document_request(RoleUpdate)
     @document_response(RoleOut)
-    @_problems(400, 403, 404, 413, 415, 422)
+    @_problems(400, 403, 404, 409, 413, 415, 422)
     async def update_role(project: str, name: str):
         user = caller()
         project = project_id(project)
@@ -312,9 +342,15 @@ def access_api(state: dict) -> Blueprint:
         if perms is not None and not perms <= mine:
             raise Problem(403, "a role cannot give permissions you do not have")
         try:
-            role = access.update_role(conn(), project, name, perms, data.description, user.name)
+            role = await write(
+                access.update_role, project, name, perms, data.description, user.name
+            )
+        except access.GrantChangeRefused as e:
+            status = 409 if e.refusal.kind is RefusalKind.LAST_OWNER else 403
+            raise Problem(status, e.refusal.reason, user=e.refusal.user) from e
         except access.AccessError as e:
             raise Problem(404, str(e)) from e
+        state["access"].forget_project(project)
         await access_changed()
         return jsonify(_role_json(role))
 
@@ -326,7 +362,7 @@ def access_api(state: dict) -> Blueprint:
         project = project_id(project)
         require(user, project, Permission.MANAGE_TEAM)
         try:
-            access.delete_role(conn(), project, name, user.name)
+            await write(access.delete_role, project, name, user.name)
         except access.AccessError as e:
             raise Problem(409 if "in use" in str(e) else 404, str(e)) from e
         await access_changed()
@@ -351,17 +387,39 @@ def access_api(state: dict) -> Blueprint:
             ]
         )
 
+    async def change_grant(project: str, member: str, grant: Grant | None, actor: str) -> bool:
+        """The grant rule's check and the write, on the access worker's thread."""
+        try:
+            changed = await write(access.change_grant, project, member, grant, actor)
+        except access.GrantChangeRefused as e:
+            refusal = e.refusal
+            if refusal.kind is RefusalKind.LAST_OWNER:
+                raise Problem(409, refusal.reason, user=refusal.user) from e
+            extra = {"permission": refusal.permissions[0].value} if refusal.permissions else {}
+            raise Problem(403, refusal.reason, user=refusal.user, **extra) from e
+        except access.AccessError as e:
+            raise Problem(422, str(e), field="role") from e
+        state["access"].forget_project(project)
+        if changed:
+            await access_changed()
+        return changed
+
     @bp.put("/projects/<project>/grants/<member>")
     @document_request(GrantBody)
     @document_response(GrantSet)
-    @_problems(400, 403, 404, 413, 415, 422)
+    @_problems(400, 403, 404, 409, 413, 415, 422)
     async def put_grant(project: str, member: str):
+        """Give ``member`` a role. A name without an account yet is kept as an invitation
+        (it takes effect when an account of that name is made), so the answer never tells
+        whether an account exists."""
         user = caller()
         project = project_id(project)
         data = await read_body(GrantBody)
-        mine = require(user, project, Permission.MANAGE_TEAM)
-        if accounts.get_user(conn(), member) is None:
-            raise Problem(404, f"no user named {member!r}")
+        require(user, project, Permission.MANAGE_TEAM)
+        try:
+            accounts.validate_username(member)
+        except accounts.AccountError as e:
+            raise Problem(422, str(e), field="user") from e
         grant = Grant(
             member,
             project,
@@ -369,15 +427,8 @@ def access_api(state: dict) -> Blueprint:
             permissions_or_422(data.added),
             permissions_or_422(data.removed),
         )
+        await change_grant(project, member, grant, user.name)
         granted = effective_permissions(grant, access.custom_roles(conn(), project))
-        if not granted <= mine:
-            extra = sorted(p.value for p in granted - mine)
-            raise Problem(403, f"you cannot grant permissions you do not have: {', '.join(extra)}")
-        try:
-            access.set_grant(conn(), grant, user.name)
-        except access.AccessError as e:
-            raise Problem(422, str(e), field="role") from e
-        await access_changed()
         await state["project_members"](project, member, data.role)
         return jsonify(user=member, role=data.role, permissions=sorted(p.value for p in granted))
 
@@ -390,9 +441,8 @@ def access_api(state: dict) -> Blueprint:
         require(user, project, Permission.MANAGE_TEAM)
         if member == user.name:
             raise Problem(409, "you cannot remove your own access; ask another manager")
-        if not access.delete_grant(conn(), member, project, user.name):
+        if not await change_grant(project, member, None, user.name):
             raise Problem(404, f"{member} has no grant on {project}")
-        await access_changed()
         await state["project_members"](project, member, None)
         return "", 204
 

@@ -29,11 +29,13 @@ from rules import READS, Permission
 
 from . import accounts, projects
 from .access import PermissionResolver
+from .database import SQLiteWorker
 from .hooks import Actor
 from .live_documents import DocumentView, LiveDocuments
 from .problems import Problem
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 log = logging.getLogger("tandem.api")
 
 
@@ -43,9 +45,9 @@ def bearer(header: str | None) -> str | None:
     return None
 
 
-def caller(conn: sqlite3.Connection) -> accounts.User:
+def caller(conn: sqlite3.Connection, touch: accounts.TokenTouch | None = None) -> accounts.User:
     token = bearer(request.headers.get("Authorization"))
-    user = accounts.authenticate(conn, token) if token else None
+    user = accounts.authenticate(conn, token, touch) if token else None
     if user is None:
         raise Problem(401, "send a valid API or session token as 'Authorization: Bearer <token>'")
     return user
@@ -145,7 +147,13 @@ class ApiContext:
         return self.state["access"]
 
     def user(self) -> accounts.User:
-        return caller(self.conn)
+        return caller(self.conn, self.state.get("touch"))
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` on the writer's connection and thread: a write waits for the
+        lock there (another process may hold it), never on the event loop."""
+        writer: SQLiteWorker = self.state["writer"]
+        return await writer.run(fn, writer.conn, *args)
 
     def project(
         self, user: accounts.User, value: str, needs: Permission, *, check: bool = True

@@ -26,6 +26,7 @@ from doc_model import (
     TaskCreate,
     TaskNotFound,
     TaskUpdate,
+    add_member,
     chat_snapshot,
     create_milestone,
     create_project_meta,
@@ -82,6 +83,7 @@ from .api_query import (
     text_search,
 )
 from .connection import CloseCode
+from .hooks import Actor
 from .live_documents import DocumentView
 from .problems import Problem
 
@@ -114,6 +116,8 @@ TASKS = ListSpec(
     default_order=("status", "order"),
     sort_keys={"priority": lambda p: PRIORITY_RANK.get(p, len(PRIORITY_RANK))},
 )
+
+MIN_CHOSEN_ID = 12  # characters in a project id a client chooses (the server's: 12 random)
 
 
 def page_links(total: int, limit: int, offset: int) -> dict[str, str | None]:
@@ -242,12 +246,22 @@ def v1_api(state: dict) -> Blueprint:
     async def create_project():
         user = ctx.user()
         data = await read_body(ProjectCreate)
+        if data.id is not None and len(data.id) < MIN_CHOSEN_ID:
+            # A taken id is answered 409, which tells that a project has it. Ids a client
+            # chooses must be as hard to guess as the server's, so that answer can only
+            # be about an id the client made up itself, never a probe of other teams' ids.
+            raise Problem(
+                422,
+                f"id: choose at least {MIN_CHOSEN_ID} random characters (or leave it out"
+                " and the server chooses)",
+                field="id",
+            )
         project = data.id or new_project_id()
-        if not projects.register_project(ctx.conn, project, data.name, user.name):
-            raise Problem(409, f"project id {project!r} is taken", field="id")
+        if not await ctx.write(projects.register_project, project, data.name, user.name):
+            raise Problem(409, f"project id {project!r} is not available", field="id")
         if await state["store"].exists(doc_name_of(project, DocKind.MAIN).name):
-            raise Problem(409, f"project id {project!r} is taken", field="id")
-        access.set_grant(ctx.conn, Grant(user.name, project, "owner"), user.name)
+            raise Problem(409, f"project id {project!r} is not available", field="id")
+        await ctx.write(access.set_grant, Grant(user.name, project, "owner"), user.name)
         ctx.resolver.forget(user.name, project)
 
         def seed(doc: Doc) -> None:
@@ -261,9 +275,16 @@ def v1_api(state: dict) -> Blueprint:
                 created_by=user.name,
                 columns=data.columns,
             )
-            doc.get("members", type=Map)[user.name] = "owner"
 
         await ctx.edit(user, project, DocKind.MAIN, seed)
+        # the members map mirrors the grants and only the server writes it
+        shown = await ctx.live.edit(
+            doc_name_of(project, DocKind.MAIN),
+            Actor("team", kind="system"),
+            lambda doc: add_member(doc, user.name, "owner"),
+        )
+        if not shown.accepted:
+            raise Problem(500, "the project was made but its members map was not written")
         view = await ctx.read(project)
         return json_response(
             project_json(view, project),
@@ -318,8 +339,8 @@ def v1_api(state: dict) -> Blueprint:
     async def delete_project(project: str):
         user = ctx.user()
         project = ctx.project(user, project, P.DELETE_PROJECT)
-        access.record_project_deleted(ctx.conn, user.name, project)
-        projects.mark_deleted(ctx.conn, project)
+        await ctx.write(access.record_project_deleted, user.name, project)
+        await ctx.write(projects.mark_deleted, project)
         ctx.resolver.forget_project(project)
         for kind in DocKind:
             name = doc_name_of(project, kind)

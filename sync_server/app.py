@@ -6,14 +6,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from quart import Quart, jsonify, websocket
 from quart_schema import hide
 
 from doc_model import InvalidDocName, add_member, doc_name, parse_doc_name, remove_member
+from integrations.outbound import OutboundPolicy
 from rules import missing_for_document
 
-from . import access
+from . import access, accounts, security_headers
 from .access_watch import AccessWatch
 from .activity import ActivityRecorder
 from .api_access import access_api
@@ -22,11 +24,12 @@ from .api_finance import finance_api
 from .api_me import me_api
 from .api_v1 import v1_api
 from .connection import CloseCode, Connection
-from .database import SQLiteWorker, connect, open_database
+from .database import DeferredWrites, SQLiteWorker, connect, open_database
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
 from .keepalive import keep_alive
 from .live_documents import LiveDocuments
+from .login_guard import LoginGuard
 from .notifications import NotificationCenter, vapid_key
 from .offline_edit import edit_stored_document
 from .problems import TITLES, problem_response
@@ -44,7 +47,7 @@ from .pwa import pwa_blueprint
 from .room import RoomSettings
 from .rooms import RoomManager
 from .settings import Settings
-from .storage import SQLiteStore
+from .storage import SQLiteStore, StorageError
 from .web_api import configure_web_api
 
 log = logging.getLogger("tandem.sync")
@@ -58,6 +61,18 @@ def bearer_token(authorization: str | None, query_token: str | None) -> str | No
     return None
 
 
+def origin_allowed(origin: str, host: str, allowed: set[str]) -> bool:
+    """A browser's Origin on the sync socket: the server's own (same host and port), or one
+    of ``allowed``. Clients that send no Origin (Node, pycrdt) are not browsers and are not
+    asked: a browser always sends it, and only a browser carries another site's cookies or
+    runs another site's script."""
+    normalized = origin.strip().lower().rstrip("/")
+    if normalized in allowed:
+        return True
+    parts = urlsplit(normalized)
+    return parts.scheme in ("http", "https") and parts.netloc == host.lower()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -69,7 +84,14 @@ def create_app(
     app = Quart("tandem")
     app.config["TANDEM_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    state: dict = {}
+    state: dict = {
+        "outbound": OutboundPolicy(allow_private=settings.outbound_allow_private),
+        "login_guard": LoginGuard(
+            settings.login_failures_per_account,
+            settings.login_failures_per_address,
+            settings.login_window_seconds,
+        ),
+    }
     api_blueprints = [
         access_api(state),
         v1_api(state),
@@ -78,6 +100,7 @@ def create_app(
         me_api(state),
     ]
     configure_web_api(app, api_blueprints, settings)
+    security_headers.install(app)
     app.register_blueprint(pwa_blueprint(settings.static_dir))
 
     for status in (400, 404, 405, 413):
@@ -106,6 +129,28 @@ def create_app(
         state["db"] = db
         state["accounts"] = db.conn
         vapid_key(db.conn)  # Web Push: the key pair is made on first start
+        accounts.session_secret(db.conn)  # and the session-signing secret
+        # No SQLite write runs on the event loop: another process (the CLI, a backup) may
+        # hold the write lock for seconds, and a write waiting for it there would stall every
+        # room and request. REST writes wait on the writer's thread (ApiContext.write); writes
+        # nobody waits for (a token's last use, audit rows of rejections) are batched. Grant
+        # changes (the grant rule reads and writes in one transaction) and logins (Argon2)
+        # run on the writer too.
+        state["writer"] = SQLiteWorker(
+            connect(settings.db, synchronous=settings.sqlite_synchronous)
+        )
+        deferred = DeferredWrites(
+            SQLiteWorker(connect(settings.db, synchronous=settings.sqlite_synchronous))
+        )
+        state["deferred"] = deferred
+        touched: dict[int, float] = {}  # token id -> last use already submitted
+
+        def touch(token_id: int, now: float) -> None:
+            if now - touched.get(token_id, 0.0) > accounts.LAST_USED_RESOLUTION_SECONDS:
+                touched[token_id] = now
+                deferred.submit(accounts.touch_token, token_id, now)
+
+        state["touch"] = touch
         # Observers write derived data (activity, notifications) on connections of their own
         # with synchronous=NORMAL: a commit is not an fsync (WAL still survives a killed
         # process; only a power cut can lose the last rows), each on its connection's worker
@@ -128,6 +173,7 @@ def create_app(
             resolver,
             poll_seconds=settings.access_poll_seconds,
             stored_generation=lambda: getattr(doc_store, "access_generation", None),
+            touch=touch,
         )
         state["watch"] = watch
         rooms = RoomManager(
@@ -140,11 +186,11 @@ def create_app(
             observers=[
                 *observers,
                 ActivityRecorder(activity_db),
-                NotificationCenter(notices_db),
+                NotificationCenter(notices_db, state["outbound"]),
             ],
             permission_check=permission_check or resolver.check,
-            on_rejected=lambda actor, doc_name, denial: access.record_rejection(
-                db.conn, actor, doc_name, denial
+            on_rejected=lambda actor, doc_name, denial: deferred.submit(
+                access.rejection_row, actor, doc_name, denial
             ),
             poll_seconds=settings.external_poll_seconds,
             before_broadcast=watch.settle,
@@ -169,6 +215,8 @@ def create_app(
         await state["watch"].close()
         await state["rooms"].close()
         await state["store"].close()
+        await state["deferred"].close()
+        await state["writer"].close()
         state["db"].conn.close()
         await state["activity_db"].close()
         await state["notices_db"].close()
@@ -184,10 +232,21 @@ def create_app(
             connections=sum(len(r.connections) for r in rooms.rooms.values()),
         )
 
+    ws_origins = {o.strip().lower().rstrip("/") for o in settings.ws_origins.split(",")} - {""}
+
     @app.websocket("/sync/<path:doc>")
     async def sync(doc: str):
         ws = websocket._get_current_object()
         await ws.accept()
+        origin = ws.headers.get("Origin")
+        if origin is not None and not origin_allowed(origin, ws.host, ws_origins):
+            log.info("refused cross-origin connection from %s", origin, extra={"doc": doc})
+            await ws.close(
+                CloseCode.FORBIDDEN,
+                f"origin {origin[:100]} may not connect (allowed: this server's own and"
+                " TANDEM_WS_ORIGINS)",
+            )
+            return
         watch: AccessWatch = state["watch"]
         token = bearer_token(ws.headers.get("Authorization"), ws.args.get("token"))
         try:
@@ -218,7 +277,16 @@ def create_app(
             )
             return
         actor = Actor(user.name)
-        room = await state["rooms"].get(doc_name)
+        try:
+            room = await state["rooms"].get(doc_name)
+        except StorageError as e:  # nothing of it is served; every other document is
+            log.error("refused a document that does not read back: %s", e, extra={"doc": doc})
+            await ws.close(
+                CloseCode.DOCUMENT_UNREADABLE,
+                f"{doc_name.name} is damaged on the server; an administrator must run"
+                " `tandem doctor`",
+            )
+            return
         conn = Connection(
             ws,
             actor,
@@ -236,23 +304,29 @@ def create_app(
         receiver: asyncio.Task | None = None
         try:
             await room.start_sync(conn)
-            # read until the client leaves or breaks the protocol, or until the connection is
-            # closed from our side (access taken away, keepalive): a silent peer must not
-            # keep this handler, or the room, waiting for its next frame
+            # Read until the client leaves or breaks the protocol, or until the connection is
+            # closed from our side (access taken away, keepalive, cut off for not reading) or
+            # its sender is done: a silent peer must not keep this handler, its room and its
+            # socket waiting for its next frame.
             receiver = asyncio.create_task(
                 _receive_loop(room, conn, ws, settings.max_message_bytes, extra)
             )
-            requested = asyncio.create_task(conn.close_requested.wait())
+            stops = [
+                asyncio.create_task(conn.close_requested.wait()),
+                asyncio.create_task(conn.closed.wait()),
+            ]
             try:
-                await asyncio.wait({receiver, requested}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({receiver, *stops}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                requested.cancel()
-            if receiver.done():
-                receiver.result()  # raise what the loop raised
+                for stop in stops:
+                    stop.cancel()
+            if receiver.done() and not receiver.cancelled():
+                receiver.result()  # a receive error ends the connection as before
         finally:
             watch.unwatch(conn)
             if receiver is not None and not receiver.done():
                 receiver.cancel()
+                await asyncio.gather(receiver, return_exceptions=True)
             room.leave(conn)
             if not sender.done():
                 if conn.close_code is None:

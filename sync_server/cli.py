@@ -8,6 +8,7 @@ import getpass
 import re
 import sys
 import time
+from pathlib import Path
 
 from doc_model.schema import ROLE_PATTERN
 
@@ -46,6 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", parents=[db], help="seed the demo project (owner: user 'demo')")
     demo.add_argument("--project", default="demo", help="project id (default: demo)")
     demo.add_argument("--tasks", type=int, default=300, help="number of tasks (default 300)")
+
+    doctor = sub.add_parser(
+        "doctor", parents=[db], help="verify every stored document (checksums, decoding)"
+    )
+    doctor.add_argument(
+        "--recover",
+        action="store_true",
+        help="move each damaged update and the ones after it out of its document's log"
+        " (into quarantined_updates), keeping the document up to its last good update",
+    )
 
     user = sub.add_parser("user", help="manage accounts").add_subparsers(
         dest="action", required=True
@@ -125,8 +136,12 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
             raise CliError("--tasks must be between 1 and 100000")
         print(asyncio.run(seed_demo(db_path, project_id=args.project, task_count=args.tasks)))
         return 0
+    if args.command == "doctor" and not Path(db_path).exists():
+        raise CliError(f"no database file {db_path!r}")
     conn = open_database(db_path).conn
     try:
+        if args.command == "doctor":
+            return _doctor(conn, args.recover)
         if args.command == "user" and args.action == "create":
             return _user_create(conn, db_path, args)
         if args.command == "user" and args.action == "list":
@@ -165,6 +180,31 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
     finally:
         conn.close()
     raise CliError("unknown command")
+
+
+def _doctor(conn, recover: bool) -> int:
+    """Exit status 0: every document is sound (after recovery, if asked); 1: some is not."""
+    from . import doctor
+
+    names = doctor.document_names(conn)
+    damaged = 0
+    for name in names:
+        report = doctor.check_document(conn, name)
+        print(report.describe())
+        if report.ok:
+            continue
+        if recover and not report.snapshot_bad:
+            moved = doctor.recover(conn, report)
+            after = doctor.check_document(conn, name)
+            print(
+                f"{name}: recovered: {moved} update(s) moved to quarantined_updates;"
+                f" now {after.describe().split(': ', 1)[1]}"
+            )
+            if after.ok:
+                continue
+        damaged += 1
+    print(f"{len(names)} document(s) checked, {damaged} damaged")
+    return 1 if damaged else 0
 
 
 def _role(conn, args: argparse.Namespace) -> int:
@@ -218,17 +258,36 @@ def _user_create(conn, db_path: str, args: argparse.Namespace) -> int:
     accounts.validate_username(args.name)
     if args.project:
         from doc_model import InvalidDocName, parse_doc_name
+        from rules import Grant
+
+        from . import access
 
         try:
             parse_doc_name(f"p/{args.project}")
         except InvalidDocName as e:
             raise CliError(str(e)) from e
+        role = args.role or "member"
+        try:  # the grant rule first, so a refused grant creates no account either
+            access.change_grant(
+                conn,
+                args.project,
+                args.name,
+                Grant(args.name, args.project, role),
+                access.ADMIN,
+                dry_run=True,
+            )
+        except access.AccessError as e:
+            raise CliError(str(e)) from e
     user = accounts.create_user(conn, args.name, password, args.display_name)
     print(f"created user {user.name}")
     if args.project:
+        from . import access
         from .demo import grant_project_role
 
-        asyncio.run(grant_project_role(db_path, args.project, user.name, args.role or "member"))
+        try:
+            asyncio.run(grant_project_role(db_path, args.project, user.name, args.role or "member"))
+        except access.AccessError as e:  # the grants changed since the check above
+            raise CliError(f"created user {user.name}, but not the grant: {e}") from e
         print(f"granted {args.role or 'member'} on project {args.project}")
     return 0
 

@@ -2,8 +2,11 @@
 
 A room never awaits a client: it drops messages into the connection's queue
 and moves on. A client that stops reading until its queue holds more than
-``max_queue_bytes`` is closed (4408) rather than allowed to grow the server's
-memory; on reconnect it resyncs from the document state like any client.
+``max_queue_bytes`` is cut off (4408) rather than allowed to grow the server's
+memory: its queue is dropped at once, a send stuck on its full socket is
+cancelled, and the endpoint stops reading from it, so the transport closes and
+nothing of it stays behind even if the peer is dead (no FIN, no reads). On
+reconnect it resyncs from the document state like any client.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from .protocol import encode_permission_denied, encode_tandem
 log = logging.getLogger("tandem.sync")
 
 _ids = itertools.count(1)
+CLOSE_FRAME_SECONDS = 5.0  # how long a close frame may wait for the client's socket
 
 
 class CloseCode:
@@ -36,6 +40,7 @@ class CloseCode:
     UNKNOWN_DOCUMENT = 4404
     TOO_SLOW = 4408  # not reading fast enough, or not answering the keepalive
     UNREVERTABLE = 4422
+    DOCUMENT_UNREADABLE = 4500  # stored data failed its checksum: see `tandem doctor`
 
 
 class WebSocketLike(Protocol):
@@ -70,6 +75,7 @@ class Connection:
         self.presence_flush: asyncio.TimerHandle | None = None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queued_bytes = 0
+        self._sender: asyncio.Task | None = None  # run_sender's task, while it is in a send
         self.closed = asyncio.Event()  # the sender is done: close frame sent, or the socket gone
         self.close_requested = asyncio.Event()  # close() was called: stop reading the client
         self.close_code: int | None = None
@@ -86,7 +92,9 @@ class Connection:
             return
         self._queued_bytes += len(message)
         if self._queued_bytes > self.max_queue_bytes:
-            self.close(CloseCode.TOO_SLOW, "client is not reading fast enough; reconnect to resync")
+            self.cut_off(
+                CloseCode.TOO_SLOW, "client is not reading fast enough; reconnect to resync"
+            )
             return
         self._queue.put_nowait(message)
 
@@ -115,6 +123,16 @@ class Connection:
         self._queue.put_nowait(None)
         self.close_requested.set()
 
+    def cut_off(self, code: int, reason: str) -> None:
+        """Close now, without the queued messages: they are dropped (their memory freed), and
+        a send waiting on the client's full socket is cancelled. The close frame is then
+        tried once; ``closed`` is set either way."""
+        if self.close_code is not None:
+            return
+        self.close(code, reason, discard=True)
+        if self._sender is not None:
+            self._sender.cancel()
+
     async def run_sender(self) -> None:
         """Drain the queue into the socket until closed."""
         try:
@@ -123,8 +141,20 @@ class Connection:
                 if message is None:
                     break
                 self._queued_bytes -= len(message)
-                await self.ws.send(message)
-            await self.ws.close(self.close_code or CloseCode.NORMAL, self.close_reason)
+                self._sender = asyncio.current_task()
+                try:
+                    await self.ws.send(message)
+                except asyncio.CancelledError:
+                    if self.close_code != CloseCode.TOO_SLOW:
+                        raise
+                    break  # cut off while this send was stuck: go straight to closing
+                finally:
+                    self._sender = None
+            # a peer that does not read may not take the close frame either: try, not wait
+            await asyncio.wait_for(
+                self.ws.close(self.close_code or CloseCode.NORMAL, self.close_reason),
+                CLOSE_FRAME_SECONDS,
+            )
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception:  # the socket went away under us

@@ -8,7 +8,10 @@ transaction, so a file is always at one well-defined schema version.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -20,7 +23,47 @@ from .accounts import ACCOUNT_SCHEMA
 
 T = TypeVar("T")
 
-MIGRATIONS: list[str] = [
+log = logging.getLogger("tandem.database")
+
+
+def checksum(data: bytes) -> int:
+    """The checksum stored beside every update and snapshot (CRC-32: every burst of up to 32
+    flipped bits, and any truncation that changes the CRC, is caught)."""
+    return zlib.crc32(data)
+
+
+def _add_checksums(conn: sqlite3.Connection) -> None:
+    """Migration 8: a checksum per stored update and snapshot, computed for existing rows;
+    a table for updates ``tandem doctor --recover`` takes out of a document's log."""
+    conn.execute("ALTER TABLE updates ADD COLUMN checksum INTEGER")
+    conn.execute("ALTER TABLE documents ADD COLUMN snapshot_checksum INTEGER")
+    for seq, data in conn.execute("SELECT seq, data FROM updates").fetchall():
+        if isinstance(data, bytes):  # anything else is reported as corrupt on load
+            conn.execute("UPDATE updates SET checksum = ? WHERE seq = ?", (checksum(data), seq))
+    for name, data in conn.execute(
+        "SELECT name, snapshot FROM documents WHERE snapshot IS NOT NULL"
+    ).fetchall():
+        if isinstance(data, bytes):
+            conn.execute(
+                "UPDATE documents SET snapshot_checksum = ? WHERE name = ?", (checksum(data), name)
+            )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS quarantined_updates (
+            seq INTEGER NOT NULL,
+            doc TEXT NOT NULL,
+            data BLOB,
+            actor TEXT,
+            created_at REAL,
+            checksum INTEGER,
+            quarantined_at REAL NOT NULL,
+            reason TEXT NOT NULL
+        )"""
+    )
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: list[Migration] = [
     # 1: document logs and snapshots
     """
     CREATE TABLE IF NOT EXISTS documents (
@@ -145,7 +188,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (project, task, user)
     );
     """,
-    # 8: API tokens may expire; a generation counter every change to access moves (triggers, so
+    # 8: checksums of stored updates and snapshots
+    _add_checksums,
+    # 9: API tokens may expire; a generation counter every change to access moves (triggers, so
     # a change by any process on the file counts: the server polls it to end revoked access)
     """
     ALTER TABLE api_tokens ADD COLUMN expires_at REAL;
@@ -186,6 +231,22 @@ def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
     return conn
 
 
+def is_locked(error: sqlite3.Error) -> bool:
+    """Whether ``error`` is SQLite's busy timeout running out (another writer held the lock)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def is_full(error: sqlite3.Error) -> bool:
+    """Whether ``error`` is SQLite finding the disk (or the file's size limit) full."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == sqlite3.SQLITE_FULL
+    return "full" in str(error)
+
+
 def _statements(script: str) -> list[str]:
     """A script's statements, one by one (a trigger's body holds semicolons of its own)."""
     out: list[str] = []
@@ -210,8 +271,12 @@ def migrate(conn: sqlite3.Connection) -> int:
             # re-read under the write lock: another process may have migrated meanwhile
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             if current == version:
-                for statement in _statements(MIGRATIONS[version]):
-                    conn.execute(statement)
+                step = MIGRATIONS[version]
+                if callable(step):
+                    step(conn)
+                else:
+                    for statement in _statements(step):
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={version + 1}")
             conn.execute("COMMIT")
         except BaseException:
@@ -244,3 +309,70 @@ class SQLiteWorker:
 
     async def close(self) -> None:
         await self.run(self.conn.close)
+
+
+class DeferredWrites:
+    """Writes nobody waits for (a token's last use, audit rows), off the event loop.
+
+    ``submit`` queues ``fn(conn, *args)`` and returns at once; a task commits
+    everything queued meanwhile in one transaction on the worker's thread. While
+    another process holds the write lock past the busy timeout, the batch waits
+    and is tried again; past ``max_pending`` queued writes the oldest are dropped
+    (and logged), so a lock held for hours cannot grow the server's memory.
+    """
+
+    def __init__(
+        self, worker: SQLiteWorker, *, retry_seconds: float = 1.0, max_pending: int = 100_000
+    ) -> None:
+        self.worker = worker
+        self.retry_seconds = retry_seconds
+        self.max_pending = max_pending
+        self._pending: list[tuple[Callable[..., object], tuple]] = []
+        self._task: asyncio.Task | None = None
+
+    def submit(self, fn: Callable[..., object], *args: object) -> None:
+        self._pending.append((fn, args))
+        if len(self._pending) > self.max_pending:
+            dropped = len(self._pending) - self.max_pending
+            del self._pending[:dropped]
+            log.error("dropped %d deferred write(s): the database stayed locked", dropped)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain(), name="deferred")
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self.worker.run(self._commit, batch)
+            except sqlite3.Error as e:
+                if not is_locked(e):
+                    log.exception("deferred writes failed; %d dropped", len(batch))
+                    continue
+                self._pending[:0] = batch  # try again once the lock is free
+                await asyncio.sleep(self.retry_seconds)
+
+    def _commit(self, batch: list[tuple[Callable[..., object], tuple]]) -> None:
+        conn = self.worker.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, args in batch:
+                fn(conn, *args)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def flush(self) -> None:
+        """Return once everything submitted so far is committed (or given up on)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def close(self, timeout: float = 15.0) -> None:
+        """Commit what is queued, waiting at most ``timeout`` for a held lock to go."""
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except TimeoutError:
+            if self._task is not None:
+                self._task.cancel()
+            log.error("shut down with %d deferred write(s) not stored", len(self._pending))
+        await self.worker.close()

@@ -201,20 +201,20 @@ async def seed_demo(db_path: str, *, project_id: str = "demo", task_count: int =
     )
 
 
-async def grant_project_role(
-    db_path: str, project_id: str, user: str, role: str, actor: str = "system:cli"
-) -> None:
+async def grant_project_role(db_path: str, project_id: str, user: str, role: str) -> None:
     """Grant ``user`` a role on the project, and show it in the project's ``members`` map."""
     conn = open_database(db_path).conn
     try:
-        projects.register_project(conn, project_id, project_id, actor)
-        access.set_grant(conn, Grant(user, project_id, role), actor)
+        # the grant rule as any grant change (the CLI acts with every permission): a
+        # project's first grant makes an owner, and an owner is never demoted to none
+        access.change_grant(conn, project_id, user, Grant(user, project_id, role), access.ADMIN)
+        projects.register_project(conn, project_id, project_id, access.ADMIN)
     finally:
         conn.close()
     store = SQLiteStore(db_path)
     try:
         await edit_stored_document(
-            store, doc_name(project_id), actor, lambda doc: add_member(doc, user, role)
+            store, doc_name(project_id), access.ADMIN, lambda doc: add_member(doc, user, role)
         )
     finally:
         await store.close()

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from pycrdt import Doc, TransactionEvent, UndoManager, get_update, merge_updates
+from pycrdt import Doc, Map, TransactionEvent, UndoManager, get_update, merge_updates
 
 from doc_model import Change, DocName, changes_from_events, check_changes, unknown_roots
 from doc_model.schema import ROOTS
@@ -34,6 +35,7 @@ from doc_model.schema import ROOTS
 from . import state_vectors
 from .hooks import Actor
 from .protocol import ProtocolError, Reader
+from .task_owners import TaskOwners
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,17 @@ class Denial:
     permission: str | None = None  # the permission the actor lacks, if that is why
 
 
-PermissionCheck = Callable[[Actor, DocName, Sequence[Change], Doc], Denial | None]
-"""Decides whether ``actor`` may make ``changes`` (already applied to ``doc``); None: allowed."""
+TaskBefore = Callable[[str], dict[str, Any] | None]
+"""A task's fields ownership is judged on (its assignees) before the transaction; None: it
+did not exist. See task_owners."""
+
+PermissionCheck = Callable[[Actor, DocName, Sequence[Change], Doc, TaskBefore], Denial | None]
+"""Decides whether ``actor`` may make ``changes`` (already applied to ``doc``; task
+ownership as it was before them, from the lookup); None: allowed."""
+
+
+def _no_tasks(_task_id: str) -> dict[str, Any] | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,8 @@ class Gate:
         self._roots = {name: doc.get(name, type=t) for name, t in ROOTS[doc_name.kind].items()}
         self._undo = UndoManager(scopes=list(self._roots.values()), capture_timeout_millis=0)
         self._undo.include_origin(self._origin)
+        tasks = self._roots.get("tasks")
+        self._owners = TaskOwners(tasks) if isinstance(tasks, Map) else None
         # Subscribed on the integrated (Rust) types: the raw events are read lazily, and
         # the gate reads only their paths and keys (see doc_model.changes_from_events).
         self._subscriptions = [
@@ -108,6 +121,11 @@ class Gate:
                     self._events.extend(changes_from_events(events, root=root_name))
                 except Exception as e:  # never let an exception into pycrdt's Rust callback
                     self._capture_error = e
+            elif root_name == "tasks" and self._owners is not None:  # not the gate's own
+                try:
+                    self._owners.mark(changes_from_events(events, root=root_name))
+                except Exception:
+                    self._owners.reset()
 
         return collect
 
@@ -143,6 +161,8 @@ class Gate:
         self._events.clear()
         self._updates.clear()
         self._capture_error = None
+        if self._owners is not None:
+            self._owners.refresh()  # task ownership before this transaction
         self._capturing = True
         try:
             error: Exception | None = None
@@ -178,6 +198,11 @@ class Gate:
             )
         finally:
             self._capturing = False
+            if self._owners is not None:  # the transaction and its undo, if any
+                if self._capture_error is not None:
+                    self._owners.reset()
+                else:
+                    self._owners.mark(self._events)
             self._events.clear()
             self._updates.clear()
 
@@ -211,7 +236,8 @@ class Gate:
                 first = violations[0]
                 denial = Denial(reason=f"schema: {first}", path=first.path)
             elif self.permission_check is not None and changes:
-                denial = self.permission_check(actor, self.doc_name, changes, self.doc)
+                before = self._owners.before if self._owners is not None else _no_tasks
+                denial = self.permission_check(actor, self.doc_name, changes, self.doc, before)
         return denial, changes, violations
 
     def _stray_roots(self, txn) -> list[str]:

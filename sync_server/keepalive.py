@@ -6,8 +6,9 @@ client, pycrdt's provider and the PWA answer with a sync step 2 (empty when
 nothing is missing, a few bytes). The ASGI WebSocket has no ping of its own to
 send, and Hypercorn never checks pongs, so the sync protocol is the ping. A
 client that then stays silent until ``timeout`` has passed since it was last
-heard is closed with 4408, dropping what was queued for it: a phone that lost
-its network, a peer that stopped reading.
+heard is cut off with 4408 (``Connection.cut_off``: what was queued for it is
+dropped and a send stuck on its socket cancelled): a phone that lost its
+network, a peer that stopped reading.
 """
 
 from __future__ import annotations
@@ -37,9 +38,7 @@ def check_once(rooms: RoomManager, timeout: float, now: float) -> None:
                     timeout,
                     extra={"doc": room.name, "user": conn.actor.user_id, "conn": conn.id},
                 )
-                conn.close(
-                    CloseCode.TOO_SLOW, f"no answer to a keepalive in {timeout:g} s", discard=True
-                )
+                conn.cut_off(CloseCode.TOO_SLOW, f"no answer to a keepalive in {timeout:g} s")
             elif quiet >= timeout / 2 and (
                 conn.ping_sent_at is None or conn.ping_sent_at < conn.last_heard
             ):

@@ -13,6 +13,7 @@ edit(doc)   the room (loaded on demand) runs the edit through its gate
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,7 +66,8 @@ class LiveDocuments:
         self._bodies: OrderedDict[str, str] = OrderedDict()
         self._body_bytes = 0
         self._body_budget = body_budget
-        self._room_versions: dict[str, tuple[Doc, tuple[int, int], str]] = {}
+        # name -> (the room's doc, weakly: an unloaded room's doc must die, (revision, seq), version)
+        self._room_versions: dict[str, tuple[weakref.ref[Doc], tuple[int, int], str]] = {}
 
     async def read(self, name: DocName) -> DocumentView:
         self._prune()
@@ -77,10 +79,10 @@ class LiveDocuments:
             # digest is computed once per change, not once per read
             mark = (room.revision, room.last_seq)
             known = self._room_versions.get(name.name)
-            if known is not None and known[0] is doc and known[1] == mark:
+            if known is not None and known[0]() is doc and known[1] == mark:
                 return DocumentView(name, doc, known[2], exists=True)
             version = version_of(doc)
-            self._room_versions[name.name] = (doc, mark, version)
+            self._room_versions[name.name] = (weakref.ref(doc), mark, version)
             return DocumentView(name, doc, version, exists=True)
         last_seq = await self.store.last_seq(name.name)
         cached = self._stored.get(name.name)

@@ -9,7 +9,9 @@ Every notification is stored (the in-app list, ``/api/v1/me/notifications``) and
 users who subscribed a browser, sent by Web Push (pywebpush: VAPID-signed, aes128gcm
 encrypted). The VAPID key pair is made on first start and kept in the database, so
 every process on the file signs with the same key. Push delivery runs in a worker
-thread; subscriptions the push service reports gone (404/410) are dropped.
+thread, through the outbound guard (integrations.outbound: public https hosts only,
+the checked address pinned, no redirects, short timeouts); subscriptions the push
+service reports gone (404/410) are dropped.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from py_vapid import Vapid02
 from pycrdt import Array, Map
 
 from doc_model import DocKind, parse_doc_name
+from integrations.outbound import GuardedSession, OutboundPolicy, OutboundRefused
 
 from .database import SQLiteWorker
 from .hooks import DocumentChanged
@@ -296,9 +299,10 @@ class NotificationCenter:
     the write lock; pushes run on worker threads of their own.
     """
 
-    def __init__(self, db: SQLiteWorker) -> None:
+    def __init__(self, db: SQLiteWorker, outbound: OutboundPolicy | None = None) -> None:
         self.db = db
         self._key: Vapid02 | None = None
+        self._session = GuardedSession(outbound or OutboundPolicy())
 
     async def documents_changed(self, events: Sequence[DocumentChanged]) -> None:
         items: list[_Assignees | _Message] = []
@@ -321,7 +325,9 @@ class NotificationCenter:
             self._key = await self.db.run(vapid_key, self.db.conn)
         for notice, subscriptions in deliveries:
             for subscription in subscriptions:
-                gone = await asyncio.to_thread(self._push, self._key, notice, subscription)
+                gone = await asyncio.to_thread(
+                    self._push, self._key, notice, subscription, self._session
+                )
                 if gone:
                     await self.db.run(self._forget, subscription["endpoint"])
                     log.info("dropped an expired push subscription", extra={"user": notice.user})
@@ -354,8 +360,11 @@ class NotificationCenter:
             self.db.conn.execute("DELETE FROM push_subscriptions WHERE endpoint = ?", (endpoint,))
 
     @staticmethod
-    def _push(key: Vapid02, notice: Notice, subscription: dict[str, Any]) -> bool:
-        """Send one push (in a worker thread); True if the subscription no longer exists."""
+    def _push(
+        key: Vapid02, notice: Notice, subscription: dict[str, Any], session: GuardedSession
+    ) -> bool:
+        """Send one push (in a worker thread) through the outbound guard (only to public
+        https hosts, no redirects); True if the subscription no longer exists."""
         # Imported on the first push: pywebpush loads aiohttp and requests at import,
         # 13 MB of every server's memory that most servers never use.
         from pywebpush import WebPushException, webpush
@@ -369,7 +378,10 @@ class NotificationCenter:
                 vapid_claims={"sub": VAPID_SUBJECT},
                 ttl=24 * 3600,
                 timeout=10,
+                requests_session=session,  # duck-typed: only its post() is used
             )
+        except OutboundRefused as e:
+            log.warning("push refused by the outbound guard: %s", e, extra={"user": notice.user})
         except WebPushException as e:
             status = e.response.status_code if e.response is not None else None
             if status in (404, 410):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from quart import Response, json
@@ -17,15 +18,35 @@ TITLES = {
     422: "Invalid request",
     429: "Too many requests",
     500: "Internal error",
+    503: "Service unavailable",
+    507: "Insufficient storage",
 }
 
 
 class Problem(Exception):
-    def __init__(self, status: int, detail: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers or {}
         self.extra = extra
+
+
+def storage_problem(error: BaseException | None) -> Response:
+    """A write that could not be stored: 507 for a full disk, else 503; both say when to retry."""
+    from .database import is_full, is_locked
+
+    if isinstance(error, sqlite3.Error) and is_full(error):
+        status, detail, retry = 507, "the server's disk is full; nothing was changed", 60
+    elif isinstance(error, sqlite3.Error) and is_locked(error):
+        status, detail, retry = 503, "the database is locked by another process", 5
+    else:
+        status, detail, retry = 503, "the change could not be stored; nothing was changed", 5
+    response = problem_response(status, f"{detail}; retry in {retry} s")
+    response.headers["Retry-After"] = str(retry)
+    return response
 
 
 def problem_response(status: int, detail: str, **extra: Any) -> Response:

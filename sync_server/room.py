@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from pycrdt import Doc, Map, get_state, merge_updates
 
-from doc_model import SCHEMA_VERSION, DocKind, DocName, migrate, schema_version
+from doc_model import SCHEMA_VERSION, DocKind, DocName, declare_roots, migrate, schema_version
 
 from . import state_vectors
 from .connection import CloseCode, Connection
@@ -78,6 +78,9 @@ STORAGE_ORIGIN = "storage"
 MIGRATION_ACTOR = Actor("migration", kind="system")
 EMPTY_UPDATE = b"\x00\x00"
 CHEAP_TAIL_BYTES = 256 * 1024  # above this, reading the log's state vector costs a decode anyway
+# Deleted content the gate's undo manager kept (see Room._collect_garbage) is freed by a
+# rebuild once the bytes gated since the last one pass the live state's size, or this.
+GARBAGE_MIN_BYTES = 64 * 1024
 MAX_RESYNCS = 3  # gapped updates one connection may send before it is closed
 OBSERVER_BATCH = 1000  # changes handed to observers in one call, at most
 # Presence frames remembered (by digest) to recognise their echoes: every newcomer gets a
@@ -178,6 +181,8 @@ class Room:
         self._parts: list[bytes] = []  # bytes mode: snapshot and log, in order
         self._parts_sv: dict[int, int] = {}  # bytes mode: their state vector
         self._full_state: bytes | None = None  # doc mode: cached full update for new clients
+        self._gated_bytes = 0  # doc mode: bytes of updates applied since the doc was built
+        self._live_bytes = 0  # doc mode: its encoded size when it was built (0: not measured)
         self.last_seq = 0
         self.awareness: dict[
             int, tuple[int, object, int]
@@ -202,6 +207,7 @@ class Room:
         self._unload_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()  # held while the document is (re)loaded
         self.closed = False
+        self.storage_error: Exception | None = None  # why storing failed, if it did
         self.on_unload: list = []
 
     # -- lifecycle -------------------------------------------------------------
@@ -237,6 +243,7 @@ class Room:
         self.revision += 1
         self.gate = Gate(doc, self.doc_name, self.permission_check)
         self._parts, self._parts_sv, self._full_state = [], {}, None
+        self._gated_bytes, self._live_bytes = 0, 0
         log.info(
             "decoded in %.1f ms", (time.perf_counter() - started) * 1000, extra={"doc": self.name}
         )
@@ -475,6 +482,7 @@ class Room:
         batch = self._batch
         if result.update is not None:
             self._full_state = None
+            self._collect_garbage(len(result.update))
             batch.records.append(UpdateRecord(result.update, str(actor)))
             batch.updates.append(result.update)
             if result.accepted and sender is not None:
@@ -504,6 +512,48 @@ class Room:
         self._signal_flusher()
         return self._applied_gen
 
+    def _collect_garbage(self, gated_bytes: int) -> None:
+        """Free deleted content that the gate's undo manager kept alive.
+
+        yrs garbage-collects a transaction's deleted items when it commits, except
+        those an undo manager tracking the transaction marks to keep (it needs them
+        to undo). The gate's verdict comes after the commit, and ``clear()`` only
+        unmarks them: yrs collects only what the committing transaction itself
+        deleted, and pycrdt offers no later collection (yrs' ``TransactionMut::gc``
+        is not exposed). So every replaced text stayed in the document, its encoded
+        state, and every new client's first sync, for as long as the room was loaded.
+
+        A document rebuilt from its own encoding integrates the deleted items in
+        one transaction, which collects them. The room does that once the bytes
+        gated since the last build exceed the live state (at least
+        ``GARBAGE_MIN_BYTES``): amortised, each gated byte is re-encoded about
+        twice, and the state stays within about twice its live content.
+        """
+        self._gated_bytes += gated_bytes
+        if self.doc is None or self._gated_bytes <= max(GARBAGE_MIN_BYTES, self._live_bytes):
+            return
+        started = time.perf_counter()
+        before = self.doc.get_update()
+        # the same client id: the copy holds all of it, so the server's own edits continue
+        # its clocks instead of adding a client to every state vector per rebuild
+        doc = Doc(client_id=self.doc.client_id)
+        declare_roots(doc, self.doc_name.kind)
+        with doc.transaction(origin=STORAGE_ORIGIN):
+            doc.apply_update(before)
+        if self.gate is not None:
+            self.gate.close()
+        self.doc = doc
+        self.gate = Gate(doc, self.doc_name, self.permission_check)
+        self._full_state = doc.get_update()
+        self._gated_bytes, self._live_bytes = 0, len(self._full_state)
+        log.info(
+            "collected deleted content: %d -> %d bytes in %.1f ms",
+            len(before),
+            self._live_bytes,
+            (time.perf_counter() - started) * 1000,
+            extra={"doc": self.name},
+        )
+
     async def edit(self, actor: Actor, mutate: Callable[[Doc], None]) -> GateResult:
         """A server-side edit (REST API, automation) through the gate, returned once durable.
 
@@ -519,7 +569,9 @@ class Room:
         self._arm_idle_unload()
         await self.flush()
         if self._durable_gen < mine:
-            raise StorageFailed(f"{self.name}: the edit could not be stored")
+            raise StorageFailed(
+                f"{self.name}: the edit could not be stored"
+            ) from self.storage_error
         return result
 
     async def _reload_after_unrevertable(self) -> None:
@@ -555,6 +607,7 @@ class Room:
         if merged:
             update = _merged(merged)
             self._send_to_all(encode_update(update))
+            self._collect_garbage(len(update))
             self._observer_queue.put_nowait(DocumentChanged(self.name, actor, update, (), self.doc))
 
     async def flush(self) -> None:
@@ -589,8 +642,9 @@ class Room:
             batch, self._batch = self._batch, _Batch()
             try:
                 await self._commit(batch)
-            except Exception:
+            except Exception as e:
                 log.exception("storage failed; closing the room", extra={"doc": self.name})
+                self.storage_error = e
                 await self._fail_storage()
                 return
             async with self._durable:

@@ -11,6 +11,15 @@ def default_db_path() -> str:
     return os.environ.get("TANDEM_DB") or "./tandem.db"
 
 
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
 @dataclass
 class Settings:
     db: str = field(default_factory=default_db_path)
@@ -35,7 +44,14 @@ class Settings:
     presence_per_second: float = 20.0
     presence_burst: float = 40.0
     api_rate_limit: int = 100  # REST requests per minute per token (or per address without one)
+    login_failures_per_account: int = 10  # failed logins per account name per window
+    login_failures_per_address: int = 50  # failed logins per client address per window
+    login_window_seconds: int = 900
+    ws_origins: str = (
+        ""  # comma-separated browser origins allowed on /sync besides the server's own
+    )
     cors_origins: str = ""  # comma-separated origins allowed to call the REST API from a browser
+    outbound_allow_private: bool = False  # let user-given URLs reach private addresses (tests)
     ws_compression: str = (
         "off"  # "on" lets Hypercorn negotiate permessage-deflate (measured: don't)
     )
@@ -50,7 +66,7 @@ class Settings:
                 continue
             kind = type(getattr(cls(), f.name))
             try:
-                values[f.name] = kind(raw)
+                values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
             except ValueError as e:
                 raise ValueError(
                     f"TANDEM_{f.name.upper()}={raw!r} is not a valid {kind.__name__}"

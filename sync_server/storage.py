@@ -1,8 +1,12 @@
 """SQLiteStore: the embedded DocumentStore (see hooks.py).
 
 Each document is a snapshot plus a log of updates with store-assigned
-sequence numbers. All SQLite work runs on worker threads, never on the event
-loop: one connection and thread for the log, another for compaction
+sequence numbers, each stored with its CRC-32 and checked whenever it is read
+(a damaged row raises :class:`CorruptDocument`; ``tandem doctor`` finds and
+recovers them). All SQLite work runs on worker threads, never on the event
+loop: one connection and thread for the log's writes, one for reads (in WAL a
+reader never waits for the write lock, so a room opening does not queue behind
+an append stuck on another process's lock), another for compaction
 (``database.SQLiteWorker``). ``append`` commits
 before it returns; with ``synchronous=FULL`` that survives power loss, with
 ``NORMAL`` a killed process.
@@ -32,7 +36,7 @@ from pycrdt import Doc
 
 from doc_model import DocName, declare_roots
 
-from .database import SQLiteWorker, connect, migrate
+from .database import SQLiteWorker, checksum, connect, is_locked, migrate
 from .folding import FoldProcess
 from .hooks import StoredDocument, StoredUpdate, UpdateRecord
 
@@ -41,6 +45,27 @@ log = logging.getLogger("tandem.storage")
 
 class StorageError(RuntimeError):
     """Stored data that cannot be read back; names the document."""
+
+
+class CorruptDocument(StorageError):
+    """A stored update or snapshot whose bytes are not the ones written (checksum mismatch)."""
+
+    def __init__(self, doc_name: str, seq: int | None, reason: str) -> None:
+        where = f"update {seq}" if seq is not None else "snapshot"
+        super().__init__(f"{doc_name} is corrupt at its {where}: {reason}")
+        self.doc_name = doc_name
+        self.seq = seq  # None: the snapshot
+        self.reason = reason
+
+
+def verify(doc_name: str, seq: int | None, data: object, expected: int | None) -> bytes:
+    """``data`` if it is the bytes that were stored, else CorruptDocument (rows written
+    before checksums existed have none and pass; the migration gave every old row one)."""
+    if not isinstance(data, bytes):
+        raise CorruptDocument(doc_name, seq, f"stored as {type(data).__name__}, not bytes")
+    if expected is not None and checksum(data) != expected:
+        raise CorruptDocument(doc_name, seq, "checksum mismatch")
+    return data
 
 
 def build_document(stored: StoredDocument, doc_name: DocName, origin: object = None) -> Doc:
@@ -67,8 +92,10 @@ class SQLiteStore:
         compact_delay: float = 1.0,
         compact_max_updates: int | None = None,
         synchronous: str = "FULL",
+        lock_wait_seconds: float = 120.0,
     ) -> None:
         self.path = str(path)
+        self.lock_wait_seconds = lock_wait_seconds
         self.compact_threshold = compact_threshold
         self.compact_delay = compact_delay
         self.compact_max_updates = (
@@ -80,6 +107,10 @@ class SQLiteStore:
         self._rows_per_insert = max(
             1, min(1000, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 4)
         )
+        # Reads (a room opening, catching up, listing) on a connection and thread of their own:
+        # in WAL mode a reader never waits for the write lock, so an append stuck behind
+        # another process's lock (the CLI, a backup) delays only its own room.
+        self._reader = SQLiteWorker(connect(self.path, synchronous))
         self._compactor = SQLiteWorker(connect(self.path, synchronous))
         self._folder = FoldProcess()  # used on the compactor's thread only
         self._compactions: dict[str, asyncio.Task[bool]] = {}  # doc name -> running compaction
@@ -98,26 +129,37 @@ class SQLiteStore:
     # -- DocumentStore ---------------------------------------------------------
 
     async def load(self, doc_name: str) -> StoredDocument:
-        return await self._worker.run(self._load, doc_name)
+        return await self._reader.run(self._load, doc_name)
 
     async def append(self, doc_name: str, records: Sequence[UpdateRecord]) -> int:
-        last = await self._worker.run(self._append, doc_name, list(records))
+        """Store ``records``; waits (off the event loop) for as long as another process holds
+        the write lock, up to ``lock_wait_seconds``, then raises."""
+        deadline = time.monotonic() + self.lock_wait_seconds
+        while True:
+            try:
+                last = await self._worker.run(self._append, doc_name, list(records))
+                break
+            except sqlite3.OperationalError as e:
+                if not is_locked(e) or time.monotonic() >= deadline:
+                    raise
+                log.warning("still waiting for the write lock: %s", e, extra={"doc": doc_name})
         self._schedule_compaction(doc_name)
         return last
 
     async def updates_since(self, doc_name: str, seq: int) -> list[StoredUpdate]:
-        return await self._worker.run(self._updates_since, doc_name, seq)
+        return await self._reader.run(self._updates_since, doc_name, seq)
 
     async def last_seq(self, doc_name: str) -> int:
-        return await self._worker.run(self._last_seq, doc_name)
+        return await self._reader.run(self._last_seq, doc_name)
 
     async def exists(self, doc_name: str) -> bool:
-        return await self._worker.run(self._exists, doc_name)
+        return await self._reader.run(self._exists, doc_name)
 
     async def close(self) -> None:
         await self.wait_for_compactions()  # due ones included: the file is left compact
         await self._compactor.run(self._folder.close)
         await self._compactor.close()
+        await self._reader.close()
         await self._worker.close()
 
     # -- more ------------------------------------------------------------------
@@ -188,7 +230,7 @@ class SQLiteStore:
         )
 
     async def document_names(self, prefix: str = "") -> list[str]:
-        return await self._worker.run(self._document_names, prefix)
+        return await self._reader.run(self._document_names, prefix)
 
     async def delete_document(self, doc_name: str) -> None:
         await self._worker.run(self._delete, doc_name)
@@ -196,29 +238,33 @@ class SQLiteStore:
     # -- worker-thread implementations ----------------------------------------
 
     def _load(self, doc_name: str) -> StoredDocument:
-        c = self._conn
+        c = self._reader.conn
         c.execute("BEGIN")
         try:
             row = c.execute(
-                "SELECT snapshot, snapshot_seq, snapshot_state FROM documents WHERE name = ?",
+                "SELECT snapshot, snapshot_seq, snapshot_state, snapshot_checksum"
+                " FROM documents WHERE name = ?",
                 (doc_name,),
             ).fetchone()
-            snapshot, snapshot_seq, snapshot_state = row if row else (None, 0, None)
+            snapshot, snapshot_seq, snapshot_state, snapshot_sum = (
+                row if row else (None, 0, None, None)
+            )
             rows = c.execute(
-                "SELECT seq, data FROM updates WHERE doc = ? AND seq > ? ORDER BY seq",
+                "SELECT seq, data, checksum FROM updates WHERE doc = ? AND seq > ? ORDER BY seq",
                 (doc_name, snapshot_seq),
             ).fetchall()
         finally:
             c.execute("COMMIT")
-        if snapshot is not None and not isinstance(snapshot, bytes):
-            raise StorageError(f"snapshot of {doc_name!r} is not binary data")
+        if snapshot is not None:
+            snapshot = verify(doc_name, None, snapshot, snapshot_sum)
+        updates = [verify(doc_name, seq, data, expected) for seq, data, expected in rows]
         self._tail_counts[doc_name] = len(rows)
         last = rows[-1][0] if rows else snapshot_seq
-        return StoredDocument(snapshot, [r[1] for r in rows], last, snapshot_state)
+        return StoredDocument(snapshot, updates, last, snapshot_state)
 
     def _append(self, doc_name: str, records: list[UpdateRecord]) -> int:
         if not records:
-            return self._last_seq(doc_name)
+            return self._last_seq(doc_name, self._conn)
         c = self._conn
         now = time.time()
         c.execute("BEGIN IMMEDIATE")
@@ -232,9 +278,9 @@ class SQLiteStore:
             for i in range(0, len(records), self._rows_per_insert):
                 chunk = records[i : i + self._rows_per_insert]
                 c.execute(
-                    "INSERT INTO updates (doc, data, actor, created_at) VALUES "
-                    + ", ".join(["(?, ?, ?, ?)"] * len(chunk)),
-                    [v for r in chunk for v in (doc_name, r.data, r.actor, now)],
+                    "INSERT INTO updates (doc, data, actor, created_at, checksum) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
+                    [v for r in chunk for v in (doc_name, r.data, r.actor, now, checksum(r.data))],
                 )
             last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
             self.access_generation = c.execute(
@@ -265,15 +311,20 @@ class SQLiteStore:
         c.execute("BEGIN")  # one consistent read of the snapshot and the log
         try:
             row = c.execute(
-                "SELECT snapshot, snapshot_seq FROM documents WHERE name = ?", (doc_name,)
+                "SELECT snapshot, snapshot_seq, snapshot_checksum FROM documents WHERE name = ?",
+                (doc_name,),
             ).fetchone()
-            snapshot, snapshot_seq = (row[0], row[1]) if row else (None, 0)
+            snapshot, snapshot_seq, snapshot_sum = row if row else (None, 0, None)
             rows = c.execute(
-                "SELECT seq, data FROM updates WHERE doc = ? AND seq > ? ORDER BY seq",
+                "SELECT seq, data, checksum FROM updates WHERE doc = ? AND seq > ? ORDER BY seq",
                 (doc_name, snapshot_seq),
             ).fetchall()
         finally:
             c.execute("COMMIT")
+        # never fold damaged bytes into a snapshot: the log keeps them for `tandem doctor`
+        if snapshot is not None:
+            snapshot = verify(doc_name, None, snapshot, snapshot_sum)
+        rows = [(seq, verify(doc_name, seq, data, expected)) for seq, data, expected in rows]
         if not rows:
             self._tail_counts[doc_name] = 0  # another process folded it all
             return False
@@ -291,12 +342,14 @@ class SQLiteStore:
                 c.execute("COMMIT")
                 return False
             c.execute(
-                "INSERT INTO documents"
-                " (name, snapshot, snapshot_seq, snapshot_state, created_at, compacted_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
+                "INSERT INTO documents (name, snapshot, snapshot_seq, snapshot_state,"
+                " snapshot_checksum, created_at, compacted_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
                 " snapshot = excluded.snapshot, snapshot_seq = excluded.snapshot_seq,"
-                " snapshot_state = excluded.snapshot_state, compacted_at = excluded.compacted_at",
-                (doc_name, snapshot, folded, state, time.time(), time.time()),
+                " snapshot_state = excluded.snapshot_state,"
+                " snapshot_checksum = excluded.snapshot_checksum,"
+                " compacted_at = excluded.compacted_at",
+                (doc_name, snapshot, folded, state, checksum(snapshot), time.time(), time.time()),
             )
             c.execute("DELETE FROM updates WHERE doc = ? AND seq <= ?", (doc_name, folded))
             remaining = self._count_tail(c, doc_name)
@@ -315,36 +368,43 @@ class SQLiteStore:
 
     def _updates_since(self, doc_name: str, seq: int) -> list[StoredUpdate]:
         """Updates after ``seq``; if some were folded into the snapshot since, the snapshot first."""
-        c = self._conn
+        c = self._reader.conn
         c.execute("BEGIN")
         try:
             row = c.execute(
-                "SELECT snapshot, snapshot_seq FROM documents WHERE name = ?", (doc_name,)
+                "SELECT snapshot, snapshot_seq, snapshot_checksum FROM documents WHERE name = ?",
+                (doc_name,),
             ).fetchone()
             out: list[StoredUpdate] = []
             start = seq
             if row and row[1] > seq and row[0]:
-                out.append(StoredUpdate(row[1], row[0]))
+                out.append(StoredUpdate(row[1], verify(doc_name, None, row[0], row[2])))
                 start = row[1]
             rows = c.execute(
-                "SELECT seq, data FROM updates WHERE doc = ? AND seq > ? ORDER BY seq",
+                "SELECT seq, data, checksum FROM updates WHERE doc = ? AND seq > ? ORDER BY seq",
                 (doc_name, start),
             ).fetchall()
         finally:
             c.execute("COMMIT")
-        return out + [StoredUpdate(s, d) for s, d in rows]
+        return out + [StoredUpdate(s, verify(doc_name, s, d, c_)) for s, d, c_ in rows]
 
-    def _last_seq(self, doc_name: str) -> int:
-        row = self._conn.execute(
-            "SELECT max(coalesce((SELECT max(seq) FROM updates WHERE doc = ?), 0),"
-            " coalesce((SELECT snapshot_seq FROM documents WHERE name = ?), 0))",
-            (doc_name, doc_name),
-        ).fetchone()
+    def _last_seq(self, doc_name: str, c: sqlite3.Connection | None = None) -> int:
+        row = (
+            (c or self._reader.conn)
+            .execute(
+                "SELECT max(coalesce((SELECT max(seq) FROM updates WHERE doc = ?), 0),"
+                " coalesce((SELECT snapshot_seq FROM documents WHERE name = ?), 0))",
+                (doc_name, doc_name),
+            )
+            .fetchone()
+        )
         return int(row[0])
 
     def _exists(self, doc_name: str) -> bool:
         return (
-            self._conn.execute("SELECT 1 FROM documents WHERE name = ?", (doc_name,)).fetchone()
+            self._reader.conn.execute(
+                "SELECT 1 FROM documents WHERE name = ?", (doc_name,)
+            ).fetchone()
             is not None
         )
 
@@ -352,7 +412,7 @@ class SQLiteStore:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return [
             r[0]
-            for r in self._conn.execute(
+            for r in self._reader.conn.execute(
                 "SELECT name FROM documents WHERE name LIKE ? ESCAPE '\\' ORDER BY name",
                 (escaped + "%",),
             )

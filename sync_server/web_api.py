@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -19,8 +20,10 @@ from quart_rate_limiter import RateLimit, RateLimiter, RateLimitExceeded, limit_
 from quart_schema import HttpSecurityScheme, Info, OpenAPIProvider, QuartSchema
 
 from .api_common import bearer
-from .problems import Problem, problem_response
+from .problems import Problem, problem_response, storage_problem
+from .room import StorageFailed
 from .settings import Settings
+from .storage import CorruptDocument, StorageError
 
 log = logging.getLogger("tandem.api")
 
@@ -41,7 +44,12 @@ renamed. Incompatible changes come as /api/v2 beside it.
 
 
 async def token_or_address() -> str:
-    """The rate-limit key: the token's hash (never the token itself), else the client address."""
+    """The rate-limit key: the token's hash (never the token itself), else the client address.
+
+    A login is keyed by address whatever it sends: a made-up token must not buy a fresh
+    budget there (failed logins have their own limits too: login_guard)."""
+    if request.endpoint == "access_api.login":
+        return "a:" + (request.remote_addr or "unknown")
     token = bearer(request.headers.get("Authorization"))
     if token:
         return "t:" + hashlib.sha256(token.encode()).hexdigest()[:24]
@@ -137,12 +145,33 @@ def configure_web_api(app: Quart, blueprints: Sequence[Blueprint], settings: Set
         security=[{"bearer": []}],
         redoc_ui_path=None,
         scalar_ui_path=None,
+        swagger_ui_path=None,  # /docs is served from this server (security_headers)
         openapi_provider_class=TandemOpenAPI,
     )
 
     @app.errorhandler(Problem)
     async def handle_problem(e: Problem):
-        return problem_response(e.status, e.detail, **e.extra)
+        response = problem_response(e.status, e.detail, **e.extra)
+        response.headers.update(e.headers)
+        return response
+
+    @app.errorhandler(sqlite3.OperationalError)
+    async def handle_database_error(e: sqlite3.OperationalError):
+        log.error("database error on %s %s: %s", request.method, request.path, e)
+        return storage_problem(e)
+
+    @app.errorhandler(StorageError)
+    async def handle_unreadable_document(e: StorageError):
+        log.error("%s %s: %s", request.method, request.path, e)
+        extra: dict = {}
+        if isinstance(e, CorruptDocument):
+            extra = {"document": e.doc_name, "seq": e.seq}
+        return problem_response(500, f"{e}; an administrator must run `tandem doctor`", **extra)
+
+    @app.errorhandler(StorageFailed)
+    async def handle_storage_failed(e: StorageFailed):
+        log.error("storage failed on %s %s: %s", request.method, request.path, e)
+        return storage_problem(e.__cause__)
 
     @app.errorhandler(RateLimitExceeded)
     async def handle_rate_limit(e: RateLimitExceeded):

@@ -42,7 +42,7 @@ _counter = iter(range(10**6))
 
 
 def new_project(server, owner: str = "owner", **fields) -> str:
-    project = f"p{next(_counter)}x{int(time.time() * 1000) % 100000}"
+    project = f"p{next(_counter)}x{int(time.time() * 1000) % 10**9:09d}"  # 12+ characters
     r = call(server, "POST", "/projects/", owner, json={"id": project, "name": "Proj", **fields})
     assert r.status_code == 201, r.text
     return project
@@ -94,7 +94,7 @@ def test_create_list_get_update_and_delete_a_project(srv) -> None:
     assert_problem(call(srv, "GET", f"/projects/{project}/"), 404, project)
     assert project not in [p["id"] for p in call(srv, "GET", "/projects/").json()["items"]]
     taken = call(srv, "POST", "/projects/", json={"id": project, "name": "again"})
-    assert_problem(taken, 409, "taken")
+    assert_problem(taken, 409, "not available")
 
 
 @pytest.mark.anyio

@@ -86,7 +86,7 @@ def project_with_tasks(
     server: ServerProcess, owner: str, titles: list[str]
 ) -> tuple[str, list[str]]:
     account(server, owner)
-    project = f"web{next(_n)}x{int(time.time()) % 10000}"
+    project = f"web{next(_n)}x{int(time.time() * 1000) % 10**9:09d}"  # 12+ characters
     r = rest(
         server, owner, "POST", "/projects/", json={"id": project, "name": f"Project {project}"}
     )
@@ -515,4 +515,39 @@ def test_notifications_in_the_bell_and_from_a_push_message(pw, app_server, tmp_p
         ".some(n => n.title === 'nora mentioned you' && n.body === 'see chat')",
         timeout=10000,
     )
+    context.close()
+
+
+CSP_PROBE = (
+    "window.__csp = [];"
+    "document.addEventListener('securitypolicyviolation',"
+    " e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"
+)
+
+
+def test_the_app_and_the_api_docs_run_under_their_content_security_policy(
+    browser, app_server
+) -> None:
+    project, _ = project_with_tasks(app_server, "cspuser", ["guarded"])
+    context = signed_in(browser, app_server, "cspuser")
+    context.add_init_script(CSP_PROBE)
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text))
+    response = page.goto("/")
+    assert response is not None
+    policy = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
+    assert response.headers["x-content-type-options"] == "nosniff"
+    open_board(page, project)  # scripts, styles, the sync socket and the service worker
+    page.locator(".task-card").first.click()
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.__csp") == [], page.evaluate("window.__csp")
+
+    docs = context.new_page()
+    docs.on("console", lambda m: console.append(m.text))
+    docs.goto("/docs")
+    expect(docs.locator(".swagger-ui .info .title")).to_contain_text("Tandem API", timeout=15000)
+    assert docs.evaluate("window.__csp") == [], docs.evaluate("window.__csp")
+    assert not [line for line in console if "Content Security Policy" in line], console
     context.close()

@@ -1,0 +1,254 @@
+"""The outbound guard: every request the server makes on a user's behalf goes through here.
+
+A URL a user gave us (a push subscription's endpoint; later webhooks and
+connectors) must not make the server call itself, its network or its cloud's
+metadata service (SSRF). So, unless the operator allows private addresses
+(``TANDEM_OUTBOUND_ALLOW_PRIVATE=true``, for a push relay on the same machine
+or network, and the tests):
+
+- only ``https`` URLs, with a host name or a public address;
+- the host is resolved once, and *every* address it resolves to must be public:
+  not loopback, private (RFC 1918, ULA), link-local, CGNAT (100.64/10),
+  multicast, reserved, unspecified, documentation or benchmarking, and no
+  cloud metadata address; IPv6 addresses that embed an IPv4 one (mapped,
+  NAT64, 6to4, Teredo) are judged by that IPv4 address too;
+- the connection is made to the address that was checked (the TLS name check
+  and SNI still use the host name), so a DNS answer that changes between the
+  check and the connection (DNS rebinding) cannot send it elsewhere;
+- redirects are never followed, timeouts are short, and at most
+  ``MAX_RESPONSE_BYTES`` of an answer are read.
+
+The HTTP client is httpx (already the server's dependency); pinning the
+address uses httpcore's ``sni_hostname`` request extension.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], list[str]]
+
+MAX_RESPONSE_BYTES = 64 * 1024
+
+BLOCKED_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",  # "this" network
+        "10.0.0.0/8",  # private
+        "100.64.0.0/10",  # carrier-grade NAT (and Alibaba Cloud's metadata, 100.100.100.200)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local (AWS, GCP, Azure metadata: 169.254.169.254)
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # documentation
+        "192.88.99.0/24",  # 6to4 relay anycast
+        "192.168.0.0/16",  # private
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation
+        "203.0.113.0/24",  # documentation
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, broadcast
+        "::/128",  # unspecified
+        "::1/128",  # loopback
+        "64:ff9b:1::/48",  # local-use NAT64
+        "100::/64",  # discard
+        "2001:db8::/32",  # documentation
+        "fc00::/7",  # unique local (AWS metadata over IPv6: fd00:ec2::254)
+        "fe80::/10",  # link-local
+        "ff00::/8",  # multicast
+    )
+)
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class OutboundRefused(ValueError):
+    """A URL the server will not call, with a reason fit to show the user."""
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    allow_private: bool = False
+    timeout: float = 5.0  # seconds for each read and write
+    connect_timeout: float = 3.0
+
+    def httpx_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout, connect=self.connect_timeout)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    out = []
+    if address.ipv4_mapped is not None:
+        out.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        out.append(address.sixtofour)
+    if address.teredo is not None:
+        out.extend(address.teredo)
+    if address in NAT64:
+        out.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return out
+
+
+def is_public(address: IPAddress) -> bool:
+    """Whether the server may connect to ``address`` on a user's behalf."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded and not all(is_public(a) for a in embedded):
+            return False
+        if address.ipv4_mapped is not None:
+            return True  # judged as the IPv4 address it is
+    if any(address in net for net in BLOCKED_NETWORKS if net.version == address.version):
+        return False
+    return address.is_global and not address.is_multicast and not address.is_reserved
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL: where to connect (``address``) and what to call it (``host``)."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    address: IPAddress
+
+    def pinned_url(self) -> str:
+        """The URL with the checked address in place of the host name."""
+        parts = urlsplit(self.url)
+        literal = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return urlunsplit((parts.scheme, f"{literal}:{self.port}", parts.path, parts.query, ""))
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        return name if self.port == default else f"{name}:{self.port}"
+
+
+def check_url(url: str, policy: OutboundPolicy, resolve: Resolver = system_resolver) -> Target:
+    """The URL's target, resolved and checked; raises OutboundRefused saying why not."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise OutboundRefused(f"not a valid URL: {e}") from e
+    scheme = parts.scheme.lower()
+    allowed_schemes = ("https", "http") if policy.allow_private else ("https",)
+    if scheme not in allowed_schemes:
+        raise OutboundRefused("the server only calls https:// URLs")
+    host = parts.hostname
+    if not host:
+        raise OutboundRefused("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise OutboundRefused("the URL may not carry a user name or password")
+    port = port or (443 if scheme == "https" else 80)
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses: list[IPAddress] = [literal]
+    else:
+        try:
+            resolved = resolve(host, port)
+        except (OSError, UnicodeError) as e:
+            raise OutboundRefused(f"the host {host!r} does not resolve") from e
+        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
+        if not addresses:
+            raise OutboundRefused(f"the host {host!r} does not resolve")
+    if not policy.allow_private:
+        for address in addresses:
+            if not is_public(address):
+                raise OutboundRefused(
+                    f"the host {host!r} is not public ({address} is a loopback, private,"
+                    " link-local, shared, multicast, reserved or metadata address)"
+                )
+    return Target(url, scheme, host, port, addresses[0])
+
+
+@dataclass(frozen=True)
+class OutboundResponse:
+    status_code: int
+    reason: str
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+def post(
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str],
+    policy: OutboundPolicy,
+    resolve: Resolver = system_resolver,
+) -> OutboundResponse:
+    """POST to a user-given URL through the guard (blocking: call it from a worker thread).
+
+    Redirects are answered as they are (3xx), never followed. Raises OutboundRefused
+    for a URL the guard refuses, httpx.HTTPError for network failures and timeouts.
+    """
+    target = check_url(url, policy, resolve)
+    request_headers = {k: v for k, v in headers.items() if k.lower() != "host"}
+    request_headers["Host"] = target.host_header
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    with (
+        httpx.Client(
+            timeout=policy.httpx_timeout(), follow_redirects=False, trust_env=False
+        ) as client,
+        client.stream(
+            "POST",
+            target.pinned_url(),
+            content=content,
+            headers=request_headers,
+            extensions=extensions,
+        ) as response,
+    ):
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) >= MAX_RESPONSE_BYTES:
+                break
+        return OutboundResponse(
+            response.status_code,
+            response.reason_phrase,
+            dict(response.headers),
+            bytes(body[:MAX_RESPONSE_BYTES]),
+        )
+
+
+class GuardedSession:
+    """What pywebpush wants of a ``requests.Session`` (``post``), through the guard."""
+
+    def __init__(self, policy: OutboundPolicy, resolve: Resolver = system_resolver) -> None:
+        self.policy = policy
+        self.resolve = resolve
+
+    def post(
+        self,
+        url: str,
+        *,
+        data: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **_ignored: object,
+    ) -> OutboundResponse:
+        body = data.encode() if isinstance(data, str) else (data or b"")
+        policy = self.policy
+        if timeout is not None:  # never longer than the policy's
+            policy = replace(policy, timeout=min(timeout, policy.timeout))
+        return post(url, content=body, headers=headers or {}, policy=policy, resolve=self.resolve)
