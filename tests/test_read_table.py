@@ -31,7 +31,7 @@ from rules import (
 from .conftest import ServerProcess, start_server
 from .raw_client import RawClient
 
-PROJECT = "reads"
+PROJECT = "reads-table-1"  # chosen ids have at least 12 characters
 CUSTOM = {  # project roles made once, through the API
     "auditor": {"view_budget", "view_costs", "export_data", "view_project"},
     "planner": {"view_project", "view_tasks", "view_resources", "view_analytics"},
