@@ -150,23 +150,6 @@ def effective_permissions(
     return (base | grant.added) - grant.removed
 
 
-READ_PERMISSIONS: dict[DocKind, tuple[frozenset[Permission], ...]] = {
-    # any one of these sets grants read access (all permissions within a set are needed)
-    DocKind.MAIN: (frozenset({P.VIEW_PROJECT}),),
-    DocKind.CHAT: (frozenset({P.VIEW_PROJECT}),),
-    DocKind.FINANCE: (frozenset({P.VIEW_BUDGET}), frozenset({P.VIEW_COSTS})),
-    DocKind.RESOURCES: (frozenset({P.VIEW_RESOURCES}),),
-}
-
-
-def can_read(perms: frozenset[Permission], kind: DocKind) -> Permission | None:
-    """None if ``perms`` may read a ``kind`` document, else the (first) permission missing."""
-    options = READ_PERMISSIONS[kind]
-    if any(option <= perms for option in options):
-        return None
-    return next(iter(sorted(options[0] - perms)))
-
-
 @dataclass(frozen=True)
 class Decision:
     allowed: bool

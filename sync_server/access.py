@@ -360,6 +360,17 @@ def list_audit(conn: sqlite3.Connection, project: str, limit: int = 100) -> list
     return out
 
 
+def permissions_of(conn: sqlite3.Connection, user: str, project: str) -> frozenset[Permission]:
+    """``user``'s effective permissions on ``project`` as the file holds them now."""
+    return effective_permissions(get_grant(conn, user, project), custom_roles(conn, project))
+
+
+def access_generation(conn: sqlite3.Connection) -> int:
+    """A number every change to grants, roles, tokens, sessions or projects moves (triggers,
+    migration 9), whichever process makes it."""
+    return conn.execute("SELECT n FROM access_generation WHERE id = 1").fetchone()[0]
+
+
 _ROOTS_ATTR = "_tandem_permission_roots"
 
 
@@ -381,14 +392,35 @@ def _messages(doc: Doc, doc_name: DocName) -> Array | None:
 
 
 class PermissionResolver:
-    """Effective permissions per (user, project), cached briefly."""
+    """Effective permissions per (user, project), cached briefly.
+
+    Answers the access watch keeps current (``prime``, for users with open sockets) do not
+    expire: the watch replaces them whenever access changes anywhere on the file.
+    """
 
     def __init__(self, conn: sqlite3.Connection, ttl: float = 1.0) -> None:
         self.conn = conn
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, frozenset[Permission]]] = {}
+        self._kept: dict[tuple[str, str], frozenset[Permission]] = {}
+
+    def prime(self, answers: dict[tuple[str, str], frozenset[Permission]]) -> None:
+        """Replace every kept answer with ``answers`` (read off the event loop) and forget the
+        briefly cached ones: access has just changed."""
+        self._kept = dict(answers)
+        self._cache.clear()
+
+    def keep(self, user: str, project: str, perms: frozenset[Permission]) -> None:
+        """Keep this answer (read off the event loop) until the next ``prime`` or ``unkeep``."""
+        self._kept[(user, project)] = perms
+
+    def unkeep(self, user: str, project: str) -> None:
+        self._kept.pop((user, project), None)
 
     def permissions(self, user: str, project: str) -> frozenset[Permission]:
+        kept = self._kept.get((user, project))
+        if kept is not None:
+            return kept
         now = time.monotonic()
         hit = self._cache.get((user, project))
         if hit is not None and now - hit[0] < self.ttl:
@@ -402,10 +434,13 @@ class PermissionResolver:
     def forget(self, user: str, project: str) -> None:
         """Drop a cached answer (after a change this process made itself)."""
         self._cache.pop((user, project), None)
+        self._kept.pop((user, project), None)
 
     def forget_project(self, project: str) -> None:
         for key in [k for k in self._cache if k[1] == project]:
             del self._cache[key]
+        for key in [k for k in self._kept if k[1] == project]:
+            del self._kept[key]
 
     def check(
         self,

@@ -48,6 +48,15 @@ class TokenInfo:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Who a token speaks for, and until when (None: until it is revoked)."""
+
+    user: User
+    expires_at: float | None
 
 
 def _hash_token(token: str) -> str:
@@ -103,18 +112,37 @@ def verify_password(conn: sqlite3.Connection, name: str, password: str) -> User 
     return User(row[0], row[1], row[2])
 
 
-def create_token(conn: sqlite3.Connection, user_name: str, label: str = "") -> str:
-    """Create an API token for ``user_name`` and return it (the only time it is shown)."""
+MAX_TOKEN_DAYS = 3650
+
+
+def create_token(
+    conn: sqlite3.Connection, user_name: str, label: str = "", expires_in_days: float | None = None
+) -> str:
+    """Create an API token for ``user_name`` and return it (the only time it is shown).
+
+    With ``expires_in_days`` it stops working that long from now (open sockets close then).
+    """
+    return create_token_info(conn, user_name, label, expires_in_days)[0]
+
+
+def create_token_info(
+    conn: sqlite3.Connection, user_name: str, label: str = "", expires_in_days: float | None = None
+) -> tuple[str, TokenInfo]:
     user = get_user(conn, user_name)
     if user is None:
         raise AccountError(f"no user named {user_name!r}")
+    if expires_in_days is not None and not 0 < expires_in_days <= MAX_TOKEN_DAYS:
+        raise AccountError(f"a token expires in more than 0 and at most {MAX_TOKEN_DAYS} days")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = time.time()
+    expires_at = now + expires_in_days * 86400 if expires_in_days is not None else None
     with conn:
-        conn.execute(
-            "INSERT INTO api_tokens (user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?)",
-            (user.id, _hash_token(token), label, time.time()),
+        cur = conn.execute(
+            "INSERT INTO api_tokens (user_id, token_hash, label, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (user.id, _hash_token(token), label, now, expires_at),
         )
-    return token
+    return token, TokenInfo(int(cur.lastrowid or 0), user.name, label, now, None, None, expires_at)
 
 
 TokenTouch = Callable[[int, float], None]
@@ -132,28 +160,37 @@ def touch_token(conn: sqlite3.Connection, token_id: int, now: float) -> None:
 def authenticate_token(
     conn: sqlite3.Connection, token: str, touch: TokenTouch | None = None
 ) -> User | None:
-    """The user a valid, unrevoked token belongs to; records its use (at minute resolution),
-    through ``touch`` if given, else at once on ``conn``."""
+    """The user a valid, unrevoked, unexpired token belongs to; records its use (at minute
+    resolution), through ``touch`` if given, else at once on ``conn``."""
+    found = token_credential(conn, token, touch)
+    return found.user if found else None
+
+
+def token_credential(
+    conn: sqlite3.Connection, token: str, touch: TokenTouch | None = None, *, record: bool = True
+) -> Credential | None:
+    """As authenticate_token, with the token's expiry; ``record=False`` records no use."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
+    now = time.time()
     row = conn.execute(
-        "SELECT t.id, t.last_used_at, u.id, u.name, u.display_name FROM api_tokens t"
-        " JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND t.revoked_at IS NULL",
-        (_hash_token(token),),
+        "SELECT t.id, t.last_used_at, u.id, u.name, u.display_name, t.expires_at FROM api_tokens t"
+        " JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND t.revoked_at IS NULL"
+        " AND (t.expires_at IS NULL OR t.expires_at > ?)",
+        (_hash_token(token), now),
     ).fetchone()
     if row is None:
         return None
-    now = time.time()
-    if row[1] is None or now - row[1] > LAST_USED_RESOLUTION_SECONDS:
+    if record and (row[1] is None or now - row[1] > LAST_USED_RESOLUTION_SECONDS):
         if touch is not None:
             touch(row[0], now)
-            return User(row[2], row[3], row[4])
+            return Credential(User(row[2], row[3], row[4]), row[5])
         try:
             with conn:
                 conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, row[0]))
         except sqlite3.OperationalError:
             pass  # a busy database must not refuse a valid token; the timestamp is advisory
-    return User(row[2], row[3], row[4])
+    return Credential(User(row[2], row[3], row[4]), row[5])
 
 
 def session_secret(conn: sqlite3.Connection) -> str:
@@ -193,16 +230,22 @@ def login(
 
 
 def authenticate_session(conn: sqlite3.Connection, token: str) -> User | None:
+    found = session_credential(conn, token)
+    return found.user if found else None
+
+
+def session_credential(conn: sqlite3.Connection, token: str) -> Credential | None:
     try:
         data = _serializer(conn).loads(token[len(SESSION_PREFIX) :], max_age=SESSION_SECONDS)
     except (BadSignature, SignatureExpired):
         return None
     row = conn.execute(
-        "SELECT u.id, u.name, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id"
+        "SELECT u.id, u.name, u.display_name, s.expires_at FROM sessions s"
+        " JOIN users u ON u.id = s.user_id"
         " WHERE s.id = ? AND s.revoked_at IS NULL AND s.expires_at > ?",
         (data.get("sid") if isinstance(data, dict) else None, time.time()),
     ).fetchone()
-    return User(*row) if row else None
+    return Credential(User(row[0], row[1], row[2]), row[3]) if row else None
 
 
 def logout(conn: sqlite3.Connection, token: str) -> bool:
@@ -222,16 +265,30 @@ def authenticate(
     conn: sqlite3.Connection, token: str | None, touch: TokenTouch | None = None
 ) -> User | None:
     """The user behind an API token or a session token (``touch``: see authenticate_token)."""
+    found = credential(conn, token, touch)
+    return found.user if found else None
+
+
+def credential(
+    conn: sqlite3.Connection,
+    token: str | None,
+    touch: TokenTouch | None = None,
+    *,
+    record: bool = True,
+) -> Credential | None:
+    """The user behind an API or session token, and when it expires; None if it is not valid
+    (unknown, revoked, expired). An API token's use is recorded through ``touch`` (else at
+    once on ``conn``) unless ``record`` is False."""
     if not token:
         return None
     if token.startswith(SESSION_PREFIX):
-        return authenticate_session(conn, token)
-    return authenticate_token(conn, token, touch)
+        return session_credential(conn, token)
+    return token_credential(conn, token, touch, record=record)
 
 
 def list_tokens(conn: sqlite3.Connection, user_name: str) -> list[TokenInfo]:
     rows = conn.execute(
-        "SELECT t.id, u.name, t.label, t.created_at, t.last_used_at, t.revoked_at"
+        "SELECT t.id, u.name, t.label, t.created_at, t.last_used_at, t.revoked_at, t.expires_at"
         " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE u.name = ? ORDER BY t.id",
         (user_name,),
     ).fetchall()

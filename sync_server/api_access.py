@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from .database import SQLiteWorker
 from .login_guard import LoginGuard
 from .problems import Problem
 
+log = logging.getLogger("tandem.api")
 T = TypeVar("T")
 
 
@@ -59,6 +61,29 @@ class GrantBody(BaseModel):
     role: str = Field(min_length=1, max_length=40)
     added: list[str] = Field(default_factory=list, max_length=len(Permission))
     removed: list[str] = Field(default_factory=list, max_length=len(Permission))
+
+
+class TokenBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(default="", max_length=200)
+    expires_in_days: float | None = Field(default=None, gt=0, le=accounts.MAX_TOKEN_DAYS)
+
+
+class TokenOut(BaseModel):
+    id: int
+    label: str
+    created_at: float
+    last_used_at: float | None
+    expires_at: float | None
+    revoked_at: float | None
+
+
+class NewToken(TokenOut):
+    token: str
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenOut]
 
 
 class LoginOut(BaseModel):
@@ -130,6 +155,14 @@ def access_api(state: dict) -> Blueprint:
 
     def conn() -> sqlite3.Connection:
         return state["accounts"]
+
+    async def access_changed() -> None:
+        """Close the sockets this change took access from before answering (if that fails,
+        the change stands and the watch's next poll closes them)."""
+        try:
+            await state["watch"].check_now()
+        except Exception:
+            log.exception("checking open sockets after an access change failed")
 
     def caller() -> accounts.User:
         return authenticated_caller(conn(), state.get("touch"))
@@ -207,7 +240,40 @@ def access_api(state: dict) -> Blueprint:
                 400, "only session tokens log out; revoke API tokens with `tandem token revoke`"
             )
         await write(accounts.logout, token)
+        await access_changed()
         return "", 204
+
+    def token_json(t: accounts.TokenInfo) -> dict[str, Any]:
+        return {
+            "id": t.id,
+            "label": t.label,
+            "created_at": t.created_at,
+            "last_used_at": t.last_used_at,
+            "expires_at": t.expires_at,
+            "revoked_at": t.revoked_at,
+        }
+
+    @bp.post("/me/tokens")
+    @document_request(TokenBody)
+    @document_response(NewToken, 201)
+    @_problems(400, 413, 415, 422)
+    async def create_token():
+        """A new API token for you (shown once), expiring after ``expires_in_days`` if given;
+        revoke it with `tandem token revoke ID`."""
+        user = caller()
+        data = await read_body(TokenBody)
+        token, info = await write(
+            accounts.create_token_info, user.name, data.label, data.expires_in_days
+        )
+        return jsonify({**token_json(info), "token": token}), 201
+
+    @bp.get("/me/tokens")
+    @document_response(TokenList)
+    @_problems()
+    async def list_tokens():
+        """Your API tokens with their last use, expiry and revocation (never the token)."""
+        user = caller()
+        return jsonify(tokens=[token_json(t) for t in accounts.list_tokens(conn(), user.name)])
 
     @bp.get("/me/permissions")
     @document_querystring(MyPermissionsArgs)
@@ -285,6 +351,7 @@ def access_api(state: dict) -> Blueprint:
         except access.AccessError as e:
             raise Problem(404, str(e)) from e
         state["access"].forget_project(project)
+        await access_changed()
         return jsonify(_role_json(role))
 
     @bp.delete("/projects/<project>/roles/<name>")
@@ -298,6 +365,7 @@ def access_api(state: dict) -> Blueprint:
             await write(access.delete_role, project, name, user.name)
         except access.AccessError as e:
             raise Problem(409 if "in use" in str(e) else 404, str(e)) from e
+        await access_changed()
         return "", 204
 
     @bp.get("/projects/<project>/grants")
@@ -332,6 +400,8 @@ def access_api(state: dict) -> Blueprint:
         except access.AccessError as e:
             raise Problem(422, str(e), field="role") from e
         state["access"].forget_project(project)
+        if changed:
+            await access_changed()
         return changed
 
     @bp.put("/projects/<project>/grants/<member>")

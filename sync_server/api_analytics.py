@@ -11,7 +11,7 @@ from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_response
 
 from doc_model import DocKind
-from rules import Permission
+from rules import Permission, may_read
 
 from . import activity, projects
 from .analytics import budget_burn, done_column, task_metrics
@@ -69,7 +69,7 @@ def analytics_api(state: dict) -> Blueprint:
             "tasks": task_metrics(snap, completed, today, days),
             "budget": None,
         }
-        if P.VIEW_BUDGET in perms:
+        if may_read(perms, "budget_burn"):
             fin_view = await ctx.read(project, DocKind.FINANCE)
             finance = ctx.finance_snapshot(fin_view)
             result["budget"] = budget_burn(snap, finance, today)
@@ -82,7 +82,7 @@ def analytics_api(state: dict) -> Blueprint:
     async def metrics(project: str):
         only_args("days")
         user = ctx.user()
-        project = ctx.project(user, project, P.VIEW_ANALYTICS)
+        project = ctx.project_read(user, project, "metrics")
         days = simple_int("days", 30, 1, 365)
         perms = ctx.permissions(user, project)
         return json_response(await metrics_for(project, perms, days))
@@ -96,7 +96,7 @@ def analytics_api(state: dict) -> Blueprint:
         rows = []
         for entry in projects.projects_of(ctx.conn, user.name):
             perms = ctx.permissions(user, entry.id)
-            if P.VIEW_ANALYTICS not in perms:
+            if not may_read(perms, "metrics"):
                 continue
             m = await metrics_for(entry.id, perms, 1)
             t = m["tasks"]
@@ -140,7 +140,7 @@ def analytics_api(state: dict) -> Blueprint:
         """All tasks as CSV (default) or JSON, as an attachment."""
         only_args("format")
         user = ctx.user()
-        project = ctx.project(user, project, P.EXPORT_DATA)
+        project = ctx.project_read(user, project, "export")
         kind = request.args.get("format", "csv")
         if kind not in ("csv", "json"):
             raise Problem(400, f"format: csv or json, got {kind!r}", field="format")

@@ -25,7 +25,7 @@ from doc_model import (
     resources_snapshot,
 )
 from doc_model.snapshot import Finance, Project, Resources
-from rules import Permission
+from rules import READS, Permission
 
 from . import accounts, projects
 from .access import PermissionResolver
@@ -155,7 +155,9 @@ class ApiContext:
         writer: SQLiteWorker = self.state["writer"]
         return await writer.run(fn, writer.conn, *args)
 
-    def project(self, user: accounts.User, value: str, needs: Permission) -> str:
+    def project(
+        self, user: accounts.User, value: str, needs: Permission, *, check: bool = True
+    ) -> str:
         """The project id, if it exists and ``user`` holds ``needs`` on it.
 
         A project the user has no grant on is reported as missing (404), not
@@ -167,11 +169,25 @@ class ApiContext:
         perms = self.resolver.permissions(user.name, project)
         if not perms:
             raise Problem(404, f"no project {project!r}")
-        if needs not in perms:
+        if check and needs not in perms:
             raise Problem(
                 403,
                 f"{user.name} needs {needs.value} on project {project!r}",
                 permission=needs.value,
+            )
+        return project
+
+    def project_read(self, user: accounts.User, value: str, read: str) -> str:
+        """The project id, if it exists and ``user`` may make the read named ``read``
+        (``rules.READS``: the read's own permission and every permission of what it returns);
+        404 without a grant, 403 naming the first permission missing."""
+        project = self.project(user, value, Permission.VIEW_PROJECT, check=False)
+        missing = READS[read].missing(self.resolver.permissions(user.name, project))
+        if missing is not None:
+            raise Problem(
+                403,
+                f"{user.name} needs {missing.value} on project {project!r}",
+                permission=missing.value,
             )
         return project
 

@@ -82,7 +82,7 @@ def finance_api(state: dict) -> Blueprint:
     async def get_budget(project: str):
         only_args()
         user = ctx.user()
-        project = ctx.project(user, project, P.VIEW_BUDGET)
+        project = ctx.project_read(user, project, "budget")
         view = await ctx.read(project, DocKind.FINANCE)
         return cached(
             lambda: ctx.finance_snapshot(view).budget.model_dump(mode="json"), [view.version]
@@ -115,7 +115,7 @@ def finance_api(state: dict) -> Blueprint:
     async def list_costs(project: str):
         only_args("task")
         user = ctx.user()
-        project = ctx.project(user, project, P.VIEW_COSTS)
+        project = ctx.project_read(user, project, "costs")
         view = await ctx.read(project, DocKind.FINANCE)
 
         def payload() -> dict[str, Any]:
@@ -161,7 +161,7 @@ def finance_api(state: dict) -> Blueprint:
     async def list_time(project: str):
         only_args("task", "user")
         user = ctx.user()
-        project = ctx.project(user, project, P.VIEW_COSTS)
+        project = ctx.project_read(user, project, "time_entries")
         view = await ctx.read(project, DocKind.FINANCE)
         who = request.args.get("user")
 
@@ -215,7 +215,7 @@ def finance_api(state: dict) -> Blueprint:
     async def list_allocations(project: str):
         only_args("task", "user")
         user = ctx.user()
-        project = ctx.project(user, project, P.VIEW_RESOURCES)
+        project = ctx.project_read(user, project, "allocations")
         view = await ctx.read(project, DocKind.RESOURCES)
         who = request.args.get("user")
 

@@ -42,7 +42,7 @@ from doc_model import (
     update_task,
 )
 from doc_model.schema import ID_PATTERN
-from rules import Grant, Permission, can_read
+from rules import Grant, Permission, can_read, may_read
 
 from . import access, accounts, activity, projects
 from .api_common import ApiContext, doc_name_of, json_response, read_body
@@ -298,7 +298,7 @@ def v1_api(state: dict) -> Blueprint:
     async def get_project(project: str):
         only_args()
         user = ctx.user()
-        project = ctx.project(user, project, P.VIEW_PROJECT)
+        project = ctx.project_read(user, project, "project")
         view = await ctx.read(project)
         return cached(lambda: project_json(view, project), [view.version])
 
@@ -359,7 +359,7 @@ def v1_api(state: dict) -> Blueprint:
     @_problems(400, 403, 404)
     async def list_tasks(project: str):
         user = ctx.user()
-        project = ctx.project(user, project, P.VIEW_TASKS)
+        project = ctx.project_read(user, project, "tasks")
         query = list_args(TASKS)
         view = await ctx.read(project)
 
@@ -413,7 +413,7 @@ def v1_api(state: dict) -> Blueprint:
         ]
         for project in candidates:
             perms = ctx.permissions(user, project)
-            if P.VIEW_TASKS not in perms:
+            if not may_read(perms, "tasks"):
                 continue
             view = await ctx.read(project)
             tasks = view.doc.get("tasks", type=Map)
@@ -490,7 +490,7 @@ def v1_api(state: dict) -> Blueprint:
     async def batch():
         user = ctx.user()
         data = await read_body(BatchBody)
-        project = ctx.project(user, data.project, P.VIEW_TASKS)
+        project = ctx.project_read(user, data.project, "tasks")
         plans: list[tuple[str, Any]] = []
         for index, op in enumerate(data.operations):
             where = f"operations.{index}"
@@ -551,7 +551,7 @@ def v1_api(state: dict) -> Blueprint:
     async def list_milestones(project: str):
         only_args()
         user = ctx.user()
-        project = ctx.project(user, project, P.VIEW_PROJECT)
+        project = ctx.project_read(user, project, "milestones")
         view, items = await milestones_of(project)
         ordered = sorted(items, key=lambda m: (m["due"] is None, m["due"] or "", m["name"]))
         return cached(lambda: {"items": ordered, "total": len(items)}, [view.version])
@@ -591,7 +591,7 @@ def v1_api(state: dict) -> Blueprint:
     async def get_milestone(project: str, milestone: str):
         only_args()
         user = ctx.user()
-        project = ctx.project(user, project, P.VIEW_PROJECT)
+        project = ctx.project_read(user, project, "milestones")
         view = await ctx.read(project)
         item = await milestone_json(project, milestone)
         return cached(lambda: item, [view.version])
@@ -639,7 +639,7 @@ def v1_api(state: dict) -> Blueprint:
         """Who is on the project; change membership with PUT/DELETE .../grants/<user>."""
         only_args()
         user = ctx.user()
-        project = ctx.project(user, project, P.VIEW_PROJECT)
+        project = ctx.project_read(user, project, "members")
         grants = access.list_grants(ctx.conn, project)
         items = [
             {
@@ -661,7 +661,7 @@ def v1_api(state: dict) -> Blueprint:
     async def list_comments(project: str):
         only_args("limit", "offset", "task")
         user = ctx.user()
-        project = ctx.project(user, project, P.VIEW_PROJECT)
+        project = ctx.project_read(user, project, "comments")
         limit = simple_int("limit", 50, 1, 1000)
         offset = simple_int("offset", 0, 0, 10**9)
         task = request.args.get("task")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
+import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -13,9 +13,10 @@ from quart_schema import hide
 
 from doc_model import InvalidDocName, add_member, doc_name, parse_doc_name, remove_member
 from integrations.outbound import OutboundPolicy
-from rules import can_read
+from rules import missing_for_document
 
 from . import access, accounts, security_headers
+from .access_watch import AccessWatch
 from .activity import ActivityRecorder
 from .api_access import access_api
 from .api_analytics import analytics_api
@@ -26,6 +27,7 @@ from .connection import CloseCode, Connection
 from .database import DeferredWrites, SQLiteWorker, connect, open_database
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
+from .keepalive import keep_alive
 from .live_documents import LiveDocuments
 from .login_guard import LoginGuard
 from .notifications import NotificationCenter, vapid_key
@@ -165,6 +167,15 @@ def create_app(
             synchronous=settings.sqlite_synchronous,
         )
         state["store"] = doc_store
+        # sockets' access: read on a connection and worker thread of its own, never on the loop
+        watch = AccessWatch(
+            SQLiteWorker(connect(settings.db, synchronous="NORMAL")),
+            resolver,
+            poll_seconds=settings.access_poll_seconds,
+            stored_generation=lambda: getattr(doc_store, "access_generation", None),
+            touch=touch,
+        )
+        state["watch"] = watch
         rooms = RoomManager(
             doc_store,
             settings=RoomSettings(
@@ -182,15 +193,26 @@ def create_app(
                 access.rejection_row, actor, doc_name, denial
             ),
             poll_seconds=settings.external_poll_seconds,
+            before_broadcast=watch.settle,
+            before_external=watch.refresh,
         )
         await rooms.start()
         state["rooms"] = rooms
+        await watch.start()
+        state["keepalive"] = (
+            asyncio.create_task(keep_alive(rooms, settings.ping_timeout_seconds), name="keepalive")
+            if settings.ping_timeout_seconds > 0
+            else None
+        )
         state["live"] = LiveDocuments(rooms, doc_store)
         app.extensions["tandem_rooms"] = rooms
         log.info("serving documents from %s", settings.db)
 
     @app.after_serving
     async def shutdown() -> None:
+        if state["keepalive"] is not None:
+            state["keepalive"].cancel()
+        await state["watch"].close()
         await state["rooms"].close()
         await state["store"].close()
         await state["deferred"].close()
@@ -198,6 +220,7 @@ def create_app(
         state["db"].conn.close()
         await state["activity_db"].close()
         await state["notices_db"].close()
+        await state["watch"].worker.close()
 
     @app.get("/healthz")
     @hide
@@ -208,15 +231,6 @@ def create_app(
             rooms=sum(1 for r in rooms.rooms.values() if not r.closed),
             connections=sum(len(r.connections) for r in rooms.rooms.values()),
         )
-
-    def authenticate(token: str | None) -> accounts.User | None:
-        if not token:
-            return None
-        try:
-            return accounts.authenticate(state["accounts"], token, state["touch"])
-        except sqlite3.Error:
-            log.exception("token lookup failed")
-            return None
 
     ws_origins = {o.strip().lower().rstrip("/") for o in settings.ws_origins.split(",")} - {""}
 
@@ -233,26 +247,33 @@ def create_app(
                 " TANDEM_WS_ORIGINS)",
             )
             return
-        user = authenticate(bearer_token(ws.headers.get("Authorization"), ws.args.get("token")))
-        if user is None:
-            log.info("refused unauthenticated connection", extra={"doc": doc})
-            await ws.close(CloseCode.UNAUTHENTICATED, "missing, invalid or revoked token")
-            return
+        watch: AccessWatch = state["watch"]
+        token = bearer_token(ws.headers.get("Authorization"), ws.args.get("token"))
         try:
             doc_name = parse_doc_name(doc)
         except InvalidDocName as e:
-            log.info("refused unknown document: %s", e, extra={"doc": doc, "user": user.name})
-            await ws.close(CloseCode.UNKNOWN_DOCUMENT, str(e))
+            doc_name = None
+            bad_name = str(e)
+        opening = await watch.authenticate(token, doc_name.project_id if doc_name else None)
+        if token is None or opening is None or opening.credential is None:
+            log.info("refused unauthenticated connection", extra={"doc": doc})
+            await ws.close(CloseCode.UNAUTHENTICATED, "missing, invalid, expired or revoked token")
             return
-        perms = state["access"].permissions(user.name, doc_name.project_id)
-        missing = can_read(perms, doc_name.kind)
-        if missing is not None:
+        user = opening.credential.user
+        if doc_name is None:
             log.info(
-                "refused read: needs %s", missing, extra={"doc": doc_name.name, "user": user.name}
+                "refused unknown document: %s", bad_name, extra={"doc": doc, "user": user.name}
+            )
+            await ws.close(CloseCode.UNKNOWN_DOCUMENT, bad_name)
+            return
+        missing = missing_for_document(opening.permissions, doc_name.kind)
+        if missing:
+            needs = ", ".join(p.value for p in missing)
+            log.info(
+                "refused read: needs %s", needs, extra={"doc": doc_name.name, "user": user.name}
             )
             await ws.close(
-                CloseCode.FORBIDDEN,
-                f"{user.name} may not read {doc_name.name}: needs {missing.value}",
+                CloseCode.FORBIDDEN, f"{user.name} may not read {doc_name.name}: needs {needs}"
             )
             return
         actor = Actor(user.name)
@@ -276,29 +297,36 @@ def create_app(
             presence_burst=settings.presence_burst,
         )
         extra = {"doc": doc_name.name, "user": user.name, "conn": conn.id}
+        watch.watch(conn, token, opening, doc_name)
         room.join(conn)
         sender = asyncio.create_task(conn.run_sender())
         log.info("connected", extra=extra)
+        receiver: asyncio.Task | None = None
         try:
             await room.start_sync(conn)
-            # Reading ends when the client leaves or breaks the protocol, or when the sender
-            # is done (a client cut off for not reading may never send a byte again: waiting
-            # for its next frame would keep it, its room and its socket forever).
-            receiving = asyncio.create_task(
+            # Read until the client leaves or breaks the protocol, or until the connection is
+            # closed from our side (access taken away, keepalive, cut off for not reading) or
+            # its sender is done: a silent peer must not keep this handler, its room and its
+            # socket waiting for its next frame.
+            receiver = asyncio.create_task(
                 _receive_loop(room, conn, ws, settings.max_message_bytes, extra)
             )
-            closing = asyncio.create_task(conn.closed.wait())
+            stops = [
+                asyncio.create_task(conn.close_requested.wait()),
+                asyncio.create_task(conn.closed.wait()),
+            ]
             try:
-                await asyncio.wait({receiving, closing}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({receiver, *stops}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                closing.cancel()
-                if not receiving.done():
-                    receiving.cancel()
-                    await asyncio.gather(receiving, return_exceptions=True)
-            if not receiving.cancelled():
-                receiving.result()  # a receive error ends the connection as before
-            await conn.closed.wait()
+                for stop in stops:
+                    stop.cancel()
+            if receiver.done() and not receiver.cancelled():
+                receiver.result()  # a receive error ends the connection as before
         finally:
+            watch.unwatch(conn)
+            if receiver is not None and not receiver.done():
+                receiver.cancel()
+                await asyncio.gather(receiver, return_exceptions=True)
             room.leave(conn)
             if not sender.done():
                 if conn.close_code is None:
@@ -321,6 +349,7 @@ async def _receive_loop(room, conn: Connection, ws, max_bytes: int, extra: dict)
     """Read frames until the client leaves or breaks the protocol."""
     while conn.close_code is None:
         frame = await ws.receive()
+        conn.last_heard = time.monotonic()
         if len(frame) > max_bytes:
             reason = f"message of {len(frame)} bytes exceeds the limit of {max_bytes}"
             log.warning("closing: %s", reason, extra=extra)

@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     tcreate = token.add_parser("create", parents=[db], help="print a new API token (last line)")
     tcreate.add_argument("user")
     tcreate.add_argument("--label", default="")
+    tcreate.add_argument(
+        "--expires-in",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="the token stops working this many days from now (default: until revoked)",
+    )
     tlist = token.add_parser("list", parents=[db], help="list a user's tokens")
     tlist.add_argument("user")
     trevoke = token.add_parser("revoke", parents=[db], help="revoke a token by id")
@@ -142,7 +149,7 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
                 print(f"{row[0]}\t{row[1]}")
             return 0
         if args.command == "token" and args.action == "create":
-            print(accounts.create_token(conn, args.user, args.label))
+            print(accounts.create_token(conn, args.user, args.label, args.expires_in))
             return 0
         if args.command == "token" and args.action == "list":
             if accounts.get_user(conn, args.user) is None:
@@ -153,7 +160,14 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
                     if t.last_used_at
                     else "never"
                 )
-                state = "revoked" if t.revoked_at else "active"
+                if t.revoked_at:
+                    state = "revoked"
+                elif t.expires_at is not None and t.expires_at <= time.time():
+                    state = "expired"
+                elif t.expires_at is not None:
+                    state = "expires " + time.strftime("%Y-%m-%d %H:%M", time.gmtime(t.expires_at))
+                else:
+                    state = "active"
                 print(f"{t.id}\t{state}\tlast used {used}\t{t.label}")
             return 0
         if args.command == "token" and args.action == "revoke":

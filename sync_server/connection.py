@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from typing import Any, Protocol
 
 from .hooks import Actor
@@ -39,7 +40,7 @@ class CloseCode:
     UNAUTHENTICATED = 4401
     FORBIDDEN = 4403
     UNKNOWN_DOCUMENT = 4404
-    TOO_SLOW = 4408
+    TOO_SLOW = 4408  # not reading fast enough, or not answering the keepalive
     UNREVERTABLE = 4422
     DOCUMENT_UNREADABLE = 4500  # stored data failed its checksum: see `tandem doctor`
 
@@ -80,10 +81,12 @@ class Connection:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queued_bytes = 0
         self._sender: asyncio.Task | None = None  # run_sender's task, while it is in a send
-
-        self.closed = asyncio.Event()
+        self.closed = asyncio.Event()  # the sender is done: close frame sent, or the socket gone
+        self.close_requested = asyncio.Event()  # close() was called: stop reading the client
         self.close_code: int | None = None
         self.close_reason = ""
+        self.last_heard = time.monotonic()  # when the client last sent a frame (keepalive)
+        self.ping_sent_at: float | None = None  # when the keepalive last asked it to answer
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.actor}>"
@@ -111,13 +114,19 @@ class Connection:
         else:  # y-protocols' auth message: stock y-websocket logs it as a warning
             self.send(encode_permission_denied(payload.get("reason", "change rejected")))
 
-    def close(self, code: int, reason: str) -> None:
-        """Close after the messages already queued (reason is capped at 123 bytes by the RFC)."""
+    def close(self, code: int, reason: str, *, discard: bool = False) -> None:
+        """Close after the messages already queued, or with ``discard`` (access taken away)
+        before any of them (reason is capped at 123 bytes by the RFC)."""
         if self.close_code is not None:
             return
         self.close_code = code
         self.close_reason = reason.encode()[:123].decode(errors="ignore")
+        if discard:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queued_bytes = 0
         self._queue.put_nowait(None)
+        self.close_requested.set()
 
     def cut_off(self, code: int, reason: str) -> None:
         """Close now, without the queued messages: they are dropped (their memory freed), and
@@ -125,10 +134,7 @@ class Connection:
         tried once; ``closed`` is set either way."""
         if self.close_code is not None:
             return
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queued_bytes = 0
-        self.close(code, reason)
+        self.close(code, reason, discard=True)
         if self._sender is not None:
             self._sender.cancel()
 

@@ -190,6 +190,30 @@ MIGRATIONS: list[Migration] = [
     """,
     # 8: checksums of stored updates and snapshots
     _add_checksums,
+    # 9: API tokens may expire; a generation counter every change to access moves (triggers, so
+    # a change by any process on the file counts: the server polls it to end revoked access)
+    """
+    ALTER TABLE api_tokens ADD COLUMN expires_at REAL;
+    CREATE TABLE IF NOT EXISTS access_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        n INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO access_generation (id, n) VALUES (1, 0);
+    """
+    + "".join(
+        f"CREATE TRIGGER IF NOT EXISTS access_{table}_{event.split()[0].lower()}"
+        f" AFTER {event} ON {table}"
+        " BEGIN UPDATE access_generation SET n = n + 1 WHERE id = 1; END;\n"
+        for table, events in (
+            ("grants", ("INSERT", "UPDATE", "DELETE")),
+            ("roles", ("INSERT", "UPDATE", "DELETE")),
+            ("api_tokens", ("UPDATE OF revoked_at, expires_at, user_id", "DELETE")),
+            ("sessions", ("UPDATE OF revoked_at, expires_at, user_id", "DELETE")),
+            ("users", ("DELETE",)),
+            ("projects", ("UPDATE OF deleted_at", "DELETE")),
+        )
+        for event in events
+    ),
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -223,6 +247,21 @@ def is_full(error: sqlite3.Error) -> bool:
     return "full" in str(error)
 
 
+def _statements(script: str) -> list[str]:
+    """A script's statements, one by one (a trigger's body holds semicolons of its own)."""
+    out: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending)
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending)
+    return out
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the file's schema up to date; returns the version it is at."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -236,9 +275,8 @@ def migrate(conn: sqlite3.Connection) -> int:
                 if callable(step):
                     step(conn)
                 else:
-                    for statement in step.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    for statement in _statements(step):
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={version + 1}")
             conn.execute("COMMIT")
         except BaseException:

@@ -26,7 +26,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from pycrdt import Doc, Map, get_state, merge_updates
@@ -163,8 +163,12 @@ class Room:
         observers: Sequence[DocumentObserver] = (),
         permission_check: PermissionCheck | None = None,
         on_rejected: RejectionHook | None = None,
+        before_broadcast: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.doc_name = doc_name
+        # awaited after a batch is stored and before it is sent: access taken away before
+        # the batch was stored ends first (AccessWatch.settle)
+        self.before_broadcast = before_broadcast
         self.on_rejected = on_rejected
         self.name = doc_name.name
         self.store = store
@@ -659,6 +663,8 @@ class Room:
             last = await self.store.append(self.name, batch.records)
             if last - len(batch.records) == self.last_seq:
                 self.last_seq = last  # contiguous: nobody else wrote in between
+            if self.before_broadcast is not None:
+                await self.before_broadcast()
         if batch.updates:
             message = encode_update(_merged(batch.updates, squash=batch.repeat_sender))
             skip = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from doc_model import DocName
 
@@ -27,7 +27,13 @@ class RoomManager:
         permission_check: PermissionCheck | None = None,
         on_rejected: RejectionHook | None = None,
         poll_seconds: float = 1.0,
+        before_broadcast: Callable[[], Awaitable[None]] | None = None,
+        before_external: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self.before_broadcast = before_broadcast
+        # awaited after reading another process's updates and before sending them: access
+        # taken away before they were read ends first (AccessWatch.refresh)
+        self.before_external = before_external
         self.on_rejected = on_rejected
         self.store = store
         self.settings = settings or RoomSettings()
@@ -65,6 +71,7 @@ class RoomManager:
             observers=self.observers,
             permission_check=self.permission_check,
             on_rejected=self.on_rejected,
+            before_broadcast=self.before_broadcast,
         )
         await room.load()
         room.on_unload.append(self._forget)
@@ -89,6 +96,8 @@ class RoomManager:
                         newest = await self.store.last_seq(room.name)
                         if newest > room.last_seq:
                             stored = await self.store.updates_since(room.name, room.last_seq)
+                            if self.before_external is not None:
+                                await self.before_external()
                             await room.apply_external(
                                 [u.data for u in stored], EXTERNAL_ACTOR, newest
                             )

@@ -39,6 +39,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # "text" (key=value) or "json"
     permission_cache_seconds: float = 1.0
+    access_poll_seconds: float = 0.25  # how often open sockets look for revoked access
+    ping_timeout_seconds: float = 30.0  # a socket silent this long (asked at half) closes; 0: off
     presence_per_second: float = 20.0
     presence_burst: float = 40.0
     api_rate_limit: int = 100  # REST requests per minute per token (or per address without one)

@@ -116,6 +116,10 @@ class SQLiteStore:
         self._compactions: dict[str, asyncio.Task[bool]] = {}  # doc name -> running compaction
         self._due: dict[str, asyncio.TimerHandle] = {}  # doc name -> its debounced compaction
         self._tail_counts: dict[str, int] = {}
+        # access_generation as the newest append saw it (in its own transaction): a room
+        # compares it before broadcasting, so access taken away before an update was stored
+        # ends before that update is sent (see access_watch)
+        self.access_generation: int | None = None
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -279,6 +283,9 @@ class SQLiteStore:
                     [v for r in chunk for v in (doc_name, r.data, r.actor, now, checksum(r.data))],
                 )
             last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+            self.access_generation = c.execute(
+                "SELECT n FROM access_generation WHERE id = 1"
+            ).fetchone()[0]
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
