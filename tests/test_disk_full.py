@@ -50,10 +50,12 @@ def test_a_rest_write_on_a_full_disk_is_507_with_retry_after_and_works_once_ther
         server.start()
         headers = {"Authorization": f"Bearer {server.token('alice')}"}
         with httpx.Client(base_url=server.http_url, headers=headers, timeout=30) as http:
-            assert http.post("/api/v1/projects/", json={"id": "one", "name": "One"}).is_success
+            assert http.post(
+                "/api/v1/projects/", json={"id": "project-one-1", "name": "One"}
+            ).is_success
             filler = _fill(disk)
             refused = [
-                http.post("/api/v1/projects/", json={"id": f"p{i}", "name": "x" * 200})
+                http.post("/api/v1/projects/", json={"id": f"project-full-{i}", "name": "x" * 200})
                 for i in range(3)
             ]
             assert http.get("/healthz").status_code == 200
@@ -65,10 +67,10 @@ def test_a_rest_write_on_a_full_disk_is_507_with_retry_after_and_works_once_ther
                 assert "disk is full" in r.json()["detail"]
             filler.unlink()
             # room again: the same request succeeds, and what was there is intact
-            again = http.post("/api/v1/projects/", json={"id": "two", "name": "Two"})
+            again = http.post("/api/v1/projects/", json={"id": "project-two-2", "name": "Two"})
             assert again.status_code == 201, again.text
             listed = {p["id"] for p in http.get("/api/v1/projects/").json()["items"]}
-            assert {"one", "two"} <= listed
+            assert {"project-one-1", "project-two-2"} <= listed
     finally:
         server.stop()
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)

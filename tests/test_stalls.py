@@ -56,11 +56,11 @@ async def test_a_held_write_lock_stalls_neither_health_checks_nor_other_rooms(se
     async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
         created = await http.post(
             "/api/v1/projects/",
-            json={"id": "api", "name": "API"},
+            json={"id": "api-project-1", "name": "API"},
             headers={"Authorization": f"Bearer {server.token('erin')}"},
         )
         assert created.status_code == 201, created.text
-    server.grant("carol", "api")
+    server.grant("carol", "api-project-1")
     carol_token = server.token("carol")
     conn = sqlite3.connect(server.db)  # carol last used her token long ago
     with conn:
@@ -88,7 +88,7 @@ async def test_a_held_write_lock_stalls_neither_health_checks_nor_other_rooms(se
             async def create_project(http: httpx.AsyncClient) -> None:
                 posted["r"] = await http.post(
                     "/api/v1/projects/",
-                    json={"id": "during", "name": "During"},
+                    json={"id": "during-project", "name": "During"},
                     headers={"Authorization": f"Bearer {server.token('dave')}"},
                 )
 
@@ -107,7 +107,7 @@ async def test_a_held_write_lock_stalls_neither_health_checks_nor_other_rooms(se
                     reads.append(
                         await _timed(
                             http.get(
-                                "/api/v1/projects/api/tasks/",
+                                "/api/v1/projects/api-project-1/tasks/",
                                 headers={"Authorization": f"Bearer {carol_token}"},
                             )
                         )
