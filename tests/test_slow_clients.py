@@ -40,10 +40,23 @@ def _open_and_never_read(port: int, path: str) -> socket.socket:
     return sock
 
 
-def _description(doc: Doc) -> Text:
-    text = doc.get("tasks", type=Map)["t1"]["description"]
+TASKS = 10
+DESCRIPTION = 100_000  # the schema's limit in characters: each edit stays within it
+
+
+def _description(doc: Doc, task: str) -> Text:
+    text = doc.get("tasks", type=Map)[task]["description"]
     assert isinstance(text, Text)
     return text
+
+
+def _rewrite(doc: Doc, i: int) -> None:
+    """One transaction of about 1 MB: every task's description replaced by 100,000 chars."""
+    for k in range(TASKS):
+        text = _description(doc, f"t{k}")
+        if len(text):
+            del text[0 : len(text)]
+        text.insert(0, f"{i % 10}" * DESCRIPTION)
 
 
 async def _connections(http: httpx.AsyncClient) -> int:
@@ -65,15 +78,17 @@ async def test_a_client_that_stops_reading_is_cut_off_and_forgotten(tmp_path) ->
         ):
             await alice.sync()
             assert await _connections(http) == 2
-            task = alice.edit(
-                lambda d: create_task(d, TaskCreate(title="big"), created_by="alice", task_id="t1")
+            tasks = alice.edit(
+                lambda d: [
+                    create_task(d, TaskCreate(title="big"), created_by="alice", task_id=f"t{k}")
+                    for k in range(TASKS)
+                ]
             )
-            assert (await alice.outcome(await alice.send_update(task)))["type"] == "ack"
-            # 16 MB of edits: more than the kernel's socket buffers and bob's 256 KB queue
+            assert (await alice.outcome(await alice.send_update(tasks)))["type"] == "ack"
+            # 16 MB of edits (each within the size limits): more than the kernel's socket
+            # buffers and bob's 256 KB queue
             for i in range(16):
-                n = await alice.send_update(
-                    alice.edit(lambda d, i=i: _description(d).insert(0, f"{i % 10}" * 2**20))
-                )
+                n = await alice.send_update(alice.edit(lambda d, i=i: _rewrite(d, i)))
                 assert (await alice.outcome(n, timeout=30))["type"] == "ack"
             started = time.monotonic()
             with anyio.fail_after(10):
