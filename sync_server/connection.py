@@ -134,6 +134,9 @@ class Connection:
         tried once; ``closed`` is set either way."""
         if self.close_code is not None:
             return
+        # logged now: the "disconnected" line waits for the close frame, which a peer that
+        # does not read may hold up for CLOSE_FRAME_SECONDS
+        log.warning("cutting off %r (%d: %s)", self, code, reason)
         self.close(code, reason, discard=True)
         if self._sender is not None:
             self._sender.cancel()
