@@ -33,6 +33,9 @@ const PRESENCE = process.env.FANOUT_PRESENCE !== 'off'
 // 200x10 it is a tenth of the arrivals and set the p99 by itself. Its p99 is reported
 // apart (warmup_p99_ms); FANOUT_WARMUP=0 measures from a cold start.
 const WARMUP = Number(process.env.FANOUT_WARMUP ?? 1)
+// the task's text field the clients type into: Tandem's schema caps a title at 500
+// characters (longer edits are refused), a description at 100,000
+const FIELD = process.env.FANOUT_FIELD ?? 'title'
 const LOCAL = Symbol('local edit')
 
 function connect (i) {
@@ -110,9 +113,10 @@ const connectCpu = process.cpuUsage(cpu0)
 // small, so N=1,000 Y.Docs fit in one Node process.
 const first = clients[0]
 first.doc.transact(() => {
-  first.doc.getMap('tasks').set('bench', newTask('|'.repeat(N)))
+  first.doc.getMap('tasks').set('bench', newTask(FIELD === 'title' ? '|'.repeat(N) : 'bench'))
+  if (FIELD !== 'title') first.doc.getMap('tasks').get('bench').get(FIELD).insert(0, '|'.repeat(N))
 }, LOCAL)
-await waitUntil(() => clients.every(c => c.doc.getMap('tasks').get('bench')?.get('title').length === N),
+await waitUntil(() => clients.every(c => c.doc.getMap('tasks').get('bench')?.get(FIELD)?.length === N),
   WAIT_S * 1000, 'task everywhere')
 
 for (const c of clients) {
@@ -130,7 +134,7 @@ for (const c of clients) {
   else c.provider.on('disconnect', () => { disconnects++ })
 }
 
-const texts = clients.map(c => c.doc.getMap('tasks').get('bench').get('title'))
+const texts = clients.map(c => c.doc.getMap('tasks').get('bench').get(FIELD))
 // a relative position glued to the left (assoc -1): right after mark i, then after my last char
 const anchors = texts.map((t, i) => Y.createRelativePositionFromTypeIndex(t, i + 1, -1))
 function editRound () { // one one-character edit per client
