@@ -30,10 +30,10 @@ def write_result(name: str, data: dict) -> Path:
     return path
 
 
-def report(name: str, args: object, summary: dict, runs: object) -> Path:
+def report(name: str, args: object, summary: dict, runs: object, module: str | None = None) -> Path:
     """Print the summary and write bench/results/<name>.json with the command that made it."""
     print(json.dumps(summary, indent=2))
-    module = "fanout" if name == "fanout_compression" else name
+    module = module or ("fanout" if name == "fanout_compression" else name)
     path = write_result(
         name,
         {

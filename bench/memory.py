@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.memory [--connections 1000] [--docs 20] [--tasks 1000] [--repeat 3]
         [--pycrdt-repeat 1]
+    .venv/bin/python -m bench.memory --spread 1000,2000 [--projects 200] [--repeat 3]
+        [--peers tandem,hocuspocus]
 
 RSS is read from /proc/<pid>/status (VmRSS) of the server process, each measurement
 on a fresh server (freed Python memory is not always returned to the OS).
@@ -14,6 +16,15 @@ on a fresh server (freed Python memory is not always returned to the OS).
 2. Loaded documents (Tandem): --docs projects of --tasks tasks each, one client per
    document. RSS after all synced (rooms open in bytes mode: stored bytes only), then
    after one edit per document (each room decodes its Doc), each minus a fresh server's.
+
+With --spread N1,N2 (instead of 1 and 2; written to results/memory_projects.json): N
+connections spread evenly over --projects documents, per server, interleaved (tandem,
+hocuspocus, tandem, ...), each run on a fresh server. RSS empty; after one client per
+project has synced (every room open; Tandem's in bytes mode); after that client adds one
+task to each (every room holds a decoded Doc: a loaded room); after the other N - projects
+clients have synced and sat 2 s. Per idle connection = the last step's delta / (N -
+projects); per loaded room = (loaded - empty) / projects minus one connection's share
+(each room's first client), with the raw figure beside it.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -118,6 +130,106 @@ def idle_connections(peer_name: str, connections: int) -> dict:
     }
 
 
+def spread_connections(peer_name: str, connections: int, projects: int) -> dict:
+    """``connections`` idle clients over ``projects`` loaded rooms (see the docstring)."""
+    names = [f"memproject{i:04d}" for i in range(projects)]
+    per_doc = connections // projects
+    with tempfile.TemporaryDirectory() as tmp:
+        peer = Peer(peer_name, Path(tmp), TANDEM_ROOM_IDLE_SECONDS="600")
+        if peer.tandem is not None:
+            for name in names:
+                peer.tandem.grant("bench", name, "manager")
+            docs = [f"p/{n}" for n in names]
+        else:
+            docs = names
+        clients: list[IdleClients] = []
+        try:
+            base = settle_rss(peer.pid, 1)
+            first = IdleClients(peer.kind, peer.url, peer.token, 1, docs)
+            clients.append(first)
+            opened = settle_rss(peer.pid)
+            first.command("edit")
+            first.expect("edited")
+            loaded = settle_rss(peer.pid)
+            rest = IdleClients(peer.kind, peer.url, peer.token, per_doc - 1, docs)
+            clients.append(rest)
+            rss_n = settle_rss(peer.pid)
+            cpu0 = cpu_seconds(peer.pid)
+            time.sleep(5)
+            idle_cpu = cpu_seconds(peer.pid) - cpu0
+        finally:
+            for c in reversed(clients):
+                c.close()
+            peer.stop()
+    extra = projects * (per_doc - 1)
+    per_conn_kb = (rss_n - loaded) * 1024 / extra
+    return {
+        "server": peer_name,
+        "connections": projects * per_doc,
+        "projects": projects,
+        "rss_mb_empty": base,
+        "rss_mb_rooms_open": opened,
+        "rss_mb_rooms_loaded": loaded,
+        "rss_mb_all_connected": rss_n,
+        "kb_per_idle_connection": round(per_conn_kb, 1),
+        "kb_per_loaded_room": round((loaded - base) * 1024 / projects - per_conn_kb, 1),
+        "kb_per_loaded_room_with_its_first_connection": round((loaded - base) * 1024 / projects, 1),
+        "connect_ms_rest": rest.synced["connect_ms"],
+        "idle_cpu_s_per_5s": round(idle_cpu, 2),
+    }
+
+
+def spread_main(args: argparse.Namespace) -> None:
+    peers = args.peers.split(",")
+    sizes = [int(n) for n in args.spread.split(",")]
+    runs: dict[str, dict[str, list[dict]]] = {str(n): {p: [] for p in peers} for n in sizes}
+    load = [round(x, 2) for x in os.getloadavg()]
+    for _ in range(args.repeat):
+        for n in sizes:
+            for p in peers:
+                try:
+                    r = spread_connections(p, n, args.projects)
+                except Exception as e:  # a peer that cannot hold the connections is a result
+                    r = {"server": p, "failed": str(e)[:300]}
+                r["load_average_1m"] = round(os.getloadavg()[0], 2)
+                print("spread", n, r, flush=True)
+                runs[str(n)][p].append(r)
+    summary: dict = {"load_average_at_start": load}
+    for n, by_peer in runs.items():
+        row: dict = {}
+        for p, rs in by_peer.items():
+            ok = [r for r in rs if "failed" not in r]
+            row[p] = {
+                k: statistics.median(r[k] for r in ok)
+                for k in (ok[0] if ok else {})
+                if isinstance(ok[0][k], int | float)
+            }
+            if len(ok) < len(rs):
+                row[p]["failures"] = [r["failed"] for r in rs if "failed" in r]
+        t = row.get("tandem", {})
+        for p in by_peer:
+            if p == "tandem":
+                continue
+            o = row[p]
+            for k in ("kb_per_idle_connection", "kb_per_loaded_room", "rss_mb_all_connected"):
+                if t.get(k) and o.get(k):
+                    row.setdefault("tandem_over", {}).setdefault(p, {})[k] = round(t[k] / o[k], 2)
+        summary[f"{n}_connections"] = row
+    summary["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(summary, indent=2))
+    path = write_result(
+        "memory_projects",
+        {
+            "command": "python -m bench.memory " + " ".join(sys.argv[1:]),
+            "args": vars(args),
+            "statistic": "median",
+            "summary": summary,
+            "runs": runs,
+        },
+    )
+    print(f"wrote {path}")
+
+
 def seed(db: Path, docs: int, tasks: int) -> None:
     async def run() -> None:
         await seed_demo(str(db), project_id="m0", task_count=tasks)
@@ -176,7 +288,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--peers", default="tandem,hocuspocus,pycrdt")
     parser.add_argument("--pycrdt-repeat", type=int, default=1)
+    parser.add_argument("--spread", default="", help="connection counts over --projects rooms")
+    parser.add_argument("--projects", type=int, default=200)
     args = parser.parse_args()
+    if args.spread:
+        spread_main(args)
+        return
     peers = args.peers.split(",")
 
     idle: dict[str, list[dict]] = {p: [] for p in peers}

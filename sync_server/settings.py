@@ -52,6 +52,10 @@ class Settings:
     )
     cors_origins: str = ""  # comma-separated origins allowed to call the REST API from a browser
     outbound_allow_private: bool = False  # let user-given URLs reach private addresses (tests)
+    # "1"/"on": asyncio debug mode, slow callbacks logged with where their time went;
+    # "timing": only the slow-callback log, without debug mode's own costs (loop_debug.py)
+    asyncio_debug: str = "off"
+    asyncio_slow_callback_ms: float = 50.0  # what debug mode calls a slow callback
     ws_compression: str = (
         "off"  # "on" lets Hypercorn negotiate permessage-deflate (measured: don't)
     )

@@ -114,9 +114,9 @@ const connectCpu = process.cpuUsage(cpu0)
 // small, so N=1,000 Y.Docs fit in one Node process.
 const first = clients[0]
 first.doc.transact(() => {
-  first.doc.getMap('tasks').set('bench', newTask('|'.repeat(N)))
+  first.doc.getMap('tasks').set('bench', newTask('|'.repeat(N))) // the marks go in FIELD
 }, LOCAL)
-await waitUntil(() => clients.every(c => c.doc.getMap('tasks').get('bench')?.get(FIELD).length === N),
+await waitUntil(() => clients.every(c => c.doc.getMap('tasks').get('bench')?.get(FIELD)?.length === N),
   WAIT_S * 1000, 'task everywhere')
 
 for (const c of clients) {

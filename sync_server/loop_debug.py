@@ -1,0 +1,126 @@
+"""asyncio debug mode for the server (TANDEM_ASYNCIO_DEBUG=1), with slow callbacks explained.
+
+In debug mode asyncio logs ``Executing <handle> took 0.123 seconds`` for every callback
+that ran longer than ``loop.slow_callback_duration`` (TANDEM_ASYNCIO_SLOW_CALLBACK_MS,
+50 ms by default). That figure is wall time: on a loaded machine a 2 ms callback that the
+kernel preempted for 60 ms is reported like one that computed for 60 ms. So each such
+line here also says where the time went, measured around the same callback:
+
+- ``cpu``: the event loop thread's own CPU time (``time.thread_time``): work this
+  callback did, whatever the machine's load;
+- ``runqueue``: time the thread was runnable but waiting for a core
+  (``/proc/thread-self/schedstat``): CPU starvation by other processes;
+- ``gc``: of ``cpu``, the CPU time Python's cyclic garbage collector took; it runs
+  inside whichever callback allocates when a generation fills up, so that callback's own
+  code is ``cpu`` minus ``gc``;
+- ``blocked``: the rest: the thread slept inside the callback (a blocking call, or the
+  GIL held by another of our threads);
+- ``others``: CPU time the process's other threads used meanwhile. ``blocked`` with
+  ``others`` about as large is another of our threads holding the GIL; ``blocked`` with
+  ``others`` near zero is a blocking call, or a GIL holder that the kernel preempted
+  (starvation again).
+
+Own code (``cpu`` minus ``gc``), ``gc``, or ``blocked`` while ``others`` ran, past the
+threshold, is this process's doing; ``runqueue`` is the machine's. Debug mode costs CPU itself (asyncio records where every handle was created),
+so it is for tests and diagnosis, not production. TANDEM_ASYNCIO_DEBUG=timing logs the
+same lines, in the same words, without debug mode (no creation tracebacks, no coroutine
+origin tracking): what the callbacks cost when debug mode is not there to inflate them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import threading
+import time
+from asyncio.base_events import _format_handle  # type: ignore[attr-defined]
+
+_last = {"cpu": 0.0, "runqueue": 0.0, "wall": 0.0, "gc": 0.0, "others": 0.0}
+_gc = {"total": 0.0, "since": 0.0, "thread": 0}
+
+
+def _gc_timer(phase: str, info: dict) -> None:
+    if threading.get_ident() != _gc["thread"]:
+        return  # another thread's collection: the loop's thread waits for the GIL (blocked)
+    if phase == "start":
+        _gc["since"] = time.thread_time()
+    else:
+        _gc["total"] += time.thread_time() - _gc["since"]
+
+
+def _schedstat_reader():
+    """A function returning this thread's run-queue wait in seconds, or None if unavailable."""
+    try:
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        return None
+
+    def wait_s() -> float:
+        return int(os.pread(fd, 128, 0).split()[1]) / 1e9
+
+    try:
+        wait_s()
+    except (OSError, ValueError, IndexError):
+        os.close(fd)
+        return None
+    return wait_s
+
+
+class _ExplainSlowCallbacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Executing %s took"):
+            wall = _last["wall"]
+            record.msg += " (cpu %.3f s, runqueue %.3f s, gc %.3f s, blocked %.3f s, others %.3f s)"
+            record.args = (
+                *(record.args or ()),  # type: ignore[misc]
+                _last["cpu"],
+                _last["runqueue"],
+                _last["gc"],
+                max(0.0, wall - _last["cpu"] - _last["runqueue"]),
+                _last["others"],
+            )
+        return True
+
+
+def enable(loop: asyncio.AbstractEventLoop, slow_callback_ms: float, full: bool = True) -> None:
+    """Debug mode on ``loop`` (unless not ``full``); slow callbacks logged with their
+    CPU / run-queue / gc / blocked split."""
+    threshold = slow_callback_ms / 1000
+    if full:
+        loop.set_debug(True)
+    loop.slow_callback_duration = threshold
+    log = logging.getLogger("asyncio")
+    tandem = logging.getLogger("tandem")
+    log.handlers[:] = list(tandem.handlers)  # same format and stream as the server's lines
+    log.setLevel(logging.WARNING)
+    log.propagate = False
+    log.addFilter(_ExplainSlowCallbacks())
+
+    _gc["thread"] = threading.get_ident()
+    gc.callbacks.append(_gc_timer)
+    runqueue = _schedstat_reader()
+    original = asyncio.Handle._run
+
+    def _run(self: asyncio.Handle) -> None:
+        w0, c0, p0 = time.monotonic(), time.thread_time(), time.process_time()
+        q0 = runqueue() if runqueue else 0.0
+        g0 = _gc["total"]
+        try:
+            original(self)
+        finally:
+            _last["cpu"] = time.thread_time() - c0
+            _last["others"] = max(0.0, time.process_time() - p0 - _last["cpu"])
+            _last["runqueue"] = (runqueue() - q0) if runqueue else 0.0
+            _last["wall"] = time.monotonic() - w0
+            _last["gc"] = _gc["total"] - g0
+            if not full and _last["wall"] >= threshold:
+                log.warning("Executing %s took %.3f seconds", _format_handle(self), _last["wall"])
+
+    asyncio.Handle._run = _run  # type: ignore[method-assign]
+    tandem.info(
+        "asyncio %s on: callbacks over %.0f ms are logged",
+        "debug mode" if full else "callback timing",
+        slow_callback_ms,
+    )
