@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.5)
     parser.add_argument("--replacers", type=int, default=0, help="clients replacing 4 KB text")
     parser.add_argument("--replace-rate", type=float, default=1.0, help="per replacer, per s")
-    parser.add_argument("--field", default="title", help="the task field typed into")
+    parser.add_argument("--field", default="description", help="the task field typed into")
     parser.add_argument("--name", default="soak", help="results file bench/results/<name>.json")
     args = parser.parse_args()
     load = [round(x, 2) for x in os.getloadavg()]
