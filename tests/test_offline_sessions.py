@@ -33,6 +33,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text
 
+from doc_model.schema import TASK_STATUSES
+
 from .conftest import NODE_DIR, ServerProcess, node_available, project_with_tasks, start_server
 from .raw_client import RawClient
 from .test_convergence import StockClient
@@ -47,7 +49,6 @@ STEP_SECONDS = 0.008  # the Node driver's STEP_MS: both sides step at the same p
 NODE_CLIENTS = 2
 PY_CLIENTS = 2
 PRIORITIES = ["low", "medium", "high", "urgent"]
-STATUSES = ["todo", "in_progress", "review", "done"]
 EDITS = [
     "create",
     "title",
@@ -133,7 +134,7 @@ def apply_step(doc: Doc, chat: Doc, op: str, n: int, text: str, user: str) -> No
         elif op == "priority" and task is not None:
             task["priority"] = PRIORITIES[n % 4]
         elif op == "move" and task is not None:
-            task["status"] = STATUSES[n % 4]
+            task["status"] = TASK_STATUSES[n % len(TASK_STATUSES)]
             task["order"] = f"b{n}"
         elif op == "estimate" and task is not None:
             task["estimate"] = n % 40
