@@ -261,35 +261,42 @@ class Gate:
                 missing = missing_dependencies(update, self.doc.get_state())
                 if missing is not None:
                     raise MissingDependencies(missing)
-            # List content in a map touches a map, so only transactions with a map event
-            # are read for it (typing into a text has none).
-            if self._maps:
-                for own in self._updates:
-                    keyless = keyless_map_content(own, self.doc, ROOTS[self.doc_name.kind])
-                    if keyless is not None:
-                        raise UnrevertableUpdate(f"{keyless}: a map holds only keyed entries")
+            self._refuse_list_content_in_maps()
             changes = tuple(self._events)
             violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
-            denial: Denial | None = None
             if self._capture_error is not None:  # changes unknown: nothing can allow them
-                denial = Denial(reason=f"unreadable transaction: {self._capture_error}")
-            elif violations:
-                first = violations[0]
-                denial = Denial(reason=f"schema: {first}", path=first.path)
-            elif self.permission_check is not None and changes:
-                before = self._owners.before if self._owners is not None else _no_tasks
-                denial = self.permission_check(actor, self.doc_name, changes, self.doc, before)
+                denial: Denial | None = Denial(
+                    reason=f"unreadable transaction: {self._capture_error}"
+                )
+            else:
+                denial = self._verdict(actor, changes, violations)
         return denial, changes, violations
 
-    def _judge_alone(self, actor: Actor, changes: Sequence[Change]) -> Denial | None:
-        """The verdict on ``changes`` alone, in the document as it is now."""
-        violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
+    def _verdict(
+        self, actor: Actor, changes: Sequence[Change], violations: Sequence
+    ) -> Denial | None:
+        """Schema first, then permissions (on task ownership before the transaction)."""
         if violations:
             return Denial(reason=f"schema: {violations[0]}", path=violations[0].path)
         if self.permission_check is not None and changes:
             before = self._owners.before if self._owners is not None else _no_tasks
             return self.permission_check(actor, self.doc_name, changes, self.doc, before)
         return None
+
+    def _judge_alone(self, actor: Actor, changes: Sequence[Change]) -> Denial | None:
+        """The verdict on ``changes`` alone, in the document as it is now."""
+        violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
+        return self._verdict(actor, changes, violations)
+
+    def _refuse_list_content_in_maps(self) -> None:
+        """List content in a map touches a map, so only transactions with a map event are
+        read for it (typing into a text has none); it cannot be undone (see map_content)."""
+        if not self._maps:
+            return
+        for own in self._updates:
+            keyless = keyless_map_content(own, self.doc, ROOTS[self.doc_name.kind])
+            if keyless is not None:
+                raise UnrevertableUpdate(f"{keyless}: a map holds only keyed entries")
 
     def _mixed_verdicts(self, actor: Actor, changes: Sequence[Change]) -> bool:
         """Whether a refused transaction touched several entities, some allowed alone."""
@@ -409,11 +416,7 @@ class Gate:
         missing = missing_dependencies(update, self.doc.get_state())
         if missing is not None:
             raise MissingDependencies(missing)
-        if self._maps:
-            for own in self._updates:
-                keyless = keyless_map_content(own, self.doc, ROOTS[self.doc_name.kind])
-                if keyless is not None:
-                    raise UnrevertableUpdate(f"{keyless}: a map holds only keyed entries")
+        self._refuse_list_content_in_maps()
 
     def _undo_only(
         self, parts: Sequence[split.Part], part_items: Sequence[list], indexes: Iterable[int]
