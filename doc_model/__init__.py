@@ -2,6 +2,7 @@
 
 from .changes import Change, changes_from_events
 from .check import Violation, check_changes, check_value, unknown_roots
+from .events import DomainEvent
 from .names import DocKind, DocName, InvalidDocName, doc_name, parse_doc_name
 from .order import InvalidOrderKey, order_key_between
 from .schema import (
@@ -87,6 +88,7 @@ __all__ = [
     "CostCreate",
     "DocKind",
     "DocName",
+    "DomainEvent",
     "Finance",
     "InvalidDocName",
     "InvalidOrderKey",

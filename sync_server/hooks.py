@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from pycrdt import Doc
 
-    from doc_model import Change
+    from doc_model import Change, DomainEvent
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,11 @@ class DocumentChanged:
     update: bytes  # the accepted transaction's own binary update
     changes: Sequence[Change] = field(default_factory=tuple)
     doc: Doc | None = None  # the live room document: read it, never write to it directly
+    # what the transaction meant, with values before and after (doc_model.events); empty
+    # where they could not be computed (see the change feed for how other writers' are)
+    events: Sequence[DomainEvent] = field(default_factory=tuple)
+    feed_id: int | None = None  # position in the durable change feed (None: not stored yet)
+    seq: int | None = None  # the update's seq in the document's log, once stored
 
 
 @runtime_checkable
