@@ -36,6 +36,10 @@ class UpdateRecord:
 
     data: bytes
     actor: str  # str(Actor)
+    # what the update changed and meant: the store writes them to the change feed in the
+    # same transaction as the update itself (empty: the feed gets a row without events)
+    changes: Sequence[Change] = ()
+    events: Sequence[DomainEvent] = ()
 
 
 @dataclass(frozen=True)
