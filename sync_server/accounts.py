@@ -304,6 +304,26 @@ def revoke_token(conn: sqlite3.Connection, token_id: int) -> bool:
     return cur.rowcount > 0
 
 
+def revoke_own_token(conn: sqlite3.Connection, user_name: str, token_id: int) -> bool | None:
+    """Revoke ``user_name``'s token ``token_id``: True if it was active, False if it was
+    revoked already, None if ``user_name`` has no token of that id (another user's token is
+    answered as missing, so its id tells nothing)."""
+    if not 0 < token_id < 2**63:
+        return None  # SQLite's integers are 64-bit: a wider id names no token
+    with conn:
+        row = conn.execute(
+            "SELECT t.revoked_at FROM api_tokens t JOIN users u ON u.id = t.user_id"
+            " WHERE t.id = ? AND u.name = ?",
+            (token_id, user_name),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[0] is not None:
+            return False
+        conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ?", (time.time(), token_id))
+    return True
+
+
 ACCOUNT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,

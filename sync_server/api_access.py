@@ -237,7 +237,8 @@ def access_api(state: dict) -> Blueprint:
         token = request.headers.get("Authorization", "")[7:].strip()
         if not token.startswith(accounts.SESSION_PREFIX):
             raise Problem(
-                400, "only session tokens log out; revoke API tokens with `tandem token revoke`"
+                400,
+                "only session tokens log out; revoke an API token with DELETE /api/v1/me/tokens/ID",
             )
         await write(accounts.logout, token)
         await access_changed()
@@ -259,7 +260,7 @@ def access_api(state: dict) -> Blueprint:
     @_problems(400, 413, 415, 422)
     async def create_token():
         """A new API token for you (shown once), expiring after ``expires_in_days`` if given;
-        revoke it with `tandem token revoke ID`."""
+        revoke it with `DELETE /api/v1/me/tokens/ID` or `tandem token revoke ID`."""
         user = caller()
         data = await read_body(TokenBody)
         token, info = await write(
@@ -274,6 +275,23 @@ def access_api(state: dict) -> Blueprint:
         """Your API tokens with their last use, expiry and revocation (never the token)."""
         user = caller()
         return jsonify(tokens=[token_json(t) for t in accounts.list_tokens(conn(), user.name)])
+
+    @bp.delete("/me/tokens/<token_id>")
+    @document_response(NoContent, 204)
+    @_problems(404)
+    async def revoke_token(token_id: str):
+        """Revoke one of your API tokens (the one you are using too, if you name it). Sockets
+        opened with it are closed (4401) before this answers. An id that is not one of your
+        tokens is 404, whoever's it is; a token revoked already is 204 again."""
+        user = caller()
+        digits = token_id.isascii() and token_id.isdigit() and len(token_id) <= 19
+        number = int(token_id) if digits else 0
+        revoked = await write(accounts.revoke_own_token, user.name, number) if number else None
+        if revoked is None:
+            raise Problem(404, f"you have no API token with id {token_id[:40]!r}")
+        if revoked:
+            await access_changed()
+        return "", 204
 
     @bp.get("/me/permissions")
     @document_querystring(MyPermissionsArgs)

@@ -111,6 +111,65 @@ async def test_logout_closes_the_sessions_sockets_before_it_answers(server) -> N
 
 
 @pytest.mark.anyio
+async def test_revoking_a_token_over_rest_closes_its_sockets_before_it_answers(server) -> None:
+    """DELETE /api/v1/me/tokens/ID: only your own tokens, problem details for an id that is
+    not one of them, and the token's open socket closed with 4401 by the time it answers."""
+    project = await _watched_pair(server, "rv-rest-token")
+    server.token("bob")
+    cli_token = server.token("alice")
+
+    def auth(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        made = await http.post(
+            "/api/v1/me/tokens", json={"label": "laptop"}, headers=auth(cli_token)
+        )
+        assert made.status_code == 201, made.text
+        laptop, laptop_id = made.json()["token"], made.json()["id"]
+        # not an id of one of your tokens: 404 problem details, and nothing is revoked
+        for bad in (str(laptop_id), "0", "-1", "abc", str(2**64), "1.5", "9" * 5000):
+            who = "bob" if bad == str(laptop_id) else "alice"
+            out = await http.delete(f"/api/v1/me/tokens/{bad}", headers=auth(server.token(who)))
+            assert out.status_code == 404, (bad, out.text)
+            assert out.headers["content-type"].startswith("application/problem+json"), bad
+            assert out.json()["status"] == 404
+        assert (await http.get("/api/v1/me/tokens", headers=auth(laptop))).status_code == 200
+        async with (
+            RawClient.connect(server, f"p/{project}", token=laptop, role=None) as alice,
+            RawClient.connect(server, f"p/{project}", "bob", role=None) as bob,
+        ):
+            await alice.sync()
+            await bob.sync()
+            started = time.monotonic()
+            out = await http.delete(f"/api/v1/me/tokens/{laptop_id}", headers=auth(cli_token))
+            answered = time.monotonic() - started
+            assert out.status_code == 204, out.text
+            await _bob_writes_after(bob, "after")
+            closed = await alice.wait_closed(timeout=3)
+            assert closed.code == 4401, closed
+            assert "revoked" in closed.reason
+            assert time.monotonic() - started < WITHIN
+            assert "after" not in _tasks(alice)
+            print(f"DELETE /me/tokens answered in {answered * 1000:.0f} ms, socket closed")
+        listed = (await http.get("/api/v1/me/tokens", headers=auth(cli_token))).json()["tokens"]
+        assert [t["revoked_at"] is not None for t in listed if t["id"] == laptop_id] == [True]
+        assert (await http.get("/api/v1/me/tokens", headers=auth(laptop))).status_code == 401
+        # revoking it again is the same answer; revoking the token you use works too
+        again = await http.delete(f"/api/v1/me/tokens/{laptop_id}", headers=auth(cli_token))
+        assert again.status_code == 204
+        mine = int(_token_id(server, "alice"))
+        assert (
+            await http.delete(f"/api/v1/me/tokens/{mine}", headers=auth(cli_token))
+        ).status_code == 204
+        assert (await http.get("/api/v1/me/tokens", headers=auth(cli_token))).status_code == 401
+        # bob's token was never touched by alice's attempts
+        assert (
+            await http.get("/api/v1/me/tokens", headers=auth(server.token("bob")))
+        ).status_code == 200
+
+
+@pytest.mark.anyio
 async def test_a_removed_member_is_closed_with_4403_and_receives_nothing_after(server) -> None:
     project = await _watched_pair(server, "rv-remove")
     async with (
