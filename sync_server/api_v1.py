@@ -8,6 +8,7 @@ see them at once and the permission rules are the same everywhere.
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -117,7 +118,19 @@ TASKS = ListSpec(
     sort_keys={"priority": lambda p: PRIORITY_RANK.get(p, len(PRIORITY_RANK))},
 )
 
-MIN_CHOSEN_ID = 12  # characters in a project id a client chooses (the server's: 12 random)
+
+def chosen_id_allowed(value: str) -> bool:
+    """A project id a client chooses must be a UUID in its canonical lowercase form.
+
+    An id that means something ("acme-merger-2027") would tell anyone who tries to create
+    it that it exists (409), and ids are global. A UUID means nothing, and one somebody else
+    made cannot be guessed; clients that must name a project before the server answers (an
+    offline client, a retried request) make one with crypto.randomUUID() or uuid4().
+    """
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def page_links(total: int, limit: int, offset: int) -> dict[str, str | None]:
@@ -246,20 +259,20 @@ def v1_api(state: dict) -> Blueprint:
     async def create_project():
         user = ctx.user()
         data = await read_body(ProjectCreate)
-        if data.id is not None and len(data.id) < MIN_CHOSEN_ID:
-            # A taken id is answered 409, which tells that a project has it. Ids a client
-            # chooses must be as hard to guess as the server's, so that answer can only
-            # be about an id the client made up itself, never a probe of other teams' ids.
+        if data.id is not None and not chosen_id_allowed(data.id):
             raise Problem(
                 422,
-                f"id: choose at least {MIN_CHOSEN_ID} random characters (or leave it out"
-                " and the server chooses)",
+                "id: a project id you choose must be a UUID in lowercase (as"
+                " crypto.randomUUID() makes), or leave it out and the server chooses",
                 field="id",
             )
         project = data.id or new_project_id()
-        if not await ctx.write(projects.register_project, project, data.name, user.name):
-            raise Problem(409, f"project id {project!r} is not available", field="id")
+        # A taken id is 409 whoever holds it (a deleted project's too). That says only that
+        # an id the caller already had was used: a UUID carries no meaning, and guessing one
+        # somebody else made is hopeless, so other teams' ids cannot be probed for.
         if await state["store"].exists(doc_name_of(project, DocKind.MAIN).name):
+            raise Problem(409, f"project id {project!r} is not available", field="id")
+        if not await ctx.write(projects.register_project, project, data.name, user.name):
             raise Problem(409, f"project id {project!r} is not available", field="id")
         await ctx.write(access.set_grant, Grant(user.name, project, "owner"), user.name)
         ctx.resolver.forget(user.name, project)

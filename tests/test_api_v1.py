@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+import uuid
 from collections.abc import Iterator
 
 import anyio
@@ -42,7 +43,7 @@ _counter = iter(range(10**6))
 
 
 def new_project(server, owner: str = "owner", **fields) -> str:
-    project = f"p{next(_counter)}x{int(time.time() * 1000) % 10**9:09d}"  # 12+ characters
+    project = str(uuid.uuid4())  # a chosen id is a UUID (the server would choose one too)
     r = call(server, "POST", "/projects/", owner, json={"id": project, "name": "Proj", **fields})
     assert r.status_code == 201, r.text
     return project
@@ -64,9 +65,13 @@ def grant(server, project: str, user: str, role: str, **kw) -> None:
 
 
 def test_create_list_get_update_and_delete_a_project(srv) -> None:
-    r = call(srv, "POST", "/projects/", json={"name": "Launch", "start_date": "2026-11-01"})
+    chosen = str(uuid.uuid4())
+    r = call(
+        srv, "POST", "/projects/", json={"id": chosen, "name": "Launch", "start_date": "2026-11-01"}
+    )
     assert r.status_code == 201, r.text
     project = r.json()["id"]
+    assert project == chosen
     assert r.headers["Location"] == f"/api/v1/projects/{project}/"
     assert r.json()["members"] == {"owner": "owner"}
     assert r.json()["columns"] == ["todo", "in_progress", "review", "done"]
@@ -94,7 +99,7 @@ def test_create_list_get_update_and_delete_a_project(srv) -> None:
     assert_problem(call(srv, "GET", f"/projects/{project}/"), 404, project)
     assert project not in [p["id"] for p in call(srv, "GET", "/projects/").json()["items"]]
     taken = call(srv, "POST", "/projects/", json={"id": project, "name": "again"})
-    assert_problem(taken, 409, "not available")
+    assert_problem(taken, 409, "not available")  # a deleted project's id stays taken
 
 
 @pytest.mark.anyio

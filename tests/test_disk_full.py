@@ -11,6 +11,9 @@ import pytest
 
 from .conftest import ServerProcess, free_port
 
+ONE = "0b9d4e62-7f15-4a3c-8e20-c1a5d6f7b398"  # chosen project ids are UUIDs
+TWO = "e47a1c93-2d68-4b05-9f3e-6a8b0c1d2e57"
+
 
 def _mount_small_disk(path: Path, size: str) -> bool:
     path.mkdir()
@@ -50,14 +53,9 @@ def test_a_rest_write_on_a_full_disk_is_507_with_retry_after_and_works_once_ther
         server.start()
         headers = {"Authorization": f"Bearer {server.token('alice')}"}
         with httpx.Client(base_url=server.http_url, headers=headers, timeout=30) as http:
-            assert http.post(
-                "/api/v1/projects/", json={"id": "one-disk-full", "name": "One"}
-            ).is_success
+            assert http.post("/api/v1/projects/", json={"id": ONE, "name": "One"}).is_success
             filler = _fill(disk)
-            refused = [
-                http.post("/api/v1/projects/", json={"id": f"p{i}-disk-full", "name": "x" * 200})
-                for i in range(3)
-            ]
+            refused = [http.post("/api/v1/projects/", json={"name": "x" * 200}) for i in range(3)]
             assert http.get("/healthz").status_code == 200
             full = [r for r in refused if r.status_code == 507]
             assert full, [(r.status_code, r.text) for r in refused]
@@ -67,10 +65,10 @@ def test_a_rest_write_on_a_full_disk_is_507_with_retry_after_and_works_once_ther
                 assert "disk is full" in r.json()["detail"]
             filler.unlink()
             # room again: the same request succeeds, and what was there is intact
-            again = http.post("/api/v1/projects/", json={"id": "two-disk-full", "name": "Two"})
+            again = http.post("/api/v1/projects/", json={"id": TWO, "name": "Two"})
             assert again.status_code == 201, again.text
             listed = {p["id"] for p in http.get("/api/v1/projects/").json()["items"]}
-            assert {"one-disk-full", "two-disk-full"} <= listed
+            assert {ONE, TWO} <= listed
     finally:
         server.stop()
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)

@@ -4,6 +4,7 @@ project creation that does not probe other teams' ids."""
 from __future__ import annotations
 
 import re
+import uuid
 
 import anyio
 import httpx
@@ -86,14 +87,39 @@ async def test_the_sync_socket_refuses_other_sites_origins(tmp_path) -> None:
         server.stop()
 
 
-def test_creating_a_project_cannot_probe_other_teams_short_ids(server) -> None:
-    taken = api(server, "POST", "/projects/", "team-a", json={"id": "acme", "name": "A"})
-    assert_problem(taken, 422, "at least 12 random characters")
-    free = api(server, "POST", "/projects/", "team-b", json={"id": "acme", "name": "B"})
-    assert_problem(free, 422, "at least 12 random characters")  # the same answer
-    made = api(server, "POST", "/projects/", "team-a", json={"id": "k3J9xQ2mWv7Z", "name": "A"})
+def test_creating_a_project_cannot_probe_other_teams_ids(server) -> None:
+    """A chosen id must be a UUID: a meaningful id is refused with the same answer whether a
+    project has it or not (an administrator may still make one with the CLI), and a 409 is
+    about a UUID, which only says that an id its caller already had was used."""
+    from sync_server import projects
+    from sync_server.database import open_database
+
+    conn = open_database(server.db).conn  # the CLI made a project with a meaningful id
+    try:
+        assert projects.register_project(conn, "acme-merger-2027", "Merger", "team-a")
+    finally:
+        conn.close()
+    server.grant("team-a", "acme-merger-2027")
+    answers = [
+        assert_problem(
+            api(server, "POST", "/projects/", "team-b", json={"id": probe, "name": "B"}),
+            422,
+            "UUID",
+        )
+        for probe in ("acme-merger-2027", "acme-merger-2028")  # taken, free
+    ]
+    assert answers[0] == answers[1]  # the same answer, byte for byte
+    chosen = str(uuid.uuid4())
+    for spelling in (chosen.upper(), chosen.replace("-", ""), "{" + chosen + "}", "k3J9xQ2mWv7Z"):
+        refused = api(server, "POST", "/projects/", "team-a", json={"id": spelling, "name": "A"})
+        assert assert_problem(refused, 422)["field"] == "id", spelling
+    made = api(server, "POST", "/projects/", "team-a", json={"id": chosen, "name": "A"})
     assert made.status_code == 201, made.text
-    # a 12-character id only its maker knows: taking it again says so, nothing more
-    again = api(server, "POST", "/projects/", "team-b", json={"id": "k3J9xQ2mWv7Z", "name": "B"})
-    assert_problem(again, 409, "not available")
-    assert api(server, "POST", "/projects/", "team-b", json={"name": "B"}).status_code == 201
+    assert made.json()["id"] == chosen
+    # a UUID only its maker knows: taking it again says so, nothing more
+    for who in ("team-b", "team-a"):
+        again = api(server, "POST", "/projects/", who, json={"id": chosen, "name": "B"})
+        assert_problem(again, 409, "not available")
+    assert api(server, "GET", f"/projects/{chosen}/", "team-b").status_code == 404
+    server_made = api(server, "POST", "/projects/", "team-b", json={"name": "B"})
+    assert server_made.status_code == 201

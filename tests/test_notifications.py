@@ -8,6 +8,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -35,7 +36,7 @@ def srv(tmp_path_factory) -> Iterator[ServerProcess]:
 
 
 def project_with(server, owner: str, **members: str) -> str:
-    project = f"notify{int(time.time() * 1000) % 10**8:08d}"  # 12+ characters
+    project = str(uuid.uuid4())  # a chosen id is a UUID
     assert (
         call(server, "POST", "/projects/", owner, json={"id": project, "name": "N"}).status_code
         == 201

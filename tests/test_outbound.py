@@ -28,6 +28,8 @@ from integrations.outbound import (
 from .test_api_v1 import call
 from .test_notifications import b64, wait_for
 
+PUSHY = "5d8e2b17-0c4a-4f96-a3e1-92b7c6d05f84"  # a chosen project id is a UUID
+
 STRICT = OutboundPolicy()
 LOCAL_OK = OutboundPolicy(allow_private=True)
 
@@ -234,12 +236,12 @@ def test_push_subscriptions_and_pushes_never_reach_internal_addresses(server) ->
                 " VALUES (?, 'sam', ?, ?, ?)",
                 (endpoint, keys["p256dh"], keys["auth"], time.time()),
             )
-        made = call(server, "POST", "/projects/", "rita", json={"id": "pushy-project", "name": "P"})
+        made = call(server, "POST", "/projects/", "rita", json={"id": PUSHY, "name": "P"})
         assert made.status_code == 201
         task = call(
             server,
             "POST",
-            "/projects/pushy-project/tasks/",
+            f"/projects/{PUSHY}/tasks/",
             "rita",
             json={"title": "Ship it", "assignees": ["sam"]},
         )

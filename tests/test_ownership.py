@@ -20,6 +20,8 @@ from sync_server.hooks import Actor
 
 from .raw_client import RawClient
 
+REST_PROJECT = "a6f03c58-1e27-4d9b-b5c4-38e9f1d7a260"  # a chosen project id is a UUID
+
 
 def _take_over_and_edit(doc, task_id: str, user: str) -> None:
     task = doc.get("tasks", type=Map)[task_id]
@@ -90,18 +92,21 @@ def test_a_rest_update_that_reassigns_and_edits_is_judged_on_the_old_assignees(s
         )
 
     assert (
-        call("POST", "/projects/", "boss", json={"id": "rest-project", "name": "R"}).status_code
+        call("POST", "/projects/", "boss", json={"id": REST_PROJECT, "name": "R"}).status_code
         == 201
     )
     made = call(
-        "POST", "/projects/rest-project/tasks/", "boss", json={"title": "t", "assignees": ["kim"]}
+        "POST",
+        f"/projects/{REST_PROJECT}/tasks/",
+        "boss",
+        json={"title": "t", "assignees": ["kim"]},
     )
     assert made.status_code == 201, made.text
     task_id = made.json()["id"]
     server.token("mia")
     assert (
         call(
-            "PUT", "/projects/rest-project/members/mia", "boss", json={"role": "member"}
+            "PUT", f"/projects/{REST_PROJECT}/members/mia", "boss", json={"role": "member"}
         ).status_code
         == 200
     )

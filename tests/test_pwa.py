@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def project_with_tasks(
     server: ServerProcess, owner: str, titles: list[str]
 ) -> tuple[str, list[str]]:
     account(server, owner)
-    project = f"web{next(_n)}x{int(time.time() * 1000) % 10**9:09d}"  # 12+ characters
+    project = str(uuid.uuid4())  # a chosen id is a UUID
     r = rest(
         server, owner, "POST", "/projects/", json={"id": project, "name": f"Project {project}"}
     )

@@ -31,7 +31,7 @@ from rules import (
 from .conftest import ServerProcess, start_server
 from .raw_client import RawClient
 
-PROJECT = "reads-table-1"  # chosen ids have at least 12 characters
+PROJECT = "2f1c7a9e-4b3d-4e8a-9c61-7d0b5e2a4f13"  # a chosen id is a UUID
 CUSTOM = {  # project roles made once, through the API
     "auditor": {"view_budget", "view_costs", "export_data", "view_project"},
     "planner": {"view_project", "view_tasks", "view_resources", "view_analytics"},

@@ -15,20 +15,31 @@ from doc_model import TaskCreate, create_task
 
 from .raw_client import RawClient
 
+API_PROJECT = "c3b58f0a-6e91-4d27-a4c8-0f12e7b9d654"  # a chosen project id is a UUID
+
 pytestmark = pytest.mark.anyio
 
 HOLD_SECONDS = 12  # longer than SQLite's 10 s busy timeout
 QUICK = 0.3  # seconds: what "answers at once" means on this shared machine (old code: 10 s)
 
 
-def hold_write_lock(db) -> subprocess.Popen:
-    """Another process (a backup, the CLI) holding SQLite's write lock."""
+def hold_write_lock(db, seconds: float = HOLD_SECONDS, writes: bool = False) -> subprocess.Popen:
+    """Another process (a backup, the CLI) holding SQLite's write lock; with ``writes``, having
+    changed the rows REST reads (tokens, grants, sessions) inside it, uncommitted."""
+    changes = (
+        "c.execute(\"UPDATE api_tokens SET label = label || '!'\")\n"
+        'c.execute("UPDATE grants SET updated_at = updated_at + 1")\n'
+        'c.execute("UPDATE sessions SET created_at = created_at")\n'
+        if writes
+        else ""
+    )
     script = (
         "import sqlite3, sys, time\n"
         "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
         "c.execute('BEGIN IMMEDIATE')\n"
+        f"{changes}"
         "print('locked', flush=True)\n"
-        f"time.sleep({HOLD_SECONDS})\n"
+        f"time.sleep({seconds})\n"
         "c.execute('ROLLBACK')\n"
     )
     proc = subprocess.Popen(
@@ -56,11 +67,11 @@ async def test_a_held_write_lock_stalls_neither_health_checks_nor_other_rooms(se
     async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
         created = await http.post(
             "/api/v1/projects/",
-            json={"id": "api-stall-test", "name": "API"},
+            json={"id": API_PROJECT, "name": "API"},
             headers={"Authorization": f"Bearer {server.token('erin')}"},
         )
         assert created.status_code == 201, created.text
-    server.grant("carol", "api-stall-test")
+    server.grant("carol", API_PROJECT)
     carol_token = server.token("carol")
     conn = sqlite3.connect(server.db)  # carol last used her token long ago
     with conn:
@@ -88,7 +99,7 @@ async def test_a_held_write_lock_stalls_neither_health_checks_nor_other_rooms(se
             async def create_project(http: httpx.AsyncClient) -> None:
                 posted["r"] = await http.post(
                     "/api/v1/projects/",
-                    json={"id": "during-the-lock", "name": "During"},
+                    json={"id": "7c2e41d0-93ab-4f5e-8d17-b6a0c94e3f28", "name": "During"},
                     headers={"Authorization": f"Bearer {server.token('dave')}"},
                 )
 
@@ -107,7 +118,7 @@ async def test_a_held_write_lock_stalls_neither_health_checks_nor_other_rooms(se
                     reads.append(
                         await _timed(
                             http.get(
-                                "/api/v1/projects/api-stall-test/tasks/",
+                                f"/api/v1/projects/{API_PROJECT}/tasks/",
                                 headers={"Authorization": f"Bearer {carol_token}"},
                             )
                         )
@@ -146,3 +157,75 @@ async def test_a_held_write_lock_stalls_neither_health_checks_nor_other_rooms(se
         assert all(at and at > 1 for _, at in used), used
     finally:
         conn.close()
+
+
+async def test_a_held_write_lock_stalls_no_rest_read_of_tokens_permissions_or_sessions(
+    server,
+) -> None:
+    """REST authenticates and reads tokens, grants and permissions with SQLite reads on the
+    event loop. In WAL mode a read never waits for the write lock, so they stay there: while
+    another process holds the lock for 6 s with uncommitted changes to exactly those rows,
+    every such read (API token last used long ago, session token, /me/tokens,
+    /me/permissions, grants, roles, a project read through the permission cache) answers at
+    once, and sees the committed state."""
+    project = "c0ffee00-1234-4abc-8def-0123456789ab"
+    carol, dave = server.token("carol"), server.token("dave")
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
+        made = await http.post(
+            "/api/v1/projects/",
+            json={"id": project, "name": "Reads"},
+            headers={"Authorization": f"Bearer {carol}"},
+        )
+        assert made.status_code == 201, made.text
+    server.grant("dave", project, "viewer")
+    from sync_server import accounts
+    from sync_server.database import open_database
+
+    conn = open_database(server.db).conn
+    try:
+        accounts.create_user(conn, "erin", "correct horse battery")
+        server.grant("erin", project, "member")
+        # carol and dave last used their tokens long ago: their next use wants a write
+        with conn:
+            conn.execute("UPDATE api_tokens SET last_used_at = 1")
+    finally:
+        conn.close()
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
+        login = await http.post(
+            "/api/v1/login", json={"username": "erin", "password": "correct horse battery"}
+        )
+        session = login.json()["token"]
+        reads = [
+            (carol, "/api/v1/me/tokens"),
+            (dave, f"/api/v1/me/permissions?project={project}"),
+            (session, f"/api/v1/me/permissions?project={project}"),
+            (carol, f"/api/v1/projects/{project}/grants"),
+            (dave, f"/api/v1/projects/{project}/roles"),
+            (session, "/api/v1/projects/"),
+            (dave, f"/api/v1/projects/{project}/members/"),
+        ]
+        locker = await anyio.to_thread.run_sync(
+            lambda: hold_write_lock(server.db, seconds=6, writes=True)
+        )
+        times: list[float] = []
+        try:
+            started = time.monotonic()
+            while time.monotonic() - started < 4.5:
+                for token, path in reads:
+                    t0 = time.perf_counter()
+                    r = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+                    times.append(time.perf_counter() - t0)
+                    assert r.status_code == 200, (path, r.text)
+                    if path == "/api/v1/me/tokens":  # the committed labels, not the held ones
+                        assert not any(t["label"].endswith("!") for t in r.json()["tokens"])
+                await anyio.sleep(0.1)
+            still_locked = locker.poll() is None
+        finally:
+            await anyio.to_thread.run_sync(lambda: locker.wait(timeout=15))
+    assert still_locked, "the lock was released before the measurements ended"
+    times.sort()
+    print(
+        f"{len(times)} REST reads under a held write lock: p50 {times[len(times) // 2] * 1000:.0f}"
+        f" ms, max {times[-1] * 1000:.0f} ms"
+    )
+    assert times[-1] < QUICK, times[-5:]
