@@ -807,3 +807,92 @@ def test_a_collaborators_concurrent_edit_is_shown_beside_the_field(browser, app_
     expect(b.get_by_test_id("editing-description")).to_be_hidden(timeout=3000)
     a_ctx.close()
     b_ctx.close()
+
+
+def _everything_received(page: Page) -> tuple[list, list]:
+    """Every WebSocket frame and every HTTP response the page receives from now on."""
+    frames: list = []
+    responses: list = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
+    page.on("response", lambda r: responses.append(r))
+    return frames, responses
+
+
+def _received_text(frames: list, responses: list) -> bytes:
+    out = [f if isinstance(f, bytes) else f.encode() for f in frames]
+    for r in responses:
+        try:
+            out.append(r.body())
+        except Exception:  # a redirect or an aborted request has no body
+            continue
+    return b"\n".join(out)
+
+
+def test_the_app_receives_no_task_without_view_tasks_on_any_of_its_paths(
+    browser, app_server
+) -> None:
+    """The read table on the PWA's own path: a member whose grant lacks view_tasks opens the
+    project in the browser (board, list, activity, chat). Not one byte of a task reaches the
+    page, over the socket, REST, or its IndexedDB copy; the app says why. A viewer with
+    view_tasks, the control, receives them through the same steps."""
+    marker = f"SECRET{uuid.uuid4().hex[:10]}"
+    project, (task,) = project_with_tasks(app_server, "rhea", [f"{marker} title"])
+    r = rest(
+        app_server,
+        "rhea",
+        "PATCH",
+        f"/tasks/{task}/",
+        json={"description": f"{marker} description"},
+    )
+    assert r.status_code == 200, r.text
+    for user in ("nate", "vale"):
+        account(app_server, user)
+    app_server.grant("nate", project, "viewer", removed=["view_tasks"])
+    app_server.grant("vale", project, "viewer")
+    seen: dict[str, bytes] = {}
+    for user in ("nate", "vale"):
+        context = signed_in(browser, app_server, user)
+        page = context.new_page()
+        frames, responses = _everything_received(page)
+        page.goto(f"/#/p/{project}/board")
+        if user == "nate":
+            expect(page.locator(".toast").last).to_contain_text("view_tasks", timeout=15000)
+        else:
+            expect(page.locator(f"[data-id='{task}']")).to_be_visible(timeout=15000)
+        for view in ("list", "activity", "chat", "board"):
+            page.goto(f"/#/p/{project}/{view}")
+            page.wait_for_timeout(1500)
+        stored = page.evaluate(
+            """async (name) => {
+                 const dbs = await indexedDB.databases();
+                 const out = [];
+                 for (const { name: db } of dbs) {
+                   if (!db.includes(name)) continue;
+                   const conn = await new Promise((ok, no) => {
+                     const r = indexedDB.open(db); r.onsuccess = () => ok(r.result); r.onerror = no;
+                   });
+                   for (const store of conn.objectStoreNames) {
+                     const all = await new Promise((ok, no) => {
+                       const r = conn.transaction(store).objectStore(store).getAll();
+                       r.onsuccess = () => ok(r.result); r.onerror = no;
+                     });
+                     for (const v of all) out.push(v instanceof Uint8Array
+                       ? new TextDecoder().decode(v) : JSON.stringify(v));
+                   }
+                   conn.close();
+                 }
+                 return out.join("\\n");
+               }""",
+            project,
+        )
+        tasks_in_app = page.evaluate("() => window.tandem.tasks().length")
+        seen[user] = b"\n".join(
+            [_received_text(frames, responses), stored.encode(), page.content().encode()]
+        )
+        if user == "nate":
+            assert tasks_in_app == 0
+        else:
+            assert tasks_in_app == 1
+        context.close()
+    assert marker.encode() in seen["vale"], "the control saw no task: the check proves nothing"
+    assert marker.encode() not in seen["nate"]
