@@ -29,7 +29,7 @@ from .api_common import read_body
 from .api_models import NoContent
 from .api_models import problems_documented as _problems
 from .database import SQLiteWorker
-from .login_guard import LoginGuard
+from .login_guard import LoginGuard, LoginRefused
 from .problems import Problem
 
 log = logging.getLogger("tandem.api")
@@ -209,23 +209,16 @@ def access_api(state: dict) -> Blueprint:
         data = await read_body(LoginBody)
         guard: LoginGuard = state["login_guard"]
         address = request.remote_addr or "unknown"
-        refused = guard.check(data.username, address)
-        if refused is not None:
+        # the limits' check, Argon2 and the failure count, all on the writer's thread
+        result = await write(guard.attempt, data.username, data.password, address)
+        if isinstance(result, LoginRefused):
             raise Problem(
                 429,
-                refused.detail(
-                    guard.per_account.amount
-                    if refused.scope == "account"
-                    else guard.per_address.amount,
-                    guard.window,
-                ),
-                headers={"Retry-After": str(refused.retry_after)},
+                result.detail(guard.limits[result.scope], guard.window),
+                headers={"Retry-After": str(result.retry_after)},
             )
-        result = await write(accounts.login, data.username, data.password)  # Argon2: off the loop
         if result is None:
-            guard.failed(data.username, address)
             raise Problem(401, "wrong user name or password")
-        guard.succeeded(data.username)
         token, expires = result
         return jsonify(token=token, token_type="Bearer", expires_at=expires)
 

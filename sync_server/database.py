@@ -214,6 +214,17 @@ MIGRATIONS: list[Migration] = [
         )
         for event in events
     ),
+    # 10: failed logins, kept where every server process on the file and a restart see them
+    # (login_guard)
+    """
+    CREATE TABLE IF NOT EXISTS login_failures (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (scope, key, at);
+    CREATE INDEX IF NOT EXISTS login_failures_at ON login_failures (at);
+    """,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
