@@ -36,6 +36,7 @@ class CloseCode:
     GOING_AWAY = 1001
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013  # a temporary storage failure (a full disk): nothing was lost
     BAD_MESSAGE = 4400
     UNAUTHENTICATED = 4401
     FORBIDDEN = 4403

@@ -258,6 +258,17 @@ def is_full(error: sqlite3.Error) -> bool:
     return "full" in str(error)
 
 
+def storage_trouble(error: BaseException | None) -> tuple[bool, str, int]:
+    """A write that could not be stored, for people: whether it is temporary (a full disk,
+    a lock held past the busy timeout: retrying later will do), what happened, and in how
+    many seconds to retry. REST answers with it (507 / 503) and room sockets close with it."""
+    if isinstance(error, sqlite3.Error) and is_full(error):
+        return True, "the server's disk is full", 60
+    if isinstance(error, sqlite3.Error) and is_locked(error):
+        return True, "the database is locked by another process", 5
+    return False, "the change could not be stored", 5
+
+
 def _statements(script: str) -> list[str]:
     """A script's statements, one by one (a trigger's body holds semicolons of its own)."""
     out: list[str] = []
@@ -291,7 +302,8 @@ def migrate(conn: sqlite3.Connection) -> int:
                 conn.execute(f"PRAGMA user_version={version + 1}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): keep its error
+                conn.execute("ROLLBACK")
             raise
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     return version
@@ -370,7 +382,8 @@ class DeferredWrites:
                 fn(conn, *args)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): keep its error
+                conn.execute("ROLLBACK")
             raise
 
     async def flush(self) -> None:

@@ -36,15 +36,13 @@ class Problem(Exception):
 
 def storage_problem(error: BaseException | None) -> Response:
     """A write that could not be stored: 507 for a full disk, else 503; both say when to retry."""
-    from .database import is_full, is_locked
+    from .database import is_full, storage_trouble
 
-    if isinstance(error, sqlite3.Error) and is_full(error):
-        status, detail, retry = 507, "the server's disk is full; nothing was changed", 60
-    elif isinstance(error, sqlite3.Error) and is_locked(error):
-        status, detail, retry = 503, "the database is locked by another process", 5
-    else:
-        status, detail, retry = 503, "the change could not be stored; nothing was changed", 5
-    response = problem_response(status, f"{detail}; retry in {retry} s")
+    _temporary, detail, retry = storage_trouble(error)
+    full = isinstance(error, sqlite3.Error) and is_full(error)
+    if full or not _temporary:
+        detail += "; nothing was changed"
+    response = problem_response(507 if full else 503, f"{detail}; retry in {retry} s")
     response.headers["Retry-After"] = str(retry)
     return response
 

@@ -35,6 +35,7 @@ from doc_model import SCHEMA_VERSION, DocKind, DocName, declare_roots, migrate, 
 
 from . import state_vectors
 from .connection import CloseCode, Connection
+from .database import storage_trouble
 from .gate import (
     Denial,
     Gate,
@@ -684,9 +685,17 @@ class Room:
             self._observer_queue.put_nowait(event)
 
     async def _fail_storage(self) -> None:
-        """Updates in memory could not be stored: drop the room so nobody builds on them."""
+        """Updates in memory could not be stored: drop the room so nobody builds on them.
+
+        Nothing unstored was sent to anyone (a batch is broadcast after its append), and
+        each writer's client still holds its change and sends it again when it reconnects.
+        A temporary failure (a full disk, a held lock) closes with 1013 Try Again Later and
+        says when; anything else with 1011."""
+        temporary, what, retry = storage_trouble(self.storage_error)
+        code = CloseCode.TRY_AGAIN_LATER if temporary else CloseCode.INTERNAL_ERROR
+        reason = f"{what}; your changes are kept on your device; retry in {retry} s"
         for conn in list(self.connections.values()):
-            conn.close(CloseCode.INTERNAL_ERROR, "storage failure; reconnect to resync")
+            conn.close(code, reason)
         self.closed = True
         async with self._durable:
             self._durable.notify_all()

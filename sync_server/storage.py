@@ -288,7 +288,8 @@ class SQLiteStore:
             ).fetchone()[0]
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:  # SQLite rolls back itself on some errors (SQLITE_FULL):
+                c.execute("ROLLBACK")  # a second ROLLBACK would hide the real error
             raise
         count = self._tail_counts.get(doc_name)
         if count is None:
@@ -355,7 +356,8 @@ class SQLiteStore:
             remaining = self._count_tail(c, doc_name)
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:  # SQLite rolls back itself on some errors (SQLITE_FULL):
+                c.execute("ROLLBACK")  # a second ROLLBACK would hide the real error
             raise
         self._tail_counts[doc_name] = remaining
         log.info(
@@ -426,6 +428,7 @@ class SQLiteStore:
             c.execute("DELETE FROM documents WHERE name = ?", (doc_name,))
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:  # SQLite rolls back itself on some errors (SQLITE_FULL):
+                c.execute("ROLLBACK")  # a second ROLLBACK would hide the real error
             raise
         self._tail_counts.pop(doc_name, None)

@@ -72,3 +72,83 @@ def test_a_rest_write_on_a_full_disk_is_507_with_retry_after_and_works_once_ther
     finally:
         server.stop()
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.mark.anyio
+async def test_a_socket_write_on_a_full_disk_closes_with_try_again_later_and_nothing_is_lost(
+    tmp_path,
+) -> None:
+    """The room's sockets close with 1013 (Try Again Later) and a reason that says the disk
+    is full; meanwhile the stored document can still be opened and read; once there is
+    room, the writer's change, sent again as a reconnecting client does, is stored, without
+    a restart."""
+    from pycrdt import Map
+
+    from doc_model import TaskCreate, create_task
+
+    from .raw_client import RawClient
+
+    disk = tmp_path / "disk"
+    if not _mount_small_disk(disk, "8m"):
+        pytest.skip("needs root to mount a small tmpfs")
+    server = ServerProcess(
+        db=disk / "tandem.db",
+        port=free_port(),
+        env={**os.environ, "TANDEM_ROOM_IDLE_SECONDS": "30"},
+        log_path=tmp_path / "server.log",
+    )
+    filler: Path | None = None
+    try:
+        server.start()
+        for user in ("alice", "bob", "carol"):
+            server.grant(user, "full-disk", "owner")
+            server.token(user)  # accounts and tokens made while there is room
+        async with (
+            RawClient.connect(server, "p/full-disk", "alice", role=None) as alice,
+            RawClient.connect(server, "p/full-disk", "bob", role=None) as bob,
+        ):
+            await alice.sync()
+            await bob.sync()
+            n = await alice.send_update(
+                alice.edit(
+                    lambda d: create_task(
+                        d, TaskCreate(title="kept"), created_by="alice", task_id="kept"
+                    )
+                )
+            )
+            assert (await alice.outcome(n))["type"] == "ack"
+            filler = _fill(disk)
+            lost = alice.edit(
+                lambda d: create_task(
+                    d, TaskCreate(title="x" * 400), created_by="alice", task_id="on-full-disk"
+                )
+            )
+            # enough to need new pages: the batch cannot be stored
+            await alice.send_update(lost)
+            closed = await alice.wait_closed(timeout=30)
+            assert closed.code == 1013, closed
+            assert "disk is full" in closed.reason, closed
+            assert (await bob.wait_closed(timeout=10)).code == 1013
+        # reads keep working on a full disk: a new client opens the stored document
+        async with RawClient.connect(server, "p/full-disk", "carol", role=None) as carol:
+            await carol.sync()
+            tasks = carol.doc.get("tasks", type=Map)
+            assert "kept" in tasks and "on-full-disk" not in tasks
+        filler.unlink()
+        filler = None
+        # room again: the reconnecting writer's change is stored, no restart needed
+        async with RawClient.connect(server, "p/full-disk", "alice", role=None) as again:
+            await again.sync()
+            n = await again.send_update(lost)
+            assert (await again.outcome(n, timeout=15))["type"] == "ack"
+        async with RawClient.connect(server, "p/full-disk", "carol", role=None) as carol:
+            await carol.sync()
+            assert "on-full-disk" in carol.doc.get("tasks", type=Map)
+        # the log names the real error, not a failed ROLLBACK after SQLite's own
+        assert "database or disk is full" in server.log()
+        assert "cannot rollback" not in server.log()
+    finally:
+        if filler is not None:
+            filler.unlink()
+        server.stop()
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
