@@ -896,3 +896,55 @@ def test_the_app_receives_no_task_without_view_tasks_on_any_of_its_paths(
         context.close()
     assert marker.encode() in seen["vale"], "the control saw no task: the check proves nothing"
     assert marker.encode() not in seen["nate"]
+
+
+def test_a_full_disk_keeps_the_change_in_the_app_and_it_waits_as_told(browser, tmp_path) -> None:
+    """The server closes with 1013 and "retry in 60 s" when its disk is full: the app says
+    the server cannot save, keeps the change, does not hammer the server meanwhile, and
+    once there is room (and it reconnects: here, pull to refresh) the change is saved."""
+    import os
+    import subprocess
+
+    from .conftest import free_port
+    from .test_disk_full import _fill, _mount_small_disk
+
+    disk = tmp_path / "disk"
+    if not _mount_small_disk(disk, "8m"):
+        pytest.skip("needs root to mount a small tmpfs")
+    server = ServerProcess(
+        db=disk / "tandem.db",
+        port=free_port(),
+        env={**os.environ, "TANDEM_API_RATE_LIMIT": "0"},
+        log_path=tmp_path / "server.log",
+    )
+    filler = None
+    try:
+        server.start()
+        project, (task,) = project_with_tasks(server, "dina", ["before the disk filled"])
+        context = signed_in(browser, server, "dina")
+        page = context.new_page()
+        open_board(page, project)
+        filler = _fill(disk)
+        page.evaluate(
+            "id => window.tandem.doc.getMap('tasks').get(id).get('title')"
+            ".insert(0, 'kept ' + 'x'.repeat(300) + ' ')",
+            task,
+        )
+        pill = page.get_by_test_id("sync-status")
+        expect(pill).to_have_text("Server cannot save now · 1 kept here", timeout=15000)
+        assert "disk is full" in (pill.get_attribute("title") or "")
+        page.wait_for_timeout(5000)  # told to retry in 60 s: no reconnect meanwhile
+        expect(pill).to_have_text("Server cannot save now · 1 kept here")
+        assert server.log().count("disk is full; your changes") == 1
+        filler.unlink()
+        filler = None
+        page.evaluate("() => window.tandem.provider.resync()")
+        expect(pill).to_have_text("Saved", timeout=15000)
+        stored = server_tasks(server, "dina", project)[task]["title"]
+        assert stored.startswith("kept x") and stored.endswith("before the disk filled")
+        context.close()
+    finally:
+        if filler is not None:
+            filler.unlink()
+        server.stop()
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

@@ -161,7 +161,12 @@ function statusPill(project) {
   const update = () => {
     const pending = project.provider.pending + project.chatProvider.pending;
     const refused = project.refusals.length;
-    if (!project.provider.connected) {
+    const cannotStore = project.provider.closeReason?.code === 1013; // e.g. its disk is full
+    pill.title = cannotStore ? project.provider.closeReason.reason : "";
+    if (!project.provider.connected && cannotStore) {
+      pill.textContent = pending ? `Server cannot save now · ${pending} kept here` : "Server cannot save now";
+      pill.className = "pill offline";
+    } else if (!project.provider.connected) {
       pill.textContent = pending ? `Offline · ${pending} to sync` : "Offline";
       pill.className = "pill offline";
     } else if (refused) {

@@ -18,6 +18,14 @@ const SYNC_STEP2 = 1;
 
 // Close codes after which reconnecting cannot help: the user must act (log in, get access).
 const FINAL_CODES = new Set([4401, 4403, 4404]);
+// The server could not store a change for a while (its disk is full): nothing is lost, the
+// changes stay here; its reason ends "retry in N s", which is waited out before reconnecting.
+const TRY_AGAIN_LATER = 1013;
+
+function retryAfterMs(reason) {
+  const match = /retry in (\d+) s/.exec(reason || "");
+  return match ? Math.min(Number(match[1]), 600) * 1000 : 0;
+}
 
 export class TandemProvider extends EventTarget {
   constructor({
@@ -145,10 +153,14 @@ export class TandemProvider extends EventTarget {
         );
         awarenessProtocol.removeAwarenessStates(this.awareness, others, this);
       }
-      if (event.code >= 4000) this.closeReason = { code: event.code, reason: event.reason };
+      if (event.code >= 4000 || event.code === TRY_AGAIN_LATER) {
+        this.closeReason = { code: event.code, reason: event.reason };
+      }
       if (FINAL_CODES.has(event.code)) {
         this.stopped = true;
         this.dispatchEvent(new CustomEvent("fatal", { detail: this.closeReason }));
+      } else if (event.code === TRY_AGAIN_LATER) {
+        this._scheduleReconnect(retryAfterMs(event.reason));
       } else {
         this._scheduleReconnect(wasConnected);
       }
@@ -156,12 +168,16 @@ export class TandemProvider extends EventTarget {
     };
   }
 
-  // Exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... capped at 30 s.
-  _scheduleReconnect() {
+  // Exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... capped at 30 s; at least
+  // `laterMs` (the server's "retry in N s"), spread by +-25% so a room's clients do not
+  // all come back in the same instant.
+  _scheduleReconnect(laterMs = 0) {
     if (this.stopped) return;
     const cap = Math.min(30000, 500 * 2 ** this.attempt);
     this.attempt += 1;
-    const delay = Math.round(cap / 2 + Math.random() * (cap / 2));
+    const backoff = Math.round(cap / 2 + Math.random() * (cap / 2));
+    const later = typeof laterMs === "number" ? laterMs * (0.75 + Math.random() * 0.5) : 0;
+    const delay = Math.max(backoff, Math.round(later));
     clearTimeout(this._timer);
     this._timer = setTimeout(() => this.connect(), delay);
   }
