@@ -227,7 +227,11 @@ ProjectId = Annotated[str, StringConstraints(pattern=f"^{PROJECT_ID_PATTERN}$")]
 
 class ProjectCreate(BaseModel):
     model_config = _strict
-    id: ProjectId | None = None
+    id: ProjectId | None = Field(
+        default=None,
+        description="leave out and the server chooses; one you choose must be a UUID in"
+        " lowercase (crypto.randomUUID()), so a 409 for a taken id reveals nothing",
+    )
     name: Name
     description: ShortText = ""
     status: ProjectStatus = "active"
