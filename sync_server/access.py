@@ -182,7 +182,8 @@ def change_grant(
             _write_grant(conn, grant, actor)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): keep its error
+            conn.execute("ROLLBACK")
         raise
     return True
 
@@ -274,7 +275,8 @@ def update_role(
         )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): keep its error
+            conn.execute("ROLLBACK")
         raise
     return Role(name, perms, desc, project)
 

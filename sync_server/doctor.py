@@ -149,6 +149,7 @@ def recover(conn: sqlite3.Connection, report: DocumentReport) -> int:
         ).rowcount
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): keep its error
+            conn.execute("ROLLBACK")
         raise
     return moved

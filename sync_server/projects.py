@@ -81,5 +81,6 @@ def mark_deleted(conn: sqlite3.Connection, project: str) -> None:
         conn.execute("DELETE FROM roles WHERE project = ?", (project,))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): keep its error
+            conn.execute("ROLLBACK")
         raise
