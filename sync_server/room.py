@@ -489,7 +489,10 @@ class Room:
         if result.update is not None:
             self._full_state = None
             self._collect_garbage(len(result.update))
-            batch.records.append(UpdateRecord(result.update, str(actor)))
+            kept = result.changes if result.accepted else result.kept
+            batch.records.append(
+                UpdateRecord(result.update, str(actor), changes=kept, events=result.events)
+            )
             batch.updates.append(result.update)
             if result.accepted and sender is not None:
                 batch.repeat_sender = batch.repeat_sender or sender.id in batch.senders
@@ -497,9 +500,10 @@ class Room:
             else:
                 batch.everyone = True
             if result.accepted or result.kept:
-                kept = result.changes if result.accepted else result.kept
                 batch.observed.append(
-                    DocumentChanged(self.name, actor, result.update, kept, self.doc)
+                    DocumentChanged(
+                        self.name, actor, result.update, kept, self.doc, events=result.events
+                    )
                 )
         if not result.accepted and result.denial is not None and result.error is None:
             if self.on_rejected is not None:
