@@ -214,6 +214,12 @@ MIGRATIONS: list[Migration] = [
         )
         for event in events
     ),
+    # 10 (11 once the change feed's migration is merged before it): notifications learn who
+    # was newly assigned from domain events (assignees added), not from a shadow copy of
+    # every task's assignees
+    """
+    DROP TABLE IF EXISTS assignments;
+    """,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
