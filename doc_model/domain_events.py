@@ -536,28 +536,32 @@ def touched_entities(
     changes: Iterable[Change],
     before: BeforeLookup,
     roots: Mapping[str, Any] | None = None,
+    txn: Any = None,
 ) -> dict[EntityKey, Touched]:
     """The entities ``changes`` touched, with their after values read from ``doc`` now
     (the fields touched, or whole) and their before values from ``before``. ``roots``:
-    the document's root objects by name, if the caller keeps them (saves looking them up)."""
+    the document's root objects by name, if the caller keeps them (saves looking them up);
+    ``txn``: the document's open transaction, if the caller has one."""
     out: dict[EntityKey, Touched] = {}
     keys = touched_keys(kind, changes)
     if not keys:
         return out
+    if txn is None:
+        with doc.transaction() as own:
+            return touched_entities(doc, kind, changes, before, roots, own)
     roots = roots or {}
-    with doc.transaction() as txn:
-        for key, fields in keys.items():
-            container = roots.get(key[0])
-            after = read_entity(doc, key, fields, txn, container)
-            old = MISSING if key[0] == "messages" else before(key, fields, after)
-            name = LABELS.get(key[0])
-            label = None
-            if name is not None:
-                known = after
-                if fields is not None and name not in fields and after is not MISSING:
-                    known = read_entity(doc, key, {name}, txn, container)
-                label = label_of(key[0], known) or label_of(key[0], old)
-            out[key] = Touched(old, after, fields, label)
+    for key, fields in keys.items():
+        container = roots.get(key[0])
+        after = read_entity(doc, key, fields, txn, container)
+        old = MISSING if key[0] == "messages" else before(key, fields, after)
+        name = LABELS.get(key[0])
+        label = None
+        if name is not None:
+            known = after
+            if fields is not None and name not in fields and after is not MISSING:
+                known = read_entity(doc, key, {name}, txn, container)
+            label = label_of(key[0], known) or label_of(key[0], old)
+        out[key] = Touched(old, after, fields, label)
     return out
 
 

@@ -296,7 +296,7 @@ class Gate:
         self._derive = not self._index.built
 
     def _domain_events(
-        self, changes: Sequence[Change], *, index_current: bool
+        self, changes: Sequence[Change], *, index_current: bool, txn: Any = None
     ) -> tuple[DomainEvent, ...]:
         """The accepted transaction's domain events: after values read now, before values
         from the index (or the transaction's own events). ``index_current``: put the after
@@ -310,7 +310,8 @@ class Gate:
                     return self._index.before(key, fields)
                 return before_from_touches(key, fields, after, self._touches)
 
-            touched = touched_entities(self.doc, self.doc_name.kind, changes, before, self._roots)
+            kind = self.doc_name.kind
+            touched = touched_entities(self.doc, kind, changes, before, self._roots, txn)
             if indexed and index_current:
                 for key, t in touched.items():
                     self._index.put(key, t.fields, t.after)
@@ -351,7 +352,9 @@ class Gate:
                 )
             else:
                 denial = self._verdict(actor, changes, violations)
-            events = self._domain_events(changes, index_current=True) if denial is None else ()
+            events = ()
+            if denial is None:
+                events = self._domain_events(changes, index_current=True, txn=txn)
         return denial, changes, violations, events
 
     def _verdict(

@@ -13,7 +13,7 @@ from typing import TypeVar
 from pycrdt import Doc, merge_updates
 
 from doc_model import Change, changes_from_events, parse_doc_name
-from doc_model.domain_events import BeforeIndex, domain_events, touched_entities
+from doc_model.domain_events import domain_events, read_entity, touched_entities
 from doc_model.schema import ROOTS
 
 from .hooks import DocumentStore, UpdateRecord
@@ -30,12 +30,12 @@ async def edit_stored_document(
     store: DocumentStore, doc_name: str, actor: str, edit: Callable[[Doc], T]
 ) -> T:
     """Run ``edit(doc)`` in one transaction on the stored document and append what it
-    changed, with its changes and domain events (computed as the gate computes them, with
-    before values from an index of the document read before the edit)."""
+    changed, with its changes and domain events (doc_model.domain_events, as the gate
+    computes them; the values before are read from a second copy of the stored document,
+    made only if a touched entity can have had one)."""
     name = parse_doc_name(doc_name)
-    doc = await load_document(store, doc_name)
-    index = BeforeIndex(doc, name.kind)
-    index.build()
+    stored = await store.load(doc_name)
+    doc = build_document(stored, name)
     # the transaction's own update: a diff from a state vector (doc.get_update(state))
     # would carry the document's whole delete set every time
     updates: list[bytes] = []
@@ -56,9 +56,15 @@ async def edit_stored_document(
             roots[root].unobserve(sub)
     if updates:
         update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-        touched = touched_entities(
-            doc, name.kind, changes, lambda key, fields, _after: index.before(key, fields)
-        )
+        copies: list[Doc] = []
+
+        def before(key: tuple[str, str], fields: set[str] | None, _after: object) -> object:
+            if not copies:
+                copies.append(build_document(stored, name))
+            with copies[0].transaction():
+                return read_entity(copies[0], key, fields)
+
+        touched = touched_entities(doc, name.kind, changes, before)
         record = UpdateRecord(update, actor, changes=tuple(changes), events=domain_events(touched))
         await store.append(doc_name, [record])
     return result
