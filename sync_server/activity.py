@@ -67,6 +67,17 @@ def _verb(events: Sequence[DomainEvent]) -> str:
     return "updated"
 
 
+def _shape(events: Sequence[DomainEvent]) -> tuple | None:
+    """What the rows of task field edits (not status or assignees) depend on: which
+    fields of which tasks changed; None for events whose rows show their values."""
+    out = []
+    for e in events:
+        if e.kind != "task_field_changed" or e.field == "status":
+            return None
+        out.append((e.entity, e.field))
+    return tuple(out)
+
+
 def entries_for(kind: DocKind, events: Sequence[DomainEvent]) -> list[dict[str, Any]]:
     """The activity rows for one accepted transaction's domain events (pure)."""
     groups: dict[tuple[str, str], list[DomainEvent]] = {}
@@ -153,9 +164,18 @@ class ActivityRecorder:
         now = time.time()
         rows: list[tuple[str, tuple]] = []  # (project, key)
         renamed: dict[str, str] = {}  # project -> its new name
+        # Typing is a run of transactions whose events differ only in values its rows do
+        # not show (task.updated names the fields): each would make the row its
+        # predecessor made, which the check below would drop. Skipping the repeat saves
+        # working the row out again, once per keystroke.
+        repeat: tuple | None = None
         for event in events:
             if not event.events:
                 continue
+            this = (event.doc_name, event.actor.user_id, _shape(event.events))
+            if this == repeat:
+                continue
+            repeat = this if this[2] is not None else None
             name = parse_doc_name(event.doc_name)
             for row in entries_for(name.kind, event.events):
                 detail = json.dumps(row["detail"], sort_keys=True) if row["detail"] else None

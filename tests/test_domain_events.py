@@ -665,3 +665,39 @@ async def test_a_cli_write_carries_its_events_in_the_update_record(tmp_path) -> 
     assert roles == [(None, "member"), ("member", "viewer"), ("viewer", None)]
     assert all(r.changes for r in records)
     assert any(e.kind == "project_changed" and e.field == "name" for e in records[0].events)
+
+
+def test_activity_rows_are_worked_out_from_the_events_alone() -> None:
+    from sync_server.activity import entries_for
+
+    s = Session.start("p/events")
+    rows = lambda result: entries_for(DocKind.MAIN, result.events)  # noqa: E731
+    assert {r["action"] for r in rows(s.edit(lambda d: create_project_meta(d, "A")))} == {
+        "columns.added",
+        "project.added",
+    }
+    ids: list[str] = []
+    created = s.edit(
+        lambda d: ids.append(create_task(d, TaskCreate(title="T", status="todo"), created_by="x"))
+    )
+    assert rows(created) == [
+        {"action": "task.created", "task": ids[0], "detail": {"title": "T", "status": "todo"}}
+    ]
+    moved = s.edit(lambda d: move_task(d, ids[0], "done"))
+    assert rows(moved) == [{"action": "task.status", "task": ids[0], "detail": {"status": "done"}}]
+    assigned = s.edit(lambda d: update_task(d, ids[0], TaskUpdate(assignees=["bob", "ann"])))
+    assert rows(assigned) == [
+        {"action": "task.assigned", "task": ids[0], "detail": {"assignees": ["ann", "bob"]}}
+    ]
+    edited = s.edit(lambda d: update_task(d, ids[0], TaskUpdate(title="U", description="why")))
+    assert rows(edited) == [
+        {"action": "task.updated", "task": ids[0], "detail": {"fields": ["description", "title"]}}
+    ]
+    member = s.edit(lambda d: add_member(d, "bob", "member"))
+    assert rows(member) == [{"action": "member.added", "task": None, "detail": {"user": "bob"}}]
+    renamed = s.edit(lambda d: update_project_meta(d, {"name": "B"}))
+    assert rows(renamed) == [
+        {"action": "project.updated", "task": None, "detail": {"fields": ["name"]}}
+    ]
+    gone = s.edit(lambda d: delete_task(d, ids[0]))
+    assert rows(gone) == [{"action": "task.deleted", "task": ids[0], "detail": {}}]
