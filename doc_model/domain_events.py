@@ -463,7 +463,7 @@ def read_entity(
     spec = ROOT_SPECS[root]
     if container is None:
         container = doc.get(root, type=ROOTS_BY_NAME[root])
-    if fields is not None and spec.shape == "collection" and txn is not None:
+    if spec.shape == "collection" and txn is not None:
         fast = _read_fields_raw(container, txn, root, ident, fields)
         if fast is not None:
             return fast
@@ -492,8 +492,11 @@ def read_entity(
     }
 
 
-def _read_fields_raw(container: Any, txn: Any, root: str, ident: str, fields: set[str]) -> Any:
-    """read_entity's fast path; None: pycrdt changed, use the public one."""
+def _read_fields_raw(
+    container: Any, txn: Any, root: str, ident: str, fields: set[str] | None
+) -> Any:
+    """read_entity's fast path (some fields, or all); None: pycrdt changed, use the
+    public one."""
     raw: Any = getattr(container, "integrated", None)
     tx: Any = getattr(txn, "_txn", None)
     if tx is None or not hasattr(raw, "get"):
@@ -504,6 +507,8 @@ def _read_fields_raw(container: Any, txn: Any, root: str, ident: str, fields: se
         return MISSING
     if type(record).__name__ != "Map":
         return None  # not a record: let the public path say what it is
+    if fields is None:
+        return _strip(root, normalize(json.loads(record.to_json(tx))))
     unvalued = UNVALUED.get(root, frozenset())
     out: dict[str, Any] = {}
     for name in fields:
@@ -635,6 +640,13 @@ class BeforeIndex:
                     self._values[(root, ident)] = _Raw(value.to_json(tx))
                     continue
             self._values[(root, ident)] = read_entity(self._doc, (root, ident), None)
+
+    def adopt(self, other: BeforeIndex) -> None:
+        """Take ``other``'s entries: an index of a document with the same content (a room
+        rebuilds its document from its own encoding to free deleted content)."""
+        self._values = None if other._values is None else dict(other._values)
+        self._stale = set(other._stale)
+        self._stale_roots = set(other._stale_roots)
 
     def reset(self) -> None:
         self._values = None

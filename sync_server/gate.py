@@ -134,7 +134,10 @@ class Gate:
         doc: Doc,
         doc_name: DocName,
         permission_check: PermissionCheck | None = None,
+        same_content_as: Gate | None = None,
     ) -> None:
+        """``same_content_as``: the gate of a document this one holds the same content as
+        (a rebuild): its index of before values is taken over instead of read again."""
         self.doc = doc
         self.doc_name = doc_name
         self.permission_check = permission_check
@@ -155,6 +158,8 @@ class Gate:
         # the first transaction that deletes anything; until then each transaction's own
         # raw events say what its values were (doc_model.domain_events)
         self._index = BeforeIndex(doc, doc_name.kind)
+        if same_content_as is not None:
+            self._index.adopt(same_content_as._index)
         self._touches: list[Touch] = []
         self._derive = False  # record self._touches for the transaction being applied
         # Subscribed on the integrated (Rust) types: the raw events are read lazily, and

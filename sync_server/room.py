@@ -551,10 +551,11 @@ class Room:
         declare_roots(doc, self.doc_name.kind)
         with doc.transaction(origin=STORAGE_ORIGIN):
             doc.apply_update(before)
-        if self.gate is not None:
-            self.gate.close()
+        old = self.gate
+        if old is not None:
+            old.close()
         self.doc = doc
-        self.gate = Gate(doc, self.doc_name, self.permission_check)
+        self.gate = Gate(doc, self.doc_name, self.permission_check, same_content_as=old)
         self._full_state = doc.get_update()
         self._gated_bytes, self._live_bytes = 0, len(self._full_state)
         log.info(
