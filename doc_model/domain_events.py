@@ -270,8 +270,8 @@ def _collection_events(root: str, ident: str, t: Touched) -> list[DomainEvent]:
             out.append(DomainEvent(changed, ident, name, None, None, {**detail, "unvalued": True}))
             continue
         b, a = before.get(name, MISSING), after.get(name, MISSING)
-        if b == a and b is not UNKNOWN:
-            continue
+        if _v(b) == _v(a) and b is not UNKNOWN:
+            continue  # (absent and null are both "no value")
         extra = _unknown(b)
         if task and name == "assignees":
             old = sorted(x for x in _v(b) or [] if isinstance(x, str))
@@ -303,7 +303,7 @@ def _record_events(kind: str, t: Touched) -> list[DomainEvent]:
     out: list[DomainEvent] = []
     for name in names:
         b, a = before.get(name, MISSING), after.get(name, MISSING)
-        if b != a or b is UNKNOWN:
+        if _v(b) != _v(a) or b is UNKNOWN:
             out.append(DomainEvent(kind, None, name, _v(b), _v(a), _unknown(b)))
     return out
 

@@ -37,9 +37,10 @@ the id of the task / milestone / cost / ... it is about:
   message or comment; ``detail`` has ``where`` (``chat`` / ``comment``), ``text``,
   ``message``, ``author`` (and ``task`` for a comment)
 
-``detail["before_unknown"]``: the one case with no before value, a nested type
-(a task, a Y.Text) replaced by a concurrent write before the room had an index
-of the document (see doc_model.domain_events).
+``detail["before_unknown"]``: no before value could be known (the event's
+``before`` is None): a nested type (a task, a Y.Text) replaced by a concurrent
+write, or an edit deep inside a rule's free-form fields, while the room had no
+index of the document yet (see doc_model.domain_events).
 """
 
 from __future__ import annotations
