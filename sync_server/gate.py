@@ -357,7 +357,7 @@ class Gate:
                 )
             else:
                 denial = self._verdict(actor, changes, violations)
-            events = ()
+            events: tuple[DomainEvent, ...] = ()
             if denial is None:
                 events = self._domain_events(changes, index_current=True, txn=txn)
         return denial, changes, violations, events
