@@ -1,26 +1,46 @@
 """Domain events: what one accepted transaction meant, with the values before and after it.
 
-Pure: computed from a document's values before and after a transaction, no I/O.
-Extensions (activity, notifications, automation, integrations) react to these
-instead of re-reading the document after the fact. The computation
-(``domain_events``) is filled in by issue 19's domain-events work; the shape
-below is the contract every producer and consumer shares, and the change feed
-stores it as JSON (``to_json`` / ``from_json`` round-trip exactly).
+Pure: computed from a document's values before and after a transaction, no I/O
+(``doc_model.domain_events``: the gate computes them for every accepted
+transaction, and the CLI's writes for theirs). Extensions (activity,
+notifications, automation, integrations) react to these instead of re-reading
+the document after the fact. The change feed stores them as JSON (``to_json`` /
+``from_json`` round-trip exactly). Values are plain JSON (Text -> str, Y.Array ->
+list, Y.Map -> dict, whole numbers -> int); None where there was no value.
 
-Kinds (``DomainEvent.kind``), with what ``before`` / ``after`` hold:
+Kinds (``DomainEvent.kind``), with what ``before`` / ``after`` hold; ``entity`` is
+the id of the task / milestone / cost / ... it is about:
 
-- ``task_created`` / ``task_deleted``: the task's fields (dict) after / before
-- ``task_field_changed``: one scalar field; ``field`` names it; old / new value
-  (``status``, ``title``, ``priority``, ``due``, ``column``... each its own event)
-- ``task_assignees_changed``: sorted lists; ``detail`` has ``added`` and ``removed``
-- ``comment_posted``: None / the comment (dict); ``entity`` is the task id
-- ``chat_message_posted``: None / the message (dict)
-- ``mention``: None / the mentioned user; ``detail`` has where (task/comment/chat) and text
-- ``milestone_completed``: old / new status of a milestone
-- ``budget_changed``, ``cost_added``, ``cost_changed``, ``cost_deleted``,
-  ``time_entry_added``: finance values before / after
-- ``member_role_changed``: a member's role before / after (None: not a member)
-- ``project_changed``: one field of the project's meta
+- ``task_created`` / ``task_deleted``: the task's fields (dict, without
+  ``description``) after / before; ``detail["title"]``
+- ``task_field_changed``: one field (``field``: ``status`` (its column), ``title``,
+  ``priority``, ``due``, ``start``, ``estimate``, ``labels``, ``custom``,
+  ``milestone``, ``order``...): old / new value; ``detail["title"]`` is the task's
+  title after. ``description`` carries no values (``detail["unvalued"]``): it can
+  be 100,000 characters, edited a keystroke at a time
+- ``task_assignees_changed``: sorted lists; ``detail`` has ``added``, ``removed``, ``title``
+- ``milestone_created`` / ``milestone_deleted`` / ``milestone_changed`` (one field),
+  and ``milestone_completed`` instead of ``milestone_changed`` when ``done`` becomes
+  true (old / new ``done``); ``detail["name"]``
+- ``rule_created`` / ``rule_deleted`` / ``rule_changed``
+- ``budget_changed``: one field of the budget (``field``), old / new
+- ``cost_added`` / ``cost_deleted`` / ``cost_changed`` (one field),
+  ``time_entry_added`` / ``time_entry_deleted`` / ``time_entry_changed``,
+  ``allocation_added`` / ``allocation_deleted`` / ``allocation_changed``
+- ``member_role_changed``: ``entity`` is the user; role before / after (None: not a member)
+- ``project_changed``: one field of the project's meta (``field``), old / new
+- ``columns_changed``: the board's columns (list) before / after
+- ``chat_message_posted``: None / the message (dict); ``entity`` is its id
+- ``comment_posted``: a chat message about a task: None / the message; ``entity`` is
+  the task id, ``detail["message"]`` the message id
+- ``mention``: ``entity`` and ``after`` are the user named ``@user`` in a posted
+  message or comment; ``detail`` has ``where`` (``chat`` / ``comment``), ``text``,
+  ``message``, ``author`` (and ``task`` for a comment)
+
+``detail["before_unknown"]``: no before value could be known (the event's
+``before`` is None): a nested type (a task, a Y.Text) replaced by a concurrent
+write, or an edit deep inside a rule's free-form fields, while the room had no
+index of the document yet (see doc_model.domain_events).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """The activity stream: a document observer that records what happened in each project.
 
 One row per entity a transaction touched ("task.created", "task.status",
-"cost.added", ...) made through the server: WebSocket clients and the REST
-API (edits the CLI appends to the file are applied by a running server but
-carry no change list, so they are not in the stream). Repeats of the newest
-row (typing) coalesce into it. The stream is what the activity feed shows
-and what analytics read for completion dates (burndown, velocity). It also
-keeps the project registry's name in step with ``meta/name``.
+"cost.added", ...), worked out from the transaction's domain events
+(``DocumentChanged.events``, doc_model.domain_events): what a row says (a
+task's title, the status it moved to) is the events' after values, never the
+live document, which may have moved on by the time the row is written.
+Repeats of the newest row (typing) coalesce into it. The stream is what the
+activity feed shows and what analytics read for completion dates (burndown,
+velocity). It also keeps the project registry's name in step with ``meta/name``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pycrdt import Doc, Map
-
-from doc_model import Change, DocKind, parse_doc_name
-from doc_model.snapshot import plain_value
+from doc_model import DocKind, DomainEvent, parse_doc_name
 
 from .database import SQLiteWorker
 from .hooks import DocumentChanged
@@ -29,87 +27,115 @@ from .projects import rename_project, touch_project
 
 log = logging.getLogger("tandem.activity")
 
+# event kind prefix -> the entity word of its rows
+_ENTITIES = {
+    "milestone": "milestone",
+    "rule": "rule",
+    "cost": "cost",
+    "time_entry": "time_entry",
+    "allocation": "allocation",
+}
 
-def _task_field(doc: Doc | None, task: str, name: str) -> Any:
-    if doc is None:
-        return None
-    tasks = doc.get("tasks", type=Map)
-    if task not in tasks or not isinstance(tasks[task], Map):
-        return None
-    return plain_value(tasks[task].get(name))
+
+def _group(event: DomainEvent) -> tuple[str, str] | None:
+    """The row an event belongs to: (entity word, entity id); None: it makes no row."""
+    kind = event.kind
+    if kind.startswith("task_"):
+        return ("task", event.entity or "")
+    if kind in ("chat_message_posted", "comment_posted"):
+        return ("chat", str(event.detail.get("message") or event.entity or ""))
+    if kind == "member_role_changed":
+        return ("member", event.entity or "")
+    if kind == "project_changed":
+        return ("project", event.field or "")
+    if kind == "budget_changed":
+        return ("budget", event.field or "")
+    if kind == "columns_changed":
+        return ("columns", "")
+    for prefix, word in _ENTITIES.items():
+        if kind.startswith(prefix + "_"):
+            return (word, event.entity or "")
+    return None  # mentions: the chat row covers them
 
 
-def entries_for(kind: DocKind, changes: Sequence[Change], doc: Doc | None) -> list[dict[str, Any]]:
-    """The activity rows for one accepted transaction (pure apart from reading ``doc``)."""
+def _verb(events: Sequence[DomainEvent]) -> str:
+    kinds = {e.kind.rsplit("_", 1)[-1] for e in events}
+    if kinds & {"deleted"}:
+        return "deleted"
+    if kinds & {"created", "added"}:
+        return "added"
+    return "updated"
+
+
+def _shape(events: Sequence[DomainEvent]) -> tuple | None:
+    """What the rows of task field edits (not status or assignees) depend on: which
+    fields of which tasks changed; None for events whose rows show their values."""
+    out = []
+    for e in events:
+        if e.kind != "task_field_changed" or e.field == "status":
+            return None
+        out.append((e.entity, e.field))
+    return tuple(out)
+
+
+def entries_for(kind: DocKind, events: Sequence[DomainEvent]) -> list[dict[str, Any]]:
+    """The activity rows for one accepted transaction's domain events (pure)."""
+    groups: dict[tuple[str, str], list[DomainEvent]] = {}
+    for event in events:
+        key = _group(event)
+        if key is not None:
+            groups.setdefault(key, []).append(event)
     rows: list[dict[str, Any]] = []
-    touched: dict[tuple[str, str], set[str]] = {}
-    added: set[tuple[str, str]] = set()
-    deleted: set[tuple[str, str]] = set()
-    for change in changes:
-        if len(change.path) < 2:
-            touched.setdefault((change.root, ""), set())
-            continue
-        key = (change.root, str(change.path[1]))
-        if len(change.path) == 2 and change.action == "add":
-            added.add(key)
-        elif len(change.path) == 2 and change.action == "delete":
-            deleted.add(key)
-        touched.setdefault(key, set())
-        if change.field is not None:
-            touched[key].add(str(change.field))
-    for (root, entity), fields in touched.items():
-        action: str
+    for (word, entity), items in groups.items():
         detail: dict[str, Any] = {}
         task: str | None = None
-        if kind is DocKind.MAIN and root == "tasks" and entity:
+        if word == "task":
             task = entity
-            if (root, entity) in deleted:
+            by_kind = {e.kind: e for e in items}
+            fields = {e.field for e in items if e.field is not None}
+            if "task_deleted" in by_kind:
                 action = "task.deleted"
-            elif (root, entity) in added:
+            elif "task_created" in by_kind:
                 action = "task.created"
-                detail = {
-                    "title": _task_field(doc, entity, "title"),
-                    "status": _task_field(doc, entity, "status"),
-                }
+                after = by_kind["task_created"].after or {}
+                detail = {"title": after.get("title"), "status": after.get("status")}
             elif "status" in fields:
                 action = "task.status"
-                detail = {"status": _task_field(doc, entity, "status")}
+                status = next(e.after for e in items if e.field == "status")
+                detail = {"status": status}
             elif fields == {"assignees"}:
                 action = "task.assigned"
-                detail = {"assignees": _task_field(doc, entity, "assignees")}
+                detail = {"assignees": items[0].after}
             else:
                 action = "task.updated"
-                detail = {"fields": sorted(fields)}
-        elif root == "messages":
-            if (root, entity) not in added:
-                continue  # edits of chat history show up in the audit log, not here
+                detail = {"fields": sorted(str(f) for f in fields)}
+        elif word == "chat":
             action = "chat.message"
-        else:
-            singular = {
-                "milestones": "milestone",
-                "members": "member",
-                "costs": "cost",
-                "time_entries": "time_entry",
-                "allocations": "allocation",
-                "rules": "rule",
-                "meta": "project",
-                "budget": "budget",
-                "columns": "columns",
-            }.get(root, root)
+        elif word == "project":
+            event = items[0]
             verb = (
-                "deleted"
-                if (root, entity) in deleted
-                else "added"
-                if (root, entity) in added
-                else "updated"
+                "added" if event.before is None else "deleted" if event.after is None else "updated"
             )
-            action = f"{singular}.{verb}"
-            if root == "members":
-                detail = {"user": entity}
-            elif root not in ("meta", "budget", "columns") and entity:
-                detail = {"id": entity}
-            if root == "meta" and entity:
-                detail = {"fields": sorted({entity, *fields})}
+            action = f"project.{verb}"
+            detail = {"fields": [entity]}
+        elif word == "budget":
+            event = items[0]
+            verb = (
+                "added" if event.before is None else "deleted" if event.after is None else "updated"
+            )
+            action = f"budget.{verb}"
+        elif word == "columns":
+            action = "columns.added" if not items[0].before else "columns.updated"
+        elif word == "member":
+            event = items[0]
+            verb = (
+                "added" if event.before is None else "deleted" if event.after is None else "updated"
+            )
+            action = f"member.{verb}"
+            detail = {"user": entity}
+        else:
+            action = f"{word}.{_verb(items)}"
+            detail = {"id": entity}
         rows.append({"action": action, "task": task, "detail": detail})
     return rows
 
@@ -132,38 +158,38 @@ class ActivityRecorder:
         self._newest: dict[str, tuple[int, tuple, float]] = {}
 
     async def documents_changed(self, events: Sequence[DocumentChanged]) -> None:
-        """Rows are worked out here, on the event loop (they read the live documents);
-        the SQLite transaction runs on the worker thread, so waiting for the write
-        lock or a commit never stalls the server."""
+        """Rows are worked out here, on the event loop, from the events alone; the SQLite
+        transaction runs on the worker thread, so waiting for the write lock or a commit
+        never stalls the server."""
         now = time.time()
         rows: list[tuple[str, tuple]] = []  # (project, key)
         renamed: dict[str, str] = {}  # project -> its new name
-        # Typing is a run of events with equal changes (edit tasks/t1/title, ...): each
-        # would make the one row its predecessor made (rows read the live document, which
-        # does not change within this loop), and the check below would drop it. Skipping
-        # the repeat saves working the row out again, once per keystroke.
+        # Typing is a run of transactions whose events differ only in values its rows do
+        # not show (task.updated names the fields): each would make the row its
+        # predecessor made, which the check below would drop. Skipping the repeat saves
+        # working the row out again, once per keystroke.
         repeat: tuple | None = None
         for event in events:
-            if not event.changes:
+            if not event.events:
                 continue
-            this = (event.doc_name, event.actor.user_id, event.changes)
+            this = (event.doc_name, event.actor.user_id, _shape(event.events))
             if this == repeat:
                 continue
+            repeat = this if this[2] is not None else None
             name = parse_doc_name(event.doc_name)
-            entries = entries_for(name.kind, event.changes, event.doc)
-            repeat = this if len(entries) <= 1 else None
-            for row in entries:
+            for row in entries_for(name.kind, event.events):
                 detail = json.dumps(row["detail"], sort_keys=True) if row["detail"] else None
                 key = (name.name, event.actor.user_id, row["action"], row["task"], detail)
                 if rows and rows[-1] == (name.project_id, key):
                     continue  # the same entry again within this batch
                 rows.append((name.project_id, key))
-            meta_changed = any(c.root == "meta" for c in event.changes)
-            if name.kind is DocKind.MAIN and event.doc is not None and meta_changed:
-                title = event.doc.get("meta", type=Map).get("name")
-                if isinstance(title, str) and title.strip():
-                    renamed[name.project_id] = title
-        if rows:
+            if name.kind is DocKind.MAIN:
+                for domain in event.events:
+                    if domain.kind == "project_changed" and domain.field == "name":
+                        title = domain.after
+                        if isinstance(title, str) and title.strip():
+                            renamed[name.project_id] = title
+        if rows or renamed:
             await self.db.run(self._commit, rows, renamed, now)
 
     def _commit(self, rows: list[tuple[str, tuple]], renamed: dict[str, str], now: float) -> None:

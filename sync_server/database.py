@@ -214,7 +214,13 @@ MIGRATIONS: list[Migration] = [
         )
         for event in events
     ),
-    # 10: failed logins, kept where every server process on the file and a restart see them
+    # 11: notifications learn who
+    # was newly assigned from domain events (assignees added), not from a shadow copy of
+    # every task's assignees
+    """
+    DROP TABLE IF EXISTS assignments;
+    """,
+    # 12: failed logins, kept where every server process on the file and a restart see them
     # (login_guard)
     """
     CREATE TABLE IF NOT EXISTS login_failures (

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,22 @@ from pycrdt import (
     merge_updates,
 )
 
-from doc_model import Change, DocName, changes_from_events, check_changes, unknown_roots
+from doc_model import (
+    Change,
+    DocName,
+    DomainEvent,
+    changes_from_events,
+    check_changes,
+    unknown_roots,
+)
+from doc_model.domain_events import (
+    BeforeIndex,
+    Touch,
+    before_from_touches,
+    domain_events,
+    touched_entities,
+    touches_from_events,
+)
 from doc_model.schema import ROOTS
 
 from . import split, state_vectors
@@ -55,6 +71,8 @@ from .hooks import Actor
 from .map_content import keyless_map_content
 from .protocol import ProtocolError, Reader
 from .task_owners import TaskOwners
+
+log = logging.getLogger("tandem.gate")
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,8 @@ class GateResult:
     splittable: bool = False
     # refused in part (Gate.apply_in_parts): the changes that were kept
     kept: tuple[Change, ...] = ()
+    # what the accepted transaction (or the kept part) meant, with values before and after
+    events: tuple[DomainEvent, ...] = ()
 
 
 class UnrevertableUpdate(ValueError):
@@ -114,7 +134,10 @@ class Gate:
         doc: Doc,
         doc_name: DocName,
         permission_check: PermissionCheck | None = None,
+        same_content_as: Gate | None = None,
     ) -> None:
+        """``same_content_as``: the gate of a document this one holds the same content as
+        (a rebuild): its index of before values is taken over instead of read again."""
         self.doc = doc
         self.doc_name = doc_name
         self.permission_check = permission_check
@@ -131,6 +154,14 @@ class Gate:
         self._undo.include_origin(self._origin)
         tasks = self._roots.get("tasks")
         self._owners = TaskOwners(tasks) if isinstance(tasks, Map) else None
+        # before values for domain events: an index of the document's entities, built for
+        # the first transaction that deletes anything; until then each transaction's own
+        # raw events say what its values were (doc_model.domain_events)
+        self._index = BeforeIndex(doc, doc_name.kind)
+        if same_content_as is not None:
+            self._index.adopt(same_content_as._index)
+        self._touches: list[Touch] = []
+        self._derive = False  # record self._touches for the transaction being applied
         # Subscribed on the integrated (Rust) types: the raw events are read lazily, and
         # the gate reads only their paths and keys (see doc_model.changes_from_events).
         self._subscriptions = [
@@ -144,13 +175,20 @@ class Gate:
             if self._capturing:
                 try:
                     self._events.extend(changes_from_events(events, root_name, self._maps))
+                    if self._derive:
+                        self._touches.extend(touches_from_events(events, root_name))
                 except Exception as e:  # never let an exception into pycrdt's Rust callback
                     self._capture_error = e
-            elif root_name == "tasks" and self._owners is not None:  # not the gate's own
-                try:
-                    self._owners.mark(changes_from_events(events, root=root_name))
+            elif (root_name == "tasks" and self._owners is not None) or self._index.built:
+                try:  # not the gate's own transaction
+                    changes = changes_from_events(events, root=root_name)
+                    if root_name == "tasks" and self._owners is not None:
+                        self._owners.mark(changes)
+                    self._index.mark(changes)
                 except Exception:
-                    self._owners.reset()
+                    if self._owners is not None:
+                        self._owners.reset()
+                    self._index.reset()
 
         return collect
 
@@ -189,7 +227,11 @@ class Gate:
         self._capture_error = None
         if self._owners is not None:
             self._owners.refresh()  # task ownership before this transaction
+        # An update that deletes nothing (its delete set, last in the encoding, is empty:
+        # a final 0) has before values its own events tell; anything else needs the index.
+        self._prepare_index(update is None or update[-1:] != b"\x00")
         self._capturing = True
+        accepted = False
         try:
             error: Exception | None = None
             try:
@@ -201,8 +243,9 @@ class Gate:
                 if update is not None:
                     raise
                 error = e
+            events: tuple[DomainEvent, ...] = ()
             if error is None:
-                denial, changes, violations = self._judge(update, actor)
+                denial, changes, violations, events = self._judge(update, actor)
             else:
                 denial, changes, violations = Denial(reason=str(error)), tuple(self._events), []
             if denial is None:
@@ -210,7 +253,8 @@ class Gate:
                 own = self._updates[0] if len(self._updates) == 1 else None
                 if len(self._updates) > 1:
                     own = merge_updates(*self._updates)
-                return GateResult(accepted=True, update=own, changes=changes)
+                accepted = True
+                return GateResult(accepted=True, update=own, changes=changes, events=events)
             splittable = (
                 update is not None
                 and error is None
@@ -231,19 +275,62 @@ class Gate:
             )
         finally:
             self._capturing = False
+            self._derive = False
             if self._owners is not None:  # the transaction and its undo, if any
                 if self._capture_error is not None:
                     self._owners.reset()
                 else:
                     self._owners.mark(self._events)
+            if self._capture_error is not None:
+                self._index.reset()
+            elif not accepted:  # (an accepted one's values were put in the index)
+                self._index.mark(self._events)
             self._events.clear()
             self._maps.clear()
             self._updates.clear()
+            self._touches.clear()
+
+    def _prepare_index(self, deletes: bool) -> None:
+        """Bring the index of before values up to date, building it if this transaction
+        may delete something; otherwise record the transaction's raw events instead."""
+        self._touches.clear()
+        if self._index.empty:
+            return
+        if deletes or self._index.built:
+            self._index.build()
+        self._derive = not self._index.built
+
+    def _domain_events(
+        self, changes: Sequence[Change], *, index_current: bool, txn: Any = None
+    ) -> tuple[DomainEvent, ...]:
+        """The accepted transaction's domain events: after values read now, before values
+        from the index (or the transaction's own events). ``index_current``: put the after
+        values into the index (else the caller marks the touched entities stale). Never
+        raises: a failure is logged, and the transaction has no events."""
+        try:
+            indexed = self._index.built
+
+            def before(key: tuple[str, str], fields: set[str] | None, after: object) -> object:
+                if indexed:
+                    return self._index.before(key, fields)
+                return before_from_touches(key, fields, after, self._touches)
+
+            kind = self.doc_name.kind
+            touched = touched_entities(self.doc, kind, changes, before, self._roots, txn)
+            if indexed and index_current:
+                for key, t in touched.items():
+                    self._index.put(key, t.fields, t.after)
+            return tuple(domain_events(touched))
+        except Exception:
+            log.exception("computing domain events failed", extra={"doc": self.doc_name.name})
+            self._index.reset()
+            return ()
 
     def _judge(
         self, update: bytes | None, actor: Actor
-    ) -> tuple[Denial | None, tuple[Change, ...], list]:
-        """Everything the gate reads after applying, in one read transaction.
+    ) -> tuple[Denial | None, tuple[Change, ...], list, tuple[DomainEvent, ...]]:
+        """Everything the gate reads after applying, in one read transaction (the domain
+        events of an accepted transaction included).
 
         pycrdt opens and commits a transaction for every access made outside
         one; reading inside one transaction halves the gate's cost.
@@ -270,7 +357,10 @@ class Gate:
                 )
             else:
                 denial = self._verdict(actor, changes, violations)
-        return denial, changes, violations
+            events: tuple[DomainEvent, ...] = ()
+            if denial is None:
+                events = self._domain_events(changes, index_current=True, txn=txn)
+        return denial, changes, violations, events
 
     def _verdict(
         self, actor: Actor, changes: Sequence[Change], violations: Sequence
@@ -328,6 +418,7 @@ class Gate:
         self._capture_error = None
         if self._owners is not None:
             self._owners.refresh()  # every part is judged on ownership before the update
+        self._prepare_index(True)  # parts judged one by one: before values from the index
         self._capturing = True
         # An undo manager of its own, so that each part is one stack item: yrs merges a
         # transaction into the previous stack item when both fall in the same millisecond
@@ -378,7 +469,10 @@ class Gate:
                         first_denial = first_denial or denial
                         refused_parts.extend(indexes)
             if first_denial is None:  # allowed part by part after all: keep it all
-                return GateResult(accepted=True, update=self._net(), changes=all_changes)
+                events = self._domain_events(all_changes, index_current=False)
+                return GateResult(
+                    accepted=True, update=self._net(), changes=all_changes, events=events
+                )
             self._undo_only(parts, part_items, refused_parts)
             with self.doc.transaction():
                 again = self._judge_alone(actor, kept)
@@ -393,10 +487,17 @@ class Gate:
                 changes=all_changes,
                 denial=first_denial,
                 kept=tuple(kept),
+                events=self._domain_events(kept, index_current=False),
             )
         finally:
             undo.clear()
             self._capturing = False
+            self._derive = False
+            if self._capture_error is not None:
+                self._index.reset()
+            else:  # the parts and the undo of the refused ones: read again when needed
+                self._index.mark(self._events)
+            self._touches.clear()
             if self._owners is not None:  # the parts and the undo of the refused ones
                 if self._capture_error is not None:
                     self._owners.reset()

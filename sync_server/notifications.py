@@ -1,9 +1,11 @@
 """Notifications: assignments and @mentions, in the app and by Web Push.
 
-A document observer (:class:`NotificationCenter`) watches accepted changes:
-- a user newly among a task's assignees is told (once per assignment: removing and
-  re-adding them tells them again), unless they assigned themselves;
-- a chat message naming ``@user`` tells that user, if they are on the project.
+A document observer (:class:`NotificationCenter`) reads accepted transactions' domain
+events (``DocumentChanged.events``, doc_model.domain_events):
+- a user among a new task's assignees, or added to a task's assignees, is told (once
+  per assignment: removing and re-adding them tells them again), unless they assigned
+  themselves;
+- a chat message or comment naming ``@user`` tells that user, if they are on the project.
 
 Every notification is stored (the in-app list, ``/api/v1/me/notifications``) and, for
 users who subscribed a browser, sent by Web Push (pywebpush: VAPID-signed, aes128gcm
@@ -20,7 +22,6 @@ import asyncio
 import base64
 import json
 import logging
-import re
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -29,9 +30,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02
-from pycrdt import Array, Map
 
-from doc_model import DocKind, parse_doc_name
+from doc_model import DomainEvent, parse_doc_name
 from integrations.outbound import GuardedSession, OutboundPolicy, OutboundRefused
 
 from .database import SQLiteWorker
@@ -39,7 +39,6 @@ from .hooks import DocumentChanged
 
 log = logging.getLogger("tandem.notifications")
 
-MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9_.-]{0,63})")
 VAPID_SUBJECT = "mailto:admin@tandem.invalid"
 
 
@@ -148,142 +147,76 @@ def mark_read(conn: sqlite3.Connection, user: str, ids: list[int] | None) -> int
 # -- what deserves a notification ---------------------------------------------------------
 
 
-def _title(task: Map) -> str:
-    title = task.get("title")
-    return str(title) if title is not None else "a task"
-
-
-def _may_notify(kind: DocKind, event: DocumentChanged) -> bool:
-    """Whether a change can raise a notice at all: a task added or its assignees changed
-    (main document), a chat message added. Cheap, and false for nearly every keystroke."""
-    if kind is DocKind.MAIN:
-        return any(
-            c.root == "tasks" and (len(c.path) == 2 or c.field == "assignees")
-            for c in event.changes
-        )
-    if kind is DocKind.CHAT:
-        return any(c.action == "add" and len(c.path) == 2 for c in event.changes)
-    return False
-
-
 @dataclass(frozen=True)
-class _Assignees:
-    """A touched task's assignees as the live document has them (read on the event loop)."""
-
-    project: str
-    task_id: str
-    actor: str
-    assignees: frozenset[str]
-    title: str | None  # None: no such task (deleted, or not a task)
-
-
-@dataclass(frozen=True)
-class _Message:
-    """An added chat message's text (read on the event loop)."""
+class _Mention:
+    """``name`` was @mentioned in a message; told if they are on the project."""
 
     project: str
     actor: str
+    name: str
     text: str
 
 
-def read_assignees(event: DocumentChanged, project: str) -> list[_Assignees]:
-    """The current assignees of every task this change added or reassigned."""
-    if event.doc is None:
-        return []
-    tasks = event.doc.get("tasks", type=Map)
-    touched = {
-        str(c.path[1])
-        for c in event.changes
-        if c.root == "tasks" and len(c.path) >= 2 and (len(c.path) == 2 or c.field == "assignees")
-    }
-    out: list[_Assignees] = []
-    for task_id in sorted(touched):
-        task = tasks.get(task_id)
-        now: frozenset[str] = frozenset()
-        if isinstance(task, Map) and isinstance(task.get("assignees"), Array):
-            now = frozenset(a for a in task.get("assignees") if isinstance(a, str))
-        title = _title(task) if isinstance(task, Map) else None
-        out.append(_Assignees(project, task_id, event.actor.user_id, now, title))
-    return out
-
-
-def read_messages(event: DocumentChanged, project: str) -> list[_Message]:
-    """The text of every chat message this change added."""
-    if event.doc is None:
-        return []
-    messages = event.doc.get("messages", type=Array)
-    out: list[_Message] = []
-    for change in event.changes:
-        if change.action != "add" or len(change.path) != 2 or not isinstance(change.path[1], int):
-            continue
-        index = change.path[1]
-        if index >= len(messages) or not isinstance(messages[index], Map):
-            continue
-        text = str(messages[index].get("text") or "")
-        out.append(_Message(project, event.actor.user_id, text))
-    return out
-
-
-def assignment_notices(conn: sqlite3.Connection, item: _Assignees) -> list[Notice]:
-    """New assignees of one task (remembered in ``assignments``): removing and re-adding
-    someone tells them again; assigning yourself tells nobody."""
-    known = {
-        r[0]
-        for r in conn.execute(
-            "SELECT user FROM assignments WHERE project = ? AND task = ?",
-            (item.project, item.task_id),
+def _assigned(
+    project: str, actor: str, task: str, title: str, users: Sequence[str]
+) -> list[Notice]:
+    return [
+        Notice(
+            user,
+            project,
+            "assigned",
+            f"{actor} assigned you a task",
+            title,
+            f"/#/p/{project}/task/{task}",
         )
-    }
-    for gone in known - item.assignees:
-        conn.execute(
-            "DELETE FROM assignments WHERE project = ? AND task = ? AND user = ?",
-            (item.project, item.task_id, gone),
-        )
-    out: list[Notice] = []
-    for user in sorted(item.assignees - known):
-        conn.execute(
-            "INSERT OR IGNORE INTO assignments (project, task, user) VALUES (?, ?, ?)",
-            (item.project, item.task_id, user),
-        )
-        if user != item.actor and item.title is not None:
+        for user in sorted(set(users))
+        if user != actor
+    ]
+
+
+def notices_for(project: str, actor: str, events: Sequence[DomainEvent]) -> list[Notice | _Mention]:
+    """What one transaction's events are worth telling (pure): new assignees of a task
+    (among a new task's assignees, or added to a task's), and @mentions."""
+    out: list[Notice | _Mention] = []
+    for event in events:
+        title = event.detail.get("title")
+        title = title if isinstance(title, str) else "a task"
+        if event.kind == "task_created" and isinstance(event.after, dict):
+            assignees = event.after.get("assignees")
+            users = (
+                [a for a in assignees if isinstance(a, str)] if isinstance(assignees, list) else []
+            )
+            out += _assigned(project, actor, event.entity or "", title, users)
+        elif event.kind == "task_assignees_changed":
+            added = [a for a in event.detail.get("added", ()) if isinstance(a, str)]
+            out += _assigned(project, actor, event.entity or "", title, added)
+        elif event.kind == "mention" and event.entity and event.entity != actor:
+            text = event.detail.get("text")
             out.append(
-                Notice(
-                    user,
-                    item.project,
-                    "assigned",
-                    f"{item.actor} assigned you a task",
-                    item.title,
-                    f"/#/p/{item.project}/task/{item.task_id}",
-                )
+                _Mention(project, actor, event.entity, text if isinstance(text, str) else "")
             )
     return out
 
 
-def mention_notices(conn: sqlite3.Connection, item: _Message) -> list[Notice]:
-    """Members of the project named ``@user`` in one message (not its author)."""
-    names = sorted(set(MENTION.findall(item.text)) - {item.actor})
-    if not names:
-        return []
-    marks = ",".join("?" * len(names))
-    members = {
-        r[0]
-        for r in conn.execute(
-            f"SELECT user FROM grants WHERE project = ? AND user IN ({marks})",
-            (item.project, *names),
-        )
-    }
-    return [
-        Notice(
-            name,
-            item.project,
-            "mention",
-            f"{item.actor} mentioned you",
-            item.text[:200],
-            f"/#/p/{item.project}/chat",
-        )
-        for name in names
-        if name in members
-    ]
+def mention_notices(conn: sqlite3.Connection, items: Sequence[_Mention]) -> list[Notice]:
+    """The mentions of members of their project (others are nobody to tell)."""
+    out: list[Notice] = []
+    for item in items:
+        member = conn.execute(
+            "SELECT 1 FROM grants WHERE project = ? AND user = ?", (item.project, item.name)
+        ).fetchone()
+        if member is not None:
+            out.append(
+                Notice(
+                    item.name,
+                    item.project,
+                    "mention",
+                    f"{item.actor} mentioned you",
+                    item.text[:200],
+                    f"/#/p/{item.project}/chat",
+                )
+            )
+    return out
 
 
 Delivery = tuple[Notice, list[dict[str, Any]]]
@@ -293,10 +226,11 @@ Delivery = tuple[Notice, list[dict[str, Any]]]
 class NotificationCenter:
     """A DocumentObserver: stores notifications and pushes them to subscribed browsers.
 
-    What a change means is read from the live document on the event loop; the
-    SQLite transaction that remembers assignments and stores the notices runs on
-    the worker's thread (``database.SQLiteWorker``), so the loop never waits for
-    the write lock; pushes run on worker threads of their own.
+    What a change means comes from its domain events (worked out on the event loop,
+    no document read); the SQLite transaction that checks mentions against the
+    project's members and stores the notices runs on the worker's thread
+    (``database.SQLiteWorker``), so the loop never waits for the write lock; pushes
+    run on worker threads of their own.
     """
 
     def __init__(self, db: SQLiteWorker, outbound: OutboundPolicy | None = None) -> None:
@@ -305,17 +239,11 @@ class NotificationCenter:
         self._session = GuardedSession(outbound or OutboundPolicy())
 
     async def documents_changed(self, events: Sequence[DocumentChanged]) -> None:
-        items: list[_Assignees | _Message] = []
+        items: list[Notice | _Mention] = []
         for e in events:
-            if e.actor.kind != "user":
+            if e.actor.kind != "user" or not e.events:
                 continue
-            name = parse_doc_name(e.doc_name)
-            if not _may_notify(name.kind, e):
-                continue  # typing, moving cards, ...: nothing to read or write
-            if name.kind is DocKind.MAIN:
-                items += read_assignees(e, name.project_id)
-            else:
-                items += read_messages(e, name.project_id)
+            items += notices_for(parse_doc_name(e.doc_name).project_id, e.actor.user_id, e.events)
         if not items:
             return
         deliveries = await self.db.run(self._store, items)
@@ -332,17 +260,17 @@ class NotificationCenter:
                     await self.db.run(self._forget, subscription["endpoint"])
                     log.info("dropped an expired push subscription", extra={"user": notice.user})
 
-    def _store(self, items: Sequence[_Assignees | _Message]) -> list[Delivery]:
+    def _store(self, items: Sequence[Notice | _Mention]) -> list[Delivery]:
         """One transaction (on the worker's thread): the notices, and whom to push them to."""
         conn = self.db.conn
         notices: list[Notice] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             for item in items:
-                if isinstance(item, _Assignees):
-                    notices += assignment_notices(conn, item)
+                if isinstance(item, Notice):
+                    notices.append(item)
                 else:
-                    notices += mention_notices(conn, item)
+                    notices += mention_notices(conn, [item])
             for n in notices:
                 conn.execute(
                     "INSERT INTO notifications (user, project, kind, title, body, url, created_at)"

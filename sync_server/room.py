@@ -490,7 +490,10 @@ class Room:
         if result.update is not None:
             self._full_state = None
             self._collect_garbage(len(result.update))
-            batch.records.append(UpdateRecord(result.update, str(actor)))
+            kept = result.changes if result.accepted else result.kept
+            batch.records.append(
+                UpdateRecord(result.update, str(actor), changes=kept, events=result.events)
+            )
             batch.updates.append(result.update)
             if result.accepted and sender is not None:
                 batch.repeat_sender = batch.repeat_sender or sender.id in batch.senders
@@ -498,9 +501,10 @@ class Room:
             else:
                 batch.everyone = True
             if result.accepted or result.kept:
-                kept = result.changes if result.accepted else result.kept
                 batch.observed.append(
-                    DocumentChanged(self.name, actor, result.update, kept, self.doc)
+                    DocumentChanged(
+                        self.name, actor, result.update, kept, self.doc, events=result.events
+                    )
                 )
         if not result.accepted and result.denial is not None and result.error is None:
             if self.on_rejected is not None:
@@ -548,10 +552,11 @@ class Room:
         declare_roots(doc, self.doc_name.kind)
         with doc.transaction(origin=STORAGE_ORIGIN):
             doc.apply_update(before)
-        if self.gate is not None:
-            self.gate.close()
+        old = self.gate
+        if old is not None:
+            old.close()
         self.doc = doc
-        self.gate = Gate(doc, self.doc_name, self.permission_check)
+        self.gate = Gate(doc, self.doc_name, self.permission_check, same_content_as=old)
         self._full_state = doc.get_update()
         self._gated_bytes, self._live_bytes = 0, len(self._full_state)
         log.info(
