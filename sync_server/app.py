@@ -229,6 +229,7 @@ def create_app(
             settings.db,
             poll_seconds=settings.feed_poll_seconds,
             retention_seconds=settings.feed_retention_seconds,
+            max_retention_seconds=settings.feed_max_retention_seconds,
             prune_interval_seconds=settings.feed_prune_interval_seconds,
             doc_lookup=live_doc,
         )

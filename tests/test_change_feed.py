@@ -423,6 +423,31 @@ async def test_retention_prunes_only_rows_every_cursor_passed_and_old_enough(tmp
         await store.close()
 
 
+async def test_a_cursor_nobody_advances_holds_rows_only_up_to_the_hard_cap(
+    tmp_path, caplog
+) -> None:
+    db = tmp_path / "cap.db"
+    store = SQLiteStore(db)
+    feed = ChangeFeed(db, retention_seconds=100, max_retention_seconds=1000)
+    feed.subscribe("live", Recorder().documents_changed)
+    await feed.start()
+    try:
+        conn = sqlite3.connect(str(db))
+        conn.execute("INSERT INTO feed_cursors VALUES ('removed-extension', 0, 0)")
+        conn.commit()
+        conn.close()
+        await append(store, "p/a", 4)
+        feed.wake()
+        await wait_for(lambda: feed.position("live") == 4)
+        assert await feed.prune(now=time.time() + 500) == 0, "held back by the stale cursor"
+        assert len(feed_rows(db)) == 4
+        assert await feed.prune(now=time.time() + 2000) == 4, "past the hard cap"
+        assert "removed-extension" in caplog.text
+    finally:
+        await feed.close()
+        await store.close()
+
+
 def test_subscribe_refuses_bad_arguments(tmp_path) -> None:
     feed = ChangeFeed(tmp_path / "x.db")
 

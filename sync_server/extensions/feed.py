@@ -27,7 +27,9 @@ keeps its cursor in memory only.
 Retention: rows every stored cursor has passed and older than
 ``retention_seconds`` are deleted in the background, on the feed's writer
 thread. A cursor nobody advances any more (an extension uninstalled) holds rows
-back: delete its ``feed_cursors`` row.
+back until ``max_retention_seconds`` (90 days), past which rows are deleted
+whoever has not read them (logged with the consumers that missed them); delete
+a removed consumer's ``feed_cursors`` row to release them sooner.
 
 New rows are noticed through :meth:`ChangeFeed.wake` (the room calls it after
 each append) and, for other processes' writes, by polling every
@@ -112,6 +114,7 @@ class ChangeFeed:
         *,
         poll_seconds: float = 0.5,
         retention_seconds: float = 7 * 86400,
+        max_retention_seconds: float | None = 90 * 86400,
         prune_interval_seconds: float = 3600.0,
         doc_lookup: DocLookup | None = None,
         retry_first_seconds: float = RETRY_FIRST_SECONDS,
@@ -120,6 +123,7 @@ class ChangeFeed:
         self.path = str(path)
         self.poll_seconds = poll_seconds
         self.retention_seconds = retention_seconds
+        self.max_retention_seconds = max_retention_seconds
         self.prune_interval_seconds = prune_interval_seconds
         # TRANSITIONAL (issue 19): observers that still read task titles from the live
         # document get it from here when its room is loaded; they move to ``events``.
@@ -390,10 +394,36 @@ class ChangeFeed:
     def _prune(self, now: float) -> int:
         assert self._writer is not None
         c = self._writer.conn
-        cutoff = now - self.retention_seconds
         row = c.execute("SELECT min(position) FROM feed_cursors").fetchone()
         # no stored cursor at all: nothing durable waits for rows, age alone decides
         passed: Any = row[0] if row is not None else None
+        total = self._delete_rows(now - self.retention_seconds, passed)
+        if self.max_retention_seconds is not None:
+            # the hard cap: a cursor nobody advances (a removed consumer) must not keep
+            # every row forever; a consumer that far behind misses them, and is told
+            cap = now - self.max_retention_seconds
+            behind = c.execute(
+                "SELECT consumer FROM feed_cursors WHERE position <"
+                " (SELECT max(id) FROM change_feed WHERE created < ?)",
+                (cap,),
+            ).fetchall()
+            dropped = self._delete_rows(cap, None)
+            if dropped and behind:
+                log.warning(
+                    "dropped %d change feed row(s) older than %.0f days that consumer(s) %s"
+                    " had not reached",
+                    dropped,
+                    self.max_retention_seconds / 86400,
+                    ", ".join(r[0] for r in behind),
+                )
+            total += dropped
+        return total
+
+    def _delete_rows(self, cutoff: float, passed: int | None) -> int:
+        """Delete rows created before ``cutoff`` (and, given ``passed``, with an id up to it),
+        in short transactions."""
+        assert self._writer is not None
+        c = self._writer.conn
         where = "created < ?" + (" AND id <= ?" if passed is not None else "")
         params: tuple = (cutoff, passed) if passed is not None else (cutoff,)
         total = 0
