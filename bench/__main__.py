@@ -18,6 +18,7 @@ BENCHMARKS = [
     "bench.presence_connect",
     "bench.squash_broadcast",
     "bench.reconnect_storm",
+    "bench.feed_lag",
 ]
 
 

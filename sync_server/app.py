@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -25,6 +27,7 @@ from .api_me import me_api
 from .api_v1 import v1_api
 from .connection import CloseCode, Connection
 from .database import DeferredWrites, SQLiteWorker, connect, open_database
+from .extensions.feed import ChangeFeed
 from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
 from .keepalive import keep_alive
@@ -71,6 +74,42 @@ def origin_allowed(origin: str, host: str, allowed: set[str]) -> bool:
         return True
     parts = urlsplit(normalized)
     return parts.scheme in ("http", "https") and parts.netloc == host.lower()
+
+
+TEST_OBSERVER_VARIABLE = "TANDEM_TEST_OBSERVER"
+
+
+def test_observers() -> list[DocumentObserver]:
+    """TEST ONLY: ``TANDEM_TEST_OBSERVER=module:Class`` adds ``Class()`` as an observer, so
+    that a test can load a feed consumer into a real server process (tests/feed_consumer.py
+    for the kill -9 test). Replaced by ``tandem serve --extension`` once that exists."""
+    spec = os.environ.get(TEST_OBSERVER_VARIABLE, "").strip()
+    if not spec:
+        return []
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"{TEST_OBSERVER_VARIABLE}={spec!r} is not module:Class")
+    return [getattr(importlib.import_module(module), name)()]
+
+
+def subscribe_observers(feed: ChangeFeed, observers: Sequence[DocumentObserver]) -> None:
+    """Each observer becomes a consumer of the change feed, in a task of its own, under its
+    ``name`` attribute or its class name (numbered when two share one); durable unless it
+    says ``durable = False``; ``batch`` (default 500) changes per call at most."""
+    taken: set[str] = set()
+    for observer in observers:
+        base = str(getattr(observer, "name", "") or type(observer).__name__)
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name)
+        feed.subscribe(
+            name,
+            observer.documents_changed,
+            durable=bool(getattr(observer, "durable", True)),
+            batch=int(getattr(observer, "batch", 500)),
+        )
 
 
 def create_app(
@@ -120,6 +159,7 @@ def create_app(
                 add_member(doc, user, role)
 
         await edit_stored_document(state["store"], doc_name(project), "system:team", edit)
+        state["feed"].wake()
 
     state["project_members"] = project_members
 
@@ -176,6 +216,33 @@ def create_app(
             touch=touch,
         )
         state["watch"] = watch
+
+        # Observers are consumers of the durable change feed, each in a task of its own,
+        # reading the rows every writer (this server, the CLI) stores beside its updates.
+        def live_doc(name: str):
+            # TRANSITIONAL (issue 19): activity and notifications still read titles from the
+            # live document; they move to DocumentChanged.events, and this goes
+            room = state["rooms"].rooms.get(name) if "rooms" in state else None
+            return room.doc if room is not None and not room.closed else None
+
+        feed = ChangeFeed(
+            settings.db,
+            poll_seconds=settings.feed_poll_seconds,
+            retention_seconds=settings.feed_retention_seconds,
+            max_retention_seconds=settings.feed_max_retention_seconds,
+            prune_interval_seconds=settings.feed_prune_interval_seconds,
+            doc_lookup=live_doc,
+        )
+        state["feed"] = feed
+        subscribe_observers(
+            feed,
+            [
+                *observers,
+                *test_observers(),
+                ActivityRecorder(activity_db),
+                NotificationCenter(notices_db, state["outbound"]),
+            ],
+        )
         rooms = RoomManager(
             doc_store,
             settings=RoomSettings(
@@ -183,11 +250,7 @@ def create_app(
                 idle_unload_seconds=settings.room_idle_seconds,
                 max_unflushed_updates=settings.max_unflushed_updates,
             ),
-            observers=[
-                *observers,
-                ActivityRecorder(activity_db),
-                NotificationCenter(notices_db, state["outbound"]),
-            ],
+            on_stored=feed.wake,
             permission_check=permission_check or resolver.check,
             on_rejected=lambda actor, doc_name, denial: deferred.submit(
                 access.rejection_row, actor, doc_name, denial
@@ -198,6 +261,7 @@ def create_app(
         )
         await rooms.start()
         state["rooms"] = rooms
+        await feed.start()
         await watch.start()
         state["keepalive"] = (
             asyncio.create_task(keep_alive(rooms, settings.ping_timeout_seconds), name="keepalive")
@@ -214,6 +278,7 @@ def create_app(
             state["keepalive"].cancel()
         await state["watch"].close()
         await state["rooms"].close()
+        await state["feed"].close()  # after the rooms' last appends, before the observers' dbs
         await state["store"].close()
         await state["deferred"].close()
         await state["writer"].close()

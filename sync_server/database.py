@@ -214,6 +214,25 @@ MIGRATIONS: list[Migration] = [
         )
         for event in events
     ),
+    # 10: the durable change feed (sync_server.extensions.feed): one row per stored update,
+    # written in the update's own transaction, and each durable consumer's position in it
+    """
+    CREATE TABLE IF NOT EXISTS change_feed (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        doc_name TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        changes TEXT NOT NULL DEFAULT '[]',
+        events TEXT NOT NULL DEFAULT '[]',
+        created REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS change_feed_created ON change_feed (created);
+    CREATE TABLE IF NOT EXISTS feed_cursors (
+        consumer TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        updated REAL NOT NULL
+    );
+    """,
     # 11: notifications learn who
     # was newly assigned from domain events (assignees added), not from a shadow copy of
     # every task's assignees

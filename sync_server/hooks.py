@@ -113,13 +113,15 @@ class DocumentChanged:
 
 @runtime_checkable
 class DocumentObserver(Protocol):
-    """Told about accepted transactions once they are stored and broadcast.
+    """Told about accepted transactions once they are stored.
 
-    Observers run in the room's observer task, never on the sync path: a slow
-    observer delays other observers of that room, never an editor. Each call
-    gets every transaction accepted since the previous call, in order (one or
-    more), so an observer can write them in one SQLite transaction however fast
-    people type. An exception is logged and does not stop later calls.
+    Each observer is a consumer of the durable change feed
+    (``sync_server.extensions.feed``) in a task of its own, never on the sync
+    path: a slow observer delays nobody else. Each call gets the transactions
+    stored since the previous call, in order (one or more, from every document
+    and every writing process), so an observer can write them in one SQLite
+    transaction however fast people type. Delivery is at-least-once: a call that
+    raises is logged and made again with the same changes after a backoff.
     """
 
     async def documents_changed(self, events: Sequence[DocumentChanged]) -> None: ...

@@ -7,7 +7,8 @@
       -> store.append(batch)                    durable before anyone sees it
       -> one merged update, encoded once, queued to every connection
       -> acks / rejections to the senders
-      -> observer queue (automation, integrations, activity)
+      -> on_stored(): the change feed reads the rows the append wrote beside the
+         updates (automation, integrations, activity: sync_server.extensions.feed)
 
 A new client's first sync waits for the pending batch to be durable, so no
 client ever receives an update that a crash could still lose.
@@ -45,14 +46,7 @@ from .gate import (
     PermissionCheck,
     UnrevertableUpdate,
 )
-from .hooks import (
-    Actor,
-    DocumentChanged,
-    DocumentObserver,
-    DocumentStore,
-    StoredDocument,
-    UpdateRecord,
-)
+from .hooks import Actor, DocumentStore, StoredDocument, UpdateRecord
 from .presence import bind_identity
 from .protocol import (
     AwarenessEntry,
@@ -83,7 +77,6 @@ CHEAP_TAIL_BYTES = 256 * 1024  # above this, reading the log's state vector cost
 # rebuild once the bytes gated since the last one pass the live state's size, or this.
 GARBAGE_MIN_BYTES = 64 * 1024
 MAX_RESYNCS = 3  # gapped updates one connection may send before it is closed
-OBSERVER_BATCH = 1000  # changes handed to observers in one call, at most
 # Presence frames remembered (by digest) to recognise their echoes: every newcomer gets a
 # snapshot of its own, and in a storm its echo comes back after hundreds of others.
 RECENT_PRESENCE_FRAMES = 4096
@@ -135,7 +128,6 @@ class _Batch:
     everyone: bool = False  # a revert or external update: the senders need it too
     repeat_sender: bool = False  # a connection has two edits in it: worth squashing
     replies: list[tuple[Connection, dict]] = field(default_factory=list)
-    observed: list[DocumentChanged] = field(default_factory=list)
 
 
 def _merged(updates: Sequence[bytes], *, squash: bool = True) -> bytes:
@@ -161,10 +153,10 @@ class Room:
         store: DocumentStore,
         *,
         settings: RoomSettings | None = None,
-        observers: Sequence[DocumentObserver] = (),
         permission_check: PermissionCheck | None = None,
         on_rejected: RejectionHook | None = None,
         before_broadcast: Callable[[], Awaitable[None]] | None = None,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.doc_name = doc_name
         # awaited after a batch is stored and before it is sent: access taken away before
@@ -174,7 +166,9 @@ class Room:
         self.name = doc_name.name
         self.store = store
         self.settings = settings or RoomSettings()
-        self.observers = list(observers)
+        # called after every append: the change feed's consumers read the new rows now
+        # (ChangeFeed.wake) instead of at their next poll
+        self.on_stored = on_stored
         self.permission_check = permission_check
         self.connections: dict[int, Connection] = {}
         self.doc: Doc | None = None  # None while in bytes mode
@@ -197,7 +191,6 @@ class Room:
         self._applied_gen = 0
         self.revision = 0  # counts every change applied to the document (API version cache)
         self._durable_gen = 0
-        self._observer_queue: asyncio.Queue[DocumentChanged] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._idle_handle: asyncio.TimerHandle | None = None
         self._presence_out: dict[int, AwarenessEntry] = {}  # client id -> newest state to relay
@@ -223,10 +216,7 @@ class Room:
         else:
             self._parts = ([stored.snapshot] if stored.snapshot else []) + list(stored.updates)
             self._parts_sv = sv
-        self._tasks = [
-            asyncio.create_task(self._flusher(), name=f"flush {self.name}"),
-            asyncio.create_task(self._observer_loop(), name=f"observers {self.name}"),
-        ]
+        self._tasks = [asyncio.create_task(self._flusher(), name=f"flush {self.name}")]
         log.info(
             "opened in %.1f ms (seq %d, %s)",
             (time.perf_counter() - started) * 1000,
@@ -490,7 +480,8 @@ class Room:
         if result.update is not None:
             self._full_state = None
             self._collect_garbage(len(result.update))
-            kept = result.changes if result.accepted else result.kept
+            # the change feed's row carries what was kept (a revert's row: nothing)
+            kept = result.changes if result.accepted else (result.kept or ())
             batch.records.append(
                 UpdateRecord(result.update, str(actor), changes=kept, events=result.events)
             )
@@ -500,12 +491,6 @@ class Room:
                 batch.senders.add(sender.id)
             else:
                 batch.everyone = True
-            if result.accepted or result.kept:
-                batch.observed.append(
-                    DocumentChanged(
-                        self.name, actor, result.update, kept, self.doc, events=result.events
-                    )
-                )
         if not result.accepted and result.denial is not None and result.error is None:
             if self.on_rejected is not None:
                 try:
@@ -621,7 +606,7 @@ class Room:
             update = _merged(merged)
             self._send_to_all(encode_update(update))
             self._collect_garbage(len(update))
-            self._observer_queue.put_nowait(DocumentChanged(self.name, actor, update, (), self.doc))
+            # feed consumers hear of it from the change feed rows its writer stored
 
     async def flush(self) -> None:
         """Return once every update applied so far is durable (and sent)."""
@@ -667,6 +652,8 @@ class Room:
     async def _commit(self, batch: _Batch) -> None:
         if batch.records:
             last = await self.store.append(self.name, batch.records)
+            if self.on_stored is not None:
+                self.on_stored()
             if last - len(batch.records) == self.last_seq:
                 self.last_seq = last  # contiguous: nobody else wrote in between
             if self.before_broadcast is not None:
@@ -686,8 +673,6 @@ class Room:
                 conn.send_rejection(reply)
             else:
                 conn.send_tandem(reply)
-        for event in batch.observed:
-            self._observer_queue.put_nowait(event)
 
     async def _fail_storage(self) -> None:
         """Updates in memory could not be stored: drop the room so nobody builds on them.
@@ -916,19 +901,3 @@ class Room:
         for conn in list(self.connections.values()):
             if conn.id != exclude:
                 conn.send(message)
-
-    async def _observer_loop(self) -> None:
-        while True:
-            events = [await self._observer_queue.get()]
-            while len(events) < OBSERVER_BATCH and not self._observer_queue.empty():
-                events.append(self._observer_queue.get_nowait())
-            for observer in self.observers:
-                try:
-                    await observer.documents_changed(events)
-                except Exception:
-                    log.exception(
-                        "observer %r failed on %d change(s)",
-                        observer,
-                        len(events),
-                        extra={"doc": self.name, "user": str(events[0].actor)},
-                    )

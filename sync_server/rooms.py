@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from doc_model import DocName
 
 from .gate import PermissionCheck
-from .hooks import Actor, DocumentObserver, DocumentStore
+from .hooks import Actor, DocumentStore
 from .room import RejectionHook, Room, RoomSettings
 
 log = logging.getLogger("tandem.rooms")
@@ -23,13 +23,15 @@ class RoomManager:
         store: DocumentStore,
         *,
         settings: RoomSettings | None = None,
-        observers: Sequence[DocumentObserver] = (),
         permission_check: PermissionCheck | None = None,
         on_rejected: RejectionHook | None = None,
         poll_seconds: float = 1.0,
         before_broadcast: Callable[[], Awaitable[None]] | None = None,
         before_external: Callable[[], Awaitable[None]] | None = None,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
+        # called after each room's append (ChangeFeed.wake: consumers read the new rows now)
+        self.on_stored = on_stored
         self.before_broadcast = before_broadcast
         # awaited after reading another process's updates and before sending them: access
         # taken away before they were read ends first (AccessWatch.refresh)
@@ -37,7 +39,6 @@ class RoomManager:
         self.on_rejected = on_rejected
         self.store = store
         self.settings = settings or RoomSettings()
-        self.observers = observers
         self.permission_check = permission_check
         self.poll_seconds = poll_seconds
         self.rooms: dict[str, Room] = {}
@@ -68,10 +69,10 @@ class RoomManager:
             doc_name,
             self.store,
             settings=self.settings,
-            observers=self.observers,
             permission_check=self.permission_check,
             on_rejected=self.on_rejected,
             before_broadcast=self.before_broadcast,
+            on_stored=self.on_stored,
         )
         await room.load()
         room.on_unload.append(self._forget)
@@ -83,7 +84,10 @@ class RoomManager:
             del self.rooms[room.name]
 
     async def _poll_external_writes(self) -> None:
-        """Apply updates that another process (the CLI, another server) stored for a loaded room."""
+        """Apply updates that another process (the CLI, another server) stored for a loaded room.
+
+        Only the room's document and its clients: feed consumers hear of those updates
+        from the change feed rows their writer stored with them."""
         while True:
             await asyncio.sleep(self.poll_seconds)
             for room in list(self.rooms.values()):

@@ -33,6 +33,10 @@ class Settings:
     room_idle_seconds: float = 30.0
     external_poll_seconds: float = 1.0
     compact_threshold: int = 500
+    feed_poll_seconds: float = 0.5  # change feed: how often consumers look for other writers' rows
+    feed_retention_seconds: float = 7 * 86400.0  # rows every cursor has passed, kept this long
+    feed_max_retention_seconds: float = 90 * 86400.0  # rows kept at most this long, read or not
+    feed_prune_interval_seconds: float = 3600.0  # how often old rows are pruned (0: never)
     sqlite_synchronous: str = "FULL"
     send_queue_bytes: int = 32 * 1024 * 1024
     static_dir: str = str(Path(__file__).resolve().parent.parent / "client_pwa" / "dist")

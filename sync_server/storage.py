@@ -26,6 +26,7 @@ assigned under the write lock, so an update committed after the read has
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import time
@@ -68,6 +69,13 @@ def verify(doc_name: str, seq: int | None, data: object, expected: int | None) -
     return data
 
 
+def feed_columns(record: UpdateRecord) -> tuple[str, str]:
+    """A record's changes and domain events as the change feed stores them (JSON text)."""
+    changes = json.dumps([[list(c.path), c.action] for c in record.changes])
+    events = json.dumps([e.to_json() for e in record.events]) if record.events else "[]"
+    return changes, events
+
+
 def build_document(stored: StoredDocument, doc_name: DocName, origin: object = None) -> Doc:
     """A live Doc (roots declared with their types) from a snapshot and its log."""
     doc = Doc()
@@ -105,7 +113,7 @@ class SQLiteStore:
         migrate(conn)
         self._worker = SQLiteWorker(conn)
         self._rows_per_insert = max(
-            1, min(1000, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 4)
+            1, min(1000, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 6)
         )
         # Reads (a room opening, catching up, listing) on a connection and thread of their own:
         # in WAL mode a reader never waits for the write lock, so an append stuck behind
@@ -282,7 +290,20 @@ class SQLiteStore:
                     + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
                     [v for r in chunk for v in (doc_name, r.data, r.actor, now, checksum(r.data))],
                 )
-            last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+                # the chunk's seqs are consecutive (assigned under the write lock we hold)
+                last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+                first = last - len(chunk) + 1
+                # the change feed's rows, in the same transaction: a row exists if and only
+                # if its update is durable (sync_server.extensions.feed reads them)
+                c.execute(
+                    "INSERT INTO change_feed (doc_name, seq, actor, changes, events, created)"
+                    " VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                    [
+                        v
+                        for n, r in enumerate(chunk)
+                        for v in (doc_name, first + n, r.actor, *feed_columns(r), now)
+                    ],
+                )
             self.access_generation = c.execute(
                 "SELECT n FROM access_generation WHERE id = 1"
             ).fetchone()[0]

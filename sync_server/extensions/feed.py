@@ -1,0 +1,444 @@
+"""The durable change feed: every stored update, in commit order, for consumers to follow.
+
+``SQLiteStore.append`` writes one ``change_feed`` row per update in the same
+transaction as the update (doc name, the update's seq, the actor, its changes
+and domain events as JSON), so a row exists if and only if its update is
+durable, whichever process wrote it (the server, the CLI, another server).
+Row ids are assigned under SQLite's write lock, so id order is commit order.
+
+A consumer (:meth:`ChangeFeed.subscribe`) runs in a task of its own: it reads
+the rows after its cursor (on a worker thread, never on the event loop), hands
+them to its handler as :class:`DocumentChanged` values, and only once the
+handler has returned moves its cursor past them (rows with neither changes nor
+events, a rejected update's revert or a schema migration, are passed over
+without a call). Delivery is at-least-once: a
+crash between the handler's return and the cursor's write delivers the batch
+again after a restart, so a consumer that must not act twice dedups by
+``feed_id``. A handler that raises is logged and called again with the same
+batch after a backoff (0.5 s doubling to 30 s); no other consumer waits for it.
+
+Cursors: a durable consumer's cursor is stored in ``feed_cursors`` under its
+name; a durable consumer seen for the first time starts at the newest row
+(what happened before it was installed is not replayed; its cursor is stored
+at once, so nothing committed after its first start is ever skipped). A
+non-durable consumer starts at the newest row whenever the feed starts and
+keeps its cursor in memory only.
+
+Retention: rows every stored cursor has passed and older than
+``retention_seconds`` are deleted in the background, on the feed's writer
+thread. A cursor nobody advances any more (an extension uninstalled) holds rows
+back until ``max_retention_seconds`` (90 days), past which rows are deleted
+whoever has not read them (logged with the consumers that missed them); delete
+a removed consumer's ``feed_cursors`` row to release them sooner.
+
+New rows are noticed through :meth:`ChangeFeed.wake` (the room calls it after
+each append) and, for other processes' writes, by polling every
+``poll_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from doc_model import Change, DomainEvent
+
+from ..database import SQLiteWorker, connect, is_locked
+from ..hooks import Actor, DocumentChanged
+
+if TYPE_CHECKING:
+    from pycrdt import Doc
+
+log = logging.getLogger("tandem.feed")
+
+Handler = Callable[[Sequence[DocumentChanged]], Awaitable[None]]
+DocLookup = Callable[[str], "Doc | None"]
+
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+PRUNE_ROWS_PER_TRANSACTION = 5_000  # short write transactions: other writers wait less
+
+
+def parse_actor(text: str) -> Actor:
+    """The inverse of ``str(Actor)``: ``alice`` is a user, ``system:team`` a system actor."""
+    kind, sep, user = text.partition(":")
+    if sep and kind == "system":
+        return Actor(user, kind="system")
+    return Actor(text)
+
+
+def parse_changes(text: str) -> tuple[Change, ...]:
+    return tuple(Change(tuple(path), action) for path, action in json.loads(text))
+
+
+def parse_events(text: str) -> tuple[DomainEvent, ...]:
+    return tuple(DomainEvent.from_json(e) for e in json.loads(text))
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    id: int
+    doc_name: str
+    seq: int
+    actor: str
+    changes: str
+    events: str
+    created: float
+
+
+@dataclass
+class _Consumer:
+    name: str
+    handler: Handler
+    durable: bool
+    batch: int
+    position: int = -1  # -1: not started
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
+    failures: int = 0  # consecutive failed handler calls (backoff)
+
+
+class ChangeFeed:
+    """Consumers of the change feed, each in its own task (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        poll_seconds: float = 0.5,
+        retention_seconds: float = 7 * 86400,
+        max_retention_seconds: float | None = 90 * 86400,
+        prune_interval_seconds: float = 3600.0,
+        doc_lookup: DocLookup | None = None,
+        retry_first_seconds: float = RETRY_FIRST_SECONDS,
+        retry_max_seconds: float = RETRY_MAX_SECONDS,
+    ) -> None:
+        self.path = str(path)
+        self.poll_seconds = poll_seconds
+        self.retention_seconds = retention_seconds
+        self.max_retention_seconds = max_retention_seconds
+        self.prune_interval_seconds = prune_interval_seconds
+        # TRANSITIONAL (issue 19): observers that still read task titles from the live
+        # document get it from here when its room is loaded; they move to ``events``.
+        self.doc_lookup = doc_lookup
+        self.retry_first_seconds = retry_first_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self._consumers: dict[str, _Consumer] = {}
+        self._reader: SQLiteWorker | None = None
+        self._writer: SQLiteWorker | None = None
+        self._pruner: asyncio.Task | None = None
+        self._started = False
+        self._closed = False
+
+    # -- public ------------------------------------------------------------------
+
+    def subscribe(
+        self, name: str, handler: Handler, *, durable: bool = True, batch: int = 500
+    ) -> None:
+        """Deliver every row after this consumer's cursor to ``handler``, in order, in
+        batches of at most ``batch``; durable consumers keep their cursor across restarts."""
+        if not name:
+            raise ValueError("a feed consumer needs a name")
+        if name in self._consumers:
+            raise ValueError(f"a feed consumer named {name!r} is already subscribed")
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, not {batch}")
+        consumer = _Consumer(name, handler, durable, batch)
+        self._consumers[name] = consumer
+        if self._started:
+            consumer.task = asyncio.get_running_loop().create_task(
+                self._run(consumer), name=f"feed {name}"
+            )
+
+    async def start(self) -> None:
+        """Open the feed's connections and start every consumer's task (and the pruner)."""
+        if self._started:
+            return
+        # reads (WAL: never wait for the write lock) and cursor writes on threads of their own
+        self._reader = SQLiteWorker(connect(self.path, synchronous="NORMAL"))
+        self._writer = SQLiteWorker(connect(self.path, synchronous="NORMAL"))
+        self._started = True
+        loop = asyncio.get_running_loop()
+        for consumer in self._consumers.values():
+            # where each starts is settled before start() returns, so that nothing the
+            # server stores once it serves can fall before a new consumer's first cursor
+            try:
+                consumer.position = await self._start_position(consumer)
+            except sqlite3.Error as e:  # its task tries again
+                log.warning("feed consumer %s cannot start yet: %s", consumer.name, e)
+            consumer.task = loop.create_task(self._run(consumer), name=f"feed {consumer.name}")
+        if self.prune_interval_seconds > 0:
+            self._pruner = loop.create_task(self._prune_loop(), name="feed pruner")
+
+    def wake(self) -> None:
+        """New rows were committed by this process: consumers read now, not at the next poll."""
+        for consumer in self._consumers.values():
+            consumer.wake.set()
+
+    async def close(self, drain_seconds: float = 5.0) -> None:
+        """Let consumers catch up with the rows stored so far for up to ``drain_seconds``,
+        then stop them (a handler call in progress is cancelled: its batch is delivered
+        again next time) and close the connections."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._started and drain_seconds > 0:
+            await self._drain(drain_seconds)
+        tasks = [c.task for c in self._consumers.values() if c.task is not None]
+        if self._pruner is not None:
+            tasks.append(self._pruner)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for worker in (self._reader, self._writer):
+            if worker is not None:
+                await worker.close()
+
+    async def _drain(self, seconds: float) -> None:
+        assert self._reader is not None
+        deadline = time.monotonic() + seconds
+        try:
+            newest = await self._reader.run(self._newest)
+        except sqlite3.Error:
+            return
+        self.wake()
+        while time.monotonic() < deadline and any(
+            c.position < newest and c.task is not None and not c.task.done()
+            for c in self._consumers.values()
+        ):
+            await asyncio.sleep(0.02)
+
+    def position(self, name: str) -> int:
+        """Where consumer ``name`` is (the last row id it finished), -1 before it started."""
+        return self._consumers[name].position
+
+    async def prune(self, now: float | None = None) -> int:
+        """Delete rows past retention that every stored cursor has passed; returns how many."""
+        assert self._writer is not None, "the feed is not started"
+        return await self._writer.run(self._prune, time.time() if now is None else now)
+
+    # -- consumer task -----------------------------------------------------------
+
+    async def _run(self, consumer: _Consumer) -> None:
+        while consumer.position < 0:
+            try:
+                consumer.position = await self._start_position(consumer)
+            except sqlite3.Error as e:
+                log.warning("feed consumer %s cannot start yet: %s", consumer.name, e)
+                await asyncio.sleep(self.retry_first_seconds)
+        assert self._reader is not None
+        while True:
+            consumer.wake.clear()  # before reading: a wake during the read is not lost
+            try:
+                rows = await self._reader.run(self._read, consumer.position, consumer.batch)
+            except sqlite3.Error:
+                log.exception("reading the change feed for %s failed", consumer.name)
+                rows = []
+            if not rows:
+                # woken by wake() or by the poll timer (not asyncio.wait_for: a cancelled
+                # wait_for inside the server's lifespan task was seen to hang shutdown)
+                timer = asyncio.get_running_loop().call_later(self.poll_seconds, consumer.wake.set)
+                try:
+                    await consumer.wake.wait()
+                finally:
+                    timer.cancel()
+                continue
+            # a row with neither changes nor events is a revert's net effect (or a
+            # migration): stored, and passed by the cursor, but nothing to tell anyone
+            wanted = [r for r in rows if r.changes != "[]" or r.events != "[]"]
+            if wanted:
+                await self._deliver(consumer, wanted)
+            consumer.position = rows[-1].id
+            if consumer.durable:
+                await self._store_cursor(consumer)
+
+    async def _deliver(self, consumer: _Consumer, rows: list[FeedRow]) -> None:
+        """Call the handler until it returns (at-least-once), backing off while it raises."""
+        events = self._changed(rows)
+        while True:
+            try:
+                await consumer.handler(events)
+                consumer.failures = 0
+                return
+            except Exception:
+                consumer.failures += 1
+                delay = min(
+                    self.retry_max_seconds,
+                    self.retry_first_seconds * 2 ** (consumer.failures - 1),
+                )
+                log.exception(
+                    "feed consumer %s failed on %d change(s) (rows %d-%d); retrying in %.1f s",
+                    consumer.name,
+                    len(events),
+                    rows[0].id,
+                    rows[-1].id,
+                    delay,
+                    extra={"doc": rows[0].doc_name},
+                )
+                await asyncio.sleep(delay)
+
+    def _changed(self, rows: list[FeedRow]) -> list[DocumentChanged]:
+        out: list[DocumentChanged] = []
+        for row in rows:
+            try:
+                changes = parse_changes(row.changes)
+                events = parse_events(row.events)
+            except (ValueError, TypeError, KeyError) as e:
+                # a damaged row is delivered without them rather than stopping the consumer
+                log.error("change feed row %d is not readable: %s", row.id, e)
+                changes, events = (), ()
+            doc = self.doc_lookup(row.doc_name) if self.doc_lookup is not None else None
+            out.append(
+                DocumentChanged(
+                    row.doc_name,
+                    parse_actor(row.actor),
+                    b"",
+                    changes,
+                    doc,
+                    events=events,
+                    feed_id=row.id,
+                    seq=row.seq,
+                )
+            )
+        return out
+
+    async def _start_position(self, consumer: _Consumer) -> int:
+        assert self._writer is not None
+        if consumer.durable:
+            return await self._writer.run(self._durable_start, consumer.name)
+        assert self._reader is not None
+        return await self._reader.run(self._newest)
+
+    async def _store_cursor(self, consumer: _Consumer) -> None:
+        """Store the cursor; while another process holds the write lock, the consumer waits
+        (at worst its last batch is delivered again after a crash meanwhile)."""
+        assert self._writer is not None
+        delay = self.retry_first_seconds
+        while True:
+            try:
+                await self._writer.run(self._write_cursor, consumer.name, consumer.position)
+                return
+            except sqlite3.Error as e:
+                if not is_locked(e):  # stored with the next batch; until then, redelivered
+                    log.error("storing feed cursor of %s failed: %s", consumer.name, e)
+                    return
+                log.warning("storing feed cursor of %s waits for the write lock", consumer.name)
+                await asyncio.sleep(delay)
+                delay = min(self.retry_max_seconds, delay * 2)
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.prune_interval_seconds)
+            try:
+                pruned = await self.prune()
+                if pruned:
+                    log.info("pruned %d change feed row(s)", pruned)
+            except sqlite3.Error as e:
+                log.warning("pruning the change feed failed: %s", e)
+
+    # -- worker-thread implementations ------------------------------------------
+
+    def _read(self, after: int, limit: int) -> list[FeedRow]:
+        assert self._reader is not None
+        rows = self._reader.conn.execute(
+            "SELECT id, doc_name, seq, actor, changes, events, created FROM change_feed"
+            " WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [FeedRow(*row) for row in rows]
+
+    def _newest(self, conn: sqlite3.Connection | None = None) -> int:
+        if conn is None:
+            assert self._reader is not None
+            conn = self._reader.conn
+        return int(conn.execute("SELECT coalesce(max(id), 0) FROM change_feed").fetchone()[0])
+
+    def _durable_start(self, name: str) -> int:
+        assert self._writer is not None
+        c = self._writer.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            row = c.execute(
+                "SELECT position FROM feed_cursors WHERE consumer = ?", (name,)
+            ).fetchone()
+            if row is not None:
+                position = int(row[0])
+            else:  # a new consumer starts at the newest row, stored at once
+                position = self._newest(c)
+                c.execute(
+                    "INSERT INTO feed_cursors (consumer, position, updated) VALUES (?, ?, ?)",
+                    (name, position, time.time()),
+                )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return position
+
+    def _write_cursor(self, name: str, position: int) -> None:
+        assert self._writer is not None
+        self._writer.conn.execute(
+            "INSERT INTO feed_cursors (consumer, position, updated) VALUES (?, ?, ?)"
+            " ON CONFLICT(consumer) DO UPDATE SET position = excluded.position,"
+            " updated = excluded.updated",
+            (name, position, time.time()),
+        )
+
+    def _prune(self, now: float) -> int:
+        assert self._writer is not None
+        c = self._writer.conn
+        row = c.execute("SELECT min(position) FROM feed_cursors").fetchone()
+        # no stored cursor at all: nothing durable waits for rows, age alone decides
+        passed: Any = row[0] if row is not None else None
+        total = self._delete_rows(now - self.retention_seconds, passed)
+        if self.max_retention_seconds is not None:
+            # the hard cap: a cursor nobody advances (a removed consumer) must not keep
+            # every row forever; a consumer that far behind misses them, and is told
+            cap = now - self.max_retention_seconds
+            behind = c.execute(
+                "SELECT consumer FROM feed_cursors WHERE position <"
+                " (SELECT max(id) FROM change_feed WHERE created < ?)",
+                (cap,),
+            ).fetchall()
+            dropped = self._delete_rows(cap, None)
+            if dropped and behind:
+                log.warning(
+                    "dropped %d change feed row(s) older than %.0f days that consumer(s) %s"
+                    " had not reached",
+                    dropped,
+                    self.max_retention_seconds / 86400,
+                    ", ".join(r[0] for r in behind),
+                )
+            total += dropped
+        return total
+
+    def _delete_rows(self, cutoff: float, passed: int | None) -> int:
+        """Delete rows created before ``cutoff`` (and, given ``passed``, with an id up to it),
+        in short transactions."""
+        assert self._writer is not None
+        c = self._writer.conn
+        where = "created < ?" + (" AND id <= ?" if passed is not None else "")
+        params: tuple = (cutoff, passed) if passed is not None else (cutoff,)
+        total = 0
+        while True:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = c.execute(
+                    f"DELETE FROM change_feed WHERE id IN (SELECT id FROM change_feed WHERE {where}"
+                    " ORDER BY id LIMIT ?)",
+                    (*params, PRUNE_ROWS_PER_TRANSACTION),
+                ).rowcount
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            total += deleted
+            if deleted < PRUNE_ROWS_PER_TRANSACTION:
+                return total
