@@ -76,6 +76,9 @@ ROOT_OF = {
     "allocation": "allocations",
 }
 
+# a chosen project id must be a UUID (POST /projects/ cannot probe other teams' ids)
+EVENTS_PROJECT = "0d5e8a52-7c1f-4b8e-9a55-2f6f7c1e0b19"
+
 
 def _root_of(kind: str) -> str | None:
     for prefix, root in sorted(ROOT_OF.items(), key=lambda p: -len(p[0])):
@@ -597,16 +600,16 @@ async def test_a_websocket_edit_and_a_rest_edit_reach_observers_with_their_event
                         except httpx.HTTPError:
                             await anyio.sleep(0.05)
                 r = await http.post(
-                    f"{base}/projects/", json={"id": "eventsproject", "name": "Events"}
+                    f"{base}/projects/", json={"id": EVENTS_PROJECT, "name": "Events"}
                 )
                 assert r.status_code == 201, r.text
                 r = await http.post(
-                    f"{base}/projects/eventsproject/tasks/",
+                    f"{base}/projects/{EVENTS_PROJECT}/tasks/",
                     json={"title": "Ship", "assignees": ["bob"]},
                 )
                 assert r.status_code == 201, r.text
                 task = r.json()["id"]
-                async with RawClient.connect(srv, "p/eventsproject", "alice") as client:
+                async with RawClient.connect(srv, f"p/{EVENTS_PROJECT}", "alice") as client:
                     await client.sync()
                     t = client.doc.get("tasks", type=Map)[task]
 
