@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 from pycrdt import Doc, Text
 
-from sync_server.hooks import UpdateRecord
+from sync_server.hooks import DocumentStore, UpdateRecord
 from sync_server.storage import SQLiteStore
 from tests.conftest import ROOT, free_port, grant_role, make_token
 
@@ -101,7 +101,7 @@ def end_to_end(store: str, clients: int, edits: int) -> dict:
 
 
 def sample_updates(n: int) -> list[bytes]:
-    doc = Doc()
+    doc: Doc = Doc()
     text = doc.get("t", type=Text)
     updates: list[bytes] = []
     doc.observe(lambda e: updates.append(e.update))
@@ -111,6 +111,7 @@ def sample_updates(n: int) -> list[bytes]:
 
 
 async def store_appends(store: str, batch: int, n: int, tmp: Path) -> float:
+    s: DocumentStore
     if store == "memory":
         s = MemoryStore()
     else:

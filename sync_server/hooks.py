@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pycrdt import Doc
@@ -103,7 +103,7 @@ class DocumentChanged:
     actor: Actor
     update: bytes  # the accepted transaction's own binary update
     changes: Sequence[Change] = field(default_factory=tuple)
-    doc: Doc | None = None  # the live room document: read it, never write to it directly
+    doc: Doc[Any] | None = None  # the live room document: read it, never write to it directly
     # what the transaction meant, with values before and after (doc_model.events); empty
     # where they could not be computed (see the change feed for how other writers' are)
     events: Sequence[DomainEvent] = field(default_factory=tuple)

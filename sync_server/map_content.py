@@ -95,10 +95,10 @@ def _find(buf: bytes, doc: Doc, root_types: Mapping[str, type]) -> str | None:
             if root_types.get(parent) is Map:
                 return f"{parent}: list content (client {client} clock {clock}) in a map root"
             continue
-        type_ref = types.get(parent)
-        if type_ref is None:
-            type_ref = _type_ref_in(doc, *parent)
-        if type_ref == Y_MAP:
+        parent_ref = types.get(parent)
+        if parent_ref is None:
+            parent_ref = _type_ref_in(doc, *parent)
+        if parent_ref == Y_MAP:
             return (
                 f"list content (client {client} clock {clock}) in the map"
                 f" created by client {parent[0]} at clock {parent[1]}"

@@ -201,7 +201,7 @@ def read_assignees(event: DocumentChanged, project: str) -> list[_Assignees]:
         task = tasks.get(task_id)
         now: frozenset[str] = frozenset()
         if isinstance(task, Map) and isinstance(task.get("assignees"), Array):
-            now = frozenset(a for a in task.get("assignees") if isinstance(a, str))
+            now = frozenset(a for a in task["assignees"] if isinstance(a, str))
         title = _title(task) if isinstance(task, Map) else None
         out.append(_Assignees(project, task_id, event.actor.user_id, now, title))
     return out

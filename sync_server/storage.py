@@ -70,7 +70,7 @@ def verify(doc_name: str, seq: int | None, data: object, expected: int | None) -
 
 def build_document(stored: StoredDocument, doc_name: DocName, origin: object = None) -> Doc:
     """A live Doc (roots declared with their types) from a snapshot and its log."""
-    doc = Doc()
+    doc: Doc = Doc()
     declare_roots(doc, doc_name.kind)
     try:
         with doc.transaction(origin=origin):
