@@ -26,7 +26,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from pycrdt import Doc
 
@@ -41,7 +41,7 @@ class FoldFailed(RuntimeError):
 
 def fold(snapshot: bytes | None, updates: Sequence[bytes]) -> tuple[bytes, bytes]:
     """The snapshot and the updates as one update, and its state vector."""
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     with doc.transaction():
         if snapshot:
             doc.apply_update(snapshot)
