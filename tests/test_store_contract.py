@@ -283,6 +283,37 @@ async def test_concurrent_appends_get_distinct_ordered_seqs(make_store: StoreFac
         same_document(await rebuilt(store), applied([u for st_ in streams for u in st_]))
 
 
+async def test_appends_during_a_compaction_are_kept(make_store: StoreFactory) -> None:
+    updates, source = edits(120)
+    async with make_store() as store:
+        await store.append(DOC, records(updates[:80]))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.compact, DOC)  # folds on another thread meanwhile
+            for u in updates[80:]:
+                await store.append(DOC, records([u]))
+                await anyio.sleep(0)
+        same_document(await rebuilt(store), source)
+        assert [u.data for u in await store.updates_since(DOC, 0)][-1] == updates[-1]
+        await store.compact(DOC)
+        same_document(await rebuilt(store), source)
+
+
+async def test_a_document_deleted_during_its_compaction_stays_deleted(
+    make_store: StoreFactory,
+) -> None:
+    updates, _ = edits(120)
+    async with make_store() as store:
+        await store.append(DOC, records(updates))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.compact, DOC)
+            await anyio.sleep(0)
+            await store.delete_document(DOC)
+        assert not await store.exists(DOC)
+        stored = await store.load(DOC)
+        assert (stored.snapshot, stored.updates, stored.last_seq) == (None, [], 0)
+        assert await store.document_names() == []
+
+
 # -- random sequences ---------------------------------------------------------------------
 
 OPS = st.lists(
@@ -341,6 +372,31 @@ def test_any_append_compact_load_sequence_rebuilds_what_was_appended(
                 same_document(build_document(stored, parse_doc_name(DOC)), applied(appended))
 
     anyio.run(run)
+
+
+# -- MemoryStore's own ----------------------------------------------------------------------
+
+
+async def test_memory_store_compacts_past_its_threshold_in_the_background() -> None:
+    updates, source = edits(200)
+    store = MemoryStore(compact_threshold=50)
+    for u in updates:
+        await store.append(DOC, records([u]))
+    await store.wait_for_compactions()
+    stored = await store.load(DOC)
+    assert stored.snapshot is not None and stored.snapshot_state is not None
+    assert len(stored.updates) <= 50
+    same_document(await rebuilt(store), source)
+    await store.close()  # waits for compactions; the store refuses work afterwards
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.load(DOC)
+
+
+async def test_memory_store_refuses_an_update_that_is_not_bytes() -> None:
+    store = MemoryStore()
+    with pytest.raises(TypeError, match="must be bytes"):
+        await store.append(DOC, [UpdateRecord("not bytes", "alice")])  # type: ignore[arg-type]
+    assert not await store.exists(DOC)
 
 
 # -- the app on the in-memory store -------------------------------------------------------
