@@ -48,7 +48,7 @@ run: setup demo
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy doc_model rules
+	$(BIN)/mypy  # every package, see [tool.mypy] in pyproject.toml
 
 format: $(VENV)/.installed
 	$(BIN)/ruff format .

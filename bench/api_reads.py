@@ -72,6 +72,7 @@ def run(tasks: int, seconds: float, concurrency: int) -> dict:
             t0 = time.perf_counter()
             httpx.get(url, headers=headers, timeout=60).raise_for_status()
             warm_ms = (time.perf_counter() - t0) * 1000
+            assert server.proc is not None  # start_server returns a started process
             pid = server.proc.pid
             full = load(url, token, concurrency, seconds, pid)
             cached = load(url, token, concurrency, seconds, pid, etag)

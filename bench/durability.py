@@ -10,7 +10,7 @@ Two measurements, each interleaved across stores so drift hits all alike:
    first edit to its last arrival (an edit reaches others only after its batch's append
    returned). Stores: sqlite (synchronous=FULL, the default), sqlite-normal
    (TANDEM_SQLITE_SYNCHRONOUS=NORMAL: WAL commits without fsync), memory
-   (bench/memory_store.py, nothing durable).
+   (sync_server/memory_store.py, nothing durable).
 2. The store alone: DocumentStore.append of one-record and 20-record batches in a loop,
    appends/s (a room appends once per coalesced batch, not once per update).
 """
@@ -30,13 +30,13 @@ from pathlib import Path
 import httpx
 from pycrdt import Doc, Text
 
-from sync_server.hooks import UpdateRecord
+from sync_server.hooks import DocumentStore, UpdateRecord
+from sync_server.memory_store import MemoryStore
 from sync_server.storage import SQLiteStore
 from tests.conftest import ROOT, free_port, grant_role, make_token
 
 from .common import write_result
 from .fanout_peers import run_generator
-from .memory_store import MemoryStore
 
 STORES = ("sqlite", "sqlite-normal", "memory")
 
@@ -101,7 +101,7 @@ def end_to_end(store: str, clients: int, edits: int) -> dict:
 
 
 def sample_updates(n: int) -> list[bytes]:
-    doc = Doc()
+    doc: Doc = Doc()
     text = doc.get("t", type=Text)
     updates: list[bytes] = []
     doc.observe(lambda e: updates.append(e.update))
@@ -111,8 +111,9 @@ def sample_updates(n: int) -> list[bytes]:
 
 
 async def store_appends(store: str, batch: int, n: int, tmp: Path) -> float:
+    s: DocumentStore
     if store == "memory":
-        s = MemoryStore()
+        s = MemoryStore(compact_threshold=None)  # dicts only: what appends cost without disk
     else:
         sync = "NORMAL" if store == "sqlite-normal" else "FULL"
         s = SQLiteStore(tmp / f"{store}-{batch}-{time.monotonic_ns()}.db", synchronous=sync)

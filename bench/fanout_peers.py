@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -409,8 +410,15 @@ def run_once(
         try:
             result = run_generator(
                 peer.pid,
-                *(peer.kind, peer.url, peer.doc, peer.token),
-                *(clients, edits, rate, wait_s, presence),
+                peer.kind,
+                peer.url,
+                peer.doc,
+                peer.token,
+                clients,
+                edits,
+                rate,
+                wait_s,
+                presence,
             )
             result["server"] = peer_name
             result["server_log_errors"] = sum(
@@ -476,7 +484,9 @@ def same_load(a: float | None, b: float | None) -> bool:
     """Offered rates within 5%; two single-round runs (None) offered the same burst."""
     if a is None and b is None:
         return True
-    return bool(a and b) and min(a, b) >= SAME_LOAD * max(a, b)  # type: ignore[type-var]
+    if not a or not b:
+        return False
+    return min(a, b) >= SAME_LOAD * max(a, b)
 
 
 def targets(t: dict, h: dict, paced: bool) -> dict[str, bool | None]:
@@ -510,7 +520,7 @@ def targets(t: dict, h: dict, paced: bool) -> dict[str, bool | None]:
 def compare(runs: dict[str, list[dict]]) -> dict:
     """Medians per server, Tandem's ratios to each peer, and the issue's two targets."""
     peers = list(runs)
-    summary = {p: summarize(runs[p]) for p in peers}
+    summary: dict[str, Any] = {p: summarize(runs[p]) for p in peers}
     if "tandem" in summary:
         t = summary["tandem"]
         for other in peers:

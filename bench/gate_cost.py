@@ -39,7 +39,7 @@ DOC = "p/gate"
 
 
 def make_updates(base: bytes, n: int) -> list[bytes]:
-    client = Doc()
+    client: Doc = Doc()
     client.apply_update(base)
     tasks = client.get("tasks", type=Map)
     ids = list(tasks.keys())
@@ -74,7 +74,7 @@ def run(tasks: int, n: int, repeat: int) -> dict:
         rates: dict[str, list[float]] = {"off": [], "schema": [], "full": []}
         for _ in range(repeat):
             for mode in ("off", "schema", "full"):
-                doc = Doc()
+                doc: Doc = Doc()
                 doc.apply_update(base)
                 gate = None
                 if mode != "off":

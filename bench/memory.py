@@ -195,7 +195,7 @@ def spread_main(args: argparse.Namespace) -> None:
                 print("spread", n, r, flush=True)
                 runs[str(n)][p].append(r)
     summary: dict = {"load_average_at_start": load}
-    for n, by_peer in runs.items():
+    for size, by_peer in runs.items():
         row: dict = {}
         for p, rs in by_peer.items():
             ok = [r for r in rs if "failed" not in r]
@@ -214,7 +214,7 @@ def spread_main(args: argparse.Namespace) -> None:
             for k in ("kb_per_idle_connection", "kb_per_loaded_room", "rss_mb_all_connected"):
                 if t.get(k) and o.get(k):
                     row.setdefault("tandem_over", {}).setdefault(p, {})[k] = round(t[k] / o[k], 2)
-        summary[f"{n}_connections"] = row
+        summary[f"{size}_connections"] = row
     summary["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(summary, indent=2))
     path = write_result(

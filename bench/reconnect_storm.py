@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import NODE_DIR, start_server
 
@@ -90,7 +91,7 @@ def main() -> None:
         "server_cpu_s",
         "node_cpu_s",
     )
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for presence, rs in runs.items():
         ok = [r for r in rs if "failed" not in r]
         summary[f"presence_{presence}"] = {

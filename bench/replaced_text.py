@@ -108,7 +108,7 @@ class Server:
 
 
 def content_size(update: bytes) -> int:
-    doc = Doc()
+    doc: Doc = Doc()
     doc.apply_update(update)
     return len(doc.get_update())
 

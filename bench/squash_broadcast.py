@@ -39,12 +39,12 @@ NODE_DIR = Path(__file__).resolve().parent / "node"
 
 def batch_of(typists: int, keystrokes: int) -> tuple[bytes, list[bytes]]:
     """The document before the batch, and the batch's updates in arrival order."""
-    base = Doc()
+    base: Doc = Doc()
     base.get("tasks", type=Map)["bench"] = Map({"title": Text("|" * typists)})
     before = base.get_update()
     per_typist: list[list[bytes]] = []
     for i in range(typists):
-        doc = Doc()
+        doc: Doc = Doc()
         doc.apply_update(before)
         title = doc.get("tasks", type=Map)["bench"]["title"]
         made: list[bytes] = []

@@ -4,7 +4,8 @@
 
 Identical to `tandem serve` (settings from TANDEM_* variables, permessage-deflate
 refused, the same Hypercorn configuration, the gate on), except that ``memory``
-keeps documents in :class:`bench.memory_store.MemoryStore`. Accounts, tokens and
+keeps documents in :class:`sync_server.memory_store.MemoryStore` (no automatic
+compaction: a room still compacts its document when it unloads). Accounts, tokens and
 grants stay in the SQLite file either way.
 """
 
@@ -17,10 +18,9 @@ import signal
 from hypercorn.asyncio import serve
 
 from sync_server.app import create_app
+from sync_server.memory_store import MemoryStore
 from sync_server.serve import hypercorn_config, refuse_permessage_deflate
 from sync_server.settings import Settings
-
-from .memory_store import MemoryStore
 
 
 def main() -> None:
@@ -32,7 +32,9 @@ def main() -> None:
     settings = Settings.from_env(db=args.db, port=args.port)
     if settings.ws_compression != "on":
         refuse_permessage_deflate()
-    app = create_app(settings, store=MemoryStore() if args.store == "memory" else None)
+    app = create_app(
+        settings, store=MemoryStore(compact_threshold=None) if args.store == "memory" else None
+    )
     config = hypercorn_config(settings)
 
     async def run() -> None:

@@ -65,7 +65,7 @@ def text_too_long(text: Text, max_length: int) -> bool:
     return len(text) > max_length and len(str(text)) > max_length
 
 
-def _text_bytes(items: Map, key: str, name: str) -> int | None:
+def _text_bytes(items: Map[Any], key: str, name: str) -> int | None:
     """The UTF-8 length of ``items[key][name]`` when it is a Text, read through pycrdt's raw
     types inside the current transaction; None when that is not possible or not a Text.
 
@@ -191,7 +191,7 @@ def check_entity(entity: str, value: Any, path: str) -> list[Violation]:
     return out
 
 
-def check_field(entity: str, value: Map, name: str, path: str) -> list[Violation]:
+def check_field(entity: str, value: Map[Any], name: str, path: str) -> list[Violation]:
     """Validate one field of an existing entity (it was set, deleted or edited inside)."""
     spec = ENTITIES[entity].get(name)
     if spec is None:
@@ -209,7 +209,7 @@ def check_field(entity: str, value: Map, name: str, path: str) -> list[Violation
     return []
 
 
-def _check_task_status(task: Map, status: str, path: str) -> list[Violation]:
+def _check_task_status(task: Map[Any], status: str, path: str) -> list[Violation]:
     doc = task.doc
     columns = [c for c in doc.get("columns", type=Array) if isinstance(c, str)] if doc else []
     allowed = columns or list(TASK_STATUSES)
@@ -218,7 +218,7 @@ def _check_task_status(task: Map, status: str, path: str) -> list[Violation]:
     return [Violation(f"{path}/status", "one of the columns " + ", ".join(allowed), repr(status))]
 
 
-def unknown_roots(doc: Doc, kind: DocKind) -> list[str]:
+def unknown_roots(doc: Doc[Any], kind: DocKind) -> list[str]:
     """Roots present in ``doc`` that a ``kind`` document does not have (an update can add roots)."""
     known = ROOTS[kind]
     return [name for name in doc.keys() if name not in known]  # noqa: SIM118 (a Doc, not a dict)
@@ -231,9 +231,9 @@ def _is_text_field(spec: RootSpec, change: Change) -> bool:
 
 def check_changes(
     kind: DocKind,
-    doc: Doc,
+    doc: Doc[Any],
     changes: Sequence[Change],
-    roots: Mapping[str, Map | Array | Text] | None = None,
+    roots: Mapping[str, Map[Any] | Array[Any] | Text] | None = None,
 ) -> list[Violation]:
     """Violations in the post-transaction state of everything ``changes`` touched.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pycrdt import Array, Doc, Map, Text
 
@@ -23,7 +23,7 @@ ROLES = ("owner", "manager", "member", "viewer", "finance")
 ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 ROLE_PATTERN = r"[a-z][a-z0-9_-]{0,39}"  # built-in or custom role names
 
-ROOTS: dict[DocKind, dict[str, type[Map] | type[Array] | type[Text]]] = {
+ROOTS: dict[DocKind, dict[str, type[Map[Any]] | type[Array[Any]] | type[Text]]] = {
     DocKind.MAIN: {
         "meta": Map,
         "members": Map,
@@ -173,28 +173,28 @@ ROOT_SPECS: dict[str, RootSpec] = {
 }
 
 
-def declare_roots(doc: Doc, kind: DocKind) -> None:
+def declare_roots(doc: Doc[Any], kind: DocKind) -> None:
     """Declare every root of ``kind`` with its type (a Yjs root's type is fixed on first use)."""
     for name, root_type in ROOTS[kind].items():
         doc.get(name, type=root_type)
 
 
-def new_document(kind: DocKind) -> Doc:
-    doc: Doc = Doc()
+def new_document(kind: DocKind) -> Doc[Any]:
+    doc: Doc[Any] = Doc()
     declare_roots(doc, kind)
     return doc
 
 
 # Migrations: MIGRATIONS[n] brings a main document from schema version n to n + 1.
-MIGRATIONS: dict[int, Callable[[Doc], None]] = {}
+MIGRATIONS: dict[int, Callable[[Doc[Any]], None]] = {}
 
 
-def schema_version(doc: Doc) -> int:
+def schema_version(doc: Doc[Any]) -> int:
     value = doc.get("meta", type=Map).get("schema_version")
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
-def migrate(doc: Doc, kind: DocKind, target: int = SCHEMA_VERSION) -> int:
+def migrate(doc: Doc[Any], kind: DocKind, target: int = SCHEMA_VERSION) -> int:
     """Run the migrations a main document needs, each in its own transaction; returns the version."""
     if kind is not DocKind.MAIN:
         return target

@@ -135,15 +135,15 @@ class Chat(BaseModel):
     messages: list[ChatMessage]
 
 
-def _collection(doc: Doc, root: str) -> list[dict[str, Any]]:
+def _collection(doc: Doc[Any], root: str) -> list[dict[str, Any]]:
     return [{"id": key, **_record(value)} for key, value in doc.get(root, type=Map).items()]
 
 
-def task_snapshot(doc: Doc, task_id: str) -> Task:
+def task_snapshot(doc: Doc[Any], task_id: str) -> Task:
     return Task(id=task_id, **_record(doc.get("tasks", type=Map)[task_id]))
 
 
-def project_snapshot(doc: Doc, project_id: str) -> Project:
+def project_snapshot(doc: Doc[Any], project_id: str) -> Project:
     meta = _record(doc.get("meta", type=Map))
     return Project(
         id=project_id,
@@ -155,7 +155,7 @@ def project_snapshot(doc: Doc, project_id: str) -> Project:
     )
 
 
-def finance_snapshot(doc: Doc) -> Finance:
+def finance_snapshot(doc: Doc[Any]) -> Finance:
     return Finance(
         budget=Budget(**_record(doc.get("budget", type=Map))),
         costs=[Cost(**c) for c in _collection(doc, "costs")],
@@ -163,11 +163,11 @@ def finance_snapshot(doc: Doc) -> Finance:
     )
 
 
-def resources_snapshot(doc: Doc) -> Resources:
+def resources_snapshot(doc: Doc[Any]) -> Resources:
     return Resources(allocations=[Allocation(**a) for a in _collection(doc, "allocations")])
 
 
-def chat_snapshot(doc: Doc) -> Chat:
+def chat_snapshot(doc: Doc[Any]) -> Chat:
     return Chat(messages=[ChatMessage(**_record(m)) for m in doc.get("messages", type=Array)])
 
 

@@ -48,30 +48,32 @@ def _date(value: dt.date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _tasks(doc: Doc) -> Map:
-    return doc.get("tasks", type=Map)
+def _tasks(doc: Doc[Any]) -> Map[Any]:
+    tasks: Map[Any] = doc.get("tasks", type=Map)
+    return tasks
 
 
-def _task(doc: Doc, task_id: str) -> Map:
+def _task(doc: Doc[Any], task_id: str) -> Map[Any]:
     tasks = _tasks(doc)
     if task_id not in tasks:
         raise TaskNotFound(task_id)
-    return tasks[task_id]
+    task: Map[Any] = tasks[task_id]
+    return task
 
 
-def _columns(doc: Doc) -> list[str]:
+def _columns(doc: Doc[Any]) -> list[str]:
     cols = [c for c in doc.get("columns", type=Array) if isinstance(c, str)]
     return cols or list(TASK_STATUSES)
 
 
-def _check_status(doc: Doc, status: str) -> None:
+def _check_status(doc: Doc[Any], status: str) -> None:
     if status not in _columns(doc):
         raise InvalidWrite(
             f"status {status!r} is not one of the columns {', '.join(_columns(doc))}"
         )
 
 
-def last_order_key(doc: Doc, status: str) -> str | None:
+def last_order_key(doc: Doc[Any], status: str) -> str | None:
     keys: list[str] = []
     for task in _tasks(doc).values():
         if isinstance(task, Map) and task.get("status") == status:
@@ -82,7 +84,7 @@ def last_order_key(doc: Doc, status: str) -> str | None:
 
 
 def create_project_meta(
-    doc: Doc,
+    doc: Doc[Any],
     name: str,
     *,
     description: str = "",
@@ -114,7 +116,9 @@ def create_project_meta(
             cols.extend(list(columns or TASK_STATUSES))
 
 
-def create_task(doc: Doc, data: TaskCreate, *, created_by: str, task_id: str | None = None) -> str:
+def create_task(
+    doc: Doc[Any], data: TaskCreate, *, created_by: str, task_id: str | None = None
+) -> str:
     """Add a task; returns its id. It goes to the end of its column unless ``data.order`` is set."""
     _check_status(doc, data.status)
     task_id = task_id or new_id()
@@ -151,13 +155,13 @@ def _replace_text(text: Text, value: str) -> None:
         text.insert(0, value)
 
 
-def _replace_array(array: Array, values: list[str]) -> None:
+def _replace_array(array: Array[Any], values: list[str]) -> None:
     if list(array) != values:
         del array[:]
         array.extend(values)
 
 
-def update_task(doc: Doc, task_id: str, update: TaskUpdate) -> None:
+def update_task(doc: Doc[Any], task_id: str, update: TaskUpdate) -> None:
     """Apply the fields set in ``update`` (an explicit None clears an optional field)."""
     task = _task(doc, task_id)
     given = update.model_fields_set
@@ -194,11 +198,11 @@ def update_task(doc: Doc, task_id: str, update: TaskUpdate) -> None:
                 task[name] = value
 
 
-def set_task_field(doc: Doc, task_id: str, field: str, value: Any) -> None:
+def set_task_field(doc: Doc[Any], task_id: str, field: str, value: Any) -> None:
     update_task(doc, task_id, TaskUpdate.model_validate({field: value}))
 
 
-def move_task(doc: Doc, task_id: str, status: str, order: str | None = None) -> None:
+def move_task(doc: Doc[Any], task_id: str, status: str, order: str | None = None) -> None:
     """Move a task to a column (to its end unless ``order`` is given)."""
     _check_status(doc, status)
     task = _task(doc, task_id)
@@ -208,27 +212,27 @@ def move_task(doc: Doc, task_id: str, status: str, order: str | None = None) -> 
             task["order"] = order or order_key_between(last_order_key(doc, status), None)
 
 
-def delete_task(doc: Doc, task_id: str) -> None:
+def delete_task(doc: Doc[Any], task_id: str) -> None:
     tasks = _tasks(doc)
     if task_id not in tasks:
         raise TaskNotFound(task_id)
     del tasks[task_id]
 
 
-def add_member(doc: Doc, user: str, role: str) -> None:
+def add_member(doc: Doc[Any], user: str, role: str) -> None:
     if not re.fullmatch(ROLE_PATTERN, role):
         raise InvalidWrite(f"invalid role name {role!r}: built-in ({', '.join(ROLES)}) or custom")
     doc.get("members", type=Map)[user] = role
 
 
-def remove_member(doc: Doc, user: str) -> None:
+def remove_member(doc: Doc[Any], user: str) -> None:
     members = doc.get("members", type=Map)
     if user in members:
         del members[user]
 
 
 def create_milestone(
-    doc: Doc, name: str, *, due: dt.date | None = None, description: str = ""
+    doc: Doc[Any], name: str, *, due: dt.date | None = None, description: str = ""
 ) -> str:
     if not name.strip():
         raise InvalidWrite("a milestone needs a name")
@@ -240,7 +244,7 @@ def create_milestone(
     return milestone_id
 
 
-def post_chat_message(chat: Doc, author: str, text: str, *, task: str | None = None) -> str:
+def post_chat_message(chat: Doc[Any], author: str, text: str, *, task: str | None = None) -> str:
     if not text.strip():
         raise InvalidWrite("a message needs text")
     message_id = new_id()
@@ -252,7 +256,7 @@ def post_chat_message(chat: Doc, author: str, text: str, *, task: str | None = N
 
 
 def set_budget(
-    finance: Doc, *, currency: str, total: float, categories: dict[str, float] | None = None
+    finance: Doc[Any], *, currency: str, total: float, categories: dict[str, float] | None = None
 ) -> None:
     with finance.transaction():
         budget = finance.get("budget", type=Map)
@@ -262,7 +266,7 @@ def set_budget(
 
 
 def add_cost(
-    finance: Doc,
+    finance: Doc[Any],
     *,
     amount: float,
     currency: str,
@@ -290,7 +294,13 @@ def add_cost(
 
 
 def add_time_entry(
-    finance: Doc, *, user: str, hours: float, date: dt.date, task: str | None = None, note: str = ""
+    finance: Doc[Any],
+    *,
+    user: str,
+    hours: float,
+    date: dt.date,
+    task: str | None = None,
+    note: str = "",
 ) -> str:
     if hours <= 0:
         raise InvalidWrite("hours must be > 0")
@@ -303,7 +313,7 @@ def add_time_entry(
 
 
 def add_allocation(
-    resources: Doc,
+    resources: Doc[Any],
     *,
     user: str,
     percent: float,
@@ -334,18 +344,19 @@ class RecordNotFound(KeyError):
         return f"no {singular.get(root, root.rstrip('s'))} {record_id!r}"
 
 
-def _collection_record(doc: Doc, root: str, record_id: str) -> Map:
+def _collection_record(doc: Doc[Any], root: str, record_id: str) -> Map[Any]:
     records = doc.get(root, type=Map)
-    if record_id not in records or not isinstance(records[record_id], Map):
+    record = records.get(record_id)
+    if not isinstance(record, Map):
         raise RecordNotFound(root, record_id)
-    return records[record_id]
+    return record
 
 
 def _store_value(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.date) else value
 
 
-def update_record(doc: Doc, root: str, record_id: str, values: dict[str, Any]) -> None:
+def update_record(doc: Doc[Any], root: str, record_id: str, values: dict[str, Any]) -> None:
     """Set the scalar fields in ``values`` on one record (None removes an optional field)."""
     record = _collection_record(doc, root, record_id)
     with doc.transaction():
@@ -357,14 +368,14 @@ def update_record(doc: Doc, root: str, record_id: str, values: dict[str, Any]) -
                 record[name] = _store_value(value)
 
 
-def delete_record(doc: Doc, root: str, record_id: str) -> None:
+def delete_record(doc: Doc[Any], root: str, record_id: str) -> None:
     records = doc.get(root, type=Map)
     if record_id not in records:
         raise RecordNotFound(root, record_id)
     del records[record_id]
 
 
-def update_project_meta(doc: Doc, values: dict[str, Any]) -> None:
+def update_project_meta(doc: Doc[Any], values: dict[str, Any]) -> None:
     """Set project details; ``name`` cannot be cleared."""
     if "name" in values and not (values["name"] or "").strip():
         raise InvalidWrite("a project needs a name")

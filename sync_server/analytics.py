@@ -15,7 +15,7 @@ Definitions (the API documents them too):
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 from doc_model import Finance, Project, Task
@@ -91,7 +91,7 @@ def task_metrics(
 
 def budget_burn(project: Project, finance: Finance, today: dt.date) -> dict[str, Any]:
     total = finance.budget.total
-    by_day: Counter[dt.date] = Counter()
+    by_day: defaultdict[dt.date, float] = defaultdict(float)  # amounts are floats
     undated = 0.0
     for cost in finance.costs:
         if cost.date is None:

@@ -406,7 +406,9 @@ def access_api(state: dict) -> Blueprint:
             refusal = e.refusal
             if refusal.kind is RefusalKind.LAST_OWNER:
                 raise Problem(409, refusal.reason, user=refusal.user) from e
-            extra = {"permission": refusal.permissions[0].value} if refusal.permissions else {}
+            extra: dict[str, Any] = (
+                {"permission": refusal.permissions[0].value} if refusal.permissions else {}
+            )
             raise Problem(403, refusal.reason, user=refusal.user, **extra) from e
         except access.AccessError as e:
             raise Problem(422, str(e), field="role") from e

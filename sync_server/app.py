@@ -301,7 +301,8 @@ def create_app(
 
     @app.websocket("/sync/<path:doc>")
     async def sync(doc: str):
-        ws = websocket._get_current_object()
+        # quart types its LocalProxy as the Websocket it stands for: the proxy's own method
+        ws = websocket._get_current_object()  # type: ignore[attr-defined]
         await ws.accept()
         origin = ws.headers.get("Origin")
         if origin is not None and not origin_allowed(origin, ws.host, ws_origins):

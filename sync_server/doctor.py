@@ -87,7 +87,7 @@ def _check(conn: sqlite3.Connection, name: str) -> DocumentReport:
         (name, snapshot_seq),
     ).fetchall()
     report = DocumentReport(name, len(rows), snapshot is not None)
-    doc = Doc()
+    doc: Doc = Doc()
     if snapshot is not None:
         reason = None
         if not isinstance(snapshot, bytes):

@@ -26,7 +26,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 from pycrdt import Doc
 
@@ -41,7 +41,7 @@ class FoldFailed(RuntimeError):
 
 def fold(snapshot: bytes | None, updates: Sequence[bytes]) -> tuple[bytes, bytes]:
     """The snapshot and the updates as one update, and its state vector."""
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     with doc.transaction():
         if snapshot:
             doc.apply_update(snapshot)
@@ -50,14 +50,14 @@ def fold(snapshot: bytes | None, updates: Sequence[bytes]) -> tuple[bytes, bytes
     return doc.get_update(), doc.get_state()
 
 
-def _read_exact(stream: BinaryIO, n: int) -> bytes:
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
     data = stream.read(n)
     if data is None or len(data) != n:
         raise EOFError(f"pipe closed after {len(data or b'')} of {n} bytes")
     return data
 
 
-def _read_part(stream: BinaryIO) -> bytes:
+def _read_part(stream: IO[bytes]) -> bytes:
     (length,) = _U32.unpack(_read_exact(stream, 4))
     return _read_exact(stream, length)
 

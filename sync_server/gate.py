@@ -533,7 +533,7 @@ class Gate:
         items = [item for i in chosen for item in part_items[i]]
         deletions = functools.reduce(StackItem.merge, items).deletions if items else IdSet()
         insertions = IdSet.decode(split.id_set(parts[i] for i in chosen))
-        step = StackItem(self.doc._doc, deletions, insertions)
+        step: StackItem = StackItem(self.doc._doc, deletions, insertions)
         targeted = UndoManager(
             scopes=list(self._roots.values()), capture_timeout_millis=0, undo_stack=[step]
         )

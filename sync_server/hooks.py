@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pycrdt import Doc
@@ -66,6 +66,9 @@ class DocumentStore(Protocol):
     update after its append returns, never before. Several processes may write
     the same document (the CLI while a server runs): sequence numbers are
     assigned by the store, and ``updates_since`` lets a room catch up.
+
+    Implementations: ``storage.SQLiteStore`` and ``memory_store.MemoryStore`` (durable
+    for the process's life only); every one must pass ``tests/test_store_contract.py``.
     """
 
     async def load(self, doc_name: str) -> StoredDocument:
@@ -77,7 +80,8 @@ class DocumentStore(Protocol):
         ...
 
     async def updates_since(self, doc_name: str, seq: int) -> list[StoredUpdate]:
-        """Updates with a seq greater than ``seq`` (written by anyone)."""
+        """Updates with a seq greater than ``seq`` (written by anyone); if some of them were
+        folded into the snapshot since, the snapshot first (with the seq it holds up to)."""
         ...
 
     async def last_seq(self, doc_name: str) -> int:
@@ -89,7 +93,25 @@ class DocumentStore(Protocol):
         ...
 
     async def exists(self, doc_name: str) -> bool:
-        """Whether anything was ever stored for ``doc_name``."""
+        """Whether anything was stored for ``doc_name`` (since it was last deleted)."""
+        ...
+
+    async def document_names(self, prefix: str = "") -> list[str]:
+        """Names of the stored documents that start with ``prefix``, sorted."""
+        ...
+
+    async def delete_document(self, doc_name: str) -> None:
+        """Forget ``doc_name``: its snapshot and its log (a project's deletion); no error
+        if there is nothing stored. Seqs are never reused: a later append continues past
+        the deleted ones."""
+        ...
+
+    @property
+    def access_generation(self) -> int | None:
+        """The access tables' generation as the newest append read it in its own
+        transaction, for a store that shares a database with them (SQLiteStore): a room
+        checks it before broadcasting, so access taken away before an update was stored
+        ends before that update is sent (see access_watch). None: the store cannot tell."""
         ...
 
     async def close(self) -> None: ...
@@ -103,7 +125,7 @@ class DocumentChanged:
     actor: Actor
     update: bytes  # the accepted transaction's own binary update
     changes: Sequence[Change] = field(default_factory=tuple)
-    doc: Doc | None = None  # the live room document: read it, never write to it directly
+    doc: Doc[Any] | None = None  # the live room document: read it, never write to it directly
     # what the transaction meant, with values before and after (doc_model.events); empty
     # where they could not be computed (see the change feed for how other writers' are)
     events: Sequence[DomainEvent] = field(default_factory=tuple)

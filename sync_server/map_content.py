@@ -30,6 +30,7 @@ chain onto) but reloads the document from storage, which never held it
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from pycrdt import Doc, Map
 
@@ -50,7 +51,7 @@ from .update_squash import (
 Y_MAP = 1  # the type ref of a Y.Map in ContentType (yjs: YMapRefID)
 
 
-def keyless_map_content(update: bytes, doc: Doc, root_types: Mapping[str, type]) -> str | None:
+def keyless_map_content(update: bytes, doc: Doc[Any], root_types: Mapping[str, type]) -> str | None:
     """Where ``update`` (one transaction's own update, already applied to ``doc``) writes
     list content into a map, or None. ``root_types`` maps each root name to its type."""
     try:
@@ -59,7 +60,7 @@ def keyless_map_content(update: bytes, doc: Doc, root_types: Mapping[str, type])
         return f"update does not decode: {e}"
 
 
-def _find(buf: bytes, doc: Doc, root_types: Mapping[str, type]) -> str | None:
+def _find(buf: bytes, doc: Doc[Any], root_types: Mapping[str, type]) -> str | None:
     clients, pos = varuint_at(buf, 0)
     if clients == 1 and buf[pos] == 1:  # one struct: the common write of one field
         at = _skip_uint(buf, _skip_uint(buf, pos + 1))  # past its client and clock
@@ -95,10 +96,10 @@ def _find(buf: bytes, doc: Doc, root_types: Mapping[str, type]) -> str | None:
             if root_types.get(parent) is Map:
                 return f"{parent}: list content (client {client} clock {clock}) in a map root"
             continue
-        type_ref = types.get(parent)
-        if type_ref is None:
-            type_ref = _type_ref_in(doc, *parent)
-        if type_ref == Y_MAP:
+        parent_ref = types.get(parent)
+        if parent_ref is None:
+            parent_ref = _type_ref_in(doc, *parent)
+        if parent_ref == Y_MAP:
             return (
                 f"list content (client {client} clock {clock}) in the map"
                 f" created by client {parent[0]} at clock {parent[1]}"
@@ -106,7 +107,7 @@ def _find(buf: bytes, doc: Doc, root_types: Mapping[str, type]) -> str | None:
     return None
 
 
-def _type_ref_in(doc: Doc, client: int, clock: int) -> int | None:
+def _type_ref_in(doc: Doc[Any], client: int, clock: int) -> int | None:
     """The type ref of the type item ``(client, clock)`` in ``doc``, or None if it is not one.
 
     Reads it from the document's update from that clock of that client on (a state

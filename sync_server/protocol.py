@@ -98,7 +98,7 @@ class AwarenessEntry:
             self._raw = None
         return self._state
 
-    def _key(self) -> tuple:
+    def _key(self) -> tuple[int, int, str]:
         return (self.client_id, self.clock, json.dumps(self.state, sort_keys=True))
 
     def __eq__(self, other: object) -> bool:

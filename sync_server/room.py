@@ -533,7 +533,7 @@ class Room:
         before = self.doc.get_update()
         # the same client id: the copy holds all of it, so the server's own edits continue
         # its clocks instead of adding a client to every state vector per rebuild
-        doc = Doc(client_id=self.doc.client_id)
+        doc: Doc = Doc(client_id=self.doc.client_id)
         declare_roots(doc, self.doc_name.kind)
         with doc.transaction(origin=STORAGE_ORIGIN):
             doc.apply_update(before)

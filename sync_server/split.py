@@ -166,10 +166,10 @@ def join_groups(
             owner[k] = g
         part_group.append(g)
     out: dict[int, tuple[list[int], list[Change]]] = {}
-    for i, g in enumerate(part_group):
-        if g is None:
+    for i, group in enumerate(part_group):
+        if group is None:
             continue
-        indexes, changes = out.setdefault(find(g), ([], []))
+        indexes, changes = out.setdefault(find(group), ([], []))
         indexes.append(i)
         changes.extend(part_changes[i])
     return list(out.values())

@@ -78,7 +78,7 @@ def feed_columns(record: UpdateRecord) -> tuple[str, str]:
 
 def build_document(stored: StoredDocument, doc_name: DocName, origin: object = None) -> Doc:
     """A live Doc (roots declared with their types) from a snapshot and its log."""
-    doc = Doc()
+    doc: Doc = Doc()
     declare_roots(doc, doc_name.kind)
     try:
         with doc.transaction(origin=origin):

@@ -212,7 +212,7 @@ def project_with_tasks(count: int):
     from doc_model import TaskCreate, create_project_meta, create_task
     from doc_model.order import order_key_between
 
-    doc = Doc()
+    doc: Doc = Doc()
     create_project_meta(doc, f"{count} tasks")
     order = None
     with doc.transaction():

@@ -14,7 +14,12 @@ from urllib.parse import unquote
 
 import anyio
 import httpx
-from httpx_ws import WebSocketDisconnect, WebSocketNetworkError, aconnect_ws
+from httpx_ws import (
+    AsyncWebSocketSession,
+    WebSocketDisconnect,
+    WebSocketNetworkError,
+    aconnect_ws,
+)
 from pycrdt import Doc
 from wsproto.utilities import LocalProtocolError
 
@@ -42,7 +47,7 @@ class Closed:
 class RawClient:
     def __init__(self, ws, doc_name: str) -> None:
         self.ws = ws
-        self.doc = Doc()
+        self.doc: Doc = Doc()
         with contextlib.suppress(InvalidDocName):  # tests also send names the server refuses
             declare_roots(self.doc, parse_doc_name(unquote(doc_name)).kind)
         self.tandem: list[dict] = []
@@ -69,6 +74,7 @@ class RawClient:
         if tandem:
             params["tandem"] = "1"
         client: RawClient | None = None
+        ws: AsyncWebSocketSession
         try:
             async with (
                 httpx.AsyncClient() as http,

@@ -162,8 +162,9 @@ async def test_unknown_document_names_close_with_4404(server, name) -> None:
     async with RawClient.connect(server, "p/ok", token=server.token("alice")) as _:
         pass
     import httpx
-    from httpx_ws import WebSocketDisconnect, aconnect_ws
+    from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
 
+    ws: AsyncWebSocketSession
     async with (
         httpx.AsyncClient() as http,
         aconnect_ws(f"{server.ws_url}/{name}", http, params={"token": server.token("alice")}) as ws,

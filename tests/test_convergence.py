@@ -8,7 +8,7 @@ import anyio
 import httpx
 import pytest
 from anyio.abc import TaskGroup
-from httpx_ws import aconnect_ws
+from httpx_ws import AsyncWebSocketSession, aconnect_ws
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map, Provider
@@ -39,7 +39,7 @@ class StockClient:
         self.doc_name = doc_name
         self.user = user
         self.tg = tg
-        self.doc = Doc() if client_id is None else Doc(client_id=client_id)
+        self.doc: Doc = Doc() if client_id is None else Doc(client_id=client_id)
         declare_roots(self.doc, parse_doc_name(doc_name).kind)
         self._stop: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
@@ -53,6 +53,7 @@ class StockClient:
         self._stop, self._stopped = stop, stopped
         url = f"{self.server.ws_url}/{self.doc_name}"
         self.server.grant(self.user, self.doc_name.split("/")[1], "owner")
+        ws: AsyncWebSocketSession
         try:
             async with (
                 httpx.AsyncClient() as http,

@@ -51,7 +51,7 @@ DAMAGE: dict[str, Callable[[bytes], bytes]] = {
 def _three_updates(name: str) -> list[bytes]:
     """A project's first three transactions: its metadata and task "first", task "second",
     task "third"."""
-    doc = Doc()
+    doc: Doc = Doc()
     declare_roots(doc, parse_doc_name(name).kind)
     out: list[bytes] = []
     for i, title in enumerate(("first", "second", "third")):

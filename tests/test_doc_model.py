@@ -214,15 +214,13 @@ def test_everything_the_helpers_write_passes_the_schema_check(ops) -> None:
 
 
 def test_finance_resources_and_chat_helpers_pass_the_check() -> None:
+    def finance(d: Doc) -> None:
+        set_budget(d, currency="EUR", total=1000, categories={"dev": 500})
+        add_cost(d, amount=12.5, currency="EUR", category="dev", date=dt.date(2026, 1, 2))
+        add_time_entry(d, user="ann", hours=2, date=dt.date(2026, 1, 2))
+
     for kind, write in [
-        (
-            DocKind.FINANCE,
-            lambda d: (
-                set_budget(d, currency="EUR", total=1000, categories={"dev": 500}),
-                add_cost(d, amount=12.5, currency="EUR", category="dev", date=dt.date(2026, 1, 2)),
-                add_time_entry(d, user="ann", hours=2, date=dt.date(2026, 1, 2)),
-            ),
-        ),
+        (DocKind.FINANCE, finance),
         (DocKind.RESOURCES, lambda d: add_allocation(d, user="ann", percent=50)),
         (DocKind.CHAT, lambda d: post_chat_message(d, "ann", "hello")),
     ]:
@@ -305,7 +303,7 @@ def test_bad_task_writes_are_named_precisely(write, path, expected) -> None:
 def test_unknown_roots_are_caught() -> None:
     # (list content in a map is read from the update by the gate: test_bad_input.py)
     _, server = seeded_client()
-    rogue2 = Doc()
+    rogue2: Doc = Doc()
     rogue2.get("sneaky", type=Text).insert(0, "hi")
     assert server.apply(rogue2.get_update()) == ["sneaky"]
 
@@ -319,7 +317,8 @@ def test_a_write_that_loses_to_a_concurrent_write_of_the_same_field_changes_noth
         client, lambda d: create_task(d, TaskCreate(title="x"), created_by="a", task_id=task_id)
     )
     assert server.apply(base) == []
-    winner, loser = Doc(client_id=2_000), Doc(client_id=1_000)  # lower id: placed left, loses
+    winner: Doc = Doc(client_id=2_000)  # lower id: placed left, loses
+    loser: Doc = Doc(client_id=1_000)
     for doc in (winner, loser):
         doc.apply_update(server.doc.get_update())
     win = own_update(winner, lambda d: set_task_field(d, task_id, "priority", "urgent"))
@@ -343,7 +342,8 @@ def test_helpers_refuse_what_the_schema_refuses() -> None:
     with pytest.raises(InvalidWrite):
         create_milestone(doc, "  ")
     with pytest.raises(ValueError):
-        TaskCreate(title="t", surprise=1)  # unknown fields are refused
+        # the point of the test: an unknown field, refused at run time
+        TaskCreate(title="t", surprise=1)  # type: ignore[call-arg]
 
 
 def test_migrations_run_in_order_and_record_the_version() -> None:

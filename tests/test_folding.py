@@ -37,7 +37,7 @@ def test_the_child_folds_exactly_what_a_fold_here_makes() -> None:
     finally:
         folder.close()
     assert (snapshot, state) == fold(updates[0], updates[1:])
-    doc = Doc()
+    doc: Doc = Doc()
     doc.apply_update(snapshot)
     assert doc.get("tasks", type=Map).to_py() == source.get("tasks", type=Map).to_py()
     assert state == doc.get_state()

@@ -9,7 +9,7 @@ import uuid
 import anyio
 import httpx
 import pytest
-from httpx_ws import WebSocketDisconnect, aconnect_ws
+from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
 
 from .conftest import start_server
 from .test_api_access import api, assert_problem
@@ -55,6 +55,7 @@ def test_the_api_docs_load_only_scripts_from_this_server(server) -> None:
 
 async def _open(server, origin: str | None, token: str):
     headers = {"Origin": origin} if origin else {}
+    ws: AsyncWebSocketSession
     async with (
         httpx.AsyncClient() as http,
         aconnect_ws(

@@ -36,7 +36,7 @@ DESCRIPTION_BYTES = 4096
 def _live_size(update: bytes) -> int:
     """The encoded size of ``update``'s state once its deleted content is collected (a fresh
     Doc integrating it collects everything it deletes)."""
-    doc = Doc()
+    doc: Doc = Doc()
     doc.apply_update(update)
     return len(doc.get_update())
 

@@ -301,8 +301,8 @@ async def run_session(
         assert (await node.areceive()) == {"ready": True}
         node.send({"go": True})
         for who, op, n, text in steps:
-            client = clients[who - NODE_CLIENTS] if who >= NODE_CLIENTS else None
-            if client is not None:
+            if who >= NODE_CLIENTS:
+                client = clients[who - NODE_CLIENTS]
                 if op == "toggle":
                     await (client.disconnect() if client.online else client.connect())
                 else:

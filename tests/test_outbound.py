@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 import pytest
 
@@ -55,12 +56,18 @@ class Recorder(BaseHTTPRequestHandler):
         pass
 
 
+class RecordingServer(HTTPServer):
+    received: list[dict[str, Any]]
+    status: int
+    location: str
+
+
 @contextmanager
-def recorder(status: int = 201, location: str = "") -> Iterator[HTTPServer]:
-    server = HTTPServer(("127.0.0.1", 0), Recorder)
-    server.received = []  # type: ignore[attr-defined]
-    server.status = status  # type: ignore[attr-defined]
-    server.location = location  # type: ignore[attr-defined]
+def recorder(status: int = 201, location: str = "") -> Iterator[RecordingServer]:
+    server = RecordingServer(("127.0.0.1", 0), Recorder)
+    server.received = []
+    server.status = status
+    server.location = location
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

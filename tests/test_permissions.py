@@ -102,7 +102,7 @@ def test_a_transaction_is_allowed_only_if_every_change_is(cases, perms) -> None:
 
 def test_task_ownership_comes_from_assignees() -> None:
     change = [Change(("tasks", "t1", "title"), "edit")]
-    own = {P.EDIT_OWN_TASKS}
+    own = frozenset({P.EDIT_OWN_TASKS})
     assert decide(own, "ann", DocKind.MAIN, change, task=lambda _: {"assignees": ["ann"]}).allowed
     denied = decide(own, "ann", DocKind.MAIN, change, task=lambda _: {"assignees": ["bob"]})
     assert not denied.allowed and denied.permission is P.EDIT_ALL_TASKS

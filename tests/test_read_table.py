@@ -5,7 +5,7 @@ when the read table allows it, on the socket, over REST, in the export and in th
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -13,7 +13,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycrdt import Array, Map
+from pycrdt import Array, Doc, Map
 
 from doc_model import DocKind, add_allocation, add_cost, add_time_entry, set_budget
 from rules import (
@@ -88,12 +88,14 @@ async def _seed(server: ServerProcess) -> str:
             )
             assert out.status_code == 201, out.text
     day = dt.date(2026, 1, 5)
-    writes = {
-        DocKind.FINANCE: lambda d: (
-            set_budget(d, currency="EUR", total=1000),
-            add_cost(d, amount=12.5, currency="EUR", date=day),
-            add_time_entry(d, user="boss", hours=2, date=day),
-        ),
+
+    def finance(d: Doc) -> None:
+        set_budget(d, currency="EUR", total=1000)
+        add_cost(d, amount=12.5, currency="EUR", date=day)
+        add_time_entry(d, user="boss", hours=2, date=day)
+
+    writes: dict[DocKind, Callable[[Doc], object]] = {
+        DocKind.FINANCE: finance,
         DocKind.RESOURCES: lambda d: add_allocation(d, user="boss", percent=50),
     }
     for kind, write in writes.items():

@@ -80,7 +80,7 @@ def test_a_mixed_batch_keeps_the_allowed_entities_and_reverts_the_refused_ones(s
 
     result = gate.apply(batch, Actor("ann"))
     if result.splittable:  # the room reloads from storage, which never held the batch
-        reloaded = Doc()
+        reloaded: Doc = Doc()
         reloaded.apply_update(pre)
         server = reloaded
         gate = Gate(reloaded, parse_doc_name("p/x"), gate.permission_check)

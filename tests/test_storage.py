@@ -21,7 +21,7 @@ DOC = "p/store"
 
 def edits(n: int, seed: int = 0) -> tuple[list[bytes], Doc]:
     """n small updates from one pycrdt client, and the doc that made them."""
-    doc = Doc()
+    doc: Doc = Doc()
     tasks = doc.get("tasks", type=Map)
     updates: list[bytes] = []
     doc.observe(lambda e: updates.append(e.update))
@@ -88,7 +88,7 @@ def test_automatic_compaction_past_the_threshold(tmp_path) -> None:
 def test_a_second_writer_is_never_lost_to_compaction(tmp_path) -> None:
     db = tmp_path / "two.db"
     mine, _ = edits(40, seed=1)
-    theirs_doc = Doc()
+    theirs_doc: Doc = Doc()
     theirs_map = theirs_doc.get("tasks", type=Map)
     theirs: list[bytes] = []
     theirs_doc.observe(lambda e: theirs.append(e.update))
@@ -166,7 +166,7 @@ def test_updates_since_includes_the_snapshot_when_the_log_was_folded(tmp_path) -
         return since
 
     since = anyio.run(run)
-    doc = Doc()
+    doc: Doc = Doc()
     doc.get("tasks", type=Map)
     for u in updates[:3]:
         doc.apply_update(u)

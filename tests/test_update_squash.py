@@ -44,7 +44,7 @@ def content(doc: Doc) -> dict:
 
 
 def copy_of(doc: Doc) -> Doc:
-    clone = Doc()
+    clone: Doc = Doc()
     clone.apply_update(doc.get_update())
     return clone
 
@@ -57,7 +57,7 @@ def utf8_offset(chars: str, index: int) -> int:
 def replay(ops) -> tuple[Doc, list[bytes]]:
     """Three clients edit from one base, syncing now and then; every transaction's update
     in the order they were made (so each arrives after everything it builds on)."""
-    base = Doc()
+    base: Doc = Doc()
     base.get("title", type=Text).insert(0, "||")
     base.get("meta", type=Map)
     base.get("list", type=Array)
@@ -124,7 +124,7 @@ def test_a_squashed_batch_builds_the_same_document_as_the_merged_one(ops, data) 
 
 
 def test_a_typed_word_becomes_one_item_a_third_of_the_size() -> None:
-    doc = Doc()
+    doc: Doc = Doc()
     title = doc.get("title", type=Text)
     title.insert(0, "|")
     base = doc.get_update()
@@ -136,7 +136,7 @@ def test_a_typed_word_becomes_one_item_a_third_of_the_size() -> None:
     squashed = squash_update(merged)
     assert len(squashed) < len(merged) / 3  # one item header for 11 characters, not 11
 
-    receiver = Doc()
+    receiver: Doc = Doc()
     receiver.apply_update(base)
     receiver.apply_update(squashed)
     assert str(receiver.get("title", type=Text)) == "|squashed é中"
@@ -146,9 +146,9 @@ def squashed_at_a_newcomer(title: str, alice: int, bob: int, steps: str) -> tupl
     """alice and bob start from ``title`` and take ``steps`` in turn: "a<i><text>" / "b<i><text>"
     inserts at index i on that side, "a<" / "b<" takes in the other side's edits. Returns
     alice's title and the title a newcomer builds from the squashed batch of all their edits."""
-    base = Doc(client_id=99)
+    base: Doc = Doc(client_id=99)
     base.get("title", type=Text).insert(0, title)
-    docs = {"a": Doc(client_id=alice), "b": Doc(client_id=bob)}
+    docs: dict[str, Doc] = {"a": Doc(client_id=alice), "b": Doc(client_id=bob)}
     made: list[bytes] = []
     for doc in docs.values():
         doc.apply_update(base.get_update())
@@ -182,7 +182,7 @@ def test_a_keystroke_typed_after_someone_elses_stays_its_own_item() -> None:
 
 
 def test_nothing_to_merge_returns_the_update_itself() -> None:
-    doc = Doc()
+    doc: Doc = Doc()
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
     doc.get("meta", type=Map)["a"] = 1
@@ -192,7 +192,7 @@ def test_nothing_to_merge_returns_the_update_itself() -> None:
 
 
 def typed_batch() -> bytes:
-    doc = Doc()
+    doc: Doc = Doc()
     title = doc.get("title", type=Text)
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))

@@ -121,7 +121,7 @@ class ServerContext(Protocol):
     outbound: OutboundPolicy
 
     async def edit(
-        self, actor: Actor, doc_name: str, change: Callable[[Doc], T], reason: str
+        self, actor: Actor, doc_name: str, change: Callable[[Doc[Any]], T], reason: str
     ) -> EditOutcome: ...
 
 
