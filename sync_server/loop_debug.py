@@ -113,7 +113,8 @@ def limit_creation_stacks(depth: int) -> None:
     its default limit is what can be changed; in debug mode only, every caller of
     ``traceback.extract_stack()`` without a limit gets ``depth`` frames.
     """
-    asyncio.constants.DEBUG_STACK_DEPTH = depth
+    # Final in typeshed: changed on purpose, in debug mode only
+    asyncio.constants.DEBUG_STACK_DEPTH = depth  # type: ignore[misc]
     traceback.extract_stack.__defaults__ = (None, depth)
 
 

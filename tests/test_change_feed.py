@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import httpx
@@ -63,7 +64,7 @@ class Flaky(Recorder):
 
 @dataclass
 class InProcessServer:
-    db: object
+    db: Path
     port: int
     tokens: dict = field(default_factory=dict)
 
@@ -149,7 +150,8 @@ async def test_a_consumer_sees_every_accepted_transaction_once_in_order_with_cha
         await anyio.sleep(0.3)  # nothing more comes
     rows = feed_rows(srv.db)
     assert len(recorder.seen) == 30
-    ids = [e.feed_id for e in recorder.seen]
+    ids = [e.feed_id for e in recorder.seen if e.feed_id is not None]
+    assert len(ids) == len(recorder.seen)
     assert ids == sorted(set(ids)), "each once, in commit order"
     with_changes = [r[0] for r in rows if r[4] != "[]"]
     assert ids == with_changes
@@ -219,7 +221,8 @@ async def test_a_cli_write_reaches_a_consumer_with_its_changes(tmp_path) -> None
     assert event.doc_name == "p/cli"
     assert event.actor.kind == "system"
     assert Change(("members", "zed"), "add") in event.changes
-    assert event.feed_id is not None and event.feed_id > recorder.seen[0].feed_id
+    first = recorder.seen[0].feed_id
+    assert event.feed_id is not None and first is not None and event.feed_id > first
 
 
 # -- kill -9 ----------------------------------------------------------------------------
@@ -311,7 +314,7 @@ async def test_compaction_leaves_the_feed_alone(tmp_path) -> None:
     try:
         from pycrdt import Doc, Text
 
-        doc = Doc()
+        doc: Doc = Doc()
         updates: list[bytes] = []
         doc.observe(lambda e: updates.append(e.update))
         text = doc.get("t", type=Text)

@@ -540,11 +540,13 @@ def test_typing_in_a_document_without_an_index_needs_none() -> None:
     title = s.client(0).get("tasks", type=Map)[ids[0]]["title"]
     for ch in " it":
         update = client_edit(s.client(0), lambda d, ch=ch: title.insert(len(title), ch))
+        assert update is not None
         result = s.apply(update)
         assert result.events[0].kind == "task_field_changed"
     assert result.events[0].before == "Plan i" and result.events[0].after == "Plan it"
     assert not s.gate._index.built
     update = client_edit(s.client(0), lambda d: title.__delitem__(slice(0, 1)))
+    assert update is not None
     assert s.apply(update).events[0].before == "Plan it"
     assert s.gate._index.built
 
