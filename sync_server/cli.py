@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument("--log-format", choices=("text", "json"), default=None)
+    serve.add_argument(
+        "--extension",
+        action="append",
+        default=[],
+        metavar="MODULE:NAME",
+        help="load an extension (a class or object in an importable module); repeatable,"
+        " after the built-in ones, the tandem.extensions entry points and $TANDEM_EXTENSIONS",
+    )
 
     demo = sub.add_parser("demo", parents=[db], help="seed the demo project (owner: user 'demo')")
     demo.add_argument("--project", default="demo", help="project id (default: demo)")
@@ -120,13 +128,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, db_path: str) -> int:
     if args.command == "serve":
+        from .extensions.host import ExtensionError
+        from .extensions.loading import load_spec, parse_specs
         from .logs import configure_logging
         from .serve import run
 
         settings = Settings.from_env(
             db=db_path, host=args.host, port=args.port, log_format=args.log_format
         )
+        settings.extensions = ",".join([*parse_specs(settings.extensions), *args.extension])
         configure_logging(settings.log_level, settings.log_format)
+        for spec in parse_specs(settings.extensions):
+            try:  # a bad spec is a usage error, reported before anything starts
+                load_spec(spec)
+            except ExtensionError as e:
+                raise CliError(str(e)) from e
         run(settings)
         return 0
     if args.command == "demo":
