@@ -90,10 +90,12 @@ def create_app(
     observers: Sequence[DocumentObserver] = (),
     permission_check: PermissionCheck | None = None,
     extensions: Sequence[object] = (),
+    third_party: Sequence[object] | None = None,
 ) -> Quart:
-    """The app. ``extensions`` come after the built-in ones and the configured third-party
-    ones (entry points, then ``settings.extensions``); ``observers`` are told of accepted
-    changes the old way, in the rooms' observer task."""
+    """The app. ``third_party``: the extensions of the ``tandem.extensions`` entry points and
+    ``settings.extensions``, already loaded (the CLI loads them to report a bad one), else
+    loaded here; ``extensions`` come after them. ``observers`` are told of accepted changes
+    the old way, in the rooms' observer task."""
     settings = settings or Settings.from_env()
     app = Quart("tandem")
     app.config["TANDEM_SETTINGS"] = settings
@@ -108,7 +110,7 @@ def create_app(
             NotificationsExtension(),
             RejectionAudit(),
             members,
-            *third_party_extensions(settings.extensions),
+            *(third_party_extensions(settings.extensions) if third_party is None else third_party),
             *extensions,
         ]
     )

@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, db_path: str) -> int:
     if args.command == "serve":
-        from .extensions.host import ExtensionError
-        from .extensions.loading import load_spec, parse_specs
+        from .extensions.host import ExtensionError, ExtensionHost
+        from .extensions.loading import parse_specs, third_party_extensions
         from .logs import configure_logging
         from .serve import run
 
@@ -138,12 +138,12 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
         )
         settings.extensions = ",".join([*parse_specs(settings.extensions), *args.extension])
         configure_logging(settings.log_level, settings.log_format)
-        for spec in parse_specs(settings.extensions):
-            try:  # a bad spec is a usage error, reported before anything starts
-                load_spec(spec)
-            except ExtensionError as e:
-                raise CliError(str(e)) from e
-        run(settings)
+        try:  # a bad spec is a usage error, reported before anything starts
+            third_party = third_party_extensions(settings.extensions)
+            ExtensionHost(third_party)  # refuses two extensions of one name
+        except ExtensionError as e:
+            raise CliError(str(e)) from e
+        run(settings, third_party)
         return 0
     if args.command == "demo":
         from .demo import seed_demo

@@ -109,6 +109,9 @@ class _Subscriber:
                 )
             finally:
                 self.busy = False
+                # not held while waiting for the next one: a change holds its room's
+                # document, which must die when the room unloads
+                del batch
 
 
 class LiveChanges:
