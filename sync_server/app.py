@@ -312,7 +312,8 @@ def create_app(
             log.info("refused unknown document: %s", bad_name, extra={"doc": doc, "user": name})
             await ws.close(CloseCode.UNKNOWN_DOCUMENT, bad_name)
             return
-        # what the identity says it holds (codes), else the grants of its name
+        # what the identity says it holds (codes), else the grants of its name; this decides
+        # reading only: the gate judges every write by the grants of the name
         permissions = (
             ctx.access.permissions(name, doc_name.project_id)
             if identity.permissions is None

@@ -92,7 +92,8 @@ class _Subscriber:
                 batch.append(self.queue.get_nowait())
             self.busy = True
             try:
-                await asyncio.wait_for(self.handler(batch), self.timeout)
+                async with asyncio.timeout(self.timeout):  # no task of its own, unlike wait_for
+                    await self.handler(batch)
             except TimeoutError:
                 log.error(
                     "extension %s: change_accepted took over %.0f s on %d change(s); skipped",
@@ -260,7 +261,8 @@ class ExtensionHost:
 
     async def _guarded(self, ext: Any, hook: str, ctx: ServerContext, args: tuple) -> None:
         try:
-            await asyncio.wait_for(getattr(ext, hook)(ctx, *args), self.hook_timeout)
+            async with asyncio.timeout(self.hook_timeout):
+                await getattr(ext, hook)(ctx, *args)
         except TimeoutError:
             log.error("extension %s: %s took over %.0f s", ext_name(ext), hook, self.hook_timeout)
         except Exception:
