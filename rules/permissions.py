@@ -167,6 +167,12 @@ it needs assign_tasks for the one and, for the other, to have owned the task bef
 edit_all_tasks); taking a task over does not make the same transaction's edits your own."""
 
 
+MemberMirror = Callable[[str], bool]
+"""Whether the members map's entry for a user, as the transaction leaves it, is what that
+user's grant says (role, or no entry without a grant). Grants live outside the document,
+so the caller looks them up; the members map may only ever be made to match them."""
+
+
 Need = tuple[tuple[Permission, ...], str, str]
 """What one change needs: any one of these permissions, what it does (for the reason), and
 a suffix of the change's path naming the part that needs it. No permissions: nobody may."""
@@ -226,6 +232,19 @@ def _chat_need(change: Change, user: str, message: Callable[[int], dict[str, Any
     return _EDIT_CHAT
 
 
+def _members_need(
+    change: Change, user: str, perms: frozenset[Permission], mirrors: MemberMirror
+) -> Need | None:
+    """The members map mirrors the grants: an entry may be written only to what the grants
+    say, by someone who may change grants (or by the member, whose own grant changed)."""
+    if len(change.path) != 2:
+        return _MEMBERS
+    member = str(change.path[1])
+    if (P.MANAGE_TEAM in perms or member == user) and mirrors(member):
+        return None
+    return _MEMBERS
+
+
 def _need(
     kind: DocKind,
     change: Change,
@@ -234,13 +253,14 @@ def _need(
     message: Callable[[int], dict[str, Any] | None],
     created: set[str],
     perms: frozenset[Permission],
+    mirrors: MemberMirror = lambda _member: False,
 ) -> Need | None:
     root = change.root
     if kind is DocKind.MAIN:
         if root == "tasks":
             return _task_need(change, user, task, created, perms)
-        if root == "members":  # written by the server only, as grants change
-            return _MEMBERS
+        if root == "members":  # only as the grants say (see _members_need)
+            return _members_need(change, user, perms, mirrors)
         return _EDIT_PROJECT  # meta, columns, milestones, rules
     if kind is DocKind.FINANCE:
         return _EDIT_BUDGET if root == "budget" else _EDIT_COSTS  # else: costs, time_entries
@@ -257,10 +277,13 @@ def decide(
     *,
     task: TaskLookup = lambda _id: None,
     message: Callable[[int], dict[str, Any] | None] = lambda _i: None,
+    member_mirrors: MemberMirror = lambda _member: False,
 ) -> Decision:
     """Allow ``changes`` by ``user`` holding ``perms`` on a ``kind`` document, or say why not.
 
-    ``task`` gives a task's fields before the transaction (see :data:`TaskLookup`).
+    ``task`` gives a task's fields before the transaction (see :data:`TaskLookup`);
+    ``member_mirrors`` whether a members entry now matches the grants (see
+    :data:`MemberMirror`; by default nothing does, so nobody writes the members map).
     """
     # tasks this transaction creates: their fields are covered by create_tasks, in any event order
     created = {
@@ -271,7 +294,7 @@ def decide(
     # The first change (in order) whose need is not met decides; most transactions meet
     # every need, so nothing is built for the ones that are.
     for change in changes:
-        need = _need(kind, change, user, task, message, created, perms)
+        need = _need(kind, change, user, task, message, created, perms, member_mirrors)
         if need is None:
             continue
         any_of, what, suffix = need

@@ -49,6 +49,17 @@ class GrantChangeRefused(AccessError):
 ADMIN = "system:cli"
 """The actor name of server-side administration (the CLI): it may touch any grant."""
 
+IDENTITY_KINDS = ("integration", "automation")
+"""Actor kinds that act with grants of their own, held under ``kind:name`` (for example
+``integration:github``, granted like a user: ``set_grant(conn, Grant("integration:github",
+project, "member"), ...)`` or ``PUT /api/v1/projects/ID/grants/integration:github``). An
+automation rule that acts for a person is that person (an Actor of kind "user")."""
+
+
+def principal(actor: Actor) -> str:
+    """The name ``actor``'s grants are held under: a user's name, or ``kind:name``."""
+    return actor.user_id if actor.kind == "user" else str(actor)
+
 
 def _perms_json(perms: frozenset[Permission]) -> str:
     return json.dumps(sorted(p.value for p in perms))
@@ -454,9 +465,17 @@ class PermissionResolver:
     ) -> Denial | None:
         """The gate's permission check (see gate.PermissionCheck): task ownership comes from
         ``task``, the state before the transaction."""
-        if actor.kind != "user":
-            return None  # the server's own features act with their own checks
-        perms = self.permissions(actor.user_id, doc_name.project_id)
+        if actor.kind != "user" and actor.kind not in IDENTITY_KINDS:
+            # nothing skips the check: the server's own features act as a user or as an
+            # integration identity; only storage itself (migrations, other processes'
+            # updates) writes past the gate, and never through it
+            return Denial(
+                f"{actor} may not edit documents: act as a user or an integration identity",
+                "",
+                None,
+            )
+        user = principal(actor)
+        perms = self.permissions(user, doc_name.project_id)
         messages = _messages(doc, doc_name)
 
         def message(index: int) -> dict | None:
@@ -465,7 +484,22 @@ class PermissionResolver:
             value = messages[index]
             return {"author": value.get("author")} if isinstance(value, Map) else None
 
-        decision = decide(perms, actor.user_id, doc_name.kind, changes, task=task, message=message)
+        def mirrors_grant(member: str) -> bool:
+            """Whether the members map's entry for ``member`` (after the transaction) is
+            what the grants table says (a grant change just committed by this server)."""
+            entry = doc.get("members", type=Map).get(member)
+            grant = get_grant(self.conn, member, doc_name.project_id)
+            return entry == (grant.role if grant is not None else None)
+
+        decision = decide(
+            perms,
+            user,
+            doc_name.kind,
+            changes,
+            task=task,
+            message=message,
+            member_mirrors=mirrors_grant,
+        )
         if decision.allowed:
             return None
         return Denial(

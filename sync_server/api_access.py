@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, jsonify, request
@@ -31,6 +31,9 @@ from .api_models import problems_documented as _problems
 from .database import SQLiteWorker
 from .login_guard import LoginGuard, LoginRefused
 from .problems import Problem
+
+if TYPE_CHECKING:
+    from .extensions.context import TandemContext
 
 log = logging.getLogger("tandem.api")
 T = TypeVar("T")
@@ -150,26 +153,26 @@ def _role_json(role: Role) -> dict[str, Any]:
     }
 
 
-def access_api(state: dict) -> Blueprint:
+def access_api(ctx: TandemContext) -> Blueprint:
     bp = Blueprint("access_api", __name__, url_prefix="/api/v1")
 
     def conn() -> sqlite3.Connection:
-        return state["accounts"]
+        return ctx.accounts
 
     async def access_changed() -> None:
         """Close the sockets this change took access from before answering (if that fails,
         the change stands and the watch's next poll closes them)."""
         try:
-            await state["watch"].check_now()
+            await ctx.watch.check_now()
         except Exception:
             log.exception("checking open sockets after an access change failed")
 
     def caller() -> accounts.User:
-        return authenticated_caller(conn(), state.get("touch"))
+        return authenticated_caller(conn())
 
     async def write(fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` on the writer's connection and thread, never the event loop."""
-        writer: SQLiteWorker = state["writer"]
+        writer: SQLiteWorker = ctx.writer
         return await writer.run(fn, writer.conn, *args)
 
     def project_id(value: str) -> str:
@@ -207,7 +210,7 @@ def access_api(state: dict) -> Blueprint:
         """A session token for a correct password. Failed logins are limited per account
         and per address (see login_guard): past either limit, 429 with Retry-After."""
         data = await read_body(LoginBody)
-        guard: LoginGuard = state["login_guard"]
+        guard: LoginGuard = ctx.login_guard
         address = request.remote_addr or "unknown"
         # the limits' check, Argon2 and the failure count, all on the writer's thread
         result = await write(guard.attempt, data.username, data.password, address)
@@ -361,7 +364,7 @@ def access_api(state: dict) -> Blueprint:
             raise Problem(status, e.refusal.reason, user=e.refusal.user) from e
         except access.AccessError as e:
             raise Problem(404, str(e)) from e
-        state["access"].forget_project(project)
+        ctx.access.forget_project(project)
         await access_changed()
         return jsonify(_role_json(role))
 
@@ -412,7 +415,7 @@ def access_api(state: dict) -> Blueprint:
             raise Problem(403, refusal.reason, user=refusal.user, **extra) from e
         except access.AccessError as e:
             raise Problem(422, str(e), field="role") from e
-        state["access"].forget_project(project)
+        ctx.access.forget_project(project)
         if changed:
             await access_changed()
         return changed
@@ -429,8 +432,8 @@ def access_api(state: dict) -> Blueprint:
         project = project_id(project)
         data = await read_body(GrantBody)
         require(user, project, Permission.MANAGE_TEAM)
-        try:
-            accounts.validate_username(member)
+        try:  # a user, or an integration identity (integration:NAME, see access.principal)
+            accounts.validate_username(member.removeprefix("integration:"))
         except accounts.AccountError as e:
             raise Problem(422, str(e), field="user") from e
         grant = Grant(
@@ -442,7 +445,7 @@ def access_api(state: dict) -> Blueprint:
         )
         await change_grant(project, member, grant, user.name)
         granted = effective_permissions(grant, access.custom_roles(conn(), project))
-        await state["project_members"](project, member, data.role)
+        await ctx.members.grant_changed(ctx, user.name, project, member, data.role)
         return jsonify(user=member, role=data.role, permissions=sorted(p.value for p in granted))
 
     @bp.delete("/projects/<project>/grants/<member>")
@@ -456,7 +459,7 @@ def access_api(state: dict) -> Blueprint:
             raise Problem(409, "you cannot remove your own access; ask another manager")
         if not await change_grant(project, member, None, user.name):
             raise Problem(404, f"{member} has no grant on {project}")
-        await state["project_members"](project, member, None)
+        await ctx.members.grant_changed(ctx, user.name, project, member, None)
         return "", 204
 
     # /members/<user> is the same resource as /grants/<user>, under the name the app uses

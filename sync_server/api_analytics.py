@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_response
@@ -21,6 +21,9 @@ from .api_models import ExportArgs, Metrics, MetricsArgs, Portfolio, TasksExport
 from .api_models import problems_documented as _problems
 from .api_v1 import only_args, simple_int
 from .problems import Problem
+
+if TYPE_CHECKING:
+    from .extensions.context import TandemContext
 
 P = Permission
 EXPORT_COLUMNS = (
@@ -54,9 +57,9 @@ def csv_cell(value: Any) -> str:
     return text
 
 
-def analytics_api(state: dict) -> Blueprint:
+def analytics_api(server: TandemContext) -> Blueprint:
     bp = Blueprint("api_analytics", __name__, url_prefix="/api/v1")
-    ctx = ApiContext(state)
+    ctx = ApiContext(server)
 
     async def metrics_for(project: str, perms: frozenset[Permission], days: int) -> dict:
         today = dt.datetime.now(dt.UTC).date()

@@ -6,11 +6,11 @@ import hashlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycrdt import Doc
 from pydantic import BaseModel, ValidationError
-from quart import Response, json, request
+from quart import Response, g, json, request
 from werkzeug.exceptions import HTTPException
 
 from doc_model import (
@@ -34,6 +34,10 @@ from .hooks import Actor
 from .live_documents import DocumentView, LiveDocuments
 from .problems import Problem
 
+if TYPE_CHECKING:
+    from .extensions.context import TandemContext
+    from .extensions.protocol import Identity
+
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 log = logging.getLogger("tandem.api")
@@ -45,12 +49,19 @@ def bearer(header: str | None) -> str | None:
     return None
 
 
-def caller(conn: sqlite3.Connection, touch: accounts.TokenTouch | None = None) -> accounts.User:
-    token = bearer(request.headers.get("Authorization"))
-    user = accounts.authenticate(conn, token, touch) if token else None
-    if user is None:
+def caller(conn: sqlite3.Connection) -> accounts.User:
+    """The request's account, as the extensions' ``authenticate`` hooks found it (the app
+    asks them before every /api/ request; token-auth is the first), or 401."""
+    identity: Identity | None = g.get("tandem_identity")
+    if identity is None:
         raise Problem(401, "send a valid API or session token as 'Authorization: Bearer <token>'")
-    return user
+    account = getattr(identity, "account", None)
+    if isinstance(account, accounts.User):
+        return account
+    # an identity another extension vouched for: its account if it has one, else its name
+    name = identity.user if identity.kind == "user" else f"{identity.kind}:{identity.user}"
+    known = accounts.get_user(conn, name) if identity.kind == "user" else None
+    return known or accounts.User(0, name, identity.display_name or name)
 
 
 def validation_problem(e: ValidationError) -> Problem:
@@ -131,28 +142,28 @@ def parse_id(value: str, what: str = "project") -> str:
 class ApiContext:
     """The services REST routes use, bound once the app has started."""
 
-    def __init__(self, state: dict) -> None:
-        self.state = state
+    def __init__(self, server: TandemContext) -> None:
+        self.server = server
 
     @property
     def conn(self) -> sqlite3.Connection:
-        return self.state["accounts"]
+        return self.server.accounts
 
     @property
     def live(self) -> LiveDocuments:
-        return self.state["live"]
+        return self.server.live
 
     @property
     def resolver(self) -> PermissionResolver:
-        return self.state["access"]
+        return self.server.access
 
     def user(self) -> accounts.User:
-        return caller(self.conn, self.state.get("touch"))
+        return caller(self.conn)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` on the writer's connection and thread: a write waits for the
         lock there (another process may hold it), never on the event loop."""
-        writer: SQLiteWorker = self.state["writer"]
+        writer: SQLiteWorker = self.server.writer
         return await writer.run(fn, writer.conn, *args)
 
     def project(

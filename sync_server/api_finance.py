@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc
 from quart import Blueprint, Response, request
@@ -39,12 +39,15 @@ from .api_models import problems_documented as _problems
 from .api_v1 import only_args
 from .problems import Problem
 
+if TYPE_CHECKING:
+    from .extensions.context import TandemContext
+
 P = Permission
 
 
-def finance_api(state: dict) -> Blueprint:
+def finance_api(server: TandemContext) -> Blueprint:
     bp = Blueprint("api_finance", __name__, url_prefix="/api/v1")
-    ctx = ApiContext(state)
+    ctx = ApiContext(server)
 
     def by_task(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         task = request.args.get("task")

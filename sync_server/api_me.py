@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import anyio
@@ -18,6 +18,9 @@ from .api_models import NoContent
 from .api_models import problems_documented as _problems
 from .api_v1 import only_args, simple_int
 from .problems import Problem
+
+if TYPE_CHECKING:
+    from .extensions.context import TandemContext
 
 
 class NotificationOut(BaseModel):
@@ -86,9 +89,9 @@ class PublicKey(BaseModel):
     public_key: str
 
 
-def me_api(state: dict) -> Blueprint:
+def me_api(server: TandemContext) -> Blueprint:
     bp = Blueprint("api_me", __name__, url_prefix="/api/v1")
-    ctx = ApiContext(state)
+    ctx = ApiContext(server)
 
     @bp.get("/me/notifications")
     @document_querystring(NotificationArgs)
@@ -132,7 +135,7 @@ def me_api(state: dict) -> Blueprint:
         user = ctx.user()
         data = await read_body(PushSubscription)
         try:  # resolving the host blocks: on a worker thread
-            await anyio.to_thread.run_sync(check_url, data.endpoint, state["outbound"])
+            await anyio.to_thread.run_sync(check_url, data.endpoint, server.outbound)
         except OutboundRefused as e:
             raise Problem(422, f"endpoint: {e}", field="endpoint") from e
         await ctx.write(

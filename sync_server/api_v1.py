@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from pycrdt import Array, Doc, Map
@@ -87,6 +87,9 @@ from .connection import CloseCode
 from .hooks import Actor
 from .live_documents import DocumentView
 from .problems import Problem
+
+if TYPE_CHECKING:
+    from .extensions.context import TandemContext
 
 P = Permission
 ENTITY_ID = re.compile(ID_PATTERN, re.ASCII)
@@ -211,9 +214,9 @@ def _task_update_values(data: TaskCreate) -> TaskUpdate:
     return TaskUpdate.model_validate(values)
 
 
-def v1_api(state: dict) -> Blueprint:
+def v1_api(server: TandemContext) -> Blueprint:
     bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
-    ctx = ApiContext(state)
+    ctx = ApiContext(server)
     task_projects: dict[str, str] = {}  # task id -> project, learnt as tasks are seen
 
     # -- projects --------------------------------------------------------------
@@ -270,7 +273,7 @@ def v1_api(state: dict) -> Blueprint:
         # A taken id is 409 whoever holds it (a deleted project's too). That says only that
         # an id the caller already had was used: a UUID carries no meaning, and guessing one
         # somebody else made is hopeless, so other teams' ids cannot be probed for.
-        if await state["store"].exists(doc_name_of(project, DocKind.MAIN).name):
+        if await server.store.exists(doc_name_of(project, DocKind.MAIN).name):
             raise Problem(409, f"project id {project!r} is not available", field="id")
         if not await ctx.write(projects.register_project, project, data.name, user.name):
             raise Problem(409, f"project id {project!r} is not available", field="id")
@@ -290,10 +293,10 @@ def v1_api(state: dict) -> Blueprint:
             )
 
         await ctx.edit(user, project, DocKind.MAIN, seed)
-        # the members map mirrors the grants and only the server writes it
+        # the members map mirrors the grants: written as the owner, whose grant it shows
         shown = await ctx.live.edit(
             doc_name_of(project, DocKind.MAIN),
-            Actor("team", kind="system"),
+            Actor(user.name),
             lambda doc: add_member(doc, user.name, "owner"),
         )
         if not shown.accepted:
@@ -357,11 +360,11 @@ def v1_api(state: dict) -> Blueprint:
         ctx.resolver.forget_project(project)
         for kind in DocKind:
             name = doc_name_of(project, kind)
-            await state["rooms"].close_room(
+            await server.rooms.close_room(
                 name.name, CloseCode.UNKNOWN_DOCUMENT, f"project {project!r} was deleted"
             )
             ctx.live.forget(name)
-            await state["store"].delete_document(name.name)
+            await server.store.delete_document(name.name)
         return Response(status=204)
 
     # -- tasks -----------------------------------------------------------------

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from quart import Quart, jsonify, websocket
+from quart import Quart, g, jsonify, request, websocket
 from quart_schema import hide
 
-from doc_model import InvalidDocName, add_member, doc_name, parse_doc_name, remove_member
+from doc_model import InvalidDocName, parse_doc_name
 from integrations.outbound import OutboundPolicy
-from rules import missing_for_document
+from rules import Permission, missing_for_document
 
 from . import access, accounts, security_headers
 from .access_watch import AccessWatch
-from .activity import ActivityRecorder
 from .api_access import access_api
 from .api_analytics import analytics_api
 from .api_finance import finance_api
@@ -27,14 +24,25 @@ from .api_me import me_api
 from .api_v1 import v1_api
 from .connection import CloseCode, Connection
 from .database import DeferredWrites, SQLiteWorker, connect, open_database
+from .extensions.builtins import (
+    ActivityExtension,
+    MembersSync,
+    NotificationsExtension,
+    RejectionAudit,
+    TokenAuth,
+    TokenIdentity,
+)
+from .extensions.context import TandemContext
 from .extensions.feed import ChangeFeed
-from .gate import NotAnUpdate, PermissionCheck, UnrevertableUpdate
+from .extensions.host import ExtensionHost
+from .extensions.loading import third_party_extensions
+from .extensions.protocol import AuthRequest, ConnectionInfo, Rejection
+from .gate import Denial, NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from .hooks import Actor, DocumentObserver, DocumentStore
 from .keepalive import keep_alive
 from .live_documents import LiveDocuments
 from .login_guard import LoginGuard
-from .notifications import NotificationCenter, vapid_key
-from .offline_edit import edit_stored_document
+from .notifications import vapid_key
 from .problems import TITLES, problem_response
 from .protocol import (
     AwarenessMessage,
@@ -47,7 +55,7 @@ from .protocol import (
     decode_message,
 )
 from .pwa import pwa_blueprint
-from .room import RoomSettings
+from .room import Room, RoomSettings
 from .rooms import RoomManager
 from .settings import Settings
 from .storage import SQLiteStore, StorageError
@@ -76,22 +84,6 @@ def origin_allowed(origin: str, host: str, allowed: set[str]) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc == host.lower()
 
 
-TEST_OBSERVER_VARIABLE = "TANDEM_TEST_OBSERVER"
-
-
-def test_observers() -> list[DocumentObserver]:
-    """TEST ONLY: ``TANDEM_TEST_OBSERVER=module:Class`` adds ``Class()`` as an observer, so
-    that a test can load a feed consumer into a real server process (tests/feed_consumer.py
-    for the kill -9 test). Replaced by ``tandem serve --extension`` once that exists."""
-    spec = os.environ.get(TEST_OBSERVER_VARIABLE, "").strip()
-    if not spec:
-        return []
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise ValueError(f"{TEST_OBSERVER_VARIABLE}={spec!r} is not module:Class")
-    return [getattr(importlib.import_module(module), name)()]
-
-
 def subscribe_observers(feed: ChangeFeed, observers: Sequence[DocumentObserver]) -> None:
     """Each observer becomes a consumer of the change feed, in a task of its own, under its
     ``name`` attribute or its class name (numbered when two share one); durable unless it
@@ -118,25 +110,49 @@ def create_app(
     store: DocumentStore | None = None,
     observers: Sequence[DocumentObserver] = (),
     permission_check: PermissionCheck | None = None,
+    extensions: Sequence[object] = (),
+    third_party: Sequence[object] | None = None,
 ) -> Quart:
+    """The app. ``third_party``: the extensions of the ``tandem.extensions`` entry points and
+    ``settings.extensions``, already loaded (the CLI loads them to report a bad one), else
+    loaded here; ``extensions`` come after them. ``observers`` are change-feed consumers
+    (``documents_changed``), for tests and embedding."""
     settings = settings or Settings.from_env()
     app = Quart("tandem")
     app.config["TANDEM_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    state: dict = {
-        "outbound": OutboundPolicy(allow_private=settings.outbound_allow_private),
-        "login_guard": LoginGuard(
+    members = MembersSync()
+    # Every extension, in the order its hooks are called (shutdown: reversed): the built-in
+    # ones, then the tandem.extensions entry points, then --extension / TANDEM_EXTENSIONS.
+    host = ExtensionHost(
+        [
+            TokenAuth(),
+            ActivityExtension(),
+            NotificationsExtension(),
+            RejectionAudit(),
+            members,
+            *(third_party_extensions(settings.extensions) if third_party is None else third_party),
+            *extensions,
+        ]
+    )
+    ctx = TandemContext(
+        settings=settings,
+        outbound=OutboundPolicy(allow_private=settings.outbound_allow_private),
+        login_guard=LoginGuard(
             settings.login_failures_per_account,
             settings.login_failures_per_address,
             settings.login_window_seconds,
         ),
-    }
+        host=host,
+        members=members,
+    )
+    app.extensions["tandem_context"] = ctx
     api_blueprints = [
-        access_api(state),
-        v1_api(state),
-        finance_api(state),
-        analytics_api(state),
-        me_api(state),
+        access_api(ctx),
+        v1_api(ctx),
+        finance_api(ctx),
+        analytics_api(ctx),
+        me_api(ctx),
     ]
     configure_web_api(app, api_blueprints, settings)
     security_headers.install(app)
@@ -149,25 +165,39 @@ def create_app(
             detail = getattr(error, "description", None) or TITLES.get(status, "error")
             return problem_response(status, str(detail))
 
-    async def project_members(project: str, user: str, role: str | None) -> None:
-        """Show a grant change in the project's members map (the running room catches up)."""
+    host.register_routes(app, ctx)
 
-        def edit(doc):
-            if role is None:
-                remove_member(doc, user)
-            else:
-                add_member(doc, user, role)
+    @app.before_request
+    async def identify() -> None:
+        """Who a REST request is, asked of the extensions (token-auth first); routes read
+        it with ``api_common.caller()``."""
+        if request.path.startswith("/api/"):
+            g.tandem_identity = await host.authenticate(
+                AuthRequest(
+                    path=request.path,
+                    headers=dict(request.headers),
+                    token=bearer_token(request.headers.get("Authorization"), None),
+                    project_id=None,
+                    remote_addr=request.remote_addr,
+                )
+            )
 
-        await edit_stored_document(state["store"], doc_name(project), "system:team", edit)
-        state["feed"].wake()
+    def rejected(actor: Actor, name, denial: Denial) -> None:
+        host.notify(
+            "update_rejected",
+            Rejection(name.name, actor, denial.reason, denial.path, denial.permission),
+        )
 
-    state["project_members"] = project_members
+    def loaded(room: Room) -> None:
+        host.notify("document_loaded", room.name)
+
+    def unloaded(room: Room) -> None:
+        host.notify("document_unloaded", room.name)
 
     @app.before_serving
     async def startup() -> None:
         db = open_database(settings.db, synchronous=settings.sqlite_synchronous)
-        state["db"] = db
-        state["accounts"] = db.conn
+        ctx.db = db
         vapid_key(db.conn)  # Web Push: the key pair is made on first start
         accounts.session_secret(db.conn)  # and the session-signing secret
         # No SQLite write runs on the event loop: another process (the CLI, a backup) may
@@ -176,13 +206,11 @@ def create_app(
         # nobody waits for (a token's last use, audit rows of rejections) are batched. Grant
         # changes (the grant rule reads and writes in one transaction) and logins (Argon2)
         # run on the writer too.
-        state["writer"] = SQLiteWorker(
-            connect(settings.db, synchronous=settings.sqlite_synchronous)
-        )
+        ctx.writer = SQLiteWorker(connect(settings.db, synchronous=settings.sqlite_synchronous))
         deferred = DeferredWrites(
             SQLiteWorker(connect(settings.db, synchronous=settings.sqlite_synchronous))
         )
-        state["deferred"] = deferred
+        ctx.deferred = deferred
         touched: dict[int, float] = {}  # token id -> last use already submitted
 
         def touch(token_id: int, now: float) -> None:
@@ -190,23 +218,18 @@ def create_app(
                 touched[token_id] = now
                 deferred.submit(accounts.touch_token, token_id, now)
 
-        state["touch"] = touch
-        # Observers write derived data (activity, notifications) on connections of their own
-        # with synchronous=NORMAL: a commit is not an fsync (WAL still survives a killed
-        # process; only a power cut can lose the last rows), each on its connection's worker
-        # thread, so the event loop never waits for SQLite's write lock.
-        activity_db = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
-        state["activity_db"] = activity_db
-        notices_db = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
-        state["notices_db"] = notices_db
+        ctx.touch = touch
+        # Extensions that write derived data (activity, notifications) do it on connections
+        # of their own with synchronous=NORMAL, each on its connection's worker thread, so
+        # the event loop never waits for SQLite's write lock (see extensions.builtins).
         resolver = access.PermissionResolver(db.conn, ttl=settings.permission_cache_seconds)
-        state["access"] = resolver
+        ctx.access = resolver
         doc_store = store or SQLiteStore(
             settings.db,
             compact_threshold=settings.compact_threshold,
             synchronous=settings.sqlite_synchronous,
         )
-        state["store"] = doc_store
+        ctx.store = doc_store
         # sockets' access: read on a connection and worker thread of its own, never on the loop
         watch = AccessWatch(
             SQLiteWorker(connect(settings.db, synchronous="NORMAL")),
@@ -215,34 +238,20 @@ def create_app(
             stored_generation=lambda: getattr(doc_store, "access_generation", None),
             touch=touch,
         )
-        state["watch"] = watch
-
-        # Observers are consumers of the durable change feed, each in a task of its own,
-        # reading the rows every writer (this server, the CLI) stores beside its updates.
-        def live_doc(name: str):
-            # TRANSITIONAL (issue 19): activity and notifications still read titles from the
-            # live document; they move to DocumentChanged.events, and this goes
-            room = state["rooms"].rooms.get(name) if "rooms" in state else None
-            return room.doc if room is not None and not room.closed else None
-
+        ctx.watch = watch
+        # The durable change feed: every writer (this server's rooms, the CLI) stores a row
+        # with each update; extensions' change_accepted and the observers given to
+        # create_app consume it, each from its own cursor in a task of its own.
         feed = ChangeFeed(
             settings.db,
             poll_seconds=settings.feed_poll_seconds,
             retention_seconds=settings.feed_retention_seconds,
             max_retention_seconds=settings.feed_max_retention_seconds,
             prune_interval_seconds=settings.feed_prune_interval_seconds,
-            doc_lookup=live_doc,
         )
-        state["feed"] = feed
-        subscribe_observers(
-            feed,
-            [
-                *observers,
-                *test_observers(),
-                ActivityRecorder(activity_db),
-                NotificationCenter(notices_db, state["outbound"]),
-            ],
-        )
+        ctx.feed = feed
+        host.changes = feed
+        subscribe_observers(feed, observers)
         rooms = RoomManager(
             doc_store,
             settings=RoomSettings(
@@ -250,47 +259,46 @@ def create_app(
                 idle_unload_seconds=settings.room_idle_seconds,
                 max_unflushed_updates=settings.max_unflushed_updates,
             ),
-            on_stored=feed.wake,
+            on_stored=feed.wake,  # consumers read the new rows now, not at the next poll
             permission_check=permission_check or resolver.check,
-            on_rejected=lambda actor, doc_name, denial: deferred.submit(
-                access.rejection_row, actor, doc_name, denial
-            ),
+            on_rejected=rejected,
+            on_loaded=loaded,
+            on_unloaded=unloaded,
             poll_seconds=settings.external_poll_seconds,
             before_broadcast=watch.settle,
             before_external=watch.refresh,
         )
         await rooms.start()
-        state["rooms"] = rooms
-        await feed.start()
+        ctx.rooms = rooms
         await watch.start()
-        state["keepalive"] = (
+        ctx.keepalive = (
             asyncio.create_task(keep_alive(rooms, settings.ping_timeout_seconds), name="keepalive")
             if settings.ping_timeout_seconds > 0
             else None
         )
-        state["live"] = LiveDocuments(rooms, doc_store)
+        ctx.live = LiveDocuments(rooms, doc_store)
         app.extensions["tandem_rooms"] = rooms
+        await host.startup(ctx)  # in order; ctx.edit works from here on
+        await feed.start()  # every consumer's cursor settled before the first request
         log.info("serving documents from %s", settings.db)
 
     @app.after_serving
     async def shutdown() -> None:
-        if state["keepalive"] is not None:
-            state["keepalive"].cancel()
-        await state["watch"].close()
-        await state["rooms"].close()
-        await state["feed"].close()  # after the rooms' last appends, before the observers' dbs
-        await state["store"].close()
-        await state["deferred"].close()
-        await state["writer"].close()
-        state["db"].conn.close()
-        await state["activity_db"].close()
-        await state["notices_db"].close()
-        await state["watch"].worker.close()
+        if ctx.keepalive is not None:
+            ctx.keepalive.cancel()
+        await ctx.watch.close()
+        await ctx.rooms.close()
+        await host.shutdown()  # after the rooms' last changes were handed over; reversed
+        await ctx.store.close()
+        await ctx.deferred.close()
+        await ctx.writer.close()
+        ctx.db.conn.close()
+        await ctx.watch.worker.close()
 
     @app.get("/healthz")
     @hide
     async def healthz():
-        rooms: RoomManager = state["rooms"]
+        rooms = ctx.rooms
         return jsonify(
             status="ok",
             rooms=sum(1 for r in rooms.rooms.values() if not r.closed),
@@ -301,7 +309,6 @@ def create_app(
 
     @app.websocket("/sync/<path:doc>")
     async def sync(doc: str):
-        # quart types its LocalProxy as the Websocket it stands for: the proxy's own method
         ws = websocket._get_current_object()  # type: ignore[attr-defined]
         await ws.accept()
         origin = ws.headers.get("Origin")
@@ -313,38 +320,49 @@ def create_app(
                 " TANDEM_WS_ORIGINS)",
             )
             return
-        watch: AccessWatch = state["watch"]
+        watch: AccessWatch = ctx.watch
         token = bearer_token(ws.headers.get("Authorization"), ws.args.get("token"))
         try:
             doc_name = parse_doc_name(doc)
         except InvalidDocName as e:
             doc_name = None
             bad_name = str(e)
-        opening = await watch.authenticate(token, doc_name.project_id if doc_name else None)
-        if token is None or opening is None or opening.credential is None:
+        identity = await host.authenticate(
+            AuthRequest(
+                path=f"/sync/{doc}",
+                headers=dict(ws.headers),
+                token=token,
+                project_id=doc_name.project_id if doc_name else None,
+                remote_addr=ws.remote_addr,
+            )
+        )
+        if identity is None:
             log.info("refused unauthenticated connection", extra={"doc": doc})
             await ws.close(CloseCode.UNAUTHENTICATED, "missing, invalid, expired or revoked token")
             return
-        user = opening.credential.user
+        actor = Actor(identity.user, kind=identity.kind)
+        name = access.principal(actor)
         if doc_name is None:
-            log.info(
-                "refused unknown document: %s", bad_name, extra={"doc": doc, "user": user.name}
-            )
+            log.info("refused unknown document: %s", bad_name, extra={"doc": doc, "user": name})
             await ws.close(CloseCode.UNKNOWN_DOCUMENT, bad_name)
             return
-        missing = missing_for_document(opening.permissions, doc_name.kind)
+        # what the identity says it holds (codes), else the grants of its name; this decides
+        # reading only: the gate judges every write by the grants of the name
+        permissions = (
+            ctx.access.permissions(name, doc_name.project_id)
+            if identity.permissions is None
+            else frozenset(Permission(p) for p in identity.permissions)
+        )
+        missing = missing_for_document(permissions, doc_name.kind)
         if missing:
             needs = ", ".join(p.value for p in missing)
-            log.info(
-                "refused read: needs %s", needs, extra={"doc": doc_name.name, "user": user.name}
-            )
+            log.info("refused read: needs %s", needs, extra={"doc": doc_name.name, "user": name})
             await ws.close(
-                CloseCode.FORBIDDEN, f"{user.name} may not read {doc_name.name}: needs {needs}"
+                CloseCode.FORBIDDEN, f"{name} may not read {doc_name.name}: needs {needs}"
             )
             return
-        actor = Actor(user.name)
         try:
-            room = await state["rooms"].get(doc_name)
+            room = await ctx.rooms.get(doc_name)
         except StorageError as e:  # nothing of it is served; every other document is
             log.error("refused a document that does not read back: %s", e, extra={"doc": doc})
             await ws.close(
@@ -358,15 +376,17 @@ def create_app(
             actor,
             wants_tandem_messages=ws.args.get("tandem") == "1",
             max_queue_bytes=settings.send_queue_bytes,
-            display_name=user.display_name,
+            display_name=identity.display_name or identity.user,
             presence_rate=settings.presence_per_second,
             presence_burst=settings.presence_burst,
         )
-        extra = {"doc": doc_name.name, "user": user.name, "conn": conn.id}
-        watch.watch(conn, token, opening, doc_name)
+        extra = {"doc": doc_name.name, "user": name, "conn": conn.id}
+        if isinstance(identity, TokenIdentity) and identity.opening is not None:
+            watch.watch(conn, identity.token, identity.opening, doc_name)
         room.join(conn)
         sender = asyncio.create_task(conn.run_sender())
         log.info("connected", extra=extra)
+        host.notify("connected", ConnectionInfo(conn.id, doc_name.name, name))
         receiver: asyncio.Task | None = None
         try:
             await room.start_sync(conn)
@@ -406,6 +426,10 @@ def create_app(
                 "disconnected%s",
                 f" ({conn.close_code}: {conn.close_reason})" if conn.close_code else "",
                 extra=extra,
+            )
+            host.notify(
+                "disconnected",
+                ConnectionInfo(conn.id, doc_name.name, name, conn.close_code, conn.close_reason),
             )
 
     return app

@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument("--log-format", choices=("text", "json"), default=None)
+    serve.add_argument(
+        "--extension",
+        action="append",
+        default=[],
+        metavar="MODULE:NAME",
+        help="load an extension (a class or object in an importable module); repeatable,"
+        " after the built-in ones, the tandem.extensions entry points and $TANDEM_EXTENSIONS",
+    )
 
     demo = sub.add_parser("demo", parents=[db], help="seed the demo project (owner: user 'demo')")
     demo.add_argument("--project", default="demo", help="project id (default: demo)")
@@ -120,14 +128,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, db_path: str) -> int:
     if args.command == "serve":
+        from .extensions.host import ExtensionError, ExtensionHost
+        from .extensions.loading import parse_specs, third_party_extensions
         from .logs import configure_logging
         from .serve import run
 
         settings = Settings.from_env(
             db=db_path, host=args.host, port=args.port, log_format=args.log_format
         )
+        settings.extensions = ",".join([*parse_specs(settings.extensions), *args.extension])
         configure_logging(settings.log_level, settings.log_format)
-        run(settings)
+        try:  # a bad spec is a usage error, reported before anything starts
+            third_party = third_party_extensions(settings.extensions)
+            ExtensionHost(third_party)  # refuses two extensions of one name
+        except ExtensionError as e:
+            raise CliError(str(e)) from e
+        run(settings, third_party)
         return 0
     if args.command == "demo":
         from .demo import seed_demo

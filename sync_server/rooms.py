@@ -29,9 +29,15 @@ class RoomManager:
         before_broadcast: Callable[[], Awaitable[None]] | None = None,
         before_external: Callable[[], Awaitable[None]] | None = None,
         on_stored: Callable[[], None] | None = None,
+        on_loaded: Callable[[Room], None] | None = None,
+        on_unloaded: Callable[[Room], None] | None = None,
     ) -> None:
         # called after each room's append (ChangeFeed.wake: consumers read the new rows now)
         self.on_stored = on_stored
+        # told when a room has loaded, and when one unloads (idle, storage failure, or
+        # closed by close_room); not at shutdown
+        self.on_loaded = on_loaded
+        self.on_unloaded = on_unloaded
         self.before_broadcast = before_broadcast
         # awaited after reading another process's updates and before sending them: access
         # taken away before they were read ends first (AccessWatch.refresh)
@@ -77,11 +83,15 @@ class RoomManager:
         await room.load()
         room.on_unload.append(self._forget)
         self.rooms[doc_name.name] = room
+        if self.on_loaded is not None:
+            self.on_loaded(room)
         return room
 
     def _forget(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
+            if self.on_unloaded is not None:
+                self.on_unloaded(room)
 
     async def _poll_external_writes(self) -> None:
         """Apply updates that another process (the CLI, another server) stored for a loaded room.
@@ -115,6 +125,8 @@ class RoomManager:
         room = self.rooms.pop(name, None)
         if room is not None:
             await room.close(code, reason)
+            if self.on_unloaded is not None:
+                self.on_unloaded(room)
 
     async def close(self) -> None:
         if self._poller is not None:

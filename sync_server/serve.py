@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+from collections.abc import Sequence
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
@@ -74,10 +75,11 @@ def limit_accept_batch(loop: asyncio.AbstractEventLoop, batch: int = ACCEPT_BATC
     loop._accept_connection = batched  # type: ignore[attr-defined]
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, third_party: Sequence[object] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; ``third_party``: see ``create_app``."""
     if settings.ws_compression != "on":
         refuse_permessage_deflate()
-    app = create_app(settings)
+    app = create_app(settings, third_party=third_party)
     config = hypercorn_config(settings)
 
     async def main() -> None:

@@ -63,6 +63,9 @@ class Settings:
     ws_compression: str = (
         "off"  # "on" lets Hypercorn negotiate permessage-deflate (measured: don't)
     )
+    # comma-separated module:Name extensions to load after the built-in ones and the
+    # tandem.extensions entry points (``tandem serve --extension`` adds to it)
+    extensions: str = ""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

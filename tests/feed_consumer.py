@@ -1,6 +1,6 @@
 """A durable change-feed consumer for tests that run a real server process (test_change_feed).
 
-Loaded with ``TANDEM_TEST_OBSERVER=tests.feed_consumer:FileConsumer``. Every feed id it is
+Loaded as an extension: ``TANDEM_EXTENSIONS=tests.feed_consumer:FileConsumer``. Every feed id it is
 handed is appended to ``TANDEM_TEST_FEED_LOG`` (one per line) and fsynced before the handler
 returns; ``TANDEM_TEST_FEED_DELAY`` seconds of sleep per call make it a slow consumer.
 """
@@ -11,10 +11,11 @@ import asyncio
 import os
 from collections.abc import Sequence
 
+from sync_server.extensions import Extension, ServerContext
 from sync_server.hooks import DocumentChanged
 
 
-class FileConsumer:
+class FileConsumer(Extension):
     name = "test-file-consumer"
     durable = True
     batch = 5
@@ -23,7 +24,7 @@ class FileConsumer:
         self.path = os.environ["TANDEM_TEST_FEED_LOG"]
         self.delay = float(os.environ.get("TANDEM_TEST_FEED_DELAY", "0"))
 
-    async def documents_changed(self, events: Sequence[DocumentChanged]) -> None:
+    async def change_accepted(self, ctx: ServerContext, events: Sequence[DocumentChanged]) -> None:
         await asyncio.sleep(self.delay)
         await asyncio.to_thread(self._write, [e.feed_id for e in events])
 

@@ -237,7 +237,7 @@ def read_ids(path) -> list[int]:
 async def test_kill_9_resumes_every_consumer_from_its_cursor(tmp_path) -> None:
     log = tmp_path / "consumed.txt"
     env = {
-        "TANDEM_TEST_OBSERVER": "tests.feed_consumer:FileConsumer",
+        "TANDEM_EXTENSIONS": "tests.feed_consumer:FileConsumer",
         "TANDEM_TEST_FEED_LOG": str(log),
         "TANDEM_TEST_FEED_DELAY": "0.05",  # 5 changes per 50 ms: well behind the editors
     }

@@ -46,20 +46,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from doc_model import Change, DomainEvent
 
 from ..database import SQLiteWorker, connect, is_locked
 from ..hooks import Actor, DocumentChanged
 
-if TYPE_CHECKING:
-    from pycrdt import Doc
-
 log = logging.getLogger("tandem.feed")
 
 Handler = Callable[[Sequence[DocumentChanged]], Awaitable[None]]
-DocLookup = Callable[[str], "Doc | None"]
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
@@ -116,7 +112,6 @@ class ChangeFeed:
         retention_seconds: float = 7 * 86400,
         max_retention_seconds: float | None = 90 * 86400,
         prune_interval_seconds: float = 3600.0,
-        doc_lookup: DocLookup | None = None,
         retry_first_seconds: float = RETRY_FIRST_SECONDS,
         retry_max_seconds: float = RETRY_MAX_SECONDS,
     ) -> None:
@@ -125,9 +120,6 @@ class ChangeFeed:
         self.retention_seconds = retention_seconds
         self.max_retention_seconds = max_retention_seconds
         self.prune_interval_seconds = prune_interval_seconds
-        # TRANSITIONAL (issue 19): observers that still read task titles from the live
-        # document get it from here when its room is loaded; they move to ``events``.
-        self.doc_lookup = doc_lookup
         self.retry_first_seconds = retry_first_seconds
         self.retry_max_seconds = retry_max_seconds
         self._consumers: dict[str, _Consumer] = {}
@@ -294,14 +286,13 @@ class ChangeFeed:
                 # a damaged row is delivered without them rather than stopping the consumer
                 log.error("change feed row %d is not readable: %s", row.id, e)
                 changes, events = (), ()
-            doc = self.doc_lookup(row.doc_name) if self.doc_lookup is not None else None
             out.append(
                 DocumentChanged(
                     row.doc_name,
                     parse_actor(row.actor),
                     b"",
                     changes,
-                    doc,
+                    None,  # a feed row is read back later: no live document
                     events=events,
                     feed_id=row.id,
                     seq=row.seq,
