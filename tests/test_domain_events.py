@@ -16,6 +16,7 @@ server with their events.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import string
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from pycrdt import Doc, Map
 
 from doc_model import (
     DocKind,
+    DomainEvent,
     TaskCreate,
     TaskUpdate,
     add_cost,
@@ -99,6 +101,7 @@ def check_events(
     """Each event against the snapshots; then all of them against the snapshots' diff
     (of ``changes``: the result's own, unless given)."""
     for e in result.events:
+        assert DomainEvent.from_json(json.loads(json.dumps(e.to_json()))) == e  # plain JSON
         root = _root_of(e.kind)
         if root is not None:
             was, now = before[root].get(e.entity), after[root].get(e.entity)
