@@ -181,7 +181,7 @@ def test_raising_and_sleeping_extensions_delay_neither_edits_nor_other_extension
     delays = anyio.run(run)
     assert max(delays) < 1.5, delays
     log = probed.log()
-    assert "extension raiser: change_accepted failed" in log
+    assert "feed consumer raiser failed" in log  # and is retried, with backoff
     assert "extension raiser: connected failed" in log
 
 
