@@ -2,7 +2,8 @@
 
     startup         awaited, in order; one that raises stops the server from starting
     shutdown        awaited, in reverse order, each within a timeout; errors are logged
-    authenticate    awaited, in order; the first Identity wins (errors count as None)
+    authenticate    awaited, in order, without a timeout; the first Identity wins (errors
+                    are logged and count as None)
     routes          each extension's blueprint, registered by the app factory
     connected, disconnected, document_loaded, document_unloaded, update_rejected
                     scheduled: each call is a task of its own with a timeout, its
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tandem.extensions")
 
-HOOK_TIMEOUT_SECONDS = 30.0  # a scheduled hook, shutdown, authenticate
+HOOK_TIMEOUT_SECONDS = 30.0  # a scheduled hook, shutdown
 CHANGE_BATCH = 500  # transactions handed to change_accepted in one call, at most
 
 
@@ -141,7 +142,10 @@ class ExtensionHost:
             if not overrides(ext, "authenticate"):
                 continue
             try:
-                identity = await asyncio.wait_for(ext.authenticate(ctx, request), self.hook_timeout)
+                # no timeout: the socket or request waits for its answer, as it waited for
+                # the token lookup before (under load that queue can take long, and giving
+                # up would refuse a valid token as unauthenticated)
+                identity = await ext.authenticate(ctx, request)
             except Exception:
                 log.exception("extension %s: authenticate failed", ext_name(ext))
                 continue
