@@ -426,7 +426,8 @@ class InProcessServer:
 async def test_the_app_syncs_and_deletes_projects_on_the_memory_store(tmp_path: Path) -> None:
     """REST write, WebSocket sync and edit, unload (compaction), a cold load and the
     project's deletion, all on MemoryStore; nothing of the document reaches SQLite."""
-    project, name = "memorystore01", "p/memorystore01"
+    project = "5b0e7f3a-2c44-4d1e-9f60-8a1d2b3c4e5f"  # a chosen project id is a UUID
+    name = f"p/{project}"
     settings = Settings(db=str(tmp_path / "accounts.db"), port=free_port(), room_idle_seconds=0.3)
     store = MemoryStore()
     refuse_permessage_deflate()
