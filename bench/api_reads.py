@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from sync_server.demo import seed_demo
+from sync_server.shell.demo import seed_demo
 from tests.conftest import start_server
 
 from .common import write_result

@@ -23,12 +23,12 @@ import anyio
 from pycrdt import Map
 
 from doc_model import doc_name, parse_doc_name, set_task_field
-from sync_server.demo import seed_demo
-from sync_server.hooks import UpdateRecord
-from sync_server.offline_edit import load_document
-from sync_server.protocol import SyncStep2, decode_message, encode_sync_step1
-from sync_server.room import Room, RoomSettings
-from sync_server.storage import SQLiteStore
+from sync_server.core.protocol import SyncStep2, decode_message, encode_sync_step1
+from sync_server.core.room import Room, RoomSettings
+from sync_server.interfaces import UpdateRecord
+from sync_server.shell.demo import seed_demo
+from sync_server.storage.offline_edit import load_document
+from sync_server.storage.sqlite_store import SQLiteStore
 from tests.conftest import start_server
 from tests.raw_client import RawClient
 

@@ -10,7 +10,7 @@ Two measurements, each interleaved across stores so drift hits all alike:
    first edit to its last arrival (an edit reaches others only after its batch's append
    returned). Stores: sqlite (synchronous=FULL, the default), sqlite-normal
    (TANDEM_SQLITE_SYNCHRONOUS=NORMAL: WAL commits without fsync), memory
-   (sync_server/memory_store.py, nothing durable).
+   (sync_server/storage/memory_store.py, nothing durable).
 2. The store alone: DocumentStore.append of one-record and 20-record batches in a loop,
    appends/s (a room appends once per coalesced batch, not once per update).
 """
@@ -30,9 +30,9 @@ from pathlib import Path
 import httpx
 from pycrdt import Doc, Text
 
-from sync_server.hooks import DocumentStore, UpdateRecord
-from sync_server.memory_store import MemoryStore
-from sync_server.storage import SQLiteStore
+from sync_server.interfaces import DocumentStore, UpdateRecord
+from sync_server.storage.memory_store import MemoryStore
+from sync_server.storage.sqlite_store import SQLiteStore
 from tests.conftest import ROOT, free_port, grant_role, make_token
 
 from .common import write_result

@@ -172,7 +172,7 @@ class OtherCheckoutServer(ServerProcess):
             [
                 python,
                 "-m",
-                "sync_server.cli",
+                "sync_server.shell.cli",
                 "serve",
                 "--db",
                 str(self.db),

@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.feed_lag [--clients 50] [--edits 100] [--rate 20] [--repeat 3]
 
-A real server process runs with a consumer loaded beside the built-in ones
-(activity, notifications) through the test-only ``TANDEM_TEST_OBSERVER`` hook;
+A real server process runs with a consumer extension loaded beside the built-in
+ones (activity, notifications) through ``TANDEM_EXTENSIONS``;
 it appends ``feed_id wall-clock-time`` for every change it is handed to a file.
 The load is the fan-out generator's (N stock y-websocket clients in Node, each
 making ``--edits`` edits at ``--rate``/s on one document, typing into a task's
@@ -25,7 +25,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sync_server.hooks import DocumentChanged
+from sync_server.extensions import Extension, ServerContext
+from sync_server.interfaces import DocumentChanged
 from tests.conftest import NODE_DIR, start_server
 
 from .common import report
@@ -33,7 +34,7 @@ from .common import report
 LOG_VARIABLE = "BENCH_FEED_LAG_LOG"
 
 
-class LagConsumer:
+class LagConsumer(Extension):
     """Loaded into the server: records when each feed row reached a handler."""
 
     name = "bench-feed-lag"
@@ -42,7 +43,9 @@ class LagConsumer:
     def __init__(self) -> None:
         self.path = os.environ[LOG_VARIABLE]
 
-    async def documents_changed(self, events: Sequence[DocumentChanged]) -> None:
+    async def change_accepted(
+        self, ctx: ServerContext, events: Sequence[DocumentChanged]
+    ) -> None:
         now = time.time()
         with open(self.path, "a") as f:
             f.write("".join(f"{e.feed_id} {now:.6f}\n" for e in events))
@@ -59,7 +62,7 @@ def run_once(clients: int, edits: int, rate: int) -> dict:
         server = start_server(
             Path(tmp),
             TANDEM_LOG_LEVEL="WARNING",
-            TANDEM_TEST_OBSERVER="bench.feed_lag:LagConsumer",
+            TANDEM_EXTENSIONS="bench.feed_lag:LagConsumer",
             **{LOG_VARIABLE: str(log)},
         )
         try:

@@ -25,13 +25,13 @@ from pycrdt import Doc, Map
 
 from doc_model import parse_doc_name
 from rules import Grant
-from sync_server import access
-from sync_server.database import open_database
-from sync_server.demo import seed_demo
-from sync_server.gate import Gate
-from sync_server.hooks import Actor
-from sync_server.offline_edit import load_document
-from sync_server.storage import SQLiteStore
+from sync_server.core.gate import Gate
+from sync_server.identity import access
+from sync_server.interfaces import Actor
+from sync_server.shell.demo import seed_demo
+from sync_server.storage.database import open_database
+from sync_server.storage.offline_edit import load_document
+from sync_server.storage.sqlite_store import SQLiteStore
 
 from .common import write_result
 

@@ -40,10 +40,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sync_server.demo import seed_demo
-from sync_server.hooks import UpdateRecord
-from sync_server.offline_edit import load_document
-from sync_server.storage import SQLiteStore
+from sync_server.interfaces import UpdateRecord
+from sync_server.shell.demo import seed_demo
+from sync_server.storage.offline_edit import load_document
+from sync_server.storage.sqlite_store import SQLiteStore
 from tests.conftest import start_server
 
 from .common import write_result

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import sync_playwright
 
-from sync_server.demo import DEMO_PASSWORD, seed_demo
+from sync_server.shell.demo import DEMO_PASSWORD, seed_demo
 from tests.conftest import start_server
 from tests.test_pwa import ARGS, CHROMIUM
 

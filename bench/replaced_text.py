@@ -32,7 +32,7 @@ from pathlib import Path
 from pycrdt import Doc, Map, Text
 
 from doc_model import TaskCreate, create_task
-from sync_server.protocol import SyncStep2, encode_sync_step1
+from sync_server.core.protocol import SyncStep2, encode_sync_step1
 from tests.conftest import free_port
 from tests.raw_client import RawClient
 
@@ -78,7 +78,7 @@ class Server:
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         serve = ["serve", "--db", str(self.db), "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sync_server.cli", *serve],
+            [sys.executable, "-m", "sync_server.shell.cli", *serve],
             cwd=tree,
             env=self.env,
             stdout=log,

@@ -105,7 +105,7 @@ class Replacers:
                     await asyncio.sleep(wait)
             for r in readers:
                 r.cancel()
-            from sync_server.protocol import SyncStep2, encode_sync_step1
+            from sync_server.core.protocol import SyncStep2, encode_sync_step1
 
             async with RawClient.connect(server, doc, "bench", token=self.peer.token) as new:
                 await new.send(encode_sync_step1(b"\x00"))

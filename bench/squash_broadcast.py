@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pycrdt import Doc, Map, Text, merge_updates
 
-from sync_server.update_squash import squash_update
+from sync_server.core.update_squash import squash_update
 from tests.conftest import project_with_tasks
 
 from .common import report

@@ -4,7 +4,7 @@
 
 Identical to `tandem serve` (settings from TANDEM_* variables, permessage-deflate
 refused, the same Hypercorn configuration, the gate on), except that ``memory``
-keeps documents in :class:`sync_server.memory_store.MemoryStore` (no automatic
+keeps documents in :class:`sync_server.storage.memory_store.MemoryStore` (no automatic
 compaction: a room still compacts its document when it unloads). Accounts, tokens and
 grants stay in the SQLite file either way.
 """
@@ -17,10 +17,10 @@ import signal
 
 from hypercorn.asyncio import serve
 
-from sync_server.app import create_app
-from sync_server.memory_store import MemoryStore
-from sync_server.serve import hypercorn_config, refuse_permessage_deflate
-from sync_server.settings import Settings
+from sync_server.shell.app import create_app
+from sync_server.shell.serve import hypercorn_config, refuse_permessage_deflate
+from sync_server.shell.settings import Settings
+from sync_server.storage.memory_store import MemoryStore
 
 
 def main() -> None:

@@ -67,7 +67,7 @@ def changes_from_events(
     keys, and neither is list content written into the map (invisible in it).
     Both make an event with no keys, which yields no Change here; the path of
     every map event is appended to ``maps`` when given, so that the caller can
-    look for list content in those maps (the gate does: sync_server.map_content).
+    look for list content in those maps (the gate does: sync_server.core.map_content).
     """
     out: list[Change] = []
     for event in events:

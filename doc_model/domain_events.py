@@ -6,7 +6,7 @@ Where those values come from is the caller's business:
 
 - :func:`touched_from_snapshots` diffs two whole-document JSON snapshots (the CLI's
   ``offline_edit``, tests);
-- the gate (``sync_server.gate``) reads the after values of just the touched
+- the gate (``sync_server.core.gate``) reads the after values of just the touched
   fields, and takes the before values from a :class:`BeforeIndex` (an index of
   the document's entities, built on the first transaction that deletes
   anything) or, while there is no index, derives them from the transaction's own

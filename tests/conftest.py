@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TANDEM = [sys.executable, "-m", "sync_server.cli"]
+TANDEM = [sys.executable, "-m", "sync_server.shell.cli"]
 NODE_DIR = ROOT / "tests" / "node"
 
 
@@ -48,8 +48,8 @@ def grant_role(
     """Write a grant straight into the server's SQLite file (the server sees it within 1 s...
     immediately for a user it has not looked up yet)."""
     from rules import Grant, parse_permissions
-    from sync_server import access
-    from sync_server.database import open_database
+    from sync_server.identity import access
+    from sync_server.storage.database import open_database
 
     conn = open_database(db).conn
     try:
@@ -189,7 +189,7 @@ def stored_doc(db: Path, doc_name: str):
     import anyio
 
     from doc_model import parse_doc_name
-    from sync_server.storage import SQLiteStore, build_document
+    from sync_server.storage.sqlite_store import SQLiteStore, build_document
 
     async def load():
         store = SQLiteStore(db)

@@ -20,7 +20,7 @@ from sync_server.extensions import (
     Rejection,
     ServerContext,
 )
-from sync_server.hooks import Actor, DocumentChanged
+from sync_server.interfaces import Actor, DocumentChanged
 
 
 def _note(line: str) -> None:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 
 from sync_server.extensions import Extension, ServerContext
-from sync_server.hooks import DocumentChanged
+from sync_server.interfaces import DocumentChanged
 
 
 class FileConsumer(Extension):

@@ -24,7 +24,7 @@ from pycrdt import Doc
 from wsproto.utilities import LocalProtocolError
 
 from doc_model import InvalidDocName, declare_roots, parse_doc_name
-from sync_server.protocol import (
+from sync_server.core.protocol import (
     AwarenessMessage,
     Message,
     SyncStep1,

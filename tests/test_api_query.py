@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync_server.api_query import MAX_LIMIT, QueryError, parse_list_query, run_query
-from sync_server.api_v1 import TASKS
+from sync_server.api.query import MAX_LIMIT, QueryError, parse_list_query, run_query
+from sync_server.api.v1 import TASKS
 
 STATUSES = ["todo", "in_progress", "review", "done"]
 

@@ -38,8 +38,8 @@ def demo_server(tmp_path_factory) -> Iterator[ServerProcess]:
 def served_spec() -> dict:
     """The document the server serves at /openapi.json (quart-schema builds it from the routes;
     no database is touched for it)."""
-    from sync_server.app import create_app
-    from sync_server.settings import Settings
+    from sync_server.shell.app import create_app
+    from sync_server.shell.settings import Settings
 
     async def fetch() -> dict:
         app = create_app(Settings(db=":memory:"))

@@ -6,7 +6,7 @@ import pytest
 from pycrdt import Doc, Map, Text
 
 from doc_model import TaskCreate, create_task
-from sync_server.protocol import (
+from sync_server.core.protocol import (
     encode_awareness,
     encode_sync_step1,
     encode_update,

@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 from pycrdt import Map
 
 from doc_model import Change, DomainEvent, TaskCreate, create_task
-from sync_server.app import create_app
 from sync_server.extensions.feed import ChangeFeed, parse_actor, parse_changes, parse_events
-from sync_server.hooks import Actor, DocumentChanged, UpdateRecord
-from sync_server.serve import hypercorn_config, refuse_permessage_deflate
-from sync_server.settings import Settings
-from sync_server.storage import SQLiteStore, feed_columns
+from sync_server.interfaces import Actor, DocumentChanged, UpdateRecord
+from sync_server.shell.app import create_app
+from sync_server.shell.serve import hypercorn_config, refuse_permessage_deflate
+from sync_server.shell.settings import Settings
+from sync_server.storage.sqlite_store import SQLiteStore, feed_columns
 
 from .conftest import ROOT, free_port, grant_role, make_token, start_server, tandem
 from .raw_client import RawClient
@@ -373,8 +373,8 @@ async def test_another_process_writes_reach_consumers_by_polling(tmp_path) -> No
         script = (
             "import asyncio\n"
             "from doc_model import create_project_meta\n"
-            "from sync_server.storage import SQLiteStore\n"
-            "from sync_server.offline_edit import edit_stored_document\n"
+            "from sync_server.storage.sqlite_store import SQLiteStore\n"
+            "from sync_server.storage.offline_edit import edit_stored_document\n"
             "async def main():\n"
             f"    store = SQLiteStore({str(db)!r})\n"
             "    await edit_stored_document(store, 'p/other', 'system:cli',\n"

@@ -12,12 +12,12 @@ import pytest
 from pycrdt import Doc, Map
 
 from doc_model import TaskCreate, create_project_meta, create_task, declare_roots, parse_doc_name
-from sync_server.connection import CloseCode
-from sync_server.database import open_database
-from sync_server.hooks import UpdateRecord
-from sync_server.projects import register_project
-from sync_server.protocol import Reader, SyncStep2
-from sync_server.storage import SQLiteStore
+from sync_server.core.connection import CloseCode
+from sync_server.core.protocol import Reader, SyncStep2
+from sync_server.identity.projects import register_project
+from sync_server.interfaces import UpdateRecord
+from sync_server.storage.database import open_database
+from sync_server.storage.sqlite_store import SQLiteStore
 
 from .conftest import ROOT, TANDEM
 from .raw_client import RawClient

@@ -1,7 +1,7 @@
 """Domain events (doc_model.domain_events): each event's before and after values are the
 document's values before and after its transaction.
 
-The property tests drive the real gate (sync_server.gate.Gate) with random edit
+The property tests drive the real gate (sync_server.core.gate.Gate) with random edit
 sequences: server-side edits with doc_model's write helpers, clients' own pycrdt
 edits (typing, deleting, reassigning), and two clients' offline edits merged
 concurrently; the gate is replaced now and then, as a room does when it reloads,
@@ -60,8 +60,8 @@ from doc_model.domain_events import (
     touched_from_snapshots,
 )
 from doc_model.schema import TASK_STATUSES
-from sync_server.gate import Gate, GateResult
-from sync_server.hooks import Actor, DocumentChanged
+from sync_server.core.gate import Gate, GateResult
+from sync_server.interfaces import Actor, DocumentChanged
 
 from .test_permissions import _gate_with_project
 
@@ -463,7 +463,7 @@ def test_chat_messages_comments_and_mentions(messages) -> None:
 )
 def test_a_batch_kept_in_part_has_the_events_of_the_kept_part_only(steps) -> None:
     """A member's offline batch, refused whole and applied again in parts (the room's
-    path for it, sync_server.split): its events are those of what was kept."""
+    path for it, sync_server.core.split): its events are those of what was kept."""
     server, ids, gate = _gate_with_project()
     pre = server.get_update()
     before = snapshot(server, DocKind.MAIN)
@@ -574,9 +574,9 @@ async def test_a_websocket_edit_and_a_rest_edit_reach_observers_with_their_event
 ) -> None:
     from hypercorn.asyncio import serve
 
-    from sync_server.app import create_app
-    from sync_server.serve import hypercorn_config, refuse_permessage_deflate
-    from sync_server.settings import Settings
+    from sync_server.shell.app import create_app
+    from sync_server.shell.serve import hypercorn_config, refuse_permessage_deflate
+    from sync_server.shell.settings import Settings
 
     from .conftest import free_port
     from .raw_client import RawClient
@@ -658,8 +658,8 @@ async def test_a_websocket_edit_and_a_rest_edit_reach_observers_with_their_event
 
 @pytest.mark.anyio
 async def test_a_cli_write_carries_its_events_in_the_update_record(tmp_path) -> None:
-    from sync_server.offline_edit import edit_stored_document
-    from sync_server.storage import SQLiteStore
+    from sync_server.storage.offline_edit import edit_stored_document
+    from sync_server.storage.sqlite_store import SQLiteStore
 
     records: list = []
 
@@ -691,7 +691,7 @@ async def test_a_cli_write_carries_its_events_in_the_update_record(tmp_path) -> 
 
 
 def test_activity_rows_are_worked_out_from_the_events_alone() -> None:
-    from sync_server.activity import entries_for
+    from sync_server.extensions.activity import entries_for
 
     s = Session.start("p/events")
     rows = lambda result: entries_for(DocKind.MAIN, result.events)  # noqa: E731

@@ -11,9 +11,9 @@ import anyio
 import pytest
 from pycrdt import Doc, Map
 
-from sync_server.folding import FoldFailed, FoldProcess, fold
-from sync_server.hooks import UpdateRecord
-from sync_server.storage import SQLiteStore
+from sync_server.interfaces import UpdateRecord
+from sync_server.storage.folding import FoldFailed, FoldProcess, fold
+from sync_server.storage.sqlite_store import SQLiteStore
 
 from .conftest import project_with_tasks
 from .test_storage import DOC, edits, loaded

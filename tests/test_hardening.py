@@ -92,8 +92,8 @@ def test_creating_a_project_cannot_probe_other_teams_ids(server) -> None:
     """A chosen id must be a UUID: a meaningful id is refused with the same answer whether a
     project has it or not (an administrator may still make one with the CLI), and a 409 is
     about a UUID, which only says that an id its caller already had was used."""
-    from sync_server import projects
-    from sync_server.database import open_database
+    from sync_server.identity import projects
+    from sync_server.storage.database import open_database
 
     conn = open_database(server.db).conn  # the CLI made a project with a meaningful id
     try:

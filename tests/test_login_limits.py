@@ -118,8 +118,8 @@ def test_the_window_moves_and_old_failures_are_deleted(tmp_path) -> None:
     """In the guard itself, on a real file: a failure stops counting when it leaves the
     window, Retry-After is when the oldest counted one leaves it, and rows past the window
     are deleted as new ones are written."""
-    from sync_server.database import open_database
-    from sync_server.login_guard import LoginGuard
+    from sync_server.identity.login_guard import LoginGuard
+    from sync_server.storage.database import open_database
 
     conn = open_database(tmp_path / "t.db").conn
     guard = LoginGuard(per_account=2, per_address=100, window_seconds=60)

@@ -18,12 +18,12 @@ from pycrdt import Doc, Map, Text
 from quart import Quart
 
 from doc_model import TaskCreate, create_task
-from sync_server.app import create_app
-from sync_server.database import open_database
-from sync_server.projects import register_project
-from sync_server.protocol import SyncStep2, encode_sync_step1
-from sync_server.serve import hypercorn_config, refuse_permessage_deflate
-from sync_server.settings import Settings
+from sync_server.core.protocol import SyncStep2, encode_sync_step1
+from sync_server.identity.projects import register_project
+from sync_server.shell.app import create_app
+from sync_server.shell.serve import hypercorn_config, refuse_permessage_deflate
+from sync_server.shell.settings import Settings
+from sync_server.storage.database import open_database
 
 from .conftest import free_port, grant_role, make_token, project_with_tasks
 from .raw_client import RawClient

@@ -14,7 +14,7 @@ import pytest
 from pycrdt import Map, Text
 
 from doc_model import TaskCreate, create_task
-from sync_server.protocol import varuint
+from sync_server.core.protocol import varuint
 
 from .conftest import stored_doc
 from .raw_client import RawClient

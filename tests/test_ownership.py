@@ -16,7 +16,7 @@ from doc_model import (
     new_document,
     parse_doc_name,
 )
-from sync_server.hooks import Actor
+from sync_server.interfaces import Actor
 
 from .raw_client import RawClient
 
@@ -134,7 +134,7 @@ ops = st.lists(
 @given(ops)
 def test_the_gate_judges_ownership_on_the_document_before_each_transaction(steps) -> None:
     from rules import BUILTIN_ROLES, decide
-    from sync_server.gate import Denial, Gate
+    from sync_server.core.gate import Denial, Gate
 
     server = new_document(DocKind.MAIN)
     create_project_meta(server, "P")

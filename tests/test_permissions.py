@@ -30,8 +30,8 @@ from doc_model import (
     set_task_field,
 )
 from rules import ALL, BUILTIN_ROLES, Grant, Permission, Role, decide, effective_permissions
-from sync_server.gate import Gate
-from sync_server.hooks import Actor
+from sync_server.core.gate import Gate
+from sync_server.interfaces import Actor
 
 from .raw_client import RawClient
 
@@ -134,7 +134,7 @@ def _gate_with_project():
     }
 
     def check(actor, doc_name, changes, doc, task):
-        from sync_server.gate import Denial
+        from sync_server.core.gate import Denial
 
         d = decide(grants[actor.user_id], actor.user_id, doc_name.kind, changes, task=task)
         return None if d.allowed else Denial(d.reason, d.path, d.permission)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync_server.protocol import (
+from sync_server.core.protocol import (
     AwarenessEntry,
     AwarenessMessage,
     ProtocolError,

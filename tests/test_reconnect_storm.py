@@ -12,7 +12,7 @@ with presence off and on and reports what presence costs.
 
 The storm's server runs in asyncio debug mode (TANDEM_ASYNCIO_DEBUG=1), which logs every
 callback that held the event loop 50 ms or more, with where the time went
-(sync_server/loop_debug.py): its own CPU, waiting for a core, or blocked. A callback that
+(sync_server/shell/loop_debug.py): its own CPU, waiting for a core, or blocked. A callback that
 computed or blocked for 50 ms fails the test; one slow only because the machine's other
 processes kept it off the CPU (run-queue wait) is printed, not failed: on a loaded 2-core
 CI machine that is the neighbours' doing, not the server's.

@@ -13,8 +13,8 @@ import pytest
 from pycrdt import Map
 
 from doc_model import TaskCreate, create_task
-from sync_server import access, accounts
-from sync_server.database import open_database
+from sync_server.identity import access, accounts
+from sync_server.storage.database import open_database
 
 from .conftest import NODE_DIR, node_available, start_server, tandem
 from .raw_client import RawClient
@@ -427,8 +427,8 @@ def test_a_stock_yjs_client_of_a_removed_member_is_closed_and_gets_nothing_after
 async def test_a_document_write_by_another_process_after_a_revocation_never_reaches_it(
     tmp_path,
 ) -> None:
-    from sync_server.offline_edit import edit_stored_document
-    from sync_server.storage import SQLiteStore
+    from sync_server.storage.offline_edit import edit_stored_document
+    from sync_server.storage.sqlite_store import SQLiteStore
 
     # the access poll is slow here (5 s); the rooms' poll for other writers is 0.2 s
     srv = start_server(tmp_path, TANDEM_ACCESS_POLL_SECONDS="5")

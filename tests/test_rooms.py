@@ -13,11 +13,11 @@ from hypercorn.asyncio import serve
 from pycrdt import Map
 
 from doc_model import TaskCreate, create_task
-from sync_server.app import create_app
-from sync_server.hooks import DocumentChanged
-from sync_server.protocol import AwarenessEntry, encode_awareness, encode_awareness_update
-from sync_server.serve import hypercorn_config, refuse_permessage_deflate
-from sync_server.settings import Settings
+from sync_server.core.protocol import AwarenessEntry, encode_awareness, encode_awareness_update
+from sync_server.interfaces import DocumentChanged
+from sync_server.shell.app import create_app
+from sync_server.shell.serve import hypercorn_config, refuse_permessage_deflate
+from sync_server.shell.settings import Settings
 
 from .conftest import free_port, grant_role, make_token, start_server, tandem
 from .raw_client import RawClient
@@ -445,7 +445,7 @@ async def test_presence_is_rate_limited_but_the_last_state_always_arrives(server
 
 def test_presence_interval_grows_with_the_room_to_bound_relayed_frames() -> None:
     from doc_model import parse_doc_name
-    from sync_server.room import Room, RoomSettings
+    from sync_server.core.room import Room, RoomSettings
 
     settings = RoomSettings(presence_coalesce_seconds=0.02, presence_frames_per_second=10_000)
     room = Room(parse_doc_name("p/big"), store=None, settings=settings)  # type: ignore[arg-type]

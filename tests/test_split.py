@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Map
 
 from doc_model import DocKind, TaskCreate, create_task, delete_task, new_document, parse_doc_name
-from sync_server.gate import Gate
-from sync_server.hooks import Actor
+from sync_server.core.gate import Gate
+from sync_server.interfaces import Actor
 
 from .test_permissions import _gate_with_project
 

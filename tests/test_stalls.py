@@ -178,8 +178,8 @@ async def test_a_held_write_lock_stalls_no_rest_read_of_tokens_permissions_or_se
         )
         assert made.status_code == 201, made.text
     server.grant("dave", project, "viewer")
-    from sync_server import accounts
-    from sync_server.database import open_database
+    from sync_server.identity import accounts
+    from sync_server.storage.database import open_database
 
     conn = open_database(server.db).conn
     try:

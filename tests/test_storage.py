@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text
 
 from doc_model import parse_doc_name
-from sync_server.hooks import UpdateRecord
-from sync_server.storage import SQLiteStore, StorageError, build_document
+from sync_server.interfaces import UpdateRecord
+from sync_server.storage.sqlite_store import SQLiteStore, StorageError, build_document
 
 DOC = "p/store"
 
@@ -119,8 +119,8 @@ def test_an_append_that_returned_survives_kill_9(tmp_path) -> None:
     script = f"""
 import anyio, os, signal, sys
 from pycrdt import Doc, Map
-from sync_server.storage import SQLiteStore
-from sync_server.hooks import UpdateRecord
+from sync_server.storage.sqlite_store import SQLiteStore
+from sync_server.interfaces import UpdateRecord
 doc = Doc(); ups = []; doc.observe(lambda e: ups.append(e.update))
 doc.get("tasks", type=Map)["t1"] = "durable"
 async def main():

@@ -1,4 +1,4 @@
-"""The DocumentStore contract (sync_server/hooks.py), run against every implementation.
+"""The DocumentStore contract (sync_server/interfaces.py), run against every implementation.
 
 Each test takes ``make_store``: SQLiteStore on a real file, and MemoryStore. A new
 backend (PostgreSQL) joins by adding one entry to ``STORES``. Everything here is what
@@ -25,13 +25,13 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text
 
 from doc_model import TaskCreate, create_task, parse_doc_name
-from sync_server import state_vectors
-from sync_server.app import create_app
-from sync_server.hooks import DocumentStore, StoredUpdate, UpdateRecord
-from sync_server.memory_store import MemoryStore
-from sync_server.serve import hypercorn_config, refuse_permessage_deflate
-from sync_server.settings import Settings
-from sync_server.storage import SQLiteStore, build_document
+from sync_server.core import state_vectors
+from sync_server.interfaces import DocumentStore, StoredUpdate, UpdateRecord
+from sync_server.shell.app import create_app
+from sync_server.shell.serve import hypercorn_config, refuse_permessage_deflate
+from sync_server.shell.settings import Settings
+from sync_server.storage.memory_store import MemoryStore
+from sync_server.storage.sqlite_store import SQLiteStore, build_document
 from tests.conftest import free_port, grant_role, make_token
 from tests.raw_client import RawClient
 

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, merge_updates
 
-from sync_server.state_vectors import decode as decode_state
-from sync_server.update_squash import squash_update
+from sync_server.core.state_vectors import decode as decode_state
+from sync_server.core.update_squash import squash_update
 
 WORDS = st.text(alphabet="abc é—ß中\n", min_size=1, max_size=4)
 VALUES = st.one_of(

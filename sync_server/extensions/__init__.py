@@ -1,7 +1,7 @@
 """The extension surface: everything that reacts to documents (activity, notifications,
 automation, integrations) is an :class:`Extension` loaded by the app factory."""
 
-from .protocol import (
+from sync_server.extensions.protocol import (
     AuthRequest,
     ConnectionInfo,
     EditOutcome,

@@ -1,8 +1,8 @@
 """The server's own features, written as extensions like anyone else's.
 
     token-auth        API and session tokens (sockets and REST)
-    activity          the activity stream (sync_server.activity.ActivityRecorder)
-    notifications     notifications and Web Push (sync_server.notifications.NotificationCenter)
+    activity          the activity stream (sync_server.extensions.activity.ActivityRecorder)
+    notifications     notifications and Web Push (sync_server.extensions.notifications.NotificationCenter)
     rejection-audit   an audit row for every refused transaction
     members-sync      the members map follows grant changes, written through ctx.edit
 
@@ -17,18 +17,24 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from doc_model import add_member, doc_name, parse_doc_name, remove_member
-
-from .. import access, accounts
-from ..activity import ActivityRecorder
-from ..database import SQLiteWorker, connect
-from ..gate import Denial
-from ..hooks import Actor, DocumentChanged
-from ..notifications import NotificationCenter
-from .protocol import AuthRequest, EditRefused, Extension, Identity, Rejection, ServerContext
+from sync_server.core.gate import Denial
+from sync_server.extensions.activity import ActivityRecorder
+from sync_server.extensions.notifications import NotificationCenter
+from sync_server.extensions.protocol import (
+    AuthRequest,
+    EditRefused,
+    Extension,
+    Identity,
+    Rejection,
+    ServerContext,
+)
+from sync_server.identity import access, accounts
+from sync_server.interfaces import Actor, DocumentChanged
+from sync_server.storage.database import SQLiteWorker, connect
 
 if TYPE_CHECKING:
-    from ..access_watch import Opening
-    from .context import TandemContext
+    from sync_server.extensions.context import TandemContext
+    from sync_server.identity.access_watch import Opening
 
 log = logging.getLogger("tandem.extensions")
 
@@ -37,7 +43,7 @@ SOCKET_PREFIX = "/sync/"
 
 def _tandem(ctx: ServerContext) -> TandemContext:
     """Built-ins use the server's own context (the concrete one, with the directory)."""
-    from .context import TandemContext
+    from sync_server.extensions.context import TandemContext
 
     assert isinstance(ctx, TandemContext)
     return ctx

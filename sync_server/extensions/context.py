@@ -19,27 +19,25 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from doc_model import DocName, parse_doc_name
-
-from ..hooks import Actor, DocumentStore
-from .protocol import EditOutcome, EditRefused
+from sync_server.extensions.protocol import EditOutcome, EditRefused
+from sync_server.interfaces import Actor, DocumentStore
 
 if TYPE_CHECKING:
     from pycrdt import Doc
     from sqlite_utils import Database
 
     from integrations.outbound import OutboundPolicy
-
-    from .. import accounts
-    from ..access import PermissionResolver
-    from ..access_watch import AccessWatch
-    from ..database import DeferredWrites, SQLiteWorker
-    from ..live_documents import LiveDocuments
-    from ..login_guard import LoginGuard
-    from ..rooms import RoomManager
-    from ..settings import Settings
-    from .builtins import MembersSync
-    from .feed import ChangeFeed
-    from .host import ExtensionHost
+    from sync_server.api.live_documents import LiveDocuments
+    from sync_server.core.rooms import RoomManager
+    from sync_server.extensions.builtins import MembersSync
+    from sync_server.extensions.feed import ChangeFeed
+    from sync_server.extensions.host import ExtensionHost
+    from sync_server.identity import accounts
+    from sync_server.identity.access import PermissionResolver
+    from sync_server.identity.access_watch import AccessWatch
+    from sync_server.identity.login_guard import LoginGuard
+    from sync_server.shell.settings import Settings
+    from sync_server.storage.database import DeferredWrites, SQLiteWorker
 
 T = TypeVar("T")
 log = logging.getLogger("tandem.extensions")

@@ -49,9 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from doc_model import Change, DomainEvent
-
-from ..database import SQLiteWorker, connect, is_locked
-from ..hooks import Actor, DocumentChanged
+from sync_server.interfaces import Actor, DocumentChanged
+from sync_server.storage.database import SQLiteWorker, connect, is_locked
 
 log = logging.getLogger("tandem.feed")
 

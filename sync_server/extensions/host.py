@@ -26,13 +26,13 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .protocol import AuthRequest, Extension, Identity
+from sync_server.extensions.protocol import AuthRequest, Extension, Identity
 
 if TYPE_CHECKING:
     from quart import Quart
 
-    from .feed import ChangeFeed
-    from .protocol import ServerContext
+    from sync_server.extensions.feed import ChangeFeed
+    from sync_server.extensions.protocol import ServerContext
 
 log = logging.getLogger("tandem.extensions")
 

@@ -13,7 +13,7 @@ import re
 from importlib.metadata import entry_points
 from typing import Any
 
-from .host import ExtensionError
+from sync_server.extensions.host import ExtensionError
 
 ENTRY_POINT_GROUP = "tandem.extensions"
 HOOKS = (

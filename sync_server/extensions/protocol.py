@@ -34,9 +34,8 @@ if TYPE_CHECKING:
     from quart import Blueprint
 
     from integrations.outbound import OutboundPolicy
-
-    from ..hooks import Actor, DocumentChanged, DocumentStore
-    from ..settings import Settings
+    from sync_server.interfaces import Actor, DocumentChanged, DocumentStore
+    from sync_server.shell.settings import Settings
 
 T = TypeVar("T")
 

@@ -1,0 +1,160 @@
+"""REST API v1: my notifications and my Web Push subscriptions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from quart import Blueprint, Response
+from quart_schema import document_querystring, document_request, document_response
+
+from integrations.outbound import OutboundRefused, check_url
+from sync_server.api.common import ApiContext, json_response, read_body
+from sync_server.api.models import NoContent
+from sync_server.api.models import problems_documented as _problems
+from sync_server.api.problems import Problem
+from sync_server.api.v1 import only_args, simple_int
+from sync_server.extensions import notifications
+
+if TYPE_CHECKING:
+    from sync_server.extensions.context import TandemContext
+
+
+class NotificationOut(BaseModel):
+    id: int
+    project: str
+    kind: str
+    title: str
+    body: str
+    url: str
+    created_at: float
+    read_at: float | None
+
+
+class NotificationList(BaseModel):
+    items: list[NotificationOut]
+    unread: int
+
+
+class NotificationArgs(BaseModel):
+    unread: int | None = Field(default=None, ge=0, le=1)
+    limit: int | None = Field(default=None, ge=1, le=200)
+
+
+class MarkRead(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # SQLite's integers are 64-bit: a wider id is a bad request, not an OverflowError
+    ids: list[Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]] | None = Field(
+        default=None, max_length=1000, description="omit: all"
+    )
+
+
+class Marked(BaseModel):
+    marked: int
+
+
+class PushKeys(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    p256dh: str = Field(min_length=16, max_length=200)
+    auth: str = Field(min_length=8, max_length=100)
+
+
+class PushSubscription(BaseModel):
+    """What the browser's PushSubscription.toJSON() gives (expirationTime is ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+    endpoint: str = Field(max_length=2000)
+    keys: PushKeys
+    expirationTime: float | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def push_service_url(cls, value: str) -> str:
+        """The shape only; where it points is the outbound guard's to judge (see subscribe)."""
+        parts = urlsplit(value)
+        if parts.scheme in ("https", "http") and parts.hostname:
+            return value
+        raise ValueError("a push service URL (https)")
+
+
+class Unsubscribe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    endpoint: str = Field(max_length=2000)
+
+
+class PublicKey(BaseModel):
+    public_key: str
+
+
+def me_api(server: TandemContext) -> Blueprint:
+    bp = Blueprint("api_me", __name__, url_prefix="/api/v1")
+    ctx = ApiContext(server)
+
+    @bp.get("/me/notifications")
+    @document_querystring(NotificationArgs)
+    @document_response(NotificationList)
+    @_problems(400)
+    async def my_notifications():
+        only_args("unread", "limit")
+        user = ctx.user()
+        unread = simple_int("unread", 0, 0, 1) == 1
+        limit = simple_int("limit", 50, 1, 200)
+        items = notifications.list_notifications(
+            ctx.conn, user.name, unread_only=unread, limit=limit
+        )
+        return json_response(
+            {"items": items, "unread": notifications.unread_count(ctx.conn, user.name)}
+        )
+
+    @bp.post("/me/notifications/read")
+    @document_request(MarkRead)
+    @document_response(Marked)
+    @_problems(400, 413, 415, 422)
+    async def read_notifications():
+        user = ctx.user()
+        data = await read_body(MarkRead)
+        marked = await ctx.write(notifications.mark_read, user.name, data.ids)
+        return json_response({"marked": marked})
+
+    @bp.get("/push/key")
+    @document_response(PublicKey)
+    @_problems()
+    async def push_key():
+        ctx.user()
+        key = notifications.vapid_key(ctx.conn)
+        return json_response({"public_key": notifications.application_server_key(key)})
+
+    @bp.post("/me/push-subscriptions")
+    @document_request(PushSubscription)
+    @document_response(NoContent, 204)
+    @_problems(400, 413, 415, 422)
+    async def subscribe():
+        user = ctx.user()
+        data = await read_body(PushSubscription)
+        try:  # resolving the host blocks: on a worker thread
+            await anyio.to_thread.run_sync(check_url, data.endpoint, server.outbound)
+        except OutboundRefused as e:
+            raise Problem(422, f"endpoint: {e}", field="endpoint") from e
+        await ctx.write(
+            notifications.save_subscription,
+            user.name,
+            data.endpoint,
+            data.keys.p256dh,
+            data.keys.auth,
+        )
+        return Response(status=204)
+
+    @bp.delete("/me/push-subscriptions")
+    @document_request(Unsubscribe)
+    @document_response(NoContent, 204)
+    @_problems(400, 404, 413, 415, 422)
+    async def unsubscribe():
+        user = ctx.user()
+        data = await read_body(Unsubscribe)
+        if not await ctx.write(notifications.delete_subscription, user.name, data.endpoint):
+            raise Problem(404, "no such subscription of yours")
+        return Response(status=204)
+
+    return bp

@@ -1,0 +1,319 @@
+"""Notifications: assignments and @mentions, in the app and by Web Push.
+
+A document observer (:class:`NotificationCenter`) reads accepted transactions' domain
+events (``DocumentChanged.events``, doc_model.domain_events):
+- a user among a new task's assignees, or added to a task's assignees, is told (once
+  per assignment: removing and re-adding them tells them again), unless they assigned
+  themselves;
+- a chat message or comment naming ``@user`` tells that user, if they are on the project.
+
+Every notification is stored (the in-app list, ``/api/v1/me/notifications``) and, for
+users who subscribed a browser, sent by Web Push (pywebpush: VAPID-signed, aes128gcm
+encrypted). The VAPID key pair is made on first start and kept in the database, so
+every process on the file signs with the same key. Push delivery runs in a worker
+thread, through the outbound guard (integrations.outbound: public https hosts only,
+the checked address pinned, no redirects, short timeouts); subscriptions the push
+service reports gone (404/410) are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from py_vapid import Vapid02
+
+from doc_model import DomainEvent, parse_doc_name
+from integrations.outbound import GuardedSession, OutboundPolicy, OutboundRefused
+from sync_server.interfaces import DocumentChanged
+from sync_server.storage.database import SQLiteWorker
+
+log = logging.getLogger("tandem.notifications")
+
+VAPID_SUBJECT = "mailto:admin@tandem.invalid"
+
+
+@dataclass(frozen=True)
+class Notice:
+    user: str
+    project: str
+    kind: str  # "assigned" | "mention"
+    title: str
+    body: str
+    url: str
+
+
+# -- the VAPID key -----------------------------------------------------------------
+
+
+def vapid_key(conn: sqlite3.Connection) -> Vapid02:
+    """The server's VAPID key pair, made on first use and kept in server_secrets."""
+    row = conn.execute("SELECT value FROM server_secrets WHERE name = 'vapid'").fetchone()
+    if row is None:
+        key = Vapid02()
+        key.generate_keys()
+        with conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO server_secrets (name, value) VALUES ('vapid', ?)",
+                (key.private_pem().decode(),),
+            )
+        row = conn.execute("SELECT value FROM server_secrets WHERE name = 'vapid'").fetchone()
+    return Vapid02.from_pem(row[0].encode())
+
+
+def application_server_key(key: Vapid02) -> str:
+    """The public key as browsers want it for pushManager.subscribe (base64url, no padding)."""
+    raw = key.public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# -- storage -------------------------------------------------------------------------
+
+
+def save_subscription(conn: sqlite3.Connection, user: str, endpoint: str, p256dh: str, auth: str):
+    with conn:
+        conn.execute(
+            "INSERT INTO push_subscriptions (endpoint, user, p256dh, auth, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(endpoint) DO UPDATE SET user = excluded.user,"
+            " p256dh = excluded.p256dh, auth = excluded.auth",
+            (endpoint, user, p256dh, auth, time.time()),
+        )
+
+
+def delete_subscription(conn: sqlite3.Connection, user: str, endpoint: str) -> bool:
+    with conn:
+        cur = conn.execute(
+            "DELETE FROM push_subscriptions WHERE endpoint = ? AND user = ?", (endpoint, user)
+        )
+    return cur.rowcount > 0
+
+
+def subscriptions_of(conn: sqlite3.Connection, user: str) -> list[dict[str, Any]]:
+    return [
+        {"endpoint": e, "keys": {"p256dh": p, "auth": a}}
+        for e, p, a in conn.execute(
+            "SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE user = ?", (user,)
+        )
+    ]
+
+
+def list_notifications(
+    conn: sqlite3.Connection, user: str, *, unread_only: bool = False, limit: int = 50
+) -> list[dict[str, Any]]:
+    sql = (
+        "SELECT id, project, kind, title, body, url, created_at, read_at FROM notifications"
+        " WHERE user = ?" + (" AND read_at IS NULL" if unread_only else "") + " ORDER BY id DESC"
+        " LIMIT ?"
+    )
+    keys = ("id", "project", "kind", "title", "body", "url", "created_at", "read_at")
+    return [dict(zip(keys, row, strict=True)) for row in conn.execute(sql, (user, limit))]
+
+
+def unread_count(conn: sqlite3.Connection, user: str) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM notifications WHERE user = ? AND read_at IS NULL", (user,)
+    ).fetchone()[0]
+
+
+def mark_read(conn: sqlite3.Connection, user: str, ids: list[int] | None) -> int:
+    now = time.time()
+    with conn:
+        if ids is None:
+            cur = conn.execute(
+                "UPDATE notifications SET read_at = ? WHERE user = ? AND read_at IS NULL",
+                (now, user),
+            )
+        else:
+            marks = ",".join("?" * len(ids))
+            cur = conn.execute(
+                f"UPDATE notifications SET read_at = ? WHERE user = ? AND read_at IS NULL"
+                f" AND id IN ({marks})",
+                (now, user, *ids),
+            )
+    return cur.rowcount
+
+
+# -- what deserves a notification ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Mention:
+    """``name`` was @mentioned in a message; told if they are on the project."""
+
+    project: str
+    actor: str
+    name: str
+    text: str
+
+
+def _assigned(
+    project: str, actor: str, task: str, title: str, users: Sequence[str]
+) -> list[Notice]:
+    return [
+        Notice(
+            user,
+            project,
+            "assigned",
+            f"{actor} assigned you a task",
+            title,
+            f"/#/p/{project}/task/{task}",
+        )
+        for user in sorted(set(users))
+        if user != actor
+    ]
+
+
+def notices_for(project: str, actor: str, events: Sequence[DomainEvent]) -> list[Notice | _Mention]:
+    """What one transaction's events are worth telling (pure): new assignees of a task
+    (among a new task's assignees, or added to a task's), and @mentions."""
+    out: list[Notice | _Mention] = []
+    for event in events:
+        title = event.detail.get("title")
+        title = title if isinstance(title, str) else "a task"
+        if event.kind == "task_created" and isinstance(event.after, dict):
+            assignees = event.after.get("assignees")
+            users = (
+                [a for a in assignees if isinstance(a, str)] if isinstance(assignees, list) else []
+            )
+            out += _assigned(project, actor, event.entity or "", title, users)
+        elif event.kind == "task_assignees_changed":
+            added = [a for a in event.detail.get("added", ()) if isinstance(a, str)]
+            out += _assigned(project, actor, event.entity or "", title, added)
+        elif event.kind == "mention" and event.entity and event.entity != actor:
+            text = event.detail.get("text")
+            out.append(
+                _Mention(project, actor, event.entity, text if isinstance(text, str) else "")
+            )
+    return out
+
+
+def mention_notices(conn: sqlite3.Connection, items: Sequence[_Mention]) -> list[Notice]:
+    """The mentions of members of their project (others are nobody to tell)."""
+    out: list[Notice] = []
+    for item in items:
+        member = conn.execute(
+            "SELECT 1 FROM grants WHERE project = ? AND user = ?", (item.project, item.name)
+        ).fetchone()
+        if member is not None:
+            out.append(
+                Notice(
+                    item.name,
+                    item.project,
+                    "mention",
+                    f"{item.actor} mentioned you",
+                    item.text[:200],
+                    f"/#/p/{item.project}/chat",
+                )
+            )
+    return out
+
+
+Delivery = tuple[Notice, list[dict[str, Any]]]
+"""A stored notice and the push subscriptions of its user."""
+
+
+class NotificationCenter:
+    """A DocumentObserver: stores notifications and pushes them to subscribed browsers.
+
+    What a change means comes from its domain events (worked out on the event loop,
+    no document read); the SQLite transaction that checks mentions against the
+    project's members and stores the notices runs on the worker's thread
+    (``database.SQLiteWorker``), so the loop never waits for the write lock; pushes
+    run on worker threads of their own.
+    """
+
+    def __init__(self, db: SQLiteWorker, outbound: OutboundPolicy | None = None) -> None:
+        self.db = db
+        self._key: Vapid02 | None = None
+        self._session = GuardedSession(outbound or OutboundPolicy())
+
+    async def documents_changed(self, events: Sequence[DocumentChanged]) -> None:
+        items: list[Notice | _Mention] = []
+        for e in events:
+            if e.actor.kind != "user" or not e.events:
+                continue
+            items += notices_for(parse_doc_name(e.doc_name).project_id, e.actor.user_id, e.events)
+        if not items:
+            return
+        deliveries = await self.db.run(self._store, items)
+        if not any(subscriptions for _, subscriptions in deliveries):
+            return
+        if self._key is None:
+            self._key = await self.db.run(vapid_key, self.db.conn)
+        for notice, subscriptions in deliveries:
+            for subscription in subscriptions:
+                gone = await asyncio.to_thread(
+                    self._push, self._key, notice, subscription, self._session
+                )
+                if gone:
+                    await self.db.run(self._forget, subscription["endpoint"])
+                    log.info("dropped an expired push subscription", extra={"user": notice.user})
+
+    def _store(self, items: Sequence[Notice | _Mention]) -> list[Delivery]:
+        """One transaction (on the worker's thread): the notices, and whom to push them to."""
+        conn = self.db.conn
+        notices: list[Notice] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in items:
+                if isinstance(item, Notice):
+                    notices.append(item)
+                else:
+                    notices += mention_notices(conn, [item])
+            for n in notices:
+                conn.execute(
+                    "INSERT INTO notifications (user, project, kind, title, body, url, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (n.user, n.project, n.kind, n.title, n.body, n.url, time.time()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return [(n, subscriptions_of(conn, n.user)) for n in notices]
+
+    def _forget(self, endpoint: str) -> None:
+        with self.db.conn:
+            self.db.conn.execute("DELETE FROM push_subscriptions WHERE endpoint = ?", (endpoint,))
+
+    @staticmethod
+    def _push(
+        key: Vapid02, notice: Notice, subscription: dict[str, Any], session: GuardedSession
+    ) -> bool:
+        """Send one push (in a worker thread) through the outbound guard (only to public
+        https hosts, no redirects); True if the subscription no longer exists."""
+        # Imported on the first push: pywebpush loads aiohttp and requests at import,
+        # 13 MB of every server's memory that most servers never use.
+        from pywebpush import WebPushException, webpush
+
+        payload = json.dumps({"title": notice.title, "body": notice.body, "url": notice.url})
+        try:
+            webpush(
+                subscription,
+                payload,
+                vapid_private_key=key,
+                vapid_claims={"sub": VAPID_SUBJECT},
+                ttl=24 * 3600,
+                timeout=10,
+                requests_session=session,  # duck-typed: only its post() is used
+            )
+        except OutboundRefused as e:
+            log.warning("push refused by the outbound guard: %s", e, extra={"user": notice.user})
+        except WebPushException as e:
+            status = e.response.status_code if e.response is not None else None
+            if status in (404, 410):
+                return True
+            log.warning("push failed (%s): %s", status, e, extra={"user": notice.user})
+        except Exception as e:  # the push service is down or unreachable: the in-app copy stays
+            log.warning("push failed: %s", e, extra={"user": notice.user})
+        return False

@@ -1,0 +1,1 @@
+"""Who is who and who may do what: accounts, tokens, grants, and access re-checked while it lasts."""

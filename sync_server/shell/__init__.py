@@ -1,0 +1,1 @@
+"""The shell around it all: the app factory, the CLI, settings, logging."""

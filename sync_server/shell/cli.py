@@ -1,0 +1,309 @@
+"""The ``tandem`` command. Every subcommand takes ``--db FILE`` and works while a server runs on it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import re
+import sys
+import time
+from pathlib import Path
+
+from doc_model.schema import ROLE_PATTERN
+from sync_server.identity import accounts
+from sync_server.shell.settings import Settings, default_db_path
+from sync_server.storage.database import open_database
+
+ROLES = ("owner", "manager", "member", "viewer", "finance")
+
+
+class CliError(Exception):
+    """A message for the person at the terminal; exit status 2."""
+
+
+def _db_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--db",
+        default=None,
+        metavar="FILE",
+        help="SQLite database file (default: $TANDEM_DB, else ./tandem.db)",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    db = _db_parent()
+    parser = argparse.ArgumentParser(prog="tandem", description="Tandem sync server and admin tool")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[db], help="run the sync server")
+    serve.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument("--log-format", choices=("text", "json"), default=None)
+    serve.add_argument(
+        "--extension",
+        action="append",
+        default=[],
+        metavar="MODULE:NAME",
+        help="load an extension (a class or object in an importable module); repeatable,"
+        " after the built-in ones, the tandem.extensions entry points and $TANDEM_EXTENSIONS",
+    )
+
+    demo = sub.add_parser("demo", parents=[db], help="seed the demo project (owner: user 'demo')")
+    demo.add_argument("--project", default="demo", help="project id (default: demo)")
+    demo.add_argument("--tasks", type=int, default=300, help="number of tasks (default 300)")
+
+    doctor = sub.add_parser(
+        "doctor", parents=[db], help="verify every stored document (checksums, decoding)"
+    )
+    doctor.add_argument(
+        "--recover",
+        action="store_true",
+        help="move each damaged update and the ones after it out of its document's log"
+        " (into quarantined_updates), keeping the document up to its last good update",
+    )
+
+    user = sub.add_parser("user", help="manage accounts").add_subparsers(
+        dest="action", required=True
+    )
+    create = user.add_parser("create", parents=[db], help="add an account")
+    create.add_argument("name")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    create.add_argument("--display-name", default="")
+    create.add_argument("--project", help="also grant a role on this project")
+    create.add_argument("--role", choices=ROLES, help="role on --project (default member)")
+    user.add_parser("list", parents=[db], help="list accounts")
+
+    token = sub.add_parser("token", help="manage API tokens").add_subparsers(
+        dest="action", required=True
+    )
+    tcreate = token.add_parser("create", parents=[db], help="print a new API token (last line)")
+    tcreate.add_argument("user")
+    tcreate.add_argument("--label", default="")
+    tcreate.add_argument(
+        "--expires-in",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="the token stops working this many days from now (default: until revoked)",
+    )
+    tlist = token.add_parser("list", parents=[db], help="list a user's tokens")
+    tlist.add_argument("user")
+    trevoke = token.add_parser("revoke", parents=[db], help="revoke a token by id")
+    trevoke.add_argument("id", type=int)
+    role = sub.add_parser("role", help="manage custom roles").add_subparsers(
+        dest="action", required=True
+    )
+    rcreate = role.add_parser(
+        "create", parents=[db], help="add a custom role, global unless --project is given"
+    )
+    rcreate.add_argument("name")
+    rcreate.add_argument("--permissions", required=True, help="comma-separated permission codes")
+    rcreate.add_argument("--description", default="")
+    rcreate.add_argument("--project", help="only for this project (default: every project)")
+    rlist = role.add_parser("list", parents=[db], help="list roles (built-in and custom)")
+    rlist.add_argument("--project", help="include this project's own roles")
+    rdelete = role.add_parser("delete", parents=[db], help="delete a custom role")
+    rdelete.add_argument("name")
+    rdelete.add_argument("--project", help="a project's role (default: a global one)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    db_path = args.db or default_db_path()
+    try:
+        return _dispatch(args, db_path)
+    except (CliError, accounts.AccountError) as e:
+        print(f"tandem: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, db_path: str) -> int:
+    if args.command == "serve":
+        from sync_server.extensions.host import ExtensionError, ExtensionHost
+        from sync_server.extensions.loading import parse_specs, third_party_extensions
+        from sync_server.shell.logs import configure_logging
+        from sync_server.shell.serve import run
+
+        settings = Settings.from_env(
+            db=db_path, host=args.host, port=args.port, log_format=args.log_format
+        )
+        settings.extensions = ",".join([*parse_specs(settings.extensions), *args.extension])
+        configure_logging(settings.log_level, settings.log_format)
+        try:  # a bad spec is a usage error, reported before anything starts
+            third_party = third_party_extensions(settings.extensions)
+            ExtensionHost(third_party)  # refuses two extensions of one name
+        except ExtensionError as e:
+            raise CliError(str(e)) from e
+        run(settings, third_party)
+        return 0
+    if args.command == "demo":
+        from sync_server.shell.demo import seed_demo
+
+        if args.tasks < 1 or args.tasks > 100_000:
+            raise CliError("--tasks must be between 1 and 100000")
+        print(asyncio.run(seed_demo(db_path, project_id=args.project, task_count=args.tasks)))
+        return 0
+    if args.command == "doctor" and not Path(db_path).exists():
+        raise CliError(f"no database file {db_path!r}")
+    conn = open_database(db_path).conn
+    try:
+        if args.command == "doctor":
+            return _doctor(conn, args.recover)
+        if args.command == "user" and args.action == "create":
+            return _user_create(conn, db_path, args)
+        if args.command == "user" and args.action == "list":
+            for row in conn.execute("SELECT name, display_name FROM users ORDER BY name"):
+                print(f"{row[0]}\t{row[1]}")
+            return 0
+        if args.command == "token" and args.action == "create":
+            print(accounts.create_token(conn, args.user, args.label, args.expires_in))
+            return 0
+        if args.command == "token" and args.action == "list":
+            if accounts.get_user(conn, args.user) is None:
+                raise CliError(f"no user named {args.user!r}")
+            for t in accounts.list_tokens(conn, args.user):
+                used = (
+                    time.strftime("%Y-%m-%d %H:%M", time.gmtime(t.last_used_at))
+                    if t.last_used_at
+                    else "never"
+                )
+                if t.revoked_at:
+                    state = "revoked"
+                elif t.expires_at is not None and t.expires_at <= time.time():
+                    state = "expired"
+                elif t.expires_at is not None:
+                    state = "expires " + time.strftime("%Y-%m-%d %H:%M", time.gmtime(t.expires_at))
+                else:
+                    state = "active"
+                print(f"{t.id}\t{state}\tlast used {used}\t{t.label}")
+            return 0
+        if args.command == "token" and args.action == "revoke":
+            if not accounts.revoke_token(conn, args.id):
+                raise CliError(f"no active token with id {args.id}")
+            print(f"revoked token {args.id}")
+            return 0
+        if args.command == "role":
+            return _role(conn, args)
+    finally:
+        conn.close()
+    raise CliError("unknown command")
+
+
+def _doctor(conn, recover: bool) -> int:
+    """Exit status 0: every document is sound (after recovery, if asked); 1: some is not."""
+    from sync_server.storage import doctor
+
+    names = doctor.document_names(conn)
+    damaged = 0
+    for name in names:
+        report = doctor.check_document(conn, name)
+        print(report.describe())
+        if report.ok:
+            continue
+        if recover and not report.snapshot_bad:
+            moved = doctor.recover(conn, report)
+            after = doctor.check_document(conn, name)
+            print(
+                f"{name}: recovered: {moved} update(s) moved to quarantined_updates;"
+                f" now {after.describe().split(': ', 1)[1]}"
+            )
+            if after.ok:
+                continue
+        damaged += 1
+    print(f"{len(names)} document(s) checked, {damaged} damaged")
+    return 1 if damaged else 0
+
+
+def _role(conn, args: argparse.Namespace) -> int:
+    from rules import BUILTIN_ROLES, Role, UnknownPermission, parse_permissions
+    from sync_server.identity import access
+
+    if args.action == "list":
+        roles = list(BUILTIN_ROLES.values()) + access.custom_roles(conn, args.project)
+        for r in roles:
+            where = "built-in" if r.builtin else (f"project {r.project}" if r.project else "global")
+            print(f"{r.name}\t{where}\t{','.join(sorted(p.value for p in r.permissions))}")
+        return 0
+    try:
+        if args.action == "create":
+            codes = [c.strip() for c in args.permissions.split(",") if c.strip()]
+            try:
+                perms = parse_permissions(codes)
+            except UnknownPermission as e:
+                raise CliError(str(e)) from e
+            if not re.fullmatch(ROLE_PATTERN, args.name):
+                raise CliError(
+                    f"invalid role name {args.name!r}: lowercase letters, digits, - and _"
+                )
+            access.create_role(
+                conn, Role(args.name, perms, args.description, args.project), "system:cli"
+            )
+            print(
+                f"created role {args.name} ({'project ' + args.project if args.project else 'global'})"
+            )
+            return 0
+        access.delete_role(conn, args.project, args.name, "system:cli")
+        print(f"deleted role {args.name}")
+        return 0
+    except access.AccessError as e:
+        raise CliError(str(e)) from e
+
+
+def _user_create(conn, db_path: str, args: argparse.Namespace) -> int:
+    if args.role and not args.project:
+        raise CliError("--role needs --project")
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CliError("--password-stdin given but no password on standard input")
+    elif sys.stdin.isatty():
+        password = (
+            getpass.getpass(f"password for {args.name} (empty: token-only account): ") or None
+        )
+    accounts.validate_username(args.name)
+    if args.project:
+        from doc_model import InvalidDocName, parse_doc_name
+        from rules import Grant
+        from sync_server.identity import access
+
+        try:
+            parse_doc_name(f"p/{args.project}")
+        except InvalidDocName as e:
+            raise CliError(str(e)) from e
+        role = args.role or "member"
+        try:  # the grant rule first, so a refused grant creates no account either
+            access.change_grant(
+                conn,
+                args.project,
+                args.name,
+                Grant(args.name, args.project, role),
+                access.ADMIN,
+                dry_run=True,
+            )
+        except access.AccessError as e:
+            raise CliError(str(e)) from e
+    user = accounts.create_user(conn, args.name, password, args.display_name)
+    print(f"created user {user.name}")
+    if args.project:
+        from sync_server.identity import access
+        from sync_server.shell.demo import grant_project_role
+
+        try:
+            asyncio.run(grant_project_role(db_path, args.project, user.name, args.role or "member"))
+        except access.AccessError as e:  # the grants changed since the check above
+            raise CliError(f"created user {user.name}, but not the grant: {e}") from e
+        print(f"granted {args.role or 'member'} on project {args.project}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Server settings: one typed object, filled from flags and TANDEM_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def default_db_path() -> str:
+    return os.environ.get("TANDEM_DB") or "./tandem.db"
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
+@dataclass
+class Settings:
+    db: str = field(default_factory=default_db_path)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    listen_backlog: int = 1024  # connections waiting to be accepted (Hypercorn's default: 100)
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+    coalesce_ms: float = 5.0
+    max_unflushed_updates: int = 512  # gated but not yet durable, before the room waits for them
+    room_idle_seconds: float = 30.0
+    external_poll_seconds: float = 1.0
+    compact_threshold: int = 500
+    feed_poll_seconds: float = 0.5  # change feed: how often consumers look for other writers' rows
+    feed_retention_seconds: float = 7 * 86400.0  # rows every cursor has passed, kept this long
+    feed_max_retention_seconds: float = 90 * 86400.0  # rows kept at most this long, read or not
+    feed_prune_interval_seconds: float = 3600.0  # how often old rows are pruned (0: never)
+    sqlite_synchronous: str = "FULL"
+    send_queue_bytes: int = 32 * 1024 * 1024
+    static_dir: str = str(Path(__file__).resolve().parents[2] / "client_pwa" / "dist")
+    log_level: str = "INFO"
+    log_format: str = "text"  # "text" (key=value) or "json"
+    permission_cache_seconds: float = 1.0
+    access_poll_seconds: float = 0.25  # how often open sockets look for revoked access
+    ping_timeout_seconds: float = 30.0  # a socket silent this long (asked at half) closes; 0: off
+    presence_per_second: float = 20.0
+    presence_burst: float = 40.0
+    api_rate_limit: int = 100  # REST requests per minute per token (or per address without one)
+    login_failures_per_account: int = 10  # failed logins per account name per window
+    login_failures_per_address: int = 50  # failed logins per client address per window
+    login_window_seconds: int = 900
+    ws_origins: str = (
+        ""  # comma-separated browser origins allowed on /sync besides the server's own
+    )
+    cors_origins: str = ""  # comma-separated origins allowed to call the REST API from a browser
+    outbound_allow_private: bool = False  # let user-given URLs reach private addresses (tests)
+    # "1"/"on": asyncio debug mode, slow callbacks logged with where their time went;
+    # "timing": only the slow-callback log, without debug mode's own costs (loop_debug.py)
+    asyncio_debug: str = "off"
+    asyncio_slow_callback_ms: float = 50.0  # what debug mode calls a slow callback
+    ws_compression: str = (
+        "off"  # "on" lets Hypercorn negotiate permessage-deflate (measured: don't)
+    )
+    # comma-separated module:Name extensions to load after the built-in ones and the
+    # tandem.extensions entry points (``tandem serve --extension`` adds to it)
+    extensions: str = ""
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Defaults, then TANDEM_<FIELD> environment variables, then explicit overrides."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"TANDEM_{f.name.upper()}")
+            if raw is None or f.name == "db":
+                continue
+            kind = type(getattr(cls(), f.name))
+            try:
+                values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
+            except ValueError as e:
+                raise ValueError(
+                    f"TANDEM_{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
+                ) from e
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Durable storage: the DocumentStore implementations, the SQLite file and its migrations."""

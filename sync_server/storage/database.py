@@ -1,0 +1,427 @@
+"""The SQLite file: connection settings and schema migrations.
+
+WAL mode lets the server and the ``tandem`` CLI use one file at once; writers
+take ``BEGIN IMMEDIATE`` and wait up to ``busy_timeout`` for each other.
+Migrations are numbered by ``PRAGMA user_version`` and each runs in its own
+transaction, so a file is always at one well-defined schema version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import sqlite_utils
+
+from sync_server.identity.accounts import ACCOUNT_SCHEMA
+
+T = TypeVar("T")
+
+log = logging.getLogger("tandem.database")
+
+
+def checksum(data: bytes) -> int:
+    """The checksum stored beside every update and snapshot (CRC-32: every burst of up to 32
+    flipped bits, and any truncation that changes the CRC, is caught)."""
+    return zlib.crc32(data)
+
+
+def _add_checksums(conn: sqlite3.Connection) -> None:
+    """Migration 8: a checksum per stored update and snapshot, computed for existing rows;
+    a table for updates ``tandem doctor --recover`` takes out of a document's log."""
+    conn.execute("ALTER TABLE updates ADD COLUMN checksum INTEGER")
+    conn.execute("ALTER TABLE documents ADD COLUMN snapshot_checksum INTEGER")
+    for seq, data in conn.execute("SELECT seq, data FROM updates").fetchall():
+        if isinstance(data, bytes):  # anything else is reported as corrupt on load
+            conn.execute("UPDATE updates SET checksum = ? WHERE seq = ?", (checksum(data), seq))
+    for name, data in conn.execute(
+        "SELECT name, snapshot FROM documents WHERE snapshot IS NOT NULL"
+    ).fetchall():
+        if isinstance(data, bytes):
+            conn.execute(
+                "UPDATE documents SET snapshot_checksum = ? WHERE name = ?", (checksum(data), name)
+            )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS quarantined_updates (
+            seq INTEGER NOT NULL,
+            doc TEXT NOT NULL,
+            data BLOB,
+            actor TEXT,
+            created_at REAL,
+            checksum INTEGER,
+            quarantined_at REAL NOT NULL,
+            reason TEXT NOT NULL
+        )"""
+    )
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: list[Migration] = [
+    # 1: document logs and snapshots
+    """
+    CREATE TABLE IF NOT EXISTS documents (
+        name TEXT PRIMARY KEY,
+        snapshot BLOB,
+        snapshot_seq INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        compacted_at REAL
+    );
+    CREATE TABLE IF NOT EXISTS updates (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        doc TEXT NOT NULL,
+        data BLOB NOT NULL,
+        actor TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS updates_doc_seq ON updates (doc, seq);
+    """,
+    # 2: accounts and API tokens
+    ACCOUNT_SCHEMA,
+    # 3: the snapshot's state vector, so a room can answer sync step 1 without decoding
+    "ALTER TABLE documents ADD COLUMN snapshot_state BLOB",
+    # 4: custom roles, per-project grants, audit log
+    """
+    CREATE TABLE IF NOT EXISTS roles (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        permissions TEXT NOT NULL,
+        project TEXT,
+        created_by TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS roles_name_project ON roles (name, coalesce(project, ''));
+    CREATE TABLE IF NOT EXISTS grants (
+        user TEXT NOT NULL,
+        project TEXT NOT NULL,
+        role TEXT NOT NULL,
+        added TEXT NOT NULL DEFAULT '[]',
+        removed TEXT NOT NULL DEFAULT '[]',
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (user, project)
+    );
+    CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        project TEXT NOT NULL,
+        document TEXT,
+        action TEXT NOT NULL,
+        path TEXT,
+        reason TEXT,
+        detail TEXT
+    );
+    CREATE INDEX IF NOT EXISTS audit_project ON audit (project, id);
+    """,
+    # 5: login sessions and the server's signing secret
+    """
+    CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE IF NOT EXISTS server_secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+    # 6: the project registry (listing without loading documents) and the activity stream
+    """
+    CREATE TABLE IF NOT EXISTS projects (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_by TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        deleted_at REAL
+    );
+    INSERT OR IGNORE INTO projects (id, name, created_at, updated_at)
+        SELECT DISTINCT project, project, min(updated_at), max(updated_at) FROM grants
+        GROUP BY project;
+    CREATE TABLE IF NOT EXISTS activity (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        project TEXT NOT NULL,
+        document TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        task TEXT,
+        detail TEXT
+    );
+    CREATE INDEX IF NOT EXISTS activity_project ON activity (project, id);
+    CREATE INDEX IF NOT EXISTS activity_task_done ON activity (project, action, task);
+    """,
+    # 7: notifications (in-app list), Web Push subscriptions, who was told of which assignment
+    """
+    CREATE TABLE IF NOT EXISTS notifications (
+        id INTEGER PRIMARY KEY,
+        user TEXT NOT NULL,
+        project TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        url TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        read_at REAL
+    );
+    CREATE INDEX IF NOT EXISTS notifications_user ON notifications (user, id);
+    CREATE TABLE IF NOT EXISTS push_subscriptions (
+        endpoint TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        p256dh TEXT NOT NULL,
+        auth TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS assignments (
+        project TEXT NOT NULL,
+        task TEXT NOT NULL,
+        user TEXT NOT NULL,
+        PRIMARY KEY (project, task, user)
+    );
+    """,
+    # 8: checksums of stored updates and snapshots
+    _add_checksums,
+    # 9: API tokens may expire; a generation counter every change to access moves (triggers, so
+    # a change by any process on the file counts: the server polls it to end revoked access)
+    """
+    ALTER TABLE api_tokens ADD COLUMN expires_at REAL;
+    CREATE TABLE IF NOT EXISTS access_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        n INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO access_generation (id, n) VALUES (1, 0);
+    """
+    + "".join(
+        f"CREATE TRIGGER IF NOT EXISTS access_{table}_{event.split()[0].lower()}"
+        f" AFTER {event} ON {table}"
+        " BEGIN UPDATE access_generation SET n = n + 1 WHERE id = 1; END;\n"
+        for table, events in (
+            ("grants", ("INSERT", "UPDATE", "DELETE")),
+            ("roles", ("INSERT", "UPDATE", "DELETE")),
+            ("api_tokens", ("UPDATE OF revoked_at, expires_at, user_id", "DELETE")),
+            ("sessions", ("UPDATE OF revoked_at, expires_at, user_id", "DELETE")),
+            ("users", ("DELETE",)),
+            ("projects", ("UPDATE OF deleted_at", "DELETE")),
+        )
+        for event in events
+    ),
+    # 10: the durable change feed (sync_server.extensions.feed): one row per stored update,
+    # written in the update's own transaction, and each durable consumer's position in it
+    """
+    CREATE TABLE IF NOT EXISTS change_feed (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        doc_name TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        changes TEXT NOT NULL DEFAULT '[]',
+        events TEXT NOT NULL DEFAULT '[]',
+        created REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS change_feed_created ON change_feed (created);
+    CREATE TABLE IF NOT EXISTS feed_cursors (
+        consumer TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        updated REAL NOT NULL
+    );
+    """,
+    # 11: notifications learn who
+    # was newly assigned from domain events (assignees added), not from a shadow copy of
+    # every task's assignees
+    """
+    DROP TABLE IF EXISTS assignments;
+    """,
+    # 12: failed logins, kept where every server process on the file and a restart see them
+    # (login_guard)
+    """
+    CREATE TABLE IF NOT EXISTS login_failures (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (scope, key, at);
+    CREATE INDEX IF NOT EXISTS login_failures_at ON login_failures (at);
+    """,
+]
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
+    """A connection with Tandem's pragmas; transactions are explicit (autocommit mode)."""
+    if synchronous.upper() not in SYNCHRONOUS_MODES:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def is_locked(error: sqlite3.Error) -> bool:
+    """Whether ``error`` is SQLite's busy timeout running out (another writer held the lock)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def is_full(error: sqlite3.Error) -> bool:
+    """Whether ``error`` is SQLite finding the disk (or the file's size limit) full."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == sqlite3.SQLITE_FULL
+    return "full" in str(error)
+
+
+def storage_trouble(error: BaseException | None) -> tuple[bool, str, int]:
+    """A write that could not be stored, for people: whether it is temporary (a full disk,
+    a lock held past the busy timeout: retrying later will do), what happened, and in how
+    many seconds to retry. REST answers with it (507 / 503) and room sockets close with it."""
+    if isinstance(error, sqlite3.Error) and is_full(error):
+        return True, "the server's disk is full", 60
+    if isinstance(error, sqlite3.Error) and is_locked(error):
+        return True, "the database is locked by another process", 5
+    return False, "the change could not be stored", 5
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements, one by one (a trigger's body holds semicolons of its own)."""
+    out: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending)
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending)
+    return out
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file's schema up to date; returns the version it is at."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    while version < len(MIGRATIONS):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # re-read under the write lock: another process may have migrated meanwhile
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current == version:
+                step = MIGRATIONS[version]
+                if callable(step):
+                    step(conn)
+                else:
+                    for statement in _statements(step):
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): keep its error
+                conn.execute("ROLLBACK")
+            raise
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def open_database(path: str | Path, synchronous: str = "FULL") -> sqlite_utils.Database:
+    """Open (creating if needed) and migrate the database file."""
+    conn = connect(path, synchronous)
+    migrate(conn)
+    return sqlite_utils.Database(conn)
+
+
+class SQLiteWorker:
+    """One connection, used by one worker thread at a time: SQLite work off the event loop.
+
+    A write waits for SQLite's write lock (``busy_timeout``) and a commit may
+    fsync; on the event loop either stalls every connection of the server.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def close(self) -> None:
+        await self.run(self.conn.close)
+
+
+class DeferredWrites:
+    """Writes nobody waits for (a token's last use, audit rows), off the event loop.
+
+    ``submit`` queues ``fn(conn, *args)`` and returns at once; a task commits
+    everything queued meanwhile in one transaction on the worker's thread. While
+    another process holds the write lock past the busy timeout, the batch waits
+    and is tried again; past ``max_pending`` queued writes the oldest are dropped
+    (and logged), so a lock held for hours cannot grow the server's memory.
+    """
+
+    def __init__(
+        self, worker: SQLiteWorker, *, retry_seconds: float = 1.0, max_pending: int = 100_000
+    ) -> None:
+        self.worker = worker
+        self.retry_seconds = retry_seconds
+        self.max_pending = max_pending
+        self._pending: list[tuple[Callable[..., object], tuple]] = []
+        self._task: asyncio.Task | None = None
+
+    def submit(self, fn: Callable[..., object], *args: object) -> None:
+        self._pending.append((fn, args))
+        if len(self._pending) > self.max_pending:
+            dropped = len(self._pending) - self.max_pending
+            del self._pending[:dropped]
+            log.error("dropped %d deferred write(s): the database stayed locked", dropped)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain(), name="deferred")
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self.worker.run(self._commit, batch)
+            except sqlite3.Error as e:
+                if not is_locked(e):
+                    log.exception("deferred writes failed; %d dropped", len(batch))
+                    continue
+                self._pending[:0] = batch  # try again once the lock is free
+                await asyncio.sleep(self.retry_seconds)
+
+    def _commit(self, batch: list[tuple[Callable[..., object], tuple]]) -> None:
+        conn = self.worker.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, args in batch:
+                fn(conn, *args)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): keep its error
+                conn.execute("ROLLBACK")
+            raise
+
+    async def flush(self) -> None:
+        """Return once everything submitted so far is committed (or given up on)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def close(self, timeout: float = 15.0) -> None:
+        """Commit what is queued, waiting at most ``timeout`` for a held lock to go."""
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except TimeoutError:
+            if self._task is not None:
+                self._task.cancel()
+            log.error("shut down with %d deferred write(s) not stored", len(self._pending))
+        await self.worker.close()
