@@ -43,9 +43,7 @@ class LagConsumer(Extension):
     def __init__(self) -> None:
         self.path = os.environ[LOG_VARIABLE]
 
-    async def change_accepted(
-        self, ctx: ServerContext, events: Sequence[DocumentChanged]
-    ) -> None:
+    async def change_accepted(self, ctx: ServerContext, events: Sequence[DocumentChanged]) -> None:
         now = time.time()
         with open(self.path, "a") as f:
             f.write("".join(f"{e.feed_id} {now:.6f}\n" for e in events))
