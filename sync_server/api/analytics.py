@@ -17,8 +17,8 @@ from sync_server.api.common import cached_response as cached
 from sync_server.api.metrics import budget_burn, done_column, task_metrics
 from sync_server.api.models import ExportArgs, Metrics, MetricsArgs, Portfolio, TasksExport
 from sync_server.api.models import problems_documented as _problems
+from sync_server.api.params import only_args, simple_int
 from sync_server.api.problems import Problem
-from sync_server.api.v1 import only_args, simple_int
 from sync_server.extensions import activity
 from sync_server.identity import projects
 

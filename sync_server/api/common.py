@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -129,6 +130,20 @@ def cached_response(
         return json_response(payload_fn(), headers=headers)
     body = cache.cached_body(tag, lambda: json.dumps(payload_fn()))
     return Response(body, status=200, content_type="application/json", headers=headers)
+
+
+def chosen_id_allowed(value: str) -> bool:
+    """A project id a client chooses must be a UUID in its canonical lowercase form.
+
+    An id that means something ("acme-merger-2027") would tell anyone who tries to create
+    it that it exists (409), and ids are global. A UUID means nothing, and one somebody else
+    made cannot be guessed; clients that must name a project before the server answers (an
+    offline client, a retried request) make one with crypto.randomUUID() or uuid4().
+    """
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def parse_id(value: str, what: str = "project") -> str:

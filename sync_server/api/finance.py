@@ -35,8 +35,8 @@ from sync_server.api.models import (
     TimeEntryOut,
 )
 from sync_server.api.models import problems_documented as _problems
+from sync_server.api.params import only_args
 from sync_server.api.problems import Problem
-from sync_server.api.v1 import only_args
 
 if TYPE_CHECKING:
     from sync_server.extensions.context import TandemContext

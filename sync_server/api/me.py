@@ -14,8 +14,8 @@ from integrations.outbound import OutboundRefused, check_url
 from sync_server.api.common import ApiContext, json_response, read_body
 from sync_server.api.models import NoContent
 from sync_server.api.models import problems_documented as _problems
+from sync_server.api.params import only_args, simple_int
 from sync_server.api.problems import Problem
-from sync_server.api.v1 import only_args, simple_int
 from sync_server.extensions import notifications
 
 if TYPE_CHECKING:

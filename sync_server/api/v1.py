@@ -8,9 +8,7 @@ see them at once and the permission rules are the same everywhere.
 from __future__ import annotations
 
 import re
-import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 from pycrdt import Array, Doc, Map
 from pydantic import ValidationError
@@ -44,7 +42,13 @@ from doc_model import (
 )
 from doc_model.schema import ID_PATTERN
 from rules import Grant, Permission, can_read, may_read
-from sync_server.api.common import ApiContext, doc_name_of, json_response, read_body
+from sync_server.api.common import (
+    ApiContext,
+    chosen_id_allowed,
+    doc_name_of,
+    json_response,
+    read_body,
+)
 from sync_server.api.common import cached_response as cached
 from sync_server.api.live_documents import DocumentView
 from sync_server.api.models import (
@@ -71,18 +75,18 @@ from sync_server.api.models import (
 from sync_server.api.models import (
     problems_documented as _problems,
 )
+from sync_server.api.params import list_args, only_args, page_links, simple_int
 from sync_server.api.problems import Problem
 from sync_server.api.query import (
     PRIORITY_RANK,
     Filter,
     ListSpec,
-    QueryError,
     any_of,
     date_bound,
-    parse_list_query,
     run_query,
     text_search,
 )
+from sync_server.api.views import project_json, tasks_json
 from sync_server.core.connection import CloseCode
 from sync_server.extensions import activity
 from sync_server.identity import access, accounts, projects
@@ -120,91 +124,6 @@ TASKS = ListSpec(
     default_order=("status", "order"),
     sort_keys={"priority": lambda p: PRIORITY_RANK.get(p, len(PRIORITY_RANK))},
 )
-
-
-def chosen_id_allowed(value: str) -> bool:
-    """A project id a client chooses must be a UUID in its canonical lowercase form.
-
-    An id that means something ("acme-merger-2027") would tell anyone who tries to create
-    it that it exists (409), and ids are global. A UUID means nothing, and one somebody else
-    made cannot be guessed; clients that must name a project before the server answers (an
-    offline client, a retried request) make one with crypto.randomUUID() or uuid4().
-    """
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
-
-
-def page_links(total: int, limit: int, offset: int) -> dict[str, str | None]:
-    def link(new_offset: int) -> str:
-        args = dict(request.args)
-        args["offset"] = str(new_offset)
-        args["limit"] = str(limit)
-        return f"{request.path}?{urlencode(args)}"
-
-    return {
-        "next": link(offset + limit) if offset + limit < total else None,
-        "previous": link(max(offset - limit, 0)) if offset > 0 else None,
-    }
-
-
-def list_args(spec: ListSpec) -> Any:
-    try:
-        return parse_list_query(request.args, spec)
-    except QueryError as e:
-        raise Problem(400, str(e), field=e.parameter) from None
-
-
-def simple_int(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Problem(400, f"{name}: expected an integer, got {raw!r}", field=name) from None
-    if not low <= value <= high:
-        raise Problem(400, f"{name}: must be from {low} to {high}", field=name)
-    return value
-
-
-def only_args(*allowed: str) -> None:
-    for key in request.args:
-        if key not in allowed:
-            raise Problem(
-                400,
-                f"{key}: unknown query parameter; allowed: {', '.join(allowed) or 'none'}",
-                field=key,
-            )
-
-
-def project_json(view: DocumentView, project: str) -> dict[str, Any]:
-    snap = project_snapshot(view.doc, project)
-    return {
-        "id": project,
-        "name": snap.meta.name,
-        "description": snap.meta.description,
-        "status": snap.meta.status,
-        "start_date": snap.meta.start_date.isoformat() if snap.meta.start_date else None,
-        "end_date": snap.meta.end_date.isoformat() if snap.meta.end_date else None,
-        "columns": snap.columns,
-        "members": snap.members,
-        "task_count": len(snap.tasks),
-        "milestone_count": len(snap.milestones),
-        "schema_version": snap.meta.schema_version,
-        "version": view.version,
-    }
-
-
-def tasks_json(ctx: ApiContext, view: DocumentView, project: str) -> list[dict[str, Any]]:
-    def build(doc: Doc) -> list[dict[str, Any]]:
-        return [
-            {**t.model_dump(mode="json"), "project": project}
-            for t in project_snapshot(doc, project).tasks
-        ]
-
-    return ctx.live.snapshot(view, "tasks", build)
 
 
 def _task_update_values(data: TaskCreate) -> TaskUpdate:
