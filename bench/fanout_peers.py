@@ -167,12 +167,12 @@ class OtherCheckoutServer(ServerProcess):
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        python = str(self.checkout / ".venv" / "bin" / "python")
+        # the checkout's own CLI: its module path may differ (sync_server was split into
+        # subpackages in issue 19)
+        tandem = str(self.checkout / ".venv" / "bin" / "tandem")
         self.proc = subprocess.Popen(
             [
-                python,
-                "-m",
-                "sync_server.shell.cli",
+                tandem,
                 "serve",
                 "--db",
                 str(self.db),

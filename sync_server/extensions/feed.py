@@ -11,10 +11,13 @@ the rows after its cursor (on a worker thread, never on the event loop), hands
 them to its handler as :class:`DocumentChanged` values, and only once the
 handler has returned moves its cursor past them (rows with neither changes nor
 events, a rejected update's revert or a schema migration, are passed over
-without a call). Delivery is at-least-once: a
-crash between the handler's return and the cursor's write delivers the batch
-again after a restart, so a consumer that must not act twice dedups by
-``feed_id``. A handler that raises is logged and called again with the same
+without a call). Delivery is at-least-once: a busy consumer stores its cursor
+at most once a second (each store takes the write lock the rooms' appends
+need), and at once when it goes idle or the feed closes, so a crash delivers
+at most the last second's batches again after a restart; a consumer that must
+not act twice dedups by ``feed_id``. Rows are parsed once, on the reader's
+thread, and the same DocumentChanged values are handed to every consumer that
+reads them (they usually read the same rows moments apart). A handler that raises is logged and called again with the same
 batch after a backoff (0.5 s doubling to 30 s); no other consumer waits for it.
 
 Cursors: a durable consumer's cursor is stored in ``feed_cursors`` under its
@@ -43,6 +46,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +62,8 @@ Handler = Callable[[Sequence[DocumentChanged]], Awaitable[None]]
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+CURSOR_STORE_SECONDS = 1.0  # a busy consumer stores its cursor at most this often
+PARSED_ROWS_KEPT = 4_096  # rows parsed once and handed to every consumer that reads them
 PRUNE_ROWS_PER_TRANSACTION = 5_000  # short write transactions: other writers wait less
 
 
@@ -98,6 +104,8 @@ class _Consumer:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
     failures: int = 0  # consecutive failed handler calls (backoff)
+    stored: int = -1  # the position last stored (durable consumers)
+    stored_at: float = 0.0  # monotonic time it was stored
 
 
 class ChangeFeed:
@@ -122,6 +130,9 @@ class ChangeFeed:
         self.retry_first_seconds = retry_first_seconds
         self.retry_max_seconds = retry_max_seconds
         self._consumers: dict[str, _Consumer] = {}
+        # rows parsed by the reader thread, by id, newest last: consumers reading the same
+        # rows (they usually do, moments apart) share one parse
+        self._parsed: OrderedDict[int, DocumentChanged] = OrderedDict()
         self._reader: SQLiteWorker | None = None
         self._writer: SQLiteWorker | None = None
         self._pruner: asyncio.Task | None = None
@@ -188,6 +199,9 @@ class ChangeFeed:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for consumer in self._consumers.values():  # the throttled stores catch up
+            if consumer.durable and consumer.position >= 0 and consumer.stored != consumer.position:
+                await self._store_cursor(consumer)
         for worker in (self._reader, self._writer):
             if worker is not None:
                 await worker.close()
@@ -228,11 +242,15 @@ class ChangeFeed:
         while True:
             consumer.wake.clear()  # before reading: a wake during the read is not lost
             try:
-                rows = await self._reader.run(self._read, consumer.position, consumer.batch)
+                last, changed = await self._reader.run(
+                    self._read_changed, consumer.position, consumer.batch
+                )
             except sqlite3.Error:
                 log.exception("reading the change feed for %s failed", consumer.name)
-                rows = []
-            if not rows:
+                last, changed = None, []
+            if last is None:
+                if consumer.durable and consumer.stored != consumer.position:
+                    await self._store_cursor(consumer)  # idle: the throttled store catches up
                 # woken by wake() or by the poll timer (not asyncio.wait_for: a cancelled
                 # wait_for inside the server's lifespan task was seen to hang shutdown)
                 timer = asyncio.get_running_loop().call_later(self.poll_seconds, consumer.wake.set)
@@ -241,18 +259,17 @@ class ChangeFeed:
                 finally:
                     timer.cancel()
                 continue
-            # a row with neither changes nor events is a revert's net effect (or a
-            # migration): stored, and passed by the cursor, but nothing to tell anyone
-            wanted = [r for r in rows if r.changes != "[]" or r.events != "[]"]
-            if wanted:
-                await self._deliver(consumer, wanted)
-            consumer.position = rows[-1].id
-            if consumer.durable:
+            if changed:
+                await self._deliver(consumer, changed)
+            consumer.position = last
+            # stored at most once a CURSOR_STORE_SECONDS while busy (each store takes the
+            # write lock the rooms' appends need), and at once when the consumer goes idle
+            # or the feed closes: a crash redelivers at most that second's rows
+            if consumer.durable and time.monotonic() - consumer.stored_at >= CURSOR_STORE_SECONDS:
                 await self._store_cursor(consumer)
 
-    async def _deliver(self, consumer: _Consumer, rows: list[FeedRow]) -> None:
+    async def _deliver(self, consumer: _Consumer, events: list[DocumentChanged]) -> None:
         """Call the handler until it returns (at-least-once), backing off while it raises."""
-        events = self._changed(rows)
         while True:
             try:
                 await consumer.handler(events)
@@ -268,16 +285,21 @@ class ChangeFeed:
                     "feed consumer %s failed on %d change(s) (rows %d-%d); retrying in %.1f s",
                     consumer.name,
                     len(events),
-                    rows[0].id,
-                    rows[-1].id,
+                    events[0].feed_id,
+                    events[-1].feed_id,
                     delay,
-                    extra={"doc": rows[0].doc_name},
+                    extra={"doc": events[0].doc_name},
                 )
                 await asyncio.sleep(delay)
 
     def _changed(self, rows: list[FeedRow]) -> list[DocumentChanged]:
+        """The rows as DocumentChanged, parsed once for all consumers (worker thread)."""
         out: list[DocumentChanged] = []
         for row in rows:
+            known = self._parsed.get(row.id)
+            if known is not None:
+                out.append(known)
+                continue
             try:
                 changes = parse_changes(row.changes)
                 events = parse_events(row.events)
@@ -297,6 +319,9 @@ class ChangeFeed:
                     seq=row.seq,
                 )
             )
+            self._parsed[row.id] = out[-1]
+            if len(self._parsed) > PARSED_ROWS_KEPT:
+                self._parsed.popitem(last=False)
         return out
 
     async def _start_position(self, consumer: _Consumer) -> int:
@@ -312,8 +337,10 @@ class ChangeFeed:
         assert self._writer is not None
         delay = self.retry_first_seconds
         while True:
+            position = consumer.position
             try:
-                await self._writer.run(self._write_cursor, consumer.name, consumer.position)
+                await self._writer.run(self._write_cursor, consumer.name, position)
+                consumer.stored, consumer.stored_at = position, time.monotonic()
                 return
             except sqlite3.Error as e:
                 if not is_locked(e):  # stored with the next batch; until then, redelivered
@@ -334,6 +361,16 @@ class ChangeFeed:
                 log.warning("pruning the change feed failed: %s", e)
 
     # -- worker-thread implementations ------------------------------------------
+
+    def _read_changed(self, after: int, limit: int) -> tuple[int | None, list[DocumentChanged]]:
+        """The id of the last row after ``after`` (None: none yet), and those rows that tell
+        something as DocumentChanged. A row with neither changes nor events is a revert's
+        net effect (or a migration): stored, passed by the cursor, told to nobody."""
+        rows = self._read(after, limit)
+        if not rows:
+            return None, []
+        wanted = [r for r in rows if r.changes != "[]" or r.events != "[]"]
+        return rows[-1].id, self._changed(wanted)
 
     def _read(self, after: int, limit: int) -> list[FeedRow]:
         assert self._reader is not None
