@@ -355,7 +355,10 @@ def touches_from_events(events: Iterable[Any], root: str) -> list[Touch]:
             }
             out.append(Touch(path, "map", keys))
         elif name == "TextEvent":
-            out.append(Touch(path, "text", delta=list(event.delta)))
+            # a field whose events carry no value (UNVALUED: a task's description) needs no
+            # before value, and reading a text event's delta converts all of it
+            unvalued = len(path) == 3 and path[2] in UNVALUED.get(root, frozenset())
+            out.append(Touch(path, "text", delta=[] if unvalued else list(event.delta)))
         elif name == "ArrayEvent":
             out.append(Touch(path, "array", delta=list(event.delta)))
     return out

@@ -62,6 +62,7 @@ Handler = Callable[[Sequence[DocumentChanged]], Awaitable[None]]
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+GATHER_SECONDS = 0.05  # after a short batch, wait this long so a burst is read as one
 CURSOR_STORE_SECONDS = 1.0  # a busy consumer stores its cursor at most this often
 PARSED_ROWS_KEPT = 4_096  # rows parsed once and handed to every consumer that reads them
 PRUNE_ROWS_PER_TRANSACTION = 5_000  # short write transactions: other writers wait less
@@ -121,6 +122,7 @@ class ChangeFeed:
         prune_interval_seconds: float = 3600.0,
         retry_first_seconds: float = RETRY_FIRST_SECONDS,
         retry_max_seconds: float = RETRY_MAX_SECONDS,
+        gather_seconds: float = GATHER_SECONDS,
     ) -> None:
         self.path = str(path)
         self.poll_seconds = poll_seconds
@@ -129,6 +131,7 @@ class ChangeFeed:
         self.prune_interval_seconds = prune_interval_seconds
         self.retry_first_seconds = retry_first_seconds
         self.retry_max_seconds = retry_max_seconds
+        self.gather_seconds = gather_seconds
         self._consumers: dict[str, _Consumer] = {}
         # rows parsed by the reader thread, by id, newest last: consumers reading the same
         # rows (they usually do, moments apart) share one parse
@@ -262,11 +265,19 @@ class ChangeFeed:
             if changed:
                 await self._deliver(consumer, changed)
             consumer.position = last
+            short = len(changed) < consumer.batch
             # stored at most once a CURSOR_STORE_SECONDS while busy (each store takes the
             # write lock the rooms' appends need), and at once when the consumer goes idle
             # or the feed closes: a crash redelivers at most that second's rows
             if consumer.durable and time.monotonic() - consumer.stored_at >= CURSOR_STORE_SECONDS:
                 await self._store_cursor(consumer)
+            if short and self.gather_seconds > 0:
+                # A short batch: the consumer has caught up with a writer that is still
+                # writing (the rooms append every few ms while people type). Reading again
+                # at once would make a read, a handler call and (for most handlers) a
+                # SQLite transaction per append, each taking the write lock the rooms'
+                # appends need; gathering for a moment reads the burst as one.
+                await asyncio.sleep(self.gather_seconds)
 
     async def _deliver(self, consumer: _Consumer, events: list[DocumentChanged]) -> None:
         """Call the handler until it returns (at-least-once), backing off while it raises."""
