@@ -69,6 +69,28 @@ def make_token(db: Path, user: str) -> str:
 
 
 @dataclass
+class InProcessServer:
+    """What RawClient needs of a server run in the test's own process (create_app +
+    hypercorn's serve): accounts and grants live in the SQLite file."""
+
+    db: Path
+    port: int
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/sync"
+
+    def token(self, user: str) -> str:
+        if user not in self.tokens:
+            self.tokens[user] = make_token(self.db, user)
+        return self.tokens[user]
+
+    def grant(self, user: str, project: str, role: str = "owner") -> None:
+        grant_role(self.db, user, project, role)
+
+
+@dataclass
 class ServerProcess:
     db: Path
     port: int

@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 import httpx
@@ -37,7 +36,7 @@ from sync_server.shell.serve import hypercorn_config, refuse_permessage_deflate
 from sync_server.shell.settings import Settings
 from sync_server.storage.sqlite_store import SQLiteStore, feed_columns
 
-from .conftest import ROOT, free_port, grant_role, make_token, start_server, tandem
+from .conftest import ROOT, InProcessServer, free_port, start_server, tandem
 from .raw_client import RawClient
 
 pytestmark = pytest.mark.anyio
@@ -66,25 +65,6 @@ class Flaky(Recorder):
         if len(self.calls) <= self.failures:
             raise RuntimeError(f"flaky failure {len(self.calls)}")
         self.seen.extend(events)
-
-
-@dataclass
-class InProcessServer:
-    db: Path
-    port: int
-    tokens: dict = field(default_factory=dict)
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/sync"
-
-    def token(self, user: str) -> str:
-        if user not in self.tokens:
-            self.tokens[user] = make_token(self.db, user)
-        return self.tokens[user]
-
-    def grant(self, user: str, project: str, role: str = "owner") -> None:
-        grant_role(self.db, user, project, role)
 
 
 @contextlib.asynccontextmanager

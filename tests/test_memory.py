@@ -7,7 +7,6 @@ import os
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -25,7 +24,7 @@ from sync_server.shell.serve import hypercorn_config, refuse_permessage_deflate
 from sync_server.shell.settings import Settings
 from sync_server.storage.database import open_database
 
-from .conftest import free_port, grant_role, make_token, project_with_tasks
+from .conftest import InProcessServer, free_port, project_with_tasks
 from .raw_client import RawClient
 
 pytestmark = pytest.mark.anyio
@@ -96,32 +95,15 @@ async def test_replaced_text_does_not_grow_what_a_new_client_must_download(serve
     assert received[0] < 2 * live + 80_000, (received[0], live)
 
 
-@dataclass
-class _InProcess:
-    db: Path
-    port: int
-    tokens: dict = field(default_factory=dict)
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/sync"
-
-    def token(self, user: str) -> str:
-        if user not in self.tokens:
-            self.tokens[user] = make_token(self.db, user)
-        return self.tokens[user]
-
-    def grant(self, user: str, project: str, role: str = "owner") -> None:
-        grant_role(self.db, user, project, role)
-
-
 @asynccontextmanager
-async def _serving(tmp_path: Path, **settings: object) -> AsyncIterator[tuple[_InProcess, Quart]]:
+async def _serving(
+    tmp_path: Path, **settings: object
+) -> AsyncIterator[tuple[InProcessServer, Quart]]:
     """The real app under Hypercorn in this process, so a test can look at its objects."""
     config = Settings(db=str(tmp_path / "tandem.db"), port=free_port(), **settings)  # type: ignore[arg-type]
     refuse_permessage_deflate()
     app = create_app(config)
-    srv = _InProcess(Path(config.db), config.port)
+    srv = InProcessServer(Path(config.db), config.port)
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: serve(app, hypercorn_config(config), shutdown_trigger=stop.wait))

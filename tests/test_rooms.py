@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 import httpx
@@ -19,7 +18,7 @@ from sync_server.shell.app import create_app
 from sync_server.shell.serve import hypercorn_config, refuse_permessage_deflate
 from sync_server.shell.settings import Settings
 
-from .conftest import free_port, grant_role, make_token, start_server, tandem
+from .conftest import InProcessServer, free_port, start_server, tandem
 from .raw_client import RawClient
 
 pytestmark = pytest.mark.anyio
@@ -338,25 +337,6 @@ class Recorder:
 
     async def documents_changed(self, events) -> None:
         self.seen.extend(events)
-
-
-@dataclass
-class InProcessServer:
-    db: Path
-    port: int
-    tokens: dict = field(default_factory=dict)
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/sync"
-
-    def token(self, user: str) -> str:
-        if user not in self.tokens:
-            self.tokens[user] = make_token(self.db, user)
-        return self.tokens[user]
-
-    def grant(self, user: str, project: str, role: str = "owner") -> None:
-        grant_role(self.db, user, project, role)
 
 
 async def test_observers_see_accepted_changes_with_actor_and_paths_but_never_rejected_ones(

@@ -13,7 +13,6 @@ import itertools
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -32,7 +31,7 @@ from sync_server.shell.serve import hypercorn_config, refuse_permessage_deflate
 from sync_server.shell.settings import Settings
 from sync_server.storage.memory_store import MemoryStore
 from sync_server.storage.sqlite_store import SQLiteStore, build_document
-from tests.conftest import free_port, grant_role, make_token
+from tests.conftest import InProcessServer, free_port
 from tests.raw_client import RawClient
 
 DOC = "p/contract"
@@ -400,27 +399,6 @@ async def test_memory_store_refuses_an_update_that_is_not_bytes() -> None:
 
 
 # -- the app on the in-memory store -------------------------------------------------------
-
-
-@dataclass
-class InProcessServer:
-    """What RawClient needs of a server: accounts and grants live in the SQLite file."""
-
-    db: Path
-    port: int
-    tokens: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/sync"
-
-    def token(self, user: str) -> str:
-        if user not in self.tokens:
-            self.tokens[user] = make_token(self.db, user)
-        return self.tokens[user]
-
-    def grant(self, user: str, project: str, role: str = "owner") -> None:
-        grant_role(self.db, user, project, role)
 
 
 async def test_the_app_syncs_and_deletes_projects_on_the_memory_store(tmp_path: Path) -> None:
