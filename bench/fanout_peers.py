@@ -43,8 +43,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from tests.conftest import ROOT, ServerProcess, free_port, start_server
 
 from .common import RESULTS, write_result
@@ -165,36 +163,11 @@ class OtherCheckoutServer(ServerProcess):
         )
         self._python(code, str(self.db), user, project, role)
 
-    def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+    def command(self) -> list[str]:
         # the checkout's own CLI: its module path may differ (sync_server was split into
         # subpackages in issue 19)
         tandem = str(self.checkout / ".venv" / "bin" / "tandem")
-        self.proc = subprocess.Popen(
-            [
-                tandem,
-                "serve",
-                "--db",
-                str(self.db),
-                "--port",
-                str(self.port),
-            ],
-            cwd=self.checkout,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                if httpx.get(self.http_url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not start:\n{self.log()}")
+        return [tandem, "serve", "--db", str(self.db), "--port", str(self.port), *self.args]
 
 
 def start_other(checkout: Path, tmp: Path, **env_overrides: str) -> OtherCheckoutServer:
@@ -207,7 +180,7 @@ def start_other(checkout: Path, tmp: Path, **env_overrides: str) -> OtherCheckou
     server = OtherCheckoutServer(
         db=tmp / "tandem.db", port=free_port(), env=env, log_path=tmp / "server.log"
     )
-    server.checkout = checkout
+    server.checkout = server.cwd = checkout
     server.start()
     return server
 

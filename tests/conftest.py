@@ -98,6 +98,12 @@ class ServerProcess:
     log_path: Path
     proc: subprocess.Popen | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # more `tandem serve` arguments (e.g. --extension)
+    cwd: Path = ROOT
+
+    def command(self) -> list[str]:
+        """The ``tandem serve`` command line (another checkout runs its own CLI)."""
+        return [*TANDEM, "serve", "--db", str(self.db), "--port", str(self.port), *self.args]
 
     @property
     def http_url(self) -> str:
@@ -118,8 +124,8 @@ class ServerProcess:
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [*TANDEM, "serve", "--db", str(self.db), "--port", str(self.port)],
-            cwd=ROOT,
+            self.command(),
+            cwd=self.cwd,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -7,7 +7,6 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -24,34 +23,6 @@ from .conftest import ROOT, TANDEM, ServerProcess, free_port, start_server
 from .raw_client import RawClient
 
 PROBE = "tests.ext_probe"
-
-
-@dataclass
-class ExtServer(ServerProcess):
-    """A server started with extra ``tandem serve`` arguments."""
-
-    args: tuple[str, ...] = ()
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(
-            [*TANDEM, "serve", "--db", str(self.db), "--port", str(self.port), *self.args],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited early:\n{self.log()}")
-            try:
-                if httpx.get(self.http_url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"server did not start:\n{self.log()}")
 
 
 def probe_log(server: ServerProcess) -> list[dict]:
@@ -92,7 +63,7 @@ def seed(doc) -> None:
 
 def test_startup_runs_in_order_and_shutdown_in_reverse(tmp_path: Path) -> None:
     notes = tmp_path / "probe.txt"
-    srv = ExtServer(
+    srv = ServerProcess(
         db=tmp_path / "tandem.db",
         port=free_port(),
         env={**os.environ, "TANDEM_PROBE_FILE": str(notes)},
@@ -113,7 +84,7 @@ def test_startup_runs_in_order_and_shutdown_in_reverse(tmp_path: Path) -> None:
 
 
 def test_extension_flag_loads_a_module_and_serves_its_routes(tmp_path: Path) -> None:
-    srv = ExtServer(
+    srv = ServerProcess(
         db=tmp_path / "tandem.db",
         port=free_port(),
         env=dict(os.environ),
