@@ -63,7 +63,8 @@ Handler = Callable[[Sequence[DocumentChanged]], Awaitable[None]]
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 GATHER_SECONDS = 0.05  # after a short batch, wait this long so a burst is read as one
-CURSOR_STORE_SECONDS = 1.0  # a busy consumer stores its cursor at most this often
+CURSOR_STORE_SECONDS = 1.0
+CLOSE_STORE_SECONDS = 5.0  # at close, storing each cursor waits for the write lock this long  # a busy consumer stores its cursor at most this often
 PARSED_ROWS_KEPT = 4_096  # rows parsed once and handed to every consumer that reads them
 PRUNE_ROWS_PER_TRANSACTION = 5_000  # short write transactions: other writers wait less
 
@@ -204,7 +205,12 @@ class ChangeFeed:
         await asyncio.gather(*tasks, return_exceptions=True)
         for consumer in self._consumers.values():  # the throttled stores catch up
             if consumer.durable and consumer.position >= 0 and consumer.stored != consumer.position:
-                await self._store_cursor(consumer)
+                # bounded: a write lock held by another process must not hang the shutdown
+                # (the rows since the last stored cursor are delivered again next start)
+                try:
+                    await asyncio.wait_for(self._store_cursor(consumer), CLOSE_STORE_SECONDS)
+                except TimeoutError:
+                    log.warning("feed cursor of %s not stored at close", consumer.name)
         for worker in (self._reader, self._writer):
             if worker is not None:
                 await worker.close()
