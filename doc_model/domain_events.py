@@ -356,9 +356,10 @@ def touches_from_events(events: Iterable[Any], root: str) -> list[Touch]:
             out.append(Touch(path, "map", keys))
         elif name == "TextEvent":
             # a field whose events carry no value (UNVALUED: a task's description) needs no
-            # before value, and reading a text event's delta converts all of it
-            unvalued = len(path) == 3 and path[2] in UNVALUED.get(root, frozenset())
-            out.append(Touch(path, "text", delta=[] if unvalued else list(event.delta)))
+            # before value (and reading a text event's delta converts all of it)
+            if len(path) == 3 and path[2] in UNVALUED.get(root, frozenset()):
+                continue
+            out.append(Touch(path, "text", delta=list(event.delta)))
         elif name == "ArrayEvent":
             out.append(Touch(path, "array", delta=list(event.delta)))
     return out
@@ -571,6 +572,80 @@ def touched_entities(
             label = label_of(key[0], known) or label_of(key[0], old)
         out[key] = Touched(old, after, fields, label)
     return out
+
+
+class RepeatEvents:
+    """The events of transactions that only edit unvalued fields, kept by their changes.
+
+    Typing into a task's description is one transaction per keystroke, and each
+    one's events are the same: ``task_field_changed`` of ``description`` with no
+    values, labelled with the task's title. They depend only on the changes
+    (which fields of which tasks) and on the task: that it exists, and its title.
+    The owner (the gate) asks :meth:`get` before working events out, offers what
+    it worked out with :meth:`put`, and reports the changes of every committed
+    transaction, its own or anyone else's, to :meth:`forget`: a change that may
+    create, delete, replace or rename an entity drops what was kept for it.
+    A hit returns the very tuple that was put, so those downstream (the change
+    feed's writer) can tell a repeat by identity.
+    """
+
+    LIMIT = 256  # distinct shapes kept (a room's typists, each in one or two fields)
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[Change, ...], tuple[DomainEvent, ...]] = {}
+
+    def get(self, changes: tuple[Change, ...]) -> tuple[DomainEvent, ...] | None:
+        if not self._kept:
+            return None
+        return self._kept.get(changes)
+
+    def put(self, changes: tuple[Change, ...], events: tuple[DomainEvent, ...]) -> None:
+        """Keep ``events`` for ``changes`` if those are edits of unvalued fields only and the
+        events are exactly one unvalued event per field edited (the entities existed)."""
+        if not changes or not unvalued_only(changes):
+            return
+        edited = {(c.path[0], c.path[1], c.path[2]) for c in changes}
+        if len(events) != len(edited) or not all(e.detail.get("unvalued") for e in events):
+            return
+        if len(self._kept) >= self.LIMIT:
+            self._kept.clear()
+        self._kept[changes] = events
+
+    def forget(self, changes: Iterable[Change]) -> None:
+        """A committed transaction made ``changes``: drop what they may have made stale."""
+        if not self._kept:
+            return
+        stale: set[tuple[str, str | int]] = set()
+        for change in changes:
+            path = change.path
+            root = str(path[0])
+            if root not in UNVALUED:
+                continue
+            if len(path) < 2:
+                self._kept.clear()
+                return
+            if len(path) == 2 or path[2] == LABELS.get(root):
+                stale.add((root, path[1]))
+        if stale:
+            for key in [k for k in self._kept if any((c.path[0], c.path[1]) in stale for c in k)]:
+                del self._kept[key]
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+
+def unvalued_only(changes: Iterable[Change]) -> bool:
+    """Whether every change is an edit inside a field whose events carry no values (a
+    task's description: see UNVALUED)."""
+    for change in changes:
+        path = change.path
+        if (
+            change.action != "edit"
+            or len(path) != 3
+            or path[2] not in UNVALUED.get(str(path[0]), ())
+        ):
+            return False
+    return True
 
 
 ROOTS_BY_NAME: dict[str, Any] = {

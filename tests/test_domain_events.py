@@ -27,7 +27,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, Map
+from pycrdt import Array, Doc, Map, Text
 
 from doc_model import (
     DocKind,
@@ -552,6 +552,77 @@ def test_typing_in_a_document_without_an_index_needs_none() -> None:
     assert update is not None
     assert s.apply(update).events[0].before == "Plan it"
     assert s.gate._index.built
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_typing_bursts_reuse_their_events_only_while_the_task_and_its_title_stand(data) -> None:
+    """The gate keeps the events of description keystrokes by their changes
+    (doc_model.domain_events.RepeatEvents) and reuses them for the next keystroke of the
+    same shape. Between keystrokes, the task's title changes every way it can (a
+    client's typing, a server edit, another process's write applied outside the gate,
+    an over-long title refused and undone, the whole task replaced under the same id,
+    the task deleted), and every keystroke's events must still be those the
+    snapshots before and after it give (check_events: the title in ``detail`` included)."""
+    s = Session.start("p/events")
+    s.edit(lambda d: create_project_meta(d, "Events"))
+    ids: list[str] = []
+    for title in ("One", "Two"):
+        s.edit(lambda d, t=title: ids.append(create_task(d, TaskCreate(title=t), created_by="ann")))
+    if data.draw(st.booleans(), label="indexed"):
+        s.edit(lambda d: delete_task(d, create_task(d, TaskCreate(title="x"), created_by="ann")))
+    steps = ["type"] * 6 + ["title", "server", "external", "refused", "replace", "delete"]
+    reused = 0
+    for _ in range(data.draw(st.integers(1, 30), label="steps")):
+        step = data.draw(st.sampled_from(steps))
+        tid = data.draw(st.sampled_from(ids))
+        text = data.draw(words)
+        where = data.draw(st.integers(0, 100))
+        reused += _burst_step(s, step, tid, text, where)
+    event(f"repeats reused: {'some' if reused else 'none'}")
+
+
+def _burst_step(s: Session, step: str, tid: str, text: str, where: int) -> bool:
+    """One step of the typing-burst test; True if a keystroke's events were reused."""
+    s.sync(0)
+    task = s.client(0).get("tasks", type=Map).get(tid)
+    if step == "replace":
+        fresh: dict[str, Any] = {"title": Text(text), "description": Text(""), "status": "todo"}
+        fresh |= {"priority": "medium", "order": "a0", "created_by": "ann"}
+        fresh |= {"created_at": "2026-01-01T00:00:00Z", "custom": Map({})}
+        for name in ("assignees", "labels", "depends_on"):
+            fresh[name] = Array([])
+        tasks = s.client(0).get("tasks", type=Map)
+        update = client_edit(s.client(0), lambda d: tasks.__setitem__(tid, Map(fresh)))
+        assert update is not None and s.apply(update).accepted
+        return False
+    if not isinstance(task, Map):
+        return False
+    if step == "type":
+        desc = task["description"]
+        update = client_edit(s.client(0), lambda d: desc.insert(where % (len(desc) + 1), text))
+        assert update is not None
+        kept = dict(s.gate._repeats._kept)
+        result = s.apply(update)
+        assert result.accepted and [e.field for e in result.events] == ["description"]
+        return any(events is result.events for events in kept.values())
+    if step in ("title", "external"):
+        update = client_edit(s.client(0), lambda d: task["title"].insert(0, text))
+        assert update is not None
+        if step == "title":
+            assert s.apply(update).accepted
+        else:  # another process's write, applied as a room applies it (not through the gate)
+            with s.doc.transaction(origin="storage"):
+                s.doc.apply_update(update)
+    elif step == "server":
+        s.edit(lambda d: update_task(d, tid, TaskUpdate(title=text)))
+    elif step == "refused":
+        update = client_edit(s.client(0), lambda d: task["title"].insert(0, "x" * 600))
+        assert update is not None and not s.apply(update).accepted
+        s.clients.clear()  # that client holds the refused title: a fresh one syncs
+    elif step == "delete":
+        s.edit(lambda d: delete_task(d, tid))
+    return False
 
 
 # -- the real path --------------------------------------------------------------------------

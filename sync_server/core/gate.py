@@ -58,6 +58,7 @@ from doc_model import (
 )
 from doc_model.domain_events import (
     BeforeIndex,
+    RepeatEvents,
     Touch,
     before_from_touches,
     domain_events,
@@ -161,6 +162,9 @@ class Gate:
             self._index.adopt(same_content_as._index)
         self._touches: list[Touch] = []
         self._derive = False  # record self._touches for the transaction being applied
+        # the events of typing into a description, kept by shape (doc_model.RepeatEvents):
+        # a burst of keystrokes works its events out once, not once per keystroke
+        self._repeats = RepeatEvents()
         # Subscribed on the integrated (Rust) types: the raw events are read lazily, and
         # the gate reads only their paths and keys (see doc_model.changes_from_events).
         self._subscriptions = [
@@ -184,10 +188,12 @@ class Gate:
                     if root_name == "tasks" and self._owners is not None:
                         self._owners.mark(changes)
                     self._index.mark(changes)
+                    self._repeats.forget(changes)
                 except Exception:
                     if self._owners is not None:
                         self._owners.reset()
                     self._index.reset()
+                    self._repeats.clear()
 
         return collect
 
@@ -282,8 +288,11 @@ class Gate:
                     self._owners.mark(self._events)
             if self._capture_error is not None:
                 self._index.reset()
-            elif not accepted:  # (an accepted one's values were put in the index)
-                self._index.mark(self._events)
+                self._repeats.clear()
+            else:
+                self._repeats.forget(self._events)
+                if not accepted:  # (an accepted one's values were put in the index)
+                    self._index.mark(self._events)
             self._events.clear()
             self._maps.clear()
             self._updates.clear()
@@ -306,6 +315,10 @@ class Gate:
         from the index (or the transaction's own events). ``index_current``: put the after
         values into the index (else the caller marks the touched entities stale). Never
         raises: a failure is logged, and the transaction has no events."""
+        key = tuple(changes)
+        repeat = self._repeats.get(key)
+        if repeat is not None:  # the same keystroke again (unvalued: no index to update)
+            return repeat
         try:
             indexed = self._index.built
 
@@ -317,12 +330,15 @@ class Gate:
             kind = self.doc_name.kind
             touched = touched_entities(self.doc, kind, changes, before, self._roots, txn)
             if indexed and index_current:
-                for key, t in touched.items():
-                    self._index.put(key, t.fields, t.after)
-            return tuple(domain_events(touched))
+                for entity, t in touched.items():
+                    self._index.put(entity, t.fields, t.after)
+            events = tuple(domain_events(touched))
+            self._repeats.put(key, events)
+            return events
         except Exception:
             log.exception("computing domain events failed", extra={"doc": self.doc_name.name})
             self._index.reset()
+            self._repeats.clear()
             return ()
 
     def _judge(
@@ -494,8 +510,10 @@ class Gate:
             self._derive = False
             if self._capture_error is not None:
                 self._index.reset()
+                self._repeats.clear()
             else:  # the parts and the undo of the refused ones: read again when needed
                 self._index.mark(self._events)
+                self._repeats.forget(self._events)
             self._touches.clear()
             if self._owners is not None:  # the parts and the undo of the refused ones
                 if self._capture_error is not None:
