@@ -565,3 +565,146 @@ def test_every_row_is_delivered_at_least_once_in_order_across_failures_and_resta
 
     seen, stored = asyncio.run(scenario())
     assert list(dict.fromkeys(seen)) == stored
+
+
+# -- reading: one read and one parse shared by the consumers, kinds filtered ---------------
+
+TYPING = (DomainEvent("task_field_changed", "t", "description", detail={"unvalued": True}),)
+KINDS = ["task_created", "mention", "task_field_changed"]
+
+
+def _record(i: int, kind: str, shared: bool) -> UpdateRecord:
+    """An update whose row has one event of ``kind`` (""; none, as a revert's row)."""
+    if not kind:
+        return UpdateRecord(f"r{i}".encode(), "alice")
+    if shared and kind == "task_field_changed":  # a keystroke: the gate's very same tuple
+        events: tuple[DomainEvent, ...] = TYPING
+    else:
+        events = (DomainEvent(kind, entity=f"t{i % 3}", after={"n": i % 2}),)
+    changes = (Change(("tasks", f"t{i % 3}", "description"), "edit"),)
+    return UpdateRecord(f"u{i}".encode(), "alice" if i % 4 else "system:team", changes, events)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("append"),
+                st.lists(st.sampled_from(["", *KINDS]), min_size=1, max_size=12),
+                st.booleans(),
+            ),
+            st.tuples(st.just("read"), st.integers(0, 2), st.integers(1, 9)),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_consumers_reading_the_same_rows_each_get_exactly_what_the_file_holds(
+    tmp_path_factory, steps
+) -> None:
+    """Three consumers at their own positions (one of them interested in two kinds only)
+    read in random turns while rows are appended; the reader keeps a window of the rows
+    read last and reads only what lies beyond it. Each read must return exactly the rows
+    a plain query of the file returns after that consumer's position (up to its batch),
+    parsed as written, and the last id read; nothing skipped, nothing twice."""
+    db = tmp_path_factory.mktemp("window") / "w.db"
+
+    async def run() -> None:
+        store = SQLiteStore(db, compact_threshold=10**6)
+        feed = ChangeFeed(db)
+        await feed.start()
+        assert feed._reader is not None
+        plain = sqlite3.connect(str(db))
+        positions = [0, 0, 0]
+        kinds = [None, None, frozenset({"task_created", "mention"})]
+        written: dict[int, UpdateRecord] = {}
+        try:
+            n = 0
+            for step in steps:
+                if step[0] == "append":
+                    records = [_record(n + i, k, step[2]) for i, k in enumerate(step[1])]
+                    n += len(records)
+                    last = await store.append("p/w", records)
+                    for offset, record in enumerate(records):
+                        written[last - len(records) + 1 + offset] = record
+                    continue
+                _, who, limit = step
+                last_id, got = await feed._reader.run(
+                    feed._read_changed, positions[who], limit, kinds[who]
+                )
+                rows = plain.execute(
+                    "SELECT id, changes, events FROM change_feed WHERE id > ? ORDER BY id LIMIT ?",
+                    (positions[who], limit),
+                ).fetchall()
+                assert last_id == (rows[-1][0] if rows else None)
+                telling = [r for r in rows if r[1] != "[]" or r[2] != "[]"]
+                if kinds[who] is not None:
+                    telling = [
+                        r for r in telling if any(e["kind"] in kinds[who] for e in json.loads(r[2]))
+                    ]
+                assert [c.feed_id for c in got] == [r[0] for r in telling]
+                for c in got:
+                    assert c.feed_id is not None
+                    record = written[c.feed_id]
+                    assert list(c.changes) == list(record.changes)
+                    assert list(c.events) == list(record.events)
+                    assert str(c.actor) == record.actor
+                if last_id is not None:
+                    positions[who] = last_id
+        finally:
+            plain.close()
+            await feed.close(drain_seconds=0)
+            await store.close()
+
+    anyio.run(run)
+
+
+def test_a_burst_of_equal_rows_is_parsed_once_and_written_as_one_json(tmp_path) -> None:
+    """A typing burst: the store writes the same tuple of events as the same JSON, and the
+    reader parses those texts once; the consumers get equal values (the same objects)."""
+
+    async def run() -> None:
+        store = SQLiteStore(tmp_path / "b.db", compact_threshold=10**6)
+        feed = ChangeFeed(tmp_path / "b.db")
+        await feed.start()
+        assert feed._reader is not None
+        try:
+            changes = (Change(("tasks", "t", "description"), "edit"),)
+            burst = [UpdateRecord(f"u{i}".encode(), "alice", changes, TYPING) for i in range(50)]
+            other = UpdateRecord(b"x", "alice", changes, (DomainEvent("mention", "bob"),))
+            await store.append("p/b", [*burst[:25], other, *burst[25:]])
+            last, got = await feed._reader.run(feed._read_changed, 0, 500, None)
+            assert last == 51 and len(got) == 51
+            assert len({id(c.events) for c in got}) == 2  # one parse per distinct row text
+            assert all(c.events == TYPING for i, c in enumerate(got) if i != 25)
+            assert got[25].events == other.events
+            _, mentions = await feed._reader.run(feed._read_changed, 0, 500, frozenset({"mention"}))
+            assert [c.feed_id for c in mentions] == [26]
+        finally:
+            await feed.close(drain_seconds=0)
+            await store.close()
+
+    anyio.run(run)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(changes, max_size=3), st.lists(events, max_size=2), st.booleans()),
+        max_size=12,
+    )
+)
+def test_the_store_writes_every_record_as_feed_columns_would(records) -> None:
+    """FeedColumns reuses the JSON of the last shapes it wrote only for the very same
+    events tuple with equal changes; whatever the sequence, each record's columns are
+    those feed_columns gives it alone."""
+    from sync_server.storage.sqlite_store import FeedColumns
+
+    columns = FeedColumns()
+    previous: tuple[DomainEvent, ...] = ()
+    for cs, es, reuse in records:
+        events_tuple = previous if reuse else tuple(es)
+        record = UpdateRecord(b"", "alice", changes=tuple(cs), events=events_tuple)
+        assert columns(record) == feed_columns(record)
+        previous = events_tuple

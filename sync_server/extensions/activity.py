@@ -168,9 +168,17 @@ class ActivityRecorder:
         # predecessor made, which the check below would drop. Skipping the repeat saves
         # working the row out again, once per keystroke.
         repeat: tuple | None = None
+        last: Sequence[DomainEvent] | None = None  # (the feed hands a repeat the same tuple)
         for event in events:
             if not event.events:
                 continue
+            if (
+                event.events is last
+                and repeat is not None
+                and repeat[:2] == (event.doc_name, event.actor.user_id)
+            ):
+                continue
+            last = event.events
             this = (event.doc_name, event.actor.user_id, _shape(event.events))
             if this == repeat:
                 continue

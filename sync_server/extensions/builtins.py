@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from doc_model import add_member, doc_name, parse_doc_name, remove_member
 from sync_server.core.gate import Denial
 from sync_server.extensions.activity import ActivityRecorder
-from sync_server.extensions.notifications import NotificationCenter
+from sync_server.extensions.notifications import NOTIFYING_KINDS, NotificationCenter
 from sync_server.extensions.protocol import (
     AuthRequest,
     EditRefused,
@@ -115,6 +115,7 @@ class NotificationsExtension(Extension):
     """Notifications (assigned, mentioned) stored and pushed to subscribed browsers."""
 
     name = "notifications"
+    event_kinds = NOTIFYING_KINDS  # assignments and mentions only
 
     def __init__(self) -> None:
         self.db: SQLiteWorker | None = None

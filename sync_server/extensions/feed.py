@@ -42,12 +42,12 @@ each append) and, for other processes' writes, by polling every
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
 import sqlite3
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,8 @@ RETRY_MAX_SECONDS = 30.0
 GATHER_SECONDS = 0.05  # after a short batch, wait this long so a burst is read as one
 CURSOR_STORE_SECONDS = 1.0
 CLOSE_STORE_SECONDS = 5.0  # at close, storing each cursor waits for the write lock this long  # a busy consumer stores its cursor at most this often
-PARSED_ROWS_KEPT = 4_096  # rows parsed once and handed to every consumer that reads them
+PARSED_ROWS_KEPT = 4_096  # rows read and parsed once, for every consumer that reads them
+PARSED_SHAPES_KEPT = 256  # distinct (changes, events) texts parsed once (a typing burst: one)
 PRUNE_ROWS_PER_TRANSACTION = 5_000  # short write transactions: other writers wait less
 
 
@@ -85,23 +86,13 @@ def parse_events(text: str) -> tuple[DomainEvent, ...]:
     return tuple(DomainEvent.from_json(e) for e in json.loads(text))
 
 
-@dataclass(frozen=True)
-class FeedRow:
-    id: int
-    doc_name: str
-    seq: int
-    actor: str
-    changes: str
-    events: str
-    created: float
-
-
 @dataclass
 class _Consumer:
     name: str
     handler: Handler
     durable: bool
     batch: int
+    kinds: frozenset[str] | None = None  # only rows with an event of these kinds (None: all)
     position: int = -1  # -1: not started
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
@@ -134,9 +125,17 @@ class ChangeFeed:
         self.retry_max_seconds = retry_max_seconds
         self.gather_seconds = gather_seconds
         self._consumers: dict[str, _Consumer] = {}
-        # rows parsed by the reader thread, by id, newest last: consumers reading the same
-        # rows (they usually do, moments apart) share one parse
-        self._parsed: OrderedDict[int, DocumentChanged] = OrderedDict()
+        # The newest rows read, parsed (None: a row that tells nothing), on the reader's
+        # thread only: every row with an id in (_window_after, _window_ids[-1]] is in it, so
+        # consumers reading the same rows (they usually do, moments apart) share one read
+        # and one parse, and only the rows beyond it are read from the file.
+        self._window_after = 0
+        self._window_ids: list[int] = []
+        self._window: list[DocumentChanged | None] = []
+        # what rows' texts parse to: a typing burst's rows all have the same texts
+        self._shapes: dict[tuple[str, str], tuple[tuple[Change, ...], tuple[DomainEvent, ...]]]
+        self._shapes = {}
+        self._actors: dict[str, Actor] = {}
         self._reader: SQLiteWorker | None = None
         self._writer: SQLiteWorker | None = None
         self._pruner: asyncio.Task | None = None
@@ -146,17 +145,27 @@ class ChangeFeed:
     # -- public ------------------------------------------------------------------
 
     def subscribe(
-        self, name: str, handler: Handler, *, durable: bool = True, batch: int = 500
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        durable: bool = True,
+        batch: int = 500,
+        kinds: Collection[str] | None = None,
     ) -> None:
         """Deliver every row after this consumer's cursor to ``handler``, in order, in
-        batches of at most ``batch``; durable consumers keep their cursor across restarts."""
+        batches of at most ``batch``; durable consumers keep their cursor across restarts.
+        ``kinds``: only rows with a domain event of one of these kinds are delivered (the
+        others are passed over, as rows that tell nothing are); None: every row."""
         if not name:
             raise ValueError("a feed consumer needs a name")
         if name in self._consumers:
             raise ValueError(f"a feed consumer named {name!r} is already subscribed")
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
-        consumer = _Consumer(name, handler, durable, batch)
+        consumer = _Consumer(
+            name, handler, durable, batch, None if kinds is None else frozenset(kinds)
+        )
         self._consumers[name] = consumer
         if self._started:
             consumer.task = asyncio.get_running_loop().create_task(
@@ -252,7 +261,7 @@ class ChangeFeed:
             consumer.wake.clear()  # before reading: a wake during the read is not lost
             try:
                 last, changed = await self._reader.run(
-                    self._read_changed, consumer.position, consumer.batch
+                    self._read_changed, consumer.position, consumer.batch, consumer.kinds
                 )
             except sqlite3.Error:
                 log.exception("reading the change feed for %s failed", consumer.name)
@@ -309,37 +318,40 @@ class ChangeFeed:
                 )
                 await asyncio.sleep(delay)
 
-    def _changed(self, rows: list[FeedRow]) -> list[DocumentChanged]:
-        """The rows as DocumentChanged, parsed once for all consumers (worker thread)."""
-        out: list[DocumentChanged] = []
-        for row in rows:
-            known = self._parsed.get(row.id)
-            if known is not None:
-                out.append(known)
-                continue
+    def _parse(self, row: tuple) -> DocumentChanged | None:
+        """One row (id, doc_name, seq, actor, changes, events) as a DocumentChanged; None
+        for a row with neither changes nor events (a revert's net effect, a migration)."""
+        feed_id, doc_name, seq, actor_text, changes_text, events_text = row
+        if changes_text == "[]" and events_text == "[]":
+            return None
+        shape = self._shapes.get((changes_text, events_text))
+        if shape is None:
             try:
-                changes = parse_changes(row.changes)
-                events = parse_events(row.events)
+                shape = (parse_changes(changes_text), parse_events(events_text))
             except (ValueError, TypeError, KeyError) as e:
                 # a damaged row is delivered without them rather than stopping the consumer
-                log.error("change feed row %d is not readable: %s", row.id, e)
-                changes, events = (), ()
-            out.append(
-                DocumentChanged(
-                    row.doc_name,
-                    parse_actor(row.actor),
-                    b"",
-                    changes,
-                    None,  # a feed row is read back later: no live document
-                    events=events,
-                    feed_id=row.id,
-                    seq=row.seq,
-                )
-            )
-            self._parsed[row.id] = out[-1]
-            if len(self._parsed) > PARSED_ROWS_KEPT:
-                self._parsed.popitem(last=False)
-        return out
+                log.error("change feed row %d is not readable: %s", feed_id, e)
+                shape = ((), ())
+            else:
+                if len(self._shapes) >= PARSED_SHAPES_KEPT:
+                    self._shapes.clear()
+                self._shapes[(changes_text, events_text)] = shape
+        actor = self._actors.get(actor_text)
+        if actor is None:
+            if len(self._actors) >= PARSED_SHAPES_KEPT:
+                self._actors.clear()
+            actor = self._actors[actor_text] = parse_actor(actor_text)
+        changes, events = shape
+        return DocumentChanged(
+            doc_name,
+            actor,
+            b"",
+            changes,
+            None,  # a feed row is read back later: no live document
+            events=events,
+            feed_id=feed_id,
+            seq=seq,
+        )
 
     async def _start_position(self, consumer: _Consumer) -> int:
         assert self._writer is not None
@@ -379,24 +391,58 @@ class ChangeFeed:
 
     # -- worker-thread implementations ------------------------------------------
 
-    def _read_changed(self, after: int, limit: int) -> tuple[int | None, list[DocumentChanged]]:
+    def _read_changed(
+        self, after: int, limit: int, kinds: frozenset[str] | None = None
+    ) -> tuple[int | None, list[DocumentChanged]]:
         """The id of the last row after ``after`` (None: none yet), and those rows that tell
-        something as DocumentChanged. A row with neither changes nor events is a revert's
-        net effect (or a migration): stored, passed by the cursor, told to nobody."""
-        rows = self._read(after, limit)
-        if not rows:
+        something (to a consumer of ``kinds``) as DocumentChanged. A row with neither
+        changes nor events is a revert's net effect (or a migration): stored, passed by
+        the cursor, told to nobody."""
+        ids, rows = self._rows_after(after, limit)
+        if not ids:
             return None, []
-        wanted = [r for r in rows if r.changes != "[]" or r.events != "[]"]
-        return rows[-1].id, self._changed(wanted)
+        if kinds is None:
+            return ids[-1], [r for r in rows if r is not None]
+        return ids[-1], [
+            r for r in rows if r is not None and any(e.kind in kinds for e in r.events)
+        ]
 
-    def _read(self, after: int, limit: int) -> list[FeedRow]:
+    def _rows_after(self, after: int, limit: int) -> tuple[list[int], list[DocumentChanged | None]]:
+        """Up to ``limit`` rows after ``after``, in id order, parsed: from the window of
+        rows read last where it has them, the rest read from the file (and added to the
+        window when they continue it)."""
+        ids, window = self._window_ids, self._window
+        out_ids: list[int] = []
+        out: list[DocumentChanged | None] = []
+        if ids and self._window_after <= after < ids[-1]:
+            i = bisect.bisect_right(ids, after)
+            out_ids, out = ids[i : i + limit], window[i : i + limit]
+            if len(out_ids) == limit:
+                return out_ids, out
+            after = ids[-1]  # the rest (rows committed since the window was read)
+        read = self._read(after, limit - len(out_ids))
+        fresh_ids = [row[0] for row in read]
+        fresh = [self._parse(row) for row in read]
+        if ids and after == ids[-1]:  # the window continues
+            ids.extend(fresh_ids)
+            window.extend(fresh)
+        elif fresh_ids and (not ids or after > ids[-1]):  # ahead of the window: a new one
+            self._window_after, self._window_ids, self._window = after, fresh_ids, fresh
+        # (behind the window: a consumer catching up reads on its own; the window stays)
+        excess = len(self._window_ids) - PARSED_ROWS_KEPT
+        if excess > 0:
+            self._window_after = self._window_ids[excess - 1]
+            del self._window_ids[:excess]
+            del self._window[:excess]
+        return out_ids + fresh_ids, out + fresh
+
+    def _read(self, after: int, limit: int) -> list[tuple]:
         assert self._reader is not None
-        rows = self._reader.conn.execute(
-            "SELECT id, doc_name, seq, actor, changes, events, created FROM change_feed"
+        return self._reader.conn.execute(
+            "SELECT id, doc_name, seq, actor, changes, events FROM change_feed"
             " WHERE id > ? ORDER BY id LIMIT ?",
             (after, limit),
         ).fetchall()
-        return [FeedRow(*row) for row in rows]
 
     def _newest(self, conn: sqlite3.Connection | None = None) -> int:
         if conn is None:

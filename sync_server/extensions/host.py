@@ -115,6 +115,7 @@ class ExtensionHost:
                     functools.partial(ext.change_accepted, ctx),
                     durable=bool(getattr(ext, "durable", True)),
                     batch=int(getattr(ext, "batch", CHANGE_BATCH)),
+                    kinds=getattr(ext, "event_kinds", None),
                 )
 
     async def shutdown(self) -> None:

@@ -173,6 +173,11 @@ def _assigned(
     ]
 
 
+NOTIFYING_KINDS = frozenset({"task_created", "task_assignees_changed", "mention"})
+"""The only domain events notices_for reads: the notifications extension is not handed the
+others (a typing burst costs it nothing)."""
+
+
 def notices_for(project: str, actor: str, events: Sequence[DomainEvent]) -> list[Notice | _Mention]:
     """What one transaction's events are worth telling (pure): new assignees of a task
     (among a new task's assignees, or added to a task's), and @mentions."""

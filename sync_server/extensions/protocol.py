@@ -131,10 +131,15 @@ class Extension:
     extension's own cursor in the change feed, surviving restarts (consumers
     dedup by ``DocumentChanged.feed_id``); when false it gets live changes
     only, from the moment the server started.
+
+    ``event_kinds``: if set, ``change_accepted`` gets only the transactions with
+    at least one domain event of these kinds (``DomainEvent.kind``); the others
+    pass its cursor without a call. None (the default): every transaction.
     """
 
     name: ClassVar[str] = "extension"
     durable: ClassVar[bool] = True
+    event_kinds: ClassVar[frozenset[str] | None] = None
 
     async def startup(self, ctx: ServerContext) -> None:
         """Once, before the server accepts requests."""

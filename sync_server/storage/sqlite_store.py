@@ -75,6 +75,30 @@ def feed_columns(record: UpdateRecord) -> tuple[str, str]:
     return changes, events
 
 
+class FeedColumns:
+    """feed_columns with a memory of the shapes it wrote lately: a typing burst is a run
+    of records with equal changes and the very same events (the gate hands the same
+    tuple out again, doc_model.RepeatEvents), written as the same JSON, once."""
+
+    LIMIT = 64
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple, tuple[object, tuple[str, str]]] = {}
+
+    def __call__(self, record: UpdateRecord) -> tuple[str, str]:
+        changes = record.changes
+        if not isinstance(changes, tuple):
+            return feed_columns(record)
+        known = self._memo.get(changes)
+        if known is not None and known[0] is record.events:
+            return known[1]
+        columns = feed_columns(record)
+        if len(self._memo) >= self.LIMIT:
+            self._memo.clear()
+        self._memo[changes] = (record.events, columns)
+        return columns
+
+
 def build_document(stored: StoredDocument, doc_name: DocName, origin: object = None) -> Doc:
     """A live Doc (roots declared with their types) from a snapshot and its log."""
     doc: Doc = Doc()
@@ -123,6 +147,7 @@ class SQLiteStore:
         self._compactions: dict[str, asyncio.Task[bool]] = {}  # doc name -> running compaction
         self._due: dict[str, asyncio.TimerHandle] = {}  # doc name -> its debounced compaction
         self._tail_counts: dict[str, int] = {}
+        self._feed_columns = FeedColumns()  # used on the log worker's thread only
         # access_generation as the newest append saw it (in its own transaction): a room
         # compares it before broadcasting, so access taken away before an update was stored
         # ends before that update is sent (see access_watch)
@@ -300,7 +325,7 @@ class SQLiteStore:
                     [
                         v
                         for n, r in enumerate(chunk)
-                        for v in (doc_name, first + n, r.actor, *feed_columns(r), now)
+                        for v in (doc_name, first + n, r.actor, *self._feed_columns(r), now)
                     ],
                 )
             self.access_generation = c.execute(
