@@ -569,7 +569,9 @@ def touched_entities(
             known = after
             if fields is not None and name not in fields and after is not MISSING:
                 known = read_entity(doc, key, {name}, txn, container)
-            label = label_of(key[0], known) or label_of(key[0], old)
+            label = label_of(key[0], known)
+            if label is None:  # (an empty title is the task's title, not a missing one)
+                label = label_of(key[0], old)
         out[key] = Touched(old, after, fields, label)
     return out
 
