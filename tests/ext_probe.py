@@ -137,10 +137,35 @@ class Probe(Extension):
                 doc=change.doc_name,
                 user=str(change.actor),
                 paths=["/".join(str(p) for p in c.path) for c in change.changes],
+                feed_id=change.feed_id,
+                kinds=[e.kind for e in change.events],
             )
 
     def routes(self, ctx: ServerContext) -> Blueprint:
         bp = Blueprint("probe", __name__, url_prefix="/ext/probe")
+
+        @bp.get("/log")
+        async def log():
+            return jsonify(self.log)
+
+        return bp
+
+
+class Picky(Extension):
+    """Takes new tasks only (``event_kinds``); serves what it got at GET /ext/picky/log."""
+
+    name = "picky"
+    event_kinds = frozenset({"task_created"})
+
+    def __init__(self) -> None:
+        self.log: list[dict] = []
+
+    async def change_accepted(self, ctx: ServerContext, changes: Sequence[DocumentChanged]) -> None:
+        for change in changes:
+            self.log.append({"feed_id": change.feed_id, "kinds": [e.kind for e in change.events]})
+
+    def routes(self, ctx: ServerContext) -> Blueprint:
+        bp = Blueprint("picky", __name__, url_prefix="/ext/picky")
 
         @bp.get("/log")
         async def log():

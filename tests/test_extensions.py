@@ -190,6 +190,50 @@ def test_connection_document_and_rejection_hooks_get_the_right_data(
     assert unloaded["at"] >= gone["at"]
 
 
+def test_an_extension_taking_some_event_kinds_gets_those_transactions_only(
+    tmp_path: Path,
+) -> None:
+    """``event_kinds``: a typing burst in a task's description passes by an extension that
+    takes new tasks only; it gets exactly the transactions that created tasks, which the
+    probe (taking everything) saw with the same feed ids."""
+    specs = ",".join(f"{PROBE}:{n}" for n in ("Probe", "Picky"))
+    srv = start_server(tmp_path, TANDEM_EXTENSIONS=specs)
+    try:
+
+        async def run() -> None:
+            async with RawClient.connect(srv, "p/kinds", "alice") as alice:
+                await alice.sync()
+                for edit in (seed, new_task("first")):
+                    n = await alice.send_update(alice.edit(edit))
+                    assert (await alice.outcome(n))["type"] == "ack"
+                task = next(iter(alice.doc.get("tasks", type=Map).values()))
+                for ch in "typing":
+                    n = await alice.send_update(
+                        alice.edit(lambda d, ch=ch: task["description"].insert(0, ch))
+                    )
+                    assert (await alice.outcome(n))["type"] == "ack"
+                n = await alice.send_update(alice.edit(new_task("second")))
+                assert (await alice.outcome(n))["type"] == "ack"
+
+        anyio.run(run)
+        deadline = time.monotonic() + 10
+        while True:
+            seen = [e for e in probe_log(srv) if e["hook"] == "change_accepted"]
+            picky = httpx.get(f"{srv.http_url}/ext/picky/log", timeout=5).json()
+            if (len(seen) >= 9 and len(picky) >= 2) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert len(seen) == 9, seen  # the seed, two tasks, six keystrokes
+        typed = [e for e in seen if e["kinds"] == ["task_field_changed"]]
+        assert len(typed) == 6
+        created = [e["feed_id"] for e in seen if "task_created" in e["kinds"]]
+        assert len(created) == 2
+        assert [e["feed_id"] for e in picky] == created
+        assert all(e["kinds"] == ["task_created"] for e in picky)
+    finally:
+        srv.stop()
+
+
 def edit_via_extension(server: ServerProcess, actor: str, title: str, kind: str = "user"):
     return httpx.post(
         f"{server.http_url}/ext/editor/edit",

@@ -165,6 +165,7 @@ class Gate:
         # the events of typing into a description, kept by shape (doc_model.RepeatEvents):
         # a burst of keystrokes works its events out once, not once per keystroke
         self._repeats = RepeatEvents()
+        self._repeated = False  # this transaction's events were a repeat's
         # Subscribed on the integrated (Rust) types: the raw events are read lazily, and
         # the gate reads only their paths and keys (see doc_model.changes_from_events).
         self._subscriptions = [
@@ -290,9 +291,11 @@ class Gate:
                 self._index.reset()
                 self._repeats.clear()
             else:
-                self._repeats.forget(self._events)
+                if not (accepted and self._repeated):  # (a repeat changes no title)
+                    self._repeats.forget(self._events)
                 if not accepted:  # (an accepted one's values were put in the index)
                     self._index.mark(self._events)
+            self._repeated = False
             self._events.clear()
             self._maps.clear()
             self._updates.clear()
@@ -318,6 +321,7 @@ class Gate:
         key = tuple(changes)
         repeat = self._repeats.get(key)
         if repeat is not None:  # the same keystroke again (unvalued: no index to update)
+            self._repeated = True
             return repeat
         try:
             indexed = self._index.built
