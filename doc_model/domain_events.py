@@ -594,9 +594,15 @@ class RepeatEvents:
     LIMIT = 256  # distinct shapes kept (a room's typists, each in one or two fields)
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[Change, ...], tuple[DomainEvent, ...]] = {}
+        # changes -> (the changes tuple first put, its events)
+        self._kept: dict[
+            tuple[Change, ...], tuple[tuple[Change, ...], tuple[DomainEvent, ...]]
+        ] = {}
 
-    def get(self, changes: tuple[Change, ...]) -> tuple[DomainEvent, ...] | None:
+    def get(
+        self, changes: tuple[Change, ...]
+    ) -> tuple[tuple[Change, ...], tuple[DomainEvent, ...]] | None:
+        """The changes tuple that was put (equal to ``changes``) and its events, or None."""
         if not self._kept:
             return None
         return self._kept.get(changes)
@@ -611,7 +617,7 @@ class RepeatEvents:
             return
         if len(self._kept) >= self.LIMIT:
             self._kept.clear()
-        self._kept[changes] = events
+        self._kept[changes] = (changes, events)
 
     def forget(self, changes: Iterable[Change]) -> None:
         """A committed transaction made ``changes``: drop what they may have made stale."""

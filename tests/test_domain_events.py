@@ -605,7 +605,10 @@ def _burst_step(s: Session, step: str, tid: str, text: str, where: int) -> bool:
         kept = dict(s.gate._repeats._kept)
         result = s.apply(update)
         assert result.accepted and [e.field for e in result.events] == ["description"]
-        return any(events is result.events for events in kept.values())
+        reused = [pair for pair in kept.values() if pair[1] is result.events]
+        if reused:  # the very tuples kept, equal to what this transaction changed
+            assert reused[0][0] is result.changes
+        return bool(reused)
     if step in ("title", "external"):
         update = client_edit(s.client(0), lambda d: task["title"].insert(0, text))
         assert update is not None

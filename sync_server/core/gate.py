@@ -319,10 +319,6 @@ class Gate:
         values into the index (else the caller marks the touched entities stale). Never
         raises: a failure is logged, and the transaction has no events."""
         key = tuple(changes)
-        repeat = self._repeats.get(key)
-        if repeat is not None:  # the same keystroke again (unvalued: no index to update)
-            self._repeated = True
-            return repeat
         try:
             indexed = self._index.built
 
@@ -378,7 +374,13 @@ class Gate:
                 denial = self._verdict(actor, changes, violations)
             events: tuple[DomainEvent, ...] = ()
             if denial is None:
-                events = self._domain_events(changes, index_current=True, txn=txn)
+                repeat = self._repeats.get(changes)
+                if repeat is not None:  # the same keystroke again (unvalued: no index to put)
+                    # the very tuples of the first: the feed's writer knows them by identity
+                    changes, events = repeat
+                    self._repeated = True
+                else:
+                    events = self._domain_events(changes, index_current=True, txn=txn)
         return denial, changes, violations, events
 
     def _verdict(
