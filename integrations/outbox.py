@@ -53,8 +53,15 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from integrations.db import DatabaseWorker, transaction
-from integrations.secrets import SecretNotFound, SecretStore, SecretUnreadable, is_ref
-from integrations.senders import Message, Senders, SendResult, scrub
+from integrations.outbound import OutboundPolicy
+from integrations.secrets import (
+    SecretNotFound,
+    SecretStore,
+    SecretUnreadable,
+    is_ref,
+    load_keys,
+)
+from integrations.senders import Message, Senders, SendResult, SmtpConfig, scrub
 
 log = logging.getLogger("tandem.outbox")
 
@@ -170,6 +177,27 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
+
+    @classmethod
+    def from_settings(
+        cls, worker: DatabaseWorker, settings: object, policy: OutboundPolicy | None = None
+    ) -> Outbox:
+        """The server's outbox, configured from ``sync_server`` settings: secrets' key from
+        ``TANDEM_SECRET_KEY`` or the key file next to ``settings.db`` (made on first start),
+        ``TANDEM_SMTP_*``, ``TANDEM_OUTBOX_*``, and the outbound policy (the server
+        context's ``outbound``). Raises ValueError for a malformed setting."""
+        db = str(getattr(settings, "db"))  # noqa: B009 (settings is duck-typed)
+        keys = load_keys(db, str(getattr(settings, "secret_key", "") or ""))
+        if policy is None:
+            policy = OutboundPolicy(
+                allow_private=bool(getattr(settings, "outbound_allow_private", False))
+            )
+        return cls(
+            worker,
+            SecretStore(worker, keys),
+            Senders(policy, SmtpConfig.from_settings(settings)),
+            OutboxConfig.from_settings(settings),
+        )
 
     # -- enqueue -----------------------------------------------------------------------------
 
