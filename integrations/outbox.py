@@ -70,6 +70,7 @@ Status = Literal["pending", "sending", "delivered", "dead"]
 CHANNELS: tuple[str, ...] = ("webhook", "slack", "teams", "email")
 URL_CHANNELS: tuple[str, ...] = ("webhook", "slack", "teams")
 MAX_KEY_CHARS = 500
+STORE_ATTEMPTS = 30  # tries to record an outcome while the file stays locked (1 s apart)
 
 
 @dataclass(frozen=True)
@@ -353,7 +354,17 @@ class Outbox:
         happened; returns how many were attempted."""
         claimed = await self.worker.run(self._claim, self.clock(), self.config.batch)
         if claimed:
-            await asyncio.gather(*(self._deliver(row) for row in claimed))
+            results = await asyncio.gather(
+                *(self._deliver(row) for row in claimed), return_exceptions=True
+            )
+            for row, outcome in zip(claimed, results, strict=True):
+                if isinstance(outcome, BaseException):
+                    # the row stays leased: retried when the lease runs out or at start
+                    log.error(
+                        "outbox: the outcome of message %d could not be recorded: %r",
+                        row.id,
+                        outcome,
+                    )
         return len(claimed)
 
     def _recover(self, now: float) -> int:
@@ -410,7 +421,7 @@ class Outbox:
         error = scrub(result.error, [url]) if result.error else None
         now = self.clock()
         if result.outcome == "delivered":
-            await self.worker.run(self._record, row.id, "delivered", None, None, result.status, now)
+            await self._store(row.id, "delivered", None, None, result.status, now)
             log.info(
                 "delivered %s message %d (attempt %d)",
                 row.channel,
@@ -423,9 +434,7 @@ class Outbox:
             wait = backoff_delay(row.attempts, self.config, self.rng())
             if result.retry_after is not None:
                 wait = max(wait, min(result.retry_after, self.config.max_retry_after))
-            await self.worker.run(
-                self._record, row.id, "pending", now + wait, error, result.status, None
-            )
+            await self._store(row.id, "pending", now + wait, error, result.status, None)
             log.warning(
                 "%s message %d failed (attempt %d), retrying in %.0f s: %s",
                 row.channel,
@@ -438,7 +447,7 @@ class Outbox:
             return
         if result.outcome == "retry":
             error = f"gave up after {row.attempts} attempts: {error}"
-        await self.worker.run(self._record, row.id, "dead", None, error, result.status, None)
+        await self._store(row.id, "dead", None, error, result.status, None)
         log.warning(
             "%s message %d is dead (attempt %d): %s",
             row.channel,
@@ -465,6 +474,28 @@ class Outbox:
         )
         return message, url
 
+    async def _store(
+        self,
+        row_id: int,
+        status: str,
+        next_attempt_at: float | None,
+        error: str | None,
+        http_status: int | None,
+        delivered_at: float | None,
+    ) -> None:
+        """Record an outcome, waiting out a write lock held by another process (the
+        message was sent: losing its outcome would send it again)."""
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                await self.worker.run(
+                    self._record, row_id, status, next_attempt_at, error, http_status, delivered_at
+                )
+                return
+            except sqlite3.OperationalError as e:
+                if attempt == STORE_ATTEMPTS - 1 or not _is_locked(e):
+                    raise
+                await asyncio.sleep(1.0)
+
     def _record(
         self,
         row_id: int,
@@ -479,6 +510,13 @@ class Outbox:
             " last_error = ?, last_status = ?, delivered_at = ? WHERE id = ?",
             (status, next_attempt_at, error, http_status, delivered_at, row_id),
         )
+
+
+def _is_locked(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(error) or "busy" in str(error)
 
 
 def _check(key: str, channel: str, target: str, payload: Mapping[str, Any]) -> None:

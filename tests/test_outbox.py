@@ -11,6 +11,7 @@ Internet; the outbound guard's checks are the real ones.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 import hashlib
@@ -20,9 +21,11 @@ import logging
 import os
 import signal
 import sqlite3
+import ssl
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -813,3 +816,121 @@ def test_kill_9_with_deliveries_pending_delivers_each_exactly_once(tmp_path: Pat
         assert len(in_flight) == 5 and set(hook.duplicates) == in_flight
         assert all(after[k] == 2 for k in in_flight)
         assert all(after[k] == 1 for k in set(keys) - set(before))
+
+
+def _self_signed() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1, and a client
+    context that trusts only that certificate."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    directory = Path(tempfile.mkdtemp())
+    (directory / "cert.pem").write_bytes(pem)
+    (directory / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(directory / "cert.pem", directory / "key.pem")
+    client = ssl.create_default_context(cadata=pem.decode())
+    return server, client
+
+
+@pytest.mark.anyio
+async def test_email_with_starttls_and_login(tmp_path: Path) -> None:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    logins: list[tuple[bytes, bool]] = []
+
+    def authenticator(
+        server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        ok = data.login == b"tandem" and data.password == b"s3cret-pw"
+        logins.append((data.login, session.ssl is not None))
+        return AuthResult(success=ok, handled=False)
+
+    server_tls, client_tls = _self_signed()
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        good = SmtpConfig(
+            host="127.0.0.1",
+            port=port,
+            user="tandem",
+            password="s3cret-pw",
+            security="starttls",
+            from_address="tandem@example.com",
+            tls_context=client_tls,
+            timeout=10,
+        )
+        with every_log_line() as logs:
+            async with rig(tmp_path, smtp=good) as r:
+                ok = await r.outbox.enqueue(
+                    "p1",
+                    "m1",
+                    "email",
+                    "",
+                    {"to": ["ann@example.com"], "subject": "Hi", "text": "x"},
+                )
+                await r.outbox.run_once()
+                assert r.row(ok or 0)["status"] == "delivered"
+            (tmp_path / "wrong").mkdir()
+            wrong = dataclasses.replace(good, password="wrong-pw")
+            async with rig(tmp_path / "wrong", smtp=wrong) as r:
+                bad = await r.outbox.enqueue(
+                    "p1",
+                    "m2",
+                    "email",
+                    "",
+                    {"to": ["ann@example.com"], "subject": "Hi", "text": "x"},
+                )
+                await r.outbox.run_once()
+                row = r.row(bad or 0)
+                assert row["status"] == "dead" and row["last_status"] == 535
+        assert all("s3cret-pw" not in line and "wrong-pw" not in line for line in logs.lines)
+        assert "wrong-pw" not in row["last_error"]
+    finally:
+        controller.stop()
+    ((_, rcpt, message),) = mailbox.messages
+    assert rcpt == ["ann@example.com"] and message["Subject"] == "Hi"
+    # both logins came over TLS (STARTTLS first); the password never crossed in clear
+    # (the client tries each offered mechanism with the wrong password)
+    assert len(logins) >= 2 and all(login == (b"tandem", True) for login in logins)
