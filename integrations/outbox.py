@@ -83,7 +83,7 @@ class OutboxConfig:
     jitter: float = 0.5  # a wait is between (1 - jitter) and 1 times the nominal one
     max_retry_after: float = 86400.0  # a Retry-After longer than this is cut to it
     poll_seconds: float = 1.0  # how often the worker looks for due rows (enqueue wakes it)
-    batch: int = 8  # rows claimed (and sent concurrently) at once
+    batch: int = 8  # messages in flight at once
     lease_seconds: float = 300.0  # a row claimed this long ago by a worker that died is due
 
     def __post_init__(self) -> None:
@@ -177,6 +177,7 @@ class Outbox:
         self.rng = rng
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     @classmethod
@@ -319,7 +320,7 @@ class Outbox:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox")
 
     async def stop(self) -> None:
-        """Stop the worker; a send under way is abandoned (its row is retried on start)."""
+        """Stop the worker; sends under way are abandoned (their rows are retried on start)."""
         task, self._task = self._task, None
         self._stopping = True
         if task is None:
@@ -327,6 +328,10 @@ class Outbox:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        inflight = list(self._inflight)
+        for sending in inflight:
+            sending.cancel()
+        await asyncio.gather(*inflight, return_exceptions=True)
 
     def wake(self) -> None:
         """Look for due rows now (enqueue calls it)."""
@@ -334,37 +339,46 @@ class Outbox:
             self._wake.set()
 
     async def _run(self) -> None:
-        assert self._wake is not None
+        """Keep up to ``batch`` messages in flight: claim as many due rows as there are free
+        places, each sent by a task of its own (a slow receiver holds only its place), and
+        sleep until a place frees, something is enqueued, or ``poll_seconds`` pass."""
+        wake = self._wake
+        assert wake is not None
+        loop = asyncio.get_running_loop()
         while not self._stopping:
-            try:
-                sent = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox: the delivery worker failed; trying again")
-                sent = 0
-            if sent:
-                continue
-            self._wake.clear()
+            wake.clear()  # before claiming: a wake-up during the claim is not lost
+            free = self.config.batch - len(self._inflight)
+            if free > 0:
+                try:
+                    claimed = await self.worker.run(self._claim, self.clock(), free)
+                except Exception:
+                    log.exception("outbox: looking for due messages failed; trying again")
+                    claimed = []
+                for row in claimed:
+                    sending = loop.create_task(self._deliver_logged(row), name=f"outbox-{row.id}")
+                    self._inflight.add(sending)
+                    sending.add_done_callback(self._finished)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+                await asyncio.wait_for(wake.wait(), self.config.poll_seconds)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self.wake()
+
+    async def _deliver_logged(self, row: _Claimed) -> None:
+        try:
+            await self._deliver(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            # the row stays leased: retried when the lease runs out or at start
+            log.error("outbox: the outcome of message %d could not be recorded: %r", row.id, e)
 
     async def run_once(self) -> int:
         """Claim the due rows (at most ``batch``), send them concurrently, record what
-        happened; returns how many were attempted."""
+        happened; returns how many were attempted. (Tests; the worker pipelines instead.)"""
         claimed = await self.worker.run(self._claim, self.clock(), self.config.batch)
-        if claimed:
-            results = await asyncio.gather(
-                *(self._deliver(row) for row in claimed), return_exceptions=True
-            )
-            for row, outcome in zip(claimed, results, strict=True):
-                if isinstance(outcome, BaseException):
-                    # the row stays leased: retried when the lease runs out or at start
-                    log.error(
-                        "outbox: the outcome of message %d could not be recorded: %r",
-                        row.id,
-                        outcome,
-                    )
+        await asyncio.gather(*(self._deliver_logged(row) for row in claimed))
         return len(claimed)
 
     def _recover(self, now: float) -> int:

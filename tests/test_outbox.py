@@ -286,6 +286,30 @@ async def test_each_enqueued_webhook_arrives_once_signed(tmp_path: Path) -> None
 
 
 @pytest.mark.anyio
+async def test_a_hanging_receiver_holds_up_only_its_own_messages(tmp_path: Path) -> None:
+    with receiver() as slow, receiver() as fast:
+        slow.hold_after = 0  # every request waits until released
+        async with rig(tmp_path, real_clock=True, config=OutboxConfig(batch=4)) as r:
+            slow_ref = await r.secrets.put("p1", "webhook", slow.url())
+            fast_ref = await r.secrets.put("p1", "webhook", fast.url())
+            await r.outbox.start()
+            for i in range(2):
+                await r.outbox.enqueue("p1", f"slow{i}", "webhook", slow_ref, {})
+            await eventually(lambda: len(slow.requests) == 2)
+            for i in range(10):
+                await r.outbox.enqueue("p1", f"fast{i}", "webhook", fast_ref, {})
+            await eventually(lambda: len(fast.processed) == 10, timeout=10)
+            assert len(slow.requests) == 2  # still hanging, in their two places
+            slow.release.set()
+
+            async def all_delivered() -> bool:
+                return {d.status for d in await r.outbox.deliveries("p1")} == {"delivered"}
+
+            await eventually(all_delivered)
+        assert sum(fast.keys().values()) == 10 and sum(slow.keys().values()) == 2
+
+
+@pytest.mark.anyio
 async def test_a_failing_receiver_gets_the_delivery_once_it_recovers(tmp_path: Path) -> None:
     config = OutboxConfig(backoff_base=10, backoff_cap=100)
     with receiver() as hook:
@@ -780,8 +804,9 @@ def test_kill_9_with_deliveries_pending_delivers_each_exactly_once(tmp_path: Pat
         proc = _start_worker(db)
         try:
             deadline = time.monotonic() + 30
-            # three answered and recorded, the next batch in flight (received, unanswered)
-            while not (_statuses(db)["delivered"] == 3 and len(hook.requests) == 8):
+            # three answered and recorded; the worker's 8 places filled with messages in
+            # flight (received, unanswered)
+            while not (_statuses(db)["delivered"] == 3 and len(hook.requests) == 3 + 8):
                 assert time.monotonic() < deadline, (_statuses(db), len(hook.requests))
                 time.sleep(0.02)
             before = hook.keys()
@@ -791,7 +816,7 @@ def test_kill_9_with_deliveries_pending_delivers_each_exactly_once(tmp_path: Pat
             if proc.poll() is None:
                 proc.kill()
         statuses = _statuses(db)
-        assert statuses["delivered"] == 3 and statuses["sending"] == 5 and statuses["pending"] == 4
+        assert statuses["delivered"] == 3 and statuses["sending"] == 8 and statuses["pending"] == 1
         hook.hold_after = None
         hook.release.set()
 
@@ -813,7 +838,7 @@ def test_kill_9_with_deliveries_pending_delivers_each_exactly_once(tmp_path: Pat
         # answered before the kill: never sent again; in flight at the kill: sent once more
         # (same Idempotency-Key, dropped by the receiver); never claimed before: sent once
         assert len(answered) == 3 and all(after[k] == 1 for k in answered)
-        assert len(in_flight) == 5 and set(hook.duplicates) == in_flight
+        assert len(in_flight) == 8 and set(hook.duplicates) == in_flight
         assert all(after[k] == 2 for k in in_flight)
         assert all(after[k] == 1 for k in set(keys) - set(before))
 
