@@ -33,6 +33,10 @@ half of it, and later waits never shorter than earlier ones drawn with the same
 ``u``), or longer when the receiver's ``Retry-After`` says so (up to
 ``max_retry_after``).
 
+``retry(id, project)`` sends a dead message again (attempts start over);
+``prune()`` (the worker, hourly) forgets delivered and dead rows older than
+``retention_seconds`` (30 days).
+
 SQLite work runs on the worker's thread (``DatabaseWorker``), HTTP on
 threads of the senders; the event loop never waits for either. The clock and
 the jitter's random source are injectable. Nothing logged or stored in
@@ -85,6 +89,8 @@ class OutboxConfig:
     poll_seconds: float = 1.0  # how often the worker looks for due rows (enqueue wakes it)
     batch: int = 8  # messages in flight at once
     lease_seconds: float = 300.0  # a row claimed this long ago by a worker that died is due
+    retention_seconds: float = 30 * 86400.0  # delivered and dead rows are kept this long
+    prune_interval_seconds: float = 3600.0  # how often the worker prunes (0: never)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -305,6 +311,37 @@ class Outbox:
             )
         return out
 
+    async def retry(self, delivery_id: int, project: str) -> bool:
+        """Send a dead message of ``project`` again (attempts start over); False if there is
+        no such dead message."""
+        done = await self.worker.run(self._revive, delivery_id, project, self.clock())
+        if done:
+            self.wake()
+        return done
+
+    def _revive(self, delivery_id: int, project: str, now: float) -> bool:
+        return (
+            self.worker.conn.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?"
+                " WHERE id = ? AND project = ? AND status = 'dead'",
+                (now, delivery_id, project),
+            ).rowcount
+            > 0
+        )
+
+    async def prune(self, older_than: float | None = None) -> int:
+        """Forget delivered and dead messages created more than ``older_than`` seconds ago
+        (default ``retention_seconds``); returns how many. Their keys can be queued again
+        after that, so keep it longer than anything may repeat (the runner's runs are
+        unique per rule and event besides)."""
+        age = self.config.retention_seconds if older_than is None else older_than
+        return await self.worker.run(self._prune, self.clock() - age)
+
+    def _prune(self, before: float) -> int:
+        return self.worker.conn.execute(
+            "DELETE FROM outbox WHERE status IN ('delivered', 'dead') AND created < ?", (before,)
+        ).rowcount
+
     # -- the worker ----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -345,7 +382,15 @@ class Outbox:
         wake = self._wake
         assert wake is not None
         loop = asyncio.get_running_loop()
+        pruned_at = time.monotonic()
         while not self._stopping:
+            interval = self.config.prune_interval_seconds
+            if interval and time.monotonic() - pruned_at >= interval:
+                pruned_at = time.monotonic()
+                try:
+                    await self.prune()
+                except Exception:
+                    log.exception("outbox: pruning old messages failed")
             wake.clear()  # before claiming: a wake-up during the claim is not lost
             free = self.config.batch - len(self._inflight)
             if free > 0:

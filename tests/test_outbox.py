@@ -369,6 +369,61 @@ async def test_410_is_dead_at_once_and_other_4xx_too(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_dead_message_can_be_sent_again_and_old_ones_are_pruned(tmp_path: Path) -> None:
+    with receiver() as hook:
+        hook.responses = [(410, {})]
+        async with rig(tmp_path) as r:
+            ref = await r.secrets.put("p1", "webhook", hook.url())
+            row_id = await r.outbox.enqueue("p1", "k", "webhook", ref, {})
+            assert row_id is not None
+            await r.outbox.run_once()
+            assert r.row(row_id)["status"] == "dead"
+            assert not await r.outbox.retry(row_id, "p2")  # another project's: no
+            assert await r.outbox.retry(row_id, "p1")
+            assert not await r.outbox.retry(row_id, "p1")  # not dead any more
+            await r.outbox.run_once()
+            assert r.row(row_id)["status"] == "delivered" and r.row(row_id)["attempts"] == 1
+            pending = await r.outbox.enqueue("p1", "later", "webhook", ref, {})
+            r.clock.advance(31 * 86400)
+            assert await r.outbox.prune() == 1  # the delivered one; never a pending one
+            assert [d.id for d in await r.outbox.deliveries("p1")] == [pending]
+            assert await r.outbox.enqueue("p1", "k", "webhook", ref, {}) is not None
+        assert len(hook.requests) == 2
+
+
+@pytest.mark.anyio
+async def test_the_event_loop_never_waits_for_a_locked_database(tmp_path: Path) -> None:
+    """Another process holds the write lock for 1.5 s: enqueue and the worker wait for it
+    on their thread; the loop goes on ticking."""
+    with receiver() as hook:
+        async with rig(tmp_path, real_clock=True) as r:
+            ref = await r.secrets.put("p1", "webhook", hook.url())
+            await r.outbox.start()
+            other = sqlite3.connect(r.db, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            lags: list[float] = []
+
+            async def tick() -> None:
+                for _ in range(100):
+                    before = time.perf_counter()
+                    await asyncio.sleep(0.02)
+                    lags.append(time.perf_counter() - before - 0.02)
+
+            ticker = asyncio.create_task(tick())
+            release = asyncio.get_running_loop().call_later(1.5, other.execute, "COMMIT")
+            started = time.perf_counter()
+            row_id = await r.outbox.enqueue("p1", "k", "webhook", ref, {"n": 1})
+            waited = time.perf_counter() - started
+            await ticker
+            release.cancel()
+            other.close()
+            await eventually(lambda: r.row(row_id or 0)["status"] == "delivered")
+        assert waited >= 1.4  # enqueue did wait for the lock...
+        assert max(lags) < 0.5, max(lags)  # ...but not on the event loop
+        assert len(hook.requests) == 1
+
+
+@pytest.mark.anyio
 async def test_retry_after_is_honoured_and_the_last_attempt_gives_up(tmp_path: Path) -> None:
     config = OutboxConfig(max_attempts=3, backoff_base=1, backoff_cap=5)
     with receiver() as hook:
