@@ -1014,3 +1014,42 @@ async def test_email_with_starttls_and_login(tmp_path: Path) -> None:
     # both logins came over TLS (STARTTLS first); the password never crossed in clear
     # (the client tries each offered mechanism with the wrong password)
     assert len(logins) >= 2 and all(login == (b"tandem", True) for login in logins)
+
+
+@given(
+    host=st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z]{2,6}){1,2}", fullmatch=True),
+    segments=st.lists(
+        st.text(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-",
+            min_size=5,
+            max_size=30,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    query=st.text("abcdefghijklmnopqrstuvwxyz0123456789=&", max_size=20),
+)
+def test_a_masked_url_shows_its_host_and_at_most_four_characters_of_the_rest(
+    host: str, segments: list[str], query: str
+) -> None:
+    url = f"https://{host}/" + "/".join(segments) + (f"?{query}" if query else "")
+    shown = mask(url)
+    assert shown.startswith(f"https://{host}/…")
+    rest = shown[len(f"https://{host}/…") :]
+    assert rest in ("", "/" + url[-4:]) and len(rest) <= 5
+    for segment in segments:
+        assert len(segment) <= 4 or segment not in rest
+    assert scrub_all(url) == "…"
+
+
+def scrub_all(url: str) -> str:
+    from integrations.senders import scrub
+
+    return scrub(url, [url])
+
+
+def test_idempotency_headers_are_plain_ascii() -> None:
+    assert idempotency_header("rule:r1:e1:0") == "rule:r1:e1:0"
+    odd = idempotency_header("rule:r1:événement\r\n:0")
+    assert odd.startswith("sha256-") and odd.isascii() and len(odd) == 7 + 64
+    assert odd == idempotency_header("rule:r1:événement\r\n:0")
