@@ -1053,3 +1053,65 @@ def test_idempotency_headers_are_plain_ascii() -> None:
     odd = idempotency_header("rule:r1:événement\r\n:0")
     assert odd.startswith("sha256-") and odd.isascii() and len(odd) == 7 + 64
     assert odd == idempotency_header("rule:r1:événement\r\n:0")
+
+
+@pytest.mark.anyio
+async def test_the_server_settings_configure_the_outbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from sync_server.shell.settings import Settings
+
+    key = Fernet.generate_key().decode()
+    for name, value in {
+        "TANDEM_SMTP_HOST": "mail.example.com",
+        "TANDEM_SMTP_PORT": "465",
+        "TANDEM_SMTP_SECURITY": "tls",
+        "TANDEM_SMTP_FROM": "tandem@example.com",
+        "TANDEM_SMTP_PASSWORD": "pw",
+        "TANDEM_OUTBOX_MAX_ATTEMPTS": "3",
+        "TANDEM_OUTBOX_BACKOFF_BASE_SECONDS": "2",
+        "TANDEM_SECRET_KEY": key,
+        "TANDEM_OUTBOUND_ALLOW_PRIVATE": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    db = tmp_path / "tandem.db"
+    settings = Settings.from_env(db=str(db))
+    open_database(db).conn.close()
+    worker = SQLiteWorker(connect(db))
+    try:
+        outbox = Outbox.from_settings(worker, settings)
+        assert outbox.config.max_attempts == 3 and outbox.config.backoff_base == 2
+        smtp = outbox.senders.smtp
+        assert (smtp.host, smtp.port, smtp.security, smtp.password) == (
+            "mail.example.com",
+            465,
+            "tls",
+            "pw",
+        )
+        assert "pw" not in repr(smtp) and outbox.senders.policy.allow_private
+        ref = await outbox.secrets.put("p1", "webhook", "https://example.com/hook/secret")
+        # encrypted with the configured key, no key file made
+        assert (
+            Fernet(key.encode()).decrypt(
+                worker.conn.execute("SELECT value FROM secrets").fetchone()[0]
+            )
+            == b"https://example.com/hook/secret"
+        )
+        assert not key_file_for(db).exists()
+        # enqueue_sync: recorded in the caller's transaction, or not at all
+        conn = worker.conn
+        conn.execute("BEGIN IMMEDIATE")
+        outbox.enqueue_sync(conn, "p1", "with-run", "webhook", ref, {})
+        conn.execute("ROLLBACK")
+        assert await outbox.deliveries("p1") == []
+        conn.execute("BEGIN IMMEDIATE")
+        assert outbox.enqueue_sync(conn, "p1", "with-run", "webhook", ref, {}) is not None
+        assert outbox.enqueue_sync(conn, "p1", "with-run", "webhook", ref, {}) is None
+        conn.execute("COMMIT")
+        assert [d.key for d in await outbox.deliveries("p1")] == ["with-run"]
+        with pytest.raises(ValueError, match="TANDEM_SMTP_SECURITY"):
+            Outbox.from_settings(worker, Settings(db=str(db), smtp_security="ssl"))
+    finally:
+        await worker.close()
