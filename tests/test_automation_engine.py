@@ -15,9 +15,10 @@ from hypothesis import event as tally
 from hypothesis import strategies as st
 from pycrdt import Map
 
-from doc_model import create_project_meta
+from doc_model import Change, DocKind, create_project_meta
 from doc_model.allocation import overallocated, peak_load
 from doc_model.events import DomainEvent
+from rules import BUILTIN_ROLES, Permission, decide
 from rules.automation import (
     EditIntent,
     Evaluation,
@@ -1315,6 +1316,25 @@ async def test_a_real_client_writing_an_invalid_rule_is_refused_with_the_path(se
         )
         refused = await owner.outcome(n)
         assert (refused["type"], refused["path"]) == ("rejected", "rules/r3/name")
+        # the rule acts as its created_by: written as oneself, fine
+        n = await owner.send_update(
+            owner.edit(_put_rule("r5", {**VALID_DOC_RULE, "created_by": "olive"}))
+        )
+        assert (await owner.outcome(n))["type"] == "ack"
+    # a manager (edit_project) writes rules, but not ones acting as someone else
+    async with RawClient.connect(server, f"p/{project}", "max", role="manager") as manager:
+        await manager.sync()
+        n = await manager.send_update(
+            manager.edit(_put_rule("r6", {**VALID_DOC_RULE, "created_by": "olive"}))
+        )
+        refused = await manager.outcome(n)
+        assert (refused["type"], refused["path"]) == ("rejected", "rules/r6/created_by"), refused
+        n = await manager.send_update(
+            manager.edit(lambda d: d.get("rules", type=Map)["r5"].__setitem__("created_by", "max"))
+        )
+        assert (await manager.outcome(n))["type"] == "ack"  # taking it over: it acts as max now
+        n = await manager.send_update(manager.edit(_put_rule("r6", VALID_DOC_RULE)))
+        assert (await manager.outcome(n))["type"] == "ack"
     # a member (no edit_project) may not write even a valid rule
     async with RawClient.connect(server, f"p/{project}", "mel", role="member") as member:
         await member.sync()
@@ -1323,5 +1343,22 @@ async def test_a_real_client_writing_an_invalid_rule_is_refused_with_the_path(se
         assert refused["type"] == "rejected" and refused["permission"] == "edit_project", refused
         await member.drain(0.3)
         rules = member.doc.get("rules", type=Map).to_py()
-    assert set(rules) == {"r3"} and rules["r3"]["enabled"] is False
+    assert set(rules) == {"r3", "r5", "r6"} and rules["r3"]["enabled"] is False
+    assert rules["r5"]["created_by"] == "max" and "created_by" not in rules["r6"]
     await anyio.sleep(0)
+
+
+def test_a_rule_acts_as_someone_else_only_if_they_wrote_it() -> None:
+    manager = BUILTIN_ROLES["manager"].permissions
+    create = [Change(("rules", "r1"), "add")]
+    forged = decide(manager, "max", DocKind.MAIN, create, rule_owner=lambda _r: "olive")
+    assert (forged.allowed, forged.path, forged.permission) == (False, "rules/r1/created_by", None)
+    assert decide(manager, "max", DocKind.MAIN, create, rule_owner=lambda _r: "max").allowed
+    assert decide(manager, "max", DocKind.MAIN, create).allowed  # not set: the server sets it
+    toggle = [Change(("rules", "r1", "enabled"), "update")]
+    assert decide(manager, "max", DocKind.MAIN, toggle, rule_owner=lambda _r: "olive").allowed
+    takeover = [Change(("rules", "r1", "created_by"), "update")]
+    assert not decide(manager, "max", DocKind.MAIN, takeover, rule_owner=lambda _r: "olive").allowed
+    member = BUILTIN_ROLES["member"].permissions
+    denied = decide(member, "mel", DocKind.MAIN, create, rule_owner=lambda _r: "mel")
+    assert (denied.allowed, denied.permission) == (False, Permission.EDIT_PROJECT)
