@@ -13,9 +13,16 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import event as tally
 from hypothesis import strategies as st
-from pycrdt import Map
+from pycrdt import Doc, Map
 
-from doc_model import Change, DocKind, create_project_meta
+from doc_model import (
+    Change,
+    DocKind,
+    create_project_meta,
+    declare_roots,
+    new_document,
+    parse_doc_name,
+)
 from doc_model.allocation import overallocated, peak_load
 from doc_model.events import DomainEvent
 from rules import BUILTIN_ROLES, Permission, decide
@@ -57,6 +64,8 @@ from rules.automation.schedule import (
     time_zone,
 )
 from rules.automation.triggers import KINDS, SCHEDULER_KINDS
+from sync_server.core.gate import Gate
+from sync_server.interfaces import Actor
 
 from .raw_client import RawClient
 
@@ -1362,3 +1371,45 @@ def test_a_rule_acts_as_someone_else_only_if_they_wrote_it() -> None:
     member = BUILTIN_ROLES["member"].permissions
     denied = decide(member, "mel", DocKind.MAIN, create, rule_owner=lambda _r: "mel")
     assert (denied.allowed, denied.permission) == (False, Permission.EDIT_PROJECT)
+
+
+def _gate() -> tuple[Doc, Gate]:
+    server = new_document(DocKind.MAIN)
+    create_project_meta(server, "P")
+    return server, Gate(server, parse_doc_name("p/gated"))  # the schema alone (no permissions)
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rule_like())
+def test_the_gate_takes_a_rule_exactly_when_it_validates_and_names_the_path_when_not(data) -> None:
+    server, gate = _gate()
+    client: Doc = Doc()
+    declare_roots(client, DocKind.MAIN)
+    client.apply_update(server.get_update())
+    before = client.get_state()
+    with client.transaction():
+        rules_root = client.get("rules", type=Map)
+        rules_root["r1"] = Map(data) if isinstance(data, dict) else data
+    result = gate.apply(client.get_update(before), Actor("ann"))
+    try:
+        validate_rule(json.loads(json.dumps(data)), "document")
+        valid = True
+    except RuleInvalid:
+        valid = False
+    assert result.accepted is valid, (data, result.denial)
+    if not valid:
+        assert result.denial is not None
+        path = result.denial.path.split("/")
+        assert path[:2] == ["rules", "r1"], result.denial
+        parts: list[str | int] = [int(p) if p.isdigit() else p for p in path[2:]]
+        parent: Any = data
+        for part in parts[:-1]:
+            parent = parent[part]
+        assert (
+            not parts
+            or parts[-1] in (parent if isinstance(parent, dict) else range(len(parent)))
+            or "required" in result.denial.reason
+        ), result.denial
+        assert "r1" not in server.get("rules", type=Map)  # reverted
+    else:
+        assert server.get("rules", type=Map)["r1"]["name"] == data["name"]

@@ -704,6 +704,8 @@ def validate_rule(data: Any, form: Form = "document", *, allow_http: bool = Fals
         raise RuleInvalid("", "expected an object with name, trigger and actions")
     if form == "rest" and "created_by" in data:
         raise RuleInvalid("created_by", "set by the server")
+    if "created_by" in data and data["created_by"] is None:
+        raise RuleInvalid("created_by", "expected a user id, or no created_by at all")
     conditions: Condition | None = None
     if data.get("conditions") is not None:
         conditions = parse_conditions(data["conditions"])
