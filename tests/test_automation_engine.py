@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import event as tally
 from hypothesis import strategies as st
-from pycrdt import Doc, Map
+from pycrdt import Array, Doc, Map
 
 from doc_model import (
     Change,
@@ -24,6 +24,7 @@ from doc_model import (
     parse_doc_name,
 )
 from doc_model.allocation import overallocated, peak_load
+from doc_model.domain_events import normalize
 from doc_model.events import DomainEvent
 from rules import BUILTIN_ROLES, Permission, decide
 from rules.automation import (
@@ -33,6 +34,7 @@ from rules.automation import (
     OutboundIntent,
     RuleInvalid,
     evaluate,
+    prepare_project,
     rule_json,
     to_document_form,
     to_rest_form,
@@ -46,6 +48,7 @@ from rules.automation.model import (
     PROJECT_FIELDS,
     TASK_FIELDS,
     TRIGGER_TYPES,
+    AddLabel,
     Slack,
     check_document_rule,
     mask_url,
@@ -412,6 +415,7 @@ def test_any_json_validates_and_evaluates_or_is_refused_with_a_path_in_it(
     for event in [own, *evs]:
         result = evaluate("r1", rule, event, project, depth=depth)
         assert isinstance(result, Evaluation) and result.rule_id == "r1"
+        assert evaluate("r1", rule, event, prepare_project(project), depth=depth) == result
         assert not result.matched or result.triggered
         if depth >= 3 and result.triggered and rule.enabled:
             assert result.skipped == "depth limit" and not result.intents
@@ -1413,3 +1417,41 @@ def test_the_gate_takes_a_rule_exactly_when_it_validates_and_names_the_path_when
         assert "r1" not in server.get("rules", type=Map)  # reverted
     else:
         assert server.get("rules", type=Map)["r1"]["name"] == data["name"]
+
+
+def test_an_edit_deep_inside_a_nested_y_map_is_checked_against_the_whole_rule() -> None:
+    server, gate = _gate()
+    client: Doc = Doc()
+    declare_roots(client, DocKind.MAIN)
+    client.apply_update(server.get_update())
+
+    def send(fn) -> Any:
+        before = client.get_state()
+        with client.transaction():
+            fn(client.get("rules", type=Map))
+        result = gate.apply(client.get_update(before), Actor("ann"))
+        client.apply_update(server.get_update(client.get_state()))  # the server's verdict
+        return result
+
+    nested = {
+        **VALID_DOC_RULE,
+        "trigger": Map({"type": "task_status_changed", "to": "done"}),
+        "actions": Array([Map({"type": "add_label", "label": "done"})]),
+    }
+    assert send(lambda rules: rules.__setitem__("r7", Map(nested))).accepted
+    result = send(lambda rules: rules["r7"]["trigger"].__setitem__("type", "whenever"))
+    assert not result.accepted and result.denial.path == "rules/r7/trigger/type"
+    result = send(lambda rules: rules["r7"]["actions"][0].__setitem__("label", ""))
+    assert not result.accepted and result.denial.path == "rules/r7/actions/0/label"
+    assert send(lambda rules: rules["r7"]["actions"][0].__setitem__("label", "shipped")).accepted
+    result = send(
+        lambda rules: rules["r7"]["actions"].append(
+            Map({"type": "webhook", "url": "https://x.example/h"})
+        )
+    )
+    assert not result.accepted and result.denial.path == "rules/r7/actions/1/url"
+    stored = server.get("rules", type=Map).to_py()["r7"]
+    assert stored["trigger"]["type"] == "task_status_changed"
+    assert stored["actions"] == [{"type": "add_label", "label": "shipped"}]
+    label = validate_rule(normalize(server.get("rules", type=Map)["r7"])).actions[0]
+    assert isinstance(label, AddLabel) and label.label == "shipped"

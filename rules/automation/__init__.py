@@ -13,6 +13,7 @@ from .intents import (
     OutboundIntent,
 )
 from .model import Rule, RuleInvalid, rule_json, to_document_form, to_rest_form, validate_rule
+from .project import prepare as prepare_project
 from .triggers import KINDS, SCHEDULER_KINDS
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Rule",
     "RuleInvalid",
     "evaluate",
+    "prepare_project",
     "rule_json",
     "to_document_form",
     "to_rest_form",
