@@ -1226,8 +1226,11 @@ def test_cron_semantics() -> None:
     assert next_fire("*/20 * * * *", t, "Asia/Kolkata") == dt.datetime(
         2026, 12, 2, 12, 10, tzinfo=UTC
     )
-    with pytest.raises(ValueError, match="no time"):
+    with pytest.raises(CronError, match="never fires"):
         next_fire("0 0 31 2 *", t, "UTC")
+    with pytest.raises(CronError, match="never fires"):
+        parse_cron("0 0 30,31 feb *")
+    assert parse_cron("0 0 31 2 mon").day_matches(dt.date(2026, 2, 2))  # either: Mondays
     with pytest.raises(ValueError, match="aware"):
         next_fire("* * * * *", dt.datetime(2026, 1, 1), "UTC")
 
