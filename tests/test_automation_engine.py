@@ -70,6 +70,7 @@ from rules.automation.triggers import KINDS, SCHEDULER_KINDS
 from sync_server.core.gate import Gate
 from sync_server.interfaces import Actor
 
+from .conftest import node_available, run_node, stored_doc
 from .raw_client import RawClient
 
 EXAMPLES = int(os.environ.get("TANDEM_AUTOMATION_EXAMPLES", "300"))
@@ -1458,3 +1459,22 @@ def test_an_edit_deep_inside_a_nested_y_map_is_checked_against_the_whole_rule() 
     assert stored["actions"] == [{"type": "add_label", "label": "shipped"}]
     label = validate_rule(normalize(server.get("rules", type=Map)["r7"])).actions[0]
     assert isinstance(label, AddLabel) and label.label == "shipped"
+
+
+@pytest.mark.skipif(not node_available(), reason="tests/node has no node_modules")
+def test_a_stock_yjs_client_cannot_store_an_invalid_rule(server) -> None:
+    project = "auto-yjs"
+    server.grant("olive", project, "owner")
+    bad = {**VALID_DOC_RULE, "trigger": {"type": "schedule", "cron": "61 * * * *"}}
+    out = run_node(
+        "rules_write.mjs",
+        server.ws_url,
+        f"p/{project}",
+        server.token("olive"),
+        json.dumps(bad),
+        json.dumps(VALID_DOC_RULE),
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"rules": ["good"]}
+    stored = stored_doc(server.db, f"p/{project}").get("rules", type=Map).to_py()
+    assert set(stored) == {"good"}
+    assert validate_rule(stored["good"]) == validate_rule(VALID_DOC_RULE)
