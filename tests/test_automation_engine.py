@@ -1127,7 +1127,14 @@ instants = st.datetimes(
     min_value=dt.datetime(2024, 1, 1), max_value=dt.datetime(2030, 12, 31), timezones=st.just(UTC)
 )
 zones = st.sampled_from(
-    ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
+    [
+        "UTC",
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Lord_Howe",
+        "Asia/Kolkata",
+        "America/Santiago",
+    ]
 )
 
 
@@ -1478,3 +1485,50 @@ def test_a_stock_yjs_client_cannot_store_an_invalid_rule(server) -> None:
     stored = stored_doc(server.db, f"p/{project}").get("rules", type=Map).to_py()
     assert set(stored) == {"good"}
     assert validate_rule(stored["good"]) == validate_rule(VALID_DOC_RULE)
+
+
+def _dst_days(zone: str, year: int) -> list[dt.date]:
+    tz = time_zone(zone)
+    day, out = dt.date(year, 1, 1), []
+    while day.year == year:
+        a = dt.datetime(day.year, day.month, day.day, tzinfo=tz).utcoffset()
+        nxt = day + dt.timedelta(days=1)
+        b = dt.datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).utcoffset()
+        if a != b:
+            out.append(day)
+        day = nxt
+    return out
+
+
+@settings(max_examples=EXAMPLES // 3, deadline=None)
+@given(
+    st.integers(0, 59),
+    st.integers(0, 23),
+    st.sampled_from(
+        [
+            "Europe/Berlin",
+            "America/New_York",
+            "Australia/Lord_Howe",
+            "America/Santiago",
+            "America/Havana",
+        ]
+    ),
+    st.integers(2024, 2030),
+    st.booleans(),
+    st.integers(-2, 1),
+)
+def test_a_daily_spec_fires_once_every_day_across_each_dst_change(
+    minute, hour, zone, year, autumn, offset
+) -> None:
+    changes = _dst_days(zone, year)
+    assume(changes)
+    change = changes[-1] if autumn else changes[0]
+    start = dt.datetime(change.year, change.month, change.day, tzinfo=UTC) + dt.timedelta(
+        days=offset
+    )
+    tz = time_zone(zone)
+    fire, days = start, []
+    for _ in range(5):
+        fire = next_fire(f"{minute} {hour} * * *", fire, zone)
+        days.append(fire.astimezone(tz).date())
+    assert days == [days[0] + dt.timedelta(days=i) for i in range(5)], (start, days)
