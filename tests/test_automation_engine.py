@@ -421,9 +421,14 @@ def test_any_json_validates_and_evaluates_or_is_refused_with_a_path_in_it(
         if depth >= 3 and result.triggered and rule.enabled:
             assert result.skipped == "depth limit" and not result.intents
         if not result.matched:
-            assert result.intents == ()
-        elif result.intents:
-            tally("matched, with intents")
+            assert result.intents == () and result.actions_skipped == ()
+        else:  # each action either does something or says why not
+            done = [i.action_index for i in result.intents]
+            assert sorted(done + [i for i, _ in result.actions_skipped]) == list(
+                range(len(rule.actions))
+            )
+            if result.intents:
+                tally("matched, with intents")
         if result.triggered:
             tally("triggered")
         for intent in result.intents:
@@ -1053,9 +1058,23 @@ def test_edits_that_change_nothing_and_edits_without_a_task_are_left_out() -> No
     ]
     result = _eval(_rule({"type": "task_status_changed"}, same), STATUS_DONE)
     assert result.matched and result.intents == ()
+    assert [why for _, why in result.actions_skipped] == [
+        "nothing to change: the status is 'done' already",
+        "nothing to change: custom.size is 8 already",
+        "nothing to change: everyone named is assigned already",
+        "nothing to change: the task has the label 'ui' already",
+    ]
+    nowhere = _eval(
+        _rule({"type": "task_status_changed"}, [{"type": "set_status", "status": "qa"}]),
+        STATUS_DONE,
+    )
+    assert nowhere.actions_skipped == ((0, "'qa' is not a column of this board"),)
     milestone = DomainEvent("milestone_completed", "m1", "done", False, True)
     result = _eval(_rule({"type": "milestone_completed"}, [*same, ALL_ACTIONS[4]]), milestone)
     assert [i.action_index for i in result.intents] == [4]
+    assert {why for _, why in result.actions_skipped} == {
+        "no task: the event is about none (or it was deleted)"
+    }
     assert result.intents[0].payload["task"] is None  # type: ignore[union-attr]
 
 

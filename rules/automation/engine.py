@@ -12,7 +12,9 @@ it is about one) and the project, then one intent per action:
   ``create_subtasks``: an :class:`EditIntent` on the event's task. With no task (a
   schedule, a milestone, the budget...) these actions do nothing; nor does an edit that
   would change nothing (the status already set, the label already there, everyone
-  already assigned), which also ends chains of rules feeding each other early;
+  already assigned), which also ends chains of rules feeding each other early, nor a
+  ``set_status`` to a column the board does not have. Each action that does nothing is
+  in ``Evaluation.actions_skipped`` with the reason (for the dry run and the run log);
 - ``notify``: a :class:`NotifyIntent`;
 - ``email`` / ``slack`` / ``teams`` / ``webhook``: an :class:`OutboundIntent` whose payload
   is the message, ready to send: webhook ``{"rule", "event", "task", "project"}``, Slack
@@ -85,12 +87,20 @@ def evaluate(
         return Evaluation(rule_id, triggered=True, matched=False, conditions=results)
     context = _Context(rule_id, rule, event, project, task_id, task)
     intents: list[Intent] = []
+    passed: list[tuple[int, str]] = []
     for index, action in enumerate(rule.actions):
         intent = _intent(index, action, context)
-        if intent is not None:
+        if isinstance(intent, str):
+            passed.append((index, intent))
+        else:
             intents.append(intent)
     return Evaluation(
-        rule_id, triggered=True, matched=True, conditions=results, intents=tuple(intents)
+        rule_id,
+        triggered=True,
+        matched=True,
+        conditions=results,
+        intents=tuple(intents),
+        actions_skipped=tuple(passed),
     )
 
 
@@ -157,7 +167,8 @@ class _Context:
         return f"{self.rule.name}: {what}{where}"
 
 
-def _intent(index: int, action: Any, c: _Context) -> Intent | None:
+def _intent(index: int, action: Any, c: _Context) -> Intent | str:
+    """The action's intent, or why it does nothing this time."""
     if isinstance(action, Notify):
         return NotifyIntent(
             action_index=index,
@@ -193,13 +204,15 @@ def _intent(index: int, action: Any, c: _Context) -> Intent | None:
     return _edit(index, action, c)
 
 
-def _edit(index: int, action: Any, c: _Context) -> EditIntent | None:
+def _edit(index: int, action: Any, c: _Context) -> EditIntent | str:
     if c.task is None or c.task_id is None:
-        return None
+        return "no task: the event is about none (or it was deleted)"
     task = c.task
     if isinstance(action, SetStatus):
         if task.get("status") == action.status:
-            return None
+            return f"nothing to change: the status is {action.status!r} already"
+        if action.status not in snap.columns(c.project):
+            return f"{action.status!r} is not a column of this board"
         return EditIntent("set_status", index, c.task_id, {"status": action.status})
     if isinstance(action, SetField):
         if action.field.startswith("custom."):
@@ -209,7 +222,7 @@ def _edit(index: int, action: Any, c: _Context) -> EditIntent | None:
         else:
             current, present = task.get(action.field), action.field in task
         if present and same(current, action.value):
-            return None
+            return f"nothing to change: {action.field} is {action.value!r} already"
         return EditIntent(
             "set_field", index, c.task_id, {"field": action.field, "value": action.value}
         )
@@ -218,12 +231,12 @@ def _edit(index: int, action: Any, c: _Context) -> EditIntent | None:
         have = set(current) if isinstance(current, list) else set()
         new = [u for u in dict.fromkeys(action.users) if u not in have]
         if not new:
-            return None
+            return "nothing to change: everyone named is assigned already"
         return EditIntent("assign", index, c.task_id, {"users": new})
     if isinstance(action, AddLabel):
         labels = task.get("labels")
         if isinstance(labels, list) and action.label in labels:
-            return None
+            return f"nothing to change: the task has the label {action.label!r} already"
         return EditIntent("add_label", index, c.task_id, {"label": action.label})
     if isinstance(action, AddComment):
         return EditIntent("add_comment", index, c.task_id, {"text": c.fill(action.text)})
@@ -234,7 +247,7 @@ def _edit(index: int, action: Any, c: _Context) -> EditIntent | None:
             c.task_id,
             {"titles": [c.fill(t)[:500] or t for t in action.titles]},
         )
-    return None
+    return f"unknown action {getattr(action, 'type', action)!r}"
 
 
 # -- payloads ----------------------------------------------------------------------------------
