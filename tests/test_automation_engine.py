@@ -66,7 +66,7 @@ from rules.automation.schedule import (
     parse_cron,
     time_zone,
 )
-from rules.automation.triggers import KINDS, SCHEDULER_KINDS
+from rules.automation.triggers import KINDS, SCHEDULER_KINDS, SNAPSHOT_NEEDS
 from sync_server.core.gate import Gate
 from sync_server.interfaces import Actor
 
@@ -958,6 +958,7 @@ def test_every_trigger_operator_and_action_has_an_example() -> None:
 
 
 def test_budget_and_allocation_triggers_need_those_snapshots() -> None:
+    assert SNAPSHOT_NEEDS == {"budget_exceeded": "finance", "resource_overallocated": "resources"}
     assert not _eval(
         _rule({"type": "budget_exceeded", "percent": 90}), TRIGGER_CASES[21][1], PROJECT
     ).triggered

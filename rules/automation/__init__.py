@@ -14,12 +14,13 @@ from .intents import (
 )
 from .model import Rule, RuleInvalid, rule_json, to_document_form, to_rest_form, validate_rule
 from .project import prepare as prepare_project
-from .triggers import KINDS, SCHEDULER_KINDS
+from .triggers import KINDS, SCHEDULER_KINDS, SNAPSHOT_NEEDS
 
 __all__ = [
     "KINDS",
     "MAX_DEPTH",
     "SCHEDULER_KINDS",
+    "SNAPSHOT_NEEDS",
     "ConditionResult",
     "EditIntent",
     "Evaluation",
