@@ -440,8 +440,17 @@ def test_any_json_validates_and_evaluates_or_is_refused_with_a_path_in_it(
                 assert intent.channel == action.type
                 assert intent.target in ("", "secret:abc")  # never a URL
                 json.dumps(intent.payload)  # plain JSON
+                if intent.channel == "slack":  # Block Kit's limits: 1-3000 characters
+                    for block in intent.payload["blocks"]:
+                        texts = [block.get("text", {}).get("text")] if "text" in block else []
+                        texts += [f["text"] for f in block.get("fields", [])]
+                        texts += [e["text"] for e in block.get("elements", [])]
+                        assert all(isinstance(t, str) and 0 < len(t) <= 3000 for t in texts)
+                if intent.channel == "email":
+                    assert intent.payload["subject"] and intent.payload["text"]
             else:
                 assert isinstance(intent, NotifyIntent) and action.type == "notify"
+                assert intent.title and intent.body
         json.dumps([c.actual for c in result.conditions], default=str)
 
 

@@ -127,7 +127,8 @@ class _Context:
         return {**{k: v for k, v in self.task.items() if k != "description"}, "id": self.task_id}
 
     def fill(self, text: str) -> str:
-        """``text`` with its placeholders replaced (see rules.automation.model)."""
+        """``text`` with its placeholders replaced (see rules.automation.model). A text
+        that comes out empty (``{task.title}`` with no task) is replaced by a default."""
 
         def value(m: re.Match[str]) -> str:
             scope, name = m.group(1), m.group(2)
@@ -172,8 +173,8 @@ def _intent(index: int, action: Any, c: _Context) -> Intent | str:
     if isinstance(action, Notify):
         return NotifyIntent(
             action_index=index,
-            title=c.fill(action.title) if action.title else c.rule.name,
-            body=c.fill(action.message) if action.message else c.headline(),
+            title=c.fill(action.title).strip() or c.rule.name,
+            body=c.fill(action.message).strip() or c.headline(),
             task_id=c.task_id,
             users=tuple(action.to.users),
             role=action.to.role,
@@ -186,8 +187,8 @@ def _intent(index: int, action: Any, c: _Context) -> Intent | str:
             "",
             {
                 "to": action.to.model_dump(mode="json", exclude_none=True),
-                "subject": c.fill(action.subject),
-                "text": c.fill(action.text) if action.text else c.headline(),
+                "subject": c.fill(action.subject).strip() or c.rule.name,
+                "text": c.fill(action.text).strip() or c.headline(),
                 "task": c.task_id,
             },
         )
@@ -196,7 +197,7 @@ def _intent(index: int, action: Any, c: _Context) -> Intent | str:
         if isinstance(action, Webhook):
             payload = webhook_payload(c)
         else:
-            text = c.fill(action.text) if action.text else c.headline()
+            text = c.fill(action.text).strip() or c.headline()
             payload = (
                 slack_payload(text, c) if isinstance(action, Slack) else teams_payload(text, c)
             )
@@ -284,7 +285,8 @@ def _mrkdwn(text: str) -> str:
 def slack_payload(text: str, c: _Context) -> dict[str, Any]:
     """A Slack incoming-webhook message: Block Kit, with ``text`` as the notification."""
     fields = [
-        {"type": "mrkdwn", "text": f"*{_mrkdwn(k)}*\n{_mrkdwn(v)}"} for k, v in _facts(c)[:10]
+        {"type": "mrkdwn", "text": f"*{_mrkdwn(k)}*\n{_mrkdwn(v)}"[:2000]}
+        for k, v in _facts(c)[:10]
     ]
     return {
         "text": text[:3000],
