@@ -53,6 +53,7 @@ from sync_server.extensions.host import ExtensionHost
 from sync_server.extensions.loading import third_party_extensions
 from sync_server.extensions.notifications import vapid_key
 from sync_server.extensions.protocol import AuthRequest, ConnectionInfo, Rejection
+from sync_server.extensions.task_keys import TaskKeys
 from sync_server.identity import access, accounts
 from sync_server.identity.access_watch import AccessWatch
 from sync_server.identity.login_guard import LoginGuard
@@ -131,6 +132,7 @@ def create_app(
             NotificationsExtension(),
             RejectionAudit(),
             members,
+            TaskKeys(),
             *(third_party_extensions(settings.extensions) if third_party is None else third_party),
             *extensions,
         ]
