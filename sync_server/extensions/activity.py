@@ -25,6 +25,7 @@ from sync_server.interfaces import DocumentChanged
 from sync_server.storage.database import SQLiteWorker
 
 log = logging.getLogger("tandem.activity")
+KEY_WRITER = "system:task-keys"  # sync_server.identity.access.TASK_KEYS_ACTOR
 
 # event kind prefix -> the entity word of its rows
 _ENTITIES = {
@@ -169,8 +170,8 @@ class ActivityRecorder:
         # working the row out again, once per keystroke.
         repeat: tuple | None = None
         for event in events:
-            if not event.events:
-                continue
+            if not event.events or str(event.actor) == KEY_WRITER:
+                continue  # a task's key arriving is not something anybody did
             this = (event.doc_name, event.actor.user_id, _shape(event.events))
             if this == repeat:
                 continue
