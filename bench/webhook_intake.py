@@ -36,6 +36,7 @@ import httpx
 from integrations.vcs import sign_github
 from tests.conftest import NODE_DIR, ServerProcess, start_server
 
+from .api_reads import cpu_seconds
 from .common import report
 from .feed_lag import percentile
 
@@ -77,7 +78,9 @@ def bodies(count: int, keyed: float) -> list[bytes]:
     return out
 
 
-async def intake(url: str, secret: str, seconds: float, concurrency: int, keyed: float) -> dict:
+async def intake(
+    url: str, secret: str, seconds: float, concurrency: int, keyed: float, pid: int
+) -> dict:
     payloads = bodies(20_000, keyed)
     signed = [(b, sign_github(secret, b)) for b in payloads]
     latencies: list[float] = []
@@ -107,9 +110,15 @@ async def intake(url: str, secret: str, seconds: float, concurrency: int, keyed:
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
         t0 = time.perf_counter()
+        server_cpu, generator_cpu = cpu_seconds(pid), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
+        server_cpu = cpu_seconds(pid) - server_cpu
+        generator_cpu = time.process_time() - generator_cpu
+    accepted = max(1, statuses.get(202, 0))
     return {
+        "server_cpu_ms_per_delivery": round(server_cpu * 1000 / accepted, 2),
+        "generator_cpu_ms_per_delivery": round(generator_cpu * 1000 / accepted, 2),
         "accepted": statuses.get(202, 0),
         "statuses": {str(k): v for k, v in statuses.items()},
         "accepted_per_s": round(statuses.get(202, 0) / wall, 1),
@@ -176,12 +185,16 @@ def run_once(args) -> dict:
         try:
             project, path, secret = setup(server)
             url = server.http_url + path
+            assert server.proc is not None
+            pid = server.proc.pid
             fanout_alone = fanout_result(fanout_process(server, project, args))
-            alone = asyncio.run(intake(url, secret, args.seconds, args.concurrency, args.keyed))
+            alone = asyncio.run(
+                intake(url, secret, args.seconds, args.concurrency, args.keyed, pid)
+            )
             alone["drain_s"] = drain_seconds(server.db)
             proc = fanout_process(server, project, args)
             time.sleep(1.0)  # the clients connect and sync before the deliveries start
-            both = asyncio.run(intake(url, secret, args.seconds, args.concurrency, args.keyed))
+            both = asyncio.run(intake(url, secret, args.seconds, args.concurrency, args.keyed, pid))
             both["drain_s"] = drain_seconds(server.db)
             fanout_both = fanout_result(proc)
         finally:
@@ -218,6 +231,10 @@ def main() -> None:
         "intake_p50_ms": med("intake_alone", "p50_ms"),
         "intake_p99_ms": med("intake_alone", "p99_ms"),
         "intake_drain_s": med("intake_alone", "drain_s"),
+        "intake_server_cpu_ms_per_delivery": med("intake_alone", "server_cpu_ms_per_delivery"),
+        "intake_generator_cpu_ms_per_delivery": med(
+            "intake_alone", "generator_cpu_ms_per_delivery"
+        ),
         "intake_with_fanout_accepted_per_s": med("intake_with_fanout", "accepted_per_s"),
         "intake_with_fanout_p99_ms": med("intake_with_fanout", "p99_ms"),
         "fanout_alone_delivered_per_s": med("fanout_alone", "delivered_per_s"),

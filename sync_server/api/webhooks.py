@@ -17,6 +17,7 @@ unsigned request costs one HMAC.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -29,7 +30,7 @@ from rules import Permission, RefusalKind
 from sync_server.api.common import ApiContext, json_response, read_body
 from sync_server.api.models import NoContent
 from sync_server.api.models import problems_documented as _problems
-from sync_server.api.problems import Problem
+from sync_server.api.problems import Problem, storage_problem
 from sync_server.extensions import webhook_store as store
 from sync_server.identity import access
 
@@ -83,12 +84,12 @@ def webhook_intake(server: TandemContext, vcs: VcsWebhooks) -> Blueprint:
             )
         delivery = delivery_id(provider, headers, body)
         event = event_name(provider, headers)
-        row = await server.writer.run(
-            store.record_delivery, server.writer.conn, endpoint.id, delivery, event, body
-        )
+        try:
+            row = await vcs.record(endpoint.id, delivery, event, body)
+        except sqlite3.Error as e:  # not stored: the provider retries later
+            return storage_problem(e)
         if row is None:
             return json_response({"status": "duplicate", "delivery": delivery}, 200)
-        vcs.accept(row)
         return json_response({"status": "accepted", "delivery": delivery}, 202)
 
     return bp

@@ -112,12 +112,18 @@ class VcsWebhooks(Extension):
 
     def __init__(self) -> None:
         self.db: SQLiteWorker | None = None
+        self.intake: SQLiteWorker | None = None  # stores deliveries, fsync'd, group commit
         self.queue: asyncio.Queue[int] = asyncio.Queue()
         self.worker: asyncio.Task[None] | None = None
         self.processed = 0  # deliveries finished since start (tests and the bench read it)
+        self._arrived: list[tuple[tuple[str, str, str, bytes], asyncio.Future[int | None]]] = []
+        self._committing: asyncio.Task[None] | None = None
 
     async def startup(self, ctx: ServerContext) -> None:
         self.db = SQLiteWorker(connect(ctx.settings.db, synchronous="NORMAL"))
+        self.intake = SQLiteWorker(
+            connect(ctx.settings.db, synchronous=ctx.settings.sqlite_synchronous)
+        )
         for delivery in await self.db.run(store.pending_deliveries, self.db.conn):
             self.queue.put_nowait(delivery.id)
         self.worker = asyncio.create_task(self._work(ctx), name="vcs-webhooks")
@@ -126,12 +132,42 @@ class VcsWebhooks(Extension):
         if self.worker is not None:
             self.worker.cancel()
             await asyncio.gather(self.worker, return_exceptions=True)
-        if self.db is not None:
-            await self.db.close()
+        if self._committing is not None:
+            await asyncio.gather(self._committing, return_exceptions=True)
+        for worker in (self.db, self.intake):
+            if worker is not None:
+                await worker.close()
 
-    def accept(self, row_id: int) -> None:
-        """A delivery was stored: process it soon (the route does not wait)."""
-        self.queue.put_nowait(row_id)
+    async def record(self, endpoint: str, delivery: str, event: str, body: bytes) -> int | None:
+        """Store a delivery durably and queue it; its row id, or None for a replayed id.
+
+        Deliveries that arrive while a commit runs are stored together in the next one
+        (group commit): one fsync for many, so a burst is not one fsync per request."""
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._arrived.append(((endpoint, delivery, event, body), future))
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.create_task(self._commit(), name="vcs-webhooks intake")
+        row = await future
+        if row is not None:
+            self.queue.put_nowait(row)
+        return row
+
+    async def _commit(self) -> None:
+        assert self.intake is not None
+        while self._arrived:
+            batch, self._arrived = self._arrived, []
+            try:
+                rows = await self.intake.run(
+                    store.record_deliveries, self.intake.conn, [d for d, _ in batch]
+                )
+            except Exception as e:  # the requests answer with the storage problem
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            for (_, future), row in zip(batch, rows, strict=True):
+                if not future.done():
+                    future.set_result(row)
 
     async def _work(self, ctx: ServerContext) -> None:
         while True:

@@ -3,7 +3,7 @@
 An endpoint is one linked repository: a provider, the project it writes to, its
 own secret (kept here only, never in a document or a log) and the identity it
 acts as (``integration:<provider>-<id>``, holding a grant on the project). A
-delivery is stored before it is answered (``record_delivery``: UNIQUE(endpoint,
+delivery is stored before it is answered (``record_deliveries``: UNIQUE(endpoint,
 delivery id), so a replayed id is recognised and changes nothing), then
 processed by ``sync_server.extensions.vcs`` and marked done / ignored / failed.
 """
@@ -126,24 +126,34 @@ def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str, actor: str) -> b
     return True
 
 
-def record_delivery(
-    conn: sqlite3.Connection, endpoint: str, delivery: str, event: str, payload: bytes
-) -> int | None:
-    """Store a delivery; its row id, or None when that delivery id was already stored."""
+def record_deliveries(
+    conn: sqlite3.Connection, deliveries: list[tuple[str, str, str, bytes]]
+) -> list[int | None]:
+    """Store several deliveries (endpoint, delivery id, event, payload) in one transaction:
+    one commit for everything that arrived meanwhile (group commit). Each one's row id, or
+    None for a delivery id already stored (before, or earlier in the same batch)."""
     now = time.time()
-    with conn:
-        cursor = conn.execute(
-            "INSERT OR IGNORE INTO webhook_deliveries"
-            " (endpoint, delivery, event, payload, status, received_at)"
-            " VALUES (?, ?, ?, ?, 'pending', ?)",
-            (endpoint, delivery, event, payload, now),
-        )
-        if cursor.rowcount == 0:
-            return None
-        conn.execute(
-            "UPDATE webhook_endpoints SET last_delivery_at = ? WHERE id = ?", (now, endpoint)
-        )
-        return cursor.lastrowid
+    out: list[int | None] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for endpoint, delivery, event, payload in deliveries:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO webhook_deliveries"
+                " (endpoint, delivery, event, payload, status, received_at)"
+                " VALUES (?, ?, ?, ?, 'pending', ?)",
+                (endpoint, delivery, event, payload, now),
+            )
+            out.append(cursor.lastrowid if cursor.rowcount else None)
+        for endpoint in {d[0] for d in deliveries}:
+            conn.execute(
+                "UPDATE webhook_endpoints SET last_delivery_at = ? WHERE id = ?", (now, endpoint)
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return out
 
 
 @dataclass(frozen=True)
