@@ -457,3 +457,34 @@ def test_endpoints_are_managed_by_manage_team_and_the_cli_prints_path_and_secret
     assert project.client.delete(f"/projects/{project.id}/webhooks/{endpoint}/").status_code == 204
     assert post_github(server, path, secret, "push", github_push("x")).status_code == 404
     assert project.client.get(f"/projects/{project.id}/webhooks/").json()["items"] == []
+
+
+@needs_node
+def test_a_delivery_stored_but_not_processed_before_a_stop_is_processed_at_the_next_start(
+    server, project
+) -> None:
+    """The intake answers once a delivery is stored; one the worker had not reached when
+    the server stopped (here: stored while it was down, as a crash would leave it) is
+    processed when the server starts again."""
+    import sqlite3
+
+    path, _secret = project.endpoint("github")
+    endpoint = path.rstrip("/").rsplit("/", 1)[1]
+    server.stop()
+    conn = sqlite3.connect(server.db)
+    with conn:
+        conn.execute(
+            "INSERT INTO webhook_deliveries (endpoint, delivery, event, payload, status,"
+            " received_at) VALUES (?, ?, 'push', ?, 'pending', ?)",
+            (
+                endpoint,
+                str(uuid.uuid4()),
+                json.dumps(github_push("fixes TDM-2")).encode(),
+                time.time(),
+            ),
+        )
+    conn.close()
+    server.start()
+    wait_for(lambda: project.by_key("TDM-2")["status"] == "done", what="TDM-2 done")
+    [delivery] = project.deliveries(path)
+    assert delivery["status"] == "done" and "moved TDM-2 to done" in delivery["detail"]
