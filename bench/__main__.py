@@ -20,6 +20,7 @@ BENCHMARKS = [
     "bench.reconnect_storm",
     "bench.feed_lag",
     "bench.outbox_delivery",
+    "bench.webhook_intake",
 ]
 
 

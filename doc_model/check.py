@@ -16,7 +16,10 @@ from .names import DocKind
 from .schema import (
     ENTITIES,
     ID_PATTERN,
+    LINK_FIELDS,
+    LINK_KINDS,
     MAX_ITEMS,
+    MAX_LINKS,
     MAX_STRING,
     ROLE_PATTERN,
     ROOT_SPECS,
@@ -24,6 +27,7 @@ from .schema import (
     TASK_STATUSES,
     RootSpec,
 )
+from .task_keys import valid_key, valid_prefix
 
 _ID = re.compile(ID_PATTERN, re.ASCII)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
@@ -94,6 +98,25 @@ def _text_bytes(items: Map[Any], key: str, name: str) -> int | None:
     return size if isinstance(size, int) else None
 
 
+def _check_links(value: Any) -> str | None:
+    expected = (
+        f"Array of at most {MAX_LINKS} Maps of {', '.join(LINK_FIELDS)} (strings), kind one of"
+        f" {', '.join(LINK_KINDS)}"
+    )
+    if not isinstance(value, Array) or len(value) > MAX_LINKS:
+        return expected
+    for item in value:
+        if not isinstance(item, Map) or "url" not in item:
+            return expected
+        for key, field_value in item.items():
+            limit = LINK_FIELDS.get(key)
+            if limit is None or not isinstance(field_value, str) or len(field_value) > limit:
+                return expected
+        if item.get("kind") not in LINK_KINDS:
+            return expected
+    return None
+
+
 def check_value(field_type: str, value: Any, max_length: int | None = None) -> str | None:
     """None if ``value`` fits ``field_type`` (and ``max_length``), else what was expected."""
     if field_type == "any":
@@ -155,6 +178,12 @@ def check_value(field_type: str, value: Any, max_length: int | None = None) -> s
             if not (isinstance(item, str) and len(item) <= 1000):
                 return "Array of strings"
         return None
+    if field_type == "key_prefix":
+        return None if valid_prefix(value) else "key prefix of 2-6 letters A-Z or digits"
+    if field_type == "task_key":
+        return None if valid_key(value) else "task key PREFIX-N"
+    if field_type == "links":
+        return _check_links(value)
     if field_type == "scalars":
         if not isinstance(value, Map):
             return "Map of scalars"

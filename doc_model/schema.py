@@ -48,6 +48,10 @@ ROOTS: dict[DocKind, dict[str, type[Map[Any]] | type[Array[Any]] | type[Text]]] 
 #   ids           Array of ids                    strings       Array of strings
 #   scalars       Map of str -> str/number/bool/None
 #   any           anything (kept loose on purpose)
+#   key_prefix    a task key prefix (doc_model.task_keys: 2-6 of A-Z0-9, a letter first)
+#   task_key      a task key, PREFIX-N
+#   links         Array (up to MAX_LINKS) of Maps with str fields LINK_FIELDS, kind one of
+#                 LINK_KINDS
 FieldType = str
 
 
@@ -60,6 +64,9 @@ class Field:
 
 MAX_STRING = 100_000  # characters in any str field without a limit of its own
 MAX_ITEMS = 1_000  # items in an Array of strings or ids, entries in a Map of scalars
+MAX_LINKS = 200  # links on one task
+LINK_KINDS = ("commit", "pull_request", "merge_request", "issue_comment", "tag")
+LINK_FIELDS = {"kind": 40, "url": 2_000, "title": 1_000, "author": 200, "state": 40}
 
 
 def _enum(values: tuple[str, ...]) -> str:
@@ -76,6 +83,7 @@ ENTITIES: dict[str, dict[str, Field]] = {
         "schema_version": Field("number>=0"),
         "created_by": Field("str"),
         "created_at": Field("datetime"),
+        "key_prefix": Field("key_prefix"),
     },
     "task": {
         "title": Field("text", required=True, max_length=500),
@@ -94,6 +102,8 @@ ENTITIES: dict[str, dict[str, Field]] = {
         "milestone": Field("id"),
         "created_by": Field("str"),
         "created_at": Field("datetime"),
+        "key": Field("task_key"),  # written by the server only (rules.permissions)
+        "links": Field("links"),  # commits and pull requests naming the task's key
     },
     "milestone": {
         "name": Field("str", required=True, max_length=200),

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .names import PROJECT_ID_PATTERN
 from .schema import ID_PATTERN, MAX_ITEMS, PRIORITIES, PROJECT_STATUSES
+from .task_keys import PREFIX_PATTERN
 
 EntityId = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
 Scalar = str | int | float | bool | None
@@ -32,6 +33,16 @@ def _record(value: Any) -> dict[str, Any]:
     return {k: plain_value(v) for k, v in value.items()}
 
 
+class TaskLink(BaseModel):
+    """A commit, pull/merge request, comment or tag that names the task's key."""
+
+    kind: str
+    url: str
+    title: str = ""
+    author: str = ""
+    state: str = ""
+
+
 class Task(BaseModel):
     id: str
     title: str = ""
@@ -50,6 +61,8 @@ class Task(BaseModel):
     milestone: str | None = None
     created_by: str | None = None
     created_at: dt.datetime | None = None
+    key: str | None = None  # PREFIX-N, assigned by the server (doc_model.task_keys)
+    links: list[TaskLink] = []
 
 
 class Milestone(BaseModel):
@@ -67,6 +80,7 @@ class ProjectMeta(BaseModel):
     start_date: dt.date | None = None
     end_date: dt.date | None = None
     schema_version: int = 0
+    key_prefix: str | None = None  # None: made from the name (doc_model.task_keys)
 
 
 class Project(BaseModel):
@@ -225,6 +239,13 @@ Column = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 ProjectId = Annotated[str, StringConstraints(pattern=f"^{PROJECT_ID_PATTERN}$")]
 
 
+KeyPrefix = Annotated[
+    str,
+    StringConstraints(pattern=f"^{PREFIX_PATTERN}$"),
+    Field(description="task keys' prefix: 2-6 of A-Z and 0-9, a letter first (TDM-42)"),
+]
+
+
 class ProjectCreate(BaseModel):
     model_config = _strict
     id: ProjectId | None = Field(
@@ -247,6 +268,7 @@ class ProjectUpdate(BaseModel):
     status: ProjectStatus | None = None
     start_date: dt.date | None = None
     end_date: dt.date | None = None
+    key_prefix: KeyPrefix | None = None
 
 
 class MilestoneCreate(BaseModel):

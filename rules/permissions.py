@@ -200,6 +200,7 @@ _EDIT_COSTS: Need = ((P.EDIT_COSTS,), "edit costs", "")
 _MANAGE_RESOURCES: Need = ((P.MANAGE_RESOURCES,), "manage resources", "")
 _POST_AS_OTHER: Need = ((), "post as someone else", "/author")
 _RULE_AS_OTHER: Need = ((), "make a rule act as someone else", "/created_by")
+_TASK_KEY: Need = ((), "write a task's key: the server assigns it", "")
 _CHAT: Need = ((P.VIEW_PROJECT,), "chat", "")
 _EDIT_CHAT: Need = ((P.MANAGE_TEAM,), "edit or delete chat messages", "")
 
@@ -208,11 +209,25 @@ def _path(change: Change) -> str:
     return "/".join(str(p) for p in change.path)
 
 
+SERVER_TASK_FIELDS = frozenset({"key"})
+"""Task fields only the server writes (a task's key: ``sync_server.extensions.task_keys``)."""
+
+NewTaskFields = Callable[[str], Iterable[str]]
+"""The fields of a task as the transaction leaves it, by id (for tasks it creates)."""
+
+
 def _task_need(
-    change: Change, user: str, task: TaskLookup, created: set[str], perms: frozenset[Permission]
+    change: Change,
+    user: str,
+    task: TaskLookup,
+    created: set[str],
+    perms: frozenset[Permission],
+    new_fields: NewTaskFields,
 ) -> Need | None:
     if len(change.path) == 2:
         if change.action == "add":
+            if not SERVER_TASK_FIELDS.isdisjoint(new_fields(str(change.path[1]))):
+                return _TASK_KEY[0], _TASK_KEY[1], "/key"
             return _CREATE_TASKS
         if change.action == "delete":
             return _DELETE_TASKS
@@ -220,6 +235,8 @@ def _task_need(
     if len(change.path) < 2:
         return _EDIT_TASKS
     task_id = str(change.path[1])
+    if change.field in SERVER_TASK_FIELDS:
+        return _TASK_KEY
     if task_id in created:
         return None  # fields of a task created in this same transaction: covered by create_tasks
     if change.field == "assignees":
@@ -273,11 +290,12 @@ def _need(
     perms: frozenset[Permission],
     mirrors: MemberMirror = lambda _member: False,
     rule_owner: RuleOwner = lambda _rule: None,
+    new_fields: NewTaskFields = lambda _id: (),
 ) -> Need | None:
     root = change.root
     if kind is DocKind.MAIN:
         if root == "tasks":
-            return _task_need(change, user, task, created, perms)
+            return _task_need(change, user, task, created, perms, new_fields)
         if root == "members":  # only as the grants say (see _members_need)
             return _members_need(change, user, perms, mirrors)
         if root == "rules":
@@ -300,6 +318,7 @@ def decide(
     message: Callable[[int], dict[str, Any] | None] = lambda _i: None,
     member_mirrors: MemberMirror = lambda _member: False,
     rule_owner: RuleOwner = lambda _rule: None,
+    new_task_fields: NewTaskFields = lambda _id: (),
 ) -> Decision:
     """Allow ``changes`` by ``user`` holding ``perms`` on a ``kind`` document, or say why not.
 
@@ -307,6 +326,8 @@ def decide(
     ``member_mirrors`` whether a members entry now matches the grants (see
     :data:`MemberMirror`; by default nothing does, so nobody writes the members map);
     ``rule_owner`` a rule's ``created_by`` after the transaction (see :data:`RuleOwner`).
+    ``new_task_fields`` the fields of a task this transaction creates (nobody creates one
+    carrying a field of :data:`SERVER_TASK_FIELDS`).
     """
     # tasks this transaction creates: their fields are covered by create_tasks, in any event order
     created = {
@@ -317,7 +338,18 @@ def decide(
     # The first change (in order) whose need is not met decides; most transactions meet
     # every need, so nothing is built for the ones that are.
     for change in changes:
-        need = _need(kind, change, user, task, message, created, perms, member_mirrors, rule_owner)
+        need = _need(
+            kind,
+            change,
+            user,
+            task,
+            message,
+            created,
+            perms,
+            member_mirrors,
+            rule_owner,
+            new_task_fields,
+        )
         if need is None:
             continue
         any_of, what, suffix = need

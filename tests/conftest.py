@@ -21,6 +21,17 @@ TANDEM = [sys.executable, "-m", "sync_server.shell.cli"]
 NODE_DIR = ROOT / "tests" / "node"
 
 
+KEY_WRITER = "system:task-keys"
+"""The actor of the server's task-key writes (sync_server.extensions.task_keys): each new
+task is followed by one such transaction, which tests counting transactions leave out."""
+
+
+def without_keys(tasks: dict) -> dict:
+    """Tasks (id -> fields) without the server-assigned ``key``, which follows a new task in
+    a transaction of its own: a client may not have received it yet when it reports."""
+    return {i: {k: v for k, v in t.items() if k != "key"} for i, t in tasks.items()}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -334,8 +334,8 @@ def test_offline_task_and_priority_merge_and_the_pill_never_says_saved_too_soon(
     made = [i for i, t in state_a.items() if t["title"] == "Made offline by Dan"]
     assert len(made) == 1
     a.goto(f"/#/p/{project}/board")
-    expect(a.locator(f"[data-id='{made[0]}']")).to_have_text("Made offline by Dan")
-    expect(b.locator(f"[data-id='{made[0]}']")).to_have_text("Made offline by Dan")
+    expect(a.locator(f"[data-id='{made[0]}'] h3")).to_have_text("Made offline by Dan")
+    expect(b.locator(f"[data-id='{made[0]}'] h3")).to_have_text("Made offline by Dan")
     expect(a.locator(f"[data-id='{shared}']")).to_have_class(
         f"task-card priority-{state_a[shared]['priority']}"
     )

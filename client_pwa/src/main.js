@@ -404,6 +404,7 @@ function card(project, task, editable) {
       dataset: { id: task.id },
       tabindex: 0,
     },
+    task.key ? h("span", { class: "task-key", "data-testid": "card-key" }, task.key) : null,
     h("h3", {}, task.title),
     h(
       "div",
@@ -634,9 +635,30 @@ function taskView(project, taskId) {
       h("option", { value: "" }, "none"),
       ...project.milestones().map((m) => h("option", { value: m.id, selected: m.id === task.milestone }, m.name)),
     );
+  // the key (assigned by the server) and the commits / pull requests that name it
+  const keyBadge = h("p", { class: "task-key", "data-testid": "task-key" }, task.key || "");
+  const links = h("ul", { class: "task-links", "data-testid": "task-links" });
+  const drawLinks = (t) =>
+    links.replaceChildren(
+      ...(t.links || []).map((l) =>
+        h(
+          "li",
+          { class: `link link-${l.kind}` },
+          h("span", { class: "link-kind" }, (l.kind || "").replace("_", " ")),
+          " ",
+          /^https?:\/\//i.test(l.url || "")
+            ? h("a", { href: l.url, target: "_blank", rel: "noopener noreferrer" }, l.title || l.url)
+            : h("span", {}, l.title || l.url || ""),
+          l.author ? ` by ${l.author}` : "",
+          l.state ? h("span", { class: "link-state" }, l.state) : null,
+        ),
+      ),
+    );
+  drawLinks(task);
   const form = h(
     "div",
     { class: "task-detail card" },
+    keyBadge,
     title,
     coEditing.title,
     h(
@@ -651,6 +673,7 @@ function taskView(project, taskId) {
       h("label", {}, "Milestone", milestoneSelect()),
     ),
     h("label", { class: "wide" }, "Description", description, coEditing.description),
+    links,
     project.can("delete_tasks")
       ? h(
           "button",
@@ -670,6 +693,8 @@ function taskView(project, taskId) {
   on(project, "change", () => {
     const now = project.task(taskId);
     if (!now) return go(`#/p/${project.projectId}/board`);
+    keyBadge.textContent = now.key || "";
+    drawLinks(now);
     for (const name of ["status", "priority"]) {
       const el = form.querySelector(`select[name=${name}]`);
       if (el && document.activeElement !== el) el.value = now[name];

@@ -13,7 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart_schema import document_response
 
 from doc_model import Task
-from doc_model.snapshot import Allocation, Budget, ChatMessage, Cost, Milestone, Scalar, TimeEntry
+from doc_model.snapshot import (
+    Allocation,
+    Budget,
+    ChatMessage,
+    Cost,
+    Milestone,
+    Scalar,
+    TaskLink,
+    TimeEntry,
+)
 
 
 class ProblemDetails(BaseModel):
@@ -69,6 +78,7 @@ class TaskQueryArgs(ListQueryArgs):
     due_before: dt.date | None = None
     due_after: dt.date | None = None
     q: str | None = Field(default=None, description="words in the title or description")
+    key: str | None = Field(default=None, description="comma-separated task keys (TDM-42)")
 
 
 class TaskOut(BaseModel):
@@ -93,6 +103,8 @@ class TaskOut(BaseModel):
     milestone: str | None = None
     created_by: str | None = None
     created_at: dt.datetime | None = None
+    key: str | None = Field(default=None, description="PREFIX-N, assigned by the server")
+    links: list[TaskLink] | None = None
 
 
 TASK_FIELDS = tuple(Task.model_fields)
@@ -135,6 +147,7 @@ class ProjectOut(BaseModel):
     task_count: int
     milestone_count: int
     schema_version: int
+    key_prefix: str = Field(description="task keys' prefix (meta key_prefix, else from the name)")
     version: str
 
 

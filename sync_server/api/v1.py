@@ -120,6 +120,7 @@ TASKS = ListSpec(
         Filter("due_before", date_bound("due", before=True), "due before this date"),
         Filter("due_after", date_bound("due", before=False), "due after this date"),
         Filter("q", text_search("title", "description"), "words in title or description"),
+        Filter("key", any_of("key"), "with any of these task keys (TDM-42)"),
     ),
     default_order=("status", "order"),
     sort_keys={"priority": lambda p: PRIORITY_RANK.get(p, len(PRIORITY_RANK))},

@@ -7,6 +7,7 @@ from typing import Any
 from pycrdt import Doc
 
 from doc_model import project_snapshot
+from doc_model.task_keys import default_prefix
 from sync_server.api.common import ApiContext
 from sync_server.api.live_documents import DocumentView
 
@@ -25,6 +26,7 @@ def project_json(view: DocumentView, project: str) -> dict[str, Any]:
         "task_count": len(snap.tasks),
         "milestone_count": len(snap.milestones),
         "schema_version": snap.meta.schema_version,
+        "key_prefix": snap.meta.key_prefix or default_prefix(snap.meta.name),
         "version": view.version,
     }
 

@@ -25,6 +25,7 @@ from sync_server.interfaces import DocumentChanged
 from sync_server.storage.database import SQLiteWorker
 
 log = logging.getLogger("tandem.activity")
+KEY_WRITER = "system:task-keys"  # sync_server.identity.access.TASK_KEYS_ACTOR
 
 # event kind prefix -> the entity word of its rows
 _ENTITIES = {
@@ -170,8 +171,8 @@ class ActivityRecorder:
         repeat: tuple | None = None
         last: Sequence[DomainEvent] | None = None  # (the feed hands a repeat the same tuple)
         for event in events:
-            if not event.events:
-                continue
+            if not event.events or str(event.actor) == KEY_WRITER:
+                continue  # a task's key arriving is not something anybody did
             if (
                 event.events is last
                 and repeat is not None

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from pycrdt import Array, Doc, Map
 
-from doc_model import Change, DocName
+from doc_model import Change, DocKind, DocName
 from rules import (
     ALL,
     BUILTIN_ROLES,
@@ -47,6 +47,10 @@ class GrantChangeRefused(AccessError):
 
 ADMIN = "system:cli"
 """The actor name of server-side administration (the CLI): it may touch any grant."""
+
+TASK_KEYS_ACTOR = Actor("task-keys", kind="system")
+"""The server assigning task keys: it may write tasks' ``key`` field and nothing else, and
+nobody else may write it (rules.permissions.SERVER_TASK_FIELDS)."""
 
 IDENTITY_KINDS = ("integration", "automation")
 """Actor kinds that act with grants of their own, held under ``kind:name`` (for example
@@ -464,6 +468,17 @@ class PermissionResolver:
     ) -> Denial | None:
         """The gate's permission check (see gate.PermissionCheck): task ownership comes from
         ``task``, the state before the transaction."""
+        if actor == TASK_KEYS_ACTOR:
+            # the server's key assignment (extensions.task_keys): keys of tasks, nothing else
+            for change in changes:
+                if not (
+                    doc_name.kind is DocKind.MAIN
+                    and change.root == "tasks"
+                    and len(change.path) == 3
+                    and change.field == "key"
+                ):
+                    return Denial(f"{actor} writes task keys only", "/".join(map(str, change.path)))
+            return None
         if actor.kind != "user" and actor.kind not in IDENTITY_KINDS:
             # nothing skips the check: the server's own features act as a user or as an
             # integration identity; only storage itself (migrations, other processes'
@@ -494,6 +509,9 @@ class PermissionResolver:
             """A rule's created_by after the transaction (rules.permissions.RuleOwner)."""
             entry = doc.get("rules", type=Map).get(rule_id)
             return entry.get("created_by") if isinstance(entry, Map) else None
+        def new_task_fields(task_id: str) -> list[str]:
+            value = doc.get("tasks", type=Map).get(task_id)
+            return list(value.keys()) if isinstance(value, Map) else []
 
         decision = decide(
             perms,
@@ -504,6 +522,7 @@ class PermissionResolver:
             message=message,
             member_mirrors=mirrors_grant,
             rule_owner=rule_owner,
+            new_task_fields=new_task_fields,
         )
         if decision.allowed:
             return None

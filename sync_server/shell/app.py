@@ -24,6 +24,7 @@ from sync_server.api.problems import TITLES, problem_response
 from sync_server.api.pwa import pwa_blueprint
 from sync_server.api.v1 import v1_api
 from sync_server.api.web import configure_web_api
+from sync_server.api.webhooks import webhook_intake, webhooks_api
 from sync_server.core.connection import CloseCode, Connection
 from sync_server.core.gate import Denial, NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from sync_server.core.keepalive import keep_alive
@@ -53,6 +54,8 @@ from sync_server.extensions.host import ExtensionHost
 from sync_server.extensions.loading import third_party_extensions
 from sync_server.extensions.notifications import vapid_key
 from sync_server.extensions.protocol import AuthRequest, ConnectionInfo, Rejection
+from sync_server.extensions.task_keys import TaskKeys
+from sync_server.extensions.vcs import VcsWebhooks
 from sync_server.identity import access, accounts
 from sync_server.identity.access_watch import AccessWatch
 from sync_server.identity.login_guard import LoginGuard
@@ -122,6 +125,7 @@ def create_app(
     app.config["TANDEM_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     members = MembersSync()
+    vcs = VcsWebhooks()
     # Every extension, in the order its hooks are called (shutdown: reversed): the built-in
     # ones, then the tandem.extensions entry points, then --extension / TANDEM_EXTENSIONS.
     host = ExtensionHost(
@@ -131,6 +135,8 @@ def create_app(
             NotificationsExtension(),
             RejectionAudit(),
             members,
+            TaskKeys(),
+            vcs,
             *(third_party_extensions(settings.extensions) if third_party is None else third_party),
             *extensions,
         ]
@@ -153,8 +159,10 @@ def create_app(
         finance_api(ctx),
         analytics_api(ctx),
         me_api(ctx),
+        webhooks_api(ctx),
     ]
     configure_web_api(app, api_blueprints, settings)
+    app.register_blueprint(webhook_intake(ctx, vcs))  # signed by providers, no rate limit
     security_headers.install(app)
     app.register_blueprint(pwa_blueprint(settings.static_dir))
 

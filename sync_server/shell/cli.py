@@ -110,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     rdelete = role.add_parser("delete", parents=[db], help="delete a custom role")
     rdelete.add_argument("name")
     rdelete.add_argument("--project", help="a project's role (default: a global one)")
+    webhook = sub.add_parser(
+        "webhook", help="inbound webhook endpoints (GitHub, GitLab, Bitbucket)"
+    ).add_subparsers(dest="action", required=True)
+    wcreate = webhook.add_parser(
+        "create",
+        parents=[db],
+        help="a new endpoint: prints its path, and its secret on the last line",
+    )
+    wcreate.add_argument("provider", choices=("github", "gitlab", "bitbucket"))
+    wcreate.add_argument("--project", required=True)
+    wlist = webhook.add_parser("list", parents=[db], help="a project's endpoints")
+    wlist.add_argument("--project", required=True)
+    wdelete = webhook.add_parser("delete", parents=[db], help="delete an endpoint by id")
+    wdelete.add_argument("id")
     return parser
 
 
@@ -192,6 +206,8 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
             return 0
         if args.command == "role":
             return _role(conn, args)
+        if args.command == "webhook":
+            return _webhook(conn, args)
     finally:
         conn.close()
     raise CliError("unknown command")
@@ -252,6 +268,42 @@ def _role(conn, args: argparse.Namespace) -> int:
             return 0
         access.delete_role(conn, args.project, args.name, "system:cli")
         print(f"deleted role {args.name}")
+        return 0
+    except access.AccessError as e:
+        raise CliError(str(e)) from e
+
+
+def _webhook(conn, args: argparse.Namespace) -> int:
+    from sync_server.extensions import webhook_store
+    from sync_server.identity import access, projects
+
+    try:
+        if args.action == "create":
+            if projects.get_project(conn, args.project) is None:
+                raise CliError(f"no project {args.project!r}")
+            endpoint = webhook_store.create_endpoint(
+                conn, args.provider, args.project, access.ADMIN, access.ADMIN
+            )
+            print(
+                f"created {endpoint.provider} webhook endpoint {endpoint.id} for project"
+                f" {endpoint.project}, acting as {endpoint.identity}; its path (after the"
+                " server's address) and its secret (shown only now):"
+            )
+            print(endpoint.path)
+            print(endpoint.secret)
+            return 0
+        if args.action == "list":
+            for e in webhook_store.list_endpoints(conn, args.project):
+                last = (
+                    time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.last_delivery_at))
+                    if e.last_delivery_at
+                    else "never"
+                )
+                print(f"{e.id}\t{e.provider}\t{e.path}\tlast delivery {last}")
+            return 0
+        if not webhook_store.delete_endpoint(conn, args.id, access.ADMIN):
+            raise CliError(f"no webhook endpoint {args.id!r}")
+        print(f"deleted webhook endpoint {args.id}")
         return 0
     except access.AccessError as e:
         raise CliError(str(e)) from e

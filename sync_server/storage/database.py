@@ -282,6 +282,54 @@ MIGRATIONS: list[Migration] = [
     CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
     CREATE INDEX IF NOT EXISTS outbox_project ON outbox (project, id);
     """,
+    # 14: reserved for the automation runner (rule runs, schedule, state)
+    "",
+    # 15: task keys (extensions.task_keys): each project's counter (only grows: a key is
+    # never given twice) and which number each task got (assigning is idempotent)
+    """
+    CREATE TABLE IF NOT EXISTS task_key_counters (
+        project TEXT PRIMARY KEY,
+        prefix TEXT NOT NULL,
+        next INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS task_keys (
+        project TEXT NOT NULL,
+        task TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (project, task),
+        UNIQUE (project, number)
+    );
+    """,
+    # 16: inbound webhook endpoints (one per linked repository, each with its own secret;
+    # never in a document) and the delivery ids seen (a replay changes nothing)
+    """
+    CREATE TABLE IF NOT EXISTS webhook_endpoints (
+        id TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        project TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        created_by TEXT,
+        created_at REAL NOT NULL,
+        last_delivery_at REAL,
+        last_error TEXT
+    );
+    CREATE INDEX IF NOT EXISTS webhook_endpoints_project ON webhook_endpoints (project);
+    CREATE TABLE IF NOT EXISTS webhook_deliveries (
+        id INTEGER PRIMARY KEY,
+        endpoint TEXT NOT NULL,
+        delivery TEXT NOT NULL,
+        event TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        detail TEXT,
+        received_at REAL NOT NULL,
+        processed_at REAL,
+        UNIQUE (endpoint, delivery)
+    );
+    CREATE INDEX IF NOT EXISTS webhook_deliveries_pending ON webhook_deliveries (status, id);
+    """,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")

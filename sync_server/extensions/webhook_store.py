@@ -1,0 +1,209 @@
+"""Inbound webhook endpoints and their deliveries, in SQLite (migration 16).
+
+An endpoint is one linked repository: a provider, the project it writes to, its
+own secret (kept here only, never in a document or a log) and the identity it
+acts as (``integration:<provider>-<id>``, holding a grant on the project). A
+delivery is stored before it is answered (``record_deliveries``: UNIQUE(endpoint,
+delivery id), so a replayed id is recognised and changes nothing), then
+processed by ``sync_server.extensions.vcs`` and marked done / ignored / failed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from rules import Grant, Permission
+from sync_server.identity import access
+
+ENDPOINT_ROLE = "member"
+ENDPOINT_ADDED = frozenset({Permission.EDIT_ALL_TASKS})
+"""An endpoint's identity: a member that may also edit any task (link it, move it)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    provider: str
+    project: str
+    secret: str
+    identity: str  # the principal its grant is held under: integration:<provider>-<id>
+    created_by: str | None
+    created_at: float
+    last_delivery_at: float | None = None
+    last_error: str | None = None
+
+    @property
+    def path(self) -> str:
+        return f"/api/v1/webhooks/{self.provider}/{self.id}/"
+
+    @property
+    def actor_name(self) -> str:
+        return self.identity.removeprefix("integration:")
+
+    def public(self) -> dict[str, object]:
+        """What the API shows of an endpoint (never the secret)."""
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "project": self.project,
+            "path": self.path,
+            "identity": self.identity,
+            "created_by": self.created_by,
+            "created_at": self.created_at,
+            "last_delivery_at": self.last_delivery_at,
+            "last_error": self.last_error,
+        }
+
+
+_COLUMNS = (
+    "id, provider, project, secret, identity, created_by, created_at, last_delivery_at, last_error"
+)
+
+
+def create_endpoint(
+    conn: sqlite3.Connection, provider: str, project: str, created_by: str, actor: str
+) -> Endpoint:
+    """A new endpoint with a new secret, and its identity's grant on ``project`` (through the
+    grant rule as ``actor``: ``access.ADMIN`` for the CLI, else the person creating it)."""
+    endpoint_id = secrets.token_hex(8)
+    identity = f"integration:{provider}-{endpoint_id}"
+    endpoint = Endpoint(
+        endpoint_id, provider, project, secrets.token_urlsafe(32), identity, created_by, time.time()
+    )
+    access.change_grant(
+        conn,
+        project,
+        identity,
+        Grant(identity, project, ENDPOINT_ROLE, ENDPOINT_ADDED),
+        actor,
+    )
+    with conn:
+        conn.execute(
+            f"INSERT INTO webhook_endpoints ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+            (
+                endpoint.id,
+                provider,
+                project,
+                endpoint.secret,
+                identity,
+                created_by,
+                endpoint.created_at,
+            ),
+        )
+    return endpoint
+
+
+def get_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> Endpoint | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE id = ?", (endpoint_id,)
+    ).fetchone()
+    return Endpoint(*row) if row else None
+
+
+def list_endpoints(conn: sqlite3.Connection, project: str | None = None) -> list[Endpoint]:
+    if project is None:
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM webhook_endpoints ORDER BY created_at")
+    else:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE project = ? ORDER BY created_at",
+            (project,),
+        )
+    return [Endpoint(*row) for row in rows.fetchall()]
+
+
+def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str, actor: str) -> bool:
+    """Forget the endpoint, its deliveries and its identity's grant."""
+    endpoint = get_endpoint(conn, endpoint_id)
+    if endpoint is None:
+        return False
+    access.change_grant(conn, endpoint.project, endpoint.identity, None, actor)
+    with conn:
+        conn.execute("DELETE FROM webhook_deliveries WHERE endpoint = ?", (endpoint_id,))
+        conn.execute("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+    return True
+
+
+def record_deliveries(
+    conn: sqlite3.Connection, deliveries: list[tuple[str, str, str, bytes]]
+) -> list[int | None]:
+    """Store several deliveries (endpoint, delivery id, event, payload) in one transaction:
+    one commit for everything that arrived meanwhile (group commit). Each one's row id, or
+    None for a delivery id already stored (before, or earlier in the same batch)."""
+    now = time.time()
+    out: list[int | None] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for endpoint, delivery, event, payload in deliveries:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO webhook_deliveries"
+                " (endpoint, delivery, event, payload, status, received_at)"
+                " VALUES (?, ?, ?, ?, 'pending', ?)",
+                (endpoint, delivery, event, payload, now),
+            )
+            out.append(cursor.lastrowid if cursor.rowcount else None)
+        for endpoint in {d[0] for d in deliveries}:
+            conn.execute(
+                "UPDATE webhook_endpoints SET last_delivery_at = ? WHERE id = ?", (now, endpoint)
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return out
+
+
+@dataclass(frozen=True)
+class StoredDelivery:
+    id: int
+    endpoint: str
+    delivery: str
+    event: str
+    payload: bytes
+
+
+def pending_deliveries(conn: sqlite3.Connection, limit: int = 1000) -> list[StoredDelivery]:
+    rows = conn.execute(
+        "SELECT id, endpoint, delivery, event, payload FROM webhook_deliveries"
+        " WHERE status = 'pending' ORDER BY id LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [StoredDelivery(*row) for row in rows]
+
+
+def get_delivery(conn: sqlite3.Connection, row_id: int) -> StoredDelivery | None:
+    row = conn.execute(
+        "SELECT id, endpoint, delivery, event, payload FROM webhook_deliveries WHERE id = ?",
+        (row_id,),
+    ).fetchone()
+    return StoredDelivery(*row) if row else None
+
+
+def finish_delivery(
+    conn: sqlite3.Connection, row_id: int, endpoint: str, status: str, detail: str
+) -> None:
+    """Mark a delivery processed (``done``, ``ignored`` or ``failed``, with what happened)."""
+    with conn:
+        conn.execute(
+            "UPDATE webhook_deliveries SET status = ?, detail = ?, processed_at = ? WHERE id = ?",
+            (status, detail[:2000], time.time(), row_id),
+        )
+        conn.execute(
+            "UPDATE webhook_endpoints SET last_error = ? WHERE id = ?",
+            (detail[:2000] if status == "failed" else None, endpoint),
+        )
+
+
+def recent_deliveries(
+    conn: sqlite3.Connection, endpoint: str, limit: int = 50
+) -> list[dict[str, object]]:
+    rows = conn.execute(
+        "SELECT delivery, event, status, detail, received_at, processed_at"
+        " FROM webhook_deliveries WHERE endpoint = ? ORDER BY id DESC LIMIT ?",
+        (endpoint, limit),
+    ).fetchall()
+    keys = ("delivery", "event", "status", "detail", "received_at", "processed_at")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
