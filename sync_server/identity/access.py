@@ -509,6 +509,7 @@ class PermissionResolver:
             """A rule's created_by after the transaction (rules.permissions.RuleOwner)."""
             entry = doc.get("rules", type=Map).get(rule_id)
             return entry.get("created_by") if isinstance(entry, Map) else None
+
         def new_task_fields(task_id: str) -> list[str]:
             value = doc.get("tasks", type=Map).get(task_id)
             return list(value.keys()) if isinstance(value, Map) else []
