@@ -250,9 +250,38 @@ MIGRATIONS: list[Migration] = [
     CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (scope, key, at);
     CREATE INDEX IF NOT EXISTS login_failures_at ON login_failures (at);
     """,
-    # 13: secrets and the outbox (integrations.secrets, integrations.outbox): written on
-    # the outbox branch; this placeholder only keeps 14's number (see docs/automation.md)
-    "SELECT 1",
+    # 13: secrets kept outside the shared documents (integrations.secrets: webhook, Slack and
+    # Teams URLs, webhook signing secrets; values encrypted) and the durable outbox of
+    # outbound messages (integrations.outbox)
+    """
+    CREATE TABLE IF NOT EXISTS secrets (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value BLOB NOT NULL,
+        hint TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS secrets_project ON secrets (project, kind);
+    CREATE UNIQUE INDEX IF NOT EXISTS secrets_signing ON secrets (project) WHERE kind = 'signing';
+    CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project TEXT NOT NULL,
+        key TEXT NOT NULL UNIQUE,
+        channel TEXT NOT NULL,
+        target TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT,
+        last_status INTEGER,
+        created REAL NOT NULL,
+        delivered_at REAL
+    );
+    CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+    CREATE INDEX IF NOT EXISTS outbox_project ON outbox (project, id);
+    """,
     # 14: automation (sync_server.extensions.automation): every run of a rule, at most one
     # per (rule, event key); the scheduler's next fire times; rules paused and why
     """
