@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from pycrdt import Doc, Map
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,18 +29,21 @@ from werkzeug.exceptions import HTTPException
 
 from doc_model import DocKind, DomainEvent, new_id
 from rules import Permission
+from rules.automation import RuleInvalid, evaluate, rule_json, to_document_form, validate_rule
 from sync_server.api.common import ApiContext, json_response
 from sync_server.api.models import NoContent
 from sync_server.api.models import problems_documented as _problems
 from sync_server.api.params import only_args, simple_int
 from sync_server.api.problems import Problem
 from sync_server.extensions import automation as auto
+from sync_server.identity import accounts
 
 if TYPE_CHECKING:
     from sync_server.extensions.automation import AutomationExtension
     from sync_server.extensions.context import TandemContext
 
 P = Permission
+STATUSES = ("pending", "sending", "delivered", "dead")
 SECRET_CHANNELS = ("webhook", "slack", "teams")
 RULE_FIELDS = ("name", "enabled", "trigger", "conditions", "actions")
 
@@ -135,19 +138,31 @@ class RunList(BaseModel):
     items: list[RunOut]
 
 
+class DeliveryOut(BaseModel):
+    id: int
+    project: str
+    key: str
+    channel: str
+    target: str = Field(description="the masked URL; empty for email")
+    status: str = Field(description="pending, sending, delivered or dead")
+    attempts: int
+    next_attempt_at: float | None = None
+    last_error: str | None = None
+    last_status: int | None = None
+    created: float
+    delivered_at: float | None = None
+
+
 class DeliveryList(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[DeliveryOut]
 
 
 # -- helpers --------------------------------------------------------------------------------
 
 
-def url_hint(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}/…"
-
-
-def synthetic_event(trigger: dict[str, Any], task: dict[str, Any] | None) -> DomainEvent:
+def synthetic_event(
+    trigger: dict[str, Any], task: dict[str, Any] | None, rule_id: str
+) -> DomainEvent:
     """The event a dry run feeds the engine: what the rule's trigger reacts to, on ``task``."""
     kind = trigger.get("type")
     entity = task.get("id") if task else None
@@ -178,7 +193,9 @@ def synthetic_event(trigger: dict[str, Any], task: dict[str, Any] | None) -> Dom
         )
     if kind in ("due_date_approaching", "task_overdue"):
         return DomainEvent(
-            kind, entity=entity, after=task, detail={**detail, "due": task and task.get("due")}
+            kind,
+            entity=entity,
+            detail={"rule": rule_id, "due": task.get("due") if task else None},
         )
     if kind == "comment_posted":
         return DomainEvent(
@@ -221,86 +238,59 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
         except Exception as e:
             raise Problem(400, "the body is not valid JSON") from e
 
-    def check(data: Any, *, owner: str) -> dict[str, Any]:
-        """The rule validated by the model: 422 naming the JSON path at fault."""
+    def invalid(e: RuleInvalid) -> Problem:
+        path = e.path or "body"
+        return Problem(422, f"{path}: {e.message}", field=path)
+
+    async def document_form(
+        project: str, data: Any, current: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The rule to store: a REST rule validated and its URLs put in the secret store (on
+        the runner's database thread); a PATCH without ``actions`` keeps the rule's own."""
         if not isinstance(data, dict):
             raise Problem(422, "body: a rule is a JSON object", field="body")
-        stray = sorted(set(data) - {*RULE_FIELDS, "id", "created_by"})
-        if stray:
-            raise Problem(
-                422,
-                f"{stray[0]}: unknown field; a rule has {', '.join(RULE_FIELDS)}",
-                field=stray[0],
-            )
-        rule = {k: v for k, v in data.items() if k in RULE_FIELDS}
+        if "created_by" in data:
+            raise Problem(422, "created_by: set by the server", field="created_by")
+        if current is not None:
+            kept = {k: v for k, v in current.items() if k in RULE_FIELDS}
+            if "actions" not in data:
+                try:
+                    return rule_json(validate_rule({**kept, **data}, "document"))
+                except RuleInvalid as e:
+                    raise invalid(e) from None
+            data = {**{k: v for k, v in kept.items() if k != "actions"}, **data}
+        secrets, db = automation.secrets, automation.db
+        if secrets is None or db is None:
+            raise Problem(503, "automation is not running on this server")
+
+        def put(kind: str, url: str) -> str:
+            return secrets.put_sync(project, kind, url)
+
         try:
-            auto.validate({**rule, "created_by": owner})
-        except Exception as e:
-            path = str(getattr(e, "path", "") or "body")
-            message = str(getattr(e, "message", "") or e)
-            raise Problem(422, f"{path}: {message}", field=path) from None
-        return rule
-
-    async def hide_secrets(
-        project: str, rule: dict[str, Any], before: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        """``url`` of webhook / slack / teams actions -> ``url_ref`` + ``url_hint``; a
-        ``url_ref`` given back must be one the rule already holds."""
-        held = {
-            a.get("url_ref")
-            for a in (before or {}).get("actions", [])
-            if isinstance(a, dict) and a.get("url_ref")
-        }
-        actions = []
-        for index, action in enumerate(rule.get("actions") or []):
-            action = dict(action)
-            if action.get("type") in SECRET_CHANNELS:
-                path = f"actions[{index}]"
-                if "url" in action:
-                    url = action.pop("url")
-                    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-                        raise Problem(
-                            422, f"{path}.url: an http(s) URL is needed", field=f"{path}.url"
-                        )
-                    secrets = automation.secrets
-                    if secrets is None:
-                        raise Problem(503, "this server has no secret store for URLs")
-                    action["url_ref"] = await auto.maybe_await(
-                        await server.writer.run(secrets.put, project, action["type"], url)
-                    )
-                    action["url_hint"] = url_hint(url)
-                elif action.get("url_ref") not in held:
-                    raise Problem(
-                        422,
-                        f"{path}.url: give the URL (url_ref only names a URL this rule holds)",
-                        field=f"{path}.url",
-                    )
-            actions.append(action)
-        return {**rule, "actions": actions}
-
-    def masked(rule: dict[str, Any]) -> list[dict[str, Any]]:
-        out = []
-        for action in rule.get("actions") or []:
-            if isinstance(action, dict) and action.get("url_ref"):
-                shown = None
-                secrets = automation.secrets
-                if secrets is not None:
-                    try:
-                        shown = secrets.masked(action["url_ref"])
-                    except Exception:
-                        shown = None
-                action = {**action, "url": shown or action.get("url_hint")}
-            out.append(action)
-        return out
+            rule = await db.run(
+                functools.partial(
+                    to_document_form, data, put, allow_http=server.outbound.allow_private
+                )
+            )
+        except RuleInvalid as e:
+            raise invalid(e) from None
+        return rule_json(rule)
 
     def rule_out(rule_id: str, rule: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+        actions = []
+        for action in rule.get("actions") or []:
+            if isinstance(action, dict) and "url_ref" in action:
+                hint = action.get("url_hint") or "…"
+                action = {k: v for k, v in action.items() if k not in ("url_ref", "url_hint")}
+                action["url"] = hint  # masked: the URL itself never leaves the server
+            actions.append(action)
         return {
             "id": rule_id,
             "name": rule.get("name", ""),
             "enabled": rule.get("enabled", True) is not False,
             "trigger": rule.get("trigger") or {},
             "conditions": rule.get("conditions"),
-            "actions": masked(rule),
+            "actions": actions,
             "created_by": rule.get("created_by"),
             "state": {
                 "paused_reason": state.get("paused_reason"),
@@ -323,7 +313,9 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
     def states(project: str) -> dict[str, dict[str, Any]]:
         return auto.rule_summary(ctx.conn, project)
 
-    async def write(user: Any, project: str, rule_id: str, rule: dict[str, Any] | None) -> None:
+    async def write(
+        user: accounts.User, project: str, rule_id: str, rule: dict[str, Any] | None
+    ) -> None:
         def change(doc: Doc) -> None:
             rules = doc.get("rules", type=Map)
             if rule is None:
@@ -335,7 +327,7 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
 
     @bp.get("/projects/<project>/rules/")
     @document_response(RuleList)
-    @_problems(403, 404)
+    @_problems(400, 403, 404)
     async def list_rules(project: str):
         only_args()
         user = ctx.user()
@@ -348,12 +340,11 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
     @bp.post("/projects/<project>/rules/")
     @document_request(RuleBody)
     @document_response(RuleOut, 201)
-    @_problems(400, 403, 404, 413, 415, 422)
+    @_problems(400, 403, 404, 413, 415, 422, 503)
     async def create_rule(project: str):
         user = ctx.user()
         project = ctx.project(user, project, P.EDIT_PROJECT)
-        rule = check(await body_json(), owner=user.name)
-        rule = await hide_secrets(project, rule, None)
+        rule = await document_form(project, await body_json(), None)
         rule_id = new_id()
         await write(user, project, rule_id, {**rule, "created_by": user.name})
         stored = await one(project, rule_id)
@@ -365,7 +356,7 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
 
     @bp.get("/projects/<project>/rules/<rule_id>/")
     @document_response(RuleOut)
-    @_problems(403, 404)
+    @_problems(400, 403, 404)
     async def get_rule(project: str, rule_id: str):
         only_args()
         user = ctx.user()
@@ -376,17 +367,9 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
     async def change_rule(project: str, rule_id: str, partial: bool):
         user = ctx.user()
         project = ctx.project(user, project, P.EDIT_PROJECT)
-        before = await one(project, rule_id)
-        data = await body_json()
-        if partial:
-            if not isinstance(data, dict):
-                raise Problem(422, "body: a rule is a JSON object", field="body")
-            current = {k: v for k, v in before.items() if k in RULE_FIELDS}
-            # the URLs the rule holds stay as they are unless the patch gives actions
-            data = {**current, **data}
-        rule = check(data, owner=user.name)
-        rule = await hide_secrets(project, rule, before)
-        # the rule now acts for whoever changed it last (they hold edit_project)
+        current = await one(project, rule_id)
+        rule = await document_form(project, await body_json(), current if partial else None)
+        # the rule acts for whoever changed it last (they hold edit_project)
         await write(user, project, rule_id, {**rule, "created_by": user.name})
         stored = await one(project, rule_id)
         return json_response(rule_out(rule_id, stored, states(project).get(rule_id, {})))
@@ -394,14 +377,14 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
     @bp.put("/projects/<project>/rules/<rule_id>/")
     @document_request(RuleBody)
     @document_response(RuleOut)
-    @_problems(400, 403, 404, 413, 415, 422)
+    @_problems(400, 403, 404, 413, 415, 422, 503)
     async def replace_rule(project: str, rule_id: str):
         return await change_rule(project, rule_id, partial=False)
 
     @bp.patch("/projects/<project>/rules/<rule_id>/")
     @document_request(RulePatch)
     @document_response(RuleOut)
-    @_problems(400, 403, 404, 413, 415, 422)
+    @_problems(400, 403, 404, 413, 415, 422, 503)
     async def patch_rule(project: str, rule_id: str):
         return await change_rule(project, rule_id, partial=True)
 
@@ -448,11 +431,14 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
             except Exception as e:
                 raise Problem(422, f"event: {e}", field="event") from None
         else:
-            event = synthetic_event(rule.get("trigger") or {}, task)
-        model = automation.runner.rule_model(rule_id, rule) if automation.runner else None
-        if model is None:
-            raise Problem(422, f"rule {rule_id!r} does not validate; fix it first", field="rule")
-        evaluation = auto.evaluate(rule_id, model, event, snapshot, depth=0)
+            event = synthetic_event(rule.get("trigger") or {}, task, rule_id)
+        try:
+            model = validate_rule(rule, "document")
+        except RuleInvalid as e:
+            raise Problem(
+                422, f"rule {rule_id!r} does not validate ({e}); fix it first", field="rule"
+            ) from None
+        evaluation = evaluate(rule_id, model, event, snapshot, depth=0)
         return json_response(
             {
                 "rule": rule_id,
@@ -478,23 +464,21 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
 
     @bp.get("/projects/<project>/deliveries/")
     @document_response(DeliveryList)
-    @_problems(403, 404, 503)
+    @_problems(400, 403, 404, 503)
     async def deliveries(project: str):
-        only_args()
+        only_args("limit", "status")
         user = ctx.user()
         project = ctx.project(user, project, P.EDIT_PROJECT)
+        limit = simple_int("limit", 50, 1, 500)
+        status = request.args.get("status")
+        if status is not None and status not in STATUSES:
+            raise Problem(
+                400, f"status: one of {', '.join(STATUSES)}, not {status!r}", field="status"
+            )
         outbox = automation.outbox
         if outbox is None:
             raise Problem(503, "this server has no outbox")
-        items = await auto.maybe_await(outbox.deliveries(project))
-        return json_response({"items": [_plain(i) for i in items]})
+        items = await outbox.deliveries(project, limit, status=status)
+        return json_response({"items": [d.to_json() for d in items]})
 
     return bp
-
-
-def _plain(item: Any) -> Any:
-    if dataclasses.is_dataclass(item) and not isinstance(item, type):
-        return dataclasses.asdict(item)
-    if isinstance(item, BaseModel):
-        return item.model_dump(mode="json")
-    return item

@@ -2,37 +2,42 @@
 
 For every accepted transaction of a project's main document (``change_accepted``,
 durable: at least once, from the runner's own cursor) and every domain event in
-it, each enabled rule of the project is evaluated by the pure engine
-(``rules.automation.engine.evaluate``) against a JSON snapshot of the project;
-what it wants done is carried out here:
+it, each enabled rule of the project whose trigger may fire on that kind of
+event is evaluated by the pure engine (``rules.automation.evaluate``) against a
+JSON snapshot of the project; what it wants done is carried out here:
 
 - :class:`~rules.automation.intents.EditIntent`: through ``ctx.edit`` as the
   rule's owner (its ``created_by``), ``Actor(owner, via="automation:<rule>:<depth>")``:
   the gate judges it with the owner's permissions. An owner who lost the
   permission (demoted, removed) pauses the rule, with the reason in
-  ``rule_state``; nothing is written.
+  ``rule_state``; nothing is written. A person changing the rule unpauses it.
 - :class:`~rules.automation.intents.NotifyIntent`: the notification centre
-  (in-app list and Web Push), to named users, a role's members or the assignees.
+  (in-app list and Web Push), to named users, a role's members or the assignees
+  (members of the project only).
 - :class:`~rules.automation.intents.OutboundIntent`: the durable outbox
-  (``integrations.outbox``), idempotency key ``rule:event key:action index``.
+  (``integrations.outbox``), idempotency key ``rule:<rule>:<event key>:<action index>``.
 
 Loop protection: a rule's own writes carry their chain depth in the actor's
 ``via`` (so the feed row of that write says it), the events of a write at depth
-``d`` are evaluated at ``d + 1``, and nothing runs at :data:`MAX_DEPTH` or
-deeper (recorded as skipped). A rule runs at most once per (rule, event key):
+``d`` are evaluated at depth ``d``, and nothing runs at ``MAX_DEPTH`` or deeper
+(recorded as skipped). A rule runs at most once per (rule, event key):
 ``rule_runs`` is UNIQUE on it and a run claims its row before it acts, so the
-feed's at-least-once delivery never acts twice.
+feed's at-least-once delivery never acts twice. Event keys: ``feed:<feed id>:<index
+of the event in its transaction>`` for document events, ``<kind>:<task>:<due date>``
+and ``schedule:<fire time>`` for the scheduler's.
 
 Every run is recorded in ``rule_runs`` (migration 14): ``ran``, ``failed``,
-``paused`` or ``skipped``, with a detail for people.
+``paused`` or ``skipped`` (the trigger fired but the conditions did not hold, the
+rule is paused, or the depth limit was reached), with a detail for people.
 
 The scheduler (:class:`Scheduler`) keeps the next fire time of every
 ``schedule``, ``due_date_approaching`` and ``task_overdue`` rule (per task for
 the latter two) in ``rule_schedule``, recomputed when rules or tasks' due
-dates change (from the feed); it looks for fire times that have passed every
-``automation_tick_seconds`` against an injectable clock, so a fire time that
-passed while the server was down fires once at start. It emits domain events of
-kinds ``schedule_fired``, ``due_date_approaching`` and ``task_overdue``.
+dates change (from the feed). It looks for fire times that have passed every
+``automation_tick_seconds`` against an injectable clock (``automation_clock_offset_seconds``
+or the extension's ``clock``), so a fire time that passed while the server was
+down fires once at start. It emits domain events of kinds ``schedule_fired``,
+``due_date_approaching`` and ``task_overdue`` (see ``rules.automation.triggers``).
 
 SQLite work runs on a connection and worker thread of the runner's own, never on
 the event loop.
@@ -44,7 +49,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-import importlib
 import inspect
 import json
 import logging
@@ -53,7 +57,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pycrdt import Doc, Map
 
@@ -71,7 +74,20 @@ from doc_model import (
     update_task,
 )
 from doc_model.domain_events import normalize
-from rules.automation.intents import EditIntent, Evaluation, NotifyIntent, OutboundIntent
+from integrations.outbox import Outbox, OutboxConfig
+from integrations.secrets import SecretStore, load_keys
+from integrations.senders import Senders, SmtpConfig
+from rules.automation import (
+    KINDS,
+    MAX_DEPTH,
+    EditIntent,
+    NotifyIntent,
+    OutboundIntent,
+    Rule,
+    evaluate,
+    validate_rule,
+)
+from rules.automation.schedule import approaching_at, next_fire, overdue_at
 from sync_server.extensions.notifications import Notice, NotificationCenter
 from sync_server.extensions.protocol import EditRefused, Extension, ServerContext
 from sync_server.interfaces import Actor, DocumentChanged
@@ -82,15 +98,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tandem.automation")
 
-MAX_DEPTH = 3
-"""A rule's write is depth 1, a write caused by that write depth 2...; events of a write at
-this depth or deeper run nothing (``skipped``), so two rules feeding each other stop."""
-
 VIA = "automation"
 SCHEDULED_KINDS = ("schedule", "due_date_approaching", "task_overdue")
 DUE_FIELDS = frozenset({"due", "status"})
 RUNS_LIMIT = 200
-
 
 Clock = Callable[[], float]
 
@@ -129,19 +140,10 @@ def rules_of(doc: Doc) -> dict[str, dict[str, Any]]:
 
 
 def project_json(doc: Doc, project: str) -> dict[str, Any]:
-    """The project snapshot the engine evaluates against (JSON), with the time zone."""
+    """The project snapshot the engine evaluates against (``rules.automation.project``)."""
     snap = project_snapshot(doc, project).model_dump(mode="json")
-    meta = doc.get("meta", type=Map)
-    zone = meta.get("timezone") if "timezone" in meta else None
-    snap["timezone"] = zone if isinstance(zone, str) and zone else "UTC"
+    snap["id"] = project
     return snap
-
-
-def zone_of(project: dict[str, Any]) -> ZoneInfo:
-    try:
-        return ZoneInfo(str(project.get("timezone") or "UTC"))
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def trigger_type(rule: dict[str, Any]) -> str | None:
@@ -150,91 +152,45 @@ def trigger_type(rule: dict[str, Any]) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def within_seconds(trigger: dict[str, Any]) -> float | None:
-    """``due_date_approaching``'s window: ``within`` as hours (a number), ``{"hours": n}`` /
-    ``{"days": n}``, or ``"48h"`` / ``"2d"``; None if it cannot be read."""
+def zone_name(rule: dict[str, Any]) -> str:
+    trigger = rule.get("trigger")
+    zone = trigger.get("timezone") if isinstance(trigger, dict) else None
+    return zone if isinstance(zone, str) and zone else "UTC"
+
+
+def within(trigger: dict[str, Any]) -> dt.timedelta | None:
+    """``due_date_approaching``'s window (``{"hours": n}`` or ``{"days": n}``)."""
     value = trigger.get("within")
-    hours = trigger.get("hours")
-    days = trigger.get("days")
-    if isinstance(value, dict):
-        hours, days = value.get("hours"), value.get("days")
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        hours = value
-    elif isinstance(value, str) and value[:-1].replace(".", "", 1).isdigit():
-        unit = value[-1].lower()
-        if unit == "h":
-            hours = float(value[:-1])
-        elif unit == "d":
-            days = float(value[:-1])
-    total = 0.0
-    for amount, scale in ((hours, 3600.0), (days, 86400.0)):
-        if isinstance(amount, int | float) and not isinstance(amount, bool):
-            total += float(amount) * scale
-    return total if total > 0 else None
-
-
-def due_instant(due: str, zone: ZoneInfo) -> float | None:
-    """When a task due on ``due`` (a date) becomes overdue: the end of that day, in the
-    project's time zone."""
-    try:
-        day = dt.date.fromisoformat(due)
-    except (TypeError, ValueError):
+    if not isinstance(value, dict):
         return None
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=zone)
-    return end.timestamp()
+    hours, days = value.get("hours"), value.get("days")
+    if isinstance(hours, int) and hours > 0:
+        return dt.timedelta(hours=hours)
+    if isinstance(days, int) and days > 0:
+        return dt.timedelta(days=days)
+    return None
 
 
 def iso(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-# -- the engine and the outbox, as they are found -----------------------------------------------
-
-
-def _module(name: str) -> Any | None:
+def next_schedule_fire(rule: dict[str, Any], after: float) -> float | None:
+    """The next fire time of a ``schedule`` rule strictly after ``after`` (epoch seconds)."""
+    trigger = rule.get("trigger") or {}
     try:
-        return importlib.import_module(name)
-    except ImportError:
+        nxt = next_fire(
+            str(trigger.get("cron")), dt.datetime.fromtimestamp(after, dt.UTC), zone_name(rule)
+        )
+    except ValueError:
         return None
+    return nxt.timestamp()
 
 
-def validate(data: dict[str, Any]) -> Any:
-    """``rules.automation.model.validate_rule(data)`` (raises its ``RuleInvalid``)."""
-    model = _module("rules.automation.model")
-    if model is None:
-        raise RuntimeError("the rule model (rules.automation.model) is not installed")
-    return model.validate_rule(data)
-
-
-def evaluate(
-    rule_id: str, rule: Any, event: DomainEvent, project: dict[str, Any], *, depth: int
-) -> Evaluation:
-    engine = _module("rules.automation.engine")
-    if engine is None:
-        raise RuntimeError("the rule engine (rules.automation.engine) is not installed")
-    result: Evaluation = engine.evaluate(rule_id, rule, event, project, depth=depth)
-    return result
-
-
-def next_schedule_fire(
-    rule: Any, trigger: dict[str, Any], zone: ZoneInfo, after: float
-) -> float | None:
-    """The next fire time of a ``schedule`` trigger after ``after`` (epoch seconds), from
-    ``rules.automation.schedule``; None if it has none."""
-    schedule = _module("rules.automation.schedule")
-    if schedule is None:
-        return None
-    when = dt.datetime.fromtimestamp(after, zone)
-    for name in ("next_fire", "next_fire_time", "next_after"):
-        fn = getattr(schedule, name, None)
-        if fn is None:
-            continue
-        spec = trigger.get("cron") or trigger.get("schedule") or trigger.get("at")
-        nxt = fn(spec, zone, when) if spec is not None else None
-        if nxt is None:
-            return None
-        return nxt.timestamp() if isinstance(nxt, dt.datetime) else float(nxt)
-    return None
+def may_fire(rule: dict[str, Any], event_kind: str) -> bool:
+    """Whether the rule's trigger could fire on an event of this kind (before evaluating)."""
+    kind = trigger_type(rule)
+    return kind is not None and event_kind in KINDS.get(kind, ())
 
 
 async def maybe_await(value: Any) -> Any:
@@ -429,8 +385,9 @@ def fires_for(
     now: float,
     only_task: str | None = None,
 ) -> list[Fire]:
-    """Every future fire time of the project's scheduled rules (pure)."""
-    zone = zone_of(snapshot)
+    """The fire times of the project's scheduled rules (pure): a schedule's next one, and
+    per task with a due date the window's start / the moment it is overdue (a time already
+    passed is kept: the scheduler fires it at once, and only once per due date)."""
     out: list[Fire] = []
     for rule_id, rule in rules.items():
         kind = trigger_type(rule)
@@ -440,26 +397,29 @@ def fires_for(
         if kind == "schedule":
             if only_task is not None:
                 continue
-            at = next_schedule_fire(rule, trigger, zone, now)
+            at = next_schedule_fire(rule, now)
             if at is not None:
                 out.append(Fire(rule_id, project, kind, "", at, f"schedule:{iso(at)}"))
             continue
-        window = within_seconds(trigger) if kind == "due_date_approaching" else 0.0
+        window = within(trigger) if kind == "due_date_approaching" else dt.timedelta(0)
         if window is None:
             continue
         for task in snapshot.get("tasks", ()):
             if only_task is not None and task.get("id") != only_task:
                 continue
             due = task.get("due")
-            end = due_instant(due, zone) if isinstance(due, str) else None
-            if end is None:
+            if not isinstance(due, str):
                 continue
-            if kind == "due_date_approaching":
-                if end <= now:
-                    continue  # already overdue: no longer approaching
-                at = end - window
-            else:
-                at = end
+            try:
+                end = overdue_at(due, zone_name(rule)).timestamp()
+                if kind == "due_date_approaching":
+                    if end <= now:
+                        continue  # already overdue: no longer approaching
+                    at = approaching_at(due, window, zone_name(rule)).timestamp()
+                else:
+                    at = end
+            except ValueError:
+                continue
             out.append(Fire(rule_id, project, kind, task["id"], at, f"{kind}:{task['id']}:{due}"))
     return out
 
@@ -482,7 +442,7 @@ class AutomationRunner:
         ctx: ServerContext,
         db: SQLiteWorker,
         center: NotificationCenter,
-        outbox: Any | None,
+        outbox: Outbox | None,
         clock: Clock,
     ) -> None:
         self.ctx = ctx
@@ -500,17 +460,15 @@ class AutomationRunner:
         assert isinstance(self.ctx, TandemContext)
         return self.ctx
 
-    def rule_model(self, rule_id: str, data: dict[str, Any]) -> Any | None:
+    def rule_model(self, rule_id: str, data: dict[str, Any]) -> Rule | None:
         """The validated rule (cached by its JSON); None if it does not validate."""
         body = json.dumps(data, sort_keys=True, default=str)
         key = (rule_id, hashlib.blake2b(body.encode(), digest_size=12).hexdigest())
         if key in self._validated:
             return self._validated[key]
+        model: Rule | None
         try:
-            model = validate(
-                {k: v for k, v in data.items() if k != "created_by"}
-                | {"created_by": data.get("created_by")}
-            )
+            model = validate_rule(data, "document")
         except Exception as e:  # RuleInvalid: the gate should have refused it
             log.warning("rule %s does not validate: %s", rule_id, e)
             model = None
@@ -573,7 +531,7 @@ class AutomationRunner:
             for index, event in enumerate(change.events):
                 key = f"feed:{change.feed_id}:{index}"
                 for rule_id, rule in rules.items():
-                    if rule.get("enabled", True) is False or trigger_type(rule) in SCHEDULED_KINDS:
+                    if rule.get("enabled", True) is False or not may_fire(rule, event.kind):
                         continue
                     await self.run(project, rule_id, rule, event, key, depth, snapshot)
         return recompute
@@ -587,8 +545,6 @@ class AutomationRunner:
         key: str,
         depth: int,
         snapshot: dict[str, Any],
-        *,
-        fresh: bool = False,
     ) -> RunResult | None:
         """Evaluate one rule against one event and carry out what it wants; None when its
         trigger does not fire on the event (nothing is recorded)."""
@@ -739,13 +695,37 @@ class AutomationRunner:
     async def _outbound(self, project: str, rule_id: str, key: str, intent: OutboundIntent) -> str:
         if self.outbox is None:
             raise RuntimeError(f"{intent.channel}: no outbox on this server")
-        idempotency = f"{rule_id}:{key}:{intent.action_index}"
-        delivery = await maybe_await(
-            self.outbox.enqueue(project, idempotency, intent.channel, intent.target, intent.payload)
+        payload = dict(intent.payload)
+        if intent.channel == "email":
+            to = await self._addresses(project, payload.get("to"), payload.get("task"))
+            if not to:
+                return "email: nobody to send it to (no member with an e-mail address)"
+            payload["to"] = to
+        idempotency = f"rule:{rule_id}:{key}:{intent.action_index}"
+        delivery = await self.outbox.enqueue(
+            project, idempotency, intent.channel, intent.target, payload
         )
         if delivery is None:
             return f"{intent.channel}: already queued"
         return f"{intent.channel}: queued (delivery {delivery})"
+
+    async def _addresses(self, project: str, to: Any, task_id: Any) -> list[str]:
+        """An email action's recipients (``{"users", "role", "assignees"}``) as addresses.
+        Accounts hold no e-mail address yet: a member whose account name is an address
+        gets the mail; others are left out."""
+        if not isinstance(to, dict):
+            return []
+        _rules, snapshot = await self.read(project)
+        snapshot = snapshot or {}
+        members: dict[str, Any] = snapshot.get("members", {})
+        users = {u for u in to.get("users") or () if isinstance(u, str)}
+        if to.get("role"):
+            users |= {u for u, role in members.items() if role == to["role"]}
+        if to.get("assignees") and task_id:
+            for task in snapshot.get("tasks", ()):
+                if task.get("id") == task_id:
+                    users |= set(task.get("assignees") or ())
+        return sorted(u for u in users if u in members and "@" in u)
 
 
 class Scheduler:
@@ -826,42 +806,23 @@ class Scheduler:
         if rule is not None and snapshot is not None and rule.get("enabled", True) is not False:
             event: DomainEvent
             if fire.kind == "schedule":
-                event = DomainEvent("schedule_fired", detail={"fire_at": iso(fire.at)})
-                nxt = next_schedule_fire(
-                    rule, rule.get("trigger") or {}, zone_of(snapshot), max(runner.clock(), fire.at)
-                )
+                event = DomainEvent("schedule_fired", entity=fire.rule, detail={"at": iso(fire.at)})
+                nxt = next_schedule_fire(rule, max(runner.clock(), fire.at))
                 if nxt is not None:
                     following = Fire(
                         fire.rule, fire.project, fire.kind, "", nxt, f"schedule:{iso(nxt)}"
                     )
             else:
-                task = next(
-                    (t for t in snapshot.get("tasks", ()) if t.get("id") == fire.entity), None
+                due = fire.key.rpartition(":")[2]
+                event = DomainEvent(
+                    fire.kind,
+                    entity=fire.entity,
+                    detail={"rule": fire.rule, "due": due, "at": iso(fire.at)},
                 )
-                if task is None:
-                    event = DomainEvent(fire.kind, entity=fire.entity)
-                else:
-                    event = DomainEvent(
-                        fire.kind,
-                        entity=fire.entity,
-                        after=task,
-                        detail={
-                            "title": task.get("title"),
-                            "due": task.get("due"),
-                            "fire_at": iso(fire.at),
-                        },
-                    )
-            if task_still_due(fire, snapshot):
-                await runner.run(fire.project, fire.rule, rule, event, fire.key, 0, snapshot)
+            # the engine fires a due-date event only while it is still true (the task is
+            # there, not done, and has that due date)
+            await runner.run(fire.project, fire.rule, rule, event, fire.key, 0, snapshot)
         await runner.db.run(fired, runner.db.conn, fire, following)
-
-
-def task_still_due(fire: Fire, snapshot: dict[str, Any]) -> bool:
-    """A task fire is for the due date it was computed from (its key ends with it)."""
-    if fire.kind == "schedule":
-        return True
-    task = next((t for t in snapshot.get("tasks", ()) if t.get("id") == fire.entity), None)
-    return task is not None and fire.key.endswith(f":{task.get('due')}")
 
 
 class AutomationExtension(Extension):
@@ -876,10 +837,10 @@ class AutomationExtension(Extension):
     name = "automation"
     durable = True
 
-    def __init__(self, *, clock: Clock | None = None, outbox: Any | None = None) -> None:
+    def __init__(self, *, clock: Clock | None = None, outbox: Outbox | None = None) -> None:
         self._clock = clock
         self.outbox = outbox
-        self.secrets: Any | None = None
+        self.secrets: SecretStore | None = outbox.secrets if outbox is not None else None
         self._own_outbox = False
         self.db: SQLiteWorker | None = None
         self.runner: AutomationRunner | None = None
@@ -897,23 +858,24 @@ class AutomationExtension(Extension):
         center = NotificationCenter(self.db, ctx.outbound)
         if self.outbox is None:
             self.outbox, self.secrets = await self._open_outbox(ctx)
-            self._own_outbox = self.outbox is not None
+            self._own_outbox = True
         self.runner = AutomationRunner(ctx, self.db, center, self.outbox, self.clock)
         tick = float(getattr(ctx.settings, "automation_tick_seconds", 1.0) or 1.0)
         self.scheduler = Scheduler(self.runner, tick)
         self.scheduler.start()  # its first tick runs the fires missed while the server was down
 
-    async def _open_outbox(self, ctx: ServerContext) -> tuple[Any | None, Any | None]:
-        """The outbox and secret store of ``integrations`` (if installed), started."""
-        outbox_mod = _module("integrations.outbox")
-        secrets_mod = _module("integrations.secrets")
-        secrets = None
-        if secrets_mod is not None:
-            secrets = secrets_mod.SecretStore(ctx.settings.db)
-        if outbox_mod is None:
-            return None, secrets
-        outbox = outbox_mod.Outbox(ctx.settings.db, policy=ctx.outbound, secrets=secrets)
-        await maybe_await(outbox.start())
+    async def _open_outbox(self, ctx: ServerContext) -> tuple[Outbox, SecretStore]:
+        """The secret store and the outbox on the server's database, its worker started."""
+        assert self.db is not None
+        settings = ctx.settings
+        secrets = SecretStore(self.db, load_keys(settings.db, settings.secret_key))
+        outbox = Outbox(
+            self.db,
+            secrets,
+            Senders(ctx.outbound, SmtpConfig.from_settings(settings)),
+            OutboxConfig.from_settings(settings),
+        )
+        await outbox.start()
         return outbox, secrets
 
     async def change_accepted(self, ctx: ServerContext, changes: Sequence[DocumentChanged]) -> None:
@@ -926,8 +888,6 @@ class AutomationExtension(Extension):
         if self.scheduler is not None:
             await self.scheduler.close()
         if self._own_outbox and self.outbox is not None:
-            stop = getattr(self.outbox, "stop", None) or getattr(self.outbox, "close", None)
-            if stop is not None:
-                await maybe_await(stop())
+            await self.outbox.stop()
         if self.db is not None:
             await self.db.close()
