@@ -512,19 +512,17 @@ class AutomationRunner:
             changed_rules = [
                 e.entity for e in change.events if e.kind.startswith("rule_") and e.entity
             ]
+            rules, snapshot = await self.read(project)
             if changed_rules:
                 recompute.add((project, None))
                 if change.actor.kind == "user" and not change.actor.via:
-                    # a person changed the rule: a paused one is given another go
-                    await self.db.run(resume_rules, self.db.conn, project, changed_rules)
-                    self._paused.pop(project, None)
+                    await self._rules_changed(project, change.actor.user_id, changed_rules, rules)
             for event in change.events:
                 if event.entity and (
                     event.kind in ("task_created", "task_deleted")
                     or (event.kind == "task_field_changed" and event.field in DUE_FIELDS)
                 ):
                     recompute.add((project, event.entity))
-            rules, snapshot = await self.read(project)
             if snapshot is None:
                 continue
             depth = chain_depth(change.actor)
@@ -535,6 +533,32 @@ class AutomationRunner:
                         continue
                     await self.run(project, rule_id, rule, event, key, depth, snapshot)
         return recompute
+
+    async def _rules_changed(
+        self, project: str, writer: str, changed: Sequence[str], rules: dict[str, dict[str, Any]]
+    ) -> None:
+        """A person wrote these rules: each acts as its ``created_by``, which must be that
+        person (REST sets it so; a socket client writing a rule that claims somebody
+        else's name would otherwise borrow their permissions): a rule claiming another
+        owner is paused, the others are given another go if they were paused."""
+        resume: list[str] = []
+        for rule_id in changed:
+            rule = rules.get(rule_id)
+            if rule is None:
+                continue
+            owner = rule.get("created_by")
+            if owner == writer:
+                resume.append(rule_id)
+                continue
+            reason = (
+                f"{writer} changed it but it names {owner!r} as its owner: a rule acts as "
+                f"the person who last changed it (created_by must be {writer!r})"
+            )
+            await self.db.run(pause_rule, self.db.conn, project, rule_id, reason, self.clock())
+            log.warning("rule %s paused: %s", rule_id, reason, extra={"doc": doc_name(project)})
+        if resume:
+            await self.db.run(resume_rules, self.db.conn, project, resume)
+        self._paused.pop(project, None)
 
     async def run(
         self,
