@@ -259,7 +259,7 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
                 except RuleInvalid as e:
                     raise invalid(e) from None
             data = {**{k: v for k, v in kept.items() if k != "actions"}, **data}
-        secrets, db = automation.secrets, automation.db
+        secrets, db = automation.secrets, automation.outbox_db
         if secrets is None or db is None:
             raise Problem(503, "automation is not running on this server")
 

@@ -48,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import inspect
 import json
 import logging
@@ -200,31 +199,31 @@ async def maybe_await(value: Any) -> Any:
 # -- storage (on the runner's worker thread) ------------------------------------------------
 
 
-def claim_run(
-    conn: sqlite3.Connection,
-    rule: str,
-    project: str,
-    key: str,
-    event: dict[str, Any],
-    outcome: str,
-    detail: str,
-    depth: int,
-    now: float,
-) -> int | None:
-    """Record a run of ``rule`` for ``key``; None if it was recorded before (it ran)."""
+def record_runs(
+    conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], claims: Sequence[int]
+) -> dict[int, int]:
+    """One transaction: every row (rule, project, key, event, outcome, detail, depth, at)
+    inserted unless its (rule, key) is there; returns {index in rows: run id} of the rows
+    in ``claims`` that were inserted (runs to carry out: the others ran before)."""
+    claimed: dict[int, int] = {}
+    wanted = set(claims)
     with conn:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO rule_runs (rule, project, event_key, event, outcome, detail,"
-            " depth, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (rule, project, key, json.dumps(event), outcome, detail, depth, now),
-        )
-    return cur.lastrowid if cur.rowcount else None
+        for index, (rule, project, key, event, outcome, detail, depth, at) in enumerate(rows):
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO rule_runs (rule, project, event_key, event, outcome,"
+                " detail, depth, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (rule, project, key, json.dumps(event), outcome, detail, depth, at),
+            )
+            if index in wanted and cur.rowcount and cur.lastrowid is not None:
+                claimed[index] = cur.lastrowid
+    return claimed
 
 
-def finish_run(conn: sqlite3.Connection, run_id: int, outcome: str, detail: str) -> None:
+def finish_runs(conn: sqlite3.Connection, results: Sequence[tuple[int, str, str]]) -> None:
     with conn:
-        conn.execute(
-            "UPDATE rule_runs SET outcome = ?, detail = ? WHERE id = ?", (outcome, detail, run_id)
+        conn.executemany(
+            "UPDATE rule_runs SET outcome = ?, detail = ? WHERE id = ?",
+            [(outcome, detail, run_id) for run_id, outcome, detail in results],
         )
 
 
@@ -428,6 +427,22 @@ def fires_for(
 
 
 @dataclass
+class Judged:
+    """One rule's verdict on one event: to carry out (``act``) or to record as skipped."""
+
+    project: str
+    rule_id: str
+    rule: dict[str, Any]
+    key: str
+    depth: int
+    event: DomainEvent
+    snapshot: dict[str, Any]
+    act: bool
+    detail: str = ""
+    intents: tuple[Any, ...] = ()
+
+
+@dataclass
 class RunResult:
     outcome: str  # ran | failed | paused | skipped
     detail: str
@@ -450,7 +465,7 @@ class AutomationRunner:
         self.center = center
         self.outbox = outbox
         self.clock = clock
-        self._validated: dict[tuple[str, str], Any] = {}
+        self._validated: dict[str, tuple[dict[str, Any], Rule | None]] = {}
         self._paused: dict[str, dict[str, str]] = {}  # project -> rule -> reason
 
     @property
@@ -461,20 +476,20 @@ class AutomationRunner:
         return self.ctx
 
     def rule_model(self, rule_id: str, data: dict[str, Any]) -> Rule | None:
-        """The validated rule (cached by its JSON); None if it does not validate."""
-        body = json.dumps(data, sort_keys=True, default=str)
-        key = (rule_id, hashlib.blake2b(body.encode(), digest_size=12).hexdigest())
-        if key in self._validated:
-            return self._validated[key]
+        """The validated rule (cached while the rule is the same); None if it does not
+        validate (the gate should have refused it; it is logged and never runs)."""
+        known = self._validated.get(rule_id)
+        if known is not None and (known[0] is data or known[0] == data):
+            return known[1]
         model: Rule | None
         try:
             model = validate_rule(data, "document")
-        except Exception as e:  # RuleInvalid: the gate should have refused it
+        except Exception as e:
             log.warning("rule %s does not validate: %s", rule_id, e)
             model = None
         if len(self._validated) > 10_000:
             self._validated.clear()
-        self._validated[key] = model
+        self._validated[rule_id] = (data, model)
         return model
 
     async def paused(self, project: str) -> dict[str, str]:
@@ -499,6 +514,7 @@ class AutomationRunner:
         """Run the rules for a batch of accepted changes; returns what the schedule must
         recompute: (project, task) pairs (task None: the whole project)."""
         recompute: set[tuple[str, str | None]] = set()
+        judged: list[Judged] = []
         for change in changes:
             if not change.events:
                 continue
@@ -526,12 +542,16 @@ class AutomationRunner:
             if snapshot is None:
                 continue
             depth = chain_depth(change.actor)
+            paused = await self.paused(project)
             for index, event in enumerate(change.events):
                 key = f"feed:{change.feed_id}:{index}"
                 for rule_id, rule in rules.items():
                     if rule.get("enabled", True) is False or not may_fire(rule, event.kind):
                         continue
-                    await self.run(project, rule_id, rule, event, key, depth, snapshot)
+                    item = self.judge(project, rule_id, rule, event, key, depth, snapshot, paused)
+                    if item is not None:
+                        judged.append(item)
+        await self.settle(judged)
         return recompute
 
     async def _rules_changed(
@@ -560,6 +580,75 @@ class AutomationRunner:
             await self.db.run(resume_rules, self.db.conn, project, resume)
         self._paused.pop(project, None)
 
+    def judge(
+        self,
+        project: str,
+        rule_id: str,
+        rule: dict[str, Any],
+        event: DomainEvent,
+        key: str,
+        depth: int,
+        snapshot: dict[str, Any],
+        paused: dict[str, str],
+    ) -> Judged | None:
+        """What one rule makes of one event (no I/O); None when its trigger does not fire
+        on it (nothing is recorded)."""
+        model = self.rule_model(rule_id, rule)
+        if model is None:
+            return None
+        evaluation = evaluate(rule_id, model, event, snapshot, depth=depth)
+        if not evaluation.triggered:
+            return None
+        item = Judged(project, rule_id, rule, key, depth, event, snapshot, act=False)
+        reason = paused.get(rule_id)
+        if reason is not None:
+            item.detail = f"paused: {reason}"
+        elif depth >= MAX_DEPTH:
+            item.detail = f"chain depth limit ({MAX_DEPTH}) reached: not run"
+        elif evaluation.skipped is not None or not evaluation.matched:
+            item.detail = evaluation.skipped or "conditions not met"
+        else:
+            item.act = True
+            item.intents = evaluation.intents
+        return item
+
+    async def settle(self, items: Sequence[Judged]) -> list[RunResult]:
+        """Record every verdict and claim the runs to carry out (one transaction), carry
+        them out, record how each went (one transaction)."""
+        if not items:
+            return []
+        now = self.clock()
+        rows = [
+            (
+                i.rule_id,
+                i.project,
+                i.key,
+                i.event.to_json(),
+                "running" if i.act else "skipped",
+                i.detail,
+                i.depth,
+                now,
+            )
+            for i in items
+        ]
+        claims = [n for n, i in enumerate(items) if i.act]
+        claimed = await self.db.run(record_runs, self.db.conn, rows, claims)
+        results: list[RunResult] = []
+        finished: list[tuple[int, str, str]] = []
+        for n, item in enumerate(items):
+            if not item.act:
+                results.append(RunResult("skipped", item.detail))
+                continue
+            run_id = claimed.get(n)
+            if run_id is None:
+                continue  # ran before (the feed delivers at least once)
+            result = await self.act(item, run_id)
+            results.append(result)
+            finished.append((run_id, result.outcome, result.detail))
+        if finished:
+            await self.db.run(finish_runs, self.db.conn, finished)
+        return results
+
     async def run(
         self,
         project: str,
@@ -570,37 +659,18 @@ class AutomationRunner:
         depth: int,
         snapshot: dict[str, Any],
     ) -> RunResult | None:
-        """Evaluate one rule against one event and carry out what it wants; None when its
-        trigger does not fire on the event (nothing is recorded)."""
-        model = self.rule_model(rule_id, rule)
-        if model is None:
+        """Judge and settle one rule on one event (the scheduler's fires)."""
+        paused = await self.paused(project)
+        item = self.judge(project, rule_id, rule, event, key, depth, snapshot, paused)
+        if item is None:
             return None
-        evaluation = evaluate(rule_id, model, event, snapshot, depth=depth)
-        if not evaluation.triggered:
-            return None
-        now = self.clock()
-        record = event.to_json()
+        results = await self.settle([item])
+        return results[0] if results else None
 
-        async def claim(outcome: str, detail: str) -> int | None:
-            return await self.db.run(
-                claim_run, self.db.conn, rule_id, project, key, record, outcome, detail, depth, now
-            )
-
-        paused = (await self.paused(project)).get(rule_id)
-        if paused is not None:
-            detail = f"paused: {paused}"
-            return RunResult("skipped", detail, await claim("skipped", detail))
-        if depth >= MAX_DEPTH:
-            detail = f"chain depth limit ({MAX_DEPTH}) reached: not run"
-            log.info("rule %s: %s", rule_id, detail, extra={"doc": doc_name(project)})
-            return RunResult("skipped", detail, await claim("skipped", detail))
-        if evaluation.skipped is not None or not evaluation.matched:
-            detail = evaluation.skipped or "conditions not met"
-            return RunResult("skipped", detail, await claim("skipped", detail))
-        owner = rule.get("created_by")
-        run_id = await claim("running", "")
-        if run_id is None:
-            return None  # ran before (the feed delivers at least once)
+    async def act(self, item: Judged, run_id: int) -> RunResult:
+        """Carry out a claimed run's intents as the rule's owner."""
+        project, rule_id, key = item.project, item.rule_id, item.key
+        owner = item.rule.get("created_by")
         if not isinstance(owner, str) or not owner:
             return await self._pause(project, rule_id, run_id, "the rule has no owner (created_by)")
         if not self.tandem.access.permissions(owner, project):
@@ -609,11 +679,11 @@ class AutomationRunner:
             )
         done: list[str] = []
         try:
-            for intent in evaluation.intents:
+            for intent in item.intents:
                 if isinstance(intent, EditIntent):
-                    done.append(await self._edit(project, rule_id, owner, intent, depth))
+                    done.append(await self._edit(project, rule_id, owner, intent, item.depth))
                 elif isinstance(intent, NotifyIntent):
-                    done.append(await self._notify(project, rule_id, intent, snapshot))
+                    done.append(await self._notify(project, rule_id, intent, item.snapshot))
                 elif isinstance(intent, OutboundIntent):
                     done.append(await self._outbound(project, rule_id, key, intent))
         except EditRefused as e:
@@ -622,17 +692,11 @@ class AutomationRunner:
                     f"its owner {owner} may no longer do this ({e.permission} needed): {e.reason}"
                 )
                 return await self._pause(project, rule_id, run_id, reason, done)
-            detail = "; ".join([*done, f"refused: {e.reason}"])
-            await self.db.run(finish_run, self.db.conn, run_id, "failed", detail)
-            return RunResult("failed", detail, run_id)
+            return RunResult("failed", "; ".join([*done, f"refused: {e.reason}"]), run_id)
         except Exception as e:
             log.warning("rule %s failed: %s", rule_id, e, extra={"doc": doc_name(project)})
-            detail = "; ".join([*done, f"failed: {e}"])
-            await self.db.run(finish_run, self.db.conn, run_id, "failed", detail)
-            return RunResult("failed", detail, run_id)
-        detail = "; ".join(done) or "nothing to do"
-        await self.db.run(finish_run, self.db.conn, run_id, "ran", detail)
-        return RunResult("ran", detail, run_id)
+            return RunResult("failed", "; ".join([*done, f"failed: {e}"]), run_id)
+        return RunResult("ran", "; ".join(done) or "nothing to do", run_id)
 
     async def _pause(
         self, project: str, rule_id: str, run_id: int, reason: str, done: Sequence[str] = ()
@@ -640,9 +704,7 @@ class AutomationRunner:
         log.warning("rule %s paused: %s", rule_id, reason, extra={"doc": doc_name(project)})
         await self.db.run(pause_rule, self.db.conn, project, rule_id, reason, self.clock())
         self._paused.setdefault(project, {})[rule_id] = reason
-        detail = "; ".join([*done, f"paused: {reason}"])
-        await self.db.run(finish_run, self.db.conn, run_id, "paused", detail)
-        return RunResult("paused", detail, run_id)
+        return RunResult("paused", "; ".join([*done, f"paused: {reason}"]), run_id)
 
     async def _edit(
         self, project: str, rule_id: str, owner: str, intent: EditIntent, depth: int
@@ -867,6 +929,7 @@ class AutomationExtension(Extension):
         self.secrets: SecretStore | None = outbox.secrets if outbox is not None else None
         self._own_outbox = False
         self.db: SQLiteWorker | None = None
+        self.outbox_db: SQLiteWorker | None = None  # the outbox's and secret store's own
         self.runner: AutomationRunner | None = None
         self.scheduler: Scheduler | None = None
 
@@ -890,11 +953,11 @@ class AutomationExtension(Extension):
 
     async def _open_outbox(self, ctx: ServerContext) -> tuple[Outbox, SecretStore]:
         """The secret store and the outbox on the server's database, its worker started."""
-        assert self.db is not None
         settings = ctx.settings
-        secrets = SecretStore(self.db, load_keys(settings.db, settings.secret_key))
+        self.outbox_db = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
+        secrets = SecretStore(self.outbox_db, load_keys(settings.db, settings.secret_key))
         outbox = Outbox(
-            self.db,
+            self.outbox_db,
             secrets,
             Senders(ctx.outbound, SmtpConfig.from_settings(settings)),
             OutboxConfig.from_settings(settings),
@@ -913,5 +976,7 @@ class AutomationExtension(Extension):
             await self.scheduler.close()
         if self._own_outbox and self.outbox is not None:
             await self.outbox.stop()
+        if self.outbox_db is not None:
+            await self.outbox_db.close()
         if self.db is not None:
             await self.db.close()
