@@ -73,9 +73,8 @@ from doc_model import (
     update_task,
 )
 from doc_model.domain_events import normalize
-from integrations.outbox import Outbox, OutboxConfig
-from integrations.secrets import SecretStore, load_keys
-from integrations.senders import Senders, SmtpConfig
+from integrations.outbox import Outbox
+from integrations.secrets import SecretStore
 from rules.automation import (
     KINDS,
     MAX_DEPTH,
@@ -952,18 +951,12 @@ class AutomationExtension(Extension):
         self.scheduler.start()  # its first tick runs the fires missed while the server was down
 
     async def _open_outbox(self, ctx: ServerContext) -> tuple[Outbox, SecretStore]:
-        """The secret store and the outbox on the server's database, its worker started."""
-        settings = ctx.settings
-        self.outbox_db = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
-        secrets = SecretStore(self.outbox_db, load_keys(settings.db, settings.secret_key))
-        outbox = Outbox(
-            self.outbox_db,
-            secrets,
-            Senders(ctx.outbound, SmtpConfig.from_settings(settings)),
-            OutboxConfig.from_settings(settings),
-        )
+        """The outbox (and its secret store) on the server's database, on a connection of
+        their own, configured from the settings; its delivery worker started."""
+        self.outbox_db = SQLiteWorker(connect(ctx.settings.db, synchronous="NORMAL"))
+        outbox = Outbox.from_settings(self.outbox_db, ctx.settings, ctx.outbound)
         await outbox.start()
-        return outbox, secrets
+        return outbox, outbox.secrets
 
     async def change_accepted(self, ctx: ServerContext, changes: Sequence[DocumentChanged]) -> None:
         assert self.runner is not None and self.scheduler is not None
