@@ -166,13 +166,12 @@ def test_a_high_priority_task_moved_to_done_posts_one_signed_webhook(srv, receiv
     expected = hmac.new(signing_secret(srv, project).encode(), body, hashlib.sha256).hexdigest()
     assert headers["X-Tandem-Signature-256"] == f"sha256={expected}"
 
-    # the run of each event is recorded: ran for the hot task, skipped for the cold one
+    # the run is recorded; the cold task's move was no run (its conditions did not hold)
     recorded = wait_for(
         lambda: [r for r in runs(srv, project, rule["id"]) if r["outcome"] != "running"]
     )
-    by_task = {r["event"]["entity"]: r for r in recorded}
-    assert by_task[hot]["outcome"] == "ran" and "webhook: queued" in by_task[hot]["detail"]
-    assert by_task[cold]["outcome"] == "skipped"
+    assert [(r["event"]["entity"], r["outcome"]) for r in recorded] == [(hot, "ran")]
+    assert recorded[0]["detail"].startswith("webhook: queued (delivery ")
     # and the delivery is listed, URL masked, delivered once
     items = call(srv, "GET", f"/projects/{project}/deliveries/").json()["items"]
     assert [(d["channel"], d["status"], d["attempts"]) for d in items] == [
@@ -256,8 +255,11 @@ def test_a_rule_whose_owner_is_demoted_pauses_instead_of_writing(srv) -> None:
     first = add_task(srv, project, title="one")["id"]
     assert wait_for(lambda: "triage" in task_of(srv, first)["labels"])
     # carol's own write says it was her rule
-    activity = call(srv, "GET", f"/projects/{project}/activity/").json()["items"]
-    assert any(e["actor"] == "carol" and e["task"] == first for e in activity)
+    def carols() -> list[dict]:
+        items = call(srv, "GET", f"/projects/{project}/activity/").json()["items"]
+        return [e for e in items if e["actor"] == "carol" and e["task"] == first]
+
+    assert wait_for(carols)
 
     r = call(srv, "PUT", f"/projects/{project}/grants/carol", json={"role": "viewer"})
     assert r.status_code in (200, 201), r.text

@@ -37,6 +37,6 @@ await waitUntil(
   'every edit to reach the observer'
 )
 const done = Date.now()
-console.log(JSON.stringify({ start, done, sent }))
 for (const c of [...clients, observer]) c.provider.destroy()
-process.exit(0)
+// a pipe takes 64 KiB at once: exit only once all of it is written
+process.stdout.write(JSON.stringify({ start, done, sent }) + '\n', () => process.exit(0))

@@ -73,6 +73,7 @@ from doc_model import (
     update_task,
 )
 from doc_model.domain_events import normalize
+from integrations.db import transaction
 from integrations.outbox import Outbox
 from integrations.secrets import SecretStore
 from rules.automation import (
@@ -448,6 +449,30 @@ class RunResult:
     run_id: int | None = None
 
 
+@dataclass
+class Queued:
+    """An outbound message a run wants sent: enqueued with the others of its batch in one
+    transaction; ``parts[index]`` of its run's detail says what became of it."""
+
+    project: str
+    key: str
+    channel: str
+    target: str
+    payload: dict[str, Any]
+    parts: list[str]
+    index: int
+
+
+def enqueue_all(outbox: Outbox, rows: Sequence[Queued]) -> list[int | None]:
+    """Every message in one transaction on the outbox's connection (its worker thread)."""
+    conn = outbox.worker.conn
+    with transaction(conn):
+        return [
+            outbox.enqueue_sync(conn, q.project, q.key, q.channel, q.target, q.payload)
+            for q in rows
+        ]
+
+
 class AutomationRunner:
     """Evaluates rules and carries out their intents (see the module docstring)."""
 
@@ -604,8 +629,10 @@ class AutomationRunner:
             item.detail = f"paused: {reason}"
         elif depth >= MAX_DEPTH:
             item.detail = f"chain depth limit ({MAX_DEPTH}) reached: not run"
-        elif evaluation.skipped is not None or not evaluation.matched:
-            item.detail = evaluation.skipped or "conditions not met"
+        elif evaluation.skipped is not None:
+            item.detail = evaluation.skipped
+        elif not evaluation.matched:
+            return None  # its conditions do not hold: not a run (the dry run shows why)
         else:
             item.act = True
             item.intents = evaluation.intents
@@ -633,7 +660,8 @@ class AutomationRunner:
         claims = [n for n, i in enumerate(items) if i.act]
         claimed = await self.db.run(record_runs, self.db.conn, rows, claims)
         results: list[RunResult] = []
-        finished: list[tuple[int, str, str]] = []
+        acted: list[tuple[RunResult, list[str]]] = []
+        queued: list[Queued] = []
         for n, item in enumerate(items):
             if not item.act:
                 results.append(RunResult("skipped", item.detail))
@@ -641,9 +669,39 @@ class AutomationRunner:
             run_id = claimed.get(n)
             if run_id is None:
                 continue  # ran before (the feed delivers at least once)
-            result = await self.act(item, run_id)
+            parts: list[str] = []
+            result = await self.act(item, run_id, parts, queued)
             results.append(result)
-            finished.append((run_id, result.outcome, result.detail))
+            acted.append((result, parts))
+        if queued:
+            assert self.outbox is not None
+            outbox = self.outbox
+            try:
+                ids = await outbox.worker.run(enqueue_all, outbox, queued)
+            except Exception as e:  # nothing was queued: those runs failed
+                log.warning("could not queue %d message(s): %s", len(queued), e)
+                for q in queued:
+                    q.parts[q.index] = f"{q.channel}: not queued ({e})"
+                failed = {id(q.parts) for q in queued}
+                for result, parts in acted:
+                    if id(parts) in failed:
+                        result.outcome = "failed"
+            else:
+                outbox.wake()
+                for q, delivery in zip(queued, ids, strict=True):
+                    q.parts[q.index] = (
+                        f"{q.channel}: already queued"
+                        if delivery is None
+                        else f"{q.channel}: queued (delivery {delivery})"
+                    )
+        finished: list[tuple[int, str, str]] = []
+        for result, parts in acted:
+            if parts:
+                result.detail = "; ".join([*parts, result.detail] if result.detail else parts)
+            elif not result.detail:
+                result.detail = "nothing to do"
+            assert result.run_id is not None
+            finished.append((result.run_id, result.outcome, result.detail))
         if finished:
             await self.db.run(finish_runs, self.db.conn, finished)
         return results
@@ -666,8 +724,12 @@ class AutomationRunner:
         results = await self.settle([item])
         return results[0] if results else None
 
-    async def act(self, item: Judged, run_id: int) -> RunResult:
-        """Carry out a claimed run's intents as the rule's owner."""
+    async def act(
+        self, item: Judged, run_id: int, done: list[str], queued: list[Queued]
+    ) -> RunResult:
+        """Carry out a claimed run's intents as the rule's owner: edits and notifications
+        now, outbound messages into ``queued`` (each with its place in ``done``, what the
+        run's detail says of each intent). The result's detail is what went wrong, if so."""
         project, rule_id, key = item.project, item.rule_id, item.key
         owner = item.rule.get("created_by")
         if not isinstance(owner, str) or not owner:
@@ -676,7 +738,6 @@ class AutomationRunner:
             return await self._pause(
                 project, rule_id, run_id, f"its owner {owner} is no longer a member of the project"
             )
-        done: list[str] = []
         try:
             for intent in item.intents:
                 if isinstance(intent, EditIntent):
@@ -684,26 +745,24 @@ class AutomationRunner:
                 elif isinstance(intent, NotifyIntent):
                     done.append(await self._notify(project, rule_id, intent, item.snapshot))
                 elif isinstance(intent, OutboundIntent):
-                    done.append(await self._outbound(project, rule_id, key, intent))
+                    done.append(await self._outbound(project, rule_id, key, intent, done, queued))
         except EditRefused as e:
             if e.permission:
                 reason = (
                     f"its owner {owner} may no longer do this ({e.permission} needed): {e.reason}"
                 )
-                return await self._pause(project, rule_id, run_id, reason, done)
-            return RunResult("failed", "; ".join([*done, f"refused: {e.reason}"]), run_id)
+                return await self._pause(project, rule_id, run_id, reason)
+            return RunResult("failed", f"refused: {e.reason}", run_id)
         except Exception as e:
             log.warning("rule %s failed: %s", rule_id, e, extra={"doc": doc_name(project)})
-            return RunResult("failed", "; ".join([*done, f"failed: {e}"]), run_id)
-        return RunResult("ran", "; ".join(done) or "nothing to do", run_id)
+            return RunResult("failed", f"failed: {e}", run_id)
+        return RunResult("ran", "", run_id)
 
-    async def _pause(
-        self, project: str, rule_id: str, run_id: int, reason: str, done: Sequence[str] = ()
-    ) -> RunResult:
+    async def _pause(self, project: str, rule_id: str, run_id: int, reason: str) -> RunResult:
         log.warning("rule %s paused: %s", rule_id, reason, extra={"doc": doc_name(project)})
         await self.db.run(pause_rule, self.db.conn, project, rule_id, reason, self.clock())
         self._paused.setdefault(project, {})[rule_id] = reason
-        return RunResult("paused", "; ".join([*done, f"paused: {reason}"]), run_id)
+        return RunResult("paused", f"paused: {reason}", run_id)
 
     async def _edit(
         self, project: str, rule_id: str, owner: str, intent: EditIntent, depth: int
@@ -777,7 +836,15 @@ class AutomationRunner:
         )
         return f"notify: {len(users)} user(s)"
 
-    async def _outbound(self, project: str, rule_id: str, key: str, intent: OutboundIntent) -> str:
+    async def _outbound(
+        self,
+        project: str,
+        rule_id: str,
+        key: str,
+        intent: OutboundIntent,
+        done: list[str],
+        queued: list[Queued],
+    ) -> str:
         if self.outbox is None:
             raise RuntimeError(f"{intent.channel}: no outbox on this server")
         payload = dict(intent.payload)
@@ -787,12 +854,10 @@ class AutomationRunner:
                 return "email: nobody to send it to (no member with an e-mail address)"
             payload["to"] = to
         idempotency = f"rule:{rule_id}:{key}:{intent.action_index}"
-        delivery = await self.outbox.enqueue(
-            project, idempotency, intent.channel, intent.target, payload
+        queued.append(
+            Queued(project, idempotency, intent.channel, intent.target, payload, done, len(done))
         )
-        if delivery is None:
-            return f"{intent.channel}: already queued"
-        return f"{intent.channel}: queued (delivery {delivery})"
+        return f"{intent.channel}: to be queued"
 
     async def _addresses(self, project: str, to: Any, task_id: Any) -> list[str]:
         """An email action's recipients (``{"users", "role", "assignees"}``) as addresses.
