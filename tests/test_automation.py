@@ -254,6 +254,7 @@ def test_a_rule_whose_owner_is_demoted_pauses_instead_of_writing(srv) -> None:
     assert rule["created_by"] == "carol"
     first = add_task(srv, project, title="one")["id"]
     assert wait_for(lambda: "triage" in task_of(srv, first)["labels"])
+
     # carol's own write says it was her rule
     def carols() -> list[dict]:
         items = call(srv, "GET", f"/projects/{project}/activity/").json()["items"]
