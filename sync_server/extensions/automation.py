@@ -539,6 +539,7 @@ class AutomationRunner:
         recompute: (project, task) pairs (task None: the whole project)."""
         recompute: set[tuple[str, str | None]] = set()
         judged: list[Judged] = []
+        seen: dict[str, tuple[dict[str, dict[str, Any]], dict[str, Any] | None]] = {}
         for change in changes:
             if not change.events:
                 continue
@@ -552,7 +553,9 @@ class AutomationRunner:
             changed_rules = [
                 e.entity for e in change.events if e.kind.startswith("rule_") and e.entity
             ]
-            rules, snapshot = await self.read(project)
+            if project not in seen:  # once per project and batch: the live document now
+                seen[project] = await self.read(project)
+            rules, snapshot = seen[project]
             if changed_rules:
                 recompute.add((project, None))
                 if change.actor.kind == "user" and not change.actor.via:
