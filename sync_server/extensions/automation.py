@@ -139,10 +139,26 @@ def rules_of(doc: Doc) -> dict[str, dict[str, Any]]:
 
 
 def project_json(doc: Doc, project: str) -> dict[str, Any]:
-    """The project snapshot the engine evaluates against (``rules.automation.project``)."""
+    """The project snapshot the engine evaluates against (``rules.automation.project``):
+    ``Project.model_dump`` with ``tasks`` as ``{id: fields}`` (the engine looks a task up
+    once per evaluation), and ``id``."""
     snap = project_snapshot(doc, project).model_dump(mode="json")
+    snap["tasks"] = {t["id"]: t for t in snap["tasks"]}
     snap["id"] = project
     return snap
+
+
+def tasks_of(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+    found = snapshot.get("tasks") or {}
+    return list(found.values()) if isinstance(found, dict) else list(found)
+
+
+def task_in(snapshot: dict[str, Any], task_id: Any) -> dict[str, Any] | None:
+    found = snapshot.get("tasks") or {}
+    if isinstance(found, dict):
+        value = found.get(task_id)
+        return value if isinstance(value, dict) else None
+    return next((t for t in found if t.get("id") == task_id), None)
 
 
 def trigger_type(rule: dict[str, Any]) -> str | None:
@@ -403,7 +419,7 @@ def fires_for(
         window = within(trigger) if kind == "due_date_approaching" else dt.timedelta(0)
         if window is None:
             continue
-        for task in snapshot.get("tasks", ()):
+        for task in tasks_of(snapshot):
             if only_task is not None and task.get("id") != only_task:
                 continue
             due = task.get("due")
@@ -824,10 +840,9 @@ class AutomationRunner:
         users = set(intent.users)
         if intent.role:
             users |= {u for u, role in snapshot.get("members", {}).items() if role == intent.role}
-        if intent.assignees and intent.task_id:
-            for task in snapshot.get("tasks", ()):
-                if task.get("id") == intent.task_id:
-                    users |= set(task.get("assignees") or ())
+        task = task_in(snapshot, intent.task_id) if intent.assignees else None
+        if task is not None:
+            users |= set(task.get("assignees") or ())
         members = set(snapshot.get("members", {}))
         users &= members  # nobody outside the project hears of it
         url = f"/#/p/{project}/task/{intent.task_id}" if intent.task_id else f"/#/p/{project}"
@@ -874,10 +889,9 @@ class AutomationRunner:
         users = {u for u in to.get("users") or () if isinstance(u, str)}
         if to.get("role"):
             users |= {u for u, role in members.items() if role == to["role"]}
-        if to.get("assignees") and task_id:
-            for task in snapshot.get("tasks", ()):
-                if task.get("id") == task_id:
-                    users |= set(task.get("assignees") or ())
+        task = task_in(snapshot, task_id) if to.get("assignees") else None
+        if task is not None:
+            users |= set(task.get("assignees") or ())
         return sorted(u for u in users if u in members and "@" in u)
 
 
@@ -908,7 +922,7 @@ class Scheduler:
         for project in sorted({p for p, _ in items}):
             rules, snapshot = await runner.read(project)
             if snapshot is None:
-                snapshot = {"tasks": [], "timezone": "UTC"}
+                snapshot = {"tasks": {}}
             now = runner.clock()
             if project in whole:
                 await runner.db.run(
