@@ -509,3 +509,46 @@ def test_a_rule_written_over_the_socket_claiming_another_owner_does_not_act_as_t
     assert wait_for(lambda: state()["paused_reason"] is None)
     task = add_task(srv, project, title="y")["id"]
     assert wait_for(lambda: "borrowed" in task_of(srv, task)["labels"])
+
+
+def test_a_notify_rule_tells_the_assignees_and_a_role_but_nobody_outside(srv) -> None:
+    project = new_project(srv)
+    for user, role in (("nina", "member"), ("fred", "finance")):
+        srv.token(user)
+        r = call(srv, "PUT", f"/projects/{project}/grants/{user}", json={"role": role})
+        assert r.status_code in (200, 201), r.text
+    srv.token("outsider")
+    time.sleep(1.1)
+    rule = make_rule(
+        srv,
+        project,
+        {
+            "name": "review",
+            "trigger": {"type": "task_status_changed", "to": "review"},
+            "actions": [
+                {
+                    "type": "notify",
+                    "to": {"assignees": True, "role": "finance", "users": ["outsider"]},
+                    "title": "Please review",
+                    "message": "{task.title} is ready for review",
+                }
+            ],
+        },
+    )
+    task = add_task(srv, project, title="Budget draft", assignees=["nina"])["id"]
+    assert (
+        call(srv, "PATCH", f"/tasks/{task}/status/", json={"status": "review"}).status_code == 200
+    )
+
+    def automation_notices(user: str) -> list[dict]:
+        items = call(srv, "GET", "/me/notifications", user).json()["items"]
+        return [n for n in items if n["kind"] == "automation"]
+
+    for user in ("nina", "fred"):
+        notices = wait_for(lambda user=user: automation_notices(user))
+        assert [(n["title"], n["body"], n["url"]) for n in notices] == [
+            ("Please review", "Budget draft is ready for review", f"/#/p/{project}/task/{task}")
+        ]
+    recorded = runs(srv, project, rule["id"])
+    assert [(x["outcome"], x["detail"]) for x in recorded] == [("ran", "notify: 2 user(s)")]
+    assert automation_notices("outsider") == []
