@@ -434,14 +434,24 @@ def test_a_due_date_rule_fires_after_a_restart_for_a_time_that_passed_meanwhile(
                 "actions": [{"type": "add_label", "label": "overdue"}],
             },
         )
+        hourly = make_rule(
+            server,
+            project,
+            {
+                "name": "hourly",
+                "trigger": {"type": "schedule", "cron": "0 * * * *"},
+                "actions": [{"type": "notify", "to": {"users": ["owner"]}, "title": "tick"}],
+            },
+        )
         tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
         task = add_task(server, project, title="due", due=tomorrow)["id"]
 
-        def scheduled() -> list:
+        def scheduled(kind: str = "task_overdue") -> list:
             conn = sqlite3.connect(server.db)
             try:
                 return conn.execute(
-                    "SELECT rule, kind, entity, next_fire_at FROM rule_schedule"
+                    "SELECT rule, kind, entity, next_fire_at FROM rule_schedule WHERE kind = ?",
+                    (kind,),
                 ).fetchall()
             finally:
                 conn.close()
@@ -449,6 +459,8 @@ def test_a_due_date_rule_fires_after_a_restart_for_a_time_that_passed_meanwhile(
         rows = wait_for(scheduled)
         assert [(r[0], r[1], r[2]) for r in rows] == [(rule["id"], "task_overdue", task)]
         assert rows[0][3] > time.time()  # the end of tomorrow: not yet
+        (tick,) = scheduled("schedule")
+        assert tick[0] == hourly["id"] and time.time() < tick[3] <= time.time() + 3600
         server.stop()
         # the server is down while the fire time passes (three days on the clock)
         server.env["TANDEM_AUTOMATION_CLOCK_OFFSET_SECONDS"] = str(3 * 86400)
@@ -459,10 +471,18 @@ def test_a_due_date_rule_fires_after_a_restart_for_a_time_that_passed_meanwhile(
         recorded = runs(server, project, rule["id"])
         assert [(x["outcome"], x["event"]["kind"]) for x in recorded] == [("ran", "task_overdue")]
         assert scheduled() == []
-        # once: another restart does not fire it again
+        # the hourly rule missed 72 fires while the server was down: it runs once, and its
+        # next fire time is an hour from (the moved) now
+        ticks = wait_for(lambda: runs(server, project, hourly["id"]))
+        assert [(x["outcome"], x["event"]["kind"]) for x in ticks] == [("ran", "schedule_fired")]
+        (tick,) = scheduled("schedule")
+        now = time.time() + 3 * 86400
+        assert now < tick[3] <= now + 3600
+        # once: another restart does not fire either again
         server.restart()
         time.sleep(1.0)
         assert len(runs(server, project, rule["id"])) == 1
+        assert len(runs(server, project, hourly["id"])) == 1
     finally:
         server.stop()
 
