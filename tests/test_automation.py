@@ -568,3 +568,31 @@ def test_a_notify_rule_tells_the_assignees_and_a_role_but_nobody_outside(srv) ->
     recorded = runs(srv, project, rule["id"])
     assert [(x["outcome"], x["detail"]) for x in recorded] == [("ran", "notify: 2 user(s)")]
     assert automation_notices("outsider") == []
+
+
+def test_a_budget_rule_fires_from_the_finance_document_and_needs_its_owner_to_see_costs(
+    srv, receiver
+) -> None:
+    project = new_project(srv)
+    rule = make_rule(
+        srv,
+        project,
+        {
+            "name": "90 % spent",
+            "trigger": {"type": "budget_exceeded", "percent": 90},
+            "actions": [{"type": "webhook", "url": receiver.url + "/budget-hook-0000"}],
+        },
+    )
+    r = call(srv, "PUT", f"/projects/{project}/budget/", json={"currency": "EUR", "total": 100})
+    assert r.status_code == 200, r.text
+    for amount in (50, 45, 3):  # 50 %, then 95 % (crosses 90 %), then 98 % (already past)
+        r = call(
+            srv, "POST", f"/projects/{project}/costs/", json={"amount": amount, "currency": "EUR"}
+        )
+        assert r.status_code == 201, r.text
+    assert wait_for(lambda: receiver.requests, 15), runs(srv, project, rule["id"])
+    time.sleep(1.0)
+    assert len(receiver.requests) == 1
+    payload = json.loads(receiver.requests[0][2])
+    assert payload["event"]["kind"] == "cost_added" and payload["event"]["after"]["amount"] == 45
+    assert [x["outcome"] for x in runs(srv, project, rule["id"])] == ["ran"]
