@@ -22,6 +22,7 @@ from sync_server.api.live_documents import LiveDocuments
 from sync_server.api.me import me_api
 from sync_server.api.problems import TITLES, problem_response
 from sync_server.api.pwa import pwa_blueprint
+from sync_server.api.rules import rules_api
 from sync_server.api.v1 import v1_api
 from sync_server.api.web import configure_web_api
 from sync_server.api.webhooks import webhook_intake, webhooks_api
@@ -40,6 +41,7 @@ from sync_server.core.protocol import (
 )
 from sync_server.core.room import Room, RoomSettings
 from sync_server.core.rooms import RoomManager
+from sync_server.extensions.automation import AutomationExtension
 from sync_server.extensions.builtins import (
     ActivityExtension,
     MembersSync,
@@ -126,6 +128,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     members = MembersSync()
     vcs = VcsWebhooks()
+    automation = AutomationExtension()
     # Every extension, in the order its hooks are called (shutdown: reversed): the built-in
     # ones, then the tandem.extensions entry points, then --extension / TANDEM_EXTENSIONS.
     host = ExtensionHost(
@@ -137,6 +140,7 @@ def create_app(
             members,
             TaskKeys(),
             vcs,
+            automation,
             *(third_party_extensions(settings.extensions) if third_party is None else third_party),
             *extensions,
         ]
@@ -160,6 +164,7 @@ def create_app(
         analytics_api(ctx),
         me_api(ctx),
         webhooks_api(ctx),
+        rules_api(ctx, automation),
     ]
     configure_web_api(app, api_blueprints, settings)
     app.register_blueprint(webhook_intake(ctx, vcs))  # signed by providers, no rate limit

@@ -77,6 +77,11 @@ class Settings:
     ws_compression: str = (
         "off"  # "on" lets Hypercorn negotiate permessage-deflate (measured: don't)
     )
+    # automation (extensions.automation): how often the scheduler looks for fire times that
+    # passed, and an offset added to the clock it reads (a test hook: a due date "passes"
+    # without waiting for it)
+    automation_tick_seconds: float = 1.0
+    automation_clock_offset_seconds: float = 0.0
     # comma-separated module:Name extensions to load after the built-in ones and the
     # tandem.extensions entry points (``tandem serve --extension`` adds to it)
     extensions: str = ""

@@ -282,8 +282,40 @@ MIGRATIONS: list[Migration] = [
     CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
     CREATE INDEX IF NOT EXISTS outbox_project ON outbox (project, id);
     """,
-    # 14: reserved for the automation runner (rule runs, schedule, state)
-    "",
+    # 14: automation (sync_server.extensions.automation): every run of a rule, at most one
+    # per (rule, event key); the scheduler's next fire times; rules paused and why
+    """
+    CREATE TABLE IF NOT EXISTS rule_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        rule TEXT NOT NULL,
+        project TEXT NOT NULL,
+        event_key TEXT NOT NULL,
+        event TEXT NOT NULL DEFAULT '{}',
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        depth INTEGER NOT NULL DEFAULT 0,
+        at REAL NOT NULL,
+        UNIQUE (rule, event_key)
+    );
+    CREATE INDEX IF NOT EXISTS rule_runs_project ON rule_runs (project, rule, id);
+    CREATE TABLE IF NOT EXISTS rule_schedule (
+        rule TEXT NOT NULL,
+        project TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        entity TEXT NOT NULL DEFAULT '',
+        next_fire_at REAL NOT NULL,
+        event_key TEXT NOT NULL,
+        PRIMARY KEY (project, rule, entity)
+    );
+    CREATE INDEX IF NOT EXISTS rule_schedule_next ON rule_schedule (next_fire_at);
+    CREATE TABLE IF NOT EXISTS rule_state (
+        project TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        paused_reason TEXT,
+        paused_at REAL,
+        PRIMARY KEY (project, rule)
+    );
+    """,
     # 15: task keys (extensions.task_keys): each project's counter (only grows: a key is
     # never given twice) and which number each task got (assigning is idempotent)
     """
