@@ -1,0 +1,1 @@
+export function analyticsView(project) { project; }

@@ -1,0 +1,1 @@
+export function resourcesView(project) { project; }

@@ -1,0 +1,1 @@
+export function settingsView(project) { project; }
