@@ -471,7 +471,9 @@ def test_viewer_sees_no_edit_controls_and_a_forced_edit_is_reverted(browser, app
     expect(page.locator(".column header button")).to_have_count(0)
     expect(page.locator(".bottom-nav [data-view=add]")).to_have_count(0)
     assert page.locator(f"[data-id='{task}']").evaluate("card => card.draggable") is False
+    expect(page.get_by_test_id("view-only")).to_have_text("View only")
     page.goto(f"/#/p/{project}/task/{task}")
+    expect(page.get_by_text("View only: you may not edit this task.")).to_be_visible()
     expect(page.locator("textarea.title-input")).to_have_attribute("readonly", "")
     expect(page.locator("select[name=status]")).to_be_disabled()
     expect(page.get_by_role("button", name="Delete task")).to_have_count(0)
@@ -1223,3 +1225,27 @@ def test_javascript_shipped_at_start_stays_under_80_kib() -> None:
     assert {"chart", "analytics", "budget", "settings", "task"} <= chunks
     entry = next(f for f in start if "index-" in f)
     assert "new Chart" not in (dist / entry).read_text()
+
+
+def test_a_member_can_move_only_the_cards_they_may_edit(browser, app_server) -> None:
+    project, (theirs, mine) = project_with_tasks(app_server, "olaf", ["Olaf's task", "Max's task"])
+    account(app_server, "max")
+    app_server.grant("max", project, "member")
+    rest(app_server, "olaf", "PATCH", f"/tasks/{mine}/", json={"assignees": ["max"]})
+    context = signed_in(browser, app_server, "max")
+    page = context.new_page()
+    open_board(page, project)
+    other = page.locator(f"[data-id='{theirs}']")
+    own = page.locator(f"[data-id='{mine}']")
+    assert other.evaluate("card => card.draggable") is False
+    assert own.evaluate("card => card.draggable") is True
+    other.focus()
+    other.press("Alt+ArrowRight")  # not movable: nothing happens, nothing to revert
+    own.focus()
+    own.press("Alt+ArrowRight")
+    expect(page.locator(f"[data-column='in_progress'] [data-id='{mine}']")).to_be_attached()
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=10000)
+    assert page.evaluate("id => window.tandem.task(id).status", theirs) == "todo"
+    assert server_tasks(app_server, "olaf", project)[mine]["status"] == "in_progress"
+    expect(page.get_by_test_id("refusal")).to_have_count(0)
+    context.close()
