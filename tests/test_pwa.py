@@ -429,6 +429,8 @@ def test_phone_swipe_scrolls_columns_long_press_moves_with_undo_and_navigation(
     nav.get_by_role("button", name="More").click()
     nav.get_by_role("link", name="Activity").click()
     expect(page.locator(".activity li").first).to_contain_text("pia", timeout=10000)
+    # the task is named and linked
+    expect(page.locator(".activity").get_by_role("link", name="“swipe me”").first).to_be_visible()
     nav.get_by_text("Tasks").click()
     expect(page.locator("table tbody tr")).to_have_count(1)
     nav.get_by_text("Board").click()
