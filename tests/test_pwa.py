@@ -1120,6 +1120,11 @@ def test_enter_in_the_new_task_dialog_adds_the_task(browser, app_server) -> None
     page.get_by_role("button", name="Undo").click()
     expect(page.locator("[data-column='todo'] .task-card")).to_have_count(2)
     expect(page.locator(".bottom-nav [aria-current=page]")).to_have_text(re.compile("Board"))
+    page.locator("body").press("/")  # search: the task list, its search field focused
+    expect(page.locator("input[type=search]")).to_be_focused()
+    page.keyboard.type("typed")
+    expect(page.locator("table tbody tr")).to_have_count(1)
+    assert "q=typed" in page.url  # the filter is in the address
     context.close()
 
 
@@ -1153,6 +1158,10 @@ def test_new_screens_settings_columns_budget_time_resources_analytics(
     page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Remove On hold").click()
     expect(page.locator(".column-list li")).to_have_count(4)
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Archive project").click()
+    expect(page.locator("select[name=status]")).to_have_value("archived")
+    assert rest(app_server, owner, "GET", f"/projects/{project}/").json()["status"] == "archived"
 
     # a task: pick an assignee, dates kept in order, a subtask and a comment
     page.goto(f"/#/p/{project}/task/{ids[0]}")
