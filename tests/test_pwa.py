@@ -1260,3 +1260,26 @@ def test_a_member_can_move_only_the_cards_they_may_edit(browser, app_server) -> 
     assert server_tasks(app_server, "olaf", project)[mine]["status"] == "in_progress"
     expect(page.get_by_test_id("refusal")).to_have_count(0)
     context.close()
+
+
+def test_a_long_column_scrolls_under_its_header_and_a_quick_add_is_shown(
+    browser, app_server
+) -> None:
+    project, _ = project_with_tasks(app_server, "lou", [])
+    ops = [{"op": "create", "data": {"title": f"Task {n:03}"}} for n in range(80)]
+    r = rest(
+        app_server, "lou", "POST", "/tasks/batch/", json={"project": project, "operations": ops}
+    )
+    assert r.status_code in (200, 201), r.text
+    context = signed_in(browser, app_server, "lou", viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    open_board(page, project)
+    assert page.evaluate("() => document.documentElement.scrollHeight") <= 800
+    page.get_by_role("button", name="Add a task to Todo").click()
+    page.locator("dialog input[name=title]").fill("Added at the end")
+    page.locator("dialog input[name=title]").press("Enter")
+    added = page.locator(".task-card", has_text="Added at the end")
+    expect(added).to_be_focused()
+    expect(added).to_be_in_viewport()
+    expect(page.locator("[data-column='todo'] header")).to_be_in_viewport()
+    context.close()
