@@ -1283,3 +1283,24 @@ def test_a_long_column_scrolls_under_its_header_and_a_quick_add_is_shown(
     expect(added).to_be_in_viewport()
     expect(page.locator("[data-column='todo'] header")).to_be_in_viewport()
     context.close()
+
+
+def test_chat_shows_unread_messages_in_the_navigation(browser, app_server) -> None:
+    project, _ = project_with_tasks(app_server, "cleo", ["x"])
+    account(app_server, "dora")
+    app_server.grant("dora", project, "member")
+    context = signed_in(browser, app_server, "dora", **PHONE)
+    page = context.new_page()
+    open_board(page, project)
+    chat = page.locator(".bottom-nav [data-view=chat]")
+    expect(chat.locator(".badge")).to_be_hidden()
+    for text in ("one", "two"):
+        r = rest(app_server, "cleo", "POST", f"/projects/{project}/comments/", json={"text": text})
+        assert r.status_code == 201, r.text
+    expect(chat.locator(".badge")).to_have_text("2", timeout=10000)
+    expect(chat).to_have_attribute("aria-label", "Chat, 2 unread")
+    chat.click()
+    expect(page.locator(".messages li")).to_have_count(2)
+    page.locator(".bottom-nav [data-view=board]").click()
+    expect(chat.locator(".badge")).to_be_hidden()
+    context.close()
