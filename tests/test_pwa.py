@@ -1238,7 +1238,7 @@ def test_javascript_shipped_at_start_stays_under_80_kib() -> None:
     size = sum(len(gzip.compress((dist / f).read_bytes(), 9)) for f in start)
     assert size < 80 * 1024, size
     chunks = {p.name.split("-")[0] for p in (dist / "assets").glob("*.js")}
-    assert {"chart", "analytics", "budget", "settings", "task"} <= chunks
+    assert {"chart", "analytics", "budget", "settings", "resources"} <= chunks
     entry = next(f for f in start if "index-" in f)
     assert "new Chart" not in (dist / entry).read_text()
 

@@ -8,12 +8,13 @@ import { session } from "./api.js";
 import { clearView, go, setRenderer } from "./app.js";
 import { mayOpen, notFound, openProject } from "./shell.js";
 import { boardView } from "./views/board.js";
+import { taskView } from "./views/task.js"; // opened from the board all the time: no wait
 import { loginView, projectsView } from "./views/projects.js";
 
 registerSW({ immediate: true });
 
 const LAZY = {
-  task: () => import("./views/task.js").then((m) => m.taskView),
+  task: () => Promise.resolve(taskView),
   list: () => import("./views/list.js").then((m) => m.listView),
   timeline: () => import("./views/timeline.js").then((m) => m.timelineView),
   chat: () => import("./views/chat.js").then((m) => m.chatView),
@@ -33,13 +34,17 @@ async function render() {
   const parts = location.hash.replace(/^#\/?/, "").split("?")[0].split("/");
   if (!session.token) return loginView();
   if (parts[0] === "login") return go("#/projects");
-  if (parts[0] !== "p" || !parts[1]) return projectsView();
+  if (parts[0] !== "p" || !parts[1]) {
+    setTimeout(warm, 3000);
+    return projectsView();
+  }
   let project;
   try {
     project = await openProject(decodeURIComponent(parts[1]));
   } catch (e) {
     return;
   }
+  warmWhenSynced(project);
   const view = parts[2] || "board";
   if (view === "board" && !parts[3]) return boardView(project);
   if (!LAZY[view] || (view !== "task" && parts.length > 3)) return notFound(project);
@@ -50,11 +55,28 @@ async function render() {
   return show(project);
 }
 
+// Once a project's board is synced, fetch the other views' code while idle: a page opened
+// before the service worker took control still has them if the network then goes away, and
+// the board's first paint does not wait for them.
+let warmed = false;
+const warm = () => {
+  if (warmed) return;
+  warmed = true;
+  const load = () => Object.values(LAZY).forEach((get) => get().catch(() => (warmed = false)));
+  // a moment after the sync, when the browser is idle
+  setTimeout(() => ("requestIdleCallback" in window ? requestIdleCallback(load, { timeout: 2000 }) : load()), 1000);
+};
+export function warmWhenSynced(project) {
+  if (warmed) return;
+  const check = () => {
+    if (!project.provider.synced) return;
+    project.removeEventListener("status", check);
+    warm();
+  };
+  project.addEventListener("status", check);
+  check();
+}
+
 setRenderer(render);
 window.addEventListener("hashchange", render);
-render();
-// Once the first view is up, fetch the other views' code while idle: a page opened before
-// the service worker took control still has them if the network goes away.
-const warm = () => Object.values(LAZY).forEach((load) => load().catch(() => {}));
-if ("requestIdleCallback" in window) requestIdleCallback(warm, { timeout: 3000 });
-else setTimeout(warm, 2000);
+render(); // last: everything above is defined by now

@@ -13,12 +13,18 @@ export function statusLabel(status) {
 }
 
 // "2026-11-20" -> "20 Nov" (this year) or "20 Nov 2027", in the user's locale
+const dateFormats = new Map(); // Intl formatters are slow to make: one per style
+const thisYear = new Date().getFullYear();
+
 export function shortDate(iso) {
   if (!iso) return "";
   const date = new Date(`${iso}T00:00:00`);
   if (Number.isNaN(date.getTime())) return iso;
-  const sameYear = date.getFullYear() === new Date().getFullYear();
-  return date.toLocaleDateString(undefined, { day: "numeric", month: "short", year: sameYear ? undefined : "numeric" });
+  const sameYear = date.getFullYear() === thisYear;
+  if (!dateFormats.has(sameYear)) {
+    dateFormats.set(sameYear, new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: sameYear ? undefined : "numeric" }));
+  }
+  return dateFormats.get(sameYear).format(date);
 }
 
 export function today() {

@@ -31,8 +31,8 @@ function cardName(task) {
   return parts.join(", ");
 }
 
-function card(project, task, movable) {
-  const overdue = task.due && task.due < today() && task.status !== project.columns.at(-1);
+function card(project, task, movable, now, done) {
+  const overdue = task.due && task.due < now && task.status !== done;
   const el = h(
     "article",
     {
@@ -181,6 +181,8 @@ function touchDrag(project, el, task) {
 export function boardView(project) {
   const board = h("div", { class: "board", role: "region", "aria-label": "Board" });
   const draw = () => {
+    const now = today();
+    const done = project.columns.at(-1);
     fill(board, 
       ...project.columns.map((status, index) => {
         const tasks = project.columnTasks(status);
@@ -201,7 +203,7 @@ export function boardView(project) {
                 )
               : null,
           ),
-          h("div", { class: "cards" }, ...tasks.map((t) => card(project, t, canEditTask(project, t)))),
+          h("div", { class: "cards" }, ...tasks.map((t) => card(project, t, canEditTask(project, t), now, done))),
         );
         column.addEventListener("dragover", (e) => {
           e.preventDefault();
