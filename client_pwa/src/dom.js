@@ -17,15 +17,35 @@ export function h(tag, props = {}, ...children) {
   return el;
 }
 
-export function toast(message, kind = "info") {
+// A short message at the bottom; `action` ({label, run}) adds a button (e.g. Undo) and keeps
+// it a little longer.
+export function toast(message, kind = "info", action = null) {
   let box = document.getElementById("toasts");
   if (!box) {
     box = h("div", { id: "toasts", role: "status", "aria-live": "polite" });
     document.body.append(box);
   }
-  const el = h("div", { class: `toast ${kind}` }, message);
+  const el = h(
+    "div",
+    { class: `toast ${kind}` },
+    h("span", {}, message),
+    action
+      ? h(
+          "button",
+          {
+            type: "button",
+            onclick: () => {
+              el.remove();
+              action.run();
+            },
+          },
+          action.label,
+        )
+      : null,
+  );
   box.append(el);
-  setTimeout(() => el.remove(), 6000);
+  setTimeout(() => el.remove(), action ? 10000 : 6000);
+  return el;
 }
 
 export function initials(name) {
@@ -35,7 +55,7 @@ export function initials(name) {
 export function colorFor(name) {
   let hash = 0;
   for (const ch of name || "") hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
-  return `hsl(${hash % 360} 55% 45%)`;
+  return `hsl(${hash % 360} 60% 28%)`; // white initials on it keep a 4.5:1 contrast for every hue
 }
 
 // Keep a textarea in step with a Y.Text: local input becomes the minimal delete + insert,
@@ -93,4 +113,10 @@ export function bindText(textarea, ytext, editable) {
     textarea.removeEventListener("input", onInput);
     ytext.unobserve(onRemote);
   };
+}
+
+// el.replaceChildren that skips null/false like h() does (the DOM would write "null")
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
 }
