@@ -19,6 +19,7 @@ const LAZY = {
   chat: () => import("./views/chat.js").then((m) => m.chatView),
   activity: () => import("./views/activity.js").then((m) => m.activityView),
   team: () => import("./views/team.js").then((m) => m.teamView),
+  automations: () => import("./views/automations.js").then((m) => m.automationsView),
 };
 
 let renderId = 0;
@@ -43,6 +44,7 @@ async function render() {
   const show = await LAZY[view]();
   if (id !== renderId) return; // the user went elsewhere meanwhile
   if (view === "task") return parts[3] ? show(project, decodeURIComponent(parts[3])) : boardView(project);
+  if (view === "automations") return show(project, parts.slice(3));
   return show(project);
 }
 

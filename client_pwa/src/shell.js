@@ -154,6 +154,15 @@ export function shell(project, active, content) {
       h("span", { class: "icon", "aria-hidden": "true" }, "═"),
       h("span", {}, "Timeline"),
     ),
+    // automation rules: for those who may change them (others can open the page by its address)
+    project.can("edit_project")
+      ? h(
+          "a",
+          { href: `#/p/${project.projectId}/automations`, class: active === "automations" ? "active" : "", "data-view": "automations" },
+          h("span", { class: "icon", "aria-hidden": "true" }, "⚡"),
+          h("span", {}, "Rules"),
+        )
+      : null,
   );
   const name = project.meta.name || project.projectId;
   const title = h("h1", {}, name);

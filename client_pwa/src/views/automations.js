@@ -1,0 +1,407 @@
+// Automations: the project's rules, read from the project document (so the list works
+// offline), each with an enabled switch (a document write, so it works offline too and is
+// checked by the server's gate like any edit), its last run and failures, and the delivery
+// log. Creating and editing a rule goes through REST (#/p/<id>/automations/new and
+// .../automations/<rule id>): the server validates it, keeps webhook / Slack / Teams URLs
+// out of the document, and answers with problem details shown at the field they name.
+// Offline, the editor says that saving needs a connection (see docs/pwa.md).
+import "../automation/automation.css";
+import { api, ApiError, cachedGet } from "../api.js";
+import { go, on, onCleanup } from "../app.js";
+import { h, toast } from "../dom.js";
+import { shell } from "../shell.js";
+import { emptyRule, ruleEditor } from "../automation/editor.js";
+import { describeAction, describeRule } from "../automation/vocabulary.js";
+
+const FAILED = new Set(["failed", "failure", "error", "paused", "dead"]);
+
+const base = (project) => `/projects/${encodeURIComponent(project.projectId)}`;
+const online = (project) => project.provider.connected && navigator.onLine !== false;
+
+// The rules of the document: [{id, ...rule}] by name.
+export function documentRules(project) {
+  const out = [];
+  project.doc.getMap("rules").forEach((value, id) => {
+    const rule = value && typeof value.toJSON === "function" ? value.toJSON() : value;
+    if (rule && typeof rule === "object") out.push({ id, ...rule });
+  });
+  return out.sort((a, b) => String(a.name).localeCompare(String(b.name)) || a.id.localeCompare(b.id));
+}
+
+// Switch a rule on or off in the document (offline too; the gate checks edit_project).
+export function setRuleEnabled(project, id, enabled) {
+  const rules = project.doc.getMap("rules");
+  const rule = rules.get(id);
+  if (!rule) return;
+  const name = (typeof rule.get === "function" ? rule.get("name") : rule.name) || "rule";
+  project._transact(`${enabled ? "enable" : "disable"} rule “${name}”`, () => {
+    if (typeof rule.set === "function") rule.set("enabled", enabled);
+    else rules.set(id, { ...rule, enabled });
+  });
+}
+
+const items = (data) => (Array.isArray(data) ? data : data?.items || data?.runs || data?.deliveries || []);
+
+function when(at) {
+  if (at === null || at === undefined || at === "") return "";
+  const date = typeof at === "number" ? new Date(at < 1e12 ? at * 1000 : at) : new Date(at);
+  return Number.isNaN(date.getTime()) ? String(at) : date.toLocaleString();
+}
+
+function outcomeClass(outcome) {
+  return FAILED.has(String(outcome)) ? "bad" : outcome === "skipped" ? "muted" : "good";
+}
+
+const words = (s) => String(s ?? "").replaceAll("_", " ");
+
+// -- the list ----------------------------------------------------------------------------------
+
+function ruleItem(project, rule, runs, editable) {
+  const id = `rule-${rule.id}`;
+  const failures = runs ? runs.filter((r) => FAILED.has(String(r.outcome))).length : 0;
+  const last = runs && runs[0];
+  const paused = rule.paused || rule.paused_reason;
+  return h(
+    "li",
+    { class: `rule ${rule.enabled === false ? "off" : ""}`, dataset: { rule: rule.id } },
+    h(
+      "div",
+      { class: "rule-head" },
+      h("a", { href: `#/p/${project.projectId}/automations/${encodeURIComponent(rule.id)}`, id, class: "rule-name" }, rule.name || "(unnamed)"),
+      h(
+        "label",
+        { class: "switch" },
+        h("input", {
+          type: "checkbox",
+          role: "switch",
+          checked: rule.enabled !== false,
+          disabled: !editable,
+          "aria-describedby": id,
+          onchange: (e) => setRuleEnabled(project, rule.id, e.target.checked),
+        }),
+        h("span", {}, "Enabled"),
+      ),
+    ),
+    h("p", { class: "rule-summary" }, describeRule(rule)),
+    paused ? h("p", { class: "error" }, `Paused: ${typeof paused === "string" ? paused : "its owner lost the permission"}`) : null,
+    h(
+      "p",
+      { class: "rule-runs muted", "data-testid": "rule-runs" },
+      runs === undefined
+        ? "Runs: loading…"
+        : runs === null
+          ? "Runs are shown when online."
+          : last
+            ? [
+                "Last run ",
+                h("time", {}, when(last.at ?? last.created ?? last.time)),
+                ": ",
+                h("span", { class: `outcome ${outcomeClass(last.outcome)}` }, words(last.outcome)),
+                failures ? h("span", { class: "outcome bad" }, ` · ${failures} failed`) : null,
+              ]
+            : "Not run yet.",
+    ),
+  );
+}
+
+function deliveryList(deliveries) {
+  if (deliveries === null) return h("p", { class: "muted" }, "The delivery log is shown when online.");
+  if (deliveries === undefined) return h("p", { class: "muted" }, "Loading…");
+  if (!deliveries.length) return h("p", { class: "muted" }, "Nothing sent yet.");
+  return h(
+    "ul",
+    { class: "deliveries" },
+    ...deliveries.map((d) =>
+      h(
+        "li",
+        { dataset: { delivery: d.id } },
+        h(
+          "div",
+          { class: "rule-head" },
+          h("strong", {}, words(d.channel)),
+          h("span", { class: `outcome ${d.status === "dead" ? "bad" : d.status === "delivered" ? "good" : "muted"}` }, words(d.status)),
+        ),
+        h("p", { class: "muted target" }, d.target_hint || d.target || ""),
+        h(
+          "p",
+          { class: "muted" },
+          `${d.attempts ?? 0} attempt${d.attempts === 1 ? "" : "s"}`,
+          d.created || d.created_at ? ` · ${when(d.created ?? d.created_at)}` : "",
+        ),
+        d.last_error ? h("p", { class: "error" }, `Last error: ${d.last_error}`) : null,
+      ),
+    ),
+  );
+}
+
+function offlineNotice(project, editable) {
+  const note = h("p", { class: "notice", role: "status", "data-testid": "automation-offline" });
+  const update = () => {
+    note.hidden = online(project);
+    note.textContent = editable
+      ? "Offline: this list is this device's copy. Switching a rule on or off is saved when you reconnect; creating or editing rules needs a connection."
+      : "Offline: this list is this device's copy.";
+  };
+  on(project, "status", update);
+  on(window, "online", update);
+  on(window, "offline", update);
+  update();
+  return note;
+}
+
+export function automationsView(project, rest = []) {
+  if (rest[0] === "new") {
+    const page = project.can("edit_project")
+      ? editorPage(project, null)
+      : h("p", { class: "muted" }, "Only people who may edit the project create rules.");
+    return shell(project, "automations", h("div", { class: "automations" }, page));
+  }
+  if (rest[0]) return rulePage(project, decodeURIComponent(rest[0]));
+  const editable = project.can("edit_project");
+  const list = h("ul", { class: "rules" });
+  const deliveries = h("div", { class: "delivery-log" });
+  const runs = new Map(); // rule id -> runs, newest first (null: not available offline)
+  let log; // deliveries (undefined: loading, null: offline)
+
+  const draw = () => {
+    const rules = documentRules(project);
+    list.replaceChildren(...rules.map((r) => ruleItem(project, r, runs.get(r.id), editable)));
+    if (!rules.length) {
+      list.append(h("li", { class: "empty" }, editable ? "No rules yet. A rule does routine work for the team: “when a task moves to done, add the label shipped”." : "No rules yet."));
+    }
+    deliveries.replaceChildren(deliveryList(log));
+  };
+
+  const load = async () => {
+    const rules = documentRules(project);
+    await Promise.all([
+      ...rules.map(async (r) => {
+        try {
+          const data = await cachedGet(`${base(project)}/rules/${encodeURIComponent(r.id)}/runs/?limit=50`);
+          runs.set(r.id, sortRuns(items(data)));
+        } catch {
+          runs.set(r.id, null);
+        }
+      }),
+      (async () => {
+        try {
+          log = items(await cachedGet(`${base(project)}/deliveries/?limit=50`));
+        } catch {
+          log = null;
+        }
+      })(),
+    ]);
+    draw();
+  };
+
+  // runs come from the server after the changes that trigger them: load again shortly after
+  // each change, and every few seconds while the page is visible
+  let soon = null;
+  on(project, "change", () => {
+    draw();
+    clearTimeout(soon);
+    soon = setTimeout(load, 600);
+  });
+  on(project, "status", () => online(project) && load());
+  const timer = setInterval(() => document.visibilityState === "visible" && online(project) && load(), 4000);
+  onCleanup(() => {
+    clearInterval(timer);
+    clearTimeout(soon);
+  });
+
+  draw();
+  load();
+  shell(
+    project,
+    "automations",
+    h(
+      "div",
+      { class: "automations" },
+      h(
+        "header",
+        { class: "page-head" },
+        h("h2", {}, "Automations"),
+        editable ? h("a", { class: "button primary", href: `#/p/${project.projectId}/automations/new` }, "New rule") : null,
+      ),
+      offlineNotice(project, editable),
+      editable ? null : h("p", { class: "muted" }, "Only people who may edit the project change rules."),
+      list,
+      h("section", { class: "card" }, h("h2", {}, "Delivery log"), deliveries),
+    ),
+  );
+}
+
+function sortRuns(list) {
+  const t = (r) => {
+    const at = r.at ?? r.created ?? r.time;
+    return typeof at === "number" ? at : Date.parse(at) / 1000 || 0;
+  };
+  return [...list].sort((a, b) => t(b) - t(a));
+}
+
+// -- one rule: the editor, a dry run, its runs ------------------------------------------------
+
+async function loadRule(project, id) {
+  if (online(project)) {
+    try {
+      return await api("GET", `${base(project)}/rules/${encodeURIComponent(id)}/`);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) return null;
+    }
+  }
+  return documentRules(project).find((r) => r.id === id) || null;
+}
+
+function editorPage(project, id, rule = null) {
+  const back = () => go(`#/p/${project.projectId}/automations`);
+  const editor = ruleEditor({
+    project,
+    rule: rule || emptyRule(project),
+    ruleId: id,
+    canSave: () => online(project),
+    save: (draft) =>
+      id
+        ? api("PUT", `${base(project)}/rules/${encodeURIComponent(id)}/`, draft)
+        : api("POST", `${base(project)}/rules/`, draft),
+    onDone: () => {
+      toast(id ? "Rule saved." : "Rule created.");
+      back();
+    },
+    onCancel: back,
+  });
+  on(project, "status", editor.updateOnline);
+  on(window, "online", editor.updateOnline);
+  on(window, "offline", editor.updateOnline);
+  return editor.element;
+}
+
+async function rulePage(project, id) {
+  const editable = project.can("edit_project");
+  const box = h("div", { class: "automations" }, h("p", { class: "muted" }, "Loading…"));
+  shell(project, "automations", box);
+  const rule = await loadRule(project, id);
+  if (!box.isConnected) return; // the user went elsewhere meanwhile
+  if (!rule) {
+    box.replaceChildren(h("p", { class: "error" }, "This rule no longer exists."), h("a", { href: `#/p/${project.projectId}/automations` }, "All rules"));
+    return;
+  }
+  const runs = h("div", { class: "run-log" }, h("p", { class: "muted" }, "Loading…"));
+  const loadRuns = async () => {
+    try {
+      const data = sortRuns(items(await cachedGet(`${base(project)}/rules/${encodeURIComponent(id)}/runs/?limit=50`)));
+      runs.replaceChildren(
+        data.length
+          ? h(
+              "ol",
+              { class: "runs" },
+              ...data.map((r) =>
+                h(
+                  "li",
+                  {},
+                  h("span", { class: `outcome ${outcomeClass(r.outcome)}` }, words(r.outcome)),
+                  " ",
+                  h("time", {}, when(r.at ?? r.created ?? r.time)),
+                  r.detail ? h("p", { class: "muted" }, typeof r.detail === "string" ? r.detail : JSON.stringify(r.detail)) : null,
+                ),
+              ),
+            )
+          : h("p", { class: "muted" }, "Not run yet."),
+      );
+    } catch {
+      runs.replaceChildren(h("p", { class: "muted" }, "Runs are shown when online."));
+    }
+  };
+  const timer = setInterval(() => document.visibilityState === "visible" && online(project) && loadRuns(), 5000);
+  onCleanup(() => clearInterval(timer));
+  loadRuns();
+
+  box.replaceChildren(
+    h("p", {}, h("a", { href: `#/p/${project.projectId}/automations` }, "‹ All rules")),
+    editable
+      ? editorPage(project, id, rule)
+      : h("section", { class: "card" }, h("h2", {}, rule.name), h("p", {}, describeRule(rule))),
+    editable ? dryRun(project, id) : null,
+    h("section", { class: "card" }, h("h2", {}, "Runs"), runs),
+  );
+}
+
+// A dry run against a chosen task: which conditions hold, what each action would do.
+function dryRun(project, id) {
+  const tasks = project.tasks().sort((a, b) => String(a.title).localeCompare(String(b.title)));
+  const picker = h(
+    "select",
+    { id: "dry-run-task", name: "task" },
+    ...tasks.map((t) => h("option", { value: t.id }, t.title)),
+  );
+  const result = h("div", { class: "dry-run-result", "aria-live": "polite", "data-testid": "dry-run-result" });
+  const button = h("button", { type: "submit", disabled: !tasks.length }, "Try it (dry run)");
+  const form = h(
+    "form",
+    { class: "card dry-run" },
+    h("h2", {}, "Try it on a task"),
+    h("p", { class: "muted" }, "Nothing is changed or sent: this shows what the saved rule would do."),
+    h("label", { for: "dry-run-task" }, "Task"),
+    picker,
+    button,
+    result,
+  );
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!online(project)) {
+      result.replaceChildren(h("p", { class: "muted" }, "A dry run needs a connection."));
+      return;
+    }
+    button.disabled = true;
+    try {
+      const data = await api("POST", `${base(project)}/rules/${encodeURIComponent(id)}/test/`, { task: picker.value });
+      result.replaceChildren(...dryRunResult(data));
+    } catch (error) {
+      result.replaceChildren(h("p", { class: "error" }, `Dry run failed: ${error.message}`));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return form;
+}
+
+function intentText(i) {
+  if (i.description || i.summary) return i.description || i.summary;
+  if (i.action && i.params) return describeAction({ type: i.action, ...i.params });
+  if (i.channel) return `send a ${words(i.channel)} message${i.target_hint || i.target ? ` to ${i.target_hint || i.target}` : ""}`;
+  if (i.title !== undefined && i.body !== undefined) return `notify: “${i.title}”`;
+  if (i.type) return describeAction(i);
+  return JSON.stringify(i);
+}
+
+export function dryRunResult(data) {
+  const conditions = data.conditions || [];
+  const intents = data.intents || data.actions || [];
+  const verdict = data.skipped
+    ? `Would not run: ${data.skipped}.`
+    : data.matched
+      ? "The rule would run."
+      : data.triggered === false
+        ? "The trigger does not fire for this task."
+        : "The conditions do not hold: the rule would not run.";
+  return [
+    h("p", { class: data.matched ? "outcome good" : "outcome muted" }, verdict),
+    conditions.length
+      ? h(
+          "ul",
+          { class: "checks-result" },
+          ...conditions.map((c) =>
+            h(
+              "li",
+              { class: c.matched ? "good" : "bad" },
+              h("span", { "aria-hidden": "true" }, c.matched ? "✓ " : "✗ "),
+              h("span", { class: "sr-only" }, c.matched ? "holds: " : "does not hold: "),
+              `${words(c.field)} ${words(c.op)} ${JSON.stringify(c.expected ?? "")} (is ${JSON.stringify(c.actual ?? null)})`,
+            ),
+          ),
+        )
+      : null,
+    intents.length
+      ? h("ol", { class: "intents" }, ...intents.map((i) => h("li", {}, `Action ${(i.action_index ?? 0) + 1}: would ${intentText(i)}`)))
+      : null,
+  ];
+}
