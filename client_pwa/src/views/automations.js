@@ -126,9 +126,13 @@ function deliveryList(deliveries) {
           "p",
           { class: "muted" },
           `${d.attempts ?? 0} attempt${d.attempts === 1 ? "" : "s"}`,
-          d.created || d.created_at ? ` · ${when(d.created ?? d.created_at)}` : "",
+          d.created ? ` · queued ${when(d.created)}` : "",
+          d.delivered_at ? ` · delivered ${when(d.delivered_at)}` : "",
+          d.next_attempt_at ? ` · next try ${when(d.next_attempt_at)}` : "",
         ),
-        d.last_error ? h("p", { class: "error" }, `Last error: ${d.last_error}`) : null,
+        d.last_error
+          ? h("p", { class: "error" }, `Last error: ${d.last_status ? `HTTP ${d.last_status}: ` : ""}${d.last_error}`)
+          : null,
       ),
     ),
   );

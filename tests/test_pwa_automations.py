@@ -1,0 +1,377 @@
+"""The Automations page in Debian's Chromium against a real server (issue 20, item 8).
+
+A rule built in the editor at 390 px runs when a card moves on the board, and its run
+shows on the page; the enabled switch (online, and offline through the document); the
+server's validation message shown at the field it names; a dry run; the delivery log of
+a webhook to a real local receiver; what a viewer sees; no horizontal scroll at 390 px.
+Screenshots go to test-output/screenshots/automations-*.png.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from .conftest import ServerProcess, start_server
+from .test_pwa import (
+    SHOTS,
+    account,
+    browser,  # noqa: F401 (fixture)
+    open_board,
+    project_with_tasks,
+    pw,  # noqa: F401 (fixture)
+    rest,
+    signed_in,
+)
+
+NARROW = {"viewport": {"width": 390, "height": 844}}
+
+
+@pytest.fixture(scope="module")
+def auto_server(tmp_path_factory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("pwa-auto")
+    # the webhook receiver of the delivery-log test listens on 127.0.0.1
+    server = start_server(tmp, TANDEM_API_RATE_LIMIT="0", TANDEM_OUTBOUND_ALLOW_PRIVATE="true")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Receiver:
+    """A local HTTP receiver: counts POSTs, answers with the status it is told."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.bodies: list[bytes] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                outer.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                self.send_response(outer.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def no_horizontal_scroll(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    inner = page.evaluate("window.innerWidth")
+    assert width <= inner, f"the page is {width} px wide in a {inner} px window"
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS / f"automations-{name}.png", full_page=True)
+
+
+def control(page: Page, path: str):
+    """The editor's control for a JSON path of the rule (``actions[0].label``)."""
+    return page.locator(f".rule-form :is(input, select, textarea)[data-path='{path}']")
+
+
+def task_labels(server: ServerProcess, user: str, task: str) -> list[str]:
+    r = rest(server, user, "GET", f"/tasks/{task}/")
+    assert r.status_code == 200, r.text
+    return r.json().get("labels") or []
+
+
+def rules_of(server: ServerProcess, user: str, project: str) -> list[dict]:
+    r = rest(server, user, "GET", f"/projects/{project}/rules/")
+    assert r.status_code == 200, r.text
+    data = r.json()
+    return data["items"] if isinstance(data, dict) else data
+
+
+def move_to_done(page: Page, task: str) -> None:
+    """Drag a card to the done column on the board (the 390 px board scrolls sideways)."""
+    card = page.locator(f"[data-id='{task}']")
+    card.drag_to(page.locator("[data-column='done']"))
+    expect(page.locator(f"[data-column='done'] [data-id='{task}']")).to_be_attached()
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=15000)
+
+
+def create_label_rule(page: Page, project: str, name: str, label: str) -> None:
+    """In the editor: when a task moves to done, add ``label`` (menus only, no JSON)."""
+    page.goto(f"/#/p/{project}/automations")
+    page.get_by_role("link", name="New rule").click()
+    page.get_by_label("Name", exact=True).fill(name)
+    control(page, "trigger.type").select_option("task_status_changed")
+    control(page, "trigger.to").select_option("done")
+    control(page, "actions[0].type").select_option("add_label")
+    control(page, "actions[0].label").fill(label)
+    page.get_by_role("button", name="Create rule").click()
+    expect(page.locator("li.rule", has_text=name)).to_be_visible(timeout=15000)
+
+
+def test_a_rule_made_in_the_editor_at_390px_runs_when_a_card_moves_and_its_run_shows(
+    browser: Browser,  # noqa: F811
+    auto_server,
+) -> None:
+    project, (task, other) = project_with_tasks(auto_server, "rita", ["Release notes", "Docs"])
+    context = signed_in(browser, auto_server, "rita", **NARROW)
+    page = context.new_page()
+    open_board(page, project)
+    page.locator(".bottom-nav [data-view=automations]").click()
+    expect(page.get_by_role("heading", name="Automations")).to_be_visible()
+    expect(page.locator(".rules .empty")).to_be_visible()
+
+    page.get_by_role("link", name="New rule").click()
+    page.get_by_label("Name", exact=True).fill("Ship what is done")
+    control(page, "trigger.type").select_option("task_status_changed")
+    control(page, "trigger.to").select_option("done")
+    page.get_by_role("button", name="Add condition").click()
+    control(page, "conditions.all[0].field").select_option("priority")
+    control(page, "conditions.all[0].op").select_option("in")
+    # "in" takes several values: one checkbox per priority
+    for value in ("medium", "high"):
+        page.locator(".rule-form fieldset[data-path='conditions.all[0].value']").get_by_label(
+            value
+        ).check()
+    control(page, "actions[0].type").select_option("add_label")
+    control(page, "actions[0].label").fill("shipped")
+    page.get_by_role("button", name="Add action").click()
+    control(page, "actions[1].type").select_option("set_field")
+    control(page, "actions[1].field").select_option("priority")
+    control(page, "actions[1].value").select_option("low")
+    no_horizontal_scroll(page)
+    shot(page, "editor-390")
+    page.get_by_role("button", name="Create rule").click()
+
+    rule = page.locator("li.rule", has_text="Ship what is done")
+    expect(rule).to_be_visible(timeout=15000)
+    expect(rule.locator(".rule-summary")).to_contain_text("When a task moves to done")
+    expect(rule.get_by_test_id("rule-runs")).to_have_text("Not run yet.", timeout=15000)
+    (stored,) = rules_of(auto_server, "rita", project)
+    assert stored["name"] == "Ship what is done" and stored["enabled"] is True
+    assert stored["trigger"]["type"] == "task_status_changed"
+    assert stored["trigger"]["to"] == "done"
+    assert stored["conditions"] == {
+        "all": [{"field": "priority", "op": "in", "value": ["medium", "high"]}]
+    }
+    assert [a["type"] for a in stored["actions"]] == ["add_label", "set_field"]
+
+    # trigger it from the board
+    page.locator(".bottom-nav [data-view=board]").click()
+    move_to_done(page, task)
+    card = page.locator(f"[data-id='{task}']")
+    expect(card.locator(".label")).to_have_text(["shipped"], timeout=15000)
+    assert task_labels(auto_server, "rita", task) == ["shipped"]
+    assert rest(auto_server, "rita", "GET", f"/tasks/{task}/").json()["priority"] == "low"
+    assert task_labels(auto_server, "rita", other) == []  # the one that did not move
+
+    # its run, on the page
+    page.locator(".bottom-nav [data-view=automations]").click()
+    runs = page.locator("li.rule", has_text="Ship what is done").get_by_test_id("rule-runs")
+    expect(runs).to_contain_text("Last run", timeout=15000)
+    expect(runs.locator(".outcome.good")).to_be_visible()
+    no_horizontal_scroll(page)
+    shot(page, "list-390")
+    page.locator("li.rule a.rule-name").click()
+    expect(page.locator(".runs li")).to_have_count(1, timeout=15000)
+    no_horizontal_scroll(page)
+    context.close()
+
+
+def test_the_enabled_switch_stops_a_rule_online_and_offline(
+    browser: Browser,  # noqa: F811
+    auto_server,
+) -> None:
+    project, (a, b, c) = project_with_tasks(auto_server, "otto", ["one", "two", "three"])
+    context = signed_in(browser, auto_server, "otto", **NARROW)
+    page = context.new_page()
+    open_board(page, project)
+    create_label_rule(page, project, "Label done work", "done-label")
+    switch = page.locator("li.rule", has_text="Label done work").get_by_role("switch")
+    expect(switch).to_be_checked()
+    expect(switch).to_have_accessible_name("Enabled")
+
+    # off while online: the document changes, the server's rule says so
+    switch.uncheck()
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=15000)
+    deadline = time.monotonic() + 10
+    while rules_of(auto_server, "otto", project)[0]["enabled"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert rules_of(auto_server, "otto", project)[0]["enabled"] is False
+    page.goto(f"/#/p/{project}/board")
+    move_to_done(page, a)
+
+    # on again while offline: kept on this device, saved on reconnect
+    page.goto(f"/#/p/{project}/automations")
+    context.set_offline(True)
+    expect(page.get_by_test_id("automation-offline")).to_be_visible(timeout=10000)
+    expect(page.get_by_test_id("automation-offline")).to_contain_text("needs a connection")
+    switch = page.locator("li.rule", has_text="Label done work").get_by_role("switch")
+    switch.check()
+    expect(page.get_by_test_id("sync-status")).to_contain_text("to sync")
+    no_horizontal_scroll(page)
+    shot(page, "offline-390")
+    # the editor says saving needs a connection
+    page.locator("li.rule a.rule-name").click()
+    expect(page.get_by_role("button", name="Save rule")).to_be_disabled(timeout=10000)
+    expect(page.locator(".offline-note")).to_be_visible()
+    context.set_offline(False)
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=20000)
+    expect(page.get_by_role("button", name="Save rule")).to_be_enabled()
+    deadline = time.monotonic() + 10
+    while not rules_of(auto_server, "otto", project)[0]["enabled"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert rules_of(auto_server, "otto", project)[0]["enabled"] is True
+
+    page.goto(f"/#/p/{project}/board")
+    move_to_done(page, b)
+    expect(page.locator(f"[data-id='{b}'] .label")).to_have_text(["done-label"], timeout=15000)
+    # the runner works through events in order: b has run, so a's move (rule off) is done too
+    assert task_labels(auto_server, "otto", a) == []
+    assert task_labels(auto_server, "otto", c) == []
+    context.close()
+
+
+def test_the_servers_validation_message_is_shown_at_the_field_it_names(
+    browser: Browser,  # noqa: F811
+    auto_server,
+) -> None:
+    project, _ = project_with_tasks(auto_server, "vera", ["a task"])
+    context = signed_in(browser, auto_server, "vera", **NARROW)
+    page = context.new_page()
+    open_board(page, project)
+    page.goto(f"/#/p/{project}/automations/new")
+    page.get_by_label("Name", exact=True).fill("Tell the hook")
+    control(page, "actions[0].type").select_option("webhook")
+    control(page, "actions[0].url").fill("ftp://example.com/hook")  # not http(s)
+    page.get_by_role("button", name="Create rule").click()
+    url = control(page, "actions[0].url")
+    expect(url).to_have_attribute("aria-invalid", "true", timeout=10000)
+    error = page.locator(".rule-form .field[data-path='actions[0].url'] .field-error")
+    expect(error).to_be_visible()
+    expect(error).not_to_be_empty()
+    # the message is tied to the field for screen readers, and focus went to it
+    described = url.get_attribute("aria-describedby") or ""
+    assert error.get_attribute("id") in described.split()
+    expect(url).to_be_focused()
+    assert rules_of(auto_server, "vera", project) == []
+    no_horizontal_scroll(page)
+    shot(page, "validation-390")
+
+    # fixed, it saves
+    url.fill("https://example.com/hook")
+    page.get_by_role("button", name="Create rule").click()
+    expect(page.locator("li.rule", has_text="Tell the hook")).to_be_visible(timeout=15000)
+    (stored,) = rules_of(auto_server, "vera", project)
+    # the URL is a secret: never in the document, shown masked over REST
+    doc_rule = page.evaluate(
+        "() => { const r = [...window.tandem.doc.getMap('rules').values()][0];"
+        " return r.toJSON ? r.toJSON() : r }"
+    )
+    assert "https://example.com/hook" not in str(doc_rule)
+    assert stored["actions"][0].get("url") != "https://example.com/hook"
+    context.close()
+
+
+def test_dry_run_and_the_delivery_log_of_a_webhook(
+    browser: Browser,  # noqa: F811
+    auto_server,
+) -> None:
+    receiver = Receiver(status=200)
+    try:
+        project, (hot, cold) = project_with_tasks(auto_server, "dora", ["urgent thing", "later"])
+        rest(auto_server, "dora", "PATCH", f"/tasks/{hot}/", json={"priority": "urgent"})
+        context = signed_in(browser, auto_server, "dora", **NARROW)
+        page = context.new_page()
+        open_board(page, project)
+        page.goto(f"/#/p/{project}/automations/new")
+        page.get_by_label("Name", exact=True).fill("Urgent work done: tell the hook")
+        control(page, "trigger.to").select_option("done")
+        page.get_by_role("button", name="Add condition").click()
+        control(page, "conditions.all[0].field").select_option("priority")
+        control(page, "conditions.all[0].op").select_option("eq")
+        control(page, "conditions.all[0].value").select_option("urgent")
+        control(page, "actions[0].type").select_option("webhook")
+        control(page, "actions[0].url").fill(receiver.url)
+        page.get_by_role("button", name="Create rule").click()
+        rule = page.locator("li.rule", has_text="Urgent work done")
+        expect(rule).to_be_visible(timeout=15000)
+        # the hook is shown masked, never in full
+        expect(rule.locator(".rule-summary")).not_to_contain_text(receiver.url)
+
+        # dry run against each task: which conditions hold, what would be done
+        rule.locator("a.rule-name").click()
+        page.get_by_label("Task", exact=True).select_option(label="urgent thing")
+        page.get_by_role("button", name="Try it (dry run)").click()
+        result = page.get_by_test_id("dry-run-result")
+        expect(result.locator(".checks-result li.good")).to_have_count(1, timeout=10000)
+        expect(result.locator(".intents li")).to_have_count(1)
+        expect(result.locator(".intents li")).to_contain_text("webhook")
+        no_horizontal_scroll(page)
+        shot(page, "dry-run-390")
+        page.get_by_label("Task", exact=True).select_option(label="later")
+        page.get_by_role("button", name="Try it (dry run)").click()
+        expect(result.locator(".checks-result li.bad")).to_have_count(1, timeout=10000)
+        expect(result.locator(".intents li")).to_have_count(0)
+        assert receiver.bodies == []  # a dry run sends nothing
+
+        page.goto(f"/#/p/{project}/board")
+        move_to_done(page, hot)
+        move_to_done(page, cold)
+        page.goto(f"/#/p/{project}/automations")
+        log = page.locator(".deliveries li")
+        expect(log).to_have_count(1, timeout=20000)
+        expect(log.first).to_contain_text("delivered", timeout=20000)
+        expect(log.first).to_contain_text("1 attempt")
+        assert len(receiver.bodies) == 1
+        assert hot.encode() in receiver.bodies[0]
+        no_horizontal_scroll(page)
+        shot(page, "deliveries-390")
+        context.close()
+    finally:
+        receiver.close()
+
+
+def test_a_viewer_sees_the_rules_read_only(browser: Browser, auto_server) -> None:  # noqa: F811
+    project, _ = project_with_tasks(auto_server, "mona", ["a task"])
+    r = rest(
+        auto_server,
+        "mona",
+        "POST",
+        f"/projects/{project}/rules/",
+        json={
+            "name": "Label done work",
+            "enabled": True,
+            "trigger": {"type": "task_status_changed", "to": "done"},
+            "conditions": {"all": []},
+            "actions": [{"type": "add_label", "label": "shipped"}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    account(auto_server, "vic")
+    auto_server.grant("vic", project, "viewer")
+    context = signed_in(browser, auto_server, "vic", **NARROW)
+    page = context.new_page()
+    open_board(page, project)
+    expect(page.locator(".bottom-nav [data-view=automations]")).to_have_count(0)
+    page.goto(f"/#/p/{project}/automations")
+    rule = page.locator("li.rule", has_text="Label done work")
+    expect(rule).to_be_visible()
+    expect(rule.get_by_role("switch")).to_be_disabled()
+    expect(page.get_by_role("link", name="New rule")).to_have_count(0)
+    rule.locator("a.rule-name").click()
+    expect(page.locator(".rule-form")).to_have_count(0)
+    expect(page.locator(".automations")).to_contain_text("add label “shipped”")
+    no_horizontal_scroll(page)
+    context.close()
