@@ -9,7 +9,6 @@ import {
   FIELDS,
   OPERATORS,
   PRIORITIES,
-  RECIPIENTS,
   SECRET_ACTIONS,
   TRIGGERS,
   action as actionSpec,
@@ -83,6 +82,9 @@ function fieldSpec(project, field) {
   if (String(field).startsWith("custom.")) return { field, label: `Custom: ${field.slice(7)}`, kind: "text" };
   return { field, label: field, kind: "text" };
 }
+
+// "is not empty" is {"op": "is_empty", "value": false}
+const opKey = (row) => (row.op === "is_empty" && row.value === false ? "is_not_empty" : row.op);
 
 // Conditions the editor can show as rows: {all: [leaf...]} or {any: [leaf...]}.
 function flatConditions(conditions) {
@@ -237,11 +239,13 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
           oninput: () => (obj[spec.key] = { [units.value]: Number(amount.value) }),
         });
         const units = select([["days", "days"], ["hours", "hours"]], unit, () => (obj[spec.key] = { [units.value]: Number(amount.value) }));
-        units.setAttribute("aria-label", "Unit");
-        return field(path, label, h("span", { class: "duration" }, amount, units));
+        units.setAttribute("aria-label", `${label}: unit`);
+        const wrapper = field(path, label, amount);
+        wrapper.insertBefore(h("span", { class: "duration" }, amount, units), wrapper.querySelector(".field-error"));
+        return wrapper;
       }
       case "textarea":
-        return field(path, label, h("textarea", { rows: 3, value: value ?? "", oninput: (e) => set(e.target.value) }));
+        return field(path, label, h("textarea", { rows: 3, value: value ?? "", oninput: (e) => set(e.target.value) }), spec.help);
       case "lines":
         return field(
           path,
@@ -254,6 +258,13 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
         );
       case "users":
         return checkboxes(label, path, members(project), value, set);
+      case "user":
+        return field(path, label, select(members(project), value, set, { blank: spec.optional ? "anyone" : "choose…" }));
+      case "timezone": {
+        const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+        if (!value) obj[spec.key] = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+        return field(path, label, select(zones.includes("UTC") ? zones : ["UTC", ...zones], obj[spec.key], set));
+      }
       case "url": {
         // a secret: the server keeps it outside the document and shows only a hint
         const hint = obj.url_hint || (obj.url_ref ? "a saved URL" : "");
@@ -277,7 +288,7 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
         return valueField(path, label, target, "eq", value, set);
       }
       default:
-        return field(path, label, h("input", { value: value ?? "", oninput: (e) => set(e.target.value) }));
+        return field(path, label, h("input", { value: value ?? "", oninput: (e) => set(e.target.value) }), spec.help);
     }
   };
 
@@ -302,6 +313,8 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
     if (spec.kind === "priority") return field(path, label, select(PRIORITIES, value, set, { blank: "choose…" }));
     if (spec.kind === "select") return field(path, label, select(spec.options, value, set, { blank: "choose…" }));
     if (spec.kind === "user") return field(path, label, select(members(project), value, set, { blank: "choose…" }));
+    if (spec.kind === "milestone")
+      return field(path, label, select(project.milestones().map((m) => [m.id, m.name]), value, set, { blank: "none" }));
     if (spec.kind === "number")
       return field(path, label, h("input", { type: "number", inputmode: "decimal", value: value ?? "", oninput: (e) => set(e.target.value === "" ? null : Number(e.target.value)) }));
     if (spec.kind === "date") return field(path, label, h("input", { type: "date", value: value ?? "", oninput: (e) => set(e.target.value) }));
@@ -359,11 +372,12 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
           "Test",
           select(
             OPERATORS.map((o) => [o.op, o.label]),
-            row.op,
+            opKey(row),
             (v) => {
               const wasMany = operator(row.op)?.many;
-              row.op = v;
-              if (operator(v)?.noValue) delete row.value;
+              row.op = v === "is_not_empty" ? "is_empty" : v;
+              if (v === "is_not_empty") row.value = false;
+              else if (operator(v)?.noValue) delete row.value;
               else if (Boolean(operator(v)?.many) !== Boolean(wasMany)) delete row.value;
               redraw(`${path}.op`);
             },
@@ -427,26 +441,46 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
     );
   };
 
+  // notify / email: {"to": {"assignees": true, "users": [...], "role": "finance"}}, someone at least
   const recipients = (a, path) => {
-    const who = a.role ? "role" : a.users && a.users.length ? "users" : a.who || "assignees";
-    const parts = [
-      field(
-        `${path}.to`,
-        "Send to",
-        select(RECIPIENTS.map((r) => [r.key, r.label]), who, (v) => {
-          delete a.role;
-          delete a.users;
-          delete a.assignees;
-          a.who = v; // editor-only, removed before saving
-          if (v === "assignees") a.assignees = true;
-          redraw(`${path}.to`);
+    a.to ||= { assignees: true };
+    const to = a.to;
+    const assigneesId = `rf-${++uid}`;
+    return [
+      h(
+        "fieldset",
+        { class: "field recipients", dataset: { path: `${path}.to` } },
+        h("legend", {}, "Send to"),
+        h(
+          "label",
+          { class: "check-line" },
+          h("input", {
+            type: "checkbox",
+            id: assigneesId,
+            checked: !!to.assignees,
+            dataset: { path: `${path}.to.assignees` },
+            onchange: (e) => {
+              if (e.target.checked) to.assignees = true;
+              else delete to.assignees;
+            },
+          }),
+          "The task's assignees",
+        ),
+        checkboxes("People", `${path}.to.users`, members(project), to.users, (v) => {
+          if (v.length) to.users = v;
+          else delete to.users;
         }),
+        field(
+          `${path}.to.role`,
+          "Everyone with the role",
+          select(roles(project), to.role, (v) => {
+            if (v) to.role = v;
+            else delete to.role;
+          }, { blank: "(no role)" }),
+        ),
+        h("span", { class: "field-error", hidden: true }),
       ),
     ];
-    if (who === "users") parts.push(checkboxes("People", `${path}.users`, members(project), a.users, (v) => (a.users = v)));
-    if (who === "role") parts.push(field(`${path}.role`, "Role", select(roles(project), a.role, (v) => (a.role = v), { blank: "choose…" })));
-    if (who === "assignees") a.assignees = true;
-    return parts;
   };
 
   const actionSection = () => {
@@ -461,7 +495,7 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
           `${path}.type`,
           "Do",
           select(ACTIONS.map((x) => [x.type, x.label]), a.type, (v) => {
-            draft.actions[i] = { type: v };
+            draft.actions[i] = actionSpec(v)?.recipients ? { type: v, to: { assignees: true } } : { type: v };
             redraw(`${path}.type`);
           }),
         ),
@@ -494,7 +528,7 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
           type: "button",
           dataset: { path: "add-action" },
           onclick: () => {
-            draft.actions.push({ type: "notify", assignees: true });
+            draft.actions.push({ type: "notify", to: { assignees: true } });
             redraw(`actions[${draft.actions.length - 1}].type`);
           },
         },
@@ -586,7 +620,6 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
     out.conditions = kept || { [cond.mode]: cond.rows };
     out.actions = out.actions.map((a) => {
       const copy = { ...a };
-      delete copy.who;
       if (SECRET_ACTIONS.has(copy.type) && copy.url) {
         delete copy.url_ref;
         delete copy.url_hint;

@@ -8,6 +8,8 @@ export const PROJECT_STATUSES = ["planning", "active", "on_hold", "completed", "
 
 // A parameter: {key, label, kind, optional, help}. Kinds: text, textarea, number, status,
 // priority, user, users, role, lines (one item per line), url (secret), select (options).
+const ZONE = { key: "timezone", label: "Time zone", kind: "timezone" };
+
 export const TRIGGERS = [
   { type: "task_created", label: "A task is created", params: [] },
   {
@@ -18,29 +20,42 @@ export const TRIGGERS = [
       { key: "to", label: "To column", kind: "status", optional: true },
     ],
   },
-  { type: "task_assigned", label: "A task is assigned", params: [] },
+  {
+    type: "task_assigned",
+    label: "A task is assigned",
+    params: [{ key: "user", label: "Only when this person is added", kind: "user", optional: true }],
+  },
   {
     type: "due_date_approaching",
     label: "A due date is near",
-    params: [
-      { key: "within", label: "Within", kind: "duration" },
-    ],
+    params: [{ key: "within", label: "Within", kind: "duration" }, ZONE],
   },
-  { type: "task_overdue", label: "A task is overdue", params: [] },
+  { type: "task_overdue", label: "A task is overdue", params: [ZONE] },
   { type: "comment_posted", label: "A comment is posted", params: [] },
-  { type: "mentioned", label: "Someone is mentioned", params: [] },
+  {
+    type: "mentioned",
+    label: "Someone is mentioned",
+    params: [{ key: "user", label: "Only mentions of", kind: "user", optional: true }],
+  },
   { type: "milestone_completed", label: "A milestone is completed", params: [] },
   {
     type: "project_status_changed",
     label: "The project's status changes",
-    params: [{ key: "to", label: "To status", kind: "select", options: PROJECT_STATUSES, optional: true }],
+    params: [
+      { key: "from", label: "From status", kind: "select", options: PROJECT_STATUSES, optional: true },
+      { key: "to", label: "To status", kind: "select", options: PROJECT_STATUSES, optional: true },
+    ],
   },
   {
     type: "budget_exceeded",
-    label: "The budget passes a share",
-    params: [{ key: "percent", label: "Percent of budget", kind: "number", min: 1, max: 1000 }],
+    label: "Spending passes a share of the budget",
+    params: [{ key: "percent", label: "Percent of the budget", kind: "number", min: 1, max: 1000 }],
   },
-  { type: "resource_overallocated", label: "A person is over-allocated", params: [] },
+  {
+    type: "resource_overallocated",
+    label: "A person is over-allocated",
+    params: [{ key: "capacity", label: "Capacity in percent", kind: "number", min: 1, max: 1000, optional: true }],
+  },
   {
     type: "schedule",
     label: "On a schedule",
@@ -49,8 +64,9 @@ export const TRIGGERS = [
         key: "cron",
         label: "Schedule (cron: minute hour day month weekday)",
         kind: "cron",
-        help: "In the project's time zone, e.g. 0 9 * * 1 is Mondays at 09:00.",
+        help: "For example 0 9 * * 1 is Mondays at 09:00.",
       },
+      ZONE,
     ],
   },
 ];
@@ -66,6 +82,7 @@ export const OPERATORS = [
   { op: "gte", label: "is at least" },
   { op: "contains", label: "contains" },
   { op: "is_empty", label: "is empty", noValue: true },
+  { op: "is_not_empty", label: "is not empty", noValue: true }, // {"op": "is_empty", "value": false}
   { op: "changed_from", label: "changed from" },
   { op: "changed_to", label: "changed to" },
 ];
@@ -77,35 +94,50 @@ export const FIELDS = [
   { field: "assignees", label: "Assignees", kind: "user" },
   { field: "labels", label: "Labels", kind: "text" },
   { field: "title", label: "Title", kind: "text" },
+  { field: "description", label: "Description", kind: "text" },
   { field: "due", label: "Due date", kind: "date" },
   { field: "start", label: "Start date", kind: "date" },
   { field: "estimate", label: "Estimate (hours)", kind: "number" },
-  { field: "milestone", label: "Milestone", kind: "text" },
+  { field: "milestone", label: "Milestone", kind: "milestone" },
+  { field: "parent", label: "Parent task", kind: "text" },
+  { field: "created_by", label: "Created by", kind: "user" },
   { field: "project.status", label: "Project status", kind: "select", options: PROJECT_STATUSES },
   { field: "project.name", label: "Project name", kind: "text" },
+  { field: "project.start_date", label: "Project start", kind: "date" },
+  { field: "project.end_date", label: "Project end", kind: "date" },
 ];
 
-// Who a notify or email action goes to.
-export const RECIPIENTS = [
-  { key: "assignees", label: "The task's assignees" },
-  { key: "users", label: "Named people" },
-  { key: "role", label: "Everyone with a role" },
+// What set_field may set (and custom.NAME).
+export const SETTABLE = [
+  ["priority", "Priority"],
+  ["due", "Due date"],
+  ["start", "Start date"],
+  ["estimate", "Estimate (hours)"],
+  ["milestone", "Milestone"],
+  ["title", "Title"],
 ];
+
+// Texts may name {task.title}, {task.status}, {task.priority}, {task.due}, {project.name},
+// {rule.name}: the server fills them in when the rule runs.
+const TEXT_HELP = "You can use {task.title}, {task.status}, {project.name}, {rule.name}.";
 
 export const ACTIONS = [
   {
     type: "notify",
     label: "Notify people (in-app and push)",
     recipients: true,
-    params: [{ key: "message", label: "Message", kind: "text", optional: true }],
+    params: [
+      { key: "title", label: "Title", kind: "text", optional: true, help: TEXT_HELP },
+      { key: "message", label: "Message", kind: "textarea", optional: true },
+    ],
   },
   {
     type: "email",
     label: "Send an email",
     recipients: true,
     params: [
-      { key: "subject", label: "Subject", kind: "text", optional: true },
-      { key: "body", label: "Text", kind: "textarea", optional: true },
+      { key: "subject", label: "Subject", kind: "text", help: TEXT_HELP },
+      { key: "text", label: "Text", kind: "textarea", optional: true },
     ],
   },
   {
@@ -113,7 +145,7 @@ export const ACTIONS = [
     label: "Post to Slack",
     params: [
       { key: "url", label: "Slack incoming webhook URL", kind: "url" },
-      { key: "text", label: "Message", kind: "text", optional: true },
+      { key: "text", label: "Message", kind: "text", optional: true, help: TEXT_HELP },
     ],
   },
   {
@@ -121,7 +153,7 @@ export const ACTIONS = [
     label: "Post to Microsoft Teams",
     params: [
       { key: "url", label: "Teams incoming webhook URL", kind: "url" },
-      { key: "text", label: "Message", kind: "text", optional: true },
+      { key: "text", label: "Message", kind: "text", optional: true, help: TEXT_HELP },
     ],
   },
   {
@@ -134,13 +166,13 @@ export const ACTIONS = [
     type: "set_field",
     label: "Set a field of the task",
     params: [
-      { key: "field", label: "Field", kind: "select", options: ["priority", "due", "start", "estimate", "milestone"], custom: true },
+      { key: "field", label: "Field", kind: "select", options: SETTABLE, custom: true },
       { key: "value", label: "Value", kind: "field-value", of: "field" },
     ],
   },
   { type: "assign", label: "Assign the task", params: [{ key: "users", label: "People", kind: "users" }] },
   { type: "add_label", label: "Add a label", params: [{ key: "label", label: "Label", kind: "text" }] },
-  { type: "add_comment", label: "Add a comment", params: [{ key: "text", label: "Comment", kind: "textarea" }] },
+  { type: "add_comment", label: "Add a comment", params: [{ key: "text", label: "Comment", kind: "textarea", help: TEXT_HELP }] },
   {
     type: "create_subtasks",
     label: "Create subtasks",
@@ -165,14 +197,20 @@ export function describeTrigger(t = {}) {
       const to = t.to ? ` to ${words(t.to)}` : " to another column";
       return `When a task moves${from}${to}`;
     }
-    case "due_date_approaching":
-      return `When a due date is within ${words(t.within)}`;
+    case "due_date_approaching": {
+      const w = t.within || {};
+      return `When a due date is within ${w.hours ? `${w.hours} hours` : `${w.days} days`}`;
+    }
     case "budget_exceeded":
       return `When the budget passes ${t.percent} %`;
     case "schedule":
-      return `On schedule ${t.cron || t.schedule || ""}`.trim();
+      return `On schedule ${t.cron || ""}${t.timezone ? ` (${t.timezone})` : ""}`;
     case "project_status_changed":
       return t.to ? `When the project's status becomes ${words(t.to)}` : "When the project's status changes";
+    case "task_assigned":
+      return t.user ? `When ${t.user} is assigned a task` : "When a task is assigned";
+    case "mentioned":
+      return t.user ? `When ${t.user} is mentioned` : "When someone is mentioned";
     default: {
       const known = trigger(t.type);
       return known ? `When ${known.label[0].toLowerCase()}${known.label.slice(1)}` : `When ${words(t.type)}`;
@@ -197,7 +235,7 @@ export function describeAction(a = {}) {
     case "webhook":
     case "slack":
     case "teams":
-      return `${a.type === "webhook" ? "call" : "post to"} ${a.type === "webhook" ? "a webhook" : a.type}${a.url_hint || a.url ? ` (${a.url_hint || a.url})` : ""}`;
+      return `${a.type === "webhook" ? "call a webhook" : `post to ${a.type === "slack" ? "Slack" : "Teams"}`}${a.url_hint || a.url ? ` (${a.url_hint || a.url})` : ""}`;
     case "notify":
       return `notify ${recipientText(a)}`;
     case "email":
@@ -208,9 +246,12 @@ export function describeAction(a = {}) {
 }
 
 function recipientText(a) {
-  if (a.role) return `everyone who is ${a.role}`;
-  if (a.users && a.users.length) return list(a.users);
-  return "the assignees";
+  const to = a.to || {};
+  const who = [];
+  if (to.assignees) who.push("the assignees");
+  if (to.users && to.users.length) who.push(list(to.users));
+  if (to.role) who.push(`everyone who is ${to.role}`);
+  return who.join(", ") || "nobody";
 }
 
 export function describeRule(rule) {
