@@ -116,6 +116,14 @@ export function emptyRule(project) {
  */
 export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCancel }) {
   const draft = structuredClone(rule);
+  delete draft.id;
+  delete draft.state;
+  delete draft.created_by; // the server sets it
+  if (!draft.conditions) draft.conditions = { all: [] };
+  for (const a of draft.actions || []) {
+    // REST shows a kept secret URL masked in "url": not a URL to send back
+    if (SECRET_ACTIONS.has(a.type) && a.url_ref) delete a.url;
+  }
   const flat = flatConditions(draft.conditions);
   const cond = flat || { mode: "all", rows: [] };
   const kept = flat ? null : draft.conditions; // nested conditions the editor does not show
@@ -578,7 +586,8 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
     clearProblems();
     let first = null;
     const loose = [];
-    for (const { path, message } of problemsOf(problem)) {
+    for (const { path: raw, message } of problemsOf(problem)) {
+      const path = raw.replace(/\.url_(ref|hint)$/, ".url"); // the kept URL is the URL field
       let box = null;
       for (const p of prefixes(path)) {
         if (!p) break;

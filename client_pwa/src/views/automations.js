@@ -9,11 +9,13 @@ import "../automation/automation.css";
 import { api, ApiError, cachedGet } from "../api.js";
 import { go, on, onCleanup } from "../app.js";
 import { h, toast } from "../dom.js";
+import { plural } from "../ui/format.js";
 import { shell } from "../shell.js";
 import { emptyRule, ruleEditor } from "../automation/editor.js";
-import { describeAction, describeRule } from "../automation/vocabulary.js";
+import { OPERATORS, describeAction, describeRule } from "../automation/vocabulary.js";
 
-const FAILED = new Set(["failed", "failure", "error", "paused", "dead"]);
+// run outcomes (sync_server/extensions/automation.py): ran | failed | paused | skipped
+const FAILED = new Set(["failed", "paused"]);
 
 const base = (project) => `/projects/${encodeURIComponent(project.projectId)}`;
 const online = (project) => project.provider.connected && navigator.onLine !== false;
@@ -56,11 +58,24 @@ const words = (s) => String(s ?? "").replaceAll("_", " ");
 
 // -- the list ----------------------------------------------------------------------------------
 
-function ruleItem(project, rule, runs, editable) {
+// `state`: the server's summary of the rule's runs ({last_run_at, last_outcome, failures,
+// paused_reason}); undefined while loading, null when it cannot be had (offline, never seen).
+function ruleItem(project, rule, state, editable) {
   const id = `rule-${rule.id}`;
-  const failures = runs ? runs.filter((r) => FAILED.has(String(r.outcome))).length : 0;
-  const last = runs && runs[0];
-  const paused = rule.paused || rule.paused_reason;
+  const paused = state && state.paused_reason;
+  let runs;
+  if (state === undefined) runs = "Runs: loading…";
+  else if (state === null) runs = "Runs are shown when online.";
+  else if (!state.last_run_at) runs = "Not run yet.";
+  else {
+    runs = [
+      "Last run ",
+      h("time", {}, when(state.last_run_at)),
+      ": ",
+      h("span", { class: `outcome ${outcomeClass(state.last_outcome)}` }, words(state.last_outcome)),
+      state.failures ? h("span", { class: "outcome bad" }, ` · ${plural(state.failures, "failure")}`) : null,
+    ];
+  }
   return h(
     "li",
     { class: `rule ${rule.enabled === false ? "off" : ""}`, dataset: { rule: rule.id } },
@@ -83,24 +98,8 @@ function ruleItem(project, rule, runs, editable) {
       ),
     ),
     h("p", { class: "rule-summary" }, describeRule(rule)),
-    paused ? h("p", { class: "error" }, `Paused: ${typeof paused === "string" ? paused : "its owner lost the permission"}`) : null,
-    h(
-      "p",
-      { class: "rule-runs muted", "data-testid": "rule-runs" },
-      runs === undefined
-        ? "Runs: loading…"
-        : runs === null
-          ? "Runs are shown when online."
-          : last
-            ? [
-                "Last run ",
-                h("time", {}, when(last.at ?? last.created ?? last.time)),
-                ": ",
-                h("span", { class: `outcome ${outcomeClass(last.outcome)}` }, words(last.outcome)),
-                failures ? h("span", { class: "outcome bad" }, ` · ${failures} failed`) : null,
-              ]
-            : "Not run yet.",
-    ),
+    paused ? h("p", { class: "error", "data-testid": "rule-paused" }, `Paused: ${paused}`) : null,
+    h("p", { class: "rule-runs muted", "data-testid": "rule-runs" }, runs),
   );
 }
 
@@ -164,12 +163,14 @@ export function automationsView(project, rest = []) {
   const editable = project.can("edit_project");
   const list = h("ul", { class: "rules" });
   const deliveries = h("div", { class: "delivery-log" });
-  const runs = new Map(); // rule id -> runs, newest first (null: not available offline)
+  let states; // rule id -> the server's run summary (undefined: loading, null: offline)
   let log; // deliveries (undefined: loading, null: offline)
 
   const draw = () => {
     const rules = documentRules(project);
-    list.replaceChildren(...rules.map((r) => ruleItem(project, r, runs.get(r.id), editable)));
+    list.replaceChildren(
+      ...rules.map((r) => ruleItem(project, r, states === undefined || states === null ? states : states.get(r.id) || {}, editable)),
+    );
     if (!rules.length) {
       list.append(h("li", { class: "empty" }, editable ? "No rules yet. A rule does routine work for the team: “when a task moves to done, add the label shipped”." : "No rules yet."));
     }
@@ -177,23 +178,24 @@ export function automationsView(project, rest = []) {
   };
 
   const load = async () => {
-    const rules = documentRules(project);
     await Promise.all([
-      ...rules.map(async (r) => {
-        try {
-          const data = await cachedGet(`${base(project)}/rules/${encodeURIComponent(r.id)}/runs/?limit=50`);
-          runs.set(r.id, sortRuns(items(data)));
-        } catch {
-          runs.set(r.id, null);
-        }
-      }),
       (async () => {
         try {
-          log = items(await cachedGet(`${base(project)}/deliveries/?limit=50`));
+          const data = await cachedGet(`${base(project)}/rules/`);
+          states = new Map(items(data).map((r) => [r.id, r.state || {}]));
         } catch {
-          log = null;
+          states = null;
         }
       })(),
+      editable
+        ? (async () => {
+            try {
+              log = items(await cachedGet(`${base(project)}/deliveries/`));
+            } catch {
+              log = null;
+            }
+          })()
+        : null,
     ]);
     draw();
   };
@@ -230,7 +232,8 @@ export function automationsView(project, rest = []) {
       offlineNotice(project, editable),
       editable ? null : h("p", { class: "muted" }, "Only people who may edit the project change rules."),
       list,
-      h("section", { class: "card" }, h("h2", {}, "Delivery log"), deliveries),
+      // the outbox's log needs edit_project (it names where messages go)
+      editable ? h("section", { class: "card" }, h("h2", {}, "Delivery log"), deliveries) : null,
     ),
   );
 }
@@ -304,8 +307,9 @@ async function rulePage(project, id) {
                   {},
                   h("span", { class: `outcome ${outcomeClass(r.outcome)}` }, words(r.outcome)),
                   " ",
-                  h("time", {}, when(r.at ?? r.created ?? r.time)),
-                  r.detail ? h("p", { class: "muted" }, typeof r.detail === "string" ? r.detail : JSON.stringify(r.detail)) : null,
+                  h("time", {}, when(r.at)),
+                  h("p", {}, eventText(project, r.event || {})),
+                  r.detail ? h("p", { class: FAILED.has(r.outcome) ? "error" : "muted" }, r.detail) : null,
                 ),
               ),
             )
@@ -368,13 +372,36 @@ function dryRun(project, id) {
   return form;
 }
 
+// What set a run off: "task “Docs” moved from todo to done".
+function eventText(project, event) {
+  const task = event.entity ? project.task(event.entity) : null;
+  const title = task ? task.title : event.detail?.title;
+  const what = title ? `task “${title}”` : event.entity ? "a task" : "";
+  if (event.field === "status") return `${what} moved from ${words(event.before)} to ${words(event.after)}`;
+  if (event.field) return `${what}: ${words(event.field)} changed`;
+  return `${words(event.kind)}${what ? ` (${what})` : ""}`;
+}
+
+// One intent of a dry run (rules/automation/intents.py, "type": edit | notify | outbound).
 function intentText(i) {
-  if (i.description || i.summary) return i.description || i.summary;
-  if (i.action && i.params) return describeAction({ type: i.action, ...i.params });
-  if (i.channel) return `send a ${words(i.channel)} message${i.target_hint || i.target ? ` to ${i.target_hint || i.target}` : ""}`;
-  if (i.title !== undefined && i.body !== undefined) return `notify: “${i.title}”`;
-  if (i.type) return describeAction(i);
-  return JSON.stringify(i);
+  if (i.type === "edit") return describeAction({ type: i.action, ...(i.params || {}) });
+  if (i.type === "notify") {
+    const who = [i.assignees ? "the assignees" : null, ...(i.users || []), i.role ? `everyone who is ${i.role}` : null].filter(Boolean);
+    return `notify ${who.join(", ") || "nobody"}: “${i.title}”`;
+  }
+  if (i.type === "outbound") {
+    const names = { webhook: "call the webhook", slack: "post to Slack", teams: "post to Teams", email: "send an email" };
+    return names[i.channel] || `send a ${words(i.channel)} message`;
+  }
+  return words(i.type);
+}
+
+const shown = (v) => (v === null || v === undefined || v === "" ? "empty" : Array.isArray(v) ? `[${v.map(words).join(", ")}]` : words(v));
+
+function opText(op, expected) {
+  if (op === "is_empty") return expected === false ? "is not empty" : "is empty";
+  const o = OPERATORS.find((x) => x.op === op);
+  return `${o ? o.label : words(op)} ${shown(expected)}`;
 }
 
 export function dryRunResult(data) {
@@ -399,13 +426,15 @@ export function dryRunResult(data) {
               { class: c.matched ? "good" : "bad" },
               h("span", { "aria-hidden": "true" }, c.matched ? "✓ " : "✗ "),
               h("span", { class: "sr-only" }, c.matched ? "holds: " : "does not hold: "),
-              `${words(c.field)} ${words(c.op)} ${JSON.stringify(c.expected ?? "")} (is ${JSON.stringify(c.actual ?? null)})`,
+              `${words(c.field)} ${opText(c.op, c.expected)} (it is ${shown(c.actual)})`,
             ),
           ),
         )
       : null,
     intents.length
       ? h("ol", { class: "intents" }, ...intents.map((i) => h("li", {}, `Action ${(i.action_index ?? 0) + 1}: would ${intentText(i)}`)))
+      : data.matched
+        ? h("p", { class: "muted" }, "No action would change anything (for example, the label is already there).")
       : null,
   ];
 }
