@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from .conftest import ServerProcess, start_server
 from .test_pwa import (
+    PHONE,
     SHOTS,
     account,
     browser,  # noqa: F401 (fixture)
@@ -27,9 +28,8 @@ from .test_pwa import (
     pw,  # noqa: F401 (fixture)
     rest,
     signed_in,
+    touch_swipe,
 )
-
-NARROW = {"viewport": {"width": 390, "height": 844}}
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +100,18 @@ def rules_of(server: ServerProcess, user: str, project: str) -> list[dict]:
 
 
 def move_to_done(page: Page, task: str) -> None:
-    """Drag a card to the done column on the board (the 390 px board scrolls sideways)."""
+    """Swipe a card column by column to done, as on a phone (the 390 px board shows one
+    column at a time)."""
     card = page.locator(f"[data-id='{task}']")
-    card.drag_to(page.locator("[data-column='done']"))
-    expect(page.locator(f"[data-column='done'] [data-id='{task}']")).to_be_attached()
+    columns = page.eval_on_selector_all("[data-column]", "els => els.map(e => e.dataset.column)")
+    while True:
+        here = card.evaluate("el => el.closest('[data-column]').dataset.column")
+        if here == "done":
+            break
+        after = columns[columns.index(here) + 1]
+        card.scroll_into_view_if_needed()
+        touch_swipe(page, f"[data-id='{task}']", 150)
+        expect(page.locator(f"[data-column='{after}'] [data-id='{task}']")).to_be_attached()
     expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=15000)
 
 
@@ -125,7 +133,7 @@ def test_a_rule_made_in_the_editor_at_390px_runs_when_a_card_moves_and_its_run_s
     auto_server,
 ) -> None:
     project, (task, other) = project_with_tasks(auto_server, "rita", ["Release notes", "Docs"])
-    context = signed_in(browser, auto_server, "rita", **NARROW)
+    context = signed_in(browser, auto_server, "rita", **PHONE)
     page = context.new_page()
     open_board(page, project)
     page.locator(".bottom-nav [data-view=automations]").click()
@@ -194,7 +202,7 @@ def test_the_enabled_switch_stops_a_rule_online_and_offline(
     auto_server,
 ) -> None:
     project, (a, b, c) = project_with_tasks(auto_server, "otto", ["one", "two", "three"])
-    context = signed_in(browser, auto_server, "otto", **NARROW)
+    context = signed_in(browser, auto_server, "otto", **PHONE)
     page = context.new_page()
     open_board(page, project)
     create_label_rule(page, project, "Label done work", "done-label")
@@ -248,39 +256,58 @@ def test_the_servers_validation_message_is_shown_at_the_field_it_names(
     auto_server,
 ) -> None:
     project, _ = project_with_tasks(auto_server, "vera", ["a task"])
-    context = signed_in(browser, auto_server, "vera", **NARROW)
+    context = signed_in(browser, auto_server, "vera", **PHONE)
     page = context.new_page()
     open_board(page, project)
     page.goto(f"/#/p/{project}/automations/new")
-    page.get_by_label("Name", exact=True).fill("Tell the hook")
-    control(page, "actions[0].type").select_option("webhook")
-    control(page, "actions[0].url").fill("ftp://example.com/hook")  # not http(s)
+    page.get_by_label("Name", exact=True).fill("Monday review")
+    control(page, "trigger.type").select_option("schedule")
+    control(page, "trigger.timezone").select_option("Europe/Paris")
+    cron = control(page, "trigger.cron")
+    cron.fill("every monday")  # not five cron fields: only the server's model knows
+    control(page, "actions[0].type").select_option("add_comment")
+    control(page, "actions[0].text").fill("Time to review {project.name}")
     page.get_by_role("button", name="Create rule").click()
-    url = control(page, "actions[0].url")
-    expect(url).to_have_attribute("aria-invalid", "true", timeout=10000)
-    error = page.locator(".rule-form .field[data-path='actions[0].url'] .field-error")
+    expect(cron).to_have_attribute("aria-invalid", "true", timeout=10000)
+    error = page.locator(".rule-form .field[data-path='trigger.cron'] .field-error")
     expect(error).to_be_visible()
     expect(error).not_to_be_empty()
     # the message is tied to the field for screen readers, and focus went to it
-    described = url.get_attribute("aria-describedby") or ""
-    assert error.get_attribute("id") in described.split()
-    expect(url).to_be_focused()
+    described = (cron.get_attribute("aria-describedby") or "").split()
+    assert error.get_attribute("id") in described
+    expect(cron).to_be_focused()
+    expect(page.get_by_test_id("form-error")).to_contain_text("not saved")
     assert rules_of(auto_server, "vera", project) == []
     no_horizontal_scroll(page)
     shot(page, "validation-390")
 
-    # fixed, it saves
-    url.fill("https://example.com/hook")
+    # fixed, it saves, and the mark goes
+    cron.fill("0 9 * * 1")
     page.get_by_role("button", name="Create rule").click()
-    expect(page.locator("li.rule", has_text="Tell the hook")).to_be_visible(timeout=15000)
+    rule = page.locator("li.rule", has_text="Monday review")
+    expect(rule).to_be_visible(timeout=15000)
+    expect(rule.locator(".rule-summary")).to_contain_text("On schedule 0 9 * * 1 (Europe/Paris)")
     (stored,) = rules_of(auto_server, "vera", project)
-    # the URL is a secret: never in the document, shown masked over REST
-    doc_rule = page.evaluate(
-        "() => { const r = [...window.tandem.doc.getMap('rules').values()][0];"
-        " return r.toJSON ? r.toJSON() : r }"
+    assert stored["trigger"] == {
+        "type": "schedule",
+        "cron": "0 9 * * 1",
+        "timezone": "Europe/Paris",
+    }
+    assert stored["actions"] == [{"type": "add_comment", "text": "Time to review {project.name}"}]
+
+    # editing it again: the same form, filled in; a bad edit is refused at its field
+    rule.locator("a.rule-name").click()
+    expect(control(page, "trigger.cron")).to_have_value("0 9 * * 1", timeout=10000)
+    expect(control(page, "trigger.timezone")).to_have_value("Europe/Paris")
+    expect(control(page, "actions[0].text")).to_have_value("Time to review {project.name}")
+    control(page, "actions[0].text").fill("")
+    page.get_by_role("button", name="Save rule").click()
+    text = control(page, "actions[0].text")
+    expect(text).to_have_attribute("aria-invalid", "true", timeout=10000)
+    expect(page.locator(".field[data-path='actions[0].text'] .field-error")).not_to_be_empty()
+    assert rules_of(auto_server, "vera", project)[0]["actions"][0]["text"] == (
+        "Time to review {project.name}"
     )
-    assert "https://example.com/hook" not in str(doc_rule)
-    assert stored["actions"][0].get("url") != "https://example.com/hook"
     context.close()
 
 
@@ -292,7 +319,7 @@ def test_dry_run_and_the_delivery_log_of_a_webhook(
     try:
         project, (hot, cold) = project_with_tasks(auto_server, "dora", ["urgent thing", "later"])
         rest(auto_server, "dora", "PATCH", f"/tasks/{hot}/", json={"priority": "urgent"})
-        context = signed_in(browser, auto_server, "dora", **NARROW)
+        context = signed_in(browser, auto_server, "dora", **PHONE)
         page = context.new_page()
         open_board(page, project)
         page.goto(f"/#/p/{project}/automations/new")
@@ -361,7 +388,7 @@ def test_a_viewer_sees_the_rules_read_only(browser: Browser, auto_server) -> Non
     assert r.status_code == 201, r.text
     account(auto_server, "vic")
     auto_server.grant("vic", project, "viewer")
-    context = signed_in(browser, auto_server, "vic", **NARROW)
+    context = signed_in(browser, auto_server, "vic", **PHONE)
     page = context.new_page()
     open_board(page, project)
     expect(page.locator(".bottom-nav [data-view=automations]")).to_have_count(0)

@@ -83,6 +83,13 @@ function fieldSpec(project, field) {
   return { field, label: field, kind: "text" };
 }
 
+// h() sets a string as an attribute, and a textarea shows its property, not an attribute
+function textarea(rows, value, oninput) {
+  const el = h("textarea", { rows, oninput });
+  el.value = value;
+  return el;
+}
+
 // "is not empty" is {"op": "is_empty", "value": false}
 const opKey = (row) => (row.op === "is_empty" && row.value === false ? "is_not_empty" : row.op);
 
@@ -253,16 +260,12 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
         return wrapper;
       }
       case "textarea":
-        return field(path, label, h("textarea", { rows: 3, value: value ?? "", oninput: (e) => set(e.target.value) }), spec.help);
+        return field(path, label, textarea(3, value ?? "", (e) => set(e.target.value)), spec.help);
       case "lines":
         return field(
           path,
           label,
-          h("textarea", {
-            rows: 4,
-            value: (value || []).join("\n"),
-            oninput: (e) => set(e.target.value.split("\n").map((s) => s.trim()).filter(Boolean)),
-          }),
+          textarea(4, (value || []).join("\n"), (e) => set(e.target.value.split("\n").map((s) => s.trim()).filter(Boolean))),
         );
       case "users":
         return checkboxes(label, path, members(project), value, set);
