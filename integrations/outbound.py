@@ -15,8 +15,11 @@ or network, and the tests):
 - the connection is made to the address that was checked (the TLS name check
   and SNI still use the host name), so a DNS answer that changes between the
   check and the connection (DNS rebinding) cannot send it elsewhere;
-- redirects are never followed, timeouts are short, and at most
-  ``MAX_RESPONSE_BYTES`` of an answer are read.
+- redirects are not followed unless the caller asks (``max_redirects``, at most
+  ``MAX_REDIRECTS``); then each hop's URL goes through every check above again,
+  after its own DNS resolution, before anything is sent to it; timeouts are
+  short, on every request, and at most ``MAX_RESPONSE_BYTES`` of an answer are
+  read.
 
 The HTTP client is httpx (already the server's dependency); pinning the
 address uses httpcore's ``sni_hostname`` request extension.
@@ -28,7 +31,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -36,6 +39,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 
 MAX_RESPONSE_BYTES = 64 * 1024
+MAX_REDIRECTS = 5  # the most any caller may ask to follow
+REDIRECT_CODES = (301, 302, 303, 307, 308)
 
 BLOCKED_NETWORKS = tuple(
     ipaddress.ip_network(n)
@@ -70,6 +75,14 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 class OutboundRefused(ValueError):
     """A URL the server will not call, with a reason fit to show the user."""
+
+
+class HostUnresolved(OutboundRefused):
+    """The URL's host does not resolve (now: DNS may answer later)."""
+
+
+class TooManyRedirects(OutboundRefused):
+    """A redirect past the number the caller allowed."""
 
 
 @dataclass(frozen=True)
@@ -163,10 +176,10 @@ def check_url(url: str, policy: OutboundPolicy, resolve: Resolver = system_resol
         try:
             resolved = resolve(host, port)
         except (OSError, UnicodeError) as e:
-            raise OutboundRefused(f"the host {host!r} does not resolve") from e
+            raise HostUnresolved(f"the host {host!r} does not resolve") from e
         addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
         if not addresses:
-            raise OutboundRefused(f"the host {host!r} does not resolve")
+            raise HostUnresolved(f"the host {host!r} does not resolve")
     if not policy.allow_private:
         for address in addresses:
             if not is_public(address):
@@ -196,38 +209,77 @@ def post(
     headers: Mapping[str, str],
     policy: OutboundPolicy,
     resolve: Resolver = system_resolver,
+    max_redirects: int = 0,
+    transport: httpx.BaseTransport | None = None,
 ) -> OutboundResponse:
     """POST to a user-given URL through the guard (blocking: call it from a worker thread).
 
-    Redirects are answered as they are (3xx), never followed. Raises OutboundRefused
-    for a URL the guard refuses, httpx.HTTPError for network failures and timeouts.
+    With ``max_redirects`` 0 (the default) a redirect is answered as it is (3xx). Above
+    0, up to that many redirects are followed, each new URL checked (resolved, judged,
+    pinned) like the first: 307 and 308 send the same POST again, 301, 302 and 303 a GET
+    without a body (as browsers do); a redirect past the limit raises TooManyRedirects.
+    Raises OutboundRefused for a URL the guard refuses (HostUnresolved when its host does
+    not resolve), httpx.HTTPError for network failures and timeouts. ``transport`` is
+    for tests (an httpx transport in place of the network).
     """
+    if not 0 <= max_redirects <= MAX_REDIRECTS:
+        raise ValueError(f"max_redirects must be between 0 and {MAX_REDIRECTS}")
+    method = "POST"
+    body: bytes | None = content
+    with httpx.Client(
+        timeout=policy.httpx_timeout(),
+        follow_redirects=False,
+        trust_env=False,
+        transport=transport,
+    ) as client:
+        for hop in range(max_redirects + 1):
+            response = _send(client, method, url, body, headers, policy, resolve)
+            location = response.headers.get("location")
+            if response.status_code not in REDIRECT_CODES or not location or max_redirects == 0:
+                return response
+            if hop == max_redirects:
+                raise TooManyRedirects(f"more than {max_redirects} redirects")
+            url = urljoin(url, location)
+            if response.status_code in (301, 302, 303):
+                method, body = "GET", None
+                headers = {
+                    k: v
+                    for k, v in headers.items()
+                    if k.lower() not in ("content-type", "content-length")
+                }
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    content: bytes | None,
+    headers: Mapping[str, str],
+    policy: OutboundPolicy,
+    resolve: Resolver,
+) -> OutboundResponse:
     target = check_url(url, policy, resolve)
     request_headers = {k: v for k, v in headers.items() if k.lower() != "host"}
     request_headers["Host"] = target.host_header
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    with (
-        httpx.Client(
-            timeout=policy.httpx_timeout(), follow_redirects=False, trust_env=False
-        ) as client,
-        client.stream(
-            "POST",
-            target.pinned_url(),
-            content=content,
-            headers=request_headers,
-            extensions=extensions,
-        ) as response,
-    ):
-        body = bytearray()
+    with client.stream(
+        method,
+        target.pinned_url(),
+        content=content,
+        headers=request_headers,
+        extensions=extensions,
+    ) as response:
+        data = bytearray()
         for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) >= MAX_RESPONSE_BYTES:
+            data += chunk
+            if len(data) >= MAX_RESPONSE_BYTES:
                 break
         return OutboundResponse(
             response.status_code,
             response.reason_phrase,
             dict(response.headers),
-            bytes(body[:MAX_RESPONSE_BYTES]),
+            bytes(data[:MAX_RESPONSE_BYTES]),
         )
 
 

@@ -25,9 +25,15 @@ class Actor:
 
     user_id: str
     kind: str = "user"  # "user" | "system" (automation, integrations, CLI)
+    # what acts through this identity, if not the person themselves: an automation rule
+    # acting as its owner is ``Actor(owner, via="automation:<rule id>:<chain depth>")``:
+    # the owner's permissions, and the change feed row of its write says which rule wrote
+    # it at which depth of a chain (sync_server.extensions.automation)
+    via: str = ""
 
     def __str__(self) -> str:
-        return self.user_id if self.kind == "user" else f"{self.kind}:{self.user_id}"
+        name = self.user_id if self.kind == "user" else f"{self.kind}:{self.user_id}"
+        return f"{name}|{self.via}" if self.via else name
 
 
 @dataclass(frozen=True)

@@ -486,9 +486,19 @@ def test_a_rows_changes_and_events_read_back_as_written(cs, es) -> None:
     assert [e.to_json() for e in back] == [json.loads(json.dumps(e.to_json())) for e in es]
 
 
-@given(st.text(min_size=1, max_size=20).filter(lambda s: ":" not in s))
-def test_actors_read_back_as_written(user) -> None:
-    for actor in (Actor(user), Actor(user, kind="system")):
+@given(
+    st.text(min_size=1, max_size=20).filter(lambda s: ":" not in s and "|" not in s),
+    st.from_regex(r"automation:[A-Za-z0-9_-]{1,8}:[0-9]{1,2}", fullmatch=True),
+)
+def test_actors_read_back_as_written(user, via) -> None:
+    """Names hold neither ':' nor '|' (accounts.USERNAME_RE); a rule's write says which rule
+    wrote it at which chain depth after the '|'."""
+    for actor in (
+        Actor(user),
+        Actor(user, kind="system"),
+        Actor(user, via=via),
+        Actor(user, kind="system", via=via),
+    ):
         assert parse_actor(str(actor)) == actor
 
 

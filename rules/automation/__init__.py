@@ -1,5 +1,9 @@
-"""Workflow automation: rule model, trigger matching, conditions, actions -> intents. Pure."""
+"""Workflow automation: rule model, trigger matching, conditions, actions -> intents. Pure.
 
+See docs/automation.md for how the modules fit; each module's docstring says how it works.
+"""
+
+from .engine import MAX_DEPTH, evaluate
 from .intents import (
     ConditionResult,
     EditIntent,
@@ -8,12 +12,24 @@ from .intents import (
     NotifyIntent,
     OutboundIntent,
 )
+from .model import Rule, RuleInvalid, rule_json, to_document_form, to_rest_form, validate_rule
+from .triggers import KINDS, SCHEDULER_KINDS
 
 __all__ = [
+    "KINDS",
+    "MAX_DEPTH",
+    "SCHEDULER_KINDS",
     "ConditionResult",
     "EditIntent",
     "Evaluation",
     "Intent",
     "NotifyIntent",
     "OutboundIntent",
+    "Rule",
+    "RuleInvalid",
+    "evaluate",
+    "rule_json",
+    "to_document_form",
+    "to_rest_form",
+    "validate_rule",
 ]

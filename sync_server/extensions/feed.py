@@ -70,11 +70,13 @@ PRUNE_ROWS_PER_TRANSACTION = 5_000  # short write transactions: other writers wa
 
 
 def parse_actor(text: str) -> Actor:
-    """The inverse of ``str(Actor)``: ``alice`` is a user, ``system:team`` a system actor."""
+    """The inverse of ``str(Actor)``: ``alice`` is a user, ``system:team`` a system actor,
+    ``alice|automation:r1:2`` alice's rule r1 writing at chain depth 2."""
+    text, _, via = text.partition("|")
     kind, sep, user = text.partition(":")
     if sep and kind == "system":
-        return Actor(user, kind="system")
-    return Actor(text)
+        return Actor(user, kind="system", via=via)
+    return Actor(text, via=via)
 
 
 def parse_changes(text: str) -> tuple[Change, ...]:

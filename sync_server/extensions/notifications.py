@@ -259,6 +259,23 @@ class NotificationCenter:
                     await self.db.run(self._forget, subscription["endpoint"])
                     log.info("dropped an expired push subscription", extra={"user": notice.user})
 
+    async def deliver(self, notices: Sequence[Notice]) -> None:
+        """Store ``notices`` and push them to their users' browsers (automation's notify)."""
+        if not notices:
+            return
+        deliveries = await self.db.run(self._store, list(notices))
+        if not any(subscriptions for _, subscriptions in deliveries):
+            return
+        if self._key is None:
+            self._key = await self.db.run(vapid_key, self.db.conn)
+        for notice, subscriptions in deliveries:
+            for subscription in subscriptions:
+                gone = await asyncio.to_thread(
+                    self._push, self._key, notice, subscription, self._session
+                )
+                if gone:
+                    await self.db.run(self._forget, subscription["endpoint"])
+
     def _store(self, items: Sequence[Notice | _Mention]) -> list[Delivery]:
         """One transaction (on the worker's thread): the notices, and whom to push them to."""
         conn = self.db.conn

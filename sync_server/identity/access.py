@@ -57,7 +57,7 @@ automation rule that acts for a person is that person (an Actor of kind "user").
 
 def principal(actor: Actor) -> str:
     """The name ``actor``'s grants are held under: a user's name, or ``kind:name``."""
-    return actor.user_id if actor.kind == "user" else str(actor)
+    return actor.user_id if actor.kind == "user" else f"{actor.kind}:{actor.user_id}"
 
 
 def _perms_json(perms: frozenset[Permission]) -> str:

@@ -22,6 +22,7 @@ from sync_server.api.live_documents import LiveDocuments
 from sync_server.api.me import me_api
 from sync_server.api.problems import TITLES, problem_response
 from sync_server.api.pwa import pwa_blueprint
+from sync_server.api.rules import rules_api
 from sync_server.api.v1 import v1_api
 from sync_server.api.web import configure_web_api
 from sync_server.core.connection import CloseCode, Connection
@@ -39,6 +40,7 @@ from sync_server.core.protocol import (
 )
 from sync_server.core.room import Room, RoomSettings
 from sync_server.core.rooms import RoomManager
+from sync_server.extensions.automation import AutomationExtension
 from sync_server.extensions.builtins import (
     ActivityExtension,
     MembersSync,
@@ -122,6 +124,7 @@ def create_app(
     app.config["TANDEM_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     members = MembersSync()
+    automation = AutomationExtension()
     # Every extension, in the order its hooks are called (shutdown: reversed): the built-in
     # ones, then the tandem.extensions entry points, then --extension / TANDEM_EXTENSIONS.
     host = ExtensionHost(
@@ -131,6 +134,7 @@ def create_app(
             NotificationsExtension(),
             RejectionAudit(),
             members,
+            automation,
             *(third_party_extensions(settings.extensions) if third_party is None else third_party),
             *extensions,
         ]
@@ -153,6 +157,7 @@ def create_app(
         finance_api(ctx),
         analytics_api(ctx),
         me_api(ctx),
+        rules_api(ctx, automation),
     ]
     configure_web_api(app, api_blueprints, settings)
     security_headers.install(app)

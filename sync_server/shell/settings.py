@@ -56,6 +56,20 @@ class Settings:
     )
     cors_origins: str = ""  # comma-separated origins allowed to call the REST API from a browser
     outbound_allow_private: bool = False  # let user-given URLs reach private addresses (tests)
+    # Fernet key(s), comma-separated, for the secrets table (webhook / Slack / Teams URLs);
+    # empty: the key file next to the database (<db>.key), made on first start
+    secret_key: str = ""
+    outbox_max_attempts: int = 8  # an outbound message failing this many times is dead
+    outbox_backoff_base_seconds: float = 10.0  # wait after the first failure (then doubled)
+    outbox_backoff_cap_seconds: float = 3600.0  # longest wait between attempts
+    outbox_poll_seconds: float = 1.0  # how often the delivery worker looks for due messages
+    smtp_host: str = ""  # email (rules, digests) goes to this SMTP server; empty: no email
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_security: str = "starttls"  # "starttls" (port 587), "tls" (port 465) or "none"
+    smtp_from: str = ""  # the From address of every mail
+    smtp_timeout_seconds: float = 30.0
     # "1"/"on": asyncio debug mode, slow callbacks logged with where their time went;
     # "timing": only the slow-callback log, without debug mode's own costs (loop_debug.py)
     asyncio_debug: str = "off"
@@ -63,6 +77,11 @@ class Settings:
     ws_compression: str = (
         "off"  # "on" lets Hypercorn negotiate permessage-deflate (measured: don't)
     )
+    # automation (extensions.automation): how often the scheduler looks for fire times that
+    # passed, and an offset added to the clock it reads (a test hook: a due date "passes"
+    # without waiting for it)
+    automation_tick_seconds: float = 1.0
+    automation_clock_offset_seconds: float = 0.0
     # comma-separated module:Name extensions to load after the built-in ones and the
     # tandem.extensions entry points (``tandem serve --extension`` adds to it)
     extensions: str = ""

@@ -250,6 +250,72 @@ MIGRATIONS: list[Migration] = [
     CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (scope, key, at);
     CREATE INDEX IF NOT EXISTS login_failures_at ON login_failures (at);
     """,
+    # 13: secrets kept outside the shared documents (integrations.secrets: webhook, Slack and
+    # Teams URLs, webhook signing secrets; values encrypted) and the durable outbox of
+    # outbound messages (integrations.outbox)
+    """
+    CREATE TABLE IF NOT EXISTS secrets (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value BLOB NOT NULL,
+        hint TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS secrets_project ON secrets (project, kind);
+    CREATE UNIQUE INDEX IF NOT EXISTS secrets_signing ON secrets (project) WHERE kind = 'signing';
+    CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project TEXT NOT NULL,
+        key TEXT NOT NULL UNIQUE,
+        channel TEXT NOT NULL,
+        target TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT,
+        last_status INTEGER,
+        created REAL NOT NULL,
+        delivered_at REAL
+    );
+    CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+    CREATE INDEX IF NOT EXISTS outbox_project ON outbox (project, id);
+    """,
+    # 14: automation (sync_server.extensions.automation): every run of a rule, at most one
+    # per (rule, event key); the scheduler's next fire times; rules paused and why
+    """
+    CREATE TABLE IF NOT EXISTS rule_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        rule TEXT NOT NULL,
+        project TEXT NOT NULL,
+        event_key TEXT NOT NULL,
+        event TEXT NOT NULL DEFAULT '{}',
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        depth INTEGER NOT NULL DEFAULT 0,
+        at REAL NOT NULL,
+        UNIQUE (rule, event_key)
+    );
+    CREATE INDEX IF NOT EXISTS rule_runs_project ON rule_runs (project, rule, id);
+    CREATE TABLE IF NOT EXISTS rule_schedule (
+        rule TEXT NOT NULL,
+        project TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        entity TEXT NOT NULL DEFAULT '',
+        next_fire_at REAL NOT NULL,
+        event_key TEXT NOT NULL,
+        PRIMARY KEY (project, rule, entity)
+    );
+    CREATE INDEX IF NOT EXISTS rule_schedule_next ON rule_schedule (next_fire_at);
+    CREATE TABLE IF NOT EXISTS rule_state (
+        project TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        paused_reason TEXT,
+        paused_at REAL,
+        PRIMARY KEY (project, rule)
+    );
+    """,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")

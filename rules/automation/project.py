@@ -1,0 +1,86 @@
+"""Reading the project snapshot the engine is given. Pure, and forgiving of odd shapes.
+
+``project`` is the project document as JSON, in either of the shapes the code base makes:
+
+- ``doc_model.domain_events.snapshot(doc, DocKind.MAIN)``: roots by name, ``tasks`` and
+  ``milestones`` as ``{id: fields}``;
+- ``doc_model.Project.model_dump(mode="json")`` (what REST exports): ``tasks`` and
+  ``milestones`` as lists of ``{"id": ..., **fields}``, ``meta`` a record.
+
+Plus ``id`` (the project id) and, when the rule needs them, the project's other
+documents as the runner may read them: ``finance`` (``{"budget": {...}, "costs": ...}``,
+for ``budget_exceeded``) and ``resources`` (``{"allocations": ...}``, for
+``resource_overallocated``), each in either shape. A task's ``status`` is a column id; the
+last column is "done" (as in the metrics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from doc_model.schema import TASK_STATUSES
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def entities(container: Any) -> dict[str, Mapping[str, Any]]:
+    """A collection as ``{id: fields}``, from a dict of records or a list of ``{"id"...}``."""
+    out: dict[str, Mapping[str, Any]] = {}
+    if isinstance(container, Mapping):
+        for key, value in container.items():
+            if isinstance(key, str) and isinstance(value, Mapping):
+                out[key] = value
+    elif isinstance(container, list | tuple):
+        for value in container:
+            if isinstance(value, Mapping) and isinstance(value.get("id"), str):
+                out[value["id"]] = value
+    return out
+
+
+def tasks(project: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return entities(project.get("tasks"))
+
+
+def task(project: Mapping[str, Any], task_id: str | None) -> Mapping[str, Any] | None:
+    if task_id is None:
+        return None
+    return tasks(project).get(task_id)
+
+
+def columns(project: Mapping[str, Any]) -> list[str]:
+    value = project.get("columns")
+    if isinstance(value, list | tuple):
+        found = [c for c in value if isinstance(c, str)]
+        if found:
+            return found
+    return list(TASK_STATUSES)
+
+
+def done_column(project: Mapping[str, Any]) -> str:
+    return columns(project)[-1]
+
+
+def meta(project: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _map(project.get("meta"))
+
+
+def members(project: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _map(project.get("members"))
+
+
+def finance(project: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    value = project.get("finance")
+    return value if isinstance(value, Mapping) else None
+
+
+def resources(project: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    value = project.get("resources")
+    return value if isinstance(value, Mapping) else None
+
+
+def project_id(project: Mapping[str, Any]) -> str | None:
+    value = project.get("id")
+    return value if isinstance(value, str) else None

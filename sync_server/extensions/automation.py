@@ -1,0 +1,893 @@
+"""The automation runner: rules read from the change feed, the engine's intents carried out.
+
+For every accepted transaction of a project's main document (``change_accepted``,
+durable: at least once, from the runner's own cursor) and every domain event in
+it, each enabled rule of the project whose trigger may fire on that kind of
+event is evaluated by the pure engine (``rules.automation.evaluate``) against a
+JSON snapshot of the project; what it wants done is carried out here:
+
+- :class:`~rules.automation.intents.EditIntent`: through ``ctx.edit`` as the
+  rule's owner (its ``created_by``), ``Actor(owner, via="automation:<rule>:<depth>")``:
+  the gate judges it with the owner's permissions. An owner who lost the
+  permission (demoted, removed) pauses the rule, with the reason in
+  ``rule_state``; nothing is written. A person changing the rule unpauses it.
+- :class:`~rules.automation.intents.NotifyIntent`: the notification centre
+  (in-app list and Web Push), to named users, a role's members or the assignees
+  (members of the project only).
+- :class:`~rules.automation.intents.OutboundIntent`: the durable outbox
+  (``integrations.outbox``), idempotency key ``rule:<rule>:<event key>:<action index>``.
+
+Loop protection: a rule's own writes carry their chain depth in the actor's
+``via`` (so the feed row of that write says it), the events of a write at depth
+``d`` are evaluated at depth ``d``, and nothing runs at ``MAX_DEPTH`` or deeper
+(recorded as skipped). A rule runs at most once per (rule, event key):
+``rule_runs`` is UNIQUE on it and a run claims its row before it acts, so the
+feed's at-least-once delivery never acts twice. Event keys: ``feed:<feed id>:<index
+of the event in its transaction>`` for document events, ``<kind>:<task>:<due date>``
+and ``schedule:<fire time>`` for the scheduler's.
+
+Every run is recorded in ``rule_runs`` (migration 14): ``ran``, ``failed``,
+``paused`` or ``skipped`` (the trigger fired but the conditions did not hold, the
+rule is paused, or the depth limit was reached), with a detail for people.
+
+The scheduler (:class:`Scheduler`) keeps the next fire time of every
+``schedule``, ``due_date_approaching`` and ``task_overdue`` rule (per task for
+the latter two) in ``rule_schedule``, recomputed when rules or tasks' due
+dates change (from the feed). It looks for fire times that have passed every
+``automation_tick_seconds`` against an injectable clock (``automation_clock_offset_seconds``
+or the extension's ``clock``), so a fire time that passed while the server was
+down fires once at start. It emits domain events of kinds ``schedule_fired``,
+``due_date_approaching`` and ``task_overdue`` (see ``rules.automation.triggers``).
+
+SQLite work runs on a connection and worker thread of the runner's own, never on
+the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import inspect
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pycrdt import Doc, Map
+
+from doc_model import (
+    DocKind,
+    DomainEvent,
+    TaskCreate,
+    TaskUpdate,
+    create_task,
+    doc_name,
+    move_task,
+    parse_doc_name,
+    post_chat_message,
+    project_snapshot,
+    update_task,
+)
+from doc_model.domain_events import normalize
+from integrations.outbox import Outbox, OutboxConfig
+from integrations.secrets import SecretStore, load_keys
+from integrations.senders import Senders, SmtpConfig
+from rules.automation import (
+    KINDS,
+    MAX_DEPTH,
+    EditIntent,
+    NotifyIntent,
+    OutboundIntent,
+    Rule,
+    evaluate,
+    validate_rule,
+)
+from rules.automation.schedule import approaching_at, next_fire, overdue_at
+from sync_server.extensions.notifications import Notice, NotificationCenter
+from sync_server.extensions.protocol import EditRefused, Extension, ServerContext
+from sync_server.interfaces import Actor, DocumentChanged
+from sync_server.storage.database import SQLiteWorker, connect
+
+if TYPE_CHECKING:
+    from sync_server.extensions.context import TandemContext
+
+log = logging.getLogger("tandem.automation")
+
+VIA = "automation"
+SCHEDULED_KINDS = ("schedule", "due_date_approaching", "task_overdue")
+DUE_FIELDS = frozenset({"due", "status"})
+RUNS_LIMIT = 200
+
+Clock = Callable[[], float]
+
+
+def via(rule_id: str, depth: int) -> str:
+    return f"{VIA}:{rule_id}:{depth}"
+
+
+def chain_depth(actor: Actor) -> int:
+    """The depth of the chain a change belongs to: 0 for a person's, d for rule writes at d."""
+    kind, _, rest = actor.via.partition(":")
+    if kind != VIA:
+        return 0
+    _, _, depth = rest.rpartition(":")
+    try:
+        return max(int(depth), 0)
+    except ValueError:
+        return 0
+
+
+def rule_actor(owner: str, rule_id: str, depth: int) -> Actor:
+    return Actor(owner, via=via(rule_id, depth))
+
+
+# -- what is in the document ---------------------------------------------------------------
+
+
+def rules_of(doc: Doc) -> dict[str, dict[str, Any]]:
+    """The rules root as plain JSON: rule id -> rule (whatever the gate let in)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rule_id, value in doc.get("rules", type=Map).items():
+        data = normalize(value)
+        if isinstance(data, dict):
+            out[rule_id] = data
+    return out
+
+
+def project_json(doc: Doc, project: str) -> dict[str, Any]:
+    """The project snapshot the engine evaluates against (``rules.automation.project``)."""
+    snap = project_snapshot(doc, project).model_dump(mode="json")
+    snap["id"] = project
+    return snap
+
+
+def trigger_type(rule: dict[str, Any]) -> str | None:
+    trigger = rule.get("trigger")
+    kind = trigger.get("type") if isinstance(trigger, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def zone_name(rule: dict[str, Any]) -> str:
+    trigger = rule.get("trigger")
+    zone = trigger.get("timezone") if isinstance(trigger, dict) else None
+    return zone if isinstance(zone, str) and zone else "UTC"
+
+
+def within(trigger: dict[str, Any]) -> dt.timedelta | None:
+    """``due_date_approaching``'s window (``{"hours": n}`` or ``{"days": n}``)."""
+    value = trigger.get("within")
+    if not isinstance(value, dict):
+        return None
+    hours, days = value.get("hours"), value.get("days")
+    if isinstance(hours, int) and hours > 0:
+        return dt.timedelta(hours=hours)
+    if isinstance(days, int) and days > 0:
+        return dt.timedelta(days=days)
+    return None
+
+
+def iso(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def next_schedule_fire(rule: dict[str, Any], after: float) -> float | None:
+    """The next fire time of a ``schedule`` rule strictly after ``after`` (epoch seconds)."""
+    trigger = rule.get("trigger") or {}
+    try:
+        nxt = next_fire(
+            str(trigger.get("cron")), dt.datetime.fromtimestamp(after, dt.UTC), zone_name(rule)
+        )
+    except ValueError:
+        return None
+    return nxt.timestamp()
+
+
+def may_fire(rule: dict[str, Any], event_kind: str) -> bool:
+    """Whether the rule's trigger could fire on an event of this kind (before evaluating)."""
+    kind = trigger_type(rule)
+    return kind is not None and event_kind in KINDS.get(kind, ())
+
+
+async def maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+# -- storage (on the runner's worker thread) ------------------------------------------------
+
+
+def claim_run(
+    conn: sqlite3.Connection,
+    rule: str,
+    project: str,
+    key: str,
+    event: dict[str, Any],
+    outcome: str,
+    detail: str,
+    depth: int,
+    now: float,
+) -> int | None:
+    """Record a run of ``rule`` for ``key``; None if it was recorded before (it ran)."""
+    with conn:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO rule_runs (rule, project, event_key, event, outcome, detail,"
+            " depth, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (rule, project, key, json.dumps(event), outcome, detail, depth, now),
+        )
+    return cur.lastrowid if cur.rowcount else None
+
+
+def finish_run(conn: sqlite3.Connection, run_id: int, outcome: str, detail: str) -> None:
+    with conn:
+        conn.execute(
+            "UPDATE rule_runs SET outcome = ?, detail = ? WHERE id = ?", (outcome, detail, run_id)
+        )
+
+
+def pause_rule(conn: sqlite3.Connection, project: str, rule: str, reason: str, now: float) -> None:
+    with conn:
+        conn.execute(
+            "INSERT INTO rule_state (project, rule, paused_reason, paused_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(project, rule) DO UPDATE SET paused_reason = excluded.paused_reason,"
+            " paused_at = excluded.paused_at",
+            (project, rule, reason, now),
+        )
+
+
+def resume_rules(conn: sqlite3.Connection, project: str, rules: Sequence[str]) -> None:
+    with conn:
+        conn.executemany(
+            "DELETE FROM rule_state WHERE project = ? AND rule = ?", [(project, r) for r in rules]
+        )
+
+
+def paused_rules(conn: sqlite3.Connection, project: str) -> dict[str, str]:
+    return {
+        rule: reason or ""
+        for rule, reason in conn.execute(
+            "SELECT rule, paused_reason FROM rule_state WHERE project = ?"
+            " AND paused_reason IS NOT NULL",
+            (project,),
+        )
+    }
+
+
+def list_runs(
+    conn: sqlite3.Connection, project: str, rule: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    sql = (
+        "SELECT id, rule, event_key, event, outcome, detail, depth, at FROM rule_runs"
+        " WHERE project = ?" + (" AND rule = ?" if rule is not None else "") + " ORDER BY id DESC"
+        " LIMIT ?"
+    )
+    args: tuple[Any, ...] = (project, rule, limit) if rule is not None else (project, limit)
+    keys = ("id", "rule", "event_key", "event", "outcome", "detail", "depth", "at")
+    out = []
+    for row in conn.execute(sql, args):
+        item = dict(zip(keys, row, strict=True))
+        item["event"] = json.loads(item["event"] or "{}")
+        out.append(item)
+    return out
+
+
+def rule_summary(conn: sqlite3.Connection, project: str) -> dict[str, dict[str, Any]]:
+    """Per rule: its last run, failures counted, and why it is paused (if it is)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rule, at, outcome, failures in conn.execute(
+        "SELECT rule, max(at), (SELECT outcome FROM rule_runs r2 WHERE r2.rule = r.rule"
+        " ORDER BY id DESC LIMIT 1), sum(outcome = 'failed') FROM rule_runs r"
+        " WHERE project = ? GROUP BY rule",
+        (project,),
+    ):
+        out[rule] = {"last_run_at": at, "last_outcome": outcome, "failures": failures or 0}
+    for rule, reason in paused_rules(conn, project).items():
+        out.setdefault(rule, {})["paused_reason"] = reason
+    return out
+
+
+@dataclass(frozen=True)
+class Fire:
+    """A scheduled fire time of one rule (and task)."""
+
+    rule: str
+    project: str
+    kind: str
+    entity: str
+    at: float
+    key: str
+
+
+def replace_schedule(
+    conn: sqlite3.Connection, project: str, fires: Sequence[Fire], only_task: str | None, now: float
+) -> None:
+    """The project's fire times become ``fires`` (only the rows of ``only_task`` when given).
+    A ``schedule`` row whose time has passed (a fire not yet run: the server was down) is
+    kept for the scheduler to run; fires already run (their key in rule_runs) are left out."""
+    with conn:
+        if only_task is None:
+            conn.execute(
+                "DELETE FROM rule_schedule WHERE project = ? AND NOT (kind = 'schedule'"
+                " AND next_fire_at <= ?)",
+                (project, now),
+            )
+        else:
+            conn.execute(
+                "DELETE FROM rule_schedule WHERE project = ? AND entity = ?", (project, only_task)
+            )
+        for fire in fires:
+            ran = conn.execute(
+                "SELECT 1 FROM rule_runs WHERE rule = ? AND event_key = ?", (fire.rule, fire.key)
+            ).fetchone()
+            if ran is None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO rule_schedule (rule, project, kind, entity,"
+                    " next_fire_at, event_key) VALUES (?, ?, ?, ?, ?, ?)",
+                    (fire.rule, fire.project, fire.kind, fire.entity, fire.at, fire.key),
+                )
+
+
+def due_fires(conn: sqlite3.Connection, now: float, limit: int = 500) -> list[Fire]:
+    return [
+        Fire(*row)
+        for row in conn.execute(
+            "SELECT rule, project, kind, entity, next_fire_at, event_key FROM rule_schedule"
+            " WHERE next_fire_at <= ? ORDER BY next_fire_at LIMIT ?",
+            (now, limit),
+        )
+    ]
+
+
+def fired(conn: sqlite3.Connection, fire: Fire, following: Fire | None) -> None:
+    """``fire`` ran: its row goes, or moves to the ``following`` fire time."""
+    with conn:
+        conn.execute(
+            "DELETE FROM rule_schedule WHERE project = ? AND rule = ? AND entity = ?",
+            (fire.project, fire.rule, fire.entity),
+        )
+        if following is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO rule_schedule (rule, project, kind, entity, next_fire_at,"
+                " event_key) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    following.rule,
+                    following.project,
+                    following.kind,
+                    following.entity,
+                    following.at,
+                    following.key,
+                ),
+            )
+
+
+def schedule_rows(conn: sqlite3.Connection, project: str) -> list[dict[str, Any]]:
+    keys = ("rule", "kind", "entity", "next_fire_at", "event_key")
+    return [
+        dict(zip(keys, row, strict=True))
+        for row in conn.execute(
+            "SELECT rule, kind, entity, next_fire_at, event_key FROM rule_schedule"
+            " WHERE project = ? ORDER BY next_fire_at",
+            (project,),
+        )
+    ]
+
+
+# -- fire times ------------------------------------------------------------------------------
+
+
+def fires_for(
+    project: str,
+    rules: dict[str, dict[str, Any]],
+    snapshot: dict[str, Any],
+    now: float,
+    only_task: str | None = None,
+) -> list[Fire]:
+    """The fire times of the project's scheduled rules (pure): a schedule's next one, and
+    per task with a due date the window's start / the moment it is overdue (a time already
+    passed is kept: the scheduler fires it at once, and only once per due date)."""
+    out: list[Fire] = []
+    for rule_id, rule in rules.items():
+        kind = trigger_type(rule)
+        if kind not in SCHEDULED_KINDS or rule.get("enabled") is False:
+            continue
+        trigger = rule.get("trigger") or {}
+        if kind == "schedule":
+            if only_task is not None:
+                continue
+            at = next_schedule_fire(rule, now)
+            if at is not None:
+                out.append(Fire(rule_id, project, kind, "", at, f"schedule:{iso(at)}"))
+            continue
+        window = within(trigger) if kind == "due_date_approaching" else dt.timedelta(0)
+        if window is None:
+            continue
+        for task in snapshot.get("tasks", ()):
+            if only_task is not None and task.get("id") != only_task:
+                continue
+            due = task.get("due")
+            if not isinstance(due, str):
+                continue
+            try:
+                end = overdue_at(due, zone_name(rule)).timestamp()
+                if kind == "due_date_approaching":
+                    if end <= now:
+                        continue  # already overdue: no longer approaching
+                    at = approaching_at(due, window, zone_name(rule)).timestamp()
+                else:
+                    at = end
+            except ValueError:
+                continue
+            out.append(Fire(rule_id, project, kind, task["id"], at, f"{kind}:{task['id']}:{due}"))
+    return out
+
+
+# -- the runner ------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    outcome: str  # ran | failed | paused | skipped
+    detail: str
+    run_id: int | None = None
+
+
+class AutomationRunner:
+    """Evaluates rules and carries out their intents (see the module docstring)."""
+
+    def __init__(
+        self,
+        ctx: ServerContext,
+        db: SQLiteWorker,
+        center: NotificationCenter,
+        outbox: Outbox | None,
+        clock: Clock,
+    ) -> None:
+        self.ctx = ctx
+        self.db = db
+        self.center = center
+        self.outbox = outbox
+        self.clock = clock
+        self._validated: dict[tuple[str, str], Any] = {}
+        self._paused: dict[str, dict[str, str]] = {}  # project -> rule -> reason
+
+    @property
+    def tandem(self) -> TandemContext:
+        from sync_server.extensions.context import TandemContext
+
+        assert isinstance(self.ctx, TandemContext)
+        return self.ctx
+
+    def rule_model(self, rule_id: str, data: dict[str, Any]) -> Rule | None:
+        """The validated rule (cached by its JSON); None if it does not validate."""
+        body = json.dumps(data, sort_keys=True, default=str)
+        key = (rule_id, hashlib.blake2b(body.encode(), digest_size=12).hexdigest())
+        if key in self._validated:
+            return self._validated[key]
+        model: Rule | None
+        try:
+            model = validate_rule(data, "document")
+        except Exception as e:  # RuleInvalid: the gate should have refused it
+            log.warning("rule %s does not validate: %s", rule_id, e)
+            model = None
+        if len(self._validated) > 10_000:
+            self._validated.clear()
+        self._validated[key] = model
+        return model
+
+    async def paused(self, project: str) -> dict[str, str]:
+        known = self._paused.get(project)
+        if known is None:
+            known = await self.db.run(paused_rules, self.db.conn, project)
+            self._paused[project] = known
+        return known
+
+    async def read(self, project: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+        """The project's rules and (only if it has any enabled one) its JSON snapshot."""
+        live = self.tandem.live
+        view = await live.read(parse_doc_name(doc_name(project)))
+        rules = live.snapshot(view, "automation-rules", rules_of)
+        if not any(r.get("enabled", True) is not False for r in rules.values()):
+            return rules, None
+        return rules, live.snapshot(view, "automation-project", lambda d: project_json(d, project))
+
+    # -- the feed ------------------------------------------------------------------------
+
+    async def changes(self, changes: Sequence[DocumentChanged]) -> set[tuple[str, str | None]]:
+        """Run the rules for a batch of accepted changes; returns what the schedule must
+        recompute: (project, task) pairs (task None: the whole project)."""
+        recompute: set[tuple[str, str | None]] = set()
+        for change in changes:
+            if not change.events:
+                continue
+            try:
+                name = parse_doc_name(change.doc_name)
+            except Exception:
+                continue
+            if name.kind is not DocKind.MAIN:
+                continue
+            project = name.project_id
+            changed_rules = [
+                e.entity for e in change.events if e.kind.startswith("rule_") and e.entity
+            ]
+            if changed_rules:
+                recompute.add((project, None))
+                if change.actor.kind == "user" and not change.actor.via:
+                    # a person changed the rule: a paused one is given another go
+                    await self.db.run(resume_rules, self.db.conn, project, changed_rules)
+                    self._paused.pop(project, None)
+            for event in change.events:
+                if event.entity and (
+                    event.kind in ("task_created", "task_deleted")
+                    or (event.kind == "task_field_changed" and event.field in DUE_FIELDS)
+                ):
+                    recompute.add((project, event.entity))
+            rules, snapshot = await self.read(project)
+            if snapshot is None:
+                continue
+            depth = chain_depth(change.actor)
+            for index, event in enumerate(change.events):
+                key = f"feed:{change.feed_id}:{index}"
+                for rule_id, rule in rules.items():
+                    if rule.get("enabled", True) is False or not may_fire(rule, event.kind):
+                        continue
+                    await self.run(project, rule_id, rule, event, key, depth, snapshot)
+        return recompute
+
+    async def run(
+        self,
+        project: str,
+        rule_id: str,
+        rule: dict[str, Any],
+        event: DomainEvent,
+        key: str,
+        depth: int,
+        snapshot: dict[str, Any],
+    ) -> RunResult | None:
+        """Evaluate one rule against one event and carry out what it wants; None when its
+        trigger does not fire on the event (nothing is recorded)."""
+        model = self.rule_model(rule_id, rule)
+        if model is None:
+            return None
+        evaluation = evaluate(rule_id, model, event, snapshot, depth=depth)
+        if not evaluation.triggered:
+            return None
+        now = self.clock()
+        record = event.to_json()
+
+        async def claim(outcome: str, detail: str) -> int | None:
+            return await self.db.run(
+                claim_run, self.db.conn, rule_id, project, key, record, outcome, detail, depth, now
+            )
+
+        paused = (await self.paused(project)).get(rule_id)
+        if paused is not None:
+            detail = f"paused: {paused}"
+            return RunResult("skipped", detail, await claim("skipped", detail))
+        if depth >= MAX_DEPTH:
+            detail = f"chain depth limit ({MAX_DEPTH}) reached: not run"
+            log.info("rule %s: %s", rule_id, detail, extra={"doc": doc_name(project)})
+            return RunResult("skipped", detail, await claim("skipped", detail))
+        if evaluation.skipped is not None or not evaluation.matched:
+            detail = evaluation.skipped or "conditions not met"
+            return RunResult("skipped", detail, await claim("skipped", detail))
+        owner = rule.get("created_by")
+        run_id = await claim("running", "")
+        if run_id is None:
+            return None  # ran before (the feed delivers at least once)
+        if not isinstance(owner, str) or not owner:
+            return await self._pause(project, rule_id, run_id, "the rule has no owner (created_by)")
+        if not self.tandem.access.permissions(owner, project):
+            return await self._pause(
+                project, rule_id, run_id, f"its owner {owner} is no longer a member of the project"
+            )
+        done: list[str] = []
+        try:
+            for intent in evaluation.intents:
+                if isinstance(intent, EditIntent):
+                    done.append(await self._edit(project, rule_id, owner, intent, depth))
+                elif isinstance(intent, NotifyIntent):
+                    done.append(await self._notify(project, rule_id, intent, snapshot))
+                elif isinstance(intent, OutboundIntent):
+                    done.append(await self._outbound(project, rule_id, key, intent))
+        except EditRefused as e:
+            if e.permission:
+                reason = (
+                    f"its owner {owner} may no longer do this ({e.permission} needed): {e.reason}"
+                )
+                return await self._pause(project, rule_id, run_id, reason, done)
+            detail = "; ".join([*done, f"refused: {e.reason}"])
+            await self.db.run(finish_run, self.db.conn, run_id, "failed", detail)
+            return RunResult("failed", detail, run_id)
+        except Exception as e:
+            log.warning("rule %s failed: %s", rule_id, e, extra={"doc": doc_name(project)})
+            detail = "; ".join([*done, f"failed: {e}"])
+            await self.db.run(finish_run, self.db.conn, run_id, "failed", detail)
+            return RunResult("failed", detail, run_id)
+        detail = "; ".join(done) or "nothing to do"
+        await self.db.run(finish_run, self.db.conn, run_id, "ran", detail)
+        return RunResult("ran", detail, run_id)
+
+    async def _pause(
+        self, project: str, rule_id: str, run_id: int, reason: str, done: Sequence[str] = ()
+    ) -> RunResult:
+        log.warning("rule %s paused: %s", rule_id, reason, extra={"doc": doc_name(project)})
+        await self.db.run(pause_rule, self.db.conn, project, rule_id, reason, self.clock())
+        self._paused.setdefault(project, {})[rule_id] = reason
+        detail = "; ".join([*done, f"paused: {reason}"])
+        await self.db.run(finish_run, self.db.conn, run_id, "paused", detail)
+        return RunResult("paused", detail, run_id)
+
+    async def _edit(
+        self, project: str, rule_id: str, owner: str, intent: EditIntent, depth: int
+    ) -> str:
+        actor = rule_actor(owner, rule_id, depth + 1)
+        params = intent.params
+        task = intent.task_id
+        reason = f"rule {rule_id}: {intent.action}"
+        if intent.action == "add_comment":
+            text = str(params.get("text") or "")
+            await self.ctx.edit(
+                actor,
+                doc_name(project, DocKind.CHAT),
+                lambda chat: post_chat_message(chat, owner, text, task=task),
+                reason,
+            )
+            return "add_comment: posted"
+
+        def change(doc: Doc) -> None:
+            tasks = doc.get("tasks", type=Map)
+            if task not in tasks:
+                raise KeyError(f"no task {task!r}")
+            current = normalize(tasks[task])
+            if intent.action == "set_status":
+                move_task(doc, task, str(params["status"]))
+            elif intent.action == "set_field":
+                name = str(params["field"])
+                if name.startswith("custom."):
+                    custom = dict(current.get("custom") or {})
+                    custom[name[len("custom.") :]] = params.get("value")
+                    update_task(doc, task, TaskUpdate(custom=custom))
+                else:
+                    update_task(doc, task, TaskUpdate.model_validate({name: params.get("value")}))
+            elif intent.action == "assign":
+                users = sorted({*current.get("assignees", []), *params.get("users", [])})
+                update_task(doc, task, TaskUpdate(assignees=users))
+            elif intent.action == "add_label":
+                labels = list(current.get("labels", []))
+                if params["label"] not in labels:
+                    labels.append(params["label"])
+                    update_task(doc, task, TaskUpdate(labels=labels))
+            elif intent.action == "create_subtasks":
+                for title in params.get("titles", []):
+                    create_task(
+                        doc,
+                        TaskCreate(title=title, parent=task, status=current.get("status", "todo")),
+                        created_by=owner,
+                    )
+
+        await self.ctx.edit(actor, doc_name(project), change, reason)
+        return f"{intent.action}: done"
+
+    async def _notify(
+        self, project: str, rule_id: str, intent: NotifyIntent, snapshot: dict[str, Any]
+    ) -> str:
+        users = set(intent.users)
+        if intent.role:
+            users |= {u for u, role in snapshot.get("members", {}).items() if role == intent.role}
+        if intent.assignees and intent.task_id:
+            for task in snapshot.get("tasks", ()):
+                if task.get("id") == intent.task_id:
+                    users |= set(task.get("assignees") or ())
+        members = set(snapshot.get("members", {}))
+        users &= members  # nobody outside the project hears of it
+        url = f"/#/p/{project}/task/{intent.task_id}" if intent.task_id else f"/#/p/{project}"
+        await self.center.deliver(
+            [
+                Notice(user, project, "automation", intent.title, intent.body, url)
+                for user in sorted(users)
+            ]
+        )
+        return f"notify: {len(users)} user(s)"
+
+    async def _outbound(self, project: str, rule_id: str, key: str, intent: OutboundIntent) -> str:
+        if self.outbox is None:
+            raise RuntimeError(f"{intent.channel}: no outbox on this server")
+        payload = dict(intent.payload)
+        if intent.channel == "email":
+            to = await self._addresses(project, payload.get("to"), payload.get("task"))
+            if not to:
+                return "email: nobody to send it to (no member with an e-mail address)"
+            payload["to"] = to
+        idempotency = f"rule:{rule_id}:{key}:{intent.action_index}"
+        delivery = await self.outbox.enqueue(
+            project, idempotency, intent.channel, intent.target, payload
+        )
+        if delivery is None:
+            return f"{intent.channel}: already queued"
+        return f"{intent.channel}: queued (delivery {delivery})"
+
+    async def _addresses(self, project: str, to: Any, task_id: Any) -> list[str]:
+        """An email action's recipients (``{"users", "role", "assignees"}``) as addresses.
+        Accounts hold no e-mail address yet: a member whose account name is an address
+        gets the mail; others are left out."""
+        if not isinstance(to, dict):
+            return []
+        _rules, snapshot = await self.read(project)
+        snapshot = snapshot or {}
+        members: dict[str, Any] = snapshot.get("members", {})
+        users = {u for u in to.get("users") or () if isinstance(u, str)}
+        if to.get("role"):
+            users |= {u for u, role in members.items() if role == to["role"]}
+        if to.get("assignees") and task_id:
+            for task in snapshot.get("tasks", ()):
+                if task.get("id") == task_id:
+                    users |= set(task.get("assignees") or ())
+        return sorted(u for u in users if u in members and "@" in u)
+
+
+class Scheduler:
+    """Fire times in ``rule_schedule``; a task that runs the ones that passed."""
+
+    def __init__(self, runner: AutomationRunner, tick_seconds: float) -> None:
+        self.runner = runner
+        self.tick_seconds = tick_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="automation scheduler")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def recompute(self, items: set[tuple[str, str | None]]) -> None:
+        runner = self.runner
+        whole = {project for project, task in items if task is None}
+        for project in sorted({p for p, _ in items}):
+            rules, snapshot = await runner.read(project)
+            if snapshot is None:
+                snapshot = {"tasks": [], "timezone": "UTC"}
+            now = runner.clock()
+            if project in whole:
+                await runner.db.run(
+                    replace_schedule,
+                    runner.db.conn,
+                    project,
+                    fires_for(project, rules, snapshot, now),
+                    None,
+                    now,
+                )
+                continue
+            for task in sorted(t for p, t in items if p == project and t is not None):
+                await runner.db.run(
+                    replace_schedule,
+                    runner.db.conn,
+                    project,
+                    fires_for(project, rules, snapshot, now, only_task=task),
+                    task,
+                    now,
+                )
+        self.wake()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the automation scheduler failed; trying again")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick_seconds)
+
+    async def tick(self) -> int:
+        """Run every fire time that has passed; returns how many ran."""
+        runner = self.runner
+        fires = await runner.db.run(due_fires, runner.db.conn, runner.clock())
+        for fire in fires:
+            await self._fire(fire)
+        return len(fires)
+
+    async def _fire(self, fire: Fire) -> None:
+        runner = self.runner
+        rules, snapshot = await runner.read(fire.project)
+        rule = rules.get(fire.rule)
+        following: Fire | None = None
+        if rule is not None and snapshot is not None and rule.get("enabled", True) is not False:
+            event: DomainEvent
+            if fire.kind == "schedule":
+                event = DomainEvent("schedule_fired", entity=fire.rule, detail={"at": iso(fire.at)})
+                nxt = next_schedule_fire(rule, max(runner.clock(), fire.at))
+                if nxt is not None:
+                    following = Fire(
+                        fire.rule, fire.project, fire.kind, "", nxt, f"schedule:{iso(nxt)}"
+                    )
+            else:
+                due = fire.key.rpartition(":")[2]
+                event = DomainEvent(
+                    fire.kind,
+                    entity=fire.entity,
+                    detail={"rule": fire.rule, "due": due, "at": iso(fire.at)},
+                )
+            # the engine fires a due-date event only while it is still true (the task is
+            # there, not done, and has that due date)
+            await runner.run(fire.project, fire.rule, rule, event, fire.key, 0, snapshot)
+        await runner.db.run(fired, runner.db.conn, fire, following)
+
+
+class AutomationExtension(Extension):
+    """Rules run from the change feed, the scheduler, runs recorded (see the module docstring).
+
+    ``clock``: the time the scheduler and run records use (default: the settings'
+    ``automation_clock_offset_seconds`` added to ``time.time()``, a test hook).
+    ``outbox``: the durable outbox to enqueue outbound intents in (default: the
+    ``integrations.outbox.Outbox`` on the server's database, started here).
+    """
+
+    name = "automation"
+    durable = True
+
+    def __init__(self, *, clock: Clock | None = None, outbox: Outbox | None = None) -> None:
+        self._clock = clock
+        self.outbox = outbox
+        self.secrets: SecretStore | None = outbox.secrets if outbox is not None else None
+        self._own_outbox = False
+        self.db: SQLiteWorker | None = None
+        self.runner: AutomationRunner | None = None
+        self.scheduler: Scheduler | None = None
+
+    def clock(self) -> float:
+        if self._clock is not None:
+            return self._clock()
+        settings = self.runner.ctx.settings if self.runner is not None else None
+        offset = float(getattr(settings, "automation_clock_offset_seconds", 0.0) or 0.0)
+        return time.time() + offset
+
+    async def startup(self, ctx: ServerContext) -> None:
+        self.db = SQLiteWorker(connect(ctx.settings.db, synchronous="NORMAL"))
+        center = NotificationCenter(self.db, ctx.outbound)
+        if self.outbox is None:
+            self.outbox, self.secrets = await self._open_outbox(ctx)
+            self._own_outbox = True
+        self.runner = AutomationRunner(ctx, self.db, center, self.outbox, self.clock)
+        tick = float(getattr(ctx.settings, "automation_tick_seconds", 1.0) or 1.0)
+        self.scheduler = Scheduler(self.runner, tick)
+        self.scheduler.start()  # its first tick runs the fires missed while the server was down
+
+    async def _open_outbox(self, ctx: ServerContext) -> tuple[Outbox, SecretStore]:
+        """The secret store and the outbox on the server's database, its worker started."""
+        assert self.db is not None
+        settings = ctx.settings
+        secrets = SecretStore(self.db, load_keys(settings.db, settings.secret_key))
+        outbox = Outbox(
+            self.db,
+            secrets,
+            Senders(ctx.outbound, SmtpConfig.from_settings(settings)),
+            OutboxConfig.from_settings(settings),
+        )
+        await outbox.start()
+        return outbox, secrets
+
+    async def change_accepted(self, ctx: ServerContext, changes: Sequence[DocumentChanged]) -> None:
+        assert self.runner is not None and self.scheduler is not None
+        recompute = await self.runner.changes(changes)
+        if recompute:
+            await self.scheduler.recompute(recompute)
+
+    async def shutdown(self, ctx: ServerContext) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.close()
+        if self._own_outbox and self.outbox is not None:
+            await self.outbox.stop()
+        if self.db is not None:
+            await self.db.close()

@@ -1,0 +1,460 @@
+"""Automation end to end: a real `tandem serve`, real y-websocket clients, a real HTTP receiver.
+
+Rules are made over REST (api/rules.py), run by the runner extension
+(extensions.automation) from the change feed, write through the gate as their
+owner, and send through the durable outbox.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import httpx
+import pytest
+
+from .conftest import ServerProcess, node_available, run_node, start_server
+from .test_api_v1 import add_task, call, new_project
+
+ENV = {
+    "TANDEM_API_RATE_LIMIT": "0",
+    "TANDEM_OUTBOUND_ALLOW_PRIVATE": "true",  # the receivers below are on 127.0.0.1
+    "TANDEM_AUTOMATION_TICK_SECONDS": "0.2",
+    "TANDEM_OUTBOX_POLL_SECONDS": "0.2",
+}
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory) -> Iterator[ServerProcess]:
+    server = start_server(tmp_path_factory.mktemp("automation"), **ENV)
+    try:
+        yield server
+    finally:
+        server.stop()
+        tail = server.log()[-4000:]
+        if "Traceback" in tail:
+            print(f"--- server log ---\n{tail}")
+
+
+class Receiver:
+    """A local HTTP server counting what it is sent (method, path, headers, body)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append((self.path, dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def wait_for(fn, timeout: float = 10.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
+
+def rules_path(project: str, rest: str = "") -> str:
+    return f"/projects/{project}/rules/{rest}"
+
+
+def make_rule(server, project: str, rule: dict, user: str = "owner") -> dict:
+    r = call(server, "POST", rules_path(project), user, json=rule)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def runs(server, project: str, rule_id: str, user: str = "owner") -> list[dict]:
+    r = call(server, "GET", rules_path(project, f"{rule_id}/runs/"), user)
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+def task_of(server, task_id: str, user: str = "owner") -> dict:
+    r = call(server, "GET", f"/tasks/{task_id}/", user)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def signing_secret(server: ServerProcess, project: str) -> str:
+    """The project's webhook signing secret, as the integrator would be given it."""
+    from integrations.secrets import SecretStore, load_keys
+    from sync_server.storage.database import SQLiteWorker, connect
+
+    worker = SQLiteWorker(connect(server.db))
+    try:
+        return SecretStore(worker, load_keys(server.db)).signing_secret_sync(project)
+    finally:
+        worker.conn.close()
+
+
+IMPORTANT_DONE = {
+    "name": "Tell the hook when an important task is done",
+    "enabled": True,
+    "trigger": {"type": "task_status_changed", "to": "done"},
+    "conditions": {"all": [{"field": "priority", "op": "in", "value": ["high", "urgent"]}]},
+    "actions": [{"type": "webhook", "url": "https://example.com/hook"}],
+}
+
+
+@pytest.mark.skipif(not node_available(), reason="tests/node has no node_modules")
+def test_a_high_priority_task_moved_to_done_posts_one_signed_webhook(srv, receiver) -> None:
+    project = new_project(srv)
+    rule = make_rule(
+        srv,
+        project,
+        {
+            **IMPORTANT_DONE,
+            "actions": [{"type": "webhook", "url": receiver.url + "/hook/s3cr3t-token-value"}],
+        },
+    )
+    # the URL is a secret: the document holds a reference, responses a mask
+    assert rule["actions"][0]["url"] == "http://127.0.0.1/…"
+    hot = add_task(srv, project, title="Ship it", priority="high")["id"]
+    cold = add_task(srv, project, title="Tidy up", priority="low")["id"]
+
+    out = run_node(
+        "set_status.mjs", srv.ws_url, f"p/{project}", srv.token("owner"), "done", hot, cold
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {hot: "done", cold: "done"}
+
+    assert wait_for(lambda: receiver.requests, 15), srv.log()[-3000:]
+    time.sleep(1.5)  # anything else that would come has come by now
+    assert len(receiver.requests) == 1
+    path, headers, body = receiver.requests[0]
+    assert path == "/hook/s3cr3t-token-value"
+    payload = json.loads(body)
+    assert payload["task"]["id"] == hot
+    assert payload["rule"]["id"] == rule["id"]
+    expected = hmac.new(signing_secret(srv, project).encode(), body, hashlib.sha256).hexdigest()
+    assert headers["X-Tandem-Signature-256"] == f"sha256={expected}"
+
+    # the run of each event is recorded: ran for the hot task, skipped for the cold one
+    recorded = wait_for(
+        lambda: [r for r in runs(srv, project, rule["id"]) if r["outcome"] != "running"]
+    )
+    by_task = {r["event"]["entity"]: r for r in recorded}
+    assert by_task[hot]["outcome"] == "ran" and "webhook: queued" in by_task[hot]["detail"]
+    assert by_task[cold]["outcome"] == "skipped"
+    # and the delivery is listed, URL masked, delivered once
+    items = call(srv, "GET", f"/projects/{project}/deliveries/").json()["items"]
+    assert [(d["channel"], d["status"], d["attempts"]) for d in items] == [
+        ("webhook", "delivered", 1)
+    ]
+    assert "s3cr3t-token" not in json.dumps(items)
+
+
+def test_rules_feeding_each_other_stop_at_the_depth_limit(srv) -> None:
+    project = new_project(srv)
+    # A: any move of a task sends it to "in_progress"; B: a task moved there goes to "review";
+    # a person's move starts A -> B -> A -> ..., each write one deeper in the chain
+    a = make_rule(
+        srv,
+        project,
+        {
+            "name": "bump",
+            "trigger": {"type": "task_status_changed"},
+            "actions": [{"type": "set_status", "status": "in_progress"}],
+        },
+    )
+    b = make_rule(
+        srv,
+        project,
+        {
+            "name": "bounce",
+            "trigger": {"type": "task_status_changed", "to": "in_progress"},
+            "actions": [{"type": "set_status", "status": "review"}],
+        },
+    )
+    task = add_task(srv, project, title="loop")["id"]
+    started = time.monotonic()
+    r = call(srv, "PATCH", f"/tasks/{task}/status/", json={"status": "review"})
+    assert r.status_code == 200, r.text
+
+    def settled() -> list[dict]:
+        both = runs(srv, project, a["id"]) + runs(srv, project, b["id"])
+        return both if any("depth limit" in x["detail"] for x in both) else []
+
+    assert wait_for(settled, 15), (runs(srv, project, a["id"]), runs(srv, project, b["id"]))
+    time.sleep(1.0)  # the chain's last events are evaluated by now
+    both = runs(srv, project, a["id"]) + runs(srv, project, b["id"])
+    ran = [x for x in both if x["outcome"] == "ran"]
+    # the person's move is depth 0, A's write depth 1, B's depth 2, A's again 3: its
+    # events run nothing
+    assert {x["depth"] for x in ran} == {0, 1, 2}
+    stopped = [x for x in both if x["outcome"] == "skipped" and "depth limit" in x["detail"]]
+    assert stopped and {x["depth"] for x in stopped} == {3}
+    time.sleep(1.0)
+    assert len(runs(srv, project, a["id"]) + runs(srv, project, b["id"])) == len(both)
+    t0 = time.monotonic()
+    assert httpx.get(srv.http_url + "/healthz", timeout=2).status_code == 200
+    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - started < 15
+    # writes: A at depth 1 (in_progress), B at 2 (review), A at 3 (in_progress), then none
+    assert task_of(srv, task)["status"] == "in_progress"
+
+
+def test_a_rule_whose_owner_is_demoted_pauses_instead_of_writing(srv) -> None:
+    project = new_project(srv)
+    srv.token("carol")
+    r = call(
+        srv,
+        "PUT",
+        f"/projects/{project}/grants/carol",
+        json={"role": "manager"},
+    )
+    assert r.status_code in (200, 201), r.text
+    time.sleep(1.1)
+    rule = make_rule(
+        srv,
+        project,
+        {
+            "name": "label new tasks",
+            "trigger": {"type": "task_created"},
+            "actions": [{"type": "add_label", "label": "triage"}],
+        },
+        user="carol",
+    )
+    assert rule["created_by"] == "carol"
+    first = add_task(srv, project, title="one")["id"]
+    assert wait_for(lambda: "triage" in task_of(srv, first)["labels"])
+    # carol's own write says it was her rule
+    activity = call(srv, "GET", f"/projects/{project}/activity/").json()["items"]
+    assert any(e["actor"] == "carol" and e["task"] == first for e in activity)
+
+    r = call(srv, "PUT", f"/projects/{project}/grants/carol", json={"role": "viewer"})
+    assert r.status_code in (200, 201), r.text
+    time.sleep(1.2)  # the permission cache
+    second = add_task(srv, project, title="two")["id"]
+
+    def paused() -> dict | None:
+        state = call(srv, "GET", rules_path(project, f"{rule['id']}/")).json()["state"]
+        return state if state["paused_reason"] else None
+
+    state = wait_for(paused, 10)
+    assert state is not None, runs(srv, project, rule["id"])
+    assert "carol" in state["paused_reason"] and "edit" in state["paused_reason"]
+    assert state["last_outcome"] == "paused"
+    assert "triage" not in task_of(srv, second)["labels"]
+    # paused: later events are recorded as skipped, and nothing is written
+    third = add_task(srv, project, title="three")["id"]
+    assert wait_for(lambda: any(r["outcome"] == "skipped" for r in runs(srv, project, rule["id"])))
+    assert "triage" not in task_of(srv, third)["labels"]
+    # a person (with edit_project) changing the rule gives it another go, as them
+    r = call(srv, "PATCH", rules_path(project, f"{rule['id']}/"), json={"enabled": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["created_by"] == "owner"
+    assert wait_for(
+        lambda: (
+            call(srv, "GET", rules_path(project, f"{rule['id']}/")).json()["state"]["paused_reason"]
+            is None
+        )
+    )
+    fourth = add_task(srv, project, title="four")["id"]
+    assert wait_for(lambda: "triage" in task_of(srv, fourth)["labels"])
+
+
+def test_rest_crud_dry_run_runs_and_errors_name_the_path(srv) -> None:
+    project = new_project(srv)
+    url = "https://hooks.example.com/services/T000/B000/SECRETSECRET"
+    body = {**IMPORTANT_DONE, "actions": [{"type": "slack", "url": url}]}
+    r = call(srv, "POST", rules_path(project), json=body)
+    assert r.status_code == 201, r.text
+    rule = r.json()
+    rid = rule["id"]
+    assert r.headers["Location"] == f"/api/v1/projects/{project}/rules/{rid}/"
+    assert "SECRET" not in r.text and rule["actions"][0]["url"].startswith(
+        "https://hooks.example.com/"
+    )
+    assert rule["created_by"] == "owner" and rule["state"]["paused_reason"] is None
+
+    listed = call(srv, "GET", rules_path(project)).json()
+    assert [x["id"] for x in listed["items"]] == [rid] and listed["total"] == 1
+    assert call(srv, "GET", rules_path(project, f"{rid}/")).json()["name"] == body["name"]
+
+    # PATCH keeps what it does not name (the URL stays where it is)
+    r = call(srv, "PATCH", rules_path(project, f"{rid}/"), json={"enabled": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["enabled"] is False and r.json()["actions"] == rule["actions"]
+    # PUT replaces the rule
+    r = call(
+        srv,
+        "PUT",
+        rules_path(project, f"{rid}/"),
+        json={**IMPORTANT_DONE, "actions": [{"type": "add_label", "label": "shipped"}]},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["actions"] == [{"type": "add_label", "label": "shipped"}]
+    assert r.json()["enabled"] is True
+
+    # the secret never entered the document
+    from .conftest import stored_doc
+
+    doc = stored_doc(srv.db, f"p/{project}")
+    assert "SECRETSECRET" not in json.dumps(doc.get("rules", type=__import__("pycrdt").Map).to_py())
+
+    # dry run against a task: which conditions matched, what each action would do
+    hot = add_task(srv, project, title="Hot", priority="urgent")["id"]
+    cold = add_task(srv, project, title="Cold", priority="low")["id"]
+    r = call(srv, "POST", rules_path(project, f"{rid}/test/"), json={"task": hot})
+    assert r.status_code == 200, r.text
+    dry = r.json()
+    assert dry["triggered"] and dry["matched"]
+    assert [(c["path"], c["matched"]) for c in dry["conditions"]] == [("conditions.all[0]", True)]
+    assert dry["intents"][0]["type"] == "edit" and dry["intents"][0]["params"] == {
+        "label": "shipped"
+    }
+    dry = call(srv, "POST", rules_path(project, f"{rid}/test/"), json={"task": cold}).json()
+    assert dry["triggered"] and not dry["matched"] and dry["intents"] == []
+    assert dry["conditions"][0]["actual"] == "low"
+    assert "shipped" not in task_of(srv, hot)["labels"]  # a dry run writes nothing
+    assert runs(srv, project, rid) == []
+
+    # errors: each a problem naming the JSON path at fault
+    def problem(method: str, path: str, status: int, field: str | None = None, **kw) -> dict:
+        r = call(srv, method, path, **kw)
+        assert r.status_code == status, r.text
+        assert r.headers["Content-Type"] == "application/problem+json"
+        if field is not None:
+            assert r.json()["field"] == field, r.json()
+            assert r.json()["detail"].startswith(field)
+        return r.json()
+
+    bad_url = {**IMPORTANT_DONE, "actions": [{"type": "webhook", "url": "ftp://x"}]}
+    problem("POST", rules_path(project), 422, "actions[0].url", json=bad_url)
+    bad_op = {
+        **IMPORTANT_DONE,
+        "conditions": {"all": [{"field": "priority", "op": "eval", "value": 1}]},
+    }
+    problem("POST", rules_path(project), 422, "conditions.all[0].op", json=bad_op)
+    problem(
+        "POST",
+        rules_path(project),
+        422,
+        "trigger.type",
+        json={**IMPORTANT_DONE, "trigger": {"type": "nope"}},
+    )
+    problem(
+        "POST", rules_path(project), 422, "created_by", json={**IMPORTANT_DONE, "created_by": "x"}
+    )
+    problem("POST", rules_path(project), 422, "body", json=[1, 2])
+    problem("POST", rules_path(project), 415, content="{}")
+    problem(
+        "POST", rules_path(project), 400, content="{", headers={"Content-Type": "application/json"}
+    )
+    problem(
+        "PATCH",
+        rules_path(project, f"{rid}/"),
+        422,
+        "actions[0].url_ref",
+        json={"actions": [{"type": "teams", "url_ref": "secret:stolen"}]},
+    )
+    problem("GET", rules_path(project, "nope/"), 404)
+    problem("POST", rules_path(project, f"{rid}/test/"), 422, "task", json={"task": "nope"})
+    problem("POST", rules_path(project, f"{rid}/test/"), 422, "when", json={"when": 1})
+    problem("GET", rules_path(project, f"{rid}/runs/?limit=0"), 400, "limit")
+    problem("GET", f"/projects/{project}/deliveries/?status=lost", 400, "status")
+    # a viewer reads rules but may not change them; a stranger does not see the project
+    call(srv, "PUT", f"/projects/{project}/grants/vic", json={"role": "viewer"})
+    srv.token("vic")
+    time.sleep(1.1)
+    assert call(srv, "GET", rules_path(project), "vic").status_code == 200
+    r = call(srv, "POST", rules_path(project), "vic", json=IMPORTANT_DONE)
+    assert r.status_code == 403 and r.json()["permission"] == "edit_project"
+    assert call(srv, "GET", rules_path(project), "mallory").status_code == 404
+
+    # it runs: the urgent task to done gets the label, the run is listed
+    assert call(srv, "PATCH", f"/tasks/{hot}/status/", json={"status": "done"}).status_code == 200
+    assert wait_for(lambda: "shipped" in task_of(srv, hot)["labels"])
+    recorded = wait_for(lambda: [x for x in runs(srv, project, rid) if x["outcome"] == "ran"])
+    assert recorded[0]["event"]["entity"] == hot and recorded[0]["depth"] == 0
+    assert call(srv, "GET", rules_path(project, f"{rid}/")).json()["state"]["last_outcome"] == "ran"
+
+    assert call(srv, "DELETE", rules_path(project, f"{rid}/")).status_code == 204
+    problem("GET", rules_path(project, f"{rid}/"), 404)
+    problem("DELETE", rules_path(project, f"{rid}/"), 404)
+
+
+def test_a_due_date_rule_fires_after_a_restart_for_a_time_that_passed_meanwhile(
+    tmp_path,
+) -> None:
+    server = start_server(tmp_path, **ENV)
+    try:
+        project = new_project(server)
+        rule = make_rule(
+            server,
+            project,
+            {
+                "name": "overdue",
+                "trigger": {"type": "task_overdue"},
+                "actions": [{"type": "add_label", "label": "overdue"}],
+            },
+        )
+        tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+        task = add_task(server, project, title="due", due=tomorrow)["id"]
+
+        def scheduled() -> list:
+            conn = sqlite3.connect(server.db)
+            try:
+                return conn.execute(
+                    "SELECT rule, kind, entity, next_fire_at FROM rule_schedule"
+                ).fetchall()
+            finally:
+                conn.close()
+
+        rows = wait_for(scheduled)
+        assert [(r[0], r[1], r[2]) for r in rows] == [(rule["id"], "task_overdue", task)]
+        assert rows[0][3] > time.time()  # the end of tomorrow: not yet
+        server.stop()
+        # the server is down while the fire time passes (three days on the clock)
+        server.env["TANDEM_AUTOMATION_CLOCK_OFFSET_SECONDS"] = str(3 * 86400)
+        server.start()
+        assert wait_for(lambda: "overdue" in task_of(server, task)["labels"], 10), server.log()[
+            -3000:
+        ]
+        recorded = runs(server, project, rule["id"])
+        assert [(x["outcome"], x["event"]["kind"]) for x in recorded] == [("ran", "task_overdue")]
+        assert scheduled() == []
+        # once: another restart does not fire it again
+        server.restart()
+        time.sleep(1.0)
+        assert len(runs(server, project, rule["id"])) == 1
+    finally:
+        server.stop()
