@@ -311,60 +311,118 @@ def test_the_servers_validation_message_is_shown_at_the_field_it_names(
     context.close()
 
 
-def test_dry_run_and_the_delivery_log_of_a_webhook(
+def test_a_dry_run_shows_which_conditions_hold_and_what_each_action_would_do(
+    browser: Browser,  # noqa: F811
+    auto_server,
+) -> None:
+    project, (hot, cold) = project_with_tasks(auto_server, "dora", ["urgent thing", "later"])
+    rest(auto_server, "dora", "PATCH", f"/tasks/{hot}/", json={"priority": "urgent"})
+    context = signed_in(browser, auto_server, "dora", **PHONE)
+    page = context.new_page()
+    open_board(page, project)
+    page.goto(f"/#/p/{project}/automations/new")
+    page.get_by_label("Name", exact=True).fill("Urgent work done")
+    control(page, "trigger.to").select_option("done")
+    page.get_by_role("button", name="Add condition").click()
+    control(page, "conditions.all[0].field").select_option("priority")
+    control(page, "conditions.all[0].op").select_option("eq")
+    control(page, "conditions.all[0].value").select_option("urgent")
+    control(page, "actions[0].type").select_option("add_label")
+    control(page, "actions[0].label").fill("hot")
+    page.get_by_role("button", name="Create rule").click()
+    page.locator("li.rule", has_text="Urgent work done").locator("a.rule-name").click()
+
+    picker = page.get_by_label("Task", exact=True)
+    picker.select_option(label="urgent thing")
+    page.get_by_role("button", name="Try it (dry run)").click()
+    result = page.get_by_test_id("dry-run-result")
+    expect(result).to_contain_text("The rule would run", timeout=10000)
+    expect(result.locator(".checks-result li.good")).to_have_text(
+        ["✓ holds: priority is urgent (it is urgent)"]
+    )
+    expect(result.locator(".intents li")).to_have_text(["Action 1: would add label “hot”"])
+    no_horizontal_scroll(page)
+    shot(page, "dry-run-390")
+    picker.select_option(label="later")
+    page.get_by_role("button", name="Try it (dry run)").click()
+    expect(result).to_contain_text("do not hold", timeout=10000)
+    expect(result.locator(".checks-result li.bad")).to_contain_text("(it is medium)")
+    expect(result.locator(".intents li")).to_have_count(0)
+    # a dry run changes nothing
+    assert task_labels(auto_server, "dora", hot) == task_labels(auto_server, "dora", cold) == []
+    expect(page.locator(".runs li")).to_have_count(0)
+    context.close()
+
+
+def test_a_webhook_rule_keeps_its_url_secret_and_its_delivery_shows_in_the_log(
     browser: Browser,  # noqa: F811
     auto_server,
 ) -> None:
     receiver = Receiver(status=200)
     try:
-        project, (hot, cold) = project_with_tasks(auto_server, "dora", ["urgent thing", "later"])
-        rest(auto_server, "dora", "PATCH", f"/tasks/{hot}/", json={"priority": "urgent"})
-        context = signed_in(browser, auto_server, "dora", **PHONE)
+        project, (task, other) = project_with_tasks(auto_server, "hugo", ["ship it", "other"])
+        context = signed_in(browser, auto_server, "hugo", **PHONE)
         page = context.new_page()
         open_board(page, project)
         page.goto(f"/#/p/{project}/automations/new")
-        page.get_by_label("Name", exact=True).fill("Urgent work done: tell the hook")
+        page.get_by_label("Name", exact=True).fill("Tell the hook")
         control(page, "trigger.to").select_option("done")
-        page.get_by_role("button", name="Add condition").click()
-        control(page, "conditions.all[0].field").select_option("priority")
-        control(page, "conditions.all[0].op").select_option("eq")
-        control(page, "conditions.all[0].value").select_option("urgent")
         control(page, "actions[0].type").select_option("webhook")
-        control(page, "actions[0].url").fill(receiver.url)
+        url = control(page, "actions[0].url")
+        url.fill("ftp://127.0.0.1/hook")
         page.get_by_role("button", name="Create rule").click()
-        rule = page.locator("li.rule", has_text="Urgent work done")
+        expect(url).to_have_attribute("aria-invalid", "true", timeout=10000)
+        expect(page.locator(".field[data-path='actions[0].url'] .field-error")).to_contain_text(
+            "http"
+        )
+        url.fill(receiver.url)
+        page.get_by_role("button", name="Create rule").click()
+        rule = page.locator("li.rule", has_text="Tell the hook")
         expect(rule).to_be_visible(timeout=15000)
-        # the hook is shown masked, never in full
-        expect(rule.locator(".rule-summary")).not_to_contain_text(receiver.url)
+        # the URL is a secret: not in the document, masked on the page and over REST
+        expect(rule.locator(".rule-summary")).to_contain_text("call a webhook (http://127.0.0.1/…)")
+        doc_rules = page.evaluate(
+            "() => JSON.stringify(window.tandem.doc.getMap('rules').toJSON())"
+        )
+        assert receiver.url not in doc_rules and "/hook" not in doc_rules
+        (stored,) = rules_of(auto_server, "hugo", project)
+        assert stored["actions"][0]["url"] != receiver.url
 
-        # dry run against each task: which conditions hold, what would be done
+        # renamed in the editor without touching the action: the URL stays as it was
         rule.locator("a.rule-name").click()
-        page.get_by_label("Task", exact=True).select_option(label="urgent thing")
-        page.get_by_role("button", name="Try it (dry run)").click()
-        result = page.get_by_test_id("dry-run-result")
-        expect(result.locator(".checks-result li.good")).to_have_count(1, timeout=10000)
-        expect(result.locator(".intents li")).to_have_count(1)
-        expect(result.locator(".intents li")).to_contain_text("webhook")
-        no_horizontal_scroll(page)
-        shot(page, "dry-run-390")
-        page.get_by_label("Task", exact=True).select_option(label="later")
-        page.get_by_role("button", name="Try it (dry run)").click()
-        expect(result.locator(".checks-result li.bad")).to_have_count(1, timeout=10000)
-        expect(result.locator(".intents li")).to_have_count(0)
-        assert receiver.bodies == []  # a dry run sends nothing
+        expect(control(page, "actions[0].url")).to_have_value("", timeout=10000)
+        expect(control(page, "actions[0].url")).to_have_attribute(
+            "placeholder", "http://127.0.0.1/… (kept unless you type a new one)"
+        )
+        page.get_by_label("Name", exact=True).fill("Tell the hook, renamed")
+        page.get_by_role("button", name="Save rule").click()
+        expect(page.locator("li.rule", has_text="Tell the hook, renamed")).to_be_visible(
+            timeout=15000
+        )
 
         page.goto(f"/#/p/{project}/board")
-        move_to_done(page, hot)
-        move_to_done(page, cold)
+        move_to_done(page, task)
         page.goto(f"/#/p/{project}/automations")
         log = page.locator(".deliveries li")
         expect(log).to_have_count(1, timeout=20000)
         expect(log.first).to_contain_text("delivered", timeout=20000)
         expect(log.first).to_contain_text("1 attempt")
-        assert len(receiver.bodies) == 1
-        assert hot.encode() in receiver.bodies[0]
+        expect(log.first).not_to_contain_text(receiver.url)
+        assert len(receiver.bodies) == 1 and task.encode() in receiver.bodies[0]
+        runs = page.locator("li.rule").get_by_test_id("rule-runs")
+        expect(runs.locator(".outcome.good")).to_have_text("ran", timeout=15000)
         no_horizontal_scroll(page)
         shot(page, "deliveries-390")
+
+        # a receiver that fails: the log says so, with the attempts and the last error
+        receiver.status = 500
+        page.goto(f"/#/p/{project}/board")
+        move_to_done(page, other)
+        page.goto(f"/#/p/{project}/automations")
+        failing = page.locator(".deliveries li").first
+        expect(failing).to_contain_text("Last error", timeout=20000)
+        expect(failing).to_contain_text("500")
+        shot(page, "delivery-error-390")
         context.close()
     finally:
         receiver.close()

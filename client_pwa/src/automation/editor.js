@@ -128,9 +128,16 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
   delete draft.created_by; // the server sets it
   if (!draft.conditions) draft.conditions = { all: [] };
   for (const a of draft.actions || []) {
-    // REST shows a kept secret URL masked in "url": not a URL to send back
-    if (SECRET_ACTIONS.has(a.type) && a.url_ref) delete a.url;
+    // REST shows a kept secret URL masked ("https://host/…"); the document form holds
+    // url_ref + url_hint. Either way it is no URL to send back: shown as a hint only.
+    if (SECRET_ACTIONS.has(a.type) && (a.url_ref || (typeof a.url === "string" && a.url.endsWith("…")))) {
+      a.url_hint = a.url_hint || a.url;
+      delete a.url;
+      delete a.url_ref;
+      a.kept = true; // editor-only
+    }
   }
+  const actionsAtStart = JSON.stringify(draft.actions || []);
   const flat = flatConditions(draft.conditions);
   const cond = flat || { mode: "all", rows: [] };
   const kept = flat ? null : draft.conditions; // nested conditions the editor does not show
@@ -278,13 +285,13 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
       }
       case "url": {
         // a secret: the server keeps it outside the document and shows only a hint
-        const hint = obj.url_hint || (obj.url_ref ? "a saved URL" : "");
+        const hint = obj.kept ? obj.url_hint || "a saved URL" : "";
         const input = h("input", {
           type: "url",
           inputmode: "url",
           autocomplete: "off",
           placeholder: hint ? `${hint} (kept unless you type a new one)` : "https://",
-          value: obj.url && !obj.url_ref && !obj.url_hint ? obj.url : "",
+          value: obj.url || "",
           oninput: (e) => {
             if (e.target.value) obj.url = e.target.value;
             else delete obj.url;
@@ -626,19 +633,34 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
   }
 
   // The draft as the server takes it: editor-only keys gone, conditions as rows or kept.
+  // A saved rule whose actions did not change is sent without them (PATCH keeps the
+  // rule's own, secret URLs included: REST never shows them, so they cannot be sent back).
   function payload() {
     const out = structuredClone(draft);
     out.name = (out.name || "").trim();
     out.conditions = kept || { [cond.mode]: cond.rows };
+    if (ruleId && JSON.stringify(draft.actions) === actionsAtStart) {
+      delete out.actions;
+      return out;
+    }
     out.actions = out.actions.map((a) => {
       const copy = { ...a };
-      if (SECRET_ACTIONS.has(copy.type) && copy.url) {
-        delete copy.url_ref;
-        delete copy.url_hint;
-      }
+      delete copy.kept;
+      delete copy.url_hint;
       return copy;
     });
     return out;
+  }
+
+  // Changed actions go whole, so every kept URL must be typed again.
+  function missingUrls() {
+    return draft.actions
+      .map((a, i) => (SECRET_ACTIONS.has(a.type) && a.kept && !a.url ? i : -1))
+      .filter((i) => i >= 0)
+      .map((i) => ({
+        path: `actions[${i}].url`,
+        message: "type this URL again: the actions changed, and the saved URL is never shown to send back",
+      }));
   }
 
   const updateOnline = () => {
@@ -655,9 +677,15 @@ export function ruleEditor({ project, rule, ruleId, save, canSave, onDone, onCan
       showProblems({ path: "name", detail: "give the rule a name" });
       return;
     }
+    const body = payload();
+    const missing = body.actions ? missingUrls() : [];
+    if (missing.length) {
+      showProblems({ errors: missing });
+      return;
+    }
     saveButton.disabled = true;
     try {
-      const saved = await save(payload());
+      const saved = await save(body);
       onDone(saved?.id || ruleId);
     } catch (error) {
       if (error && error.problem) showProblems(error.problem);

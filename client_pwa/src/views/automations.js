@@ -103,9 +103,13 @@ function ruleItem(project, rule, state, editable) {
   );
 }
 
+// A read that failed: offline (the fetch itself failed), or the server's reason.
+const unavailable = (error) => (error instanceof ApiError ? { error: error.message } : null);
+
 function deliveryList(deliveries) {
-  if (deliveries === null) return h("p", { class: "muted" }, "The delivery log is shown when online.");
   if (deliveries === undefined) return h("p", { class: "muted" }, "Loading…");
+  if (deliveries === null) return h("p", { class: "muted" }, "The delivery log is shown when online.");
+  if (deliveries.error) return h("p", { class: "error" }, `The delivery log is not available: ${deliveries.error}`);
   if (!deliveries.length) return h("p", { class: "muted" }, "Nothing sent yet.");
   return h(
     "ul",
@@ -191,8 +195,8 @@ export function automationsView(project, rest = []) {
         ? (async () => {
             try {
               log = items(await cachedGet(`${base(project)}/deliveries/`));
-            } catch {
-              log = null;
+            } catch (error) {
+              log = unavailable(error);
             }
           })()
         : null,
@@ -266,9 +270,10 @@ function editorPage(project, id, rule = null) {
     rule: rule || emptyRule(project),
     ruleId: id,
     canSave: () => online(project),
+    // an edit is a PATCH: without "actions" it keeps the rule's own (and their secret URLs)
     save: (draft) =>
       id
-        ? api("PUT", `${base(project)}/rules/${encodeURIComponent(id)}/`, draft)
+        ? api("PATCH", `${base(project)}/rules/${encodeURIComponent(id)}/`, draft)
         : api("POST", `${base(project)}/rules/`, draft),
     onDone: () => {
       toast(id ? "Rule saved." : "Rule created.");
