@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from .conftest import ServerProcess, start_server
+from .conftest import ROOT, ServerProcess, start_server
 from .test_pwa import (
     PHONE,
     SHOTS,
@@ -28,7 +28,6 @@ from .test_pwa import (
     pw,  # noqa: F401 (fixture)
     rest,
     signed_in,
-    touch_swipe,
 )
 
 
@@ -70,6 +69,34 @@ class Receiver:
         self.httpd.server_close()
 
 
+AXE = ROOT / "tests" / "node" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def serious_axe_violations(page: Page) -> list[dict]:
+    """axe-core's serious and critical violations in the page's <main> as it is now (the
+    shell around it, header and navigation, is the board's business and tested there)."""
+    if not AXE.exists():
+        pytest.fail("tests/node/node_modules/axe-core is missing: run `make setup`")
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(AXE.read_text() + "\n;0")  # not a <script>: the app's CSP stays on
+    return page.evaluate(
+        """async () => (await axe.run({include: [["main"]]}, {resultTypes: ["violations"]})).violations
+            .filter(v => v.impact === "serious" || v.impact === "critical")
+            .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                        nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}))"""
+    )
+
+
+def open_automations(page: Page) -> None:
+    """From a project page, through the navigation (under "More" on a phone)."""
+    nav = page.locator(".bottom-nav")
+    more = nav.get_by_role("button", name="More")
+    if more.is_visible():
+        more.click()
+    nav.get_by_role("link", name="Automations").click()
+    expect(page.get_by_role("heading", name="Automations")).to_be_visible()
+
+
 def no_horizontal_scroll(page: Page) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     inner = page.evaluate("window.innerWidth")
@@ -100,8 +127,8 @@ def rules_of(server: ServerProcess, user: str, project: str) -> list[dict]:
 
 
 def move_to_done(page: Page, task: str) -> None:
-    """Swipe a card column by column to done, as on a phone (the 390 px board shows one
-    column at a time)."""
+    """Move a card column by column to done from the board with the keyboard (Alt+Right),
+    as a phone's user with a keyboard or a screen reader would."""
     card = page.locator(f"[data-id='{task}']")
     columns = page.eval_on_selector_all("[data-column]", "els => els.map(e => e.dataset.column)")
     while True:
@@ -109,8 +136,8 @@ def move_to_done(page: Page, task: str) -> None:
         if here == "done":
             break
         after = columns[columns.index(here) + 1]
-        card.scroll_into_view_if_needed()
-        touch_swipe(page, f"[data-id='{task}']", 150)
+        card.focus()
+        page.keyboard.press("Alt+ArrowRight")
         expect(page.locator(f"[data-column='{after}'] [data-id='{task}']")).to_be_attached()
     expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=15000)
 
@@ -136,8 +163,7 @@ def test_a_rule_made_in_the_editor_at_390px_runs_when_a_card_moves_and_its_run_s
     context = signed_in(browser, auto_server, "rita", **PHONE)
     page = context.new_page()
     open_board(page, project)
-    page.locator(".bottom-nav [data-view=automations]").click()
-    expect(page.get_by_role("heading", name="Automations")).to_be_visible()
+    open_automations(page)
     expect(page.locator(".rules .empty")).to_be_visible()
 
     page.get_by_role("link", name="New rule").click()
@@ -159,6 +185,7 @@ def test_a_rule_made_in_the_editor_at_390px_runs_when_a_card_moves_and_its_run_s
     control(page, "actions[1].field").select_option("priority")
     control(page, "actions[1].value").select_option("low")
     no_horizontal_scroll(page)
+    assert serious_axe_violations(page) == []
     shot(page, "editor-390")
     page.get_by_role("button", name="Create rule").click()
 
@@ -185,11 +212,12 @@ def test_a_rule_made_in_the_editor_at_390px_runs_when_a_card_moves_and_its_run_s
     assert task_labels(auto_server, "rita", other) == []  # the one that did not move
 
     # its run, on the page
-    page.locator(".bottom-nav [data-view=automations]").click()
+    open_automations(page)
     runs = page.locator("li.rule", has_text="Ship what is done").get_by_test_id("rule-runs")
     expect(runs).to_contain_text("Last run", timeout=15000)
     expect(runs.locator(".outcome.good")).to_be_visible()
     no_horizontal_scroll(page)
+    assert serious_axe_violations(page) == []
     shot(page, "list-390")
     page.locator("li.rule a.rule-name").click()
     expect(page.locator(".runs li")).to_have_count(1, timeout=15000)
@@ -279,6 +307,7 @@ def test_the_servers_validation_message_is_shown_at_the_field_it_names(
     expect(page.get_by_test_id("form-error")).to_contain_text("not saved")
     assert rules_of(auto_server, "vera", project) == []
     no_horizontal_scroll(page)
+    assert serious_axe_violations(page) == []
     shot(page, "validation-390")
 
     # fixed, it saves, and the mark goes
@@ -342,6 +371,7 @@ def test_a_dry_run_shows_which_conditions_hold_and_what_each_action_would_do(
     )
     expect(result.locator(".intents li")).to_have_text(["Action 1: would add label “hot”"])
     no_horizontal_scroll(page)
+    assert serious_axe_violations(page) == []
     shot(page, "dry-run-390")
     picker.select_option(label="later")
     page.get_by_role("button", name="Try it (dry run)").click()

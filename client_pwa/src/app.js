@@ -1,6 +1,6 @@
 // The app's shared state: the root element, the open project, the current view's listeners.
 export const app = document.getElementById("app");
-export const state = { current: null }; // current: the open ProjectSession
+export const state = { current: null, focus: null }; // current: the open ProjectSession; focus: what the next view focuses
 
 let cleanup = []; // listeners of the current view
 let renderer = () => {};

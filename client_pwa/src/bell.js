@@ -49,8 +49,10 @@ export function bell() {
   const refresh = async () => {
     try {
       const data = await api("GET", "/me/notifications?limit=20");
-      count.textContent = data.unread;
-      count.hidden = data.unread === 0;
+      const unread = Number(data.unread) || 0;
+      count.textContent = unread ? String(unread) : "";
+      count.hidden = !unread;
+      button.setAttribute("aria-label", unread ? `Notifications, ${unread} unread` : "Notifications");
       const pushable = "PushManager" in window && "Notification" in window && Notification.permission !== "granted";
       panel.replaceChildren(
         h("h2", {}, "Notifications"),
@@ -67,11 +69,15 @@ export function bell() {
               "ul",
               {},
               ...data.items.map((n) =>
-                h("li", { class: n.read_at ? "" : "unread" }, h("a", { href: n.url.replace(/^\//, "") }, h("strong", {}, n.title), h("span", {}, n.body))),
+                h(
+                  "li",
+                  { class: n.read_at ? "" : "unread" },
+                  h("a", { href: (n.url || "#/projects").replace(/^\//, "") }, h("strong", {}, n.title || ""), n.body ? h("span", {}, n.body) : null),
+                ),
               ),
             )
           : h("p", { class: "empty" }, "Nothing new."),
-        data.unread
+        unread
           ? h("button", { onclick: () => api("POST", "/me/notifications/read", {}).then(refresh) }, "Mark all read")
           : null,
       );

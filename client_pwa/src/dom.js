@@ -17,15 +17,35 @@ export function h(tag, props = {}, ...children) {
   return el;
 }
 
-export function toast(message, kind = "info") {
+// A short message at the bottom; `action` ({label, run}) adds a button (e.g. Undo) and keeps
+// it a little longer.
+export function toast(message, kind = "info", action = null) {
   let box = document.getElementById("toasts");
   if (!box) {
     box = h("div", { id: "toasts", role: "status", "aria-live": "polite" });
     document.body.append(box);
   }
-  const el = h("div", { class: `toast ${kind}` }, message);
+  const el = h(
+    "div",
+    { class: `toast ${kind}` },
+    h("span", {}, message),
+    action
+      ? h(
+          "button",
+          {
+            type: "button",
+            onclick: () => {
+              el.remove();
+              action.run();
+            },
+          },
+          action.label,
+        )
+      : null,
+  );
   box.append(el);
-  setTimeout(() => el.remove(), 6000);
+  setTimeout(() => el.remove(), action ? 10000 : 6000);
+  return el;
 }
 
 export function initials(name) {

@@ -6,7 +6,7 @@ import "./style.css";
 import { registerSW } from "virtual:pwa-register";
 import { session } from "./api.js";
 import { clearView, go, setRenderer } from "./app.js";
-import { openProject } from "./shell.js";
+import { mayOpen, notFound, openProject } from "./shell.js";
 import { boardView } from "./views/board.js";
 import { loginView, projectsView } from "./views/projects.js";
 
@@ -19,6 +19,10 @@ const LAZY = {
   chat: () => import("./views/chat.js").then((m) => m.chatView),
   activity: () => import("./views/activity.js").then((m) => m.activityView),
   team: () => import("./views/team.js").then((m) => m.teamView),
+  settings: () => import("./views/settings.js").then((m) => m.settingsView),
+  budget: () => import("./views/budget.js").then((m) => m.budgetView),
+  resources: () => import("./views/resources.js").then((m) => m.resourcesView),
+  analytics: () => import("./views/analytics.js").then((m) => m.analyticsView),
   automations: () => import("./views/automations.js").then((m) => m.automationsView),
 };
 
@@ -27,7 +31,7 @@ let renderId = 0;
 async function render() {
   clearView();
   const id = ++renderId;
-  const parts = location.hash.replace(/^#\/?/, "").split("/");
+  const parts = location.hash.replace(/^#\/?/, "").split("?")[0].split("/");
   if (!session.token) return loginView();
   if (parts[0] === "login") return go("#/projects");
   if (parts[0] !== "p" || !parts[1]) return projectsView();
@@ -38,12 +42,14 @@ async function render() {
     return;
   }
   const view = parts[2] || "board";
-  if (view === "board" || (view === "team" && !project.can("manage_team")) || !LAZY[view]) {
-    return boardView(project);
-  }
+  if (view === "board" && !parts[3]) return boardView(project);
+  // sub-pages: task/<id>, automations/new, automations/<rule id>
+  const depth = view === "task" || view === "automations" ? 4 : 3;
+  if (!LAZY[view] || parts.length > depth) return notFound(project);
+  if (!mayOpen(project, view)) return notFound(project, "You may not open this page in this project.");
   const show = await LAZY[view]();
   if (id !== renderId) return; // the user went elsewhere meanwhile
-  if (view === "task") return parts[3] ? show(project, decodeURIComponent(parts[3])) : boardView(project);
+  if (view === "task") return parts[3] ? show(project, decodeURIComponent(parts[3])) : notFound(project);
   if (view === "automations") return show(project, parts.slice(3));
   return show(project);
 }
@@ -51,3 +57,8 @@ async function render() {
 setRenderer(render);
 window.addEventListener("hashchange", render);
 render();
+// Once the first view is up, fetch the other views' code while idle: a page opened before
+// the service worker took control still has them if the network goes away.
+const warm = () => Object.values(LAZY).forEach((load) => load().catch(() => {}));
+if ("requestIdleCallback" in window) requestIdleCallback(warm, { timeout: 3000 });
+else setTimeout(warm, 2000);

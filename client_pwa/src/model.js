@@ -128,6 +128,39 @@ export class ProjectSession extends EventTarget {
     return cols.length ? cols : DEFAULT_COLUMNS;
   }
 
+  // Columns: the document's `columns` array (a default board has none stored yet: the
+  // defaults are written the first time someone changes them).
+  _setColumns(label, columns, moveTasks = null) {
+    this._transact(label, () => {
+      const array = this.doc.getArray("columns");
+      array.delete(0, array.length);
+      array.insert(0, columns);
+      if (moveTasks) {
+        this.doc.getMap("tasks").forEach((task) => {
+          if (task instanceof Y.Map && moveTasks[task.get("status")]) task.set("status", moveTasks[task.get("status")]);
+        });
+      }
+    });
+  }
+
+  addColumn(name) {
+    this._setColumns(`add column ${name}`, [...this.columns, name]);
+  }
+
+  renameColumn(from, to) {
+    this._setColumns(`rename column ${from}`, this.columns.map((c) => (c === from ? to : c)), { [from]: to });
+  }
+
+  moveColumn(name, index) {
+    const columns = this.columns.filter((c) => c !== name);
+    columns.splice(index, 0, name);
+    this._setColumns(`move column ${name}`, columns);
+  }
+
+  removeColumn(name, into) {
+    this._setColumns(`remove column ${name}`, this.columns.filter((c) => c !== name), { [name]: into });
+  }
+
   get meta() {
     return this.doc.getMap("meta").toJSON();
   }

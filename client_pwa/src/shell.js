@@ -6,13 +6,38 @@ import { ProjectSession } from "./model.js";
 import { bell } from "./bell.js";
 import { quickAdd } from "./ui/dialogs.js";
 
+// the views of a project; the first four stay in the phone's bottom bar, the rest are
+// under "More" there (the side bar on wide screens shows them all)
 const VIEWS = [
-  { key: "board", label: "Home", icon: "▦" },
+  { key: "board", label: "Board", icon: "▦" },
   { key: "list", label: "Tasks", icon: "☰" },
-  { key: "add", label: "Add", icon: "+" },
+  { key: "add", label: "New task", icon: "+", may: "create_tasks" },
   { key: "chat", label: "Chat", icon: "✉" },
-  { key: "activity", label: "Activity", icon: "↻" },
+  { key: "timeline", label: "Timeline", icon: "═", more: true },
+  { key: "activity", label: "Activity", icon: "↻", more: true },
+  { key: "budget", label: "Budget", icon: "¤", more: true, may: ["view_budget", "view_costs"] },
+  { key: "resources", label: "Resources", icon: "⚇", more: true, may: "view_resources" },
+  { key: "analytics", label: "Analytics", icon: "▤", more: true, may: "view_analytics" },
+  { key: "team", label: "Team", icon: "☺", more: true, may: "manage_team" },
+  { key: "settings", label: "Settings", icon: "⚙", more: true },
+  // listed for those who may change rules; others can open it by its address (read-only)
+  { key: "automations", label: "Automations", icon: "⚡", more: true, nav: "edit_project" },
 ];
+
+export function mayOpen(project, view) {
+  const v = VIEWS.find((x) => x.key === view);
+  if (!v || !v.may) return true;
+  return [].concat(v.may).some((p) => project.can(p));
+}
+
+export function canEditTask(project, task) {
+  return project.can("edit_all_tasks") || (project.can("edit_own_tasks") && (task.assignees || []).includes(project.user));
+}
+
+export function viewOnly(project) {
+  return !project.can("edit_all_tasks") && !project.can("edit_own_tasks") && !project.can("create_tasks");
+}
+
 export function logout() {
   api("POST", "/logout").catch(() => {});
   if (state.current) state.current.destroy();
@@ -131,60 +156,127 @@ function presenceBar(project) {
   return bar;
 }
 
-export function shell(project, active, content) {
-  const nav = h(
-    "nav",
-    { class: "bottom-nav", "aria-label": "Project" },
-    ...VIEWS.filter((v) => v.key !== "add" || project.can("create_tasks")).map((v) =>
-      h(
-        "a",
-        {
-          href: v.key === "add" ? "#" : `#/p/${project.projectId}/${v.key}`,
-          class: v.key === active ? "active" : "",
-          "data-view": v.key,
-          onclick: v.key === "add" ? (e) => (e.preventDefault(), quickAdd(project)) : null,
-        },
-        h("span", { class: "icon", "aria-hidden": "true" }, v.icon),
-        h("span", {}, v.label),
-      ),
-    ),
+function navigation(project, active) {
+  const link = (v) =>
     h(
-      "a",
-      { href: `#/p/${project.projectId}/timeline`, class: active === "timeline" ? "active" : "", "data-view": "timeline" },
-      h("span", { class: "icon", "aria-hidden": "true" }, "═"),
-      h("span", {}, "Timeline"),
-    ),
-    // automation rules: for those who may change them (others can open the page by its address)
-    project.can("edit_project")
-      ? h(
-          "a",
-          { href: `#/p/${project.projectId}/automations`, class: active === "automations" ? "active" : "", "data-view": "automations" },
-          h("span", { class: "icon", "aria-hidden": "true" }, "⚡"),
-          h("span", {}, "Rules"),
-        )
-      : null,
+      v.key === "add" ? "button" : "a",
+      v.key === "add"
+        ? { type: "button", class: "nav-item", "data-view": v.key, onclick: () => quickAdd(project), "aria-keyshortcuts": "n" }
+        : {
+            href: `#/p/${project.projectId}/${v.key}`,
+            class: `nav-item${v.key === active ? " active" : ""}`,
+            "data-view": v.key,
+            "aria-current": v.key === active ? "page" : null,
+          },
+      h("span", { class: "icon", "aria-hidden": "true" }, v.icon),
+      h("span", {}, v.label),
+    );
+  const shown = VIEWS.filter((v) => (!v.may || mayOpen(project, v.key)) && (!v.nav || project.can(v.nav)));
+  const more = h("div", { class: "nav-more", id: "nav-more" }, ...shown.filter((v) => v.more).map(link));
+  const activeMore = shown.some((v) => v.more && v.key === active);
+  const toggle = h(
+    "button",
+    {
+      type: "button",
+      class: `nav-item more-toggle${activeMore ? " active" : ""}`,
+      "aria-expanded": "false",
+      "aria-controls": "nav-more",
+      onclick: () => {
+        const open = !more.classList.contains("open");
+        more.classList.toggle("open", open);
+        toggle.setAttribute("aria-expanded", String(open));
+        if (open) more.querySelector("a")?.focus();
+      },
+    },
+    h("span", { class: "icon", "aria-hidden": "true" }, "⋯"),
+    h("span", {}, "More"),
   );
+  more.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && more.classList.contains("open")) {
+      more.classList.remove("open");
+      toggle.setAttribute("aria-expanded", "false");
+      toggle.focus();
+    }
+  });
+  return h("nav", { class: "bottom-nav", "aria-label": "Project" }, ...shown.filter((v) => !v.more).map(link), toggle, more);
+}
+
+// Keyboard shortcuts of a project: n = new task, / = search the tasks, g then b = board.
+function shortcuts(project) {
+  const onKey = (e) => {
+    if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+    const target = e.target;
+    if (target.closest && target.closest("input, textarea, select, [contenteditable], dialog")) return;
+    if (e.key === "n" && project.can("create_tasks")) {
+      e.preventDefault();
+      quickAdd(project);
+    } else if (e.key === "/") {
+      e.preventDefault();
+      const search = document.querySelector("input[type=search]");
+      if (search) search.focus();
+      else {
+        state.focus = "search";
+        go(`#/p/${project.projectId}/list`);
+      }
+    }
+  };
+  on(document, "keydown", onKey);
+}
+
+// The page of a project: header, skip link, navigation before the content (so it is a few
+// Tab presses away), the view's content in <main>.
+// options.back: where "‹" goes (a hash) and its label; the board's by default goes to all projects.
+export function shell(project, active, content, options = {}) {
+  const back = options.back || { href: "#/projects", label: "All projects" };
   const name = project.meta.name || project.projectId;
   const title = h("h1", {}, name);
   on(project, "change", () => (title.textContent = project.meta.name || project.projectId));
+  const main = h("main", { class: `content view-${active}`, id: "main", tabindex: "-1" }, content);
+  const skip = h(
+    "a",
+    {
+      href: "#main",
+      class: "skip-link",
+      onclick: (e) => {
+        e.preventDefault(); // a hash route would change the view
+        main.focus();
+      },
+    },
+    "Skip to content",
+  );
+  shortcuts(project);
   app.replaceChildren(
+    skip,
     h(
       "div",
       { class: "shell" },
       h(
         "header",
         { class: "top" },
-        h("a", { href: "#/projects", class: "back", "aria-label": "All projects" }, "‹"),
+        h("a", { href: back.href, class: "back", "aria-label": back.label }, "‹"),
         title,
+        viewOnly(project) ? h("span", { class: "pill view-only", "data-testid": "view-only" }, "View only") : null,
         presenceBar(project),
         bell(),
-        project.can("manage_team")
-          ? h("a", { href: `#/p/${project.projectId}/team`, class: "team-link", "aria-label": "Team and roles" }, "Team")
-          : null,
         statusPill(project),
       ),
-      h("main", { class: `content view-${active}` }, content),
-      nav,
+      navigation(project, active),
+      main,
+    ),
+  );
+}
+
+// A view that does not exist (or that this user may not open): said so, not the board.
+export function notFound(project, what = "This page does not exist.") {
+  shell(
+    project,
+    "",
+    h(
+      "section",
+      { class: "not-found card", "data-testid": "not-found" },
+      h("h2", {}, "Not found"),
+      h("p", {}, what),
+      h("a", { href: `#/p/${project.projectId}/board` }, "Go to the board"),
     ),
   );
 }

@@ -17,6 +17,7 @@ import { OPERATORS, describeAction, describeRule } from "../automation/vocabular
 // run outcomes (sync_server/extensions/automation.py): ran | failed | paused | skipped
 const FAILED = new Set(["failed", "paused"]);
 
+const allRules = (project) => ({ href: `#/p/${project.projectId}/automations`, label: "All rules" });
 const base = (project) => `/projects/${encodeURIComponent(project.projectId)}`;
 const online = (project) => project.provider.connected && navigator.onLine !== false;
 
@@ -161,7 +162,7 @@ export function automationsView(project, rest = []) {
     const page = project.can("edit_project")
       ? editorPage(project, null)
       : h("p", { class: "muted" }, "Only people who may edit the project create rules.");
-    return shell(project, "automations", h("div", { class: "automations" }, page));
+    return shell(project, "automations", h("div", { class: "automations" }, page), { back: allRules(project) });
   }
   if (rest[0]) return rulePage(project, decodeURIComponent(rest[0]));
   const editable = project.can("edit_project");
@@ -290,7 +291,7 @@ function editorPage(project, id, rule = null) {
 async function rulePage(project, id) {
   const editable = project.can("edit_project");
   const box = h("div", { class: "automations" }, h("p", { class: "muted" }, "Loading…"));
-  shell(project, "automations", box);
+  shell(project, "automations", box, { back: allRules(project) });
   const rule = await loadRule(project, id);
   if (!box.isConnected) return; // the user went elsewhere meanwhile
   if (!rule) {
@@ -329,7 +330,6 @@ async function rulePage(project, id) {
   loadRuns();
 
   box.replaceChildren(
-    h("p", {}, h("a", { href: `#/p/${project.projectId}/automations` }, "‹ All rules")),
     editable
       ? editorPage(project, id, rule)
       : h("section", { class: "card" }, h("h2", {}, rule.name), h("p", {}, describeRule(rule))),

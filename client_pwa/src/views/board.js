@@ -1,24 +1,53 @@
-import { go, on } from "../app.js";
+// The board: a column per status. Cards open on click or Enter; they move by mouse drag,
+// from the keyboard (Alt+arrows), or on a phone by a long press then drag (the board scrolls
+// when the finger nears its edge). A plain horizontal swipe scrolls between columns. Every
+// move can be undone from its toast.
+import { go, on, state } from "../app.js";
 import { colorFor, h, initials, toast } from "../dom.js";
-import { shell } from "../shell.js";
+import { canEditTask, shell } from "../shell.js";
 import { quickAdd } from "../ui/dialogs.js";
+import { shortDate, statusLabel, today } from "../ui/format.js";
 
-// -- board -------------------------------------------------------------------------------
+// Move with an undo: the toast's button puts the card back where it was.
+export function moveWithUndo(project, id, status, beforeId = null) {
+  const before = project.task(id);
+  if (!before) return;
+  const place = project.columnTasks(before.status);
+  const index = place.findIndex((t) => t.id === id);
+  const nextId = index >= 0 && index + 1 < place.length ? place[index + 1].id : null;
+  project.moveTask(id, status, beforeId);
+  if (before.status === status && !beforeId && index === place.length - 1) return;
+  toast(`Moved “${before.title}” to ${statusLabel(status)}`, "info", {
+    label: "Undo",
+    run: () => project.moveTask(id, before.status, nextId),
+  });
+}
 
-function card(project, task, editable) {
+function cardName(task) {
+  const parts = [task.title, statusLabel(task.status), `${task.priority || "medium"} priority`];
+  if (task.due) parts.push(`due ${shortDate(task.due)}`);
+  if ((task.assignees || []).length) parts.push(`assigned to ${task.assignees.join(", ")}`);
+  if ((task.labels || []).length) parts.push(`labels ${task.labels.join(", ")}`);
+  return parts.join(", ");
+}
+
+function card(project, task, movable) {
+  const overdue = task.due && task.due < today() && task.status !== project.columns.at(-1);
   const el = h(
     "article",
     {
-      class: `task-card priority-${task.priority}`,
-      draggable: editable,
+      class: `task-card priority-${task.priority}${overdue ? " overdue" : ""}${movable ? "" : " locked"}`,
+      draggable: movable,
       dataset: { id: task.id },
       tabindex: 0,
+      "aria-label": cardName(task),
+      "aria-describedby": movable ? "board-help" : "board-help-open",
     },
     h("h3", {}, task.title),
     h(
       "div",
-      { class: "meta" },
-      task.due ? h("span", { class: "due" }, task.due) : null,
+      { class: "meta", "aria-hidden": "true" },
+      task.due ? h("span", { class: "due" }, overdue ? `Overdue · ${shortDate(task.due)}` : shortDate(task.due)) : null,
       ...(task.labels || []).map((l) => h("span", { class: "label" }, l)),
       ...(task.assignees || []).map((a) =>
         h("span", { class: "avatar small", style: { background: colorFor(a) }, title: a }, initials(a)),
@@ -26,8 +55,24 @@ function card(project, task, editable) {
     ),
   );
   el.addEventListener("click", () => go(`#/p/${project.projectId}/task/${task.id}`));
-  el.addEventListener("keydown", (e) => e.key === "Enter" && el.click());
-  if (editable) {
+  el.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && e.target === el) return el.click();
+    if (!e.altKey || !movable) return;
+    const columns = project.columns;
+    const column = project.columnTasks(task.status);
+    const index = column.findIndex((t) => t.id === task.id);
+    let move = null;
+    if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+      const next = columns[columns.indexOf(task.status) + (e.key === "ArrowRight" ? 1 : -1)];
+      if (next) move = [next, null];
+    } else if (e.key === "ArrowUp" && index > 0) move = [task.status, column[index - 1].id];
+    else if (e.key === "ArrowDown" && index < column.length - 1) move = [task.status, column[index + 2]?.id || null];
+    if (!move) return;
+    e.preventDefault();
+    state.focus = task.id; // the redrawn card keeps the focus
+    moveWithUndo(project, task.id, ...move);
+  });
+  if (movable) {
     el.addEventListener("dragstart", (e) => {
       e.dataTransfer.setData("text/plain", task.id);
       el.classList.add("dragging");
@@ -38,20 +83,51 @@ function card(project, task, editable) {
   return el;
 }
 
-// Touch: a horizontal swipe moves the card to the next (right) or previous (left) column;
-// a long press then drag drops it where the finger is lifted.
+// Touch: a long press (450 ms without moving) picks the card up; dragging it then moves it
+// under the finger, the board scrolls when the finger is near its left or right edge, and
+// lifting drops it in the column (before the card) under the finger. Anything else (a swipe,
+// a scroll) is left to the browser: horizontal swipes scroll between columns.
 function touchDrag(project, el, task) {
   let start = null;
   let pressTimer = null;
   let dragging = false;
+  let last = null;
+  let scroller = null;
+  const board = () => el.closest(".board");
+  const stop = () => {
+    clearTimeout(pressTimer);
+    cancelAnimationFrame(scroller);
+    scroller = null;
+    el.style.transform = "";
+    el.classList.remove("dragging");
+    document.body.classList.remove("card-dragging");
+  };
+  const autoScroll = () => {
+    const b = board();
+    if (!dragging || !b || !last) return;
+    const box = b.getBoundingClientRect();
+    const edge = 48;
+    const dx = last.x < box.left + edge ? -12 : last.x > box.right - edge ? 12 : 0;
+    if (dx) {
+      const before = b.scrollLeft;
+      b.scrollLeft += dx;
+      start.x -= b.scrollLeft - before; // the card stays under the finger
+      el.style.transform = `translate(${last.x - start.x}px, ${last.y - start.y}px)`;
+    }
+    scroller = requestAnimationFrame(autoScroll);
+  };
   el.addEventListener(
     "touchstart",
     (e) => {
       const t = e.touches[0];
-      start = { x: t.clientX, y: t.clientY, time: Date.now() };
+      start = { x: t.clientX, y: t.clientY };
+      last = { x: t.clientX, y: t.clientY };
       pressTimer = setTimeout(() => {
         dragging = true;
         el.classList.add("dragging");
+        document.body.classList.add("card-dragging");
+        navigator.vibrate?.(20);
+        scroller = requestAnimationFrame(autoScroll);
       }, 450);
     },
     { passive: true },
@@ -59,65 +135,73 @@ function touchDrag(project, el, task) {
   el.addEventListener(
     "touchmove",
     (e) => {
-      const t = e.touches[0];
       if (!start) return;
-      if (Math.abs(t.clientX - start.x) > 10 || Math.abs(t.clientY - start.y) > 10) clearTimeout(pressTimer);
-      if (dragging) {
-        e.preventDefault();
-        el.style.transform = `translate(${t.clientX - start.x}px, ${t.clientY - start.y}px)`;
-      } else if (Math.abs(t.clientX - start.x) > Math.abs(t.clientY - start.y)) {
-        el.style.transform = `translateX(${(t.clientX - start.x) / 2}px)`;
+      const t = e.touches[0];
+      last = { x: t.clientX, y: t.clientY };
+      if (!dragging) {
+        if (Math.abs(t.clientX - start.x) > 10 || Math.abs(t.clientY - start.y) > 10) clearTimeout(pressTimer);
+        return; // the browser scrolls
       }
+      e.preventDefault();
+      el.style.transform = `translate(${t.clientX - start.x}px, ${t.clientY - start.y}px)`;
     },
     { passive: false },
   );
   el.addEventListener("touchend", (e) => {
-    clearTimeout(pressTimer);
-    const t = e.changedTouches[0];
-    el.style.transform = "";
-    el.classList.remove("dragging");
-    if (!start) return;
-    const dx = t.clientX - start.x;
-    const dy = t.clientY - start.y;
-    const columns = project.columns;
-    const index = columns.indexOf(task.status);
-    if (dragging) {
-      dragging = false;
-      const target = document.elementFromPoint(t.clientX, t.clientY)?.closest("[data-column]");
-      if (target) project.moveTask(task.id, target.dataset.column);
-      e.preventDefault();
-    } else if (Math.abs(dx) > 60 && Math.abs(dx) > 2 * Math.abs(dy)) {
-      e.preventDefault(); // a swipe, not a tap
-      const next = columns[index + (dx > 0 ? 1 : -1)];
-      if (next) {
-        project.moveTask(task.id, next);
-        toast(`Moved to ${next.replace("_", " ")}`);
-      }
-    }
+    const wasDragging = dragging;
+    dragging = false;
+    stop();
     start = null;
+    if (!wasDragging) return;
+    e.preventDefault(); // no click after a drop
+    e.stopPropagation(); // nor a pull-to-refresh
+    const t = e.changedTouches[0];
+    const under = document.elementFromPoint(t.clientX, t.clientY);
+    // the column under the finger, or the nearest one (between columns, at the edge)
+    let column = under?.closest("[data-column]");
+    if (!column) {
+      const distance = (c) => {
+        const box = c.getBoundingClientRect();
+        return t.clientX < box.left ? box.left - t.clientX : t.clientX > box.right ? t.clientX - box.right : 0;
+      };
+      column = [...document.querySelectorAll("[data-column]")].sort((a, b) => distance(a) - distance(b))[0];
+    }
+    if (!column) return;
+    const before = under?.closest("[data-id]");
+    moveWithUndo(project, task.id, column.dataset.column, before && before.dataset.id !== task.id ? before.dataset.id : null);
   });
+  el.addEventListener("touchcancel", () => {
+    dragging = false;
+    start = null;
+    stop();
+  });
+  el.addEventListener("contextmenu", (e) => e.preventDefault()); // the long press is ours
 }
 
 export function boardView(project) {
-  const editable = project.can("edit_all_tasks") || project.can("edit_own_tasks");
-  const board = h("div", { class: "board" });
+  const board = h("div", { class: "board", role: "region", "aria-label": "Board" });
   const draw = () => {
     board.replaceChildren(
       ...project.columns.map((status) => {
         const tasks = project.columnTasks(status);
+        const headingId = `col-${status}`;
         const column = h(
           "section",
-          { class: "column", dataset: { column: status } },
+          { class: "column", dataset: { column: status }, "aria-labelledby": headingId },
           h(
             "header",
             {},
-            h("h2", {}, status.replace("_", " ")),
-            h("span", { class: "count" }, tasks.length),
+            h("h2", { id: headingId }, statusLabel(status)),
+            h("span", { class: "count", "aria-label": `${tasks.length} tasks` }, tasks.length),
             project.can("create_tasks")
-              ? h("button", { class: "icon-button", "aria-label": `Add to ${status}`, onclick: () => quickAdd(project, status) }, "+")
+              ? h(
+                  "button",
+                  { class: "icon-button", "aria-label": `Add a task to ${statusLabel(status)}`, onclick: () => quickAdd(project, status) },
+                  "+",
+                )
               : null,
           ),
-          h("div", { class: "cards" }, ...tasks.map((t) => card(project, t, editable))),
+          h("div", { class: "cards" }, ...tasks.map((t) => card(project, t, canEditTask(project, t)))),
         );
         column.addEventListener("dragover", (e) => {
           e.preventDefault();
@@ -129,11 +213,19 @@ export function boardView(project) {
           column.classList.remove("over");
           const id = e.dataTransfer.getData("text/plain");
           const before = e.target.closest("[data-id]");
-          if (id) project.moveTask(id, status, before && before.dataset.id !== id ? before.dataset.id : null);
+          if (id) moveWithUndo(project, id, status, before && before.dataset.id !== id ? before.dataset.id : null);
         });
         return column;
       }),
     );
+    if (state.focus) {
+      const el = board.querySelector(`[data-id="${CSS.escape(state.focus)}"]`);
+      state.focus = null;
+      if (el) {
+        el.focus();
+        el.scrollIntoView({ block: "nearest", inline: "nearest" });
+      }
+    }
   };
   let scheduled = false;
   on(project, "change", () => {
@@ -146,9 +238,22 @@ export function boardView(project) {
       board.scrollLeft = scroll;
     });
   });
+  // a task just added shows where it landed
+  on(project, "created", (e) => (state.focus = e.detail.id));
   draw();
   pullToRefresh(board, project);
-  shell(project, "board", board);
+  shell(
+    project,
+    "board",
+    h(
+      "div",
+      { class: "board-page" },
+      h("h2", { class: "sr-only" }, "Board"),
+      h("p", { id: "board-help", class: "sr-only" }, "Enter opens the task. Alt and the arrow keys move it."),
+      h("p", { id: "board-help-open", class: "sr-only" }, "Enter opens the task."),
+      board,
+    ),
+  );
 }
 
 function pullToRefresh(el, project) {
@@ -161,6 +266,7 @@ function pullToRefresh(el, project) {
     { passive: true },
   );
   el.addEventListener("touchend", (e) => {
+    if (document.body.classList.contains("card-dragging")) return;
     if (startY !== null && e.changedTouches[0].clientY - startY > 120) {
       project.provider.resync();
       project.chatProvider.resync();

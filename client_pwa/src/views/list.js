@@ -1,71 +1,137 @@
-import { go, on } from "../app.js";
+// Every task in a table: search over all fields, filters (status, assignee, label, priority,
+// mine), sortable column headers; the filters are kept in the address (#/p/ID/list?...).
+import { go, on, state as appState } from "../app.js";
 import { h } from "../dom.js";
 import { shell } from "../shell.js";
+import { shortDate, statusLabel } from "../ui/format.js";
+import { labelOptions, memberOptions } from "../ui/pickers.js";
 
-// -- list -------------------------------------------------------------------------------------
+const RANK = { low: 0, medium: 1, high: 2, urgent: 3 };
+const COLUMNS = [
+  ["title", "Task"],
+  ["status", "Status"],
+  ["priority", "Priority"],
+  ["due", "Due"],
+  ["assignees", "Assignees"],
+];
+
+function readQuery() {
+  const query = location.hash.split("?")[1] || "";
+  const p = new URLSearchParams(query);
+  return { q: p.get("q") || "", status: p.get("status") || "", assignee: p.get("assignee") || "", label: p.get("label") || "", priority: p.get("priority") || "", sort: p.get("sort") || "due", desc: p.get("desc") === "1" };
+}
+
+function writeQuery(project, state) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(state)) if (v && v !== "due" && k !== "desc") p.set(k, v);
+  if (state.sort === "due") p.delete("sort");
+  if (state.desc) p.set("desc", "1");
+  const hash = `#/p/${project.projectId}/list${p.toString() ? `?${p}` : ""}`;
+  history.replaceState(null, "", hash); // no re-render: the view is already here
+}
 
 export function listView(project) {
-  const state = { q: "", status: "", sort: "due" };
+  const state = readQuery();
   const rows = h("tbody");
+  const count = h("p", { class: "muted", role: "status" });
+  const text = (t) => [t.title, t.description, t.status, t.priority, ...(t.assignees || []), ...(t.labels || []), t.due || ""].join(" ").toLowerCase();
+  const sorter = (a, b) => {
+    let r;
+    if (state.sort === "priority") r = RANK[b.priority] - RANK[a.priority];
+    else if (state.sort === "title") r = a.title.localeCompare(b.title);
+    else if (state.sort === "status") r = project.columns.indexOf(a.status) - project.columns.indexOf(b.status);
+    else if (state.sort === "assignees") r = (a.assignees || []).join().localeCompare((b.assignees || []).join());
+    else r = (a.due || "9999").localeCompare(b.due || "9999");
+    return state.desc ? -r : r;
+  };
   const draw = () => {
-    const rank = { low: 0, medium: 1, high: 2, urgent: 3 };
     const words = state.q.toLowerCase().split(/\s+/).filter(Boolean);
+    const me = project.user;
     const tasks = project
       .tasks()
       .filter((t) => !state.status || t.status === state.status)
-      .filter((t) => words.every((w) => `${t.title} ${t.description}`.toLowerCase().includes(w)))
-      .sort((a, b) => {
-        if (state.sort === "priority") return rank[b.priority] - rank[a.priority];
-        if (state.sort === "title") return a.title.localeCompare(b.title);
-        return (a.due || "9999").localeCompare(b.due || "9999");
-      });
+      .filter((t) => !state.priority || t.priority === state.priority)
+      .filter((t) => !state.assignee || (t.assignees || []).includes(state.assignee === "me" ? me : state.assignee))
+      .filter((t) => !state.label || (t.labels || []).includes(state.label))
+      .filter((t) => {
+        if (!words.length) return true;
+        const all = text(t);
+        return words.every((w) => all.includes(w));
+      })
+      .sort(sorter);
     rows.replaceChildren(
       ...tasks.map((t) =>
         h(
           "tr",
-          { onclick: () => go(`#/p/${project.projectId}/task/${t.id}`) },
-          h("td", {}, t.title),
-          h("td", {}, t.status.replace("_", " ")),
-          h("td", {}, t.priority),
-          h("td", {}, t.due || ""),
-          h("td", {}, (t.assignees || []).join(", ")),
+          { onclick: (e) => e.target.tagName !== "A" && go(`#/p/${project.projectId}/task/${t.id}`) },
+          h("td", { "data-label": "Task" }, h("a", { href: `#/p/${project.projectId}/task/${t.id}` }, t.title)),
+          h("td", { "data-label": "Status" }, statusLabel(t.status)),
+          h("td", { "data-label": "Priority" }, statusLabel(t.priority)),
+          h("td", { "data-label": "Due" }, shortDate(t.due)),
+          h("td", { "data-label": "Assignees" }, (t.assignees || []).join(", ")),
         ),
       ),
     );
+    count.textContent = `${tasks.length} of ${project.tasks().length} tasks`;
+    for (const th of head.querySelectorAll("th")) {
+      const key = th.dataset.key;
+      th.setAttribute("aria-sort", key === state.sort ? (state.desc ? "descending" : "ascending") : "none");
+    }
+    writeQuery(project, state);
   };
+  const set = (key) => (e) => {
+    state[key] = e.target.value;
+    draw();
+  };
+  const head = h(
+    "tr",
+    {},
+    ...COLUMNS.map(([key, label]) =>
+      h(
+        "th",
+        { dataset: { key }, scope: "col" },
+        h(
+          "button",
+          {
+            type: "button",
+            class: "sort",
+            onclick: () => {
+              state.desc = state.sort === key ? !state.desc : false;
+              state.sort = key;
+              draw();
+            },
+          },
+          label,
+        ),
+      ),
+    ),
+  );
+  const option = (value, label, current) => h("option", { value, selected: value === current }, label);
+  const search = h("input", { type: "search", name: "q", value: state.q, placeholder: "Search all fields", "aria-label": "Search", "aria-keyshortcuts": "/", oninput: set("q") });
   const controls = h(
     "div",
     { class: "filters" },
-    h("input", { type: "search", placeholder: "Search", "aria-label": "Search", oninput: (e) => ((state.q = e.target.value), draw()) }),
+    search,
+    h("select", { "aria-label": "Status", name: "status", onchange: set("status") }, option("", "All statuses", state.status), ...project.columns.map((c) => option(c, statusLabel(c), state.status))),
     h(
       "select",
-      { "aria-label": "Status", onchange: (e) => ((state.status = e.target.value), draw()) },
-      h("option", { value: "" }, "All statuses"),
-      ...project.columns.map((c) => h("option", { value: c }, c.replace("_", " "))),
+      { "aria-label": "Assignee", name: "assignee", onchange: set("assignee") },
+      option("", "Anyone", state.assignee),
+      option("me", "Assigned to me", state.assignee),
+      ...memberOptions(project).map((m) => option(m.value, m.label, state.assignee)),
     ),
-    h(
-      "select",
-      { "aria-label": "Sort by", onchange: (e) => ((state.sort = e.target.value), draw()) },
-      h("option", { value: "due" }, "Due date"),
-      h("option", { value: "priority" }, "Priority"),
-      h("option", { value: "title" }, "Title"),
-    ),
+    h("select", { "aria-label": "Label", name: "label", onchange: set("label") }, option("", "Any label", state.label), ...labelOptions(project).map((l) => option(l.value, l.label, state.label))),
+    h("select", { "aria-label": "Priority", name: "priority", onchange: set("priority") }, option("", "Any priority", state.priority), ...["urgent", "high", "medium", "low"].map((p) => option(p, statusLabel(p), state.priority))),
   );
   on(project, "change", draw);
   draw();
   shell(
     project,
     "list",
-    h(
-      "div",
-      { class: "list" },
-      controls,
-      h(
-        "table",
-        {},
-        h("thead", {}, h("tr", {}, ...["Task", "Status", "Priority", "Due", "Assignees"].map((c) => h("th", {}, c)))),
-        rows,
-      ),
-    ),
+    h("div", { class: "list" }, h("h2", { class: "sr-only" }, "Tasks"), controls, count, h("table", { class: "task-table" }, h("caption", { class: "sr-only" }, "Tasks"), h("thead", {}, head), rows)),
   );
+  if (appState.focus === "search") {
+    appState.focus = null;
+    search.focus();
+  }
 }

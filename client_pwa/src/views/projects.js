@@ -1,6 +1,7 @@
 import { api, ApiError, cachedGet, session } from "../api.js";
 import { app, go } from "../app.js";
 import { h } from "../dom.js";
+import { formDialog } from "../ui/dialogs.js";
 import { logout } from "../shell.js";
 
 // -- login and projects ---------------------------------------------------------
@@ -45,6 +46,7 @@ export async function projectsView() {
       "main",
       { class: "page" },
       h("header", { class: "top" }, h("h1", {}, "Projects"), h("button", { onclick: logout }, "Log out")),
+      h("div", { class: "projects-head" }, h("h2", {}, "Your projects"), h("button", { class: "primary", type: "button", onclick: newProject }, "New project")),
       list,
     ),
   );
@@ -55,7 +57,12 @@ export async function projectsView() {
         h(
           "li",
           {},
-          h("a", { href: `#/p/${p.id}/board`, class: "project" }, h("strong", {}, p.name), h("span", {}, p.role || "")),
+          h(
+            "a",
+            { href: `#/p/${p.id}/board`, class: `project${p.status === "archived" ? " archived" : ""}` },
+            h("strong", {}, p.name),
+            h("span", {}, [p.status === "archived" ? "archived" : "", p.role || ""].filter(Boolean).join(" · ")),
+          ),
         ),
       ),
     );
@@ -64,4 +71,34 @@ export async function projectsView() {
     if (e instanceof ApiError && e.status === 401) return logout();
     list.replaceChildren(h("li", { class: "error" }, `Could not load projects: ${e.message}`));
   }
+}
+
+function newProject() {
+  const start = h("input", { type: "date", name: "start_date" });
+  const end = h("input", { type: "date", name: "end_date" });
+  start.addEventListener("change", () => (end.min = start.value));
+  end.addEventListener("change", () => (start.max = end.value));
+  formDialog({
+    title: "New project",
+    submitLabel: "Create",
+    fields: [
+      h("label", {}, "Name", h("input", { name: "name", required: true, maxlength: 200, autocomplete: "off" })),
+      h("label", {}, "Description", h("textarea", { name: "description", rows: 2 })),
+      h("div", { class: "date-range" }, h("label", {}, "Start", start), h("label", {}, "End", end)),
+    ],
+    onSubmit: async (data) => {
+      const body = { name: String(data.get("name")).trim(), description: String(data.get("description") || "") };
+      if (!body.name) return "A project needs a name.";
+      if (data.get("start_date")) body.start_date = data.get("start_date");
+      if (data.get("end_date")) body.end_date = data.get("end_date");
+      if (body.start_date && body.end_date && body.start_date > body.end_date) return "The start must be on or before the end.";
+      try {
+        const project = await api("POST", "/projects/", body);
+        setTimeout(() => go(`#/p/${project.id}/board`));
+        return null;
+      } catch (e) {
+        return e instanceof ApiError ? e.message : "cannot reach the server";
+      }
+    },
+  });
 }

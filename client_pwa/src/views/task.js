@@ -1,19 +1,24 @@
+// A task: its fields (pickers for people and labels, dates kept in order), its text edited
+// live with others, its subtasks and its comments (chat messages about the task).
 import { go, on, onCleanup } from "../app.js";
-import { bindText, colorFor, h } from "../dom.js";
-import { shell } from "../shell.js";
-import { listNames } from "../ui/format.js";
+import { bindText, colorFor, h, initials } from "../dom.js";
+import { canEditTask, shell } from "../shell.js";
+import { listNames, statusLabel } from "../ui/format.js";
+import { dateRange, labelOptions, memberOptions, multiPicker } from "../ui/pickers.js";
 
-// -- task detail ---------------------------------------------------------------------------
-
-// ["Ann"] -> "Ann"; ["Ann", "Ben"] -> "Ann and Ben"; ["Ann", "Ben", "Cy"] -> "Ann, Ben and Cy"
 export function taskView(project, taskId) {
+  const board = `#/p/${project.projectId}/board`;
   const task = project.task(taskId);
   if (!task) {
-    shell(project, "board", h("p", { class: "empty" }, "This task no longer exists."));
+    shell(
+      project,
+      "board",
+      h("section", { class: "not-found card", "data-testid": "not-found" }, h("h2", {}, "Task not found"), h("p", {}, "This task no longer exists."), h("a", { href: board }, "Go to the board")),
+      { back: { href: board, label: "Board" } },
+    );
     return;
   }
-  const mine = (task.assignees || []).includes(project.user);
-  const editable = project.can("edit_all_tasks") || (mine && project.can("edit_own_tasks"));
+  const editable = canEditTask(project, task);
   project.setViewing(taskId, false);
   onCleanup(() => project.setViewing(null));
   const title = h("textarea", { class: "title-input", rows: 1, "aria-label": "Title", maxlength: 500 });
@@ -42,26 +47,36 @@ export function taskView(project, taskId) {
   };
   on(project, "presence", showEditors);
   showEditors();
-  const select = (name, options, value) =>
+  const select = (name, label, options, value) =>
     h(
       "select",
-      { name, disabled: !editable, onchange: (e) => project.setField(taskId, name, e.target.value) },
-      ...options.map((o) => h("option", { value: o, selected: o === value }, o.replace("_", " "))),
+      { name, disabled: !editable, "aria-label": label, onchange: (e) => project.setField(taskId, name, e.target.value) },
+      ...options.map(([v, text]) => h("option", { value: v, selected: v === value }, text)),
     );
-  const listInput = (name, value, permission) =>
-    h("input", {
-      name,
-      value: (value || []).join(", "),
-      disabled: !(permission ? project.can(permission) : editable),
-      onchange: (e) =>
-        project.setField(
-          taskId,
-          name,
-          e.target.value.split(",").map((s) => s.trim()).filter(Boolean),
-        ),
-    });
-  const date = (name, value) =>
-    h("input", { type: "date", name, value: value || "", disabled: !editable, onchange: (e) => project.setField(taskId, name, e.target.value || null) });
+  const assignees = multiPicker({
+    name: "assignees",
+    label: "Assignees",
+    options: memberOptions(project),
+    selected: task.assignees || [],
+    disabled: !project.can("assign_tasks"),
+    avatar: true,
+    onChange: (values) => project.setField(taskId, "assignees", values),
+  });
+  const labels = multiPicker({
+    name: "labels",
+    label: "Labels",
+    options: labelOptions(project),
+    selected: task.labels || [],
+    disabled: !editable,
+    create: true,
+    onChange: (values) => project.setField(taskId, "labels", values),
+  });
+  const dates = dateRange({
+    start: task.start,
+    end: task.due,
+    disabled: !editable,
+    onChange: (name, value) => project.setField(taskId, name, value),
+  });
   const milestoneSelect = () =>
     h(
       "select",
@@ -70,26 +85,34 @@ export function taskView(project, taskId) {
         disabled: !editable,
         onchange: (e) => project.setField(taskId, "milestone", e.target.value || null),
       },
-      h("option", { value: "" }, "none"),
+      h("option", { value: "" }, "None"),
       ...project.milestones().map((m) => h("option", { value: m.id, selected: m.id === task.milestone }, m.name)),
     );
+  const subtasks = subtaskList(project, taskId, editable);
+  const comments = commentList(project, taskId);
+  const close = h("a", { href: board, class: "icon-button close", "aria-label": "Close", title: "Close (Esc)" }, "✕");
+  on(document, "keydown", (e) => {
+    if (e.key === "Escape" && !e.defaultPrevented && !document.querySelector("dialog[open]") && !e.target.closest?.(".picker-panel")) go(board);
+  });
   const form = h(
     "div",
     { class: "task-detail card" },
-    title,
+    h("div", { class: "task-head" }, h("h2", { class: "sr-only" }, "Task"), title, close),
     coEditing.title,
+    editable ? null : h("p", { class: "muted view-only-note" }, "View only: you may not edit this task."),
     h(
       "div",
       { class: "fields" },
-      h("label", {}, "Status", select("status", project.columns, task.status)),
-      h("label", {}, "Priority", select("priority", ["low", "medium", "high", "urgent"], task.priority)),
-      h("label", {}, "Assignees", listInput("assignees", task.assignees, "assign_tasks")),
-      h("label", {}, "Labels", listInput("labels", task.labels)),
-      h("label", {}, "Start", date("start", task.start)),
-      h("label", {}, "Due", date("due", task.due)),
+      h("label", {}, "Status", select("status", "Status", project.columns.map((c) => [c, statusLabel(c)]), task.status)),
+      h("label", {}, "Priority", select("priority", "Priority", ["low", "medium", "high", "urgent"].map((p) => [p, statusLabel(p)]), task.priority)),
+      h("div", { class: "field" }, h("span", { id: "assignees-label" }, "Assignees"), assignees),
+      h("div", { class: "field" }, h("span", { id: "labels-label" }, "Labels"), labels),
       h("label", {}, "Milestone", milestoneSelect()),
+      h("div", { class: "field wide-field" }, dates),
     ),
     h("label", { class: "wide" }, "Description", description, coEditing.description),
+    subtasks,
+    comments,
     project.can("delete_tasks")
       ? h(
           "button",
@@ -98,7 +121,7 @@ export function taskView(project, taskId) {
             onclick: () => {
               if (confirm("Delete this task?")) {
                 project.deleteTask(taskId);
-                go(`#/p/${project.projectId}/board`);
+                go(board);
               }
             },
           },
@@ -108,21 +131,111 @@ export function taskView(project, taskId) {
   );
   on(project, "change", () => {
     const now = project.task(taskId);
-    if (!now) return go(`#/p/${project.projectId}/board`);
+    if (!now) return go(board);
     for (const name of ["status", "priority"]) {
       const el = form.querySelector(`select[name=${name}]`);
       if (el && document.activeElement !== el) el.value = now[name];
     }
-    for (const name of ["assignees", "labels"]) {
-      const el = form.querySelector(`input[name=${name}]`);
-      if (el && document.activeElement !== el) el.value = (now[name] || []).join(", ");
-    }
-    for (const name of ["start", "due"]) {
-      const el = form.querySelector(`input[name=${name}]`);
-      if (el && document.activeElement !== el) el.value = now[name] || "";
-    }
+    assignees.update(now.assignees || [], memberOptions(project));
+    labels.update(now.labels || [], labelOptions(project));
+    dates.update(now.start, now.due);
     const milestone = form.querySelector("select[name=milestone]");
     if (milestone && document.activeElement !== milestone) milestone.replaceWith(milestoneSelect());
+    subtasks.update();
   });
-  shell(project, "board", form);
+  on(project, "chat", () => comments.update());
+  shell(project, "board", form, { back: { href: board, label: "Board" } });
+}
+
+// Subtasks: tasks whose parent is this one, ticked done (the last column) or not.
+function subtaskList(project, taskId, editable) {
+  const list = h("ul", { class: "subtasks" });
+  const done = () => project.columns.at(-1);
+  const draw = () => {
+    const items = project.tasks().filter((t) => t.parent === taskId).sort((a, b) => (a.created_at || "").localeCompare(b.created_at || ""));
+    list.replaceChildren(
+      ...items.map((t) =>
+        h(
+          "li",
+          { dataset: { id: t.id } },
+          h("input", {
+            type: "checkbox",
+            checked: t.status === done(),
+            disabled: !canEditTask(project, t),
+            "aria-label": `${t.title} done`,
+            onchange: (e) => project.moveTask(t.id, e.target.checked ? done() : project.columns[0]),
+          }),
+          h("a", { href: `#/p/${project.projectId}/task/${t.id}`, class: t.status === done() ? "done" : "" }, t.title),
+        ),
+      ),
+    );
+    progress.textContent = items.length ? `${items.filter((t) => t.status === done()).length} of ${items.length} done` : "";
+  };
+  const progress = h("span", { class: "muted" });
+  const input = h("input", { name: "subtask", placeholder: "Add a subtask", "aria-label": "New subtask", maxlength: 500, autocomplete: "off" });
+  const form = project.can("create_tasks")
+    ? h(
+        "form",
+        {
+          class: "inline-add",
+          onsubmit: (e) => {
+            e.preventDefault();
+            const title = input.value.trim();
+            if (!title) return;
+            const id = project.createTask(title, project.columns[0]);
+            project.setField(id, "parent", taskId);
+            input.value = "";
+          },
+        },
+        input,
+        h("button", { type: "submit" }, "Add"),
+      )
+    : null;
+  draw();
+  const section = h("section", { class: "subtask-panel", "aria-labelledby": "subtasks-title" }, h("h3", { id: "subtasks-title" }, "Subtasks ", progress), list, form);
+  section.update = draw;
+  void editable;
+  return section;
+}
+
+// Comments: the project chat's messages about this task; posting one writes to the chat.
+function commentList(project, taskId) {
+  const list = h("ol", { class: "comments" });
+  const draw = () => {
+    const items = project.messages().filter((m) => m.task === taskId);
+    list.replaceChildren(
+      ...items.map((m) =>
+        h(
+          "li",
+          {},
+          h("span", { class: "avatar small", style: { background: colorFor(m.author) }, "aria-hidden": "true" }, initials(m.author)),
+          h("div", {}, h("strong", {}, m.author), " ", h("time", { datetime: m.at }, new Date(m.at).toLocaleString()), h("p", {}, m.text)),
+        ),
+      ),
+    );
+    if (!items.length) list.replaceChildren(h("li", { class: "muted" }, "No comments yet."));
+  };
+  const input = h("textarea", { name: "comment", rows: 2, placeholder: "Write a comment", "aria-label": "Comment", maxlength: 10000 });
+  const form = h(
+    "form",
+    {
+      class: "comment-form",
+      onsubmit: (e) => {
+        e.preventDefault();
+        const text = input.value.trim();
+        if (!text) return;
+        project.postMessage(text, taskId);
+        input.value = "";
+      },
+    },
+    input,
+    h("button", { type: "submit", class: "primary" }, "Comment"),
+  );
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();
+  });
+  draw();
+  const section = h("section", { class: "comment-panel", "aria-labelledby": "comments-title" }, h("h3", { id: "comments-title" }, "Comments"), list, form);
+  section.update = draw;
+  return section;
 }

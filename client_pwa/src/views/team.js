@@ -82,12 +82,18 @@ export function teamView(project) {
           ),
         ),
       );
-      addRole.replaceChildren(...roles.map((r) => h("option", { value: r.name }, r.name)));
+      // a new member gets the least role unless someone picks another: the one with the
+      // fewest permissions (viewer among the built-in ones), never owner by accident
+      const least = [...roles].sort((a, b) => a.permissions.length - b.permissions.length)[0];
+      const picked = addRole.value && addRole.dataset.touched ? addRole.value : least?.name;
+      addRole.replaceChildren(
+        ...roles.map((r) => h("option", { value: r.name, selected: r.name === picked }, `${r.name} (${r.permissions.length} permissions)`)),
+      );
     } catch (e) {
       fail(e);
     }
   };
-  const addRole = h("select", { name: "role", "aria-label": "Role" });
+  const addRole = h("select", { name: "role", "aria-label": "Role", onchange: () => (addRole.dataset.touched = "1") });
   const addForm = h(
     "form",
     { class: "inline-form" },
@@ -99,7 +105,10 @@ export function teamView(project) {
     e.preventDefault();
     const data = new FormData(addForm);
     api("PUT", `${base}/grants/${encodeURIComponent(data.get("user"))}`, { role: data.get("role") })
-      .then(() => addForm.reset())
+      .then(() => {
+        addForm.reset();
+        delete addRole.dataset.touched;
+      })
       .catch(fail)
       .finally(load);
   });

@@ -1,0 +1,138 @@
+// Project settings: name, description, dates (in order), status (archive), and the board's
+// columns (add, rename, reorder, remove). Details go through the REST API; columns are the
+// project document's `columns` array (edit_project), renamed along with their tasks.
+import { api } from "../api.js";
+import { go, on } from "../app.js";
+import { h, toast } from "../dom.js";
+import { shell } from "../shell.js";
+import { statusLabel } from "../ui/format.js";
+import { dateRange } from "../ui/pickers.js";
+
+const STATUSES = ["planning", "active", "on_hold", "completed", "archived"];
+
+export function settingsView(project) {
+  const base = `/projects/${encodeURIComponent(project.projectId)}/`;
+  const editable = project.can("edit_project");
+  const meta = project.meta;
+  const patch = (body) =>
+    api("PATCH", base, body)
+      .then(() => toast("Saved"))
+      .catch((e) => toast(e.message, "error"));
+  const name = h("input", { name: "name", value: meta.name || "", maxlength: 200, required: true, disabled: !editable });
+  const description = h("textarea", { name: "description", rows: 3, disabled: !editable }, meta.description || "");
+  const status = h(
+    "select",
+    { name: "status", disabled: !editable, onchange: (e) => patch({ status: e.target.value }) },
+    ...STATUSES.map((s) => h("option", { value: s, selected: s === (meta.status || "active") }, statusLabel(s))),
+  );
+  name.addEventListener("change", () => name.value.trim() && patch({ name: name.value.trim() }));
+  description.addEventListener("change", () => patch({ description: description.value }));
+  const dates = dateRange({
+    startName: "start_date",
+    endName: "end_date",
+    startLabel: "Start",
+    endLabel: "End",
+    start: meta.start_date,
+    end: meta.end_date,
+    disabled: !editable,
+    onChange: (field, value) => patch({ [field]: value }),
+  });
+  const details = h(
+    "section",
+    { class: "card", "aria-labelledby": "details-title" },
+    h("h2", { id: "details-title" }, "Project"),
+    editable ? null : h("p", { class: "muted" }, "View only: only a manager can change the project."),
+    h("div", { class: "form-grid" }, h("label", {}, "Name", name), h("label", {}, "Status", status)),
+    h("label", { class: "wide" }, "Description", description),
+    dates,
+    editable && meta.status !== "archived"
+      ? h(
+          "button",
+          {
+            type: "button",
+            class: "danger",
+            onclick: () => confirm("Archive this project? It stays readable and can be made active again.") && patch({ status: "archived" }).then(() => (status.value = "archived")),
+          },
+          "Archive project",
+        )
+      : null,
+  );
+
+  const columnList = h("ul", { class: "column-list" });
+  const drawColumns = () => {
+    const columns = project.columns;
+    const counts = new Map(columns.map((c) => [c, 0]));
+    for (const t of project.tasks()) counts.set(t.status, (counts.get(t.status) || 0) + 1);
+    columnList.replaceChildren(
+      ...columns.map((c, i) =>
+        h(
+          "li",
+          { dataset: { column: c } },
+          h("input", {
+            value: c,
+            "aria-label": `Name of column ${statusLabel(c)}`,
+            maxlength: 64,
+            disabled: !editable,
+            onchange: (e) => {
+              const value = e.target.value.trim();
+              if (!value || value === c) return;
+              if (columns.includes(value)) return toast(`There is already a column “${value}”.`, "error");
+              project.renameColumn(c, value);
+            },
+          }),
+          h("button", { type: "button", class: "icon-button", "aria-label": `Move ${statusLabel(c)} left`, disabled: !editable || i === 0, onclick: () => project.moveColumn(c, i - 1) }, "↑"),
+          h("button", { type: "button", class: "icon-button", "aria-label": `Move ${statusLabel(c)} right`, disabled: !editable || i === columns.length - 1, onclick: () => project.moveColumn(c, i + 1) }, "↓"),
+          h(
+            "button",
+            {
+              type: "button",
+              class: "icon-button danger",
+              "aria-label": `Remove ${statusLabel(c)}`,
+              disabled: !editable || columns.length < 2,
+              onclick: () => {
+                const n = counts.get(c) || 0;
+                const into = columns[i === 0 ? 1 : 0];
+                if (confirm(n ? `Remove “${statusLabel(c)}”? Its ${n} tasks move to “${statusLabel(into)}”.` : `Remove “${statusLabel(c)}”?`)) project.removeColumn(c, into);
+              },
+            },
+            "✕",
+          ),
+        ),
+      ),
+    );
+  };
+  const newColumn = h("input", { name: "column", placeholder: "New column", "aria-label": "New column", maxlength: 64, required: true });
+  const columnForm = editable
+    ? h(
+        "form",
+        {
+          class: "inline-add",
+          onsubmit: (e) => {
+            e.preventDefault();
+            const value = newColumn.value.trim();
+            if (!value) return;
+            if (project.columns.includes(value)) return toast(`There is already a column “${value}”.`, "error");
+            project.addColumn(value);
+            newColumn.value = "";
+          },
+        },
+        newColumn,
+        h("button", { type: "submit" }, "Add column"),
+      )
+    : null;
+  on(project, "change", () => {
+    if (!columnList.contains(document.activeElement)) drawColumns();
+  });
+  drawColumns();
+  shell(
+    project,
+    "settings",
+    h(
+      "div",
+      { class: "page-grid" },
+      details,
+      h("section", { class: "card", "aria-labelledby": "columns-title" }, h("h2", { id: "columns-title" }, "Columns"), columnList, columnForm),
+      h("p", {}, h("a", { href: "#/projects", onclick: () => go("#/projects") }, "All projects")),
+    ),
+  );
+}
