@@ -233,6 +233,10 @@ def test_the_enabled_switch_stops_a_rule_online_and_offline(
     context = signed_in(browser, auto_server, "otto", **PHONE)
     page = context.new_page()
     open_board(page, project)
+    page.evaluate("() => navigator.serviceWorker.ready")
+    page.reload()  # now controlled by the service worker: the app opens offline
+    open_board(page, project)
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
     create_label_rule(page, project, "Label done work", "done-label")
     switch = page.locator("li.rule", has_text="Label done work").get_by_role("switch")
     expect(switch).to_be_checked()
@@ -255,6 +259,13 @@ def test_the_enabled_switch_stops_a_rule_online_and_offline(
     expect(page.get_by_test_id("automation-offline")).to_contain_text("needs a connection")
     switch = page.locator("li.rule", has_text="Label done work").get_by_role("switch")
     switch.check()
+    expect(page.get_by_test_id("sync-status")).to_contain_text("to sync")
+    # reloaded offline: the page, its rules and the switch's change come from this device
+    page.reload()
+    rule = page.locator("li.rule", has_text="Label done work")
+    expect(rule.get_by_role("switch")).to_be_checked(timeout=15000)
+    expect(rule.get_by_test_id("rule-runs")).to_have_text("Not run yet.")  # the last answer
+    expect(page.get_by_test_id("automation-offline")).to_be_visible()
     expect(page.get_by_test_id("sync-status")).to_contain_text("to sync")
     no_horizontal_scroll(page)
     shot(page, "offline-390")
