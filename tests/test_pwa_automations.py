@@ -171,6 +171,7 @@ def test_a_rule_made_in_the_editor_at_390px_runs_when_a_card_moves_and_its_run_s
     control(page, "trigger.type").select_option("task_status_changed")
     control(page, "trigger.to").select_option("done")
     page.get_by_role("button", name="Add condition").click()
+    expect(control(page, "conditions.all[0].field")).to_be_focused()  # the new row's first menu
     control(page, "conditions.all[0].field").select_option("priority")
     control(page, "conditions.all[0].op").select_option("in")
     # "in" takes several values: one checkbox per priority
@@ -496,8 +497,32 @@ def test_a_viewer_sees_the_rules_read_only(browser: Browser, auto_server) -> Non
     expect(rule).to_be_visible()
     expect(rule.get_by_role("switch")).to_be_disabled()
     expect(page.get_by_role("link", name="New rule")).to_have_count(0)
+    # a switch flipped in the document anyway (an old or forged client) is refused by the
+    # server, said so in plain words, and the rule is on again
+    page.evaluate(
+        "() => { const r = [...window.tandem.doc.getMap('rules').values()][0];"
+        " window.tandem.doc.transact(() => r.set('enabled', false)); }"
+    )
+    expect(page.get_by_test_id("refusal")).to_contain_text("not saved", timeout=10000)
+    expect(rule.get_by_role("switch")).to_be_checked(timeout=10000)
+    assert rules_of(auto_server, "mona", project)[0]["enabled"] is True
     rule.locator("a.rule-name").click()
     expect(page.locator(".rule-form")).to_have_count(0)
     expect(page.locator(".automations")).to_contain_text("add label “shipped”")
+    expect(page.locator(".run-log")).to_contain_text("Not run yet.")
     no_horizontal_scroll(page)
+    assert serious_axe_violations(page) == []
     context.close()
+
+    # the owner's page on a wide screen
+    wide = signed_in(browser, auto_server, "mona", viewport={"width": 1280, "height": 800})
+    page = wide.new_page()
+    open_board(page, project)
+    open_automations(page)
+    expect(page.locator("li.rule")).to_have_count(1)
+    expect(page.locator(".deliveries, .delivery-log p")).not_to_have_count(0)
+    shot(page, "list-1280")
+    page.get_by_role("link", name="New rule").click()
+    expect(page.locator(".rule-form")).to_be_visible()
+    shot(page, "editor-1280")
+    wide.close()
