@@ -349,6 +349,12 @@ def test_the_servers_validation_message_is_shown_at_the_field_it_names(
     assert rules_of(auto_server, "vera", project)[0]["actions"][0]["text"] == (
         "Time to review {project.name}"
     )
+
+    # and deleted
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete rule").click()
+    expect(page.locator(".rules .empty")).to_be_visible(timeout=10000)
+    assert rules_of(auto_server, "vera", project) == []
     context.close()
 
 
@@ -468,6 +474,67 @@ def test_a_webhook_rule_keeps_its_url_secret_and_its_delivery_shows_in_the_log(
         context.close()
     finally:
         receiver.close()
+
+
+def test_a_paused_rule_says_why_and_resumes_acting_as_whoever_resumes_it(
+    browser: Browser,  # noqa: F811
+    auto_server,
+) -> None:
+    project, (first,) = project_with_tasks(auto_server, "pam", ["first"])
+    account(auto_server, "carl")
+    assert rest(
+        auto_server, "pam", "PUT", f"/projects/{project}/grants/carl", json={"role": "manager"}
+    ).status_code in (200, 201)
+    time.sleep(1.2)  # the permission cache
+    r = rest(
+        auto_server,
+        "carl",
+        "POST",
+        f"/projects/{project}/rules/",
+        json={
+            "name": "Triage new tasks",
+            "trigger": {"type": "task_created"},
+            "actions": [{"type": "add_label", "label": "triage"}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    rule_id = r.json()["id"]
+    # carl is demoted: his rule may no longer write, so it pauses instead
+    assert rest(
+        auto_server, "pam", "PUT", f"/projects/{project}/grants/carl", json={"role": "viewer"}
+    ).status_code in (200, 201)
+    time.sleep(1.2)
+    second = rest(
+        auto_server, "pam", "POST", f"/projects/{project}/tasks/", json={"title": "second"}
+    ).json()["id"]
+
+    context = signed_in(browser, auto_server, "pam", **PHONE)
+    page = context.new_page()
+    open_board(page, project)
+    open_automations(page)
+    rule = page.locator("li.rule", has_text="Triage new tasks")
+    paused = rule.get_by_test_id("rule-paused")
+    expect(paused).to_contain_text("Paused:", timeout=20000)
+    expect(paused).to_contain_text("carl")
+    expect(rule.get_by_test_id("rule-runs").locator(".outcome.bad")).to_have_text("paused")
+    assert task_labels(auto_server, "pam", second) == []
+    no_horizontal_scroll(page)
+    assert serious_axe_violations(page) == []
+    shot(page, "paused-390")
+
+    rule.get_by_role("button", name="Resume, acting as me").click()
+    expect(paused).to_have_count(0, timeout=15000)
+    got = rest(auto_server, "pam", "GET", f"/projects/{project}/rules/{rule_id}/").json()
+    assert got["created_by"] == "pam" and got["state"]["paused_reason"] is None
+    third = rest(
+        auto_server, "pam", "POST", f"/projects/{project}/tasks/", json={"title": "third"}
+    ).json()["id"]
+    deadline = time.monotonic() + 15
+    while "triage" not in task_labels(auto_server, "pam", third) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert task_labels(auto_server, "pam", third) == ["triage"]
+    assert task_labels(auto_server, "pam", first) == []  # made before the rule
+    context.close()
 
 
 def test_a_viewer_sees_the_rules_read_only(browser: Browser, auto_server) -> None:  # noqa: F811

@@ -99,13 +99,43 @@ function ruleItem(project, rule, state, editable) {
       ),
     ),
     h("p", { class: "rule-summary" }, describeRule(rule)),
-    paused ? h("p", { class: "error", "data-testid": "rule-paused" }, `Paused: ${paused}`) : null,
+    paused
+      ? h(
+          "div",
+          { class: "paused", "data-testid": "rule-paused" },
+          h("p", { class: "error" }, `Paused: ${paused}`),
+          // a change over REST makes the rule act for whoever made it (the server's rule)
+          editable
+            ? h(
+                "button",
+                {
+                  type: "button",
+                  onclick: (e) => resume(project, rule, e.target),
+                },
+                "Resume, acting as me",
+              )
+            : null,
+        )
+      : null,
     h("p", { class: "rule-runs muted", "data-testid": "rule-runs" }, runs),
   );
 }
 
 // A read that failed: offline (the fetch itself failed), or the server's reason.
 const unavailable = (error) => (error instanceof ApiError ? { error: error.message } : null);
+
+async function resume(project, rule, button) {
+  if (!online(project)) return toast("Resuming a rule needs a connection.", "error");
+  button.disabled = true;
+  try {
+    await api("PATCH", `${base(project)}/rules/${encodeURIComponent(rule.id)}/`, { enabled: true });
+    toast(`“${rule.name}” runs again, as you.`);
+    // the server rewrites the rule in the document: that change reloads the states
+  } catch (e) {
+    toast(`Not resumed: ${e.message}`, "error");
+    button.disabled = false;
+  }
+}
 
 function deliveryList(deliveries) {
   if (deliveries === undefined) return h("p", { class: "muted" }, "Loading…");
@@ -335,7 +365,31 @@ async function rulePage(project, id) {
       : h("section", { class: "card" }, h("h2", {}, rule.name), h("p", {}, describeRule(rule))),
     editable ? dryRun(project, id) : null,
     h("section", { class: "card" }, h("h2", {}, "Runs"), runs),
+    editable ? deleteButton(project, id, rule.name) : null,
   );
+}
+
+function deleteButton(project, id, name) {
+  const button = h(
+    "button",
+    {
+      type: "button",
+      class: "danger",
+      onclick: async () => {
+        if (!online(project)) return toast("Deleting a rule needs a connection.", "error");
+        if (!confirm(`Delete the rule “${name}”? Its runs stay in the log.`)) return;
+        try {
+          await api("DELETE", `${base(project)}/rules/${encodeURIComponent(id)}/`);
+          toast("Rule deleted.");
+          go(`#/p/${project.projectId}/automations`);
+        } catch (e) {
+          toast(`Not deleted: ${e.message}`, "error");
+        }
+      },
+    },
+    "Delete rule",
+  );
+  return h("div", { class: "delete-rule" }, button);
 }
 
 // A dry run against a chosen task: which conditions hold, what each action would do.
