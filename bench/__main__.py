@@ -19,6 +19,7 @@ BENCHMARKS = [
     "bench.squash_broadcast",
     "bench.reconnect_storm",
     "bench.feed_lag",
+    "bench.outbox_delivery",
 ]
 
 

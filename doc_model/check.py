@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 from pycrdt import Array, Doc, Map, Text
 
 from .changes import Change
+from .domain_events import normalize
 from .names import DocKind
 from .schema import (
     ENTITIES,
@@ -35,8 +36,11 @@ class Violation:
     path: str
     expected: str
     got: str
+    message: str | None = None  # what is wrong, when "expected X, got Y" does not say it
 
     def __str__(self) -> str:
+        if self.message is not None:
+            return f"{self.path}: {self.message}"
         return f"{self.path}: expected {self.expected}, got {self.got}"
 
 
@@ -218,6 +222,14 @@ def _check_task_status(task: Map[Any], status: str, path: str) -> list[Violation
     return [Violation(f"{path}/status", "one of the columns " + ", ".join(allowed), repr(status))]
 
 
+EntityCheck = Callable[[Any, str], list[Violation]]
+"""A check of a whole entity beyond its fields' types: (the entity as plain JSON, its path
+``root/id``) -> violations. The schema cannot say everything (an automation rule's
+trigger, conditions and actions are nested JSON with rules of their own), and
+``doc_model`` imports no other package, so whoever knows passes it in (the gate passes
+``rules.automation.model.check_document_rule`` for ``rule``)."""
+
+
 def unknown_roots(doc: Doc[Any], kind: DocKind) -> list[str]:
     """Roots present in ``doc`` that a ``kind`` document does not have (an update can add roots)."""
     known = ROOTS[kind]
@@ -234,11 +246,14 @@ def check_changes(
     doc: Doc[Any],
     changes: Sequence[Change],
     roots: Mapping[str, Map[Any] | Array[Any] | Text] | None = None,
+    entity_checks: Mapping[str, EntityCheck] | None = None,
 ) -> list[Violation]:
     """Violations in the post-transaction state of everything ``changes`` touched.
 
     ``roots`` (name -> root object) saves the lookups when the caller holds them:
     pycrdt's ``Doc.get`` builds and integrates a new wrapper on every call.
+    ``entity_checks`` (entity name -> :data:`EntityCheck`): run on every entity of a
+    collection the transaction added or changed anything in, once its fields are valid.
     """
     known = roots or {}
 
@@ -351,5 +366,31 @@ def check_changes(
             expected = check_value(spec.value, item)
             if expected is not None:
                 out.append(Violation(f"{root}/{index}", expected, describe(item)))
+    if entity_checks:
+        out.extend(_entity_checks(entity_checks, root_of, entities, fields, text_edits, out))
     out.sort(key=lambda v: v.path)
+    return out
+
+
+def _entity_checks(
+    checks: Mapping[str, EntityCheck],
+    root_of: Callable[[str, type], Any],
+    entities: set[tuple[str, str]],
+    fields: set[tuple[str, str, str]],
+    text_edits: set[tuple[str, str, str]],
+    found: Sequence[Violation],
+) -> list[Violation]:
+    touched = entities | {(r, k) for r, k, _ in fields} | {(r, k) for r, k, _ in text_edits}
+    out: list[Violation] = []
+    for root, key in sorted(touched):
+        entity = ROOT_SPECS[root].entity
+        check = checks.get(entity or "")
+        if check is None:
+            continue
+        path = f"{root}/{key}"
+        if any(v.path == path or v.path.startswith(path + "/") for v in found):
+            continue  # its fields are wrong already: that is what it is refused for
+        value = root_of(root, Map).get(key)
+        if isinstance(value, Map):
+            out.extend(check(normalize(value), path))
     return out

@@ -19,7 +19,9 @@ or network, and the tests):
   ``MAX_REDIRECTS``); then each hop's URL goes through every check above again,
   after its own DNS resolution, before anything is sent to it; timeouts are
   short, on every request, and at most ``MAX_RESPONSE_BYTES`` of an answer are
-  read.
+  read;
+- httpx's log line of each request shows only the URL's scheme, host and port
+  (a webhook URL's path is a secret).
 
 The HTTP client is httpx (already the server's dependency); pinning the
 address uses httpcore's ``sni_hostname`` request extension.
@@ -27,8 +29,11 @@ address uses httpcore's ``sni_hostname`` request extension.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import logging
 import socket
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -71,6 +76,23 @@ BLOCKED_NETWORKS = tuple(
     )
 )
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class _RedactRequestLines(logging.Filter):
+    """httpx logs every request's full URL at INFO ("HTTP Request: POST <url> ..."); a
+    webhook URL's path is a secret, so that line keeps only the scheme, host and port."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 2 and isinstance(args[1], httpx.URL):
+            url = args[1]
+            redacted = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}/…"
+            record.args = (args[0], redacted, *args[2:])
+        return True
+
+
+if not any(isinstance(f, _RedactRequestLines) for f in logging.getLogger("httpx").filters):
+    logging.getLogger("httpx").addFilter(_RedactRequestLines())
 
 
 class OutboundRefused(ValueError):
@@ -202,6 +224,13 @@ class OutboundResponse:
         return self.content.decode("utf-8", errors="replace")
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS client context (certifi's CA bundle) for every request: making one is the
+    bulk of creating an httpx client (tens of ms of CPU, with the GIL held)."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 def post(
     url: str,
     *,
@@ -231,6 +260,7 @@ def post(
         follow_redirects=False,
         trust_env=False,
         transport=transport,
+        verify=tls_context(),
     ) as client:
         for hop in range(max_redirects + 1):
             response = _send(client, method, url, body, headers, policy, resolve)

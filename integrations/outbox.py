@@ -33,6 +33,10 @@ half of it, and later waits never shorter than earlier ones drawn with the same
 ``u``), or longer when the receiver's ``Retry-After`` says so (up to
 ``max_retry_after``).
 
+``retry(id, project)`` sends a dead message again (attempts start over);
+``prune()`` (the worker, hourly) forgets delivered and dead rows older than
+``retention_seconds`` (30 days).
+
 SQLite work runs on the worker's thread (``DatabaseWorker``), HTTP on
 threads of the senders; the event loop never waits for either. The clock and
 the jitter's random source are injectable. Nothing logged or stored in
@@ -53,8 +57,15 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from integrations.db import DatabaseWorker, transaction
-from integrations.secrets import SecretNotFound, SecretStore, SecretUnreadable, is_ref
-from integrations.senders import Message, Senders, SendResult, scrub
+from integrations.outbound import OutboundPolicy
+from integrations.secrets import (
+    SecretNotFound,
+    SecretStore,
+    SecretUnreadable,
+    is_ref,
+    load_keys,
+)
+from integrations.senders import Message, Senders, SendResult, SmtpConfig, scrub
 
 log = logging.getLogger("tandem.outbox")
 
@@ -63,6 +74,7 @@ Status = Literal["pending", "sending", "delivered", "dead"]
 CHANNELS: tuple[str, ...] = ("webhook", "slack", "teams", "email")
 URL_CHANNELS: tuple[str, ...] = ("webhook", "slack", "teams")
 MAX_KEY_CHARS = 500
+STORE_ATTEMPTS = 30  # tries to record an outcome while the file stays locked (1 s apart)
 
 
 @dataclass(frozen=True)
@@ -75,8 +87,10 @@ class OutboxConfig:
     jitter: float = 0.5  # a wait is between (1 - jitter) and 1 times the nominal one
     max_retry_after: float = 86400.0  # a Retry-After longer than this is cut to it
     poll_seconds: float = 1.0  # how often the worker looks for due rows (enqueue wakes it)
-    batch: int = 8  # rows claimed (and sent concurrently) at once
+    batch: int = 8  # messages in flight at once
     lease_seconds: float = 300.0  # a row claimed this long ago by a worker that died is due
+    retention_seconds: float = 30 * 86400.0  # delivered and dead rows are kept this long
+    prune_interval_seconds: float = 3600.0  # how often the worker prunes (0: never)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -169,7 +183,29 @@ class Outbox:
         self.rng = rng
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
+
+    @classmethod
+    def from_settings(
+        cls, worker: DatabaseWorker, settings: object, policy: OutboundPolicy | None = None
+    ) -> Outbox:
+        """The server's outbox, configured from ``sync_server`` settings: secrets' key from
+        ``TANDEM_SECRET_KEY`` or the key file next to ``settings.db`` (made on first start),
+        ``TANDEM_SMTP_*``, ``TANDEM_OUTBOX_*``, and the outbound policy (the server
+        context's ``outbound``). Raises ValueError for a malformed setting."""
+        db = str(getattr(settings, "db"))  # noqa: B009 (settings is duck-typed)
+        keys = load_keys(db, str(getattr(settings, "secret_key", "") or ""))
+        if policy is None:
+            policy = OutboundPolicy(
+                allow_private=bool(getattr(settings, "outbound_allow_private", False))
+            )
+        return cls(
+            worker,
+            SecretStore(worker, keys),
+            Senders(policy, SmtpConfig.from_settings(settings)),
+            OutboxConfig.from_settings(settings),
+        )
 
     # -- enqueue -----------------------------------------------------------------------------
 
@@ -275,6 +311,37 @@ class Outbox:
             )
         return out
 
+    async def retry(self, delivery_id: int, project: str) -> bool:
+        """Send a dead message of ``project`` again (attempts start over); False if there is
+        no such dead message."""
+        done = await self.worker.run(self._revive, delivery_id, project, self.clock())
+        if done:
+            self.wake()
+        return done
+
+    def _revive(self, delivery_id: int, project: str, now: float) -> bool:
+        return (
+            self.worker.conn.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?"
+                " WHERE id = ? AND project = ? AND status = 'dead'",
+                (now, delivery_id, project),
+            ).rowcount
+            > 0
+        )
+
+    async def prune(self, older_than: float | None = None) -> int:
+        """Forget delivered and dead messages created more than ``older_than`` seconds ago
+        (default ``retention_seconds``); returns how many. Their keys can be queued again
+        after that, so keep it longer than anything may repeat (the runner's runs are
+        unique per rule and event besides)."""
+        age = self.config.retention_seconds if older_than is None else older_than
+        return await self.worker.run(self._prune, self.clock() - age)
+
+    def _prune(self, before: float) -> int:
+        return self.worker.conn.execute(
+            "DELETE FROM outbox WHERE status IN ('delivered', 'dead') AND created < ?", (before,)
+        ).rowcount
+
     # -- the worker ----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -290,7 +357,7 @@ class Outbox:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox")
 
     async def stop(self) -> None:
-        """Stop the worker; a send under way is abandoned (its row is retried on start)."""
+        """Stop the worker; sends under way are abandoned (their rows are retried on start)."""
         task, self._task = self._task, None
         self._stopping = True
         if task is None:
@@ -298,6 +365,10 @@ class Outbox:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        inflight = list(self._inflight)
+        for sending in inflight:
+            sending.cancel()
+        await asyncio.gather(*inflight, return_exceptions=True)
 
     def wake(self) -> None:
         """Look for due rows now (enqueue calls it)."""
@@ -305,27 +376,54 @@ class Outbox:
             self._wake.set()
 
     async def _run(self) -> None:
-        assert self._wake is not None
+        """Keep up to ``batch`` messages in flight: claim as many due rows as there are free
+        places, each sent by a task of its own (a slow receiver holds only its place), and
+        sleep until a place frees, something is enqueued, or ``poll_seconds`` pass."""
+        wake = self._wake
+        assert wake is not None
+        loop = asyncio.get_running_loop()
+        pruned_at = time.monotonic()
         while not self._stopping:
-            try:
-                sent = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox: the delivery worker failed; trying again")
-                sent = 0
-            if sent:
-                continue
-            self._wake.clear()
+            interval = self.config.prune_interval_seconds
+            if interval and time.monotonic() - pruned_at >= interval:
+                pruned_at = time.monotonic()
+                try:
+                    await self.prune()
+                except Exception:
+                    log.exception("outbox: pruning old messages failed")
+            wake.clear()  # before claiming: a wake-up during the claim is not lost
+            free = self.config.batch - len(self._inflight)
+            if free > 0:
+                try:
+                    claimed = await self.worker.run(self._claim, self.clock(), free)
+                except Exception:
+                    log.exception("outbox: looking for due messages failed; trying again")
+                    claimed = []
+                for row in claimed:
+                    sending = loop.create_task(self._deliver_logged(row), name=f"outbox-{row.id}")
+                    self._inflight.add(sending)
+                    sending.add_done_callback(self._finished)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+                await asyncio.wait_for(wake.wait(), self.config.poll_seconds)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self.wake()
+
+    async def _deliver_logged(self, row: _Claimed) -> None:
+        try:
+            await self._deliver(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            # the row stays leased: retried when the lease runs out or at start
+            log.error("outbox: the outcome of message %d could not be recorded: %r", row.id, e)
 
     async def run_once(self) -> int:
         """Claim the due rows (at most ``batch``), send them concurrently, record what
-        happened; returns how many were attempted."""
+        happened; returns how many were attempted. (Tests; the worker pipelines instead.)"""
         claimed = await self.worker.run(self._claim, self.clock(), self.config.batch)
-        if claimed:
-            await asyncio.gather(*(self._deliver(row) for row in claimed))
+        await asyncio.gather(*(self._deliver_logged(row) for row in claimed))
         return len(claimed)
 
     def _recover(self, now: float) -> int:
@@ -382,7 +480,7 @@ class Outbox:
         error = scrub(result.error, [url]) if result.error else None
         now = self.clock()
         if result.outcome == "delivered":
-            await self.worker.run(self._record, row.id, "delivered", None, None, result.status, now)
+            await self._store(row.id, "delivered", None, None, result.status, now)
             log.info(
                 "delivered %s message %d (attempt %d)",
                 row.channel,
@@ -395,9 +493,7 @@ class Outbox:
             wait = backoff_delay(row.attempts, self.config, self.rng())
             if result.retry_after is not None:
                 wait = max(wait, min(result.retry_after, self.config.max_retry_after))
-            await self.worker.run(
-                self._record, row.id, "pending", now + wait, error, result.status, None
-            )
+            await self._store(row.id, "pending", now + wait, error, result.status, None)
             log.warning(
                 "%s message %d failed (attempt %d), retrying in %.0f s: %s",
                 row.channel,
@@ -410,7 +506,7 @@ class Outbox:
             return
         if result.outcome == "retry":
             error = f"gave up after {row.attempts} attempts: {error}"
-        await self.worker.run(self._record, row.id, "dead", None, error, result.status, None)
+        await self._store(row.id, "dead", None, error, result.status, None)
         log.warning(
             "%s message %d is dead (attempt %d): %s",
             row.channel,
@@ -437,6 +533,28 @@ class Outbox:
         )
         return message, url
 
+    async def _store(
+        self,
+        row_id: int,
+        status: str,
+        next_attempt_at: float | None,
+        error: str | None,
+        http_status: int | None,
+        delivered_at: float | None,
+    ) -> None:
+        """Record an outcome, waiting out a write lock held by another process (the
+        message was sent: losing its outcome would send it again)."""
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                await self.worker.run(
+                    self._record, row_id, status, next_attempt_at, error, http_status, delivered_at
+                )
+                return
+            except sqlite3.OperationalError as e:
+                if attempt == STORE_ATTEMPTS - 1 or not _is_locked(e):
+                    raise
+                await asyncio.sleep(1.0)
+
     def _record(
         self,
         row_id: int,
@@ -451,6 +569,13 @@ class Outbox:
             " last_error = ?, last_status = ?, delivered_at = ? WHERE id = ?",
             (status, next_attempt_at, error, http_status, delivered_at, row_id),
         )
+
+
+def _is_locked(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(error) or "busy" in str(error)
 
 
 def _check(key: str, channel: str, target: str, payload: Mapping[str, Any]) -> None:

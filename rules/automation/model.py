@@ -81,6 +81,7 @@ from pydantic import (
     model_validator,
 )
 
+from doc_model.check import Violation
 from doc_model.schema import ENTITIES, ID_PATTERN, PRIORITIES, PROJECT_STATUSES, ROLE_PATTERN
 
 from .schedule import CronError, TimeZoneError, parse_cron, time_zone
@@ -820,6 +821,18 @@ def to_rest_form(rule: Rule) -> dict[str, Any]:
     return out
 
 
+def check_document_rule(value: Any, path: str) -> list[Violation]:
+    """The gate's check of a ``rules`` entry (``doc_model.check.EntityCheck``): the rule in
+    document form, its fault named as a document path (``rules/<id>/actions/1/url``)."""
+    try:
+        validate_rule(value, "document")
+    except RuleInvalid as exc:
+        parts = path_parts(exc.path) if exc.path else []
+        where = "/".join([path, *(str(p) for p in parts)])
+        return [Violation(where, "a valid automation rule", "an invalid one", exc.message)]
+    return []
+
+
 __all__ = [
     "ACTION_TYPES",
     "OPERATORS",
@@ -833,6 +846,7 @@ __all__ = [
     "Rule",
     "RuleInvalid",
     "Trigger",
+    "check_document_rule",
     "json_path",
     "mask_url",
     "resolve_path",

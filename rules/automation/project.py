@@ -47,6 +47,10 @@ def tasks(project: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 def task(project: Mapping[str, Any], task_id: str | None) -> Mapping[str, Any] | None:
     if task_id is None:
         return None
+    container = project.get("tasks")
+    if isinstance(container, Mapping):  # {id: fields}: one lookup, not an index of them all
+        value = container.get(task_id)
+        return value if isinstance(value, Mapping) else None
     return tasks(project).get(task_id)
 
 

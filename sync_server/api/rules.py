@@ -259,7 +259,7 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
                 except RuleInvalid as e:
                     raise invalid(e) from None
             data = {**{k: v for k, v in kept.items() if k != "actions"}, **data}
-        secrets, db = automation.secrets, automation.db
+        secrets, db = automation.secrets, automation.outbox_db
         if secrets is None or db is None:
             raise Problem(503, "automation is not running on this server")
 
@@ -419,7 +419,7 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
         if task_id is not None:
             if not isinstance(task_id, str):
                 raise Problem(422, "task: a task id (string)", field="task")
-            task = next((t for t in snapshot["tasks"] if t["id"] == task_id), None)
+            task = auto.task_in(snapshot, task_id)
             if task is None:
                 raise Problem(422, f"task: no task {task_id!r} in this project", field="task")
         if data.get("event") is not None:

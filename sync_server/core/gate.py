@@ -56,6 +56,7 @@ from doc_model import (
     check_changes,
     unknown_roots,
 )
+from doc_model.check import EntityCheck
 from doc_model.domain_events import (
     BeforeIndex,
     Touch,
@@ -65,6 +66,7 @@ from doc_model.domain_events import (
     touches_from_events,
 )
 from doc_model.schema import ROOTS
+from rules.automation.model import check_document_rule
 from sync_server.core import split, state_vectors
 from sync_server.core.map_content import keyless_map_content
 from sync_server.core.protocol import ProtocolError, Reader
@@ -72,6 +74,10 @@ from sync_server.core.task_owners import TaskOwners
 from sync_server.interfaces import Actor
 
 log = logging.getLogger("tandem.gate")
+
+ENTITY_CHECKS: dict[str, EntityCheck] = {"rule": check_document_rule}
+"""Checks of whole entities past their fields' types: an automation rule must validate
+(document form, ``rules.automation.model``), refused with the path at fault."""
 
 
 @dataclass(frozen=True)
@@ -349,7 +355,9 @@ class Gate:
                     raise MissingDependencies(missing)
             self._refuse_list_content_in_maps()
             changes = tuple(self._events)
-            violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
+            violations = check_changes(
+                self.doc_name.kind, self.doc, changes, self._roots, ENTITY_CHECKS
+            )
             if self._capture_error is not None:  # changes unknown: nothing can allow them
                 denial: Denial | None = Denial(
                     reason=f"unreadable transaction: {self._capture_error}"
@@ -374,7 +382,9 @@ class Gate:
 
     def _judge_alone(self, actor: Actor, changes: Sequence[Change]) -> Denial | None:
         """The verdict on ``changes`` alone, in the document as it is now."""
-        violations = check_changes(self.doc_name.kind, self.doc, changes, self._roots)
+        violations = check_changes(
+            self.doc_name.kind, self.doc, changes, self._roots, ENTITY_CHECKS
+        )
         return self._verdict(actor, changes, violations)
 
     def _refuse_list_content_in_maps(self) -> None:

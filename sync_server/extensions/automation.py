@@ -48,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import inspect
 import json
 import logging
@@ -74,9 +73,9 @@ from doc_model import (
     update_task,
 )
 from doc_model.domain_events import normalize
-from integrations.outbox import Outbox, OutboxConfig
-from integrations.secrets import SecretStore, load_keys
-from integrations.senders import Senders, SmtpConfig
+from integrations.db import transaction
+from integrations.outbox import Outbox
+from integrations.secrets import SecretStore
 from rules.automation import (
     KINDS,
     MAX_DEPTH,
@@ -140,10 +139,26 @@ def rules_of(doc: Doc) -> dict[str, dict[str, Any]]:
 
 
 def project_json(doc: Doc, project: str) -> dict[str, Any]:
-    """The project snapshot the engine evaluates against (``rules.automation.project``)."""
+    """The project snapshot the engine evaluates against (``rules.automation.project``):
+    ``Project.model_dump`` with ``tasks`` as ``{id: fields}`` (the engine looks a task up
+    once per evaluation), and ``id``."""
     snap = project_snapshot(doc, project).model_dump(mode="json")
+    snap["tasks"] = {t["id"]: t for t in snap["tasks"]}
     snap["id"] = project
     return snap
+
+
+def tasks_of(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+    found = snapshot.get("tasks") or {}
+    return list(found.values()) if isinstance(found, dict) else list(found)
+
+
+def task_in(snapshot: dict[str, Any], task_id: Any) -> dict[str, Any] | None:
+    found = snapshot.get("tasks") or {}
+    if isinstance(found, dict):
+        value = found.get(task_id)
+        return value if isinstance(value, dict) else None
+    return next((t for t in found if t.get("id") == task_id), None)
 
 
 def trigger_type(rule: dict[str, Any]) -> str | None:
@@ -200,31 +215,31 @@ async def maybe_await(value: Any) -> Any:
 # -- storage (on the runner's worker thread) ------------------------------------------------
 
 
-def claim_run(
-    conn: sqlite3.Connection,
-    rule: str,
-    project: str,
-    key: str,
-    event: dict[str, Any],
-    outcome: str,
-    detail: str,
-    depth: int,
-    now: float,
-) -> int | None:
-    """Record a run of ``rule`` for ``key``; None if it was recorded before (it ran)."""
+def record_runs(
+    conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], claims: Sequence[int]
+) -> dict[int, int]:
+    """One transaction: every row (rule, project, key, event, outcome, detail, depth, at)
+    inserted unless its (rule, key) is there; returns {index in rows: run id} of the rows
+    in ``claims`` that were inserted (runs to carry out: the others ran before)."""
+    claimed: dict[int, int] = {}
+    wanted = set(claims)
     with conn:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO rule_runs (rule, project, event_key, event, outcome, detail,"
-            " depth, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (rule, project, key, json.dumps(event), outcome, detail, depth, now),
-        )
-    return cur.lastrowid if cur.rowcount else None
+        for index, (rule, project, key, event, outcome, detail, depth, at) in enumerate(rows):
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO rule_runs (rule, project, event_key, event, outcome,"
+                " detail, depth, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (rule, project, key, json.dumps(event), outcome, detail, depth, at),
+            )
+            if index in wanted and cur.rowcount and cur.lastrowid is not None:
+                claimed[index] = cur.lastrowid
+    return claimed
 
 
-def finish_run(conn: sqlite3.Connection, run_id: int, outcome: str, detail: str) -> None:
+def finish_runs(conn: sqlite3.Connection, results: Sequence[tuple[int, str, str]]) -> None:
     with conn:
-        conn.execute(
-            "UPDATE rule_runs SET outcome = ?, detail = ? WHERE id = ?", (outcome, detail, run_id)
+        conn.executemany(
+            "UPDATE rule_runs SET outcome = ?, detail = ? WHERE id = ?",
+            [(outcome, detail, run_id) for run_id, outcome, detail in results],
         )
 
 
@@ -404,7 +419,7 @@ def fires_for(
         window = within(trigger) if kind == "due_date_approaching" else dt.timedelta(0)
         if window is None:
             continue
-        for task in snapshot.get("tasks", ()):
+        for task in tasks_of(snapshot):
             if only_task is not None and task.get("id") != only_task:
                 continue
             due = task.get("due")
@@ -428,10 +443,50 @@ def fires_for(
 
 
 @dataclass
+class Judged:
+    """One rule's verdict on one event: to carry out (``act``) or to record as skipped."""
+
+    project: str
+    rule_id: str
+    rule: dict[str, Any]
+    key: str
+    depth: int
+    event: DomainEvent
+    snapshot: dict[str, Any]
+    act: bool
+    detail: str = ""
+    intents: tuple[Any, ...] = ()
+
+
+@dataclass
 class RunResult:
     outcome: str  # ran | failed | paused | skipped
     detail: str
     run_id: int | None = None
+
+
+@dataclass
+class Queued:
+    """An outbound message a run wants sent: enqueued with the others of its batch in one
+    transaction; ``parts[index]`` of its run's detail says what became of it."""
+
+    project: str
+    key: str
+    channel: str
+    target: str
+    payload: dict[str, Any]
+    parts: list[str]
+    index: int
+
+
+def enqueue_all(outbox: Outbox, rows: Sequence[Queued]) -> list[int | None]:
+    """Every message in one transaction on the outbox's connection (its worker thread)."""
+    conn = outbox.worker.conn
+    with transaction(conn):
+        return [
+            outbox.enqueue_sync(conn, q.project, q.key, q.channel, q.target, q.payload)
+            for q in rows
+        ]
 
 
 class AutomationRunner:
@@ -450,7 +505,7 @@ class AutomationRunner:
         self.center = center
         self.outbox = outbox
         self.clock = clock
-        self._validated: dict[tuple[str, str], Any] = {}
+        self._validated: dict[str, tuple[dict[str, Any], Rule | None]] = {}
         self._paused: dict[str, dict[str, str]] = {}  # project -> rule -> reason
 
     @property
@@ -461,20 +516,20 @@ class AutomationRunner:
         return self.ctx
 
     def rule_model(self, rule_id: str, data: dict[str, Any]) -> Rule | None:
-        """The validated rule (cached by its JSON); None if it does not validate."""
-        body = json.dumps(data, sort_keys=True, default=str)
-        key = (rule_id, hashlib.blake2b(body.encode(), digest_size=12).hexdigest())
-        if key in self._validated:
-            return self._validated[key]
+        """The validated rule (cached while the rule is the same); None if it does not
+        validate (the gate should have refused it; it is logged and never runs)."""
+        known = self._validated.get(rule_id)
+        if known is not None and (known[0] is data or known[0] == data):
+            return known[1]
         model: Rule | None
         try:
             model = validate_rule(data, "document")
-        except Exception as e:  # RuleInvalid: the gate should have refused it
+        except Exception as e:
             log.warning("rule %s does not validate: %s", rule_id, e)
             model = None
         if len(self._validated) > 10_000:
             self._validated.clear()
-        self._validated[key] = model
+        self._validated[rule_id] = (data, model)
         return model
 
     async def paused(self, project: str) -> dict[str, str]:
@@ -499,6 +554,8 @@ class AutomationRunner:
         """Run the rules for a batch of accepted changes; returns what the schedule must
         recompute: (project, task) pairs (task None: the whole project)."""
         recompute: set[tuple[str, str | None]] = set()
+        judged: list[Judged] = []
+        seen: dict[str, tuple[dict[str, dict[str, Any]], dict[str, Any] | None]] = {}
         for change in changes:
             if not change.events:
                 continue
@@ -512,29 +569,161 @@ class AutomationRunner:
             changed_rules = [
                 e.entity for e in change.events if e.kind.startswith("rule_") and e.entity
             ]
+            if project not in seen:  # once per project and batch: the live document now
+                seen[project] = await self.read(project)
+            rules, snapshot = seen[project]
             if changed_rules:
                 recompute.add((project, None))
                 if change.actor.kind == "user" and not change.actor.via:
-                    # a person changed the rule: a paused one is given another go
-                    await self.db.run(resume_rules, self.db.conn, project, changed_rules)
-                    self._paused.pop(project, None)
+                    await self._rules_changed(project, change.actor.user_id, changed_rules, rules)
             for event in change.events:
                 if event.entity and (
                     event.kind in ("task_created", "task_deleted")
                     or (event.kind == "task_field_changed" and event.field in DUE_FIELDS)
                 ):
                     recompute.add((project, event.entity))
-            rules, snapshot = await self.read(project)
             if snapshot is None:
                 continue
             depth = chain_depth(change.actor)
+            paused = await self.paused(project)
             for index, event in enumerate(change.events):
                 key = f"feed:{change.feed_id}:{index}"
                 for rule_id, rule in rules.items():
                     if rule.get("enabled", True) is False or not may_fire(rule, event.kind):
                         continue
-                    await self.run(project, rule_id, rule, event, key, depth, snapshot)
+                    item = self.judge(project, rule_id, rule, event, key, depth, snapshot, paused)
+                    if item is not None:
+                        judged.append(item)
+        await self.settle(judged)
         return recompute
+
+    async def _rules_changed(
+        self, project: str, writer: str, changed: Sequence[str], rules: dict[str, dict[str, Any]]
+    ) -> None:
+        """A person wrote these rules: each acts as its ``created_by``, which must be that
+        person (REST sets it so; a socket client writing a rule that claims somebody
+        else's name would otherwise borrow their permissions): a rule claiming another
+        owner is paused, the others are given another go if they were paused."""
+        resume: list[str] = []
+        for rule_id in changed:
+            rule = rules.get(rule_id)
+            if rule is None:
+                continue
+            owner = rule.get("created_by")
+            if owner == writer:
+                resume.append(rule_id)
+                continue
+            reason = (
+                f"{writer} changed it but it names {owner!r} as its owner: a rule acts as "
+                f"the person who last changed it (created_by must be {writer!r})"
+            )
+            await self.db.run(pause_rule, self.db.conn, project, rule_id, reason, self.clock())
+            log.warning("rule %s paused: %s", rule_id, reason, extra={"doc": doc_name(project)})
+        if resume:
+            await self.db.run(resume_rules, self.db.conn, project, resume)
+        self._paused.pop(project, None)
+
+    def judge(
+        self,
+        project: str,
+        rule_id: str,
+        rule: dict[str, Any],
+        event: DomainEvent,
+        key: str,
+        depth: int,
+        snapshot: dict[str, Any],
+        paused: dict[str, str],
+    ) -> Judged | None:
+        """What one rule makes of one event (no I/O); None when its trigger does not fire
+        on it (nothing is recorded)."""
+        model = self.rule_model(rule_id, rule)
+        if model is None:
+            return None
+        evaluation = evaluate(rule_id, model, event, snapshot, depth=depth)
+        if not evaluation.triggered:
+            return None
+        item = Judged(project, rule_id, rule, key, depth, event, snapshot, act=False)
+        reason = paused.get(rule_id)
+        if reason is not None:
+            item.detail = f"paused: {reason}"
+        elif depth >= MAX_DEPTH:
+            item.detail = f"chain depth limit ({MAX_DEPTH}) reached: not run"
+        elif evaluation.skipped is not None:
+            item.detail = evaluation.skipped
+        elif not evaluation.matched:
+            return None  # its conditions do not hold: not a run (the dry run shows why)
+        else:
+            item.act = True
+            item.intents = evaluation.intents
+        return item
+
+    async def settle(self, items: Sequence[Judged]) -> list[RunResult]:
+        """Record every verdict and claim the runs to carry out (one transaction), carry
+        them out, record how each went (one transaction)."""
+        if not items:
+            return []
+        now = self.clock()
+        rows = [
+            (
+                i.rule_id,
+                i.project,
+                i.key,
+                i.event.to_json(),
+                "running" if i.act else "skipped",
+                i.detail,
+                i.depth,
+                now,
+            )
+            for i in items
+        ]
+        claims = [n for n, i in enumerate(items) if i.act]
+        claimed = await self.db.run(record_runs, self.db.conn, rows, claims)
+        results: list[RunResult] = []
+        acted: list[tuple[RunResult, list[str]]] = []
+        queued: list[Queued] = []
+        for n, item in enumerate(items):
+            if not item.act:
+                results.append(RunResult("skipped", item.detail))
+                continue
+            run_id = claimed.get(n)
+            if run_id is None:
+                continue  # ran before (the feed delivers at least once)
+            parts: list[str] = []
+            result = await self.act(item, run_id, parts, queued)
+            results.append(result)
+            acted.append((result, parts))
+        if queued:
+            assert self.outbox is not None
+            outbox = self.outbox
+            try:
+                ids = await outbox.worker.run(enqueue_all, outbox, queued)
+            except Exception as e:  # nothing was queued: those runs failed
+                log.warning("could not queue %d message(s): %s", len(queued), e)
+                for q in queued:
+                    q.parts[q.index] = f"{q.channel}: not queued ({e})"
+                failed = {id(q.parts) for q in queued}
+                for result, parts in acted:
+                    if id(parts) in failed:
+                        result.outcome = "failed"
+            else:
+                outbox.wake()
+                for q, delivery in zip(queued, ids, strict=True):
+                    q.parts[q.index] = (
+                        f"{q.channel}: already queued"
+                        if delivery is None
+                        else f"{q.channel}: queued (delivery {delivery})"
+                    )
+        finished: list[tuple[int, str, str]] = []
+        for result, parts in acted:
+            if parts:
+                result.detail = "; ".join([*parts, result.detail] if result.detail else parts)
+            elif not result.detail:
+                result.detail = "nothing to do"
+            assert result.run_id is not None
+            finished.append((result.run_id, result.outcome, result.detail))
+        if finished:
+            await self.db.run(finish_runs, self.db.conn, finished)
+        return results
 
     async def run(
         self,
@@ -546,79 +735,53 @@ class AutomationRunner:
         depth: int,
         snapshot: dict[str, Any],
     ) -> RunResult | None:
-        """Evaluate one rule against one event and carry out what it wants; None when its
-        trigger does not fire on the event (nothing is recorded)."""
-        model = self.rule_model(rule_id, rule)
-        if model is None:
+        """Judge and settle one rule on one event (the scheduler's fires)."""
+        paused = await self.paused(project)
+        item = self.judge(project, rule_id, rule, event, key, depth, snapshot, paused)
+        if item is None:
             return None
-        evaluation = evaluate(rule_id, model, event, snapshot, depth=depth)
-        if not evaluation.triggered:
-            return None
-        now = self.clock()
-        record = event.to_json()
+        results = await self.settle([item])
+        return results[0] if results else None
 
-        async def claim(outcome: str, detail: str) -> int | None:
-            return await self.db.run(
-                claim_run, self.db.conn, rule_id, project, key, record, outcome, detail, depth, now
-            )
-
-        paused = (await self.paused(project)).get(rule_id)
-        if paused is not None:
-            detail = f"paused: {paused}"
-            return RunResult("skipped", detail, await claim("skipped", detail))
-        if depth >= MAX_DEPTH:
-            detail = f"chain depth limit ({MAX_DEPTH}) reached: not run"
-            log.info("rule %s: %s", rule_id, detail, extra={"doc": doc_name(project)})
-            return RunResult("skipped", detail, await claim("skipped", detail))
-        if evaluation.skipped is not None or not evaluation.matched:
-            detail = evaluation.skipped or "conditions not met"
-            return RunResult("skipped", detail, await claim("skipped", detail))
-        owner = rule.get("created_by")
-        run_id = await claim("running", "")
-        if run_id is None:
-            return None  # ran before (the feed delivers at least once)
+    async def act(
+        self, item: Judged, run_id: int, done: list[str], queued: list[Queued]
+    ) -> RunResult:
+        """Carry out a claimed run's intents as the rule's owner: edits and notifications
+        now, outbound messages into ``queued`` (each with its place in ``done``, what the
+        run's detail says of each intent). The result's detail is what went wrong, if so."""
+        project, rule_id, key = item.project, item.rule_id, item.key
+        owner = item.rule.get("created_by")
         if not isinstance(owner, str) or not owner:
             return await self._pause(project, rule_id, run_id, "the rule has no owner (created_by)")
         if not self.tandem.access.permissions(owner, project):
             return await self._pause(
                 project, rule_id, run_id, f"its owner {owner} is no longer a member of the project"
             )
-        done: list[str] = []
         try:
-            for intent in evaluation.intents:
+            for intent in item.intents:
                 if isinstance(intent, EditIntent):
-                    done.append(await self._edit(project, rule_id, owner, intent, depth))
+                    done.append(await self._edit(project, rule_id, owner, intent, item.depth))
                 elif isinstance(intent, NotifyIntent):
-                    done.append(await self._notify(project, rule_id, intent, snapshot))
+                    done.append(await self._notify(project, rule_id, intent, item.snapshot))
                 elif isinstance(intent, OutboundIntent):
-                    done.append(await self._outbound(project, rule_id, key, intent))
+                    done.append(await self._outbound(project, rule_id, key, intent, done, queued))
         except EditRefused as e:
             if e.permission:
                 reason = (
                     f"its owner {owner} may no longer do this ({e.permission} needed): {e.reason}"
                 )
-                return await self._pause(project, rule_id, run_id, reason, done)
-            detail = "; ".join([*done, f"refused: {e.reason}"])
-            await self.db.run(finish_run, self.db.conn, run_id, "failed", detail)
-            return RunResult("failed", detail, run_id)
+                return await self._pause(project, rule_id, run_id, reason)
+            return RunResult("failed", f"refused: {e.reason}", run_id)
         except Exception as e:
             log.warning("rule %s failed: %s", rule_id, e, extra={"doc": doc_name(project)})
-            detail = "; ".join([*done, f"failed: {e}"])
-            await self.db.run(finish_run, self.db.conn, run_id, "failed", detail)
-            return RunResult("failed", detail, run_id)
-        detail = "; ".join(done) or "nothing to do"
-        await self.db.run(finish_run, self.db.conn, run_id, "ran", detail)
-        return RunResult("ran", detail, run_id)
+            return RunResult("failed", f"failed: {e}", run_id)
+        return RunResult("ran", "", run_id)
 
-    async def _pause(
-        self, project: str, rule_id: str, run_id: int, reason: str, done: Sequence[str] = ()
-    ) -> RunResult:
+    async def _pause(self, project: str, rule_id: str, run_id: int, reason: str) -> RunResult:
         log.warning("rule %s paused: %s", rule_id, reason, extra={"doc": doc_name(project)})
         await self.db.run(pause_rule, self.db.conn, project, rule_id, reason, self.clock())
         self._paused.setdefault(project, {})[rule_id] = reason
-        detail = "; ".join([*done, f"paused: {reason}"])
-        await self.db.run(finish_run, self.db.conn, run_id, "paused", detail)
-        return RunResult("paused", detail, run_id)
+        return RunResult("paused", f"paused: {reason}", run_id)
 
     async def _edit(
         self, project: str, rule_id: str, owner: str, intent: EditIntent, depth: int
@@ -677,10 +840,9 @@ class AutomationRunner:
         users = set(intent.users)
         if intent.role:
             users |= {u for u, role in snapshot.get("members", {}).items() if role == intent.role}
-        if intent.assignees and intent.task_id:
-            for task in snapshot.get("tasks", ()):
-                if task.get("id") == intent.task_id:
-                    users |= set(task.get("assignees") or ())
+        task = task_in(snapshot, intent.task_id) if intent.assignees else None
+        if task is not None:
+            users |= set(task.get("assignees") or ())
         members = set(snapshot.get("members", {}))
         users &= members  # nobody outside the project hears of it
         url = f"/#/p/{project}/task/{intent.task_id}" if intent.task_id else f"/#/p/{project}"
@@ -692,7 +854,15 @@ class AutomationRunner:
         )
         return f"notify: {len(users)} user(s)"
 
-    async def _outbound(self, project: str, rule_id: str, key: str, intent: OutboundIntent) -> str:
+    async def _outbound(
+        self,
+        project: str,
+        rule_id: str,
+        key: str,
+        intent: OutboundIntent,
+        done: list[str],
+        queued: list[Queued],
+    ) -> str:
         if self.outbox is None:
             raise RuntimeError(f"{intent.channel}: no outbox on this server")
         payload = dict(intent.payload)
@@ -702,12 +872,10 @@ class AutomationRunner:
                 return "email: nobody to send it to (no member with an e-mail address)"
             payload["to"] = to
         idempotency = f"rule:{rule_id}:{key}:{intent.action_index}"
-        delivery = await self.outbox.enqueue(
-            project, idempotency, intent.channel, intent.target, payload
+        queued.append(
+            Queued(project, idempotency, intent.channel, intent.target, payload, done, len(done))
         )
-        if delivery is None:
-            return f"{intent.channel}: already queued"
-        return f"{intent.channel}: queued (delivery {delivery})"
+        return f"{intent.channel}: to be queued"
 
     async def _addresses(self, project: str, to: Any, task_id: Any) -> list[str]:
         """An email action's recipients (``{"users", "role", "assignees"}``) as addresses.
@@ -721,10 +889,9 @@ class AutomationRunner:
         users = {u for u in to.get("users") or () if isinstance(u, str)}
         if to.get("role"):
             users |= {u for u, role in members.items() if role == to["role"]}
-        if to.get("assignees") and task_id:
-            for task in snapshot.get("tasks", ()):
-                if task.get("id") == task_id:
-                    users |= set(task.get("assignees") or ())
+        task = task_in(snapshot, task_id) if to.get("assignees") else None
+        if task is not None:
+            users |= set(task.get("assignees") or ())
         return sorted(u for u in users if u in members and "@" in u)
 
 
@@ -755,7 +922,7 @@ class Scheduler:
         for project in sorted({p for p, _ in items}):
             rules, snapshot = await runner.read(project)
             if snapshot is None:
-                snapshot = {"tasks": [], "timezone": "UTC"}
+                snapshot = {"tasks": {}}
             now = runner.clock()
             if project in whole:
                 await runner.db.run(
@@ -843,6 +1010,7 @@ class AutomationExtension(Extension):
         self.secrets: SecretStore | None = outbox.secrets if outbox is not None else None
         self._own_outbox = False
         self.db: SQLiteWorker | None = None
+        self.outbox_db: SQLiteWorker | None = None  # the outbox's and secret store's own
         self.runner: AutomationRunner | None = None
         self.scheduler: Scheduler | None = None
 
@@ -865,18 +1033,12 @@ class AutomationExtension(Extension):
         self.scheduler.start()  # its first tick runs the fires missed while the server was down
 
     async def _open_outbox(self, ctx: ServerContext) -> tuple[Outbox, SecretStore]:
-        """The secret store and the outbox on the server's database, its worker started."""
-        assert self.db is not None
-        settings = ctx.settings
-        secrets = SecretStore(self.db, load_keys(settings.db, settings.secret_key))
-        outbox = Outbox(
-            self.db,
-            secrets,
-            Senders(ctx.outbound, SmtpConfig.from_settings(settings)),
-            OutboxConfig.from_settings(settings),
-        )
+        """The outbox (and its secret store) on the server's database, on a connection of
+        their own, configured from the settings; its delivery worker started."""
+        self.outbox_db = SQLiteWorker(connect(ctx.settings.db, synchronous="NORMAL"))
+        outbox = Outbox.from_settings(self.outbox_db, ctx.settings, ctx.outbound)
         await outbox.start()
-        return outbox, secrets
+        return outbox, outbox.secrets
 
     async def change_accepted(self, ctx: ServerContext, changes: Sequence[DocumentChanged]) -> None:
         assert self.runner is not None and self.scheduler is not None
@@ -889,5 +1051,7 @@ class AutomationExtension(Extension):
             await self.scheduler.close()
         if self._own_outbox and self.outbox is not None:
             await self.outbox.stop()
+        if self.outbox_db is not None:
+            await self.outbox_db.close()
         if self.db is not None:
             await self.db.close()
