@@ -1,6 +1,6 @@
 import { api } from "./api.js";
 import { on, onCleanup, state } from "./app.js";
-import { h, toast } from "./dom.js";
+import { h, toast, fill } from "./dom.js";
 
 // -- notifications: the in-app list, and Web Push on request ------------------------------------
 
@@ -54,7 +54,7 @@ export function bell() {
       count.hidden = !unread;
       button.setAttribute("aria-label", unread ? `Notifications, ${unread} unread` : "Notifications");
       const pushable = "PushManager" in window && "Notification" in window && Notification.permission !== "granted";
-      panel.replaceChildren(
+      fill(panel, 
         h("h2", {}, "Notifications"),
         pushable
           ? h(

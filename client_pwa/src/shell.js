@@ -1,7 +1,7 @@
 // The project shell: header (presence, bell, sync status), bottom navigation, refusals.
 import { api, ApiError, cachedGet, session } from "./api.js";
 import { app, go, on, state } from "./app.js";
-import { colorFor, h, initials, toast } from "./dom.js";
+import { colorFor, h, initials, toast, fill } from "./dom.js";
 import { ProjectSession } from "./model.js";
 import { bell } from "./bell.js";
 import { quickAdd } from "./ui/dialogs.js";
@@ -135,7 +135,7 @@ function presenceBar(project) {
   const bar = h("div", { class: "presence", "aria-label": "Who is online" });
   const update = () => {
     const tasks = new Map(project.tasks().map((t) => [t.id, t.title]));
-    bar.replaceChildren(
+    fill(bar, 
       ...project.people().map((p) => {
         const viewing = p.viewing && p.viewing.task ? tasks.get(p.viewing.task) : null;
         const what = p.viewing && p.viewing.editing && p.viewing.field ? `the ${p.viewing.field} of ` : "";
@@ -245,7 +245,7 @@ export function shell(project, active, content, options = {}) {
     "Skip to content",
   );
   shortcuts(project);
-  app.replaceChildren(
+  fill(app, 
     skip,
     h(
       "div",

@@ -1,6 +1,6 @@
 // Pickers instead of free text: people from the project's members, labels from the
 // project's labels (a new one can be typed in), dates checked against each other.
-import { colorFor, h, initials } from "../dom.js";
+import { colorFor, h, initials, fill } from "../dom.js";
 
 // A disclosure button that opens a list of checkboxes. `options`: [{value, label}],
 // `selected`: values; onChange(values) on every tick. `create`: allow typing a new value.
@@ -15,7 +15,7 @@ export function multiPicker({ name, label, options, selected, disabled, onChange
   );
   const panel = h("div", { class: "picker-panel card", id: listId, hidden: true, role: "group", "aria-label": label });
   const show = () => {
-    summary.replaceChildren(
+    fill(summary, 
       ...(values.length
         ? values.map((v) =>
             avatar
@@ -28,7 +28,7 @@ export function multiPicker({ name, label, options, selected, disabled, onChange
   const draw = () => {
     const known = new Set(options.map((o) => o.value));
     const all = [...options, ...values.filter((v) => !known.has(v)).map((v) => ({ value: v, label: `${v} (not a member)` }))];
-    panel.replaceChildren(
+    fill(panel, 
       ...all.map((o) =>
         h(
           "label",

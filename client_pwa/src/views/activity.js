@@ -1,6 +1,6 @@
 import { cachedGet } from "../api.js";
 import { on, onCleanup } from "../app.js";
-import { colorFor, h, initials } from "../dom.js";
+import { colorFor, h, initials, fill } from "../dom.js";
 import { shell } from "../shell.js";
 
 // -- activity -------------------------------------------------------------------------------------
@@ -30,7 +30,7 @@ export function activityView(project) {
   const load = async () => {
     try {
       const page = await cachedGet(`/projects/${project.projectId}/activity/?limit=50`);
-      list.replaceChildren(
+      fill(list, 
         ...page.items.map((e) =>
           h(
             "li",
@@ -41,9 +41,9 @@ export function activityView(project) {
           ),
         ),
       );
-      if (!page.items.length) list.replaceChildren(h("li", {}, "Nothing yet."));
+      if (!page.items.length) fill(list, h("li", {}, "Nothing yet."));
     } catch (e) {
-      list.replaceChildren(h("li", { class: "error" }, `Activity is not available: ${e.message}`));
+      fill(list, h("li", { class: "error" }, `Activity is not available: ${e.message}`));
     }
   };
   let timer = null;

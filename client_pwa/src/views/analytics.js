@@ -4,7 +4,7 @@
 // text summary for screen readers.
 import { api } from "../api.js";
 import { onCleanup } from "../app.js";
-import { h, toast } from "../dom.js";
+import { h, toast, fill } from "../dom.js";
 import { shell } from "../shell.js";
 import { money, shortDate } from "../ui/format.js";
 
@@ -37,7 +37,7 @@ export function analyticsView(project) {
     const velocity = chartBox("velocity", "Velocity", `tasks done per week, last 8 weeks: ${t.velocity.map((v) => v.done).join(", ")}`);
     const b = metrics.budget;
     const budget = b && b.total !== null ? chartBox("budget-burn", "Budget burn", `${money(b.spent, b.currency)} spent of ${money(b.total, b.currency)}`) : null;
-    page.replaceChildren(
+    fill(page, 
       h(
         "section",
         { class: "card", "aria-labelledby": "summary-title" },
@@ -94,7 +94,7 @@ export function analyticsView(project) {
     page.dataset.ready = "1";
   };
   draw().catch((e) => {
-    page.replaceChildren(h("p", { class: "error" }, `Analytics are not available: ${e.message}`));
+    fill(page, h("p", { class: "error" }, `Analytics are not available: ${e.message}`));
     toast(e.message, "error");
   });
   shell(project, "analytics", page);

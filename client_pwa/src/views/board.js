@@ -3,7 +3,7 @@
 // when the finger nears its edge). A plain horizontal swipe scrolls between columns. Every
 // move can be undone from its toast.
 import { go, on, state } from "../app.js";
-import { colorFor, h, initials, toast } from "../dom.js";
+import { colorFor, h, initials, toast, fill } from "../dom.js";
 import { canEditTask, shell } from "../shell.js";
 import { quickAdd } from "../ui/dialogs.js";
 import { shortDate, statusLabel, today } from "../ui/format.js";
@@ -181,7 +181,7 @@ function touchDrag(project, el, task) {
 export function boardView(project) {
   const board = h("div", { class: "board", role: "region", "aria-label": "Board" });
   const draw = () => {
-    board.replaceChildren(
+    fill(board, 
       ...project.columns.map((status) => {
         const tasks = project.columnTasks(status);
         const headingId = `col-${status}`;

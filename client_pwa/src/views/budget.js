@@ -2,7 +2,7 @@
 // keeps running across reloads (its start is kept in localStorage) and logs an entry when stopped.
 import { api } from "../api.js";
 import { onCleanup } from "../app.js";
-import { h, toast } from "../dom.js";
+import { h, toast, fill } from "../dom.js";
 import { shell } from "../shell.js";
 import { money, shortDate, today } from "../ui/format.js";
 
@@ -19,15 +19,15 @@ export function budgetView(project) {
   const load = async () => {
     const [budget, costs, time] = await Promise.all([
       project.can("view_budget") ? api("GET", `${base}/budget/`).catch(() => null) : null,
-      project.can("view_costs") ? api("GET", `${base}/costs/?limit=1000`).catch(() => null) : null,
-      project.can("view_costs") ? api("GET", `${base}/time-entries/?limit=1000`).catch(() => null) : null,
+      project.can("view_costs") ? api("GET", `${base}/costs/`).catch(() => null) : null,
+      project.can("view_costs") ? api("GET", `${base}/time-entries/`).catch(() => null) : null,
     ]);
     currency = budget?.currency || Object.keys(costs?.sum || {})[0] || "EUR";
     const spent = costs ? Object.values(costs.sum || {}).reduce((a, b) => a + b, 0) : 0;
     const total = budget?.total ?? null;
     const hours = time ? time.items.reduce((a, t) => a + t.hours, 0) : 0;
     const over = total !== null && spent > total;
-    summary.replaceChildren(
+    fill(summary, 
       h("div", { class: "stat" }, "Budget", h("strong", {}, total === null ? "not set" : money(total, currency))),
       h("div", { class: "stat" }, "Spent", h("strong", { class: over ? "overload" : "" }, money(spent, currency))),
       h("div", { class: "stat" }, "Remaining", h("strong", { class: over ? "overload" : "" }, total === null ? "–" : money(total - spent, currency))),
@@ -44,7 +44,7 @@ export function budgetView(project) {
       budgetForm.elements.namedItem("total").value = budget.total ?? "";
       budgetForm.elements.namedItem("currency").value = budget.currency || "EUR";
     }
-    costRows.replaceChildren(
+    fill(costRows, 
       ...(costs?.items || []).map((c) =>
         h(
           "tr",
@@ -57,7 +57,7 @@ export function budgetView(project) {
         ),
       ),
     );
-    timeRows.replaceChildren(
+    fill(timeRows, 
       ...(time?.items || []).map((t) =>
         h(
           "tr",

@@ -1,5 +1,5 @@
 import { on } from "../app.js";
-import { colorFor, h, initials } from "../dom.js";
+import { colorFor, h, initials, fill } from "../dom.js";
 import { shell } from "../shell.js";
 
 // -- chat ------------------------------------------------------------------------------------------
@@ -8,7 +8,7 @@ export function chatView(project) {
   const list = h("ol", { class: "messages" });
   const draw = () => {
     const stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 20;
-    list.replaceChildren(
+    fill(list, 
       ...project.messages().map((m) =>
         h(
           "li",

@@ -1,7 +1,7 @@
 // Every task in a table: search over all fields, filters (status, assignee, label, priority,
 // mine), sortable column headers; the filters are kept in the address (#/p/ID/list?...).
 import { go, on, state as appState } from "../app.js";
-import { h } from "../dom.js";
+import { h, fill } from "../dom.js";
 import { shell } from "../shell.js";
 import { shortDate, statusLabel } from "../ui/format.js";
 import { labelOptions, memberOptions } from "../ui/pickers.js";
@@ -59,7 +59,7 @@ export function listView(project) {
         return words.every((w) => all.includes(w));
       })
       .sort(sorter);
-    rows.replaceChildren(
+    fill(rows, 
       ...tasks.map((t) =>
         h(
           "tr",

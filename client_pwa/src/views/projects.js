@@ -1,6 +1,6 @@
 import { api, ApiError, cachedGet, session } from "../api.js";
 import { app, go } from "../app.js";
-import { h } from "../dom.js";
+import { h, fill } from "../dom.js";
 import { formDialog } from "../ui/dialogs.js";
 import { logout } from "../shell.js";
 
@@ -36,12 +36,12 @@ export function loginView() {
       error.textContent = e instanceof ApiError ? e.message : "cannot reach the server";
     }
   });
-  app.replaceChildren(form);
+  fill(app, form);
 }
 
 export async function projectsView() {
   const list = h("ul", { class: "projects" }, h("li", {}, "Loading…"));
-  app.replaceChildren(
+  fill(app, 
     h(
       "main",
       { class: "page" },
@@ -52,7 +52,7 @@ export async function projectsView() {
   );
   try {
     const page = await cachedGet("/projects/?limit=200");
-    list.replaceChildren(
+    fill(list, 
       ...page.items.map((p) =>
         h(
           "li",
@@ -66,10 +66,10 @@ export async function projectsView() {
         ),
       ),
     );
-    if (!page.items.length) list.replaceChildren(h("li", {}, "No projects yet."));
+    if (!page.items.length) fill(list, h("li", {}, "No projects yet."));
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return logout();
-    list.replaceChildren(h("li", { class: "error" }, `Could not load projects: ${e.message}`));
+    fill(list, h("li", { class: "error" }, `Could not load projects: ${e.message}`));
   }
 }
 

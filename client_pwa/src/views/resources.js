@@ -1,7 +1,7 @@
 // Resources: who works on what, at what share of their time, when (REST: /allocations).
 // A person whose allocations overlapping on any day add up to more than 100 % is flagged.
 import { api } from "../api.js";
-import { h, toast } from "../dom.js";
+import { h, toast, fill } from "../dom.js";
 import { shell } from "../shell.js";
 import { shortDate } from "../ui/format.js";
 import { memberOptions } from "../ui/pickers.js";
@@ -24,10 +24,10 @@ export function resourcesView(project) {
   const people = h("div", { class: "page-grid" });
   const editable = project.can("manage_resources");
   const load = async () => {
-    const data = await api("GET", `${base}?limit=1000`);
+    const data = await api("GET", base);
     const byUser = new Map();
     for (const a of data.items) byUser.set(a.user, [...(byUser.get(a.user) || []), a]);
-    people.replaceChildren(
+    fill(people, 
       ...[...byUser].map(([user, items]) => {
         const peak = peakLoad(items);
         return h(
@@ -50,7 +50,7 @@ export function resourcesView(project) {
         );
       }),
     );
-    if (!byUser.size) people.replaceChildren(h("p", { class: "empty" }, "Nobody is allocated yet."));
+    if (!byUser.size) fill(people, h("p", { class: "empty" }, "Nobody is allocated yet."));
   };
   const form = h(
     "form",

@@ -3,7 +3,7 @@
 // project document's `columns` array (edit_project), renamed along with their tasks.
 import { api } from "../api.js";
 import { go, on } from "../app.js";
-import { h, toast } from "../dom.js";
+import { h, toast, fill } from "../dom.js";
 import { shell } from "../shell.js";
 import { statusLabel } from "../ui/format.js";
 import { dateRange } from "../ui/pickers.js";
@@ -63,7 +63,7 @@ export function settingsView(project) {
     const columns = project.columns;
     const counts = new Map(columns.map((c) => [c, 0]));
     for (const t of project.tasks()) counts.set(t.status, (counts.get(t.status) || 0) + 1);
-    columnList.replaceChildren(
+    fill(columnList, 
       ...columns.map((c, i) =>
         h(
           "li",
@@ -120,9 +120,21 @@ export function settingsView(project) {
         h("button", { type: "submit" }, "Add column"),
       )
     : null;
-  on(project, "change", () => {
-    if (!columnList.contains(document.activeElement)) drawColumns();
-  });
+  // not while a name is being typed (it would lose the caret); a button keeps the focus
+  let stale = false;
+  const redraw = () => {
+    const active = document.activeElement;
+    stale = columnList.contains(active) && active.tagName === "INPUT";
+    if (stale) return;
+    const label = columnList.contains(active) ? active.getAttribute("aria-label") : null;
+    drawColumns();
+    if (label) {
+      const again = [...columnList.querySelectorAll("button")].find((b) => b.getAttribute("aria-label") === label);
+      (again && !again.disabled ? again : columnList.querySelector("input"))?.focus();
+    }
+  };
+  on(project, "change", redraw);
+  columnList.addEventListener("focusout", () => setTimeout(() => stale && redraw()));
   drawColumns();
   shell(
     project,

@@ -1,7 +1,7 @@
 // A task: its fields (pickers for people and labels, dates kept in order), its text edited
 // live with others, its subtasks and its comments (chat messages about the task).
 import { go, on, onCleanup } from "../app.js";
-import { bindText, colorFor, h, initials } from "../dom.js";
+import { bindText, colorFor, h, initials, fill } from "../dom.js";
 import { canEditTask, shell } from "../shell.js";
 import { listNames, statusLabel } from "../ui/format.js";
 import { dateRange, labelOptions, memberOptions, multiPicker } from "../ui/pickers.js";
@@ -153,7 +153,7 @@ function subtaskList(project, taskId, editable) {
   const done = () => project.columns.at(-1);
   const draw = () => {
     const items = project.tasks().filter((t) => t.parent === taskId).sort((a, b) => (a.created_at || "").localeCompare(b.created_at || ""));
-    list.replaceChildren(
+    fill(list, 
       ...items.map((t) =>
         h(
           "li",
@@ -203,7 +203,7 @@ function commentList(project, taskId) {
   const list = h("ol", { class: "comments" });
   const draw = () => {
     const items = project.messages().filter((m) => m.task === taskId);
-    list.replaceChildren(
+    fill(list, 
       ...items.map((m) =>
         h(
           "li",
@@ -213,7 +213,7 @@ function commentList(project, taskId) {
         ),
       ),
     );
-    if (!items.length) list.replaceChildren(h("li", { class: "muted" }, "No comments yet."));
+    if (!items.length) fill(list, h("li", { class: "muted" }, "No comments yet."));
   };
   const input = h("textarea", { name: "comment", rows: 2, placeholder: "Write a comment", "aria-label": "Comment", maxlength: 10000 });
   const form = h(

@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { h, toast } from "../dom.js";
+import { h, toast, fill } from "../dom.js";
 import { shell } from "../shell.js";
 
 // -- team: members' roles and the project's custom roles (manage_team) ------------------------
@@ -21,7 +21,7 @@ export function teamView(project) {
     try {
       const [grants, roleData] = await Promise.all([api("GET", `${base}/grants`), api("GET", `${base}/roles`)]);
       roles = roleData.roles;
-      members.replaceChildren(
+      fill(members, 
         ...grants.grants.map((g) =>
           h(
             "tr",
@@ -63,7 +63,7 @@ export function teamView(project) {
           ),
         ),
       );
-      roleList.replaceChildren(
+      fill(roleList, 
         ...roles.map((r) =>
           h(
             "li",
@@ -86,7 +86,7 @@ export function teamView(project) {
       // fewest permissions (viewer among the built-in ones), never owner by accident
       const least = [...roles].sort((a, b) => a.permissions.length - b.permissions.length)[0];
       const picked = addRole.value && addRole.dataset.touched ? addRole.value : least?.name;
-      addRole.replaceChildren(
+      fill(addRole, 
         ...roles.map((r) => h("option", { value: r.name, selected: r.name === picked }, `${r.name} (${r.permissions.length} permissions)`)),
       );
     } catch (e) {

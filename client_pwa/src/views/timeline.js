@@ -1,5 +1,5 @@
 import { go, on } from "../app.js";
-import { h } from "../dom.js";
+import { h, fill } from "../dom.js";
 import { shell } from "../shell.js";
 import { plural } from "../ui/format.js";
 
@@ -16,7 +16,7 @@ export function timelineView(project) {
       ...milestones.map((m) => m.due),
     ].map((d) => Date.parse(d));
     if (!dates.length) {
-      box.replaceChildren(h("p", { class: "empty" }, "No task has a start or due date yet."));
+      fill(box, h("p", { class: "empty" }, "No task has a start or due date yet."));
       return;
     }
     const first = Math.min(...dates);
@@ -25,7 +25,7 @@ export function timelineView(project) {
     const width = (a, b) => `${Math.max(((Date.parse(b) - Date.parse(a) + DAY) / span) * 100, 1).toFixed(2)}%`;
     const byId = new Map(tasks.map((t) => [t.id, t]));
     const day = (ms) => new Date(ms).toISOString().slice(0, 10);
-    box.replaceChildren(
+    fill(box, 
       h(
         "div",
         { class: "axis" },
@@ -119,7 +119,7 @@ function milestonePanel(project) {
     const items = project.milestones();
     const counts = new Map();
     for (const t of project.tasks()) if (t.milestone) counts.set(t.milestone, (counts.get(t.milestone) || 0) + 1);
-    list.replaceChildren(
+    fill(list, 
       ...items.map((m) =>
         h(
           "li",
