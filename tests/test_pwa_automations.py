@@ -17,11 +17,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from .conftest import ROOT, ServerProcess, start_server
+from .conftest import ServerProcess, start_server
 from .test_pwa import (
     PHONE,
     SHOTS,
     account,
+    axe_violations,
     browser,  # noqa: F401 (fixture)
     open_board,
     project_with_tasks,
@@ -67,24 +68,6 @@ class Receiver:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-AXE = ROOT / "tests" / "node" / "node_modules" / "axe-core" / "axe.min.js"
-
-
-def serious_axe_violations(page: Page) -> list[dict]:
-    """axe-core's serious and critical violations in the page's <main> as it is now (the
-    shell around it, header and navigation, is the board's business and tested there)."""
-    if not AXE.exists():
-        pytest.fail("tests/node/node_modules/axe-core is missing: run `make setup`")
-    if not page.evaluate("() => typeof window.axe === 'object'"):
-        page.evaluate(AXE.read_text() + "\n;0")  # not a <script>: the app's CSP stays on
-    return page.evaluate(
-        """async () => (await axe.run({include: [["main"]]}, {resultTypes: ["violations"]})).violations
-            .filter(v => v.impact === "serious" || v.impact === "critical")
-            .map(v => ({id: v.id, impact: v.impact, help: v.help,
-                        nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}))"""
-    )
 
 
 def open_automations(page: Page) -> None:
@@ -186,7 +169,7 @@ def test_a_rule_made_in_the_editor_at_390px_runs_when_a_card_moves_and_its_run_s
     control(page, "actions[1].field").select_option("priority")
     control(page, "actions[1].value").select_option("low")
     no_horizontal_scroll(page)
-    assert serious_axe_violations(page) == []
+    assert axe_violations(page) == []
     shot(page, "editor-390")
     page.get_by_role("button", name="Create rule").click()
 
@@ -218,7 +201,7 @@ def test_a_rule_made_in_the_editor_at_390px_runs_when_a_card_moves_and_its_run_s
     expect(runs).to_contain_text("Last run", timeout=15000)
     expect(runs.locator(".outcome.good")).to_be_visible()
     no_horizontal_scroll(page)
-    assert serious_axe_violations(page) == []
+    assert axe_violations(page) == []
     shot(page, "list-390")
     page.locator("li.rule a.rule-name").click()
     expect(page.locator(".runs li")).to_have_count(1, timeout=15000)
@@ -319,7 +302,7 @@ def test_the_servers_validation_message_is_shown_at_the_field_it_names(
     expect(page.get_by_test_id("form-error")).to_contain_text("not saved")
     assert rules_of(auto_server, "vera", project) == []
     no_horizontal_scroll(page)
-    assert serious_axe_violations(page) == []
+    assert axe_violations(page) == []
     shot(page, "validation-390")
 
     # fixed, it saves, and the mark goes
@@ -389,7 +372,7 @@ def test_a_dry_run_shows_which_conditions_hold_and_what_each_action_would_do(
     )
     expect(result.locator(".intents li")).to_have_text(["Action 1: would add label “hot”"])
     no_horizontal_scroll(page)
-    assert serious_axe_violations(page) == []
+    assert axe_violations(page) == []
     shot(page, "dry-run-390")
     picker.select_option(label="later")
     page.get_by_role("button", name="Try it (dry run)").click()
@@ -519,7 +502,7 @@ def test_a_paused_rule_says_why_and_resumes_acting_as_whoever_resumes_it(
     expect(rule.get_by_test_id("rule-runs").locator(".outcome.bad")).to_have_text("paused")
     assert task_labels(auto_server, "pam", second) == []
     no_horizontal_scroll(page)
-    assert serious_axe_violations(page) == []
+    assert axe_violations(page) == []
     shot(page, "paused-390")
 
     rule.get_by_role("button", name="Resume, acting as me").click()
@@ -578,7 +561,7 @@ def test_a_viewer_sees_the_rules_read_only(browser: Browser, auto_server) -> Non
     expect(page.locator(".automations")).to_contain_text("add label “shipped”")
     expect(page.locator(".run-log")).to_contain_text("Not run yet.")
     no_horizontal_scroll(page)
-    assert serious_axe_violations(page) == []
+    assert axe_violations(page) == []
     context.close()
 
     # the owner's page on a wide screen
