@@ -553,7 +553,9 @@ def test_a_viewer_sees_the_rules_read_only(browser: Browser, auto_server) -> Non
         "() => { const r = [...window.tandem.doc.getMap('rules').values()][0];"
         " window.tandem.doc.transact(() => r.set('enabled', false)); }"
     )
-    expect(page.get_by_test_id("refusal")).to_contain_text("not saved", timeout=10000)
+    expect(page.get_by_test_id("refusal")).to_contain_text(
+        "not saved: only a manager can switch or change automation rules", timeout=10000
+    )
     expect(rule.get_by_role("switch")).to_be_checked(timeout=10000)
     assert rules_of(auto_server, "mona", project)[0]["enabled"] is True
     rule.locator("a.rule-name").click()
