@@ -430,6 +430,25 @@ def test_a_webhook_rule_keeps_its_url_secret_and_its_delivery_shows_in_the_log(
         expect(page.locator("li.rule", has_text="Tell the hook, renamed")).to_be_visible(
             timeout=15000
         )
+        # changing the actions sends them whole: the kept URL must be typed again, at its field
+        page.locator("li.rule a.rule-name").click()
+        page.get_by_role("button", name="Add action").click()
+        control(page, "actions[1].type").select_option("add_label")
+        control(page, "actions[1].label").fill("announced")
+        page.get_by_role("button", name="Save rule").click()
+        kept = control(page, "actions[0].url")
+        expect(kept).to_have_attribute("aria-invalid", "true")
+        expect(page.locator(".field[data-path='actions[0].url'] .field-error")).to_contain_text(
+            "type this URL again"
+        )
+        assert [a["type"] for a in rules_of(auto_server, "hugo", project)[0]["actions"]] == [
+            "webhook"
+        ]
+        kept.fill(receiver.url)
+        page.get_by_role("button", name="Save rule").click()
+        expect(page.locator("li.rule .rule-summary")).to_contain_text(
+            "add label “announced”", timeout=15000
+        )
 
         page.goto(f"/#/p/{project}/board")
         move_to_done(page, task)
@@ -440,6 +459,7 @@ def test_a_webhook_rule_keeps_its_url_secret_and_its_delivery_shows_in_the_log(
         expect(log.first).to_contain_text("1 attempt")
         expect(log.first).not_to_contain_text(receiver.url)
         assert len(receiver.bodies) == 1 and task.encode() in receiver.bodies[0]
+        assert task_labels(auto_server, "hugo", task) == ["announced"]
         runs = page.locator("li.rule").get_by_test_id("rule-runs")
         expect(runs.locator(".outcome.good")).to_have_text("ran", timeout=15000)
         no_horizontal_scroll(page)
