@@ -243,7 +243,13 @@ export function automationsView(project, rest = []) {
     clearTimeout(soon);
     soon = setTimeout(load, 600);
   });
-  on(project, "status", () => online(project) && load());
+  // back online: load again (status events come with every ack too, hence only on the edge)
+  let wasOnline = online(project);
+  on(project, "status", () => {
+    const now = online(project);
+    if (now && !wasOnline) load();
+    wasOnline = now;
+  });
   const timer = setInterval(() => document.visibilityState === "visible" && online(project) && load(), 4000);
   onCleanup(() => {
     clearInterval(timer);
