@@ -598,3 +598,46 @@ def test_a_viewer_sees_the_rules_read_only(browser: Browser, auto_server) -> Non
     expect(page.locator(".rule-form")).to_be_visible()
     shot(page, "editor-1280")
     wide.close()
+
+
+def test_a_rule_is_made_with_the_keyboard_alone(browser: Browser, auto_server) -> None:  # noqa: F811
+    project, _ = project_with_tasks(auto_server, "kai", ["a task"])
+    context = signed_in(browser, auto_server, "kai", **PHONE)
+    page = context.new_page()
+    open_board(page, project)
+    page.goto(f"/#/p/{project}/automations/new")
+    page.get_by_label("Name", exact=True).focus()
+    keys = page.keyboard
+    keys.type("Keyboard rule")
+    keys.press("Tab")  # the enabled switch
+    expect(page.get_by_role("switch")).to_be_focused()
+    keys.press("Tab")  # trigger
+    expect(control(page, "trigger.type")).to_be_focused()
+    keys.press("Tab")  # from
+    keys.press("Tab")  # to
+    expect(control(page, "trigger.to")).to_be_focused()
+    keys.type("review")  # type-ahead picks the column
+    expect(control(page, "trigger.to")).to_have_value("review")
+    keys.press("Tab")
+    expect(page.get_by_role("button", name="Add condition")).to_be_focused()
+    keys.press("Enter")
+    expect(control(page, "conditions.all[0].field")).to_be_focused()
+    for _ in range(2):  # from the field: the test, then the value
+        keys.press("Tab")
+    expect(control(page, "conditions.all[0].value")).to_be_focused()
+    keys.type("urgent")
+    expect(control(page, "conditions.all[0].value")).to_have_value("urgent")
+    keys.press("Tab")  # remove condition
+    keys.press("Tab")  # add condition
+    keys.press("Tab")  # the action's type
+    expect(control(page, "actions[0].type")).to_be_focused()
+    keys.press("Tab")
+    expect(control(page, "actions[0].label")).to_be_focused()
+    keys.type("look")
+    keys.press("Enter")  # submits the form
+    expect(page.locator("li.rule", has_text="Keyboard rule")).to_be_visible(timeout=15000)
+    (stored,) = rules_of(auto_server, "kai", project)
+    assert stored["trigger"] == {"type": "task_status_changed", "to": "review"}
+    assert stored["conditions"] == {"all": [{"field": "priority", "op": "eq", "value": "urgent"}]}
+    assert stored["actions"] == [{"type": "add_label", "label": "look"}]
+    context.close()
