@@ -1,13 +1,14 @@
 """Automation's cost: accepted updates per second with 20 active rules against none, and
 trigger-to-delivery latency of a webhook rule, under 50 clients x 100 edits.
 
-    .venv/bin/python -m bench.automation [--clients 50] [--edits 100] [--repeat 3]
+    .venv/bin/python -m bench.automation [--clients 50] [--edits 100] [--rates 0,10]
+        [--repeat 3]
 
 Each run is a fresh `tandem serve` (SQLite, gate on, the automation runner and the outbox
 in the process) with one project of N tasks. N real y-websocket clients
 (bench/node/automation_load.mjs) each move their own task through the columns M times at
-full speed, one transaction per edit (status and title); an observer client waits until it
-sees every task's last edit. **Accepted updates/s** = N*M / (first edit -> the observer
+full speed (rate 0) or paced at R edits/s per client, one transaction per edit (status and
+title); an observer client waits until it sees every task's last edit. **Accepted updates/s** = N*M / (first edit -> the observer
 has the last one): each edit is gated, stored, broadcast, and (with rules) evaluated by
 the runner from the change feed in the same process.
 
@@ -132,7 +133,7 @@ def api(server: ServerProcess, method: str, path: str, **kw: Any) -> httpx.Respo
     return r
 
 
-def run_once(clients: int, edits: int, with_rules: bool) -> dict[str, Any]:
+def run_once(clients: int, edits: int, with_rules: bool, rate: float = 0) -> dict[str, Any]:
     import tempfile
 
     receiver = Receiver()
@@ -163,6 +164,7 @@ def run_once(clients: int, edits: int, with_rules: bool) -> dict[str, Any]:
                 f"p/{project}",
                 server.token("owner"),
                 str(edits),
+                str(rate),
                 *task_ids,
             ],
             capture_output=True,
@@ -173,6 +175,7 @@ def run_once(clients: int, edits: int, with_rules: bool) -> dict[str, Any]:
         load = json.loads(out.stdout.strip().splitlines()[-1])
         seconds = (load["done"] - load["start"]) / 1000
         result: dict[str, Any] = {
+            "rate": rate,
             "rules": len(rules),
             "updates": clients * edits,
             "seconds": round(seconds, 2),
@@ -212,27 +215,34 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--edits", type=int, default=100)
+    parser.add_argument(
+        "--rates", default="0,10", help="edits/s per client, comma-separated; 0: full speed"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
     runs: list[dict[str, Any]] = []
     for _ in range(args.repeat):
-        for with_rules in (False, True):
-            r = run_once(args.clients, args.edits, with_rules)
-            print(json.dumps(r), flush=True)
-            runs.append(r)
-    none = [r for r in runs if r["rules"] == 0]
-    some = [r for r in runs if r["rules"] > 0]
-    none_rate = statistics.median(r["accepted_per_s"] for r in none)
-    rules_rate = statistics.median(r["accepted_per_s"] for r in some)
-    summary = {
-        "accepted_per_s_no_rules": none_rate,
-        "accepted_per_s_20_rules": rules_rate,
-        "ratio": round(rules_rate / none_rate, 3),
-        "latency_p50_ms": statistics.median(r["latency_p50_ms"] for r in some),
-        "latency_p99_ms": statistics.median(r["latency_p99_ms"] for r in some),
-        "delivered": [f"{r['delivered']}/{r['deliveries_expected']}" for r in some],
-        "posts_received": [r["posts_received"] for r in some],
-    }
+        for rate in rates:
+            for with_rules in (False, True):
+                r = run_once(args.clients, args.edits, with_rules, rate)
+                print(json.dumps(r), flush=True)
+                runs.append(r)
+    summary: dict[str, Any] = {}
+    for rate in rates:
+        none = [r for r in runs if r["rules"] == 0 and r["rate"] == rate]
+        some = [r for r in runs if r["rules"] > 0 and r["rate"] == rate]
+        none_rate = statistics.median(r["accepted_per_s"] for r in none)
+        rules_rate = statistics.median(r["accepted_per_s"] for r in some)
+        summary[f"rate {rate:g}" if rate else "full speed"] = {
+            "accepted_per_s_no_rules": none_rate,
+            "accepted_per_s_20_rules": rules_rate,
+            "ratio": round(rules_rate / none_rate, 3),
+            "latency_p50_ms": statistics.median(r["latency_p50_ms"] for r in some),
+            "latency_p99_ms": statistics.median(r["latency_p99_ms"] for r in some),
+            "delivered": [f"{r['delivered']}/{r['deliveries_expected']}" for r in some],
+            "posts_received": [r["posts_received"] for r in some],
+        }
     report("automation", args, summary, runs)
 
 

@@ -114,15 +114,11 @@ def task_of(server, task_id: str, user: str = "owner") -> dict:
 
 
 def signing_secret(server: ServerProcess, project: str) -> str:
-    """The project's webhook signing secret, as the integrator would be given it."""
-    from integrations.secrets import SecretStore, load_keys
-    from sync_server.storage.database import SQLiteWorker, connect
-
-    worker = SQLiteWorker(connect(server.db))
-    try:
-        return SecretStore(worker, load_keys(server.db)).signing_secret_sync(project)
-    finally:
-        worker.conn.close()
+    """The project's webhook signing secret, as its receiver's operator is given it."""
+    r = call(server, "GET", f"/projects/{project}/webhook-secret/")
+    assert r.status_code == 200, r.text
+    assert r.headers["Cache-Control"] == "no-store"
+    return r.json()["secret"]
 
 
 IMPORTANT_DONE = {
@@ -402,6 +398,14 @@ def test_rest_crud_dry_run_runs_and_errors_name_the_path(srv) -> None:
     r = call(srv, "POST", rules_path(project), "vic", json=IMPORTANT_DONE)
     assert r.status_code == 403 and r.json()["permission"] == "edit_project"
     assert call(srv, "GET", rules_path(project), "mallory").status_code == 404
+    # the webhook signing secret: for editors only, kept until rotated
+    first = signing_secret(srv, project)
+    assert signing_secret(srv, project) == first
+    r = call(srv, "POST", f"/projects/{project}/webhook-secret/")
+    assert r.status_code == 200 and r.json()["secret"] not in ("", first)
+    assert signing_secret(srv, project) == r.json()["secret"]
+    r = call(srv, "GET", f"/projects/{project}/webhook-secret/", "vic")
+    assert r.status_code == 403 and r.json()["permission"] == "edit_project"
 
     # it runs: the urgent task to done gets the label, the run is listed
     assert call(srv, "PATCH", f"/tasks/{hot}/status/", json={"status": "done"}).status_code == 200

@@ -4,11 +4,13 @@
 // webhook's event carries the title the transaction left, so a delivery names its edit).
 // An observer client waits until every task shows its last edit.
 // Prints one JSON line: {"start", "done", "sent": {"<client>:<edit>": ms since epoch}}.
-// usage: node automation_load.mjs WS_BASE DOC TOKEN EDITS TASK_ID...
+// RATE > 0 paces every client at RATE edits/s (round j is made j / RATE s in); 0: full speed.
+// usage: node automation_load.mjs WS_BASE DOC TOKEN EDITS RATE TASK_ID...
 import { connect, waitSynced, waitUntil } from '../../tests/node/lib.mjs'
 
-const [wsBase, docName, token, editsArg, ...taskIds] = process.argv.slice(2)
+const [wsBase, docName, token, editsArg, rateArg, ...taskIds] = process.argv.slice(2)
 const edits = Number(editsArg)
+const rate = Number(rateArg)
 const COLUMNS = ['in_progress', 'review', 'done', 'todo']
 const clients = taskIds.map(() => connect(wsBase, docName, token))
 const observer = connect(wsBase, docName, token)
@@ -28,7 +30,12 @@ for (let j = 0; j < edits; j++) {
       title.insert(0, label)
     })
   })
-  await new Promise(resolve => setImmediate(resolve))
+  if (rate > 0) {
+    const wait = start + ((j + 1) * 1000) / rate - Date.now()
+    await new Promise(resolve => setTimeout(resolve, Math.max(0, wait)))
+  } else {
+    await new Promise(resolve => setImmediate(resolve))
+  }
 }
 const last = (i) => `${i}:${edits - 1}`
 await waitUntil(

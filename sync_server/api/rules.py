@@ -5,6 +5,7 @@
     POST                    /api/v1/projects/<id>/rules/<rule id>/test/    (dry run)
     GET                     /api/v1/projects/<id>/rules/<rule id>/runs/
     GET                     /api/v1/projects/<id>/deliveries/
+    GET/POST                /api/v1/projects/<id>/webhook-secret/    (POST: a new one)
 
 Rules live in the project document's ``rules`` root, so a write is a transaction
 through the gate as the requesting user (``edit_project``); the server sets
@@ -136,6 +137,12 @@ class RunOut(BaseModel):
 
 class RunList(BaseModel):
     items: list[RunOut]
+
+
+class SigningSecretOut(BaseModel):
+    secret: str = Field(
+        description="the key of the X-Tandem-Signature-256 HMAC-SHA256 of webhook bodies"
+    )
 
 
 class DeliveryOut(BaseModel):
@@ -480,5 +487,33 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
             raise Problem(503, "this server has no outbox")
         items = await outbox.deliveries(project, limit, status=status)
         return json_response({"items": [d.to_json() for d in items]})
+
+    async def signing(project: str, rotate: bool) -> Response:
+        user = ctx.user()
+        project = ctx.project(user, project, P.EDIT_PROJECT)
+        secrets = automation.secrets
+        if secrets is None:
+            raise Problem(503, "this server has no secret store")
+        if rotate:
+            secret = await secrets.rotate_signing_secret(project)
+        else:
+            secret = await secrets.signing_secret(project)
+        return json_response({"secret": secret}, headers={"Cache-Control": "no-store"})
+
+    @bp.get("/projects/<project>/webhook-secret/")
+    @document_response(SigningSecretOut)
+    @_problems(403, 404, 503)
+    async def get_signing_secret(project: str):
+        """The secret a webhook receiver checks ``X-Tandem-Signature-256`` with
+        (``sha256=<hex HMAC-SHA256 of the body>``); made on first use."""
+        only_args()
+        return await signing(project, rotate=False)
+
+    @bp.post("/projects/<project>/webhook-secret/")
+    @document_response(SigningSecretOut)
+    @_problems(403, 404, 503)
+    async def rotate_signing_secret(project: str):
+        """A new signing secret: webhooks sent from now on are signed with it."""
+        return await signing(project, rotate=True)
 
     return bp

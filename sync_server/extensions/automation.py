@@ -202,10 +202,17 @@ def next_schedule_fire(rule: dict[str, Any], after: float) -> float | None:
     return nxt.timestamp()
 
 
-def may_fire(rule: dict[str, Any], event_kind: str) -> bool:
-    """Whether the rule's trigger could fire on an event of this kind (before evaluating)."""
+STATUS_TRIGGERS = frozenset({"task_status_changed", "project_status_changed"})
+
+
+def may_fire(rule: dict[str, Any], event: DomainEvent) -> bool:
+    """Whether the rule's trigger could fire on this event (a cheap necessary condition,
+    before the engine decides): the event's kind is one its trigger type reacts to, and a
+    status trigger's event is about the status (typing in a title is not)."""
     kind = trigger_type(rule)
-    return kind is not None and event_kind in KINDS.get(kind, ())
+    if kind is None or event.kind not in KINDS.get(kind, ()):
+        return False
+    return kind not in STATUS_TRIGGERS or event.field == "status"
 
 
 async def maybe_await(value: Any) -> Any:
@@ -589,7 +596,7 @@ class AutomationRunner:
             for index, event in enumerate(change.events):
                 key = f"feed:{change.feed_id}:{index}"
                 for rule_id, rule in rules.items():
-                    if rule.get("enabled", True) is False or not may_fire(rule, event.kind):
+                    if rule.get("enabled", True) is False or not may_fire(rule, event):
                         continue
                     item = self.judge(project, rule_id, rule, event, key, depth, snapshot, paused)
                     if item is not None:
