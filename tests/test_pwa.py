@@ -429,6 +429,8 @@ def test_phone_swipe_scrolls_columns_long_press_moves_with_undo_and_navigation(
     nav.get_by_role("button", name="More").click()
     nav.get_by_role("link", name="Activity").click()
     expect(page.locator(".activity li").first).to_contain_text("pia", timeout=10000)
+    # the task is named and linked
+    expect(page.locator(".activity").get_by_role("link", name="“swipe me”").first).to_be_visible()
     nav.get_by_text("Tasks").click()
     expect(page.locator("table tbody tr")).to_have_count(1)
     nav.get_by_text("Board").click()
@@ -471,7 +473,9 @@ def test_viewer_sees_no_edit_controls_and_a_forced_edit_is_reverted(browser, app
     expect(page.locator(".column header button")).to_have_count(0)
     expect(page.locator(".bottom-nav [data-view=add]")).to_have_count(0)
     assert page.locator(f"[data-id='{task}']").evaluate("card => card.draggable") is False
+    expect(page.get_by_test_id("view-only")).to_have_text("View only")
     page.goto(f"/#/p/{project}/task/{task}")
+    expect(page.get_by_text("View only: you may not edit this task.")).to_be_visible()
     expect(page.locator("textarea.title-input")).to_have_attribute("readonly", "")
     expect(page.locator("select[name=status]")).to_be_disabled()
     expect(page.get_by_role("button", name="Delete task")).to_have_count(0)
@@ -1116,6 +1120,11 @@ def test_enter_in_the_new_task_dialog_adds_the_task(browser, app_server) -> None
     page.get_by_role("button", name="Undo").click()
     expect(page.locator("[data-column='todo'] .task-card")).to_have_count(2)
     expect(page.locator(".bottom-nav [aria-current=page]")).to_have_text(re.compile("Board"))
+    page.locator("body").press("/")  # search: the task list, its search field focused
+    expect(page.locator("input[type=search]")).to_be_focused()
+    page.keyboard.type("typed")
+    expect(page.locator("table tbody tr")).to_have_count(1)
+    assert "q=typed" in page.url  # the filter is in the address
     context.close()
 
 
@@ -1149,6 +1158,10 @@ def test_new_screens_settings_columns_budget_time_resources_analytics(
     page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Remove On hold").click()
     expect(page.locator(".column-list li")).to_have_count(4)
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Archive project").click()
+    expect(page.locator("select[name=status]")).to_have_value("archived")
+    assert rest(app_server, owner, "GET", f"/projects/{project}/").json()["status"] == "archived"
 
     # a task: pick an assignee, dates kept in order, a subtask and a comment
     page.goto(f"/#/p/{project}/task/{ids[0]}")
@@ -1223,3 +1236,71 @@ def test_javascript_shipped_at_start_stays_under_80_kib() -> None:
     assert {"chart", "analytics", "budget", "settings", "task"} <= chunks
     entry = next(f for f in start if "index-" in f)
     assert "new Chart" not in (dist / entry).read_text()
+
+
+def test_a_member_can_move_only_the_cards_they_may_edit(browser, app_server) -> None:
+    project, (theirs, mine) = project_with_tasks(app_server, "olaf", ["Olaf's task", "Max's task"])
+    account(app_server, "max")
+    app_server.grant("max", project, "member")
+    rest(app_server, "olaf", "PATCH", f"/tasks/{mine}/", json={"assignees": ["max"]})
+    context = signed_in(browser, app_server, "max")
+    page = context.new_page()
+    open_board(page, project)
+    other = page.locator(f"[data-id='{theirs}']")
+    own = page.locator(f"[data-id='{mine}']")
+    assert other.evaluate("card => card.draggable") is False
+    assert own.evaluate("card => card.draggable") is True
+    other.focus()
+    other.press("Alt+ArrowRight")  # not movable: nothing happens, nothing to revert
+    own.focus()
+    own.press("Alt+ArrowRight")
+    expect(page.locator(f"[data-column='in_progress'] [data-id='{mine}']")).to_be_attached()
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=10000)
+    assert page.evaluate("id => window.tandem.task(id).status", theirs) == "todo"
+    assert server_tasks(app_server, "olaf", project)[mine]["status"] == "in_progress"
+    expect(page.get_by_test_id("refusal")).to_have_count(0)
+    context.close()
+
+
+def test_a_long_column_scrolls_under_its_header_and_a_quick_add_is_shown(
+    browser, app_server
+) -> None:
+    project, _ = project_with_tasks(app_server, "lou", [])
+    ops = [{"op": "create", "data": {"title": f"Task {n:03}"}} for n in range(80)]
+    r = rest(
+        app_server, "lou", "POST", "/tasks/batch/", json={"project": project, "operations": ops}
+    )
+    assert r.status_code in (200, 201), r.text
+    context = signed_in(browser, app_server, "lou", viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    open_board(page, project)
+    assert page.evaluate("() => document.documentElement.scrollHeight") <= 800
+    page.get_by_role("button", name="Add a task to Todo").click()
+    page.locator("dialog input[name=title]").fill("Added at the end")
+    page.locator("dialog input[name=title]").press("Enter")
+    added = page.locator(".task-card", has_text="Added at the end")
+    expect(added).to_be_focused()
+    expect(added).to_be_in_viewport()
+    expect(page.locator("[data-column='todo'] header")).to_be_in_viewport()
+    context.close()
+
+
+def test_chat_shows_unread_messages_in_the_navigation(browser, app_server) -> None:
+    project, _ = project_with_tasks(app_server, "cleo", ["x"])
+    account(app_server, "dora")
+    app_server.grant("dora", project, "member")
+    context = signed_in(browser, app_server, "dora", **PHONE)
+    page = context.new_page()
+    open_board(page, project)
+    chat = page.locator(".bottom-nav [data-view=chat]")
+    expect(chat.locator(".badge")).to_be_hidden()
+    for text in ("one", "two"):
+        r = rest(app_server, "cleo", "POST", f"/projects/{project}/comments/", json={"text": text})
+        assert r.status_code == 201, r.text
+    expect(chat.locator(".badge")).to_have_text("2", timeout=10000)
+    expect(chat).to_have_attribute("aria-label", "Chat, 2 unread")
+    chat.click()
+    expect(page.locator(".messages li")).to_have_count(2)
+    page.locator(".bottom-nav [data-view=board]").click()
+    expect(chat.locator(".badge")).to_be_hidden()
+    context.close()

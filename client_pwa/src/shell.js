@@ -156,6 +156,18 @@ function presenceBar(project) {
   return bar;
 }
 
+const seenKey = (project) => `tandem.chatSeen:${project.user}:${project.projectId}`;
+
+export function unreadChat(project) {
+  const seen = localStorage.getItem(seenKey(project)) || "";
+  return project.messages().filter((m) => m.author !== project.user && String(m.at) > seen).length;
+}
+
+export function markChatSeen(project) {
+  const last = project.messages().at(-1);
+  if (last) localStorage.setItem(seenKey(project), String(last.at));
+}
+
 function navigation(project, active) {
   const link = (v) =>
     h(
@@ -172,6 +184,21 @@ function navigation(project, active) {
       h("span", {}, v.label),
     );
   const shown = VIEWS.filter((v) => (!v.may || mayOpen(project, v.key)) && (!v.nav || project.can(v.nav)));
+  const items = shown.filter((v) => !v.more).map(link);
+  // chat: a count of messages from others since this user last had the chat open
+  const chat = items.find((el) => el.dataset.view === "chat");
+  if (chat) {
+    const badge = h("span", { class: "badge nav-badge", hidden: true });
+    chat.append(badge);
+    const update = () => {
+      const n = active === "chat" ? 0 : unreadChat(project);
+      badge.textContent = n ? String(n) : "";
+      badge.hidden = !n;
+      chat.setAttribute("aria-label", n ? `Chat, ${n} unread` : "Chat");
+    };
+    on(project, "chat", update);
+    update();
+  }
   const more = h("div", { class: "nav-more", id: "nav-more" }, ...shown.filter((v) => v.more).map(link));
   const activeMore = shown.some((v) => v.more && v.key === active);
   const toggle = h(
@@ -198,7 +225,7 @@ function navigation(project, active) {
       toggle.focus();
     }
   });
-  return h("nav", { class: "bottom-nav", "aria-label": "Project" }, ...shown.filter((v) => !v.more).map(link), toggle, more);
+  return h("nav", { class: "bottom-nav", "aria-label": "Project" }, ...items, toggle, more);
 }
 
 // Keyboard shortcuts of a project: n = new task, / = search the tasks, g then b = board.

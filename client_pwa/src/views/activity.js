@@ -2,26 +2,32 @@ import { cachedGet } from "../api.js";
 import { on, onCleanup } from "../app.js";
 import { colorFor, h, initials, fill } from "../dom.js";
 import { shell } from "../shell.js";
+import { statusLabel } from "../ui/format.js";
 
 // -- activity -------------------------------------------------------------------------------------
 
-function describe(entry) {
+// "alice moved “Design checkout” to Done": the task named (and linked) when this client
+// still has it, "a task" otherwise
+function describe(project, entry) {
   const d = entry.detail || {};
+  const task = entry.task ? project.task(entry.task) : null;
+  const name = task || d.title ? `“${task ? task.title : d.title}”` : "a task";
+  const link = (text) => (task ? h("a", { href: `#/p/${project.projectId}/task/${task.id}` }, text) : text);
   switch (entry.action) {
     case "task.created":
-      return `created “${d.title}”`;
+      return ["created ", link(name)];
     case "task.status":
-      return `moved a task to ${String(d.status).replace("_", " ")}`;
+      return ["moved ", link(name), ` to ${statusLabel(d.status)}`];
     case "task.assigned":
-      return `assigned a task to ${(d.assignees || []).join(", ") || "nobody"}`;
+      return ["assigned ", link(name), ` to ${(d.assignees || []).join(", ") || "nobody"}`];
     case "task.updated":
-      return `edited ${(d.fields || []).join(", ")} of a task`;
+      return [`edited ${(d.fields || []).join(", ")} of `, link(name)];
     case "task.deleted":
-      return "deleted a task";
+      return ["deleted ", name];
     case "chat.message":
-      return "wrote in the chat";
+      return task ? ["commented on ", link(name)] : ["wrote in the chat"];
     default:
-      return entry.action.replace(".", " ");
+      return [entry.action.replace(".", " ")];
   }
 }
 
@@ -36,7 +42,7 @@ export function activityView(project) {
             "li",
             {},
             h("span", { class: "avatar small", style: { background: colorFor(e.actor) } }, initials(e.actor)),
-            h("span", {}, h("strong", {}, e.actor), " ", describe(e)),
+            h("span", {}, h("strong", {}, e.actor), " ", describe(project, e)),
             h("time", {}, new Date(e.at * 1000).toLocaleString()),
           ),
         ),

@@ -182,9 +182,9 @@ export function boardView(project) {
   const board = h("div", { class: "board", role: "region", "aria-label": "Board" });
   const draw = () => {
     fill(board, 
-      ...project.columns.map((status) => {
+      ...project.columns.map((status, index) => {
         const tasks = project.columnTasks(status);
-        const headingId = `col-${status}`;
+        const headingId = `column-${index}`; // a column's name may hold spaces
         const column = h(
           "section",
           { class: "column", dataset: { column: status }, "aria-labelledby": headingId },

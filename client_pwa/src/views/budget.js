@@ -65,7 +65,7 @@ export function budgetView(project) {
           h("td", { "data-label": "Date" }, shortDate(t.date)),
           h("td", { "data-label": "Who" }, t.user),
           h("td", { "data-label": "Hours" }, t.hours.toFixed(2)),
-          h("td", { "data-label": "Task" }, taskName(t.task), t.note ? h("small", {}, ` · ${t.note}`) : null),
+          h("td", { "data-label": "Task" }, [taskName(t.task), t.note].filter(Boolean).join(" · ")),
           h("td", {}, project.can("edit_costs") ? h("button", { type: "button", class: "icon-button", "aria-label": `Delete time entry of ${t.date}`, onclick: () => api("DELETE", `${base}/time-entries/${t.id}/`).then(load, fail) }, "✕") : null),
         ),
       ),

@@ -1,6 +1,6 @@
 import { on } from "../app.js";
 import { colorFor, h, initials, fill } from "../dom.js";
-import { shell } from "../shell.js";
+import { markChatSeen, shell } from "../shell.js";
 
 // -- chat ------------------------------------------------------------------------------------------
 
@@ -13,12 +13,21 @@ export function chatView(project) {
         h(
           "li",
           { class: m.author === project.user ? "mine" : "" },
-          h("span", { class: "avatar small", style: { background: colorFor(m.author) } }, initials(m.author)),
-          h("div", {}, h("strong", {}, m.author), " ", h("time", {}, new Date(m.at).toLocaleTimeString()), h("p", {}, m.text)),
+          h("span", { class: "avatar small", style: { background: colorFor(m.author) }, "aria-hidden": "true" }, initials(m.author)),
+          h(
+            "div",
+            {},
+            h("strong", {}, m.author),
+            " ",
+            h("time", { datetime: m.at }, new Date(m.at).toLocaleTimeString()),
+            m.task && project.task(m.task) ? h("small", {}, " on ", h("a", { href: `#/p/${project.projectId}/task/${m.task}` }, project.task(m.task).title)) : null,
+            h("p", {}, m.text),
+          ),
         ),
       ),
     );
     if (stick) list.scrollTop = list.scrollHeight;
+    markChatSeen(project);
   };
   const input = h("input", { name: "message", placeholder: "Message", autocomplete: "off", maxlength: 10000 });
   const form = h("form", { class: "composer" }, input, h("button", { class: "primary" }, "Send"));

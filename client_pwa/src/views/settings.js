@@ -80,8 +80,8 @@ export function settingsView(project) {
               project.renameColumn(c, value);
             },
           }),
-          h("button", { type: "button", class: "icon-button", "aria-label": `Move ${statusLabel(c)} left`, disabled: !editable || i === 0, onclick: () => project.moveColumn(c, i - 1) }, "↑"),
-          h("button", { type: "button", class: "icon-button", "aria-label": `Move ${statusLabel(c)} right`, disabled: !editable || i === columns.length - 1, onclick: () => project.moveColumn(c, i + 1) }, "↓"),
+          h("button", { type: "button", class: "icon-button", "aria-label": `Move ${statusLabel(c)} left`, disabled: !editable || i === 0, onclick: () => project.moveColumn(c, i - 1) }, "←"),
+          h("button", { type: "button", class: "icon-button", "aria-label": `Move ${statusLabel(c)} right`, disabled: !editable || i === columns.length - 1, onclick: () => project.moveColumn(c, i + 1) }, "→"),
           h(
             "button",
             {

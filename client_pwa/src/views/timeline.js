@@ -1,7 +1,7 @@
 import { go, on } from "../app.js";
 import { h, fill } from "../dom.js";
 import { shell } from "../shell.js";
-import { plural } from "../ui/format.js";
+import { plural, today } from "../ui/format.js";
 
 // -- timeline ------------------------------------------------------------------------------------
 
@@ -24,8 +24,16 @@ export function timelineView(project) {
     const pos = (d) => `${(((Date.parse(d) - first) / span) * 100).toFixed(2)}%`;
     const width = (a, b) => `${Math.max(((Date.parse(b) - Date.parse(a) + DAY) / span) * 100, 1).toFixed(2)}%`;
     const byId = new Map(tasks.map((t) => [t.id, t]));
+    // today, as a line across the rows (when it falls inside the shown dates)
+    const now = Date.parse(today());
+    const frac = (now - first) / span;
+    const todayLine =
+      frac >= 0 && frac <= 1
+        ? h("div", { class: "today-line", style: { left: `calc(8px + (100% - 16px) * ${(0.35 + 0.65 * frac).toFixed(4)})` }, title: "Today" }, h("span", {}, "Today"))
+        : null;
     const day = (ms) => new Date(ms).toISOString().slice(0, 10);
     fill(box, 
+      todayLine,
       h(
         "div",
         { class: "axis" },
