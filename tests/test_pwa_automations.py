@@ -9,6 +9,9 @@ Screenshots go to test-output/screenshots/automations-*.png.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -49,11 +52,13 @@ class Receiver:
     def __init__(self, status: int = 200) -> None:
         self.status = status
         self.bodies: list[bytes] = []
+        self.signatures: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 outer.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                outer.signatures.append(self.headers.get("X-Tandem-Signature-256", ""))
                 self.send_response(outer.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -460,6 +465,13 @@ def test_a_webhook_rule_keeps_its_url_secret_and_its_delivery_shows_in_the_log(
         expect(log.first).not_to_contain_text(receiver.url)
         assert len(receiver.bodies) == 1 and task.encode() in receiver.bodies[0]
         assert task_labels(auto_server, "hugo", task) == ["announced"]
+        # the key a receiver checks the signature with, shown on request
+        page.get_by_role("button", name="Show key").click()
+        key = page.get_by_test_id("signing-key")
+        expect(key).not_to_have_value("", timeout=10000)
+        mac = hmac.new(key.input_value().encode(), receiver.bodies[0], hashlib.sha256)
+        assert receiver.signatures[0] == f"sha256={mac.hexdigest()}"
+        assert key.input_value() not in json.dumps(dict(page.evaluate("() => ({...localStorage})")))
         runs = page.locator("li.rule").get_by_test_id("rule-runs")
         expect(runs.locator(".outcome.good")).to_have_text("ran", timeout=15000)
         no_horizontal_scroll(page)

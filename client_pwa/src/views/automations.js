@@ -137,6 +137,50 @@ async function resume(project, rule, button) {
   }
 }
 
+// The key webhook receivers check X-Tandem-Signature-256 with. Fetched only when asked
+// for, never cached (api(), not cachedGet()), and gone when the page goes.
+function signingKey(project) {
+  const output = h("input", {
+    id: "signing-key",
+    readonly: true,
+    autocomplete: "off",
+    spellcheck: false,
+    placeholder: "hidden",
+    "data-testid": "signing-key",
+  });
+  const status = h("p", { class: "muted", role: "status" });
+  const fetchKey = async (rotate) => {
+    if (!online(project)) return (status.textContent = "The key is shown when online.");
+    if (rotate && !confirm("Make a new key? Receivers must be given it: messages are signed with it from now on.")) return;
+    try {
+      const data = await api(rotate ? "POST" : "GET", `${base(project)}/webhook-secret/`);
+      output.value = data.secret;
+      status.textContent = rotate ? "A new key: webhooks are signed with it from now on." : "";
+    } catch (e) {
+      status.textContent = `The key is not available: ${e.message}`;
+    }
+  };
+  return h(
+    "section",
+    { class: "card signing" },
+    h("h2", {}, "Webhook signing key"),
+    h(
+      "p",
+      { class: "muted" },
+      "Every webhook carries X-Tandem-Signature-256: sha256= and the HMAC-SHA256 of its body made with this key; a receiver checks it to know the message is from this project.",
+    ),
+    h("label", { for: "signing-key" }, "Key"),
+    output,
+    h(
+      "div",
+      { class: "actions" },
+      h("button", { type: "button", onclick: () => fetchKey(false) }, "Show key"),
+      h("button", { type: "button", onclick: () => fetchKey(true) }, "New key"),
+    ),
+    status,
+  );
+}
+
 function deliveryList(deliveries) {
   if (deliveries === undefined) return h("p", { class: "muted" }, "Loading…");
   if (deliveries === null) return h("p", { class: "muted" }, "The delivery log is shown when online.");
@@ -275,6 +319,7 @@ export function automationsView(project, rest = []) {
       list,
       // the outbox's log needs edit_project (it names where messages go)
       editable ? h("section", { class: "card" }, h("h2", {}, "Delivery log"), deliveries) : null,
+      editable ? signingKey(project) : null,
     ),
   );
 }
