@@ -37,6 +37,14 @@ the id of the task / milestone / cost / ... it is about:
   message or comment; ``detail`` has ``where`` (``chat`` / ``comment``), ``text``,
   ``message``, ``author`` (and ``task`` for a comment)
 
+Made by the automation scheduler, not by a transaction (so never in the change feed;
+see ``rules.automation.triggers``):
+
+- ``due_date_approaching`` / ``task_overdue``: ``entity`` the task id; ``detail`` has
+  ``rule`` (the rule it fires), ``due`` (the due date it was computed from), ``at``
+  (the fire time, ISO 8601 UTC)
+- ``schedule_fired``: ``entity`` the rule id; ``detail["at"]`` the fire time
+
 ``detail["before_unknown"]``: no before value could be known (the event's
 ``before`` is None): a nested type (a task, a Y.Text) replaced by a concurrent
 write, or an edit deep inside a rule's free-form fields, while the room had no

@@ -173,6 +173,11 @@ user's grant says (role, or no entry without a grant). Grants live outside the d
 so the caller looks them up; the members map may only ever be made to match them."""
 
 
+RuleOwner = Callable[[str], Any]
+"""A rule's ``created_by`` as the transaction leaves it, by rule id (None: not set). The
+rule acts as that user (automation), so nobody may write it as someone else."""
+
+
 Need = tuple[tuple[Permission, ...], str, str]
 """What one change needs: any one of these permissions, what it does (for the reason), and
 a suffix of the change's path naming the part that needs it. No permissions: nobody may."""
@@ -194,6 +199,7 @@ _EDIT_BUDGET: Need = ((P.EDIT_BUDGET,), "edit the budget", "")
 _EDIT_COSTS: Need = ((P.EDIT_COSTS,), "edit costs", "")
 _MANAGE_RESOURCES: Need = ((P.MANAGE_RESOURCES,), "manage resources", "")
 _POST_AS_OTHER: Need = ((), "post as someone else", "/author")
+_RULE_AS_OTHER: Need = ((), "make a rule act as someone else", "/created_by")
 _CHAT: Need = ((P.VIEW_PROJECT,), "chat", "")
 _EDIT_CHAT: Need = ((P.MANAGE_TEAM,), "edit or delete chat messages", "")
 
@@ -225,6 +231,18 @@ def _task_need(
     return _EDIT_OWN_TASK if user in assignees else _EDIT_OTHERS_TASK
 
 
+def _rule_need(change: Change, user: str, rule_owner: RuleOwner) -> Need:
+    """Rules need edit_project; a rule's ``created_by`` (whom it acts as) may be written
+    only as the writer themselves (the server sets it; a client must not forge it)."""
+    path = change.path
+    sets_owner = len(path) == 2 or (len(path) >= 3 and path[2] == "created_by")
+    if change.action != "delete" and sets_owner and len(path) >= 2:
+        owner = rule_owner(str(path[1]))
+        if owner is not None and owner != user:
+            return _RULE_AS_OTHER
+    return _EDIT_PROJECT
+
+
 def _chat_need(change: Change, user: str, message: Callable[[int], dict[str, Any] | None]) -> Need:
     if len(change.path) == 2 and change.action == "add" and isinstance(change.path[1], int):
         msg = message(change.path[1]) or {}
@@ -254,6 +272,7 @@ def _need(
     created: set[str],
     perms: frozenset[Permission],
     mirrors: MemberMirror = lambda _member: False,
+    rule_owner: RuleOwner = lambda _rule: None,
 ) -> Need | None:
     root = change.root
     if kind is DocKind.MAIN:
@@ -261,7 +280,9 @@ def _need(
             return _task_need(change, user, task, created, perms)
         if root == "members":  # only as the grants say (see _members_need)
             return _members_need(change, user, perms, mirrors)
-        return _EDIT_PROJECT  # meta, columns, milestones, rules
+        if root == "rules":
+            return _rule_need(change, user, rule_owner)
+        return _EDIT_PROJECT  # meta, columns, milestones
     if kind is DocKind.FINANCE:
         return _EDIT_BUDGET if root == "budget" else _EDIT_COSTS  # else: costs, time_entries
     if kind is DocKind.RESOURCES:
@@ -278,12 +299,14 @@ def decide(
     task: TaskLookup = lambda _id: None,
     message: Callable[[int], dict[str, Any] | None] = lambda _i: None,
     member_mirrors: MemberMirror = lambda _member: False,
+    rule_owner: RuleOwner = lambda _rule: None,
 ) -> Decision:
     """Allow ``changes`` by ``user`` holding ``perms`` on a ``kind`` document, or say why not.
 
     ``task`` gives a task's fields before the transaction (see :data:`TaskLookup`);
     ``member_mirrors`` whether a members entry now matches the grants (see
-    :data:`MemberMirror`; by default nothing does, so nobody writes the members map).
+    :data:`MemberMirror`; by default nothing does, so nobody writes the members map);
+    ``rule_owner`` a rule's ``created_by`` after the transaction (see :data:`RuleOwner`).
     """
     # tasks this transaction creates: their fields are covered by create_tasks, in any event order
     created = {
@@ -294,7 +317,7 @@ def decide(
     # The first change (in order) whose need is not met decides; most transactions meet
     # every need, so nothing is built for the ones that are.
     for change in changes:
-        need = _need(kind, change, user, task, message, created, perms, member_mirrors)
+        need = _need(kind, change, user, task, message, created, perms, member_mirrors, rule_owner)
         if need is None:
             continue
         any_of, what, suffix = need

@@ -13,11 +13,20 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import event as tally
 from hypothesis import strategies as st
-from pycrdt import Map
+from pycrdt import Array, Doc, Map
 
-from doc_model import create_project_meta
+from doc_model import (
+    Change,
+    DocKind,
+    create_project_meta,
+    declare_roots,
+    new_document,
+    parse_doc_name,
+)
 from doc_model.allocation import overallocated, peak_load
+from doc_model.domain_events import normalize
 from doc_model.events import DomainEvent
+from rules import BUILTIN_ROLES, Permission, decide
 from rules.automation import (
     EditIntent,
     Evaluation,
@@ -25,6 +34,7 @@ from rules.automation import (
     OutboundIntent,
     RuleInvalid,
     evaluate,
+    prepare_project,
     rule_json,
     to_document_form,
     to_rest_form,
@@ -38,6 +48,7 @@ from rules.automation.model import (
     PROJECT_FIELDS,
     TASK_FIELDS,
     TRIGGER_TYPES,
+    AddLabel,
     Slack,
     check_document_rule,
     mask_url,
@@ -55,8 +66,11 @@ from rules.automation.schedule import (
     parse_cron,
     time_zone,
 )
-from rules.automation.triggers import KINDS, SCHEDULER_KINDS
+from rules.automation.triggers import KINDS, SCHEDULER_KINDS, SNAPSHOT_NEEDS
+from sync_server.core.gate import Gate
+from sync_server.interfaces import Actor
 
+from .conftest import node_available, run_node, stored_doc
 from .raw_client import RawClient
 
 EXAMPLES = int(os.environ.get("TANDEM_AUTOMATION_EXAMPLES", "300"))
@@ -402,13 +416,19 @@ def test_any_json_validates_and_evaluates_or_is_refused_with_a_path_in_it(
     for event in [own, *evs]:
         result = evaluate("r1", rule, event, project, depth=depth)
         assert isinstance(result, Evaluation) and result.rule_id == "r1"
+        assert evaluate("r1", rule, event, prepare_project(project), depth=depth) == result
         assert not result.matched or result.triggered
         if depth >= 3 and result.triggered and rule.enabled:
             assert result.skipped == "depth limit" and not result.intents
         if not result.matched:
-            assert result.intents == ()
-        elif result.intents:
-            tally("matched, with intents")
+            assert result.intents == () and result.actions_skipped == ()
+        else:  # each action either does something or says why not
+            done = [i.action_index for i in result.intents]
+            assert sorted(done + [i for i, _ in result.actions_skipped]) == list(
+                range(len(rule.actions))
+            )
+            if result.intents:
+                tally("matched, with intents")
         if result.triggered:
             tally("triggered")
         for intent in result.intents:
@@ -420,8 +440,17 @@ def test_any_json_validates_and_evaluates_or_is_refused_with_a_path_in_it(
                 assert intent.channel == action.type
                 assert intent.target in ("", "secret:abc")  # never a URL
                 json.dumps(intent.payload)  # plain JSON
+                if intent.channel == "slack":  # Block Kit's limits: 1-3000 characters
+                    for block in intent.payload["blocks"]:
+                        texts = [block.get("text", {}).get("text")] if "text" in block else []
+                        texts += [f["text"] for f in block.get("fields", [])]
+                        texts += [e["text"] for e in block.get("elements", [])]
+                        assert all(isinstance(t, str) and 0 < len(t) <= 3000 for t in texts)
+                if intent.channel == "email":
+                    assert intent.payload["subject"] and intent.payload["text"]
             else:
                 assert isinstance(intent, NotifyIntent) and action.type == "notify"
+                assert intent.title and intent.body
         json.dumps([c.actual for c in result.conditions], default=str)
 
 
@@ -938,6 +967,7 @@ def test_every_trigger_operator_and_action_has_an_example() -> None:
 
 
 def test_budget_and_allocation_triggers_need_those_snapshots() -> None:
+    assert SNAPSHOT_NEEDS == {"budget_exceeded": "finance", "resource_overallocated": "resources"}
     assert not _eval(
         _rule({"type": "budget_exceeded", "percent": 90}), TRIGGER_CASES[21][1], PROJECT
     ).triggered
@@ -1038,9 +1068,23 @@ def test_edits_that_change_nothing_and_edits_without_a_task_are_left_out() -> No
     ]
     result = _eval(_rule({"type": "task_status_changed"}, same), STATUS_DONE)
     assert result.matched and result.intents == ()
+    assert [why for _, why in result.actions_skipped] == [
+        "nothing to change: the status is 'done' already",
+        "nothing to change: custom.size is 8 already",
+        "nothing to change: everyone named is assigned already",
+        "nothing to change: the task has the label 'ui' already",
+    ]
+    nowhere = _eval(
+        _rule({"type": "task_status_changed"}, [{"type": "set_status", "status": "qa"}]),
+        STATUS_DONE,
+    )
+    assert nowhere.actions_skipped == ((0, "'qa' is not a column of this board"),)
     milestone = DomainEvent("milestone_completed", "m1", "done", False, True)
     result = _eval(_rule({"type": "milestone_completed"}, [*same, ALL_ACTIONS[4]]), milestone)
     assert [i.action_index for i in result.intents] == [4]
+    assert {why for _, why in result.actions_skipped} == {
+        "no task: the event is about none (or it was deleted)"
+    }
     assert result.intents[0].payload["task"] is None  # type: ignore[union-attr]
 
 
@@ -1112,7 +1156,14 @@ instants = st.datetimes(
     min_value=dt.datetime(2024, 1, 1), max_value=dt.datetime(2030, 12, 31), timezones=st.just(UTC)
 )
 zones = st.sampled_from(
-    ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
+    [
+        "UTC",
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Lord_Howe",
+        "Asia/Kolkata",
+        "America/Santiago",
+    ]
 )
 
 
@@ -1212,8 +1263,11 @@ def test_cron_semantics() -> None:
     assert next_fire("*/20 * * * *", t, "Asia/Kolkata") == dt.datetime(
         2026, 12, 2, 12, 10, tzinfo=UTC
     )
-    with pytest.raises(ValueError, match="no time"):
+    with pytest.raises(CronError, match="never fires"):
         next_fire("0 0 31 2 *", t, "UTC")
+    with pytest.raises(CronError, match="never fires"):
+        parse_cron("0 0 30,31 feb *")
+    assert parse_cron("0 0 31 2 mon").day_matches(dt.date(2026, 2, 2))  # either: Mondays
     with pytest.raises(ValueError, match="aware"):
         next_fire("* * * * *", dt.datetime(2026, 1, 1), "UTC")
 
@@ -1315,6 +1369,25 @@ async def test_a_real_client_writing_an_invalid_rule_is_refused_with_the_path(se
         )
         refused = await owner.outcome(n)
         assert (refused["type"], refused["path"]) == ("rejected", "rules/r3/name")
+        # the rule acts as its created_by: written as oneself, fine
+        n = await owner.send_update(
+            owner.edit(_put_rule("r5", {**VALID_DOC_RULE, "created_by": "olive"}))
+        )
+        assert (await owner.outcome(n))["type"] == "ack"
+    # a manager (edit_project) writes rules, but not ones acting as someone else
+    async with RawClient.connect(server, f"p/{project}", "max", role="manager") as manager:
+        await manager.sync()
+        n = await manager.send_update(
+            manager.edit(_put_rule("r6", {**VALID_DOC_RULE, "created_by": "olive"}))
+        )
+        refused = await manager.outcome(n)
+        assert (refused["type"], refused["path"]) == ("rejected", "rules/r6/created_by"), refused
+        n = await manager.send_update(
+            manager.edit(lambda d: d.get("rules", type=Map)["r5"].__setitem__("created_by", "max"))
+        )
+        assert (await manager.outcome(n))["type"] == "ack"  # taking it over: it acts as max now
+        n = await manager.send_update(manager.edit(_put_rule("r6", VALID_DOC_RULE)))
+        assert (await manager.outcome(n))["type"] == "ack"
     # a member (no edit_project) may not write even a valid rule
     async with RawClient.connect(server, f"p/{project}", "mel", role="member") as member:
         await member.sync()
@@ -1323,5 +1396,168 @@ async def test_a_real_client_writing_an_invalid_rule_is_refused_with_the_path(se
         assert refused["type"] == "rejected" and refused["permission"] == "edit_project", refused
         await member.drain(0.3)
         rules = member.doc.get("rules", type=Map).to_py()
-    assert set(rules) == {"r3"} and rules["r3"]["enabled"] is False
+    assert set(rules) == {"r3", "r5", "r6"} and rules["r3"]["enabled"] is False
+    assert rules["r5"]["created_by"] == "max" and "created_by" not in rules["r6"]
     await anyio.sleep(0)
+
+
+def test_a_rule_acts_as_someone_else_only_if_they_wrote_it() -> None:
+    manager = BUILTIN_ROLES["manager"].permissions
+    create = [Change(("rules", "r1"), "add")]
+    forged = decide(manager, "max", DocKind.MAIN, create, rule_owner=lambda _r: "olive")
+    assert (forged.allowed, forged.path, forged.permission) == (False, "rules/r1/created_by", None)
+    assert decide(manager, "max", DocKind.MAIN, create, rule_owner=lambda _r: "max").allowed
+    assert decide(manager, "max", DocKind.MAIN, create).allowed  # not set: the server sets it
+    toggle = [Change(("rules", "r1", "enabled"), "update")]
+    assert decide(manager, "max", DocKind.MAIN, toggle, rule_owner=lambda _r: "olive").allowed
+    takeover = [Change(("rules", "r1", "created_by"), "update")]
+    assert not decide(manager, "max", DocKind.MAIN, takeover, rule_owner=lambda _r: "olive").allowed
+    member = BUILTIN_ROLES["member"].permissions
+    denied = decide(member, "mel", DocKind.MAIN, create, rule_owner=lambda _r: "mel")
+    assert (denied.allowed, denied.permission) == (False, Permission.EDIT_PROJECT)
+
+
+def _gate() -> tuple[Doc, Gate]:
+    server = new_document(DocKind.MAIN)
+    create_project_meta(server, "P")
+    return server, Gate(server, parse_doc_name("p/gated"))  # the schema alone (no permissions)
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rule_like())
+def test_the_gate_takes_a_rule_exactly_when_it_validates_and_names_the_path_when_not(data) -> None:
+    server, gate = _gate()
+    client: Doc = Doc()
+    declare_roots(client, DocKind.MAIN)
+    client.apply_update(server.get_update())
+    before = client.get_state()
+    with client.transaction():
+        rules_root = client.get("rules", type=Map)
+        rules_root["r1"] = Map(data) if isinstance(data, dict) else data
+    result = gate.apply(client.get_update(before), Actor("ann"))
+    try:
+        validate_rule(json.loads(json.dumps(data)), "document")
+        valid = True
+    except RuleInvalid:
+        valid = False
+    assert result.accepted is valid, (data, result.denial)
+    if not valid:
+        assert result.denial is not None
+        path = result.denial.path.split("/")
+        assert path[:2] == ["rules", "r1"], result.denial
+        parts: list[str | int] = [int(p) if p.isdigit() else p for p in path[2:]]
+        parent: Any = data
+        for part in parts[:-1]:
+            parent = parent[part]
+        assert (
+            not parts
+            or parts[-1] in (parent if isinstance(parent, dict) else range(len(parent)))
+            or "required" in result.denial.reason
+        ), result.denial
+        assert "r1" not in server.get("rules", type=Map)  # reverted
+    else:
+        assert server.get("rules", type=Map)["r1"]["name"] == data["name"]
+
+
+def test_an_edit_deep_inside_a_nested_y_map_is_checked_against_the_whole_rule() -> None:
+    server, gate = _gate()
+    client: Doc = Doc()
+    declare_roots(client, DocKind.MAIN)
+    client.apply_update(server.get_update())
+
+    def send(fn) -> Any:
+        before = client.get_state()
+        with client.transaction():
+            fn(client.get("rules", type=Map))
+        result = gate.apply(client.get_update(before), Actor("ann"))
+        client.apply_update(server.get_update(client.get_state()))  # the server's verdict
+        return result
+
+    nested = {
+        **VALID_DOC_RULE,
+        "trigger": Map({"type": "task_status_changed", "to": "done"}),
+        "actions": Array([Map({"type": "add_label", "label": "done"})]),
+    }
+    assert send(lambda rules: rules.__setitem__("r7", Map(nested))).accepted
+    result = send(lambda rules: rules["r7"]["trigger"].__setitem__("type", "whenever"))
+    assert not result.accepted and result.denial.path == "rules/r7/trigger/type"
+    result = send(lambda rules: rules["r7"]["actions"][0].__setitem__("label", ""))
+    assert not result.accepted and result.denial.path == "rules/r7/actions/0/label"
+    assert send(lambda rules: rules["r7"]["actions"][0].__setitem__("label", "shipped")).accepted
+    result = send(
+        lambda rules: rules["r7"]["actions"].append(
+            Map({"type": "webhook", "url": "https://x.example/h"})
+        )
+    )
+    assert not result.accepted and result.denial.path == "rules/r7/actions/1/url"
+    stored = server.get("rules", type=Map).to_py()["r7"]
+    assert stored["trigger"]["type"] == "task_status_changed"
+    assert stored["actions"] == [{"type": "add_label", "label": "shipped"}]
+    label = validate_rule(normalize(server.get("rules", type=Map)["r7"])).actions[0]
+    assert isinstance(label, AddLabel) and label.label == "shipped"
+
+
+@pytest.mark.skipif(not node_available(), reason="tests/node has no node_modules")
+def test_a_stock_yjs_client_cannot_store_an_invalid_rule(server) -> None:
+    project = "auto-yjs"
+    server.grant("olive", project, "owner")
+    bad = {**VALID_DOC_RULE, "trigger": {"type": "schedule", "cron": "61 * * * *"}}
+    out = run_node(
+        "rules_write.mjs",
+        server.ws_url,
+        f"p/{project}",
+        server.token("olive"),
+        json.dumps(bad),
+        json.dumps(VALID_DOC_RULE),
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"rules": ["good"]}
+    stored = stored_doc(server.db, f"p/{project}").get("rules", type=Map).to_py()
+    assert set(stored) == {"good"}
+    assert validate_rule(stored["good"]) == validate_rule(VALID_DOC_RULE)
+
+
+def _dst_days(zone: str, year: int) -> list[dt.date]:
+    tz = time_zone(zone)
+    day, out = dt.date(year, 1, 1), []
+    while day.year == year:
+        a = dt.datetime(day.year, day.month, day.day, tzinfo=tz).utcoffset()
+        nxt = day + dt.timedelta(days=1)
+        b = dt.datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).utcoffset()
+        if a != b:
+            out.append(day)
+        day = nxt
+    return out
+
+
+@settings(max_examples=EXAMPLES // 3, deadline=None)
+@given(
+    st.integers(0, 59),
+    st.integers(0, 23),
+    st.sampled_from(
+        [
+            "Europe/Berlin",
+            "America/New_York",
+            "Australia/Lord_Howe",
+            "America/Santiago",
+            "America/Havana",
+        ]
+    ),
+    st.integers(2024, 2030),
+    st.booleans(),
+    st.integers(-2, 1),
+)
+def test_a_daily_spec_fires_once_every_day_across_each_dst_change(
+    minute, hour, zone, year, autumn, offset
+) -> None:
+    changes = _dst_days(zone, year)
+    assume(changes)
+    change = changes[-1] if autumn else changes[0]
+    start = dt.datetime(change.year, change.month, change.day, tzinfo=UTC) + dt.timedelta(
+        days=offset
+    )
+    tz = time_zone(zone)
+    fire, days = start, []
+    for _ in range(5):
+        fire = next_fire(f"{minute} {hour} * * *", fire, zone)
+        days.append(fire.astimezone(tz).date())
+    assert days == [days[0] + dt.timedelta(days=i) for i in range(5)], (start, days)

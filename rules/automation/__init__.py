@@ -13,12 +13,14 @@ from .intents import (
     OutboundIntent,
 )
 from .model import Rule, RuleInvalid, rule_json, to_document_form, to_rest_form, validate_rule
-from .triggers import KINDS, SCHEDULER_KINDS
+from .project import prepare as prepare_project
+from .triggers import KINDS, SCHEDULER_KINDS, SNAPSHOT_NEEDS
 
 __all__ = [
     "KINDS",
     "MAX_DEPTH",
     "SCHEDULER_KINDS",
+    "SNAPSHOT_NEEDS",
     "ConditionResult",
     "EditIntent",
     "Evaluation",
@@ -28,6 +30,7 @@ __all__ = [
     "Rule",
     "RuleInvalid",
     "evaluate",
+    "prepare_project",
     "rule_json",
     "to_document_form",
     "to_rest_form",

@@ -12,7 +12,9 @@ it is about one) and the project, then one intent per action:
   ``create_subtasks``: an :class:`EditIntent` on the event's task. With no task (a
   schedule, a milestone, the budget...) these actions do nothing; nor does an edit that
   would change nothing (the status already set, the label already there, everyone
-  already assigned), which also ends chains of rules feeding each other early;
+  already assigned), which also ends chains of rules feeding each other early, nor a
+  ``set_status`` to a column the board does not have. Each action that does nothing is
+  in ``Evaluation.actions_skipped`` with the reason (for the dry run and the run log);
 - ``notify``: a :class:`NotifyIntent`;
 - ``email`` / ``slack`` / ``teams`` / ``webhook``: an :class:`OutboundIntent` whose payload
   is the message, ready to send: webhook ``{"rule", "event", "task", "project"}``, Slack
@@ -85,12 +87,20 @@ def evaluate(
         return Evaluation(rule_id, triggered=True, matched=False, conditions=results)
     context = _Context(rule_id, rule, event, project, task_id, task)
     intents: list[Intent] = []
+    passed: list[tuple[int, str]] = []
     for index, action in enumerate(rule.actions):
         intent = _intent(index, action, context)
-        if intent is not None:
+        if isinstance(intent, str):
+            passed.append((index, intent))
+        else:
             intents.append(intent)
     return Evaluation(
-        rule_id, triggered=True, matched=True, conditions=results, intents=tuple(intents)
+        rule_id,
+        triggered=True,
+        matched=True,
+        conditions=results,
+        intents=tuple(intents),
+        actions_skipped=tuple(passed),
     )
 
 
@@ -117,7 +127,8 @@ class _Context:
         return {**{k: v for k, v in self.task.items() if k != "description"}, "id": self.task_id}
 
     def fill(self, text: str) -> str:
-        """``text`` with its placeholders replaced (see rules.automation.model)."""
+        """``text`` with its placeholders replaced (see rules.automation.model). A text
+        that comes out empty (``{task.title}`` with no task) is replaced by a default."""
 
         def value(m: re.Match[str]) -> str:
             scope, name = m.group(1), m.group(2)
@@ -157,12 +168,13 @@ class _Context:
         return f"{self.rule.name}: {what}{where}"
 
 
-def _intent(index: int, action: Any, c: _Context) -> Intent | None:
+def _intent(index: int, action: Any, c: _Context) -> Intent | str:
+    """The action's intent, or why it does nothing this time."""
     if isinstance(action, Notify):
         return NotifyIntent(
             action_index=index,
-            title=c.fill(action.title) if action.title else c.rule.name,
-            body=c.fill(action.message) if action.message else c.headline(),
+            title=c.fill(action.title).strip() or c.rule.name,
+            body=c.fill(action.message).strip() or c.headline(),
             task_id=c.task_id,
             users=tuple(action.to.users),
             role=action.to.role,
@@ -175,8 +187,8 @@ def _intent(index: int, action: Any, c: _Context) -> Intent | None:
             "",
             {
                 "to": action.to.model_dump(mode="json", exclude_none=True),
-                "subject": c.fill(action.subject),
-                "text": c.fill(action.text) if action.text else c.headline(),
+                "subject": c.fill(action.subject).strip() or c.rule.name,
+                "text": c.fill(action.text).strip() or c.headline(),
                 "task": c.task_id,
             },
         )
@@ -185,7 +197,7 @@ def _intent(index: int, action: Any, c: _Context) -> Intent | None:
         if isinstance(action, Webhook):
             payload = webhook_payload(c)
         else:
-            text = c.fill(action.text) if action.text else c.headline()
+            text = c.fill(action.text).strip() or c.headline()
             payload = (
                 slack_payload(text, c) if isinstance(action, Slack) else teams_payload(text, c)
             )
@@ -193,13 +205,15 @@ def _intent(index: int, action: Any, c: _Context) -> Intent | None:
     return _edit(index, action, c)
 
 
-def _edit(index: int, action: Any, c: _Context) -> EditIntent | None:
+def _edit(index: int, action: Any, c: _Context) -> EditIntent | str:
     if c.task is None or c.task_id is None:
-        return None
+        return "no task: the event is about none (or it was deleted)"
     task = c.task
     if isinstance(action, SetStatus):
         if task.get("status") == action.status:
-            return None
+            return f"nothing to change: the status is {action.status!r} already"
+        if action.status not in snap.columns(c.project):
+            return f"{action.status!r} is not a column of this board"
         return EditIntent("set_status", index, c.task_id, {"status": action.status})
     if isinstance(action, SetField):
         if action.field.startswith("custom."):
@@ -209,7 +223,7 @@ def _edit(index: int, action: Any, c: _Context) -> EditIntent | None:
         else:
             current, present = task.get(action.field), action.field in task
         if present and same(current, action.value):
-            return None
+            return f"nothing to change: {action.field} is {action.value!r} already"
         return EditIntent(
             "set_field", index, c.task_id, {"field": action.field, "value": action.value}
         )
@@ -218,12 +232,12 @@ def _edit(index: int, action: Any, c: _Context) -> EditIntent | None:
         have = set(current) if isinstance(current, list) else set()
         new = [u for u in dict.fromkeys(action.users) if u not in have]
         if not new:
-            return None
+            return "nothing to change: everyone named is assigned already"
         return EditIntent("assign", index, c.task_id, {"users": new})
     if isinstance(action, AddLabel):
         labels = task.get("labels")
         if isinstance(labels, list) and action.label in labels:
-            return None
+            return f"nothing to change: the task has the label {action.label!r} already"
         return EditIntent("add_label", index, c.task_id, {"label": action.label})
     if isinstance(action, AddComment):
         return EditIntent("add_comment", index, c.task_id, {"text": c.fill(action.text)})
@@ -234,7 +248,7 @@ def _edit(index: int, action: Any, c: _Context) -> EditIntent | None:
             c.task_id,
             {"titles": [c.fill(t)[:500] or t for t in action.titles]},
         )
-    return None
+    return f"unknown action {getattr(action, 'type', action)!r}"
 
 
 # -- payloads ----------------------------------------------------------------------------------
@@ -271,7 +285,8 @@ def _mrkdwn(text: str) -> str:
 def slack_payload(text: str, c: _Context) -> dict[str, Any]:
     """A Slack incoming-webhook message: Block Kit, with ``text`` as the notification."""
     fields = [
-        {"type": "mrkdwn", "text": f"*{_mrkdwn(k)}*\n{_mrkdwn(v)}"} for k, v in _facts(c)[:10]
+        {"type": "mrkdwn", "text": f"*{_mrkdwn(k)}*\n{_mrkdwn(v)}"[:2000]}
+        for k, v in _facts(c)[:10]
     ]
     return {
         "text": text[:3000],

@@ -90,3 +90,6 @@ class Evaluation:
     conditions: tuple[ConditionResult, ...] = ()
     intents: tuple[Intent, ...] = ()
     skipped: str | None = None  # why nothing will run (disabled, depth limit...), if so
+    # (action index, why) for each action of a matched rule that does nothing this time
+    # (no task to edit, nothing to change...); added by the engine, default empty
+    actions_skipped: tuple[tuple[int, str], ...] = ()

@@ -704,6 +704,8 @@ def validate_rule(data: Any, form: Form = "document", *, allow_http: bool = Fals
         raise RuleInvalid("", "expected an object with name, trigger and actions")
     if form == "rest" and "created_by" in data:
         raise RuleInvalid("created_by", "set by the server")
+    if "created_by" in data and data["created_by"] is None:
+        raise RuleInvalid("created_by", "expected a user id, or no created_by at all")
     conditions: Condition | None = None
     if data.get("conditions") is not None:
         conditions = parse_conditions(data["conditions"])
@@ -793,10 +795,15 @@ def rule_json(rule: Rule) -> dict[str, Any]:
 
 
 def to_document_form(
-    data: Any, put_secret: Callable[[str, str], str], *, allow_http: bool = False
+    data: Any,
+    put_secret: Callable[[str, str], str],
+    *,
+    allow_http: bool = False,
+    mask: Callable[[str], str] = mask_url,
 ) -> Rule:
     """A REST rule validated and turned into its document form: each URL stored through
-    ``put_secret(kind, url) -> "secret:<id>"`` and replaced by that reference and its mask.
+    ``put_secret(kind, url) -> "secret:<id>"`` and replaced by that reference and
+    ``mask(url)`` (``url_hint``, which every member reads: by default scheme and host only).
 
     ``created_by`` is for the caller to set (``rule.model_copy(update=...)``)."""
     rule = validate_rule(data, "rest", allow_http=allow_http)
@@ -805,7 +812,7 @@ def to_document_form(
         if isinstance(action, Webhook | Slack | Teams) and action.url is not None:
             ref = put_secret(action.type, action.url)
             action = action.model_copy(
-                update={"url": None, "url_ref": ref, "url_hint": mask_url(action.url)}
+                update={"url": None, "url_ref": ref, "url_hint": mask(action.url)[:300]}
             )
         actions.append(action)
     return rule.model_copy(update={"actions": actions})

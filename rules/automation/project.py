@@ -36,7 +36,7 @@ def entities(container: Any) -> dict[str, Mapping[str, Any]]:
     elif isinstance(container, list | tuple):
         for value in container:
             if isinstance(value, Mapping) and isinstance(value.get("id"), str):
-                out[value["id"]] = value
+                out.setdefault(value["id"], value)  # the first, as task() finds it
     return out
 
 
@@ -45,13 +45,18 @@ def tasks(project: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def task(project: Mapping[str, Any], task_id: str | None) -> Mapping[str, Any] | None:
+    """One task's fields (None: no such task), without copying the collection."""
     if task_id is None:
         return None
     container = project.get("tasks")
-    if isinstance(container, Mapping):  # {id: fields}: one lookup, not an index of them all
+    if isinstance(container, Mapping):
         value = container.get(task_id)
         return value if isinstance(value, Mapping) else None
-    return tasks(project).get(task_id)
+    if isinstance(container, list | tuple):
+        for value in container:
+            if isinstance(value, Mapping) and value.get("id") == task_id:
+                return value
+    return None
 
 
 def columns(project: Mapping[str, Any]) -> list[str]:
@@ -88,3 +93,19 @@ def resources(project: Mapping[str, Any]) -> Mapping[str, Any] | None:
 def project_id(project: Mapping[str, Any]) -> str | None:
     value = project.get("id")
     return value if isinstance(value, str) else None
+
+
+def prepare(project: Mapping[str, Any]) -> dict[str, Any]:
+    """The snapshot with its collections keyed by id (tasks, milestones; finance's costs,
+    resources' allocations): a shallow copy. Evaluating many rules against one event,
+    prepare the snapshot once; the engine then finds a task by its id at once instead of
+    scanning a list (``Project.model_dump`` gives lists)."""
+    out = dict(project)
+    for name in ("tasks", "milestones"):
+        if isinstance(out.get(name), list | tuple):
+            out[name] = entities(out[name])
+    for name, collection in (("finance", "costs"), ("resources", "allocations")):
+        part = out.get(name)
+        if isinstance(part, Mapping) and isinstance(part.get(collection), list | tuple):
+            out[name] = {**part, collection: entities(part[collection])}
+    return out

@@ -78,6 +78,15 @@ KINDS: dict[str, frozenset[str]] = {
 }
 """The event kinds that may fire each trigger type (a runner can skip the rest cheaply)."""
 
+SNAPSHOT_NEEDS: dict[str, str] = {
+    "budget_exceeded": "finance",
+    "resource_overallocated": "resources",
+}
+"""Trigger types that read another document of the project: the key of the project
+snapshot the runner must add (``project["finance"]`` / ``project["resources"]``, that
+document's JSON), and the document whose change feed brings their events
+(``p/<id>/finance``, ``p/<id>/resources``); without it they never fire."""
+
 
 def event_task_id(event: DomainEvent, project: Mapping[str, Any] | None = None) -> str | None:
     """The task an event is about, if any: the entity of task events, a comment's task,

@@ -114,6 +114,11 @@ class ConditionOut(BaseModel):
     matched: bool
 
 
+class SkippedAction(BaseModel):
+    action: int = Field(description="the action's index in the rule")
+    why: str
+
+
 class DryRunOut(BaseModel):
     rule: str
     event: dict[str, Any]
@@ -122,6 +127,7 @@ class DryRunOut(BaseModel):
     skipped: str | None = None
     conditions: list[ConditionOut]
     intents: list[dict[str, Any]]
+    actions_skipped: list[SkippedAction] = []
 
 
 class RunOut(BaseModel):
@@ -419,8 +425,11 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
         if stray:
             raise Problem(422, f"{stray[0]}: unknown field; give task and/or event", field=stray[0])
         rule = await one(project, rule_id)
+        if automation.runner is None:
+            raise Problem(503, "automation is not running on this server")
+        _rules, read = await automation.runner.read(project)
         view = await ctx.read(project)
-        snapshot = auto.project_json(view.doc, project)
+        snapshot = read or auto.prepare_project(auto.project_json(view.doc, project))
         task = None
         task_id = data.get("task")
         if task_id is not None:
@@ -455,6 +464,9 @@ def rules_api(server: TandemContext, automation: AutomationExtension) -> Bluepri
                 "skipped": evaluation.skipped,
                 "conditions": [dataclasses.asdict(c) for c in evaluation.conditions],
                 "intents": [intent_json(i) for i in evaluation.intents],
+                "actions_skipped": [
+                    {"action": index, "why": why} for index, why in evaluation.actions_skipped
+                ],
             }
         )
 

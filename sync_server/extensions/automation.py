@@ -66,24 +66,29 @@ from doc_model import (
     TaskUpdate,
     create_task,
     doc_name,
+    finance_snapshot,
     move_task,
     parse_doc_name,
     post_chat_message,
     project_snapshot,
+    resources_snapshot,
     update_task,
 )
 from doc_model.domain_events import normalize
 from integrations.db import transaction
 from integrations.outbox import Outbox
 from integrations.secrets import SecretStore
+from rules import Permission
 from rules.automation import (
     KINDS,
     MAX_DEPTH,
+    SNAPSHOT_NEEDS,
     EditIntent,
     NotifyIntent,
     OutboundIntent,
     Rule,
     evaluate,
+    prepare_project,
     validate_rule,
 )
 from rules.automation.schedule import approaching_at, next_fire, overdue_at
@@ -148,6 +153,14 @@ def project_json(doc: Doc, project: str) -> dict[str, Any]:
     return snap
 
 
+def finance_json(doc: Doc) -> dict[str, Any]:
+    return finance_snapshot(doc).model_dump(mode="json")
+
+
+def resources_json(doc: Doc) -> dict[str, Any]:
+    return resources_snapshot(doc).model_dump(mode="json")
+
+
 def tasks_of(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     found = snapshot.get("tasks") or {}
     return list(found.values()) if isinstance(found, dict) else list(found)
@@ -202,6 +215,13 @@ def next_schedule_fire(rule: dict[str, Any], after: float) -> float | None:
     return nxt.timestamp()
 
 
+WATCHED = frozenset({DocKind.MAIN, DocKind.FINANCE, DocKind.RESOURCES})
+READS_OF: dict[str, frozenset[Permission]] = {
+    "budget_exceeded": frozenset({Permission.VIEW_BUDGET, Permission.VIEW_COSTS}),
+    "resource_overallocated": frozenset({Permission.VIEW_RESOURCES}),
+}
+"""Permissions the owner of a rule with this trigger needs besides edit rights: its
+messages carry the finance / resources event (amounts, allocations)."""
 STATUS_TRIGGERS = frozenset({"task_status_changed", "project_status_changed"})
 
 
@@ -553,7 +573,19 @@ class AutomationRunner:
         rules = live.snapshot(view, "automation-rules", rules_of)
         if not any(r.get("enabled", True) is not False for r in rules.values()):
             return rules, None
-        return rules, live.snapshot(view, "automation-project", lambda d: project_json(d, project))
+        snapshot = dict(
+            live.snapshot(view, "automation-project", lambda d: project_json(d, project))
+        )
+        # budget and allocation rules read the finance / resources document too
+        needs = {SNAPSHOT_NEEDS.get(trigger_type(r) or "") for r in rules.values()}
+        for key, kind, build in (
+            ("finance", DocKind.FINANCE, finance_json),
+            ("resources", DocKind.RESOURCES, resources_json),
+        ):
+            if key in needs:
+                other = await live.read(parse_doc_name(doc_name(project, kind)))
+                snapshot[key] = live.snapshot(other, f"automation-{key}", build)
+        return rules, prepare_project(snapshot)
 
     # -- the feed ------------------------------------------------------------------------
 
@@ -570,7 +602,7 @@ class AutomationRunner:
                 name = parse_doc_name(change.doc_name)
             except Exception:
                 continue
-            if name.kind is not DocKind.MAIN:
+            if name.kind not in WATCHED:
                 continue
             project = name.project_id
             changed_rules = [
@@ -662,6 +694,9 @@ class AutomationRunner:
         else:
             item.act = True
             item.intents = evaluation.intents
+            item.detail = "; ".join(
+                f"action {index}: {why}" for index, why in evaluation.actions_skipped
+            )
         return item
 
     async def settle(self, items: Sequence[Judged]) -> list[RunResult]:
@@ -686,7 +721,7 @@ class AutomationRunner:
         claims = [n for n, i in enumerate(items) if i.act]
         claimed = await self.db.run(record_runs, self.db.conn, rows, claims)
         results: list[RunResult] = []
-        acted: list[tuple[RunResult, list[str]]] = []
+        acted: list[tuple[RunResult, list[str], str]] = []
         queued: list[Queued] = []
         for n, item in enumerate(items):
             if not item.act:
@@ -698,7 +733,7 @@ class AutomationRunner:
             parts: list[str] = []
             result = await self.act(item, run_id, parts, queued)
             results.append(result)
-            acted.append((result, parts))
+            acted.append((result, parts, item.detail))
         if queued:
             assert self.outbox is not None
             outbox = self.outbox
@@ -709,7 +744,7 @@ class AutomationRunner:
                 for q in queued:
                     q.parts[q.index] = f"{q.channel}: not queued ({e})"
                 failed = {id(q.parts) for q in queued}
-                for result, parts in acted:
+                for result, parts, _ in acted:
                     if id(parts) in failed:
                         result.outcome = "failed"
             else:
@@ -721,11 +756,9 @@ class AutomationRunner:
                         else f"{q.channel}: queued (delivery {delivery})"
                     )
         finished: list[tuple[int, str, str]] = []
-        for result, parts in acted:
-            if parts:
-                result.detail = "; ".join([*parts, result.detail] if result.detail else parts)
-            elif not result.detail:
-                result.detail = "nothing to do"
+        for result, parts, skipped in acted:
+            said = [text for text in (*parts, result.detail, skipped) if text]
+            result.detail = "; ".join(said) or "nothing to do"
             assert result.run_id is not None
             finished.append((result.run_id, result.outcome, result.detail))
         if finished:
@@ -760,10 +793,17 @@ class AutomationRunner:
         owner = item.rule.get("created_by")
         if not isinstance(owner, str) or not owner:
             return await self._pause(project, rule_id, run_id, "the rule has no owner (created_by)")
-        if not self.tandem.access.permissions(owner, project):
+        perms = self.tandem.access.permissions(owner, project)
+        if not perms:
             return await self._pause(
                 project, rule_id, run_id, f"its owner {owner} is no longer a member of the project"
             )
+        # what the rule sends out shows what its trigger reads: its owner must be able to
+        needs = READS_OF.get(trigger_type(item.rule) or "", frozenset())
+        missing = sorted(p.value for p in needs - perms)
+        if missing:
+            reason = f"its owner {owner} may no longer read what it sends ({missing[0]} needed)"
+            return await self._pause(project, rule_id, run_id, reason)
         try:
             for intent in item.intents:
                 if isinstance(intent, EditIntent):

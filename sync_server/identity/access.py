@@ -490,6 +490,11 @@ class PermissionResolver:
             grant = get_grant(self.conn, member, doc_name.project_id)
             return entry == (grant.role if grant is not None else None)
 
+        def rule_owner(rule_id: str) -> object:
+            """A rule's created_by after the transaction (rules.permissions.RuleOwner)."""
+            entry = doc.get("rules", type=Map).get(rule_id)
+            return entry.get("created_by") if isinstance(entry, Map) else None
+
         decision = decide(
             perms,
             user,
@@ -498,6 +503,7 @@ class PermissionResolver:
             task=task,
             message=message,
             member_mirrors=mirrors_grant,
+            rule_owner=rule_owner,
         )
         if decision.allowed:
             return None
