@@ -1182,6 +1182,11 @@ def test_new_screens_settings_columns_budget_time_resources_analytics(
     assert task["assignees"] == [owner] and task["start"] != "2026-11-15"
     comments = rest(app_server, owner, "GET", f"/projects/{project}/comments/").json()
     assert any(c["text"] == "Looks good" for c in comments["items"])
+    page.locator("textarea[name=comment]").press("Escape")  # leaves the field, not the task
+    expect(page.locator("textarea.description")).to_be_visible()
+    page.locator("body").press("Escape")  # then Esc closes it, like the close button
+    expect(page.locator(".board")).to_be_visible()
+    page.go_back()
     page.get_by_role("link", name="Close").click()
     expect(page.locator(".board")).to_be_visible()
 

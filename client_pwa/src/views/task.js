@@ -92,7 +92,9 @@ export function taskView(project, taskId) {
   const comments = commentList(project, taskId);
   const close = h("a", { href: board, class: "icon-button close", "aria-label": "Close", title: "Close (Esc)" }, "✕");
   on(document, "keydown", (e) => {
-    if (e.key === "Escape" && !e.defaultPrevented && !document.querySelector("dialog[open]") && !e.target.closest?.(".picker-panel")) go(board);
+    if (e.key !== "Escape" || e.defaultPrevented || document.querySelector("dialog[open]")) return;
+    if (e.target.closest?.("input, textarea, select, .picker-panel")) return e.target.blur?.(); // first Esc leaves the field
+    go(board);
   });
   const form = h(
     "div",
