@@ -278,6 +278,28 @@ def test_the_enabled_switch_stops_a_rule_online_and_offline(
     assert task_labels(auto_server, "otto", c) == []
     context.close()
 
+    # another manager switches otto's rule off: it now acts as her (the server would pause
+    # a rule changed by someone it does not name), and it is off, not paused
+    account(auto_server, "mia")
+    auto_server.grant("mia", project, "manager")
+    other = signed_in(browser, auto_server, "mia", **PHONE)
+    page = other.new_page()
+    open_board(page, project)
+    page.goto(f"/#/p/{project}/automations")
+    rule = page.locator("li.rule", has_text="Label done work")
+    expect(rule.locator(".rule-owner")).to_have_text("Acts as otto")
+    rule.get_by_role("switch").uncheck()
+    expect(rule.locator(".rule-owner")).to_have_text("Acts as you")
+    expect(page.get_by_test_id("sync-status")).to_have_text("Saved", timeout=15000)
+    deadline = time.monotonic() + 10
+    while rules_of(auto_server, "otto", project)[0]["enabled"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (stored,) = rules_of(auto_server, "otto", project)
+    assert stored["enabled"] is False and stored["created_by"] == "mia"
+    assert stored["state"]["paused_reason"] is None
+    expect(rule.get_by_test_id("rule-paused")).to_have_count(0)
+    other.close()
+
 
 def test_the_servers_validation_message_is_shown_at_the_field_it_names(
     browser: Browser,  # noqa: F811
@@ -387,6 +409,14 @@ def test_a_dry_run_shows_which_conditions_hold_and_what_each_action_would_do(
     # a dry run changes nothing
     assert task_labels(auto_server, "dora", hot) == task_labels(auto_server, "dora", cold) == []
     expect(page.locator(".runs li")).to_have_count(0)
+    # an action that would change nothing says so
+    rest(auto_server, "dora", "PATCH", f"/tasks/{hot}/", json={"labels": ["hot"]})
+    picker.select_option(label="urgent thing")
+    page.get_by_role("button", name="Try it (dry run)").click()
+    expect(result.locator(".skipped li")).to_contain_text(
+        "Action 1: would do nothing", timeout=10000
+    )
+    expect(result.locator(".intents li")).to_have_count(0)
     context.close()
 
 

@@ -32,14 +32,19 @@ export function documentRules(project) {
 }
 
 // Switch a rule on or off in the document (offline too; the gate checks edit_project).
+// A rule acts as the person who last changed it, and the server pauses one changed by
+// somebody it does not name as its owner: so the switch also makes `created_by` this user
+// (the gate lets a user write only their own name there).
 export function setRuleEnabled(project, id, enabled) {
   const rules = project.doc.getMap("rules");
   const rule = rules.get(id);
   if (!rule) return;
   const name = (typeof rule.get === "function" ? rule.get("name") : rule.name) || "rule";
   project._transact(`${enabled ? "enable" : "disable"} rule “${name}”`, () => {
-    if (typeof rule.set === "function") rule.set("enabled", enabled);
-    else rules.set(id, { ...rule, enabled });
+    if (typeof rule.set === "function") {
+      rule.set("enabled", enabled);
+      if (rule.get("created_by") !== project.user) rule.set("created_by", project.user);
+    } else rules.set(id, { ...rule, enabled, created_by: project.user });
   });
 }
 
@@ -99,6 +104,7 @@ function ruleItem(project, rule, state, editable) {
       ),
     ),
     h("p", { class: "rule-summary" }, describeRule(rule)),
+    rule.created_by ? h("p", { class: "muted rule-owner" }, `Acts as ${rule.created_by === project.user ? "you" : rule.created_by}`) : null,
     paused
       ? h(
           "div",
@@ -541,9 +547,16 @@ export function dryRunResult(data) {
           ),
         )
       : null,
+    (data.actions_skipped || []).length
+      ? h(
+          "ul",
+          { class: "skipped" },
+          ...data.actions_skipped.map((a) => h("li", { class: "muted" }, `Action ${a.action + 1}: would do nothing (${a.why})`)),
+        )
+      : null,
     intents.length
       ? h("ol", { class: "intents" }, ...intents.map((i) => h("li", {}, `Action ${(i.action_index ?? 0) + 1}: would ${intentText(i)}`)))
-      : data.matched
+      : data.matched && !(data.actions_skipped || []).length
         ? h("p", { class: "muted" }, "No action would change anything (for example, the label is already there).")
       : null,
   ];
