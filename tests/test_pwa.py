@@ -1003,7 +1003,7 @@ def test_a_full_disk_keeps_the_change_in_the_app_and_it_waits_as_told(browser, t
 
 AXE = ROOT / "tests" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 VIEWS = ["board", "list", "task", "timeline", "chat", "activity", "team", "settings"]
-VIEWS += ["budget", "resources", "analytics", "nothing-here"]
+VIEWS += ["budget", "resources", "analytics", "automations", "automations/new", "nothing-here"]
 
 
 def rich_project(server: ServerProcess, owner: str) -> tuple[str, list[str]]:
@@ -1053,7 +1053,7 @@ def test_every_view_passes_axe_and_is_screenshotted(browser, app_server, width) 
         if view == "nothing-here":
             expect(page.get_by_test_id("not-found")).to_be_visible()
         page.wait_for_timeout(300)
-        page.screenshot(path=SHOTS / f"a11y-{view}-{width}.png", full_page=True)
+        page.screenshot(path=SHOTS / f"a11y-{view.replace('/', '-')}-{width}.png", full_page=True)
         found = axe_violations(page)
         if found:
             problems[view] = found

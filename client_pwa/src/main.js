@@ -24,6 +24,7 @@ const LAZY = {
   budget: () => import("./views/budget.js").then((m) => m.budgetView),
   resources: () => import("./views/resources.js").then((m) => m.resourcesView),
   analytics: () => import("./views/analytics.js").then((m) => m.analyticsView),
+  automations: () => import("./views/automations.js").then((m) => m.automationsView),
 };
 
 let renderId = 0;
@@ -47,11 +48,14 @@ async function render() {
   warmWhenSynced(project);
   const view = parts[2] || "board";
   if (view === "board" && !parts[3]) return boardView(project);
-  if (!LAZY[view] || (view !== "task" && parts.length > 3)) return notFound(project);
+  // sub-pages: task/<id>, automations/new, automations/<rule id>
+  const depth = view === "task" || view === "automations" ? 4 : 3;
+  if (!LAZY[view] || parts.length > depth) return notFound(project);
   if (!mayOpen(project, view)) return notFound(project, "You may not open this page in this project.");
   const show = await LAZY[view]();
   if (id !== renderId) return; // the user went elsewhere meanwhile
   if (view === "task") return parts[3] ? show(project, decodeURIComponent(parts[3])) : notFound(project);
+  if (view === "automations") return show(project, parts.slice(3));
   return show(project);
 }
 

@@ -24,6 +24,7 @@ function deed(path) {
   }
   if (root === "meta") return "change the project's details";
   if (root === "members") return "change the team";
+  if (root === "rules") return "switch or change automation rules";
   return "make this change";
 }
 

@@ -20,6 +20,8 @@ const VIEWS = [
   { key: "analytics", label: "Analytics", icon: "▤", more: true, may: "view_analytics" },
   { key: "team", label: "Team", icon: "☺", more: true, may: "manage_team" },
   { key: "settings", label: "Settings", icon: "⚙", more: true },
+  // listed for those who may change rules; others can open it by its address (read-only)
+  { key: "automations", label: "Automations", icon: "⚡", more: true, nav: "edit_project" },
 ];
 
 export function mayOpen(project, view) {
@@ -181,7 +183,7 @@ function navigation(project, active) {
       h("span", { class: "icon", "aria-hidden": "true" }, v.icon),
       h("span", {}, v.label),
     );
-  const shown = VIEWS.filter((v) => !v.may || mayOpen(project, v.key));
+  const shown = VIEWS.filter((v) => (!v.may || mayOpen(project, v.key)) && (!v.nav || project.can(v.nav)));
   const items = shown.filter((v) => !v.more).map(link);
   // chat: a count of messages from others since this user last had the chat open
   const chat = items.find((el) => el.dataset.view === "chat");
