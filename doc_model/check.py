@@ -10,6 +10,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
 
+from .attachments import check_attachments
 from .changes import Change
 from .names import DocKind
 from .schema import (
@@ -151,6 +152,8 @@ def check_value(field_type: str, value: Any, max_length: int | None = None) -> s
             if not (isinstance(item, str) and len(item) <= 1000):
                 return "Array of strings"
         return None
+    if field_type == "attachments":
+        return check_attachments(value)
     if field_type == "scalars":
         if not isinstance(value, Map):
             return "Map of scalars"

@@ -48,6 +48,7 @@ ROOTS: dict[DocKind, dict[str, type[Map[Any]] | type[Array[Any]] | type[Text]]] 
 #   ids           Array of ids                    strings       Array of strings
 #   scalars       Map of str -> str/number/bool/None
 #   any           anything (kept loose on purpose)
+#   attachments   Array of Maps: files at a provider (doc_model.attachments)
 FieldType = str
 
 
@@ -94,6 +95,7 @@ ENTITIES: dict[str, dict[str, Field]] = {
         "milestone": Field("id"),
         "created_by": Field("str"),
         "created_at": Field("datetime"),
+        "attachments": Field("attachments"),  # cloud files (doc_model.attachments)
     },
     "milestone": {
         "name": Field("str", required=True, max_length=200),
@@ -129,6 +131,9 @@ ENTITIES: dict[str, dict[str, Field]] = {
         "hours": Field("number>0", required=True),
         "date": Field("date", required=True),
         "note": Field("str", max_length=10_000),
+        # imported from or exported to a time tracker (integrations.time_tracking)
+        "source": Field("enum:toggl|harvest|clockify"),
+        "external_id": Field("str", max_length=200),
     },
     "allocation": {
         "user": Field("str", required=True),

@@ -32,6 +32,19 @@ def _record(value: Any) -> dict[str, Any]:
     return {k: plain_value(v) for k, v in value.items()}
 
 
+class TaskAttachment(BaseModel):
+    """A file at a provider attached to the task (doc_model.attachments)."""
+
+    provider: str
+    file_id: str
+    name: str
+    link: str
+    size: float | None = None
+    mime: str = ""
+    added_by: str = ""
+    added_at: str = ""
+
+
 class Task(BaseModel):
     id: str
     title: str = ""
@@ -50,6 +63,7 @@ class Task(BaseModel):
     milestone: str | None = None
     created_by: str | None = None
     created_at: dt.datetime | None = None
+    attachments: list[TaskAttachment] = []
 
 
 class Milestone(BaseModel):
@@ -96,6 +110,8 @@ class TimeEntry(BaseModel):
     hours: float
     date: dt.date
     note: str = ""
+    source: str | None = None  # a time tracker it came from or went to
+    external_id: str | None = None  # the entry's id there
 
 
 class Budget(BaseModel):

@@ -13,7 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart_schema import document_response
 
 from doc_model import Task
-from doc_model.snapshot import Allocation, Budget, ChatMessage, Cost, Milestone, Scalar, TimeEntry
+from doc_model.snapshot import (
+    Allocation,
+    Budget,
+    ChatMessage,
+    Cost,
+    Milestone,
+    Scalar,
+    TaskAttachment,
+    TimeEntry,
+)
 
 
 class ProblemDetails(BaseModel):
@@ -93,6 +102,7 @@ class TaskOut(BaseModel):
     milestone: str | None = None
     created_by: str | None = None
     created_at: dt.datetime | None = None
+    attachments: list[TaskAttachment] | None = None
 
 
 TASK_FIELDS = tuple(Task.model_fields)
