@@ -246,7 +246,9 @@ def plan_import(
         if r.get("source") and r.get("external_id")
     }
     out: dict[str, dict[str, Any]] = {}
-    for entry in entries:
+    # one entry per id (a page boundary that moved between two requests repeats one): the last
+    latest = {(e.provider, e.id): e for e in entries}
+    for entry in latest.values():
         if wanted and entry.project not in wanted:
             continue
         hours = round(entry.hours, 4)
