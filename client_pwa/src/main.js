@@ -3,6 +3,7 @@
 import "./style.css";
 import { registerSW } from "virtual:pwa-register";
 import { api, ApiError, cachedGet, session } from "./api.js";
+import { attachmentsList } from "./attachments.js";
 import { bindText, colorFor, h, initials, toast } from "./dom.js";
 import { ProjectSession } from "./model.js";
 
@@ -634,6 +635,8 @@ function taskView(project, taskId) {
       h("option", { value: "" }, "none"),
       ...project.milestones().map((m) => h("option", { value: m.id, selected: m.id === task.milestone }, m.name)),
     );
+  const attachments = attachmentsList(); // files at Drive / Dropbox / OneDrive
+  attachments.draw(task);
   const form = h(
     "div",
     { class: "task-detail card" },
@@ -651,6 +654,7 @@ function taskView(project, taskId) {
       h("label", {}, "Milestone", milestoneSelect()),
     ),
     h("label", { class: "wide" }, "Description", description, coEditing.description),
+    attachments.el,
     project.can("delete_tasks")
       ? h(
           "button",
@@ -670,6 +674,7 @@ function taskView(project, taskId) {
   on(project, "change", () => {
     const now = project.task(taskId);
     if (!now) return go(`#/p/${project.projectId}/board`);
+    attachments.draw(now);
     for (const name of ["status", "priority"]) {
       const el = form.querySelector(`select[name=${name}]`);
       if (el && document.activeElement !== el) el.value = now[name];

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, request
+from quart_schema import document_request, document_response, hide
 
 from integrations.cloud_files import ProviderAnswerInvalid
 from integrations.connections import Connection, ConnectionError_, describe_error
@@ -30,6 +31,7 @@ from integrations.providers import PROVIDERS, UnknownProvider
 from integrations.time_tracking import TrackerAnswerInvalid
 from rules import Permission
 from sync_server.api.common import ApiContext, json_response, read_body
+from sync_server.api.models import problems_documented as _problems
 from sync_server.api.problems import Problem
 from sync_server.extensions.protocol import EditRefused
 
@@ -60,6 +62,75 @@ class ImportRange(BaseModel):
     model_config = _strict
     since: dt.date | None = None
     until: dt.date | None = None
+
+
+class ProviderOut(BaseModel):
+    name: str
+    title: str
+    auth: str
+    category: str
+    configured: bool
+
+
+class ProviderList(BaseModel):
+    providers: list[ProviderOut]
+
+
+class AuthorizeOut(BaseModel):
+    """Send the user's browser to ``authorize_url``; the provider sends it back to the
+    callback with ``state`` (valid 10 minutes, once)."""
+
+    authorize_url: str
+    state: str
+
+
+class ConnectionOut(BaseModel):
+    id: str
+    project: str
+    provider: str
+    created_by: str
+    account: str
+    config: dict[str, Any]
+    status: str
+    created: float
+    last_used: float | None = None
+    last_error: str | None = None
+
+
+class ConnectionList(BaseModel):
+    connections: list[ConnectionOut]
+
+
+class Deleted(BaseModel):
+    deleted: bool
+    revoked: bool  # whether the provider confirmed it revoked the token
+
+
+class FileOut(BaseModel):
+    provider: str
+    file_id: str
+    name: str
+    link: str
+    size: int | None = None
+    mime: str | None = None
+
+
+class FileList(BaseModel):
+    files: list[FileOut]
+
+
+class AttachmentOut(FileOut):
+    added_by: str
+    added_at: str
+
+
+class Imported(BaseModel):
+    fetched: int
+    written: int
+
+
+class Exported(BaseModel):
+    exported: int
 
 
 def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint:
@@ -96,6 +167,8 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
         raise e
 
     @bp.get("/providers/")
+    @document_response(ProviderList)
+    @_problems()
     async def providers():
         api.user()
         return json_response(
@@ -114,6 +187,9 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
         )
 
     @bp.post("/projects/<project>/connections/")
+    @document_request(ConnectionStart)
+    @document_response(AuthorizeOut, 201)
+    @_problems(400, 403, 404, 409, 413, 415, 422, 502)
     async def start(project: str):
         user = api.user()
         project = api.project(user, project, P.MANAGE_TEAM)
@@ -166,6 +242,7 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
         return json_response(connection.public(), 201)
 
     @bp.get("/connections/callback/")
+    @hide  # a browser lands here from the provider; not an operation of the API
     async def callback():
         """Where the provider sends the browser back: no bearer token (a browser redirect
         carries none); the single-use state names the project and the user."""
@@ -200,6 +277,8 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
         return Response(page, status=200, content_type="text/html; charset=utf-8")
 
     @bp.get("/projects/<project>/connections/")
+    @document_response(ConnectionList)
+    @_problems(403, 404)
     async def list_connections(project: str):
         user = api.user()
         project = api.project(user, project, P.MANAGE_TEAM)
@@ -207,6 +286,8 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
         return json_response({"connections": [c.public() for c in found]})
 
     @bp.delete("/projects/<project>/connections/<connection_id>/")
+    @document_response(Deleted)
+    @_problems(403, 404)
     async def delete_connection(project: str, connection_id: str):
         user = api.user()
         project = api.project(user, project, P.MANAGE_TEAM)
@@ -230,6 +311,8 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
         return project
 
     @bp.get("/projects/<project>/connections/<connection_id>/files/")
+    @document_response(FileList)
+    @_problems(403, 404, 422, 502)
     async def search_files(project: str, connection_id: str):
         user = api.user()
         project = may_edit_tasks(user, project)
@@ -247,6 +330,10 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
         return json_response({"files": [f.as_attachment() for f in files]})
 
     @bp.post("/projects/<project>/tasks/<task_id>/attachments/")
+    @document_request(AttachFile)
+    @document_response(AttachmentOut, 201)
+    @document_response(AttachmentOut, 200)
+    @_problems(400, 403, 404, 413, 415, 422, 502)
     async def attach(project: str, task_id: str):
         user = api.user()
         project = may_edit_tasks(user, project)
@@ -275,6 +362,9 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
         return user, connection, spec
 
     @bp.post("/projects/<project>/connections/<connection_id>/import/")
+    @document_request(ImportRange)
+    @document_response(Imported)
+    @_problems(400, 403, 404, 413, 415, 422, 502)
     async def import_time(project: str, connection_id: str):
         user, connection, spec = await tracker(project, connection_id)
         body = await read_body(ImportRange) if request.content_length else ImportRange()
@@ -291,6 +381,8 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
         return json_response(result)
 
     @bp.post("/projects/<project>/connections/<connection_id>/export/")
+    @document_response(Exported)
+    @_problems(403, 404, 422, 502)
     async def export_time(project: str, connection_id: str):
         user, connection, spec = await tracker(project, connection_id)
         try:
