@@ -377,7 +377,13 @@ class Connections:
         connection = await self.get(project, connection_id)
         spec = self.provider(connection.provider)
         revoked = False
-        if spec.auth == "oauth2" and spec.revoke_style != "none":
+        if spec.revoke_style == "dropbox":  # POST /2/auth/token/revoke with a live token
+            try:
+                answer = await self.call(connection, lambda c: c.post(spec.revoke_url))
+                revoked = answer.status_code == 200
+            except Exception as e:
+                log.warning("revoking a dropbox token failed: %s", describe_error(e))
+        elif spec.auth == "oauth2" and spec.revoke_style != "none":
             credential = await self.secrets.get(connection.credential_ref)
             token = json.loads(credential)
             try:
@@ -399,16 +405,6 @@ class Connections:
         return revoked
 
     def _revoke(self, spec: Provider, token: dict[str, Any]) -> bool:
-        if spec.revoke_style == "dropbox":  # POST /2/auth/token/revoke, the token as bearer
-            with httpx.Client(
-                transport=GuardedTransport(self.policy, self.resolve),
-                timeout=self.policy.httpx_timeout(),
-                trust_env=False,
-            ) as http:
-                answer = http.post(
-                    spec.revoke_url, headers={"Authorization": f"Bearer {token['access_token']}"}
-                )
-            return answer.status_code == 200
         client = self._oauth_client(spec, token=token)
         try:  # RFC 7009: revoking the refresh token ends its access tokens too
             which = "refresh_token" if token.get("refresh_token") else "access_token"

@@ -298,3 +298,38 @@ def test_attaching_checks_the_file_and_the_user(srv):
     extra = call(srv, "POST", base, json={"connection": connection["id"], "file_id": "x", "y": 1})
     assert extra.status_code == 422
     assert call(srv, "GET", f"/tasks/{task}/").json().get("attachments") in (None, [])
+
+
+def test_dropbox_revokes_with_its_own_endpoint_and_microsoft_cannot(srv, dropbox, microsoft):
+    project = new_project(srv)
+    box = connect(srv, project, "dropbox")
+    token = dropbox.oauth.tokens[-1]
+    r = call(srv, "DELETE", f"/projects/{project}/connections/{box['id']}/")
+    assert r.json() == {"deleted": True, "revoked": True}
+    assert token.revoked and dropbox.oauth.revoked[-1] == "access_token"
+    one = connect(srv, project, "microsoft")
+    r = call(srv, "DELETE", f"/projects/{project}/connections/{one['id']}/")
+    # the Microsoft identity platform has no revocation endpoint: forgotten here only
+    assert r.json() == {"deleted": True, "revoked": False}
+    assert call(srv, "GET", f"/projects/{project}/connections/").json() == {"connections": []}
+
+
+def test_return_to_and_config_are_checked(srv):
+    project = new_project(srv)
+    base = f"/projects/{project}/connections/"
+    for bad in ("https://evil.example/", "//evil.example/", "/\\evil.example/"):
+        r = call(srv, "POST", base, json={"provider": "google", "return_to": bad})
+        assert r.status_code == 422, bad
+        assert r.json()["field"] == "return_to"
+    r = call(srv, "POST", base, json={"provider": "google", "config": {"workspace_id": "../x"}})
+    assert r.status_code == 422
+    r = call(srv, "POST", base, json={"provider": "google", "config": {"token": "x"}})
+    assert r.status_code == 422
+    # the authorization code and state never reach the log
+    connection = connect(srv, project, "google")
+    assert "code=" not in srv.log()
+    patched = call(
+        srv, "PATCH", f"{base}{connection['id']}/", json={"config": {"auto_import": False}}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["config"] == {"auto_import": False}

@@ -206,3 +206,37 @@ def test_scheduled_import_as_the_connections_user(srv, toggl):
     assert found[0]["user"] == "owner" and found[0]["hours"] == 0.25
     listed = call(srv, "GET", f"/projects/{project}/connections/").json()["connections"]
     assert [c["last_error"] for c in listed if c["id"] == connection["id"]] == [None]
+
+
+def test_harvest_export_needs_its_project_and_task(srv, harvest):
+    project = new_project(srv)
+    harvest.entries[:] = []
+    connection = connect(srv, project, "harvest")
+    made = call(
+        srv,
+        "POST",
+        f"/projects/{project}/time-entries/",
+        json={"user": "owner", "hours": 1.5, "date": "2026-11-20", "note": "Planning"},
+    )
+    assert made.status_code == 201, made.text
+    export = f"/projects/{project}/connections/{connection['id']}/export/"
+    missing = call(srv, "POST", export)
+    assert missing.status_code == 422
+    assert "export_project_id" in missing.json()["detail"]
+    r = call(
+        srv,
+        "PATCH",
+        f"/projects/{project}/connections/{connection['id']}/",
+        json={"config": {"export_project_id": 14307913, "export_task_id": 8083365}},
+    )
+    assert r.status_code == 200, r.text
+    assert call(srv, "POST", export).json() == {"exported": 1}
+    assert harvest.created[-1] == {
+        "project_id": 14307913,
+        "task_id": 8083365,
+        "spent_date": "2026-11-20",
+        "hours": 1.5,
+        "notes": "Planning",
+    }
+    (entry,) = entries_of(srv, project)
+    assert entry["source"] == "harvest" and entry["external_id"] == str(harvest.entries[-1]["id"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,12 +44,36 @@ CALLBACK_PATH = "/api/v1/connections/callback/"
 _strict = ConfigDict(extra="forbid")
 
 
+class ConnectionConfig(BaseModel):
+    """What a connection may be told (the ids Tandem finds itself are added to it)."""
+
+    model_config = _strict
+    projects: list[Annotated[str, Field(max_length=100)] | int] | None = Field(
+        default=None,
+        max_length=100,
+        description="time trackers: import only entries of these provider projects",
+    )
+    auto_import: bool | None = Field(
+        default=None, description="time trackers: imported on the schedule (default true)"
+    )
+    workspace_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | int | None = None
+    export_project_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | int | None = None
+    export_task_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | int | None = None
+
+
 class ConnectionStart(BaseModel):
     model_config = _strict
     provider: Literal["google", "dropbox", "microsoft", "harvest", "toggl", "clockify"]
     api_token: str | None = Field(default=None, min_length=1, max_length=500)
     return_to: str = Field(default="", max_length=500)
-    config: dict[str, Any] = {}
+    config: ConnectionConfig = ConnectionConfig()
+
+
+class ConnectionPatch(BaseModel):
+    """Changes to a connection's config (a field set to null is removed)."""
+
+    model_config = _strict
+    config: ConnectionConfig
 
 
 class AttachFile(BaseModel):
@@ -133,6 +157,11 @@ class Exported(BaseModel):
     exported: int
 
 
+def _local_path(value: str) -> bool:
+    """A path on this server: not another origin ("//host", "/\\host" to a browser)."""
+    return value.startswith("/") and value[1:2] not in ("/", "\\") and "\n" not in value
+
+
 def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint:
     bp = Blueprint("api_connectors", __name__, url_prefix="/api/v1")
     api = ApiContext(server)
@@ -203,7 +232,7 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
                 raise Problem(
                     422, f"{spec.title} connects with OAuth2, not a token", field="api_token"
                 )
-            if body.return_to and not body.return_to.startswith("/"):
+            if body.return_to and not _local_path(body.return_to):
                 raise Problem(422, "return_to must be a path on this server", field="return_to")
             try:
                 url, state = await ext.service.start(
@@ -235,7 +264,7 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
             if isinstance(e, httpx.HTTPStatusError) and e.response.status_code in (401, 403):
                 raise Problem(422, f"{spec.title} refused the token", field="api_token") from None
             raise provider_problem(e, spec.title) from None
-        config = {**found, **body.config}
+        config = {**found, **body.config.model_dump(exclude_none=True)}
         connection = await ext.service.add_api_token(
             project, spec.name, user.name, token, account=account, config=config
         )
@@ -268,7 +297,7 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
                 connection = await ext.service.update(connection, account=account, config=found)
             except Exception as e:
                 await ext.service.update(connection, error=describe_error(e), used=True)
-        target = return_to if return_to.startswith("/") and not return_to.startswith("//") else "/"
+        target = return_to if _local_path(return_to) else "/"
         page = (
             "<!doctype html><meta charset=utf-8><title>Connected</title>"
             f"<p>{html.escape(spec.title)} is connected."
@@ -284,6 +313,20 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
         project = api.project(user, project, P.MANAGE_TEAM)
         found = await ext.service.all(project)
         return json_response({"connections": [c.public() for c in found]})
+
+    @bp.patch("/projects/<project>/connections/<connection_id>/")
+    @document_request(ConnectionPatch)
+    @document_response(ConnectionOut)
+    @_problems(400, 403, 404, 413, 415, 422)
+    async def patch_connection(project: str, connection_id: str):
+        user = api.user()
+        project = api.project(user, project, P.MANAGE_TEAM)
+        body = await read_body(ConnectionPatch)
+        connection = await connection_of(project, connection_id)
+        config = {**connection.config, **body.config.model_dump(exclude_unset=True)}
+        config = {k: v for k, v in config.items() if v is not None}
+        updated = await ext.service.update(connection, config=config)
+        return json_response(updated.public())
 
     @bp.delete("/projects/<project>/connections/<connection_id>/")
     @document_response(Deleted)
