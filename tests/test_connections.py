@@ -333,3 +333,9 @@ def test_return_to_and_config_are_checked(srv):
     )
     assert patched.status_code == 200, patched.text
     assert patched.json()["config"] == {"auto_import": False}
+
+
+def test_a_malformed_provider_setting_stops_the_start_saying_why(tmp_path):
+    with pytest.raises(AssertionError) as failed:
+        start_server(tmp_path, TANDEM_PROVIDERS='{"google": ')
+    assert "TANDEM_PROVIDERS is not JSON" in str(failed.value)

@@ -25,6 +25,7 @@ from doc_model import DocKind, doc_name
 from doc_model.attachments import add_attachment
 from integrations import cloud_files, time_tracking
 from integrations.connections import Connection, Connections, describe_error
+from integrations.providers import PROVIDERS, provider
 from integrations.secrets import SecretStore, load_keys
 from sync_server.extensions.protocol import Extension, ServerContext
 from sync_server.interfaces import Actor
@@ -57,10 +58,11 @@ class ConnectorsExtension(Extension):
         self.ctx = ctx  # type: ignore[assignment]
         settings = ctx.settings
         self._worker = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
+        env = dict(os.environ)
+        for name in PROVIDERS:  # a malformed TANDEM_PROVIDERS stops the start, saying why
+            provider(name, env)
         keys = load_keys(settings.db, settings.secret_key)
-        self.connections = Connections(
-            SecretStore(self._worker, keys), ctx.outbound, env=dict(os.environ)
-        )
+        self.connections = Connections(SecretStore(self._worker, keys), ctx.outbound, env=env)
         if settings.time_import_interval_seconds > 0:
             self._scheduler = asyncio.create_task(
                 self._schedule(settings.time_import_interval_seconds), name="time-import"
