@@ -240,3 +240,16 @@ def test_harvest_export_needs_its_project_and_task(srv, harvest):
     }
     (entry,) = entries_of(srv, project)
     assert entry["source"] == "harvest" and entry["external_id"] == str(harvest.entries[-1]["id"])
+
+
+def test_only_the_chosen_provider_projects_are_imported(srv, toggl):
+    project = new_project(srv)
+    toggl.entries[:] = [
+        trackers.toggl_entry(3_600_000_501, "2026-11-06T09:00:00+00:00", 3600, "ours", 111),
+        trackers.toggl_entry(3_600_000_502, "2026-11-06T11:00:00+00:00", 3600, "theirs", 222),
+        trackers.toggl_entry(3_600_000_503, "2026-11-06T13:00:00+00:00", 3600, "none", None),
+    ]
+    connection = add_token_connection(srv, project, "toggl", auto_import=False, projects=[111])
+    path = f"/projects/{project}/connections/{connection['id']}/import/"
+    assert call(srv, "POST", path, json=RANGE).json() == {"fetched": 3, "written": 1}
+    assert [e["note"] for e in entries_of(srv, project)] == ["ours"]
