@@ -295,6 +295,11 @@ def test_attaching_checks_the_file_and_the_user(srv):
         json={"connection": connection["id"], "file_id": "1QrStUvWxYz012345"},
     )
     assert viewer.status_code == 403
+    sources = call(srv, "GET", f"/projects/{project}/file-sources/").json()["sources"]
+    assert sources == [
+        {"id": connection["id"], "provider": "google", "title": "Google Drive", "account": ""}
+    ]
+    assert call(srv, "GET", f"/projects/{project}/file-sources/", "vic").status_code == 403
     extra = call(srv, "POST", base, json={"connection": connection["id"], "file_id": "x", "y": 1})
     assert extra.status_code == 422
     assert call(srv, "GET", f"/tasks/{task}/").json().get("attachments") in (None, [])

@@ -1,6 +1,7 @@
-"""A Drive file attached to a task shows in the open task view (Debian's Chromium,
-Playwright), with Drive's icon, its size and its link; the server read the file from a
-local stand-in of Google Drive (tests/providers) over an OAuth2 connection."""
+"""Attach a Drive file to a task in the browser (Debian's Chromium, Playwright): search the
+project's Drive connection from the task view, pick a result, and see it in the task view
+with Drive's icon, its size and its link; the server read the file from a local stand-in
+of Google Drive (tests/providers) over an OAuth2 connection."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from .conftest import ServerProcess, start_server
 from .providers import files
 from .providers.base import CLIENT_ID, CLIENT_SECRET
 from .test_connections import connect
-from .test_pwa import browser, open_board, project_with_tasks, pw, rest, signed_in
+from .test_pwa import account, browser, open_board, project_with_tasks, pw, rest, signed_in
 
 __all__ = ["browser", "pw"]  # fixtures, used by name
 
@@ -45,7 +46,7 @@ def app_server(tmp_path_factory, drive) -> Iterator[ServerProcess]:
 
 def test_attach_a_drive_file_and_see_it_in_the_task_view(browser, app_server):
     project, (task,) = project_with_tasks(app_server, "fay", ["Write the plan"])
-    connection = connect(app_server, project, "google", user="fay")
+    connect(app_server, project, "google", user="fay")
     context = signed_in(browser, app_server, "fay")
     page = context.new_page()
     open_board(page, project)
@@ -54,27 +55,18 @@ def test_attach_a_drive_file_and_see_it_in_the_task_view(browser, app_server):
     listed = page.get_by_test_id("task-attachments")
     expect(listed).to_be_hidden()
 
-    found = rest(
-        app_server,
-        "fay",
-        "GET",
-        f"/projects/{project}/connections/{connection['id']}/files/?q=plan",
-    )
-    assert found.json()["files"] == []
-    found = rest(
-        app_server,
-        "fay",
-        "GET",
-        f"/projects/{project}/connections/{connection['id']}/files/?q=design",
-    ).json()["files"]
-    r = rest(
-        app_server,
-        "fay",
-        "POST",
-        f"/projects/{project}/tasks/{task}/attachments/",
-        json={"connection": connection["id"], "file_id": found[0]["file_id"]},
-    )
-    assert r.status_code == 201, r.text
+    # pick it in the task view: the project's Drive connection, a search, a click
+    page.get_by_test_id("attach-open").click()
+    picker = page.get_by_test_id("attach-picker")
+    expect(picker.locator("select[name=source] option")).to_have_text(["Google Drive"])
+    picker.get_by_role("searchbox", name="Search files").fill("no such file")
+    picker.get_by_role("button", name="Search").click()
+    expect(page.get_by_test_id("attach-results")).to_have_text("No files found")
+    picker.get_by_role("searchbox", name="Search files").fill("design")
+    picker.get_by_role("button", name="Search").click()
+    result = page.get_by_test_id("attach-results").get_by_role("button")
+    expect(result).to_have_text("Design review.pdf")
+    result.click()
 
     item = listed.locator("li.attachment")
     expect(item).to_have_count(1, timeout=15000)  # arrives over the open sync socket
@@ -87,4 +79,19 @@ def test_attach_a_drive_file_and_see_it_in_the_task_view(browser, app_server):
     )
     expect(link).to_have_attribute("rel", "noopener noreferrer")
     expect(item.locator(".attachment-size")).to_have_text("1.0 MB")
+    expect(picker).to_be_hidden()
+    stored = rest(app_server, "fay", "GET", f"/tasks/{task}/").json()["attachments"]
+    assert [(a["name"], a["added_by"]) for a in stored] == [("Design review.pdf", "fay")]
+
+    # someone who may not edit the task gets no picker
+    account(app_server, "vera")
+    r = rest(app_server, "fay", "PUT", f"/projects/{project}/members/vera", json={"role": "viewer"})
+    assert r.status_code in (200, 201), r.text
+    viewer = signed_in(browser, app_server, "vera")
+    other = viewer.new_page()
+    open_board(other, project)
+    other.goto(f"/#/p/{project}/task/{task}")
+    expect(other.get_by_test_id("task-attachments").locator("li")).to_have_count(1, timeout=15000)
+    expect(other.get_by_test_id("attach-open")).to_be_hidden()
+    viewer.close()
     context.close()

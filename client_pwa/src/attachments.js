@@ -1,8 +1,11 @@
 // Files attached to a task (the task's `attachments`: files that stay at Google Drive,
 // Dropbox or OneDrive), shown in the task view with the provider's icon. The server adds
 // them (POST /api/v1/projects/<p>/tasks/<t>/attachments/) after reading the file at the
-// provider; this module only draws them. Links are opened only when they are http(s).
-import { h } from "./dom.js";
+// provider; this module draws them and, for someone who may edit the task, offers a
+// picker: search one of the project's file connections and attach a result. Links are
+// opened only when they are http(s).
+import { api } from "./api.js";
+import { h, toast } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const PROVIDERS = {
@@ -55,13 +58,89 @@ export function formatSize(bytes) {
   return `${unit ? value.toFixed(1) : value} ${units[unit]}`;
 }
 
-// A list element and a draw(task) that fills it from the task's attachments.
-export function attachmentsList() {
-  const el = h("ul", { class: "task-attachments", "data-testid": "task-attachments" });
+// The picker: a source (file connection), a search, results to click. Attaching is the
+// server's (it reads the file at the provider); the new item arrives over the sync socket.
+function picker(projectId, taskId) {
+  const box = h("div", { class: "attach-picker", "data-testid": "attach-picker", hidden: true });
+  const source = h("select", { name: "source", "aria-label": "Files from" });
+  const query = h("input", { type: "search", name: "q", placeholder: "Search files", "aria-label": "Search files", maxlength: 200 });
+  const results = h("ul", { class: "attach-results", "data-testid": "attach-results" });
+  const search = async (e) => {
+    e.preventDefault();
+    if (!source.value || !query.value.trim()) return;
+    try {
+      const found = await api(
+        "GET",
+        `/projects/${projectId}/connections/${encodeURIComponent(source.value)}/files/?q=${encodeURIComponent(query.value.trim())}`,
+      );
+      results.replaceChildren(
+        ...(found.files.length ? found.files : [null]).map((f) =>
+          f === null
+            ? h("li", { class: "empty" }, "No files found")
+            : h(
+                "li",
+                {},
+                h(
+                  "button",
+                  {
+                    type: "button",
+                    class: "attach-result",
+                    onclick: async () => {
+                      try {
+                        await api("POST", `/projects/${projectId}/tasks/${taskId}/attachments/`, {
+                          connection: source.value,
+                          file_id: f.file_id,
+                        });
+                        box.hidden = true;
+                        results.replaceChildren();
+                      } catch (err) {
+                        toast(err.message, "error");
+                      }
+                    },
+                  },
+                  icon(f.provider),
+                  " ",
+                  f.name,
+                ),
+              ),
+        ),
+      );
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  };
+  box.append(h("form", { class: "attach-search", onsubmit: search }, source, query, h("button", { type: "submit" }, "Search")), results);
+  const open = h("button", {
+    type: "button",
+    class: "attach-open",
+    "data-testid": "attach-open",
+    hidden: true,
+    onclick: () => {
+      box.hidden = !box.hidden;
+      if (!box.hidden) query.focus();
+    },
+  }, "Attach a file");
+  // only when the project has a file connection
+  api("GET", `/projects/${projectId}/file-sources/`)
+    .then(({ sources }) => {
+      source.replaceChildren(
+        ...sources.map((s) => h("option", { value: s.id }, s.account ? `${s.title} (${s.account})` : s.title)),
+      );
+      open.hidden = sources.length === 0;
+    })
+    .catch(() => {});
+  return [open, box];
+}
+
+// A list element and a draw(task) that fills it from the task's attachments; with
+// `editable`, the picker beside it.
+export function attachmentsList({ projectId, taskId, editable } = {}) {
+  const list = h("ul", { class: "task-attachments", "data-testid": "task-attachments" });
+  const el = h("div", { class: "attachments" }, list, ...(editable && projectId ? picker(projectId, taskId) : []));
   const draw = (task) => {
     const items = Array.isArray(task.attachments) ? task.attachments : [];
-    el.hidden = items.length === 0;
-    el.replaceChildren(
+    list.hidden = items.length === 0;
+    list.replaceChildren(
       ...items.map((a) =>
         h(
           "li",

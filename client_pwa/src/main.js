@@ -635,7 +635,7 @@ function taskView(project, taskId) {
       h("option", { value: "" }, "none"),
       ...project.milestones().map((m) => h("option", { value: m.id, selected: m.id === task.milestone }, m.name)),
     );
-  const attachments = attachmentsList(); // files at Drive / Dropbox / OneDrive
+  const attachments = attachmentsList({ projectId: project.projectId, taskId, editable }); // Drive / Dropbox / OneDrive files
   attachments.draw(task);
   const form = h(
     "div",

@@ -143,6 +143,17 @@ class FileList(BaseModel):
     files: list[FileOut]
 
 
+class FileSource(BaseModel):
+    id: str
+    provider: str
+    title: str
+    account: str
+
+
+class FileSourceList(BaseModel):
+    sources: list[FileSource]
+
+
 class AttachmentOut(FileOut):
     added_by: str
     added_at: str
@@ -352,6 +363,22 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
                 permission=P.EDIT_OWN_TASKS.value,
             )
         return project
+
+    @bp.get("/projects/<project>/file-sources/")
+    @document_response(FileSourceList)
+    @_problems(403, 404)
+    async def file_sources(project: str):
+        """The project's file connections, for whoever may attach files (no config)."""
+        user = api.user()
+        project = may_edit_tasks(user, project)
+        sources = []
+        for c in await ext.service.all(project):
+            spec = ext.service.provider(c.provider)
+            if spec.category == "files":
+                sources.append(
+                    {"id": c.id, "provider": c.provider, "title": spec.title, "account": c.account}
+                )
+        return json_response({"sources": sources})
 
     @bp.get("/projects/<project>/connections/<connection_id>/files/")
     @document_response(FileList)
