@@ -33,7 +33,7 @@ import httpx
 from doc_model.task_keys import KEY_PATTERN
 from integrations.providers import Provider
 
-# a task key, PREFIX-N (the same shape as doc_model.task_keys on the vcs branch)
+# a task key, PREFIX-N (doc_model.task_keys)
 TASK_KEY = re.compile(rf"(?<![A-Za-z0-9-])({KEY_PATTERN})(?![A-Za-z0-9])")  # doc_model.task_keys
 ENTRY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PAGE_SIZE = 200
