@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text
 
 from sync_server.core import state_vectors
-from sync_server.core.dependencies import unmet_dependencies
+from sync_server.core.dependencies import advance, unmet_dependencies
 from sync_server.core.gate import missing_dependencies
 from sync_server.core.protocol import varuint
 
@@ -109,6 +109,16 @@ def test_struct_verdict_matches_applying_and_the_server_converges(ops, order, dr
             with doc.transaction():
                 _edit(doc, op, arg)
     server: Doc = Doc()
+    tracked: dict[int, int] = {}  # the state vector as the gate keeps it (advance)
+    lost = [False]
+
+    def track(event) -> None:
+        if not advance(tracked, event.update):
+            lost[0] = True
+            tracked.clear()
+            tracked.update(_sv(server))
+
+    server.observe(track)
     queue = [(who, u) for who, log in enumerate(sent) for u in log if u != b"\x00\x00"]
     order.shuffle(queue)
     if queue:
@@ -125,6 +135,7 @@ def test_struct_verdict_matches_applying_and_the_server_converges(ops, order, dr
         diff = doc.get_update(server.get_state())
         assert _check(server, diff) is None
         server.apply_update(diff)
+    assert tracked == _sv(server)
     merged: Doc = Doc()
     for doc in clients:
         merged.apply_update(doc.get_update())

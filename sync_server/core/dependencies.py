@@ -85,28 +85,58 @@ def _unmet(buf: bytes, state_of: Callable[[], dict[int, int]]) -> str | None:
         raise ProtocolError(f"{len(buf) - pos} bytes after the update's delete set")
     if not runs and not deletes:
         return None
-    have = dict(state_of())
+    state = state_of()  # read only: the update's own runs extend it in ``have``
+    have: dict[int, int] = {}
     for client, first, end in sorted(runs, key=lambda r: (r[0], r[1])):
-        known = have.get(client, 0)
+        known = have.get(client) or state.get(client, 0)
         if first > known:
             return (
                 f"update depends on changes the server does not have"
                 f" (client {client} continues at clock {first}; the server has {known})"
             )
-        if end > known:
-            have[client] = end
+        have[client] = max(end, known)
     for ref in refs:
         client, at = varuint_at(ref, 0)
         clock, _ = varuint_at(ref, at)
-        if clock >= have.get(client, 0):
+        if clock >= (have.get(client) or state.get(client, 0)):
             return (
                 f"update depends on changes the server does not have"
                 f" (it builds on client {client} clock {clock})"
             )
     for client, first, end in deletes:
-        if end > have.get(client, 0):
+        if end > (have.get(client) or state.get(client, 0)):
             return (
                 f"update deletes changes the server does not have"
                 f" (client {client} clocks {first}-{end - 1})"
             )
     return None
+
+
+ADVANCE_LIMIT = 4096
+"""Transactions longer than this (bytes) are not read for :func:`advance`: the state
+vector is read from the document again instead."""
+
+
+def advance(state: dict[int, int], update: bytes) -> bool:
+    """Move ``state`` past what ``update`` (a transaction the document integrated in full,
+    so no holes) adds; False when it cannot tell (a long or unreadable update, a Skip),
+    and ``state`` must be read again."""
+    if len(update) > ADVANCE_LIMIT:
+        return False
+    try:
+        clients, pos = varuint_at(update, 0)
+        for _ in range(clients):
+            count, pos = varuint_at(update, pos)
+            client, pos = varuint_at(update, pos)
+            clock, pos = varuint_at(update, pos)
+            for _ in range(count):
+                item = read_struct(update, pos)
+                if item.ref == SKIP:
+                    return False
+                pos = item.end
+                clock += item.length
+            if clock > state.get(client, 0):
+                state[client] = clock
+    except (ProtocolError, IndexError, UnicodeDecodeError):
+        return False
+    return True
