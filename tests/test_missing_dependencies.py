@@ -10,13 +10,15 @@ holding everything, which the gate judges under the sender's own identity.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pycrdt import Map, Text
 
 from doc_model import TaskCreate, create_task
 from sync_server.core.protocol import varuint
 
-from .conftest import stored_doc
+from .conftest import node_available, run_node, stored_doc
 from .raw_client import RawClient
 
 pytestmark = pytest.mark.anyio
@@ -110,3 +112,26 @@ async def test_an_honest_edit_sent_before_its_step_2_lands_after_a_resync(server
         assert _titles(bob.doc) == {"offline one", "offline two", "online"}
     server.stop()
     assert _titles(stored_doc(server.db, DOC)) == {"offline one", "offline two", "online"}
+
+
+@pytest.mark.skipif(not node_available(), reason="run `make setup` for the Node clients")
+def test_a_yjs_clients_second_update_without_its_first_is_never_half_applied(server) -> None:
+    """Real Yjs: Alice's second update alone (a raw socket) gets a sync step 1 back, and
+    nothing of hers reaches Bob (a stock y-websocket client, who never holds a pending
+    struct) until her step 2 brings the first; the same again with the socket dropped
+    and her Y.Doc back through a stock provider, whose resync converges."""
+    server.grant("alice", "gap", "manager")
+    server.grant("bob", "gap", "manager")
+    out = run_node(
+        "clock_gap.mjs", server.ws_url, "p/gap", server.token("alice"), server.token("bob")
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["step1Replies"] == [0]  # the resync request: the server has none of hers
+    assert seen["earlySeen"] == []
+    assert seen["beforeReconnect"] == ["t1"]
+    assert seen["pendingSeen"] is False
+    assert seen["converged"] == [True, True]
+    assert seen["tasks"]["t2"]["title"] == "Third and fourth"
+    assert "rejected update" not in server.log()
+    server.stop()
+    assert stored_doc(server.db, "p/gap").get("tasks", type=Map).to_py() == seen["tasks"]

@@ -25,7 +25,11 @@ the first two and :class:`MissingDependencies` for the third; the room reloads
 the document from storage, which never held the update, and then closes the
 sender's connection (unknown roots, list content in a map) or asks the sender
 to resync (missing dependencies: an honest client that sent an edit before
-its sync step 2 simply sends everything again).
+its sync step 2 simply sends everything again). Missing dependencies are read
+from the update's structs before it is applied (``sync_server.core.dependencies``:
+each client's start clock, every origin, parent and deletion against the
+document's state vector), so such an update never touches the document and
+nothing needs reloading; the check after applying stays as a safety net.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from doc_model.domain_events import (
 from doc_model.schema import ROOTS
 from rules.automation.model import check_document_rule
 from sync_server.core import split, state_vectors
+from sync_server.core.dependencies import advance, unmet_dependencies
 from sync_server.core.map_content import keyless_map_content
 from sync_server.core.protocol import ProtocolError, Reader
 from sync_server.core.task_owners import TaskOwners
@@ -125,7 +130,14 @@ class UnrevertableUpdate(ValueError):
 
 
 class MissingDependencies(UnrevertableUpdate):
-    """An update that builds on structs or deletes items the server does not have (yet)."""
+    """An update that builds on structs or deletes items the server does not have (yet).
+
+    ``applied``: found after applying it (the document must be reloaded); False when
+    its structs told before anything was applied (``sync_server.core.dependencies``)."""
+
+    def __init__(self, reason: str, *, applied: bool = True) -> None:
+        super().__init__(reason)
+        self.applied = applied
 
 
 class NotAnUpdate(ValueError):
@@ -178,6 +190,9 @@ class Gate:
             root.integrated.observe_deep(self._collector(name))
             for name, root in self._roots.items()
         ]
+        # the document's state vector, for the dependency check (None: read it again)
+        self._state: dict[int, int] | None = None
+        self._state_cached = False  # the last _state_vector() came from the cache
         self._doc_subscription = doc.observe(self._on_transaction)
 
     def _collector(self, root_name: str):
@@ -206,12 +221,29 @@ class Gate:
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         if self._capturing:
-            self._updates.append(event.update)
+            update = event.update
+            self._updates.append(update)
+            if self._state is not None and not advance(self._state, update):
+                self._state = None
+        else:  # not the gate's: read the state vector again when needed
+            self._state = None
 
     def apply(self, update: bytes, actor: Actor) -> GateResult:
         """Apply one client transaction under ``actor``'s identity; keep it or revert it."""
         if update == b"\x00\x00":
             return GateResult(accepted=True, update=None)
+        # Judged from its structs first: an update building on what the document lacks is
+        # refused whole, the document untouched. (One the reader cannot decode goes on to
+        # pycrdt, which says whether it is an update; the check after applying still runs.)
+        try:
+            missing = unmet_dependencies(update, self._state_vector)
+            if missing is not None and self._state_cached:  # refused on the document's own
+                self._state = None
+                missing = unmet_dependencies(update, self._state_vector)
+        except ProtocolError:
+            missing = None
+        if missing is not None:
+            raise MissingDependencies(missing, applied=False)
 
         def apply_update(doc: Doc) -> None:
             try:
@@ -220,6 +252,17 @@ class Gate:
                 raise NotAnUpdate(f"not a Yjs update: {e}") from e
 
         return self._run(apply_update, actor, update)
+
+    def _state_vector(self) -> dict[int, int]:
+        """The document's state vector, kept up to date from the gate's own transactions
+        (decoding it costs ~1 us per client that ever wrote; reading a keystroke's
+        transaction, a few)."""
+        if self._state is None:
+            self._state = state_vectors.decode(self.doc.get_state())
+            self._state_cached = False
+        else:
+            self._state_cached = True
+        return self._state
 
     def edit(self, mutate: Callable[[Doc], None], actor: Actor) -> GateResult:
         """Run a server-side edit (REST API, automation) under ``actor``'s identity, gated.

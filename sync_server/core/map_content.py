@@ -44,8 +44,8 @@ from sync_server.core.update_squash import (
     RIGHT_ORIGIN,
     SKIP,
     TYPE,
-    _read_struct,
     _skip_uint,
+    read_struct,
 )
 
 Y_MAP = 1  # the type ref of a Y.Map in ContentType (yjs: YMapRefID)
@@ -73,7 +73,7 @@ def _find(buf: bytes, doc: Doc[Any], root_types: Mapping[str, type]) -> str | No
         client, pos = varuint_at(buf, pos)
         clock, pos = varuint_at(buf, pos)
         for _ in range(count):
-            item = _read_struct(buf, pos)
+            item = read_struct(buf, pos)
             info = buf[pos]
             ref = info & CONTENT_REF
             if ref == TYPE:
@@ -127,7 +127,7 @@ def _type_ref_in(doc: Doc[Any], client: int, clock: int) -> int | None:
         return None
     _count, pos = varuint_at(rest, pos)
     pos = _skip_uint(rest, _skip_uint(rest, pos))  # client, first clock
-    item = _read_struct(rest, pos)
+    item = read_struct(rest, pos)
     if rest[pos] & CONTENT_REF != TYPE:
         return None
     return varuint_at(rest, item.content_start)[0]

@@ -418,7 +418,8 @@ class Room:
                         assert self.gate is not None
                         result = self.gate.apply_in_parts(update, conn.actor)
                 except MissingDependencies as e:
-                    await self._reload_after_unrevertable()
+                    if e.applied:  # found only after applying: the document holds part of it
+                        await self._reload_after_unrevertable()
                     self._request_resync(conn, ack_seq, str(e))
                     return None
                 except UnrevertableUpdate:

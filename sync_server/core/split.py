@@ -35,7 +35,7 @@ from typing import NamedTuple
 from doc_model import Change
 from doc_model.schema import ROOT_SPECS
 from sync_server.core.protocol import ProtocolError, varuint, varuint_at
-from sync_server.core.update_squash import _read_struct
+from sync_server.core.update_squash import read_struct
 
 MAX_PARTS = 512  # past this many, the update is refused whole (no reload, no split)
 
@@ -96,7 +96,7 @@ def _parts(buf: bytes) -> list[Part]:
         clock, pos = varuint_at(buf, pos)
         head = varuint(1) + varuint(1) + varuint(client)
         for _ in range(count):
-            item = _read_struct(buf, pos)
+            item = read_struct(buf, pos)
             builds_on = _ids(item.origin) + _ids(item.right)
             parts.append(
                 Part(

@@ -82,6 +82,7 @@ class _Struct(NamedTuple):
     start: int
     content_start: int
     end: int
+    parent: bytes | None = None  # the parent's id (client, clock) when it is not a root
 
     def encoded(self, buf: bytes) -> bytes:
         return buf[self.start : self.end]
@@ -122,7 +123,7 @@ def _squash(buf: bytes) -> bytes:
         kept: list[_Struct | _TypedRun] = []
         merged = False
         for _ in range(count):
-            item = _read_struct(buf, pos)
+            item = read_struct(buf, pos)
             pos = item.end
             prev = kept[-1] if kept else None
             if (  # typed right after the previous item: what Yjs's Item.mergeWith merges
@@ -157,7 +158,8 @@ def _squash(buf: bytes) -> bytes:
     return bytes(out)
 
 
-def _read_struct(buf: bytes, pos: int) -> _Struct:
+def read_struct(buf: bytes, pos: int) -> _Struct:
+    """The struct encoded at ``pos`` (raises ProtocolError or IndexError when malformed)."""
     start = pos
     info = buf[pos]
     pos += 1
@@ -174,10 +176,16 @@ def _read_struct(buf: bytes, pos: int) -> _Struct:
         at = pos
         pos = _skip_uint(buf, _skip_uint(buf, pos))
         right = buf[at:pos]
+    parent = None
     if not info & (ORIGIN | RIGHT_ORIGIN):
         is_root, pos = varuint_at(buf, pos)
         # the root type's name, or the parent's id
-        pos = _skip_bytes(buf, pos) if is_root == 1 else _skip_uint(buf, _skip_uint(buf, pos))
+        if is_root == 1:
+            pos = _skip_bytes(buf, pos)
+        else:
+            at = pos
+            pos = _skip_uint(buf, _skip_uint(buf, pos))
+            parent = buf[at:pos]
         if info & PARENT_SUB:
             pos = _skip_bytes(buf, pos)
     content_start = pos
@@ -211,7 +219,7 @@ def _read_struct(buf: bytes, pos: int) -> _Struct:
             pos = _skip_any(buf, _skip_bytes(buf, pos))
         else:
             raise ProtocolError(f"unknown content type {ref}")
-    return _Struct(ref, length, origin, right, start, content_start, pos)
+    return _Struct(ref, length, origin, right, start, content_start, pos, parent)
 
 
 def _skip_uint(buf: bytes, pos: int) -> int:

@@ -1,0 +1,197 @@
+"""The struct-read dependency check (sync_server.core.dependencies) against Yjs itself.
+
+The oracle is applying: an update integrates in full exactly when, applied to a
+copy of the document, nothing of it stays pending (gate.missing_dependencies,
+which reads what the copy's state vector leaves of it). Hypothesis builds edits
+by several clients that sync with each other now and then (so items build on
+other clients' items: origins, parents, deletions), and delivers each client's
+transactions to a server in a random order with random ones held back; the
+server refuses an update the check refuses and then, like the room, gets the
+sender's whole diff (its resync). At the end the server equals every client
+and nothing is pending.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pycrdt import Array, Doc, Map, Text
+
+from sync_server.core import state_vectors
+from sync_server.core.dependencies import advance, unmet_dependencies
+from sync_server.core.gate import missing_dependencies
+from sync_server.core.protocol import varuint
+
+
+def _sv(doc: Doc) -> dict[int, int]:
+    return state_vectors.decode(doc.get_state())
+
+
+def _oracle(server: Doc, update: bytes) -> str | None:
+    copy: Doc = Doc()
+    copy.apply_update(server.get_update())
+    copy.apply_update(update)
+    return missing_dependencies(update, copy.get_state())
+
+
+def _check(server: Doc, update: bytes) -> str | None:
+    verdict = unmet_dependencies(update, lambda: _sv(server))
+    assert (verdict is None) == (_oracle(server, update) is None), (verdict, update)
+    return verdict
+
+
+def _content(doc: Doc) -> dict:
+    return {
+        "text": str(doc.get("text", type=Text)),
+        "map": doc.get("map", type=Map).to_py(),
+        "list": doc.get("list", type=Array).to_py(),
+    }
+
+
+def _edit(doc: Doc, op: int, arg: int) -> None:
+    text = doc.get("text", type=Text)
+    tasks = doc.get("map", type=Map)
+    items = doc.get("list", type=Array)
+    if op == 0:
+        text.insert(arg % (len(text) + 1), f"<{doc.client_id % 97}.{arg}>")
+    elif op == 1 and len(text):
+        start = arg % len(text)
+        del text[start : min(len(text), start + 1 + arg % 3)]
+    elif op == 2:
+        tasks[f"k{arg % 4}"] = arg  # overwrites delete the earlier value
+    elif op == 3:
+        key = f"t{arg % 3}"
+        if key not in tasks:
+            tasks[key] = Map({"title": Text("x")})
+        else:  # builds inside an item of the map (a parent id)
+            inner = tasks[key]
+            if isinstance(inner, Map):
+                title = inner["title"]
+                title.insert(len(title), str(arg % 10))
+    elif op == 4:
+        items.insert(arg % (len(items) + 1), arg)
+    elif len(items):
+        del items[arg % len(items)]
+
+
+operations = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # which client
+        st.integers(0, 8),  # an edit (0-5) or 6-8: sync this client with another
+        st.integers(0, 1000),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=operations, order=st.randoms(use_true_random=False), drop=st.integers(0, 5))
+def test_struct_verdict_matches_applying_and_the_server_converges(ops, order, drop) -> None:
+    clients: list[Doc] = [Doc(client_id=100 + i) for i in range(3)]
+    sent: list[list[bytes]] = [[] for _ in clients]
+    syncing = [False]
+    for doc, log in zip(clients, sent, strict=True):
+
+        def own(event, log: list[bytes] = log) -> None:
+            if not syncing[0]:  # a client sends its own edits, not what it received
+                log.append(event.update)
+
+        doc.observe(own)
+    for who, op, arg in ops:
+        doc = clients[who]
+        if op >= 6:  # two clients sync with each other (what a server relay would do)
+            other = clients[(who + 1 + arg % 2) % 3]
+            syncing[0] = True
+            doc.apply_update(other.get_update(doc.get_state()))
+            syncing[0] = False
+        else:
+            with doc.transaction():
+                _edit(doc, op, arg)
+    server: Doc = Doc()
+    tracked: dict[int, int] = {}  # the state vector as the gate keeps it (advance)
+    lost = [False]
+
+    def track(event) -> None:
+        if not advance(tracked, event.update):
+            lost[0] = True
+            tracked.clear()
+            tracked.update(_sv(server))
+
+    server.observe(track)
+    queue = [(who, u) for who, log in enumerate(sent) for u in log if u != b"\x00\x00"]
+    order.shuffle(queue)
+    if queue:
+        del queue[drop % len(queue)]  # one never arrives: only a resync brings it
+    for who, update in queue:
+        if _check(server, update) is None:
+            server.apply_update(update)
+        else:  # refused whole; the sender's resync: all it has that the server lacks
+            diff = clients[who].get_update(server.get_state())
+            assert _check(server, diff) is None
+            server.apply_update(diff)
+        assert missing_dependencies(update, server.get_state()) is None  # none of it pending
+    for doc in clients:  # everyone's resync at the end
+        diff = doc.get_update(server.get_state())
+        assert _check(server, diff) is None
+        server.apply_update(diff)
+    assert tracked == _sv(server)
+    merged: Doc = Doc()
+    for doc in clients:
+        merged.apply_update(doc.get_update())
+    assert _content(server) == _content(merged)
+    # nothing pending: the server's own encoding is everything it holds
+    whole = server.get_update()
+    assert missing_dependencies(whole, server.get_state()) is None
+
+
+def test_a_second_update_without_its_first_is_refused_before_applying() -> None:
+    client: Doc = Doc(client_id=7)
+    text = client.get("text", type=Text)
+    updates: list[bytes] = []
+    client.observe(lambda e: updates.append(e.update))
+    text += "first"
+    text += " second"
+    server: Doc = Doc()
+    verdict = unmet_dependencies(updates[1], lambda: _sv(server))
+    assert verdict is not None and "client 7 continues at clock 5" in verdict
+    server.apply_update(updates[0])
+    assert unmet_dependencies(updates[1], lambda: _sv(server)) is None
+
+
+def test_deleting_what_the_server_lacks_is_refused() -> None:
+    ds = b"\x00" + varuint(1) + varuint(9) + varuint(1) + varuint(0) + varuint(3)
+    verdict = unmet_dependencies(ds, lambda: {})
+    assert verdict is not None and "deletes" in verdict
+    assert unmet_dependencies(ds, lambda: {9: 3}) is None
+
+
+def test_an_empty_update_reads_no_state() -> None:
+    def boom() -> dict[int, int]:
+        raise AssertionError("state vector read for an empty update")
+
+    assert unmet_dependencies(b"\x00\x00", boom) is None
+
+
+def test_building_on_another_clients_item_the_server_lacks_is_refused() -> None:
+    """The run check alone passes these: the sender's own run starts at clock 0."""
+    bob: Doc = Doc(client_id=2)
+    tasks = bob.get("map", type=Map)
+    bob.get("text", type=Text).insert(0, "hello")
+    tasks["t"] = Map({"title": Text()})  # an empty text: a first insert names its parent
+    alice: Doc = Doc(client_id=1)
+    alice.apply_update(bob.get_update())
+    updates: list[bytes] = []
+    alice.observe(lambda e: updates.append(e.update))
+    alice.get("text", type=Text).insert(2, "X")  # its origin is bob's item
+    alice2: Doc = Doc(client_id=3)
+    alice2.apply_update(bob.get_update())
+    alice2.observe(lambda e: updates.append(e.update))
+    alice2.get("map", type=Map)["t"]["title"].insert(0, "Y")  # its parent is bob's text
+    server: Doc = Doc()
+    for update in updates:
+        verdict = unmet_dependencies(update, lambda: _sv(server))
+        assert verdict is not None and "builds on client 2" in verdict
+        assert _oracle(server, update) is not None
+    server.apply_update(bob.get_update())
+    assert all(unmet_dependencies(u, lambda: _sv(server)) is None for u in updates)
