@@ -19,7 +19,7 @@ from typing import TypeVar
 import anyio
 import sqlite_utils
 
-from sync_server.identity.accounts import ACCOUNT_SCHEMA
+from sync_server.identity.accounts import ACCOUNT_SCHEMA, add_email_columns
 
 T = TypeVar("T")
 
@@ -362,6 +362,10 @@ MIGRATIONS: list[Migration] = [
     );
     CREATE INDEX IF NOT EXISTS webhook_deliveries_pending ON webhook_deliveries (status, id);
     """,
+    # 17: reserved for another branch's migration (a no-op here; replaced at merge)
+    "SELECT 1",
+    # 18: an account's e-mail address and daily-digest preference
+    add_email_columns,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
