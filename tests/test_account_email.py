@@ -11,6 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sync_server.extensions.daily_digest import due_day
+
 from .conftest import ROOT, TANDEM, ServerProcess, start_server, tandem
 from .test_api_v1 import add_task, call, grant, new_project
 from .test_automation import ENV, make_rule, runs, wait_for
@@ -205,3 +210,15 @@ def test_the_cli_sets_an_address_and_refuses_a_bad_one_with_exit_code_2(tmp_path
     assert out.strip() == "ann\tann@work.example\tdigest off"
     out = tandem("user", "set-email", "ann", "--clear", db=db)
     assert out.strip() == "ann\t(no address)\tdigest off"
+
+
+@given(now=st.floats(1_600_000_000, 2_500_000_000), hour=st.integers(0, 23))
+def test_the_due_day_is_yesterday_from_the_digest_hour_on(now: float, hour: int) -> None:
+    moment = dt.datetime.fromtimestamp(now, dt.UTC)
+    day = due_day(now, hour)
+    assert day == moment.date() - dt.timedelta(days=1 if moment.hour >= hour else 2)
+    # the next digest is due exactly when the clock reaches the hour of the next day
+    fire = dt.datetime.combine(day + dt.timedelta(days=2), dt.time(hour), dt.UTC).timestamp()
+    assert fire > now
+    assert due_day(fire, hour) == day + dt.timedelta(days=1)
+    assert due_day(fire - 0.001, hour) == day
