@@ -14,9 +14,10 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync_server.extensions.daily_digest import due_day
+from sync_server.extensions.daily_digest import due_day, subscriber_projects
+from sync_server.storage.database import open_database
 
-from .conftest import ROOT, TANDEM, ServerProcess, start_server, tandem
+from .conftest import ROOT, TANDEM, ServerProcess, grant_role, start_server, tandem
 from .test_api_v1 import add_task, call, grant, new_project
 from .test_automation import ENV, make_rule, runs, wait_for
 from .test_outbox import Mailbox, smtp_server
@@ -222,3 +223,20 @@ def test_the_due_day_is_yesterday_from_the_digest_hour_on(now: float, hour: int)
     assert fire > now
     assert due_day(fire, hour) == day + dt.timedelta(days=1)
     assert due_day(fire - 0.001, hour) == day
+
+
+def test_a_digest_covers_only_projects_whose_tasks_the_user_may_read(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    open_database(db).conn.close()
+    grant_role(db, "ann", "p1", "viewer")
+    grant_role(db, "ann", "p2", "member", removed=["view_tasks"])
+    grant_role(db, "bob", "p2", "member")
+    conn = open_database(db).conn
+    try:
+        assert subscriber_projects(conn, ["ann", "bob", "carl"]) == {
+            "ann": ["p1"],
+            "bob": ["p2"],
+            "carl": [],
+        }
+    finally:
+        conn.close()

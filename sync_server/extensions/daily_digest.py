@@ -5,7 +5,7 @@ Once a day, at ``digest_hour`` (``TANDEM_DIGEST_HOUR``, 0-23, default 7) **UTC**
 :meth:`DailyDigest.tick`; the digest covers the previous UTC day. Recipients are
 the accounts with an e-mail address whose ``digest`` preference is ``daily``
 (the default; ``off`` opts out), with the tasks they are assigned to in every
-project they hold a grant on.
+project they hold a grant with ``view_tasks`` on.
 
 The time is the automation runner's injectable clock, so tests move it forward
 instead of waiting. The latest day that is due is (re)considered once per
@@ -25,6 +25,8 @@ from typing import Any
 
 from integrations.digest import DigestRecipient, assigned_tasks, enqueue_daily_digests
 from integrations.outbox import Outbox
+from rules import Permission
+from sync_server.identity.access import permissions_of
 from sync_server.identity.accounts import Profile, digest_subscribers
 from sync_server.storage.database import SQLiteWorker
 
@@ -47,14 +49,19 @@ def due_day(now: float, hour: int) -> dt.date:
 
 
 def subscriber_projects(conn: sqlite3.Connection, users: list[str]) -> dict[str, list[str]]:
-    """{user: the projects they hold a grant on} for ``users`` (run on a worker thread)."""
+    """{user: the projects they hold a grant with ``view_tasks`` on} for ``users`` (run on a
+    worker thread): a digest names tasks, so only someone who may read them gets one."""
     out: dict[str, list[str]] = {u: [] for u in users}
+    pairs: list[tuple[str, str]] = []
     for i in range(0, len(users), 500):
         chunk = users[i : i + 500]
         marks = ",".join("?" * len(chunk))
         for user, project in conn.execute(
             f"SELECT user, project FROM grants WHERE user IN ({marks}) ORDER BY project", chunk
         ):
+            pairs.append((user, project))
+    for user, project in pairs:
+        if Permission.VIEW_TASKS in permissions_of(conn, user, project):
             out[user].append(project)
     return out
 
