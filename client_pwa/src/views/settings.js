@@ -158,10 +158,10 @@ function myEmailCard() {
   const digest = h(
     "select",
     { name: "digest", disabled: true },
-    h("option", { value: "daily" }, "Daily digest of changes to my tasks"),
-    h("option", { value: "off" }, "No digest"),
+    h("option", { value: "daily" }, "Daily"),
+    h("option", { value: "off" }, "Off"),
   );
-  const note = h("p", { class: "muted" }, "Rule e-mails and the daily digest go to this address; other members never see it.");
+  const note = h("p", { class: "muted" }, "Rule e-mails and a daily digest of what others changed in your tasks go to this address; other members never see it.");
   const show = (me) => {
     email.value = me.email || "";
     digest.value = me.digest || "daily";
@@ -187,7 +187,7 @@ function myEmailCard() {
     "section",
     { class: "card", "aria-labelledby": "my-email-title" },
     h("h2", { id: "my-email-title" }, "Your e-mail"),
-    h("div", { class: "form-grid" }, h("label", {}, "E-mail address", email), h("label", {}, "Digest", digest)),
+    h("div", { class: "form-grid" }, h("label", {}, "E-mail address", email), h("label", {}, "Daily digest", digest)),
     note,
   );
 }
