@@ -4,6 +4,7 @@ the daily digest, which a real server sends to a real SMTP server (aiosmtpd) onc
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 import subprocess
 import time
@@ -240,3 +241,16 @@ def test_a_digest_covers_only_projects_whose_tasks_the_user_may_read(tmp_path: P
         }
     finally:
         conn.close()
+
+
+def test_a_digest_hour_out_of_range_is_refused_at_start(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*TANDEM, "serve", "--db", str(tmp_path / "t.db"), "--port", "0"],
+        env={**os.environ, "TANDEM_DIGEST_HOUR": "24"},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "TANDEM_DIGEST_HOUR must be an hour 0-23 (UTC), not 24" in proc.stderr

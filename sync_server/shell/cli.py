@@ -159,6 +159,10 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
         settings = Settings.from_env(
             db=db_path, host=args.host, port=args.port, log_format=args.log_format
         )
+        if not 0 <= settings.digest_hour <= 23:
+            raise CliError(
+                f"TANDEM_DIGEST_HOUR must be an hour 0-23 (UTC), not {settings.digest_hour}"
+            )
         settings.extensions = ",".join([*parse_specs(settings.extensions), *args.extension])
         configure_logging(settings.log_level, settings.log_format)
         try:  # a bad spec is a usage error, reported before anything starts
