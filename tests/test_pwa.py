@@ -1309,3 +1309,31 @@ def test_chat_shows_unread_messages_in_the_navigation(browser, app_server) -> No
     page.locator(".bottom-nav [data-view=board]").click()
     expect(chat.locator(".badge")).to_be_hidden()
     context.close()
+
+
+def test_settings_sets_my_email_and_digest_and_shows_a_refused_address(browser, app_server) -> None:
+    owner = "mailer"
+    project, _ids = project_with_tasks(app_server, owner, ["one"])
+    context = signed_in(browser, app_server, owner, **PHONE)
+    page = context.new_page()
+    open_board(page, project)
+    page.goto(f"/#/p/{project}/settings")
+    email = page.get_by_label("E-mail address")
+    expect(email).to_be_enabled(timeout=10000)
+    email.fill("mailer@@example.com")
+    email.press("Tab")
+    expect(page.locator(".toast").filter(has_text="email")).to_be_visible()
+    assert rest(app_server, owner, "GET", "/me/").json()["email"] is None
+    email.fill("mailer@example.com")
+    email.press("Tab")
+    expect(page.locator(".toast").filter(has_text="Saved").last).to_be_visible()
+    page.get_by_label("Digest").select_option("off")
+    expect(page.get_by_label("Digest")).to_have_value("off")
+    deadline = time.monotonic() + 10
+    while rest(app_server, owner, "GET", "/me/").json()["digest"] != "off":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert rest(app_server, owner, "GET", "/me/").json()["email"] == "mailer@example.com"
+    page.reload()
+    expect(page.get_by_label("E-mail address")).to_have_value("mailer@example.com", timeout=10000)
+    context.close()

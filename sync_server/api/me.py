@@ -1,12 +1,12 @@
-"""REST API v1: my notifications and my Web Push subscriptions."""
+"""REST API v1: my account (e-mail address, digest), notifications and Web Push subscriptions."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_request, document_response
 
@@ -17,9 +17,46 @@ from sync_server.api.models import problems_documented as _problems
 from sync_server.api.params import only_args, simple_int
 from sync_server.api.problems import Problem
 from sync_server.extensions import notifications
+from sync_server.identity import accounts
 
 if TYPE_CHECKING:
     from sync_server.extensions.context import TandemContext
+
+
+class MeOut(BaseModel):
+    """My account; the address is shown to its owner only (never in member listings)."""
+
+    name: str
+    display_name: str
+    email: str | None
+    digest: Literal["daily", "off"] = Field(
+        description="the daily e-mail digest of changes to my tasks (sent only with an address)"
+    )
+
+
+class MeUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: EmailStr | None = Field(
+        default=None, max_length=accounts.MAX_EMAIL_LENGTH, description="null: remove it"
+    )
+    digest: Literal["daily", "off"] | None = None
+
+
+def _me(profile: accounts.Profile) -> dict[str, object]:
+    return {
+        "name": profile.name,
+        "display_name": profile.display_name,
+        "email": profile.email,
+        "digest": profile.digest,
+    }
+
+
+def _update_me(conn, name: str, fields: set[str], email: str | None, digest: str | None):
+    if "email" in fields:
+        accounts.set_email(conn, name, email)
+    if digest is not None:
+        accounts.set_digest(conn, name, digest)
+    return accounts.get_profile(conn, name)
 
 
 class NotificationOut(BaseModel):
@@ -91,6 +128,33 @@ class PublicKey(BaseModel):
 def me_api(server: TandemContext) -> Blueprint:
     bp = Blueprint("api_me", __name__, url_prefix="/api/v1")
     ctx = ApiContext(server)
+
+    @bp.get("/me/")
+    @document_response(MeOut)
+    @_problems()
+    async def me():
+        user = ctx.user()
+        profile = accounts.get_profile(ctx.conn, user.name)
+        if profile is None:
+            raise Problem(404, "your account is gone")
+        return json_response(_me(profile))
+
+    @bp.patch("/me/")
+    @document_request(MeUpdate)
+    @document_response(MeOut)
+    @_problems(400, 413, 415, 422)
+    async def update_me():
+        user = ctx.user()
+        data = await read_body(MeUpdate)
+        try:
+            profile = await ctx.write(
+                _update_me, user.name, set(data.model_fields_set), data.email, data.digest
+            )
+        except accounts.AccountError as e:  # the validator and the model disagree
+            raise Problem(422, f"email: {e}", field="email") from e
+        if profile is None:
+            raise Problem(404, "your account is gone")
+        return json_response(_me(profile))
 
     @bp.get("/me/notifications")
     @document_querystring(NotificationArgs)

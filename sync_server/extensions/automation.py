@@ -38,6 +38,11 @@ dates change (from the feed). It looks for fire times that have passed every
 or the extension's ``clock``), so a fire time that passed while the server was
 down fires once at start. It emits domain events of kinds ``schedule_fired``,
 ``due_date_approaching`` and ``task_overdue`` (see ``rules.automation.triggers``).
+Each tick also gives the daily e-mail digest its chance (``daily_digest``: at
+``digest_hour`` UTC, to accounts with an e-mail address).
+
+E-mail actions go to the recipients' account addresses (``users.email``); a
+recipient without one is left out and named in the run's detail.
 
 SQLite work runs on a connection and worker thread of the runner's own, never on
 the event loop.
@@ -92,8 +97,10 @@ from rules.automation import (
     validate_rule,
 )
 from rules.automation.schedule import approaching_at, next_fire, overdue_at
+from sync_server.extensions.daily_digest import DEFAULT_HOUR, DailyDigest
 from sync_server.extensions.notifications import Notice, NotificationCenter
 from sync_server.extensions.protocol import EditRefused, Extension, ServerContext
+from sync_server.identity.accounts import email_addresses
 from sync_server.interfaces import Actor, DocumentChanged
 from sync_server.storage.database import SQLiteWorker, connect
 
@@ -504,6 +511,7 @@ class Queued:
     payload: dict[str, Any]
     parts: list[str]
     index: int
+    note: str = ""  # added to what became of it (e.g. the recipients left out)
 
 
 def enqueue_all(outbox: Outbox, rows: Sequence[Queued]) -> list[int | None]:
@@ -754,7 +762,7 @@ class AutomationRunner:
                         f"{q.channel}: already queued"
                         if delivery is None
                         else f"{q.channel}: queued (delivery {delivery})"
-                    )
+                    ) + (f" ({q.note})" if q.note else "")
         finished: list[tuple[int, str, str]] = []
         for result, parts, skipped in acted:
             said = [text for text in (*parts, result.detail, skipped) if text]
@@ -913,23 +921,32 @@ class AutomationRunner:
         if self.outbox is None:
             raise RuntimeError(f"{intent.channel}: no outbox on this server")
         payload = dict(intent.payload)
+        skipped: list[str] = []
         if intent.channel == "email":
-            to = await self._addresses(project, payload.get("to"), payload.get("task"))
+            to, skipped = await self._addresses(project, payload.get("to"), payload.get("task"))
             if not to:
-                return "email: nobody to send it to (no member with an e-mail address)"
+                without = (
+                    f": {', '.join(skipped)} ha{'s' if len(skipped) == 1 else 've'}"
+                    if skipped
+                    else ""
+                )
+                return f"email: nobody to send it to (no recipient with an e-mail address{without})"
             payload["to"] = to
         idempotency = f"rule:{rule_id}:{key}:{intent.action_index}"
+        note = f"no e-mail address: {', '.join(skipped)}" if skipped else ""
         queued.append(
-            Queued(project, idempotency, intent.channel, intent.target, payload, done, len(done))
+            Queued(
+                project, idempotency, intent.channel, intent.target, payload, done, len(done), note
+            )
         )
-        return f"{intent.channel}: to be queued"
+        return f"{intent.channel}: to be queued" + (f" ({note})" if note else "")
 
-    async def _addresses(self, project: str, to: Any, task_id: Any) -> list[str]:
-        """An email action's recipients (``{"users", "role", "assignees"}``) as addresses.
-        Accounts hold no e-mail address yet: a member whose account name is an address
-        gets the mail; others are left out."""
+    async def _addresses(self, project: str, to: Any, task_id: Any) -> tuple[list[str], list[str]]:
+        """An email action's recipients (``{"users", "role", "assignees"}``, members of the
+        project only) as their accounts' e-mail addresses; and the users left out because
+        their account has none."""
         if not isinstance(to, dict):
-            return []
+            return [], []
         _rules, snapshot = await self.read(project)
         snapshot = snapshot or {}
         members: dict[str, Any] = snapshot.get("members", {})
@@ -939,7 +956,9 @@ class AutomationRunner:
         task = task_in(snapshot, task_id) if to.get("assignees") else None
         if task is not None:
             users |= set(task.get("assignees") or ())
-        return sorted(u for u in users if u in members and "@" in u)
+        wanted = sorted(u for u in users if u in members)
+        found = await self.db.run(email_addresses, self.db.conn, wanted)
+        return sorted(set(found.values())), [u for u in wanted if u not in found]
 
 
 class Scheduler:
@@ -950,6 +969,7 @@ class Scheduler:
         self.tick_seconds = tick_seconds
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self.daily: DailyDigest | None = None  # the daily e-mail digest, checked every tick
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="automation scheduler")
@@ -1000,6 +1020,13 @@ class Scheduler:
                 raise
             except Exception:
                 log.exception("the automation scheduler failed; trying again")
+            if self.daily is not None:
+                try:
+                    await self.daily.tick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("the daily digest failed; trying again")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick_seconds)
@@ -1077,7 +1104,21 @@ class AutomationExtension(Extension):
         self.runner = AutomationRunner(ctx, self.db, center, self.outbox, self.clock)
         tick = float(getattr(ctx.settings, "automation_tick_seconds", 1.0) or 1.0)
         self.scheduler = Scheduler(self.runner, tick)
+        if self.outbox is not None:
+            self.scheduler.daily = DailyDigest(
+                self.db,
+                self.outbox,
+                self._project_snapshot,
+                self.clock,
+                int(getattr(ctx.settings, "digest_hour", DEFAULT_HOUR)),
+            )
         self.scheduler.start()  # its first tick runs the fires missed while the server was down
+
+    async def _project_snapshot(self, project: str) -> dict[str, Any]:
+        assert self.runner is not None
+        live = self.runner.tandem.live
+        view = await live.read(parse_doc_name(doc_name(project)))
+        return dict(live.snapshot(view, "automation-project", lambda d: project_json(d, project)))
 
     async def _open_outbox(self, ctx: ServerContext) -> tuple[Outbox, SecretStore]:
         """The outbox (and its secret store) on the server's database, on a connection of

@@ -324,6 +324,99 @@ def revoke_own_token(conn: sqlite3.Connection, user_name: str, token_id: int) ->
     return True
 
 
+# -- e-mail address and digest preference (migration 18) ---------------------------------
+
+DIGEST_CHOICES = ("daily", "off")
+MAX_EMAIL_LENGTH = 254
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What an account says about itself: only its owner (and the server) sees the address."""
+
+    name: str
+    display_name: str
+    email: str | None
+    digest: str  # "daily" | "off"; a digest goes out only with an address
+
+
+def normalize_email(address: str) -> str:
+    """``address`` checked (syntax only: no DNS lookup) and normalized; AccountError if it is
+    not an e-mail address."""
+    from email_validator import EmailNotValidError, validate_email
+
+    if not isinstance(address, str) or len(address) > MAX_EMAIL_LENGTH:
+        raise AccountError(f"not an e-mail address (at most {MAX_EMAIL_LENGTH} characters)")
+    try:
+        return validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as e:
+        raise AccountError(f"not an e-mail address: {address!r}: {e}") from e
+
+
+def get_profile(conn: sqlite3.Connection, name: str) -> Profile | None:
+    row = conn.execute(
+        "SELECT name, display_name, email, digest FROM users WHERE name = ?", (name,)
+    ).fetchone()
+    return Profile(row[0], row[1], row[2], row[3] or "daily") if row else None
+
+
+def set_email(conn: sqlite3.Connection, name: str, address: str | None) -> Profile:
+    """Set (or with None, clear) ``name``'s e-mail address; AccountError for a bad one."""
+    value = normalize_email(address) if address is not None else None
+    with conn:
+        cur = conn.execute("UPDATE users SET email = ? WHERE name = ?", (value, name))
+    if cur.rowcount == 0:
+        raise AccountError(f"no user named {name!r}")
+    profile = get_profile(conn, name)
+    assert profile is not None
+    return profile
+
+
+def set_digest(conn: sqlite3.Connection, name: str, choice: str) -> Profile:
+    if choice not in DIGEST_CHOICES:
+        raise AccountError(f"digest must be one of {', '.join(DIGEST_CHOICES)}")
+    with conn:
+        cur = conn.execute("UPDATE users SET digest = ? WHERE name = ?", (choice, name))
+    if cur.rowcount == 0:
+        raise AccountError(f"no user named {name!r}")
+    profile = get_profile(conn, name)
+    assert profile is not None
+    return profile
+
+
+def email_addresses(conn: sqlite3.Connection, names: list[str]) -> dict[str, str]:
+    """{user: address} of those of ``names`` whose account has an address."""
+    out: dict[str, str] = {}
+    for i in range(0, len(names), 500):
+        chunk = names[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for user, email in conn.execute(
+            f"SELECT name, email FROM users WHERE email IS NOT NULL AND name IN ({marks})", chunk
+        ):
+            out[user] = email
+    return out
+
+
+def digest_subscribers(conn: sqlite3.Connection) -> list[Profile]:
+    """Accounts with an address that did not turn the daily digest off."""
+    return [
+        Profile(r[0], r[1], r[2], r[3])
+        for r in conn.execute(
+            "SELECT name, display_name, email, digest FROM users"
+            " WHERE email IS NOT NULL AND digest = 'daily' ORDER BY name"
+        )
+    ]
+
+
+def add_email_columns(conn: sqlite3.Connection) -> None:
+    """Migration 18: ``users.email`` (nullable) and ``users.digest`` ('daily' | 'off')."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(users)")}
+    if "email" not in columns:
+        conn.execute("ALTER TABLE users ADD COLUMN email TEXT")
+    if "digest" not in columns:
+        conn.execute("ALTER TABLE users ADD COLUMN digest TEXT NOT NULL DEFAULT 'daily'")
+
+
 ACCOUNT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,

@@ -76,7 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--display-name", default="")
     create.add_argument("--project", help="also grant a role on this project")
     create.add_argument("--role", choices=ROLES, help="role on --project (default member)")
+    create.add_argument("--email", help="the account's e-mail address (rule e-mails, digest)")
     user.add_parser("list", parents=[db], help="list accounts")
+    set_email = user.add_parser(
+        "set-email", parents=[db], help="set (or with --clear, remove) an account's e-mail address"
+    )
+    set_email.add_argument("name")
+    set_email.add_argument("address", nargs="?")
+    set_email.add_argument("--clear", action="store_true", help="remove the address")
+    set_email.add_argument(
+        "--digest", choices=accounts.DIGEST_CHOICES, help="the daily digest: daily or off"
+    )
 
     token = sub.add_parser("token", help="manage API tokens").add_subparsers(
         dest="action", required=True
@@ -149,6 +159,10 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
         settings = Settings.from_env(
             db=db_path, host=args.host, port=args.port, log_format=args.log_format
         )
+        if not 0 <= settings.digest_hour <= 23:
+            raise CliError(
+                f"TANDEM_DIGEST_HOUR must be an hour 0-23 (UTC), not {settings.digest_hour}"
+            )
         settings.extensions = ",".join([*parse_specs(settings.extensions), *args.extension])
         configure_logging(settings.log_level, settings.log_format)
         try:  # a bad spec is a usage error, reported before anything starts
@@ -173,6 +187,8 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
             return _doctor(conn, args.recover)
         if args.command == "user" and args.action == "create":
             return _user_create(conn, db_path, args)
+        if args.command == "user" and args.action == "set-email":
+            return _user_set_email(conn, args)
         if args.command == "user" and args.action == "list":
             for row in conn.execute("SELECT name, display_name FROM users ORDER BY name"):
                 print(f"{row[0]}\t{row[1]}")
@@ -322,6 +338,7 @@ def _user_create(conn, db_path: str, args: argparse.Namespace) -> int:
             getpass.getpass(f"password for {args.name} (empty: token-only account): ") or None
         )
     accounts.validate_username(args.name)
+    email = accounts.normalize_email(args.email) if args.email is not None else None
     if args.project:
         from doc_model import InvalidDocName, parse_doc_name
         from rules import Grant
@@ -344,7 +361,9 @@ def _user_create(conn, db_path: str, args: argparse.Namespace) -> int:
         except access.AccessError as e:
             raise CliError(str(e)) from e
     user = accounts.create_user(conn, args.name, password, args.display_name)
-    print(f"created user {user.name}")
+    if email is not None:
+        accounts.set_email(conn, user.name, email)
+    print(f"created user {user.name}" + (f" <{email}>" if email else ""))
     if args.project:
         from sync_server.identity import access
         from sync_server.shell.demo import grant_project_role
@@ -354,6 +373,23 @@ def _user_create(conn, db_path: str, args: argparse.Namespace) -> int:
         except access.AccessError as e:  # the grants changed since the check above
             raise CliError(f"created user {user.name}, but not the grant: {e}") from e
         print(f"granted {args.role or 'member'} on project {args.project}")
+    return 0
+
+
+def _user_set_email(conn, args: argparse.Namespace) -> int:
+    if args.clear and args.address is not None:
+        raise CliError("give an ADDRESS or --clear, not both")
+    if not args.clear and args.address is None and not args.digest:
+        raise CliError("give an ADDRESS, --clear or --digest")
+    if accounts.get_user(conn, args.name) is None:
+        raise CliError(f"no user named {args.name!r}")
+    if args.clear or args.address is not None:
+        accounts.set_email(conn, args.name, None if args.clear else args.address)
+    if args.digest:
+        accounts.set_digest(conn, args.name, args.digest)
+    profile = accounts.get_profile(conn, args.name)
+    assert profile is not None
+    print(f"{profile.name}\t{profile.email or '(no address)'}\tdigest {profile.digest}")
     return 0
 
 

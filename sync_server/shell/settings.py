@@ -87,6 +87,9 @@ class Settings:
     # without waiting for it)
     automation_tick_seconds: float = 1.0
     automation_clock_offset_seconds: float = 0.0
+    # the daily e-mail digest (extensions.daily_digest) goes out at this hour, UTC (0-23),
+    # covering the previous UTC day, to accounts with an address and digest "daily"
+    digest_hour: int = 7
     # comma-separated module:Name extensions to load after the built-in ones and the
     # tandem.extensions entry points (``tandem serve --extension`` adds to it)
     extensions: str = ""

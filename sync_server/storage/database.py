@@ -19,7 +19,7 @@ from typing import TypeVar
 import anyio
 import sqlite_utils
 
-from sync_server.identity.accounts import ACCOUNT_SCHEMA
+from sync_server.identity.accounts import ACCOUNT_SCHEMA, add_email_columns
 
 T = TypeVar("T")
 
@@ -391,6 +391,8 @@ MIGRATIONS: list[Migration] = [
         created REAL NOT NULL
     );
     """,
+    # 18: an account's e-mail address and daily-digest preference
+    add_email_columns,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")

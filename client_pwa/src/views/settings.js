@@ -1,7 +1,8 @@
 // Project settings: name, description, dates (in order), status (archive), and the board's
 // columns (add, rename, reorder, remove). Details go through the REST API; columns are the
 // project document's `columns` array (edit_project), renamed along with their tasks.
-import { api } from "../api.js";
+// Also "Your e-mail": the signed-in user's address and daily digest (PATCH /api/v1/me/).
+import { api, cachedGet } from "../api.js";
 import { go, on } from "../app.js";
 import { h, toast, fill } from "../dom.js";
 import { shell } from "../shell.js";
@@ -134,6 +135,7 @@ export function settingsView(project) {
     }
   };
   on(project, "change", redraw);
+  const mine = myEmailCard();
   columnList.addEventListener("focusout", () => setTimeout(() => stale && redraw()));
   drawColumns();
   shell(
@@ -144,7 +146,48 @@ export function settingsView(project) {
       { class: "page-grid" },
       details,
       h("section", { class: "card", "aria-labelledby": "columns-title" }, h("h2", { id: "columns-title" }, "Columns"), columnList, columnForm),
+      mine,
       h("p", {}, h("a", { href: "#/projects", onclick: () => go("#/projects") }, "All projects")),
     ),
+  );
+}
+
+// The signed-in user's own address (shown to nobody else) and the daily digest choice.
+function myEmailCard() {
+  const email = h("input", { name: "email", type: "email", maxlength: 254, autocomplete: "email", placeholder: "you@example.com", disabled: true });
+  const digest = h(
+    "select",
+    { name: "digest", disabled: true },
+    h("option", { value: "daily" }, "Daily"),
+    h("option", { value: "off" }, "Off"),
+  );
+  const note = h("p", { class: "muted" }, "Rule e-mails and a daily digest of what others changed in your tasks go to this address; other members never see it.");
+  const show = (me) => {
+    email.value = me.email || "";
+    digest.value = me.digest || "daily";
+    email.disabled = digest.disabled = false;
+  };
+  const save = (body) =>
+    api("PATCH", "/me/", body)
+      .then((me) => {
+        show(me);
+        toast("Saved");
+      })
+      .catch((e) => {
+        email.setCustomValidity(e.problem?.field === "email" ? e.message : "");
+        toast(e.message, "error");
+      });
+  email.addEventListener("input", () => email.setCustomValidity(""));
+  email.addEventListener("change", () => save({ email: email.value.trim() || null }));
+  digest.addEventListener("change", () => save({ digest: digest.value }));
+  cachedGet("/me/")
+    .then(show)
+    .catch(() => (note.textContent = "Your e-mail settings need a connection."));
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "my-email-title" },
+    h("h2", { id: "my-email-title" }, "Your e-mail"),
+    h("div", { class: "form-grid" }, h("label", {}, "E-mail address", email), h("label", {}, "Daily digest", digest)),
+    note,
   );
 }
