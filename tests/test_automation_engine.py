@@ -1561,3 +1561,47 @@ def test_a_daily_spec_fires_once_every_day_across_each_dst_change(
         fire = next_fire(f"{minute} {hour} * * *", fire, zone)
         days.append(fire.astimezone(tz).date())
     assert days == [days[0] + dt.timedelta(days=i) for i in range(5)], (start, days)
+
+
+# -- a batch judged against one read: each finance event sees the state it made ----------------
+
+_cost_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "delete", "change", "budget"]),
+        st.integers(0, 4),
+        st.integers(0, 500),
+    ),
+    max_size=25,
+)
+
+
+@given(_cost_ops)
+def test_finance_states_rewind_a_batch_to_the_state_after_each_event(ops) -> None:
+    """Applying random cost and budget events forward gives, after each one, exactly what
+    ``finance_states`` rebuilds from the end state and the events' before values."""
+    from rules.automation.project import finance_states
+
+    budget: dict = {"total": 100}
+    costs: dict = {}
+    events: list[DomainEvent] = []
+    forward: list[dict] = []
+    for op, n, amount in ops:
+        cid = f"c{n}"
+        if op == "add" and cid not in costs:
+            costs[cid] = {"id": cid, "amount": amount}
+            events.append(DomainEvent("cost_added", cid, after=dict(costs[cid])))
+        elif op == "delete" and cid in costs:
+            events.append(DomainEvent("cost_deleted", cid, before=costs.pop(cid)))
+        elif op == "change" and cid in costs:
+            before = costs[cid]["amount"]
+            costs[cid] = {**costs[cid], "amount": amount}
+            events.append(DomainEvent("cost_changed", cid, "amount", before, amount))
+        elif op == "budget":
+            before = budget.get("total")
+            budget = {**budget, "total": amount}
+            events.append(DomainEvent("budget_changed", None, "total", before, amount))
+        else:
+            continue
+        forward.append({"budget": dict(budget), "costs": {k: dict(v) for k, v in costs.items()}})
+    rebuilt = finance_states({"budget": budget, "costs": list(costs.values())}, events)
+    assert [{"budget": s["budget"], "costs": s["costs"]} for s in rebuilt] == forward

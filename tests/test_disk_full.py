@@ -27,13 +27,14 @@ def _mount_small_disk(path: Path, size: str) -> bool:
 
 def _fill(path: Path) -> Path:
     filler = path / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    # unbuffered: a buffered file's close would write its rest and raise ENOSPC itself
+    with open(filler, "wb", buffering=0) as f:
+        for size in (65536, 4096, 1):  # then the last blocks, to the last byte
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                pass
     return filler
 
 

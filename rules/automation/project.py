@@ -16,9 +16,10 @@ last column is "done" (as in the metrics).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from doc_model.events import DomainEvent
 from doc_model.schema import TASK_STATUSES
 
 
@@ -83,6 +84,49 @@ def members(project: Mapping[str, Any]) -> Mapping[str, Any]:
 def finance(project: Mapping[str, Any]) -> Mapping[str, Any] | None:
     value = project.get("finance")
     return value if isinstance(value, Mapping) else None
+
+
+def finance_states(
+    finance_now: Mapping[str, Any], events: Sequence[DomainEvent]
+) -> list[dict[str, Any]]:
+    """The finance document as it was just after each of ``events`` (in order, all of them
+    already applied in ``finance_now``), by undoing the later ones with their before values.
+
+    A runner that reads the document once for a batch of changes judges each event against
+    the state it made, not the batch's end: three costs read together must not all see
+    the third one's total (a budget crossing would fire for each of them)."""
+    budget = dict(_map(finance_now.get("budget")))
+    costs = {k: dict(v) for k, v in entities(finance_now.get("costs")).items()}
+    out: list[dict[str, Any]] = [{}] * len(events)
+    for i in range(len(events) - 1, -1, -1):
+        out[i] = {
+            **finance_now,
+            "budget": dict(budget),
+            "costs": {k: dict(v) for k, v in costs.items()},
+        }
+        event = events[i]
+        entity = event.entity
+        if event.kind == "budget_changed" and isinstance(event.field, str):
+            if event.before is None:
+                budget.pop(event.field, None)
+            else:
+                budget[event.field] = event.before
+        elif event.kind == "cost_added" and isinstance(entity, str):
+            costs.pop(entity, None)
+        elif event.kind == "cost_deleted" and isinstance(entity, str):
+            if isinstance(event.before, Mapping):
+                costs[entity] = dict(event.before)
+        elif (
+            event.kind == "cost_changed"
+            and isinstance(entity, str)
+            and isinstance(event.field, str)
+            and entity in costs
+        ):
+            if event.before is None:
+                costs[entity].pop(event.field, None)
+            else:
+                costs[entity][event.field] = event.before
+    return out
 
 
 def resources(project: Mapping[str, Any]) -> Mapping[str, Any] | None:

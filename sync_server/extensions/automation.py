@@ -58,7 +58,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,7 @@ from rules.automation import (
     prepare_project,
     validate_rule,
 )
+from rules.automation.project import finance_states
 from rules.automation.schedule import approaching_at, next_fire, overdue_at
 from sync_server.extensions.daily_digest import DEFAULT_HOUR, DailyDigest
 from sync_server.extensions.notifications import Notice, NotificationCenter
@@ -171,6 +172,24 @@ def resources_json(doc: Doc) -> dict[str, Any]:
 def tasks_of(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     found = snapshot.get("tasks") or {}
     return list(found.values()) if isinstance(found, dict) else list(found)
+
+
+def finance_timeline(
+    project: str, changes: Sequence[DocumentChanged], finance_now: Mapping[str, Any]
+) -> dict[tuple[int, int], dict[str, Any]]:
+    """(position of the change in the batch, event index) -> the project's finance document
+    just after that event, for each finance event of the batch (rules.automation.project.
+    finance_states)."""
+    found: list[tuple[int, int, DomainEvent]] = []
+    for position, change in enumerate(changes):
+        try:
+            name = parse_doc_name(change.doc_name)
+        except Exception:
+            continue
+        if name.kind is DocKind.FINANCE and name.project_id == project:
+            found.extend((position, i, e) for i, e in enumerate(change.events))
+    states = finance_states(finance_now, [e for _, _, e in found])
+    return {(p, i): state for (p, i, _), state in zip(found, states, strict=True)}
 
 
 def task_in(snapshot: dict[str, Any], task_id: Any) -> dict[str, Any] | None:
@@ -603,7 +622,10 @@ class AutomationRunner:
         recompute: set[tuple[str, str | None]] = set()
         judged: list[Judged] = []
         seen: dict[str, tuple[dict[str, dict[str, Any]], dict[str, Any] | None]] = {}
-        for change in changes:
+        # the finance document just after each of the batch's finance events (the batch is
+        # judged against one read of the documents: see finance_states)
+        finance_at: dict[tuple[int, int], dict[str, Any]] = {}
+        for position, change in enumerate(changes):
             if not change.events:
                 continue
             try:
@@ -618,6 +640,9 @@ class AutomationRunner:
             ]
             if project not in seen:  # once per project and batch: the live document now
                 seen[project] = await self.read(project)
+                now = seen[project][1]
+                if now is not None and isinstance(now.get("finance"), Mapping):
+                    finance_at.update(finance_timeline(project, changes, now["finance"]))
             rules, snapshot = seen[project]
             if changed_rules:
                 recompute.add((project, None))
@@ -635,10 +660,12 @@ class AutomationRunner:
             paused = await self.paused(project)
             for index, event in enumerate(change.events):
                 key = f"feed:{change.feed_id}:{index}"
+                finance = finance_at.get((position, index))
+                seen_by = snapshot if finance is None else {**snapshot, "finance": finance}
                 for rule_id, rule in rules.items():
                     if rule.get("enabled", True) is False or not may_fire(rule, event):
                         continue
-                    item = self.judge(project, rule_id, rule, event, key, depth, snapshot, paused)
+                    item = self.judge(project, rule_id, rule, event, key, depth, seen_by, paused)
                     if item is not None:
                         judged.append(item)
         await self.settle(judged)

@@ -182,6 +182,10 @@ function touchDrag(project, el, task) {
 export function boardView(project) {
   const board = h("div", { class: "board", role: "region", "aria-label": "Board" });
   const draw = () => {
+    // a redraw replaces every card: the card that had the focus (a keyboard user's place)
+    // gets it back, whatever change from elsewhere caused the redraw
+    const active = board.contains(document.activeElement) ? document.activeElement : null;
+    const kept = active && active.matches("[data-id]") ? active.dataset.id : null;
     const now = today();
     const done = project.columns.at(-1);
     fill(board, 
@@ -228,6 +232,8 @@ export function boardView(project) {
         el.focus();
         el.scrollIntoView({ block: "nearest", inline: "nearest" });
       }
+    } else if (kept) {
+      board.querySelector(`[data-id="${CSS.escape(kept)}"]`)?.focus({ preventScroll: true });
     }
   };
   let scheduled = false;
