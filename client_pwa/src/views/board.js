@@ -186,6 +186,10 @@ export function boardView(project) {
     // gets it back, whatever change from elsewhere caused the redraw
     const active = board.contains(document.activeElement) ? document.activeElement : null;
     const kept = active && active.matches("[data-id]") ? active.dataset.id : null;
+    // and each long column stays scrolled where it was
+    const scrolled = new Map(
+      [...board.querySelectorAll(".column")].map((c) => [c.dataset.column, c.querySelector(".cards")?.scrollTop || 0]),
+    );
     const now = today();
     const done = project.columns.at(-1);
     fill(board, 
@@ -225,6 +229,10 @@ export function boardView(project) {
         return column;
       }),
     );
+    for (const column of board.querySelectorAll(".column")) {
+      const top = scrolled.get(column.dataset.column);
+      if (top) column.querySelector(".cards").scrollTop = top;
+    }
     if (state.focus) {
       const el = board.querySelector(`[data-id="${CSS.escape(state.focus)}"]`);
       state.focus = null;
