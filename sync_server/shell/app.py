@@ -18,6 +18,7 @@ from sync_server.api import security_headers
 from sync_server.api.access import access_api
 from sync_server.api.analytics import analytics_api
 from sync_server.api.finance import finance_api
+from sync_server.api.integrations import integrations_api
 from sync_server.api.live_documents import LiveDocuments
 from sync_server.api.me import me_api
 from sync_server.api.problems import TITLES, problem_response
@@ -164,6 +165,7 @@ def create_app(
         analytics_api(ctx),
         me_api(ctx),
         webhooks_api(ctx),
+        integrations_api(ctx),
         rules_api(ctx, automation),
     ]
     configure_web_api(app, api_blueprints, settings)

@@ -362,6 +362,14 @@ MIGRATIONS: list[Migration] = [
     );
     CREATE INDEX IF NOT EXISTS webhook_deliveries_pending ON webhook_deliveries (status, id);
     """,
+    # 17: reserved for the connectors branch (connections, oauth_states); empty here so that
+    # 18 keeps its number (at the merge: its 17 replaces this placeholder)
+    "",
+    # 18: an inbound webhook endpoint can be paused (sync_server.api.integrations): while
+    # paused_at is set, its deliveries are answered 2xx and recorded as ignored, not acted on
+    """
+    ALTER TABLE webhook_endpoints ADD COLUMN paused_at REAL;
+    """,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
