@@ -10,6 +10,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
 
+from .attachments import check_attachments
 from .changes import Change
 from .domain_events import normalize
 from .names import DocKind
@@ -184,6 +185,8 @@ def check_value(field_type: str, value: Any, max_length: int | None = None) -> s
         return None if valid_key(value) else "task key PREFIX-N"
     if field_type == "links":
         return _check_links(value)
+    if field_type == "attachments":
+        return check_attachments(value)
     if field_type == "scalars":
         if not isinstance(value, Map):
             return "Map of scalars"

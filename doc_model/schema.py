@@ -52,6 +52,7 @@ ROOTS: dict[DocKind, dict[str, type[Map[Any]] | type[Array[Any]] | type[Text]]] 
 #   task_key      a task key, PREFIX-N
 #   links         Array (up to MAX_LINKS) of Maps with str fields LINK_FIELDS, kind one of
 #                 LINK_KINDS
+#   attachments   Array of Maps: files at a provider (doc_model.attachments)
 FieldType = str
 
 
@@ -104,6 +105,7 @@ ENTITIES: dict[str, dict[str, Field]] = {
         "created_at": Field("datetime"),
         "key": Field("task_key"),  # written by the server only (rules.permissions)
         "links": Field("links"),  # commits and pull requests naming the task's key
+        "attachments": Field("attachments"),  # cloud files (doc_model.attachments)
     },
     "milestone": {
         "name": Field("str", required=True, max_length=200),
@@ -139,6 +141,9 @@ ENTITIES: dict[str, dict[str, Field]] = {
         "hours": Field("number>0", required=True),
         "date": Field("date", required=True),
         "note": Field("str", max_length=10_000),
+        # imported from or exported to a time tracker (integrations.time_tracking)
+        "source": Field("enum:toggl|harvest|clockify"),
+        "external_id": Field("str", max_length=200),
     },
     "allocation": {
         "user": Field("str", required=True),

@@ -41,6 +41,17 @@ class TaskLink(BaseModel):
     title: str = ""
     author: str = ""
     state: str = ""
+class TaskAttachment(BaseModel):
+    """A file at a provider attached to the task (doc_model.attachments)."""
+
+    provider: str
+    file_id: str
+    name: str
+    link: str
+    size: float | None = None
+    mime: str = ""
+    added_by: str = ""
+    added_at: str = ""
 
 
 class Task(BaseModel):
@@ -63,6 +74,7 @@ class Task(BaseModel):
     created_at: dt.datetime | None = None
     key: str | None = None  # PREFIX-N, assigned by the server (doc_model.task_keys)
     links: list[TaskLink] = []
+    attachments: list[TaskAttachment] = []
 
 
 class Milestone(BaseModel):
@@ -110,6 +122,8 @@ class TimeEntry(BaseModel):
     hours: float
     date: dt.date
     note: str = ""
+    source: str | None = None  # a time tracker it came from or went to
+    external_id: str | None = None  # the entry's id there
 
 
 class Budget(BaseModel):

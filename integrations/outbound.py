@@ -334,3 +334,81 @@ class GuardedSession:
         if timeout is not None:  # never longer than the policy's
             policy = replace(policy, timeout=min(timeout, policy.timeout))
         return post(url, content=body, headers=headers or {}, policy=policy, resolve=self.resolve)
+
+
+MAX_API_RESPONSE_BYTES = 4 * 1024 * 1024  # a provider's API answer (a page of files, entries)
+
+
+class GuardedTransport(httpx.BaseTransport):
+    """An httpx transport that sends every request through the guard: its URL checked and
+    its host pinned to the checked address, like :func:`post` (for clients that make many
+    kinds of requests: authlib's OAuth2 client, the provider APIs). Redirects are not
+    followed (the client is made with ``follow_redirects=False``); at most ``max_bytes``
+    of an answer are read (more: ``httpx.DecodingError``)."""
+
+    def __init__(
+        self,
+        policy: OutboundPolicy,
+        resolve: Resolver = system_resolver,
+        *,
+        max_bytes: int = MAX_API_RESPONSE_BYTES,
+        inner: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.policy = policy
+        self.resolve = resolve
+        self.max_bytes = max_bytes
+        self._inner = inner or httpx.HTTPTransport(verify=tls_context(), trust_env=False)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        target = check_url(str(request.url), self.policy, self.resolve)
+        headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"host"]
+        headers.append((b"Host", target.host_header.encode("ascii")))
+        extensions = dict(request.extensions)
+        if target.scheme == "https":
+            extensions["sni_hostname"] = target.host
+        pinned = httpx.Request(
+            request.method,
+            httpx.URL(target.pinned_url()),
+            headers=headers,
+            content=request.read(),
+            extensions=extensions,
+        )
+        response = self._inner.handle_request(pinned)
+        data = bytearray()
+        try:
+            stream = response.stream
+            assert isinstance(stream, httpx.SyncByteStream)
+            for chunk in stream:
+                data += chunk
+                if len(data) > self.max_bytes:
+                    raise httpx.DecodingError(
+                        f"the answer of {target.host} is larger than {self.max_bytes} bytes",
+                        request=request,
+                    )
+        finally:
+            response.close()
+        headers_out = [
+            (k, v)
+            for k, v in response.headers.raw
+            if k.lower() not in (b"transfer-encoding", b"content-length")  # decoded by the client
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=headers_out,
+            content=bytes(data),
+            extensions={k: v for k, v in response.extensions.items() if k != "network_stream"},
+            request=request,
+        )
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def guarded_client(policy: OutboundPolicy, resolve: Resolver = system_resolver) -> httpx.Client:
+    """An httpx client whose every request goes through the guard (see GuardedTransport)."""
+    return httpx.Client(
+        transport=GuardedTransport(policy, resolve),
+        timeout=policy.httpx_timeout(),
+        follow_redirects=False,
+        trust_env=False,
+    )

@@ -74,6 +74,15 @@ def _throwaway_token_id(server: ServerProcess) -> str:
 schema = schemathesis.openapi.from_dict(served_spec())
 
 
+def not_a_server_error_but_upstream(ctx, response, case) -> bool | None:
+    """A 502 is a provider's failure (a connector's call; this machine reaches none), and
+    only where the operation documents it; any other 5xx is the server's own."""
+    documented = case.operation.definition.raw.get("responses") or {}
+    if response.status_code == 502 and "502" in documented:
+        return None
+    return not_a_server_error(ctx, response, case)
+
+
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
@@ -93,7 +102,7 @@ def test_every_operation_conforms(case, demo_server) -> None:
         base_url=demo_server.http_url,
         headers={"Authorization": f"Bearer {demo_server.token('demo')}"},
         checks=[
-            not_a_server_error,
+            not_a_server_error_but_upstream,
             status_code_conformance,
             content_type_conformance,
             response_schema_conformance,

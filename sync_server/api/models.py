@@ -21,6 +21,7 @@ from doc_model.snapshot import (
     Milestone,
     Scalar,
     TaskLink,
+    TaskAttachment,
     TimeEntry,
 )
 
@@ -105,6 +106,7 @@ class TaskOut(BaseModel):
     created_at: dt.datetime | None = None
     key: str | None = Field(default=None, description="PREFIX-N, assigned by the server")
     links: list[TaskLink] | None = None
+    attachments: list[TaskAttachment] | None = None
 
 
 TASK_FIELDS = tuple(Task.model_fields)

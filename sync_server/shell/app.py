@@ -51,6 +51,7 @@ from sync_server.extensions.builtins import (
     TokenAuth,
     TokenIdentity,
 )
+from sync_server.extensions.connectors import ConnectorsExtension
 from sync_server.extensions.context import TandemContext
 from sync_server.extensions.feed import ChangeFeed
 from sync_server.extensions.host import ExtensionHost
@@ -142,6 +143,7 @@ def create_app(
             TaskKeys(),
             vcs,
             automation,
+            ConnectorsExtension(),
             *(third_party_extensions(settings.extensions) if third_party is None else third_party),
             *extensions,
         ]

@@ -59,6 +59,11 @@ class Settings:
     # Fernet key(s), comma-separated, for the secrets table (webhook / Slack / Teams URLs);
     # empty: the key file next to the database (<db>.key), made on first start
     secret_key: str = ""
+    # the server's address as browsers reach it (OAuth2 redirect URIs); empty: the request's
+    public_url: str = ""
+    # how often time trackers' entries are imported (connectors); 0: only on demand
+    time_import_interval_seconds: float = 3600.0
+    time_import_days: int = 30  # a scheduled import reads this many days back
     outbox_max_attempts: int = 8  # an outbound message failing this many times is dead
     outbox_backoff_base_seconds: float = 10.0  # wait after the first failure (then doubled)
     outbox_backoff_cap_seconds: float = 3600.0  # longest wait between attempts

@@ -362,9 +362,35 @@ MIGRATIONS: list[Migration] = [
     );
     CREATE INDEX IF NOT EXISTS webhook_deliveries_pending ON webhook_deliveries (status, id);
     """,
-    # 17: reserved for the connectors branch (connections, oauth_states); empty here so that
-    # 18 keeps its number (at the merge: its 17 replaces this placeholder)
-    "",
+    # 17: connections of a project to providers (integrations.connections: OAuth2 tokens and
+    # API tokens, encrypted in secrets; the row holds only its reference) and the state of
+    # authorizations under way (the PKCE verifier encrypted in secrets too)
+    """
+    CREATE TABLE IF NOT EXISTS connections (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        config TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'active',
+        created REAL NOT NULL,
+        last_used REAL,
+        last_error TEXT,
+        credential TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS connections_project ON connections (project, created);
+    CREATE TABLE IF NOT EXISTS oauth_states (
+        state TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        user TEXT NOT NULL,
+        verifier TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        return_to TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL
+    );
+    """,
     # 18: an inbound webhook endpoint can be paused (sync_server.api.integrations): while
     # paused_at is set, its deliveries are answered 2xx and recorded as ignored, not acted on
     """

@@ -1,6 +1,7 @@
 // A task: its fields (pickers for people and labels, dates kept in order), its text edited
 // live with others, its subtasks and its comments (chat messages about the task).
 import { go, on, onCleanup } from "../app.js";
+import { attachmentsList } from "../attachments.js";
 import { bindText, colorFor, h, initials, fill } from "../dom.js";
 import { canEditTask, shell } from "../shell.js";
 import { listNames, statusLabel } from "../ui/format.js";
@@ -109,6 +110,8 @@ export function taskView(project, taskId) {
       ),
     );
   drawLinks(task);
+  const attachments = attachmentsList({ projectId: project.projectId, taskId, editable }); // Drive / Dropbox / OneDrive files
+  attachments.draw(task);
   const subtasks = subtaskList(project, taskId, editable);
   const comments = commentList(project, taskId);
   const close = h("a", { href: board, class: "icon-button close", "aria-label": "Close", title: "Close (Esc)" }, "✕");
@@ -136,6 +139,7 @@ export function taskView(project, taskId) {
     ),
     h("label", { class: "wide" }, "Description", description, coEditing.description),
     links,
+    attachments.el,
     subtasks,
     comments,
     project.can("delete_tasks")
@@ -159,6 +163,7 @@ export function taskView(project, taskId) {
     if (!now) return go(board);
     keyBadge.textContent = now.key || "";
     drawLinks(now);
+    attachments.draw(now);
     for (const name of ["status", "priority"]) {
       const el = form.querySelector(`select[name=${name}]`);
       if (el && document.activeElement !== el) el.value = now[name];
