@@ -41,6 +41,8 @@ class TaskLink(BaseModel):
     title: str = ""
     author: str = ""
     state: str = ""
+
+
 class TaskAttachment(BaseModel):
     """A file at a provider attached to the task (doc_model.attachments)."""
 

@@ -9,9 +9,11 @@ import time
 import uuid
 
 from .conftest import grant_role
+from .test_api_v1 import call, new_project
+from .test_connections import connect, dropbox, google, microsoft, srv
 from .test_webhooks import api, github_push, needs_node, post_github, project, wait_for
 
-__all__ = ["project"]  # the fixture, used by name
+__all__ = ["dropbox", "google", "microsoft", "project", "srv"]  # fixtures, used by name
 
 
 def integrations(p) -> list[dict]:
@@ -122,3 +124,27 @@ def test_members_get_403_and_unknown_ids_404_with_problem_details(server, projec
     moved = project.client.post(f"/projects/{other}/integrations/{endpoint}/pause/")
     assert moved.status_code == 404
     assert project.client.get("/projects/nope/integrations/").status_code in (403, 404)
+
+
+def test_a_connection_is_listed_tested_not_paused_and_deleted(srv, google) -> None:
+    """A Google Drive connection (the local stand-in built from Drive's reference) among the
+    project's integrations: listed with its status, tested with one authorized call (the
+    stand-in sees its bearer token), refused a pause (409), deleted (revoked)."""
+    project = new_project(srv)
+    made = connect(srv, project, "google")
+    listed = call(srv, "GET", f"/projects/{project}/integrations/").json()["items"]
+    [item] = [i for i in listed if i["kind"] == "connection"]
+    assert item["id"] == made["id"] and item["provider"] == "google"
+    assert item["status"] == "active" and item["category"] == "files"
+    base = f"/projects/{project}/integrations/{made['id']}"
+    tested = call(srv, "POST", base + "/test/")
+    assert tested.status_code == 200, tested.text
+    assert tested.json()["ok"] is True, tested.json()
+    assert "Google Drive answered" in tested.json()["checks"][0]["detail"]
+    listed = call(srv, "GET", f"/projects/{project}/integrations/").json()["items"]
+    assert listed[0]["last_event"] and listed[0]["last_event"]["status"] == "done"
+    paused = call(srv, "POST", base + "/pause/")
+    assert paused.status_code == 409 and "cannot be paused" in paused.json()["detail"]
+    assert call(srv, "DELETE", base + "/").status_code == 204
+    assert call(srv, "GET", f"/projects/{project}/integrations/").json()["items"] == []
+    assert call(srv, "POST", base + "/test/").status_code == 404

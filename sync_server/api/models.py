@@ -20,8 +20,8 @@ from doc_model.snapshot import (
     Cost,
     Milestone,
     Scalar,
-    TaskLink,
     TaskAttachment,
+    TaskLink,
     TimeEntry,
 )
 

@@ -5,7 +5,10 @@
 // repository" creates an endpoint and shows its webhook URL (absolute, this server's origin)
 // and its secret ONCE, with copy buttons and the provider's settings steps in words. The
 // secret is never cached or stored by the page; it goes when the panel is closed or the page
-// left. Everything here needs a connection (REST, nothing in the shared documents).
+// left. A last card lists the project's connections to cloud files and time trackers
+// (sync_server/api/connectors.py): connect one (OAuth2: off to the provider and back here;
+// Toggl / Clockify: an API token), test it (one authorized call), delete it (revoked where
+// the provider can). Everything here needs a connection (REST, nothing in the documents).
 import "./integrations.css";
 import { api } from "../api.js";
 import { onCleanup } from "../app.js";
@@ -194,6 +197,115 @@ function endpointItem(project, item, actions) {
   return li;
 }
 
+// One connection: status, last use, last error, Test and Delete.
+function connectionItem(item, actions) {
+  const status = h("span", { class: "status-pill", "data-testid": "endpoint-status" });
+  const last = h("p", { class: "muted" });
+  const error = h("p", { class: "error" });
+  const result = h("div", { class: "test-result", role: "status" });
+  const li = h(
+    "li",
+    { class: "endpoint connection", dataset: { connection: item.id }, "aria-label": item.name },
+    h("div", { class: "endpoint-head" }, h("strong", { class: "endpoint-name" }, item.name), status),
+    last,
+    error,
+    h(
+      "div",
+      { class: "actions" },
+      h("button", { type: "button", onclick: () => actions.test(li.item, result) }, "Test"),
+      h("button", { type: "button", class: "danger", onclick: () => actions.remove(li.item) }, "Delete"),
+    ),
+    result,
+  );
+  li.update = (fresh) => {
+    li.item = fresh;
+    status.textContent = STATUS_TEXT[fresh.status] || fresh.status;
+    status.className = `status-pill ${fresh.status}`;
+    last.textContent = fresh.last_event ? `Last used ${when(fresh.last_event.at)}: ${fresh.last_event.summary}` : "Not used yet.";
+    error.textContent = fresh.last_error ? `Last error: ${fresh.last_error}` : "";
+    error.hidden = !fresh.last_error;
+  };
+  li.update(item);
+  return li;
+}
+
+// Cloud files and time trackers: the providers this server is set up for, a way to connect
+// each, and the project's connections.
+function connectionsCard(project, announce, reload) {
+  const list = h("ul", { class: "endpoints" });
+  const empty = h("p", { class: "muted" }, "No connection yet.");
+  const form = h("div", { class: "connect-form" });
+  const headingId = "provider-connections";
+  const section = h(
+    "section",
+    { class: "card provider", "aria-labelledby": headingId, "data-provider": "connections" },
+    h("h3", { id: headingId }, "Cloud files and time trackers"),
+    h("p", { class: "muted" }, "Google Drive, Dropbox and OneDrive files attached to tasks; Toggl, Harvest and Clockify time imported into the budget."),
+    form,
+    empty,
+    list,
+  );
+  const items = new Map();
+  const connect = async (provider, token) => {
+    try {
+      const body = { provider: provider.name, return_to: `/#/p/${project.projectId}/integrations` };
+      if (token !== undefined) body.api_token = token;
+      const answer = await api("POST", `${base(project)}/connections/`, body);
+      if (answer.authorize_url) location.assign(answer.authorize_url); // back here afterwards
+      else {
+        announce(`${provider.title} connected.`);
+        reload();
+      }
+    } catch (e) {
+      toast(`${provider.title} not connected: ${e.message}`, "error");
+    }
+  };
+  api("GET", "/providers/")
+    .then((data) => {
+      const providers = (data.providers || []).filter((p) => p.configured);
+      if (!providers.length) return form.replaceChildren(h("p", { class: "muted" }, "No provider is set up on this server."));
+      form.replaceChildren(
+        ...providers.map((p) => {
+          if (p.auth !== "api_token") return h("button", { type: "button", onclick: () => connect(p) }, `Connect ${p.title}`);
+          const id = `token-${p.name}`;
+          const input = h("input", { id, type: "password", autocomplete: "off" });
+          return h(
+            "form",
+            {
+              class: "copy-field",
+              onsubmit: (e) => {
+                e.preventDefault();
+                connect(p, input.value).then(() => (input.value = ""));
+              },
+            },
+            h("label", { for: id }, `${p.title} API token`),
+            h("div", { class: "copy-row" }, input, h("button", { type: "submit" }, "Connect")),
+          );
+        }),
+      );
+    })
+    .catch(() => form.replaceChildren());
+  section.draw = (connections, actions) => {
+    for (const [id, li] of items) {
+      if (!connections.some((c) => c.id === id)) {
+        li.remove();
+        items.delete(id);
+      }
+    }
+    for (const c of connections) {
+      let li = items.get(c.id);
+      if (!li) {
+        li = connectionItem(c, actions);
+        items.set(c.id, li);
+        list.append(li);
+      }
+      li.update(c);
+    }
+    empty.hidden = connections.length > 0;
+  };
+  return section;
+}
+
 export function integrationsView(project) {
   const announcer = h("p", { class: "sr-only", role: "status", "aria-live": "polite", "data-testid": "announce" });
   const announce = (text) => {
@@ -230,7 +342,11 @@ export function integrationsView(project) {
       load();
     },
     async remove(item) {
-      if (!confirm(`Delete this ${item.name}? The provider's deliveries to it will be refused from now on; remove the webhook on the provider's side too.`)) return;
+      const question =
+        item.kind === "connection"
+          ? `Delete the ${item.name}? Its token is revoked where the provider allows it; attached files stay on the tasks.`
+          : `Delete this ${item.name}? The provider's deliveries to it will be refused from now on; remove the webhook on the provider's side too.`;
+      if (!confirm(question)) return;
       try {
         await api("DELETE", `${base(project)}/integrations/${encodeURIComponent(item.id)}/`);
         announce("Endpoint deleted.");
@@ -281,7 +397,10 @@ export function integrationsView(project) {
     return section;
   };
 
-  const draw = async (items) => {
+  const connections = connectionsCard(project, announce, () => load());
+  const draw = async (all) => {
+    connections.draw(all.filter((i) => i.kind === "connection"), actions);
+    const items = all.filter((i) => i.kind === "webhook");
     const deliveries = new Map(
       await Promise.all(
         items.map(async (item) => {
@@ -343,6 +462,7 @@ export function integrationsView(project) {
     offline,
     failure,
     ...PROVIDERS.map(card),
+    connections,
     announcer,
   );
   shell(project, "integrations", page);
