@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
+import pytest
 from playwright.sync_api import expect
 
 from integrations.vcs import sign_github
 
-from .conftest import grant_role
+from .conftest import ServerProcess, grant_role, start_server
+from .providers import trackers
 from .test_pwa import (
     PHONE,
     SHOTS,
@@ -161,4 +164,47 @@ def test_a_member_gets_not_found_and_no_navigation_entry(browser, app_server) ->
     expect(page.locator("[data-view=integrations]")).to_have_count(0)
     page.goto(f"/#/p/{project}/integrations")
     expect(page.get_by_test_id("not-found")).to_be_visible()
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def toggl_server(tmp_path_factory) -> Iterator[ServerProcess]:
+    """A server whose Toggl is a local stand-in built from Toggl Track's API reference."""
+    stand_in = trackers.toggl().start()
+    server = start_server(
+        tmp_path_factory.mktemp("pwa-connections"),
+        TANDEM_API_RATE_LIMIT="0",
+        TANDEM_OUTBOUND_ALLOW_PRIVATE="true",  # the stand-in is on 127.0.0.1
+        TANDEM_TIME_IMPORT_INTERVAL_SECONDS="0",
+        TANDEM_PROVIDER_TOGGL_URL=stand_in.url,
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+        stand_in.stop()
+
+
+def test_connect_toggl_with_a_token_test_and_delete_it_in_the_page(browser, toggl_server) -> None:
+    project, _ = project_with_tasks(toggl_server, "lena", ["A task"])
+    context = signed_in(browser, toggl_server, "lena", **PHONE)
+    page = context.new_page()
+    page.goto(f"/#/p/{project}/integrations")
+    card = page.locator("section[data-provider=connections]")
+    expect(card).to_contain_text("No connection yet.", timeout=15000)
+    card.get_by_label("Toggl Track API token").fill(trackers.API_TOKEN)
+    card.get_by_role("button", name="Connect Toggl Track").click()
+    item = card.locator("li.connection")
+    expect(item).to_have_count(1, timeout=15000)
+    expect(item.get_by_test_id("endpoint-status")).to_have_text("Active")
+    assert trackers.API_TOKEN not in page.content()
+    item.get_by_role("button", name="Test").click()
+    expect(item.locator(".test-result")).to_contain_text("Test passed.", timeout=15000)
+    expect(item).to_contain_text("Last used", timeout=10000)
+    page.screenshot(path=SHOTS / "integrations-connection-390.png", full_page=True)
+    assert axe_violations(page) == []
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.once("dialog", lambda d: d.accept())
+    item.get_by_role("button", name="Delete").click()
+    expect(card.locator("li.connection")).to_have_count(0, timeout=10000)
     context.close()

@@ -279,7 +279,7 @@ function connectionsCard(project, announce, reload) {
               },
             },
             h("label", { for: id }, `${p.title} API token`),
-            h("div", { class: "copy-row" }, input, h("button", { type: "submit" }, "Connect")),
+            h("div", { class: "copy-row" }, input, h("button", { type: "submit", "aria-label": `Connect ${p.title}` }, "Connect")),
           );
         }),
       );
