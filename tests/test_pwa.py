@@ -1003,7 +1003,8 @@ def test_a_full_disk_keeps_the_change_in_the_app_and_it_waits_as_told(browser, t
 
 AXE = ROOT / "tests" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 VIEWS = ["board", "list", "task", "timeline", "chat", "activity", "team", "settings"]
-VIEWS += ["budget", "resources", "analytics", "automations", "automations/new", "nothing-here"]
+VIEWS += ["budget", "resources", "analytics", "automations", "automations/new", "integrations"]
+VIEWS += ["nothing-here"]
 
 
 def rich_project(server: ServerProcess, owner: str) -> tuple[str, list[str]]:

@@ -25,6 +25,7 @@ const LAZY = {
   resources: () => import("./views/resources.js").then((m) => m.resourcesView),
   analytics: () => import("./views/analytics.js").then((m) => m.analyticsView),
   automations: () => import("./views/automations.js").then((m) => m.automationsView),
+  integrations: () => import("./views/integrations.js").then((m) => m.integrationsView),
 };
 
 let renderId = 0;

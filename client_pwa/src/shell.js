@@ -22,6 +22,7 @@ const VIEWS = [
   { key: "settings", label: "Settings", icon: "⚙", more: true },
   // listed for those who may change rules; others can open it by its address (read-only)
   { key: "automations", label: "Automations", icon: "⚡", more: true, nav: "edit_project" },
+  { key: "integrations", label: "Integrations", icon: "⇄", more: true, may: "manage_team" },
 ];
 
 export function mayOpen(project, view) {

@@ -54,6 +54,7 @@ class WebhookOut(BaseModel):
     created_at: float
     last_delivery_at: float | None
     last_error: str | None
+    paused_at: float | None = None
     secret: str | None = None  # only in the answer that created it
 
 
@@ -90,6 +91,9 @@ def webhook_intake(server: TandemContext, vcs: VcsWebhooks) -> Blueprint:
             return storage_problem(e)
         if row is None:
             return json_response({"status": "duplicate", "delivery": delivery}, 200)
+        if endpoint.paused:  # answered 2xx so the provider does not retry; not acted on
+            body_out = {"status": "ignored", "delivery": delivery, "detail": "endpoint paused"}
+            return json_response(body_out, 202)
         return json_response({"status": "accepted", "delivery": delivery}, 202)
 
     return bp

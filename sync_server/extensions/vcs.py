@@ -189,7 +189,10 @@ class VcsWebhooks(Extension):
         endpoint = await self.db.run(store.get_endpoint, conn, delivery.endpoint)
         if endpoint is None:
             return "ignored", "the endpoint was deleted"
-        status, detail = await self._outcome(ctx, endpoint, delivery.event, delivery.payload)
+        if endpoint.paused:
+            status, detail = "ignored", "the endpoint is paused: received, not acted on"
+        else:
+            status, detail = await self._outcome(ctx, endpoint, delivery.event, delivery.payload)
         await self.db.run(store.finish_delivery, conn, row_id, endpoint.id, status, detail)
         log.info(
             "%s delivery %s (%s): %s %s",

@@ -34,6 +34,11 @@ class Endpoint:
     created_at: float
     last_delivery_at: float | None = None
     last_error: str | None = None
+    paused_at: float | None = None  # set while paused: deliveries are recorded as ignored
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
     @property
     def path(self) -> str:
@@ -55,11 +60,13 @@ class Endpoint:
             "created_at": self.created_at,
             "last_delivery_at": self.last_delivery_at,
             "last_error": self.last_error,
+            "paused_at": self.paused_at,
         }
 
 
 _COLUMNS = (
-    "id, provider, project, secret, identity, created_by, created_at, last_delivery_at, last_error"
+    "id, provider, project, secret, identity, created_by, created_at, last_delivery_at,"
+    " last_error, paused_at"
 )
 
 
@@ -82,7 +89,7 @@ def create_endpoint(
     )
     with conn:
         conn.execute(
-            f"INSERT INTO webhook_endpoints ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+            f"INSERT INTO webhook_endpoints ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
             (
                 endpoint.id,
                 provider,
@@ -112,6 +119,22 @@ def list_endpoints(conn: sqlite3.Connection, project: str | None = None) -> list
             (project,),
         )
     return [Endpoint(*row) for row in rows.fetchall()]
+
+
+def set_paused(conn: sqlite3.Connection, endpoint_id: str, paused: bool) -> Endpoint | None:
+    """Pause (deliveries still answered 2xx, recorded as ignored) or resume an endpoint;
+    pausing one already paused keeps its first time. The endpoint after, or None if gone."""
+    with conn:
+        if paused:
+            conn.execute(
+                "UPDATE webhook_endpoints SET paused_at = COALESCE(paused_at, ?) WHERE id = ?",
+                (time.time(), endpoint_id),
+            )
+        else:
+            conn.execute(
+                "UPDATE webhook_endpoints SET paused_at = NULL WHERE id = ?", (endpoint_id,)
+            )
+    return get_endpoint(conn, endpoint_id)
 
 
 def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str, actor: str) -> bool:
@@ -195,6 +218,21 @@ def finish_delivery(
             "UPDATE webhook_endpoints SET last_error = ? WHERE id = ?",
             (detail[:2000] if status == "failed" else None, endpoint),
         )
+
+
+def last_deliveries(conn: sqlite3.Connection, endpoints: list[str]) -> dict[str, dict[str, object]]:
+    """The newest delivery of each endpoint named (none for one that never got any)."""
+    if not endpoints:
+        return {}
+    marks = ", ".join("?" for _ in endpoints)
+    rows = conn.execute(
+        "SELECT endpoint, delivery, event, status, detail, received_at, processed_at"
+        " FROM webhook_deliveries WHERE id IN (SELECT MAX(id) FROM webhook_deliveries"
+        f" WHERE endpoint IN ({marks}) GROUP BY endpoint)",
+        endpoints,
+    ).fetchall()
+    keys = ("delivery", "event", "status", "detail", "received_at", "processed_at")
+    return {row[0]: dict(zip(keys, row[1:], strict=True)) for row in rows}
 
 
 def recent_deliveries(

@@ -18,6 +18,7 @@ from sync_server.api import security_headers
 from sync_server.api.access import access_api
 from sync_server.api.analytics import analytics_api
 from sync_server.api.finance import finance_api
+from sync_server.api.integrations import integrations_api
 from sync_server.api.live_documents import LiveDocuments
 from sync_server.api.me import me_api
 from sync_server.api.problems import TITLES, problem_response
@@ -130,6 +131,7 @@ def create_app(
     members = MembersSync()
     vcs = VcsWebhooks()
     automation = AutomationExtension()
+    connectors = ConnectorsExtension()
     # Every extension, in the order its hooks are called (shutdown: reversed): the built-in
     # ones, then the tandem.extensions entry points, then --extension / TANDEM_EXTENSIONS.
     host = ExtensionHost(
@@ -142,7 +144,7 @@ def create_app(
             TaskKeys(),
             vcs,
             automation,
-            ConnectorsExtension(),
+            connectors,
             *(third_party_extensions(settings.extensions) if third_party is None else third_party),
             *extensions,
         ]
@@ -166,6 +168,7 @@ def create_app(
         analytics_api(ctx),
         me_api(ctx),
         webhooks_api(ctx),
+        integrations_api(ctx, connectors),
         rules_api(ctx, automation),
     ]
     configure_web_api(app, api_blueprints, settings)

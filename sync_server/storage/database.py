@@ -393,6 +393,11 @@ MIGRATIONS: list[Migration] = [
     """,
     # 18: an account's e-mail address and daily-digest preference
     add_email_columns,
+    # 19: an inbound webhook endpoint can be paused (sync_server.api.integrations): while
+    # paused_at is set, its deliveries are answered 2xx and recorded as ignored, not acted on
+    """
+    ALTER TABLE webhook_endpoints ADD COLUMN paused_at REAL;
+    """,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
