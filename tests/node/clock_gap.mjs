@@ -34,6 +34,11 @@ bob.doc.on('update', () => {
   if (store.pendingStructs !== null || store.pendingDs !== null) out.pendingSeen = true
 })
 const tasks = (doc) => doc.getMap('tasks').toJSON()
+// the server writes each new task's key in a transaction of its own, which a client may
+// not have yet when it compares (and the raw socket of part 1 never applies it)
+const withoutKeys = (doc) =>
+  Object.fromEntries(Object.entries(tasks(doc)).map(([id, t]) => [id, { ...t, key: undefined }]))
+const same = () => JSON.stringify(withoutKeys(bob.doc)) === JSON.stringify(withoutKeys(alice))
 
 function syncMessage (type, payload) {
   const enc = encoding.createEncoder()
@@ -80,7 +85,7 @@ await noLeak('gap', 0)
 // answered as y-protocols' readSyncStep1 does: all we have beyond the server's vector
 raw.ws.send(syncMessage(STEP2, Y.encodeStateAsUpdate(alice, request)))
 await waitUntil(() => bob.doc.getMap('tasks').get('t1')?.get('title')?.toString() === 'First and second', 10000, 'bob sees both')
-out.converged.push(JSON.stringify(tasks(bob.doc)) === JSON.stringify(tasks(alice)))
+out.converged.push(same())
 raw.ws.close()
 
 // -- 2: the gap again; the socket drops; a stock provider on the same doc resyncs
@@ -100,7 +105,7 @@ const provider = new WebsocketProvider(wsBase, docName, alice, {
 })
 await waitSynced(provider)
 await waitUntil(() => bob.doc.getMap('tasks').get('t2')?.get('title')?.toString() === 'Third and fourth', 10000, 'bob sees the reconnect')
-out.converged.push(JSON.stringify(tasks(bob.doc)) === JSON.stringify(tasks(alice)))
+out.converged.push(same())
 out.tasks = tasks(alice)
 console.log(JSON.stringify(out))
 provider.destroy()
