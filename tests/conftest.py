@@ -32,6 +32,26 @@ def without_keys(tasks: dict) -> dict:
     return {i: {k: v for k, v in t.items() if k != "key"} for i, t in tasks.items()}
 
 
+def api_client(server, user: str = "alice") -> httpx.Client:
+    """An httpx client on the server's REST API (/api/v1), signed in as ``user``."""
+    return httpx.Client(
+        base_url=server.http_url + "/api/v1",
+        headers={"Authorization": f"Bearer {server.token(user)}"},
+        timeout=30,
+    )
+
+
+def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):
+    """``predicate()``'s first truthy value, polled every 50 ms; AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -47,7 +47,10 @@ def test_list_test_pause_resume_delete(server, project) -> None:
     sent = post_github(server, path, secret, "push", github_push("see TDM-1"), delivery)
     assert sent.status_code == 202 and sent.json()["status"] == "accepted"
     wait_for(lambda: project.by_key("TDM-1").get("links"), what="TDM-1's link")
-    last = wait_for(lambda: integrations(project)[0]["last_event"], what="a last event")
+    last = wait_for(  # (the link is written before the delivery is marked done)
+        lambda: (e := integrations(project)[0]["last_event"]) and e["status"] == "done" and e,
+        what="a last event, done",
+    )
     assert last["status"] == "done" and last["summary"].startswith("push: done")
     report = project.client.post(base + "/test/").json()
     assert report["ok"] and report["last_delivery"]["delivery"] == delivery

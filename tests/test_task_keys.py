@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import anyio
@@ -17,28 +16,12 @@ from pycrdt import Map
 
 from doc_model.task_keys import default_prefix, parse_key, valid_prefix
 
+from .conftest import api_client as api
 from .conftest import grant_role, node_available, project_with_tasks, run_node, start_server
 from .conftest import stored_doc as read_stored
+from .conftest import wait_until as wait_for
 
 KEY = re.compile(r"TDM-(\d+)")
-
-
-def api(server, user: str = "alice") -> httpx.Client:
-    return httpx.Client(
-        base_url=server.http_url + "/api/v1",
-        headers={"Authorization": f"Bearer {server.token(user)}"},
-        timeout=30,
-    )
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def task_key(client: httpx.Client, task_id: str) -> str | None:

@@ -20,6 +20,8 @@ import pytest
 from integrations.vcs import sign_github
 
 from .conftest import NODE_DIR, node_available, tandem
+from .conftest import api_client as api
+from .conftest import wait_until as wait_for
 
 DATA = Path(__file__).parent / "data"
 EXAMPLES = NODE_DIR / "node_modules" / "@octokit" / "webhooks-examples"
@@ -27,24 +29,6 @@ EXAMPLES = NODE_DIR / "node_modules" / "@octokit" / "webhooks-examples"
 needs_node = pytest.mark.skipif(
     not node_available() or not EXAMPLES.is_dir(), reason="run `make setup` for tests/node"
 )
-
-
-def api(server, user: str = "alice") -> httpx.Client:
-    return httpx.Client(
-        base_url=server.http_url + "/api/v1",
-        headers={"Authorization": f"Bearer {server.token(user)}"},
-        timeout=30,
-    )
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Project:

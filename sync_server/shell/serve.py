@@ -82,6 +82,13 @@ def run(settings: Settings, third_party: Sequence[object] | None = None) -> None
     app = create_app(settings, third_party=third_party)
     config = hypercorn_config(settings)
 
+    @app.before_serving  # after the app's own startup (registered later, run later)
+    async def freeze_what_startup_loaded() -> None:
+        # the extensions' startup imports modules on first use and makes its clients and
+        # tables, all as long-lived as what main() froze below: frozen too
+        gc.collect()
+        gc.freeze()
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
