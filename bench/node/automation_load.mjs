@@ -11,6 +11,7 @@ import { connect, waitSynced, waitUntil } from '../../tests/node/lib.mjs'
 const [wsBase, docName, token, editsArg, rateArg, ...taskIds] = process.argv.slice(2)
 const edits = Number(editsArg)
 const rate = Number(rateArg)
+// each client moves its task through the board and back to the start, over and over
 const COLUMNS = ['in_progress', 'review', 'done', 'todo']
 const clients = taskIds.map(() => connect(wsBase, docName, token))
 const observer = connect(wsBase, docName, token)

@@ -248,24 +248,11 @@ class NotificationCenter:
             if e.actor.kind != "user" or not e.events:
                 continue
             items += notices_for(parse_doc_name(e.doc_name).project_id, e.actor.user_id, e.events)
-        if not items:
-            return
-        deliveries = await self.db.run(self._store, items)
-        if not any(subscriptions for _, subscriptions in deliveries):
-            return
-        if self._key is None:
-            self._key = await self.db.run(vapid_key, self.db.conn)
-        for notice, subscriptions in deliveries:
-            for subscription in subscriptions:
-                gone = await asyncio.to_thread(
-                    self._push, self._key, notice, subscription, self._session
-                )
-                if gone:
-                    await self.db.run(self._forget, subscription["endpoint"])
-                    log.info("dropped an expired push subscription", extra={"user": notice.user})
+        await self.deliver(items)
 
-    async def deliver(self, notices: Sequence[Notice]) -> None:
-        """Store ``notices`` and push them to their users' browsers (automation's notify)."""
+    async def deliver(self, notices: Sequence[Notice | _Mention]) -> None:
+        """Store ``notices`` (mentions resolved to members) and push them to their users'
+        browsers; the feed's notices and automation's notify both come here."""
         if not notices:
             return
         deliveries = await self.db.run(self._store, list(notices))
@@ -280,6 +267,7 @@ class NotificationCenter:
                 )
                 if gone:
                     await self.db.run(self._forget, subscription["endpoint"])
+                    log.info("dropped an expired push subscription", extra={"user": notice.user})
 
     def _store(self, items: Sequence[Notice | _Mention]) -> list[Delivery]:
         """One transaction (on the worker's thread): the notices, and whom to push them to."""
