@@ -224,6 +224,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def utf8_offset(chars: str, index: int) -> int:
+    """The position pycrdt's Text takes for the ``index``-th character of ``chars``.
+
+    pycrdt 0.14 counts Text positions and lengths in UTF-8 bytes; a position inside a
+    multi-byte character makes its document encode an update that differs from what it
+    shows (it deleted the other characters of a title in the offline-sessions property:
+    pycrdt issue/PR y-crdt/pycrdt#379), so a stock pycrdt client must only use positions
+    at character boundaries."""
+    return len(chars[:index].encode("utf-8"))
+
+
 def node_available() -> bool:
     return (NODE_DIR / "node_modules" / "y-websocket").is_dir()
 

@@ -35,7 +35,14 @@ from pycrdt import Array, Doc, Map, Text
 
 from doc_model.schema import TASK_STATUSES
 
-from .conftest import NODE_DIR, ServerProcess, node_available, project_with_tasks, start_server
+from .conftest import (
+    NODE_DIR,
+    ServerProcess,
+    node_available,
+    project_with_tasks,
+    start_server,
+    utf8_offset,
+)
 from .raw_client import RawClient
 from .test_convergence import StockClient
 
@@ -120,17 +127,19 @@ def apply_step(doc: Doc, chat: Doc, op: str, n: int, text: str, user: str) -> No
             return
         # the first few tasks only, so that clients often edit the same task at the same time
         task = tasks[ids[n % min(len(ids), 3)]] if ids else None
+        # positions are characters, given to pycrdt as UTF-8 offsets (see utf8_offset)
         if op == "title" and task is not None:
-            title = task["title"]
-            title.insert(n % (len(title) + 1), text)
+            title = str(task["title"])
+            task["title"].insert(utf8_offset(title, n % (len(title) + 1)), text)
         elif op == "untitle" and task is not None:
-            title = task["title"]
-            if len(title):
+            title = str(task["title"])
+            if title:
                 at = n % len(title)
-                del title[at : at + min(3, len(title) - at)]
+                end = at + min(3, len(title) - at)
+                del task["title"][utf8_offset(title, at) : utf8_offset(title, end)]
         elif op == "describe" and task is not None:
-            description = task["description"]
-            description.insert(n % (len(description) + 1), text)
+            description = str(task["description"])
+            task["description"].insert(utf8_offset(description, n % (len(description) + 1)), text)
         elif op == "priority" and task is not None:
             task["priority"] = PRIORITIES[n % 4]
         elif op == "move" and task is not None:

@@ -10,6 +10,8 @@ from pycrdt import Array, Doc, Map, Text, merge_updates
 from sync_server.core.state_vectors import decode as decode_state
 from sync_server.core.update_squash import squash_update
 
+from .conftest import utf8_offset
+
 WORDS = st.text(alphabet="abc é—ß中\n", min_size=1, max_size=4)
 VALUES = st.one_of(
     st.none(),
@@ -47,11 +49,6 @@ def copy_of(doc: Doc) -> Doc:
     clone: Doc = Doc()
     clone.apply_update(doc.get_update())
     return clone
-
-
-def utf8_offset(chars: str, index: int) -> int:
-    """pycrdt's Text counts positions in UTF-8 bytes."""
-    return len(chars[:index].encode("utf-8"))
 
 
 def replay(ops) -> tuple[Doc, list[bytes]]:
