@@ -385,6 +385,9 @@ _session = iter(range(10**6))
 _timing = {"sessions": 0, "seconds": 0.0}
 
 
+# a failure's shrinking may take hypothesis's own five minutes: let it end and report the
+# example instead of pytest-timeout's 300 s cutting it off unexplained
+@pytest.mark.timeout(900)
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
