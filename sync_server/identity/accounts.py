@@ -417,6 +417,16 @@ def add_email_columns(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE users ADD COLUMN digest TEXT NOT NULL DEFAULT 'daily'")
 
 
+def add_locale_columns(conn: sqlite3.Connection) -> None:
+    """Part of migration 20: ``users.locale`` (a BCP 47 tag) and ``users.time_zone`` (an
+    IANA name), both nullable: unset, the server writes dates in UTC and numbers plainly."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(users)")}
+    if "locale" not in columns:
+        conn.execute("ALTER TABLE users ADD COLUMN locale TEXT")
+    if "time_zone" not in columns:
+        conn.execute("ALTER TABLE users ADD COLUMN time_zone TEXT")
+
+
 ACCOUNT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,

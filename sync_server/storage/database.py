@@ -19,7 +19,7 @@ from typing import TypeVar
 import anyio
 import sqlite_utils
 
-from sync_server.identity.accounts import ACCOUNT_SCHEMA, add_email_columns
+from sync_server.identity.accounts import ACCOUNT_SCHEMA, add_email_columns, add_locale_columns
 
 T = TypeVar("T")
 
@@ -62,6 +62,17 @@ def _add_checksums(conn: sqlite3.Connection) -> None:
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
+
+
+def add_mentions_and_locale(conn: sqlite3.Connection) -> None:
+    """Migration 20: ``mention_marks`` (extensions.mentions) and ``users.locale`` /
+    ``users.time_zone`` (identity.accounts)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS mention_marks (project TEXT NOT NULL, task TEXT NOT NULL,"
+        " user TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (project, task, user))"
+    )
+    add_locale_columns(conn)
+
 
 MIGRATIONS: list[Migration] = [
     # 1: document logs and snapshots
@@ -398,6 +409,10 @@ MIGRATIONS: list[Migration] = [
     """
     ALTER TABLE webhook_endpoints ADD COLUMN paused_at REAL;
     """,
+    # 20: what each task's title and description mentioned when their typing last settled
+    # (extensions.mentions: a mention added since tells its member once), and an account's
+    # locale and time zone (dates and numbers in what the server writes for them)
+    add_mentions_and_locale,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
