@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,24 +27,11 @@ from sync_server.identity.locales import (
     text_format,
 )
 
-from .conftest import ServerProcess, start_server
 from .test_account_email import activity_rows, mail_server
 from .test_api_v1 import add_task, call, new_project
-from .test_automation import ENV, Receiver, make_rule, runs, wait_for
+from .test_automation import Receiver, make_rule, runs, wait_for
 from .test_automation import receiver as receiver  # the fixture
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory) -> Iterator[ServerProcess]:
-    server = start_server(tmp_path_factory.mktemp("locale"), **ENV)
-    try:
-        yield server
-    finally:
-        server.stop()
-        tail = server.log()[-4000:]
-        if "Traceback" in tail:
-            print(f"--- server log ---\n{tail}")
-
+from .test_automation import srv as srv  # the fixture: a server that may call 127.0.0.1
 
 # -- checking what people set ----------------------------------------------------------
 

@@ -5,24 +5,15 @@ registry never held (from before migration 20): a real `tandem serve`, real SQLi
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from pycrdt import Map
 
-from .conftest import ServerProcess, start_server, wait_until
+from .conftest import wait_until
 from .raw_client import RawClient
 from .test_api_v1 import call, new_project
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory) -> Iterator[ServerProcess]:
-    server = start_server(tmp_path_factory.mktemp("status"), TANDEM_API_RATE_LIMIT="0")
-    try:
-        yield server
-    finally:
-        server.stop()
+from .test_api_v1 import srv as srv  # the module's server (the fixture)
 
 
 def listed(server, user: str, query: str = "") -> dict[str, str]:

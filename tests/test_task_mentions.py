@@ -5,36 +5,18 @@ the in-app notification list and an automation rule's ``mentioned`` trigger."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import anyio
 import pytest
 from pycrdt import Map
 
-from .conftest import ServerProcess, start_server
 from .raw_client import RawClient
 from .test_api_v1 import add_task, call, new_project
 from .test_automation import make_rule, runs
+from .test_automation import srv as srv  # the fixture
 from .test_notifications import inbox, wait_for
 
-SETTLE = 1.0
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory) -> Iterator[ServerProcess]:
-    server = start_server(
-        tmp_path_factory.mktemp("mentions"),
-        TANDEM_API_RATE_LIMIT="0",
-        TANDEM_MENTION_SETTLE_SECONDS=str(SETTLE),
-        TANDEM_AUTOMATION_TICK_SECONDS="0.2",
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
-        tail = server.log()[-4000:]
-        if "Traceback" in tail:
-            print(f"--- server log ---\n{tail}")
+SETTLE = 3.0  # mention_settle_seconds: the default
 
 
 def team(server) -> str:
