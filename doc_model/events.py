@@ -35,7 +35,11 @@ the id of the task / milestone / cost / ... it is about:
   the task id, ``detail["message"]`` the message id
 - ``mention``: ``entity`` and ``after`` are the user named ``@user`` in a posted
   message or comment; ``detail`` has ``where`` (``chat`` / ``comment``), ``text``,
-  ``message``, ``author`` (and ``task`` for a comment)
+  ``message``, ``author`` (and ``task`` for a comment). Also made by the server, not
+  by a transaction, for a member newly named in a task's title or description once
+  the typing settles (``sync_server.extensions.mentions``: a feed row of its own, seq
+  0): ``where`` is ``task``, with ``task``, ``field`` (``title`` / ``description``),
+  ``title``, ``text`` (the line naming them) and ``author``
 
 Made by the automation scheduler, not by a transaction (so never in the change feed;
 see ``rules.automation.triggers``):

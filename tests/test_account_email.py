@@ -66,6 +66,8 @@ def test_me_sets_and_clears_the_address_and_names_the_field_at_fault(tmp_path: P
             "display_name": "ann",
             "email": None,
             "digest": "daily",
+            "locale": None,
+            "time_zone": None,
         }
         for bad in ("ann", "ann@@example.com", "a" * 250 + "@example.com", 5):
             r = call(srv, "PATCH", "/me/", "ann", json={"email": bad})
@@ -87,6 +89,8 @@ def test_me_sets_and_clears_the_address_and_names_the_field_at_fault(tmp_path: P
             "display_name": "ann",
             "email": "Ann@example.com",
             "digest": "off",
+            "locale": None,
+            "time_zone": None,
         }
         # another member sees the name, never the address
         for path in (f"/projects/{project}/members/", f"/projects/{project}/grants"):

@@ -4,6 +4,7 @@ See docs/automation.md for how the modules fit; each module's docstring says how
 """
 
 from .engine import MAX_DEPTH, evaluate
+from .formatting import PLAIN, TextFormat
 from .intents import (
     ConditionResult,
     EditIntent,
@@ -19,6 +20,7 @@ from .triggers import KINDS, SCHEDULER_KINDS, SNAPSHOT_NEEDS
 __all__ = [
     "KINDS",
     "MAX_DEPTH",
+    "PLAIN",
     "SCHEDULER_KINDS",
     "SNAPSHOT_NEEDS",
     "ConditionResult",
@@ -29,6 +31,7 @@ __all__ = [
     "OutboundIntent",
     "Rule",
     "RuleInvalid",
+    "TextFormat",
     "evaluate",
     "prepare_project",
     "rule_json",

@@ -36,6 +36,7 @@ from doc_model.events import DomainEvent
 
 from . import project as snap
 from .conditions import evaluate_conditions, same
+from .formatting import DATE_FIELDS, PLAIN, TextFormat
 from .intents import EditIntent, Evaluation, Intent, NotifyIntent, OutboundIntent
 from .model import (
     AddComment,
@@ -70,8 +71,10 @@ def evaluate(
     *,
     depth: int = 0,
     max_depth: int = MAX_DEPTH,
+    fmt: TextFormat = PLAIN,
 ) -> Evaluation:
-    """What ``rule`` makes of ``event`` in ``project`` (the snapshot after the event)."""
+    """What ``rule`` makes of ``event`` in ``project`` (the snapshot after the event);
+    dates and numbers in its texts as ``fmt`` writes them (see rules.automation.formatting)."""
     if not fires(rule_id, rule.trigger, event, project):
         return Evaluation(rule_id, triggered=False, matched=False)
     if not rule.enabled:
@@ -85,7 +88,7 @@ def evaluate(
     matched, results = evaluate_conditions(rule.conditions, task_id, task, project, event)
     if not matched:
         return Evaluation(rule_id, triggered=True, matched=False, conditions=results)
-    context = _Context(rule_id, rule, event, project, task_id, task)
+    context = _Context(rule_id, rule, event, project, task_id, task, fmt)
     intents: list[Intent] = []
     passed: list[tuple[int, str]] = []
     for index, action in enumerate(rule.actions):
@@ -113,7 +116,9 @@ class _Context:
         project: Mapping[str, Any],
         task_id: str | None,
         task: Mapping[str, Any] | None,
+        fmt: TextFormat = PLAIN,
     ) -> None:
+        self.fmt = fmt
         self.rule_id = rule_id
         self.rule = rule
         self.event = event
@@ -152,11 +157,19 @@ class _Context:
                 )
             if found is None:
                 return ""
-            if isinstance(found, list | tuple):
-                return ", ".join(str(x) for x in found)
-            return str(found)
+            return self.show(name, found)
 
         return _PLACEHOLDER.sub(value, text)
+
+    def show(self, name: str, value: Any) -> str:
+        """A value in a text: dates and numbers as the reader writes them."""
+        if isinstance(value, list | tuple):
+            return ", ".join(self.show(name, x) for x in value)
+        if isinstance(value, str):
+            return self.fmt.date(value) if name in DATE_FIELDS else value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return self.fmt.number(value)
+        return str(value)
 
     def headline(self) -> str:
         title = self.task.get("title") if self.task is not None else None
@@ -270,7 +283,7 @@ def _facts(c: _Context) -> list[tuple[str, str]]:
         for name in ("status", "priority", "due"):
             value = c.task.get(name)
             if isinstance(value, str) and value:
-                facts.append((name.capitalize(), value))
+                facts.append((name.capitalize(), c.show(name, value)))
         assignees = c.task.get("assignees")
         if isinstance(assignees, list) and assignees:
             facts.append(("Assignees", ", ".join(str(a) for a in assignees)))

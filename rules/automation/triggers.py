@@ -11,7 +11,8 @@ trigger                        events
 ``task_assigned``              ``task_assignees_changed`` that added someone (``detail["added"]``),
                                and ``task_created`` with assignees (``user``: only that user)
 ``comment_posted``             ``comment_posted`` (``entity``: the task)
-``mentioned``                  ``mention`` (``entity``: the user named; ``user``: only them)
+``mentioned``                  ``mention`` (``entity``: the user named; ``user``: only them;
+                               chat, comments, and tasks' titles and descriptions)
 ``milestone_completed``        ``milestone_completed``
 ``project_status_changed``     ``project_changed`` with ``field == "status"``
 ``budget_exceeded``            ``budget_changed`` (``total``), ``cost_added`` / ``cost_changed``
@@ -90,7 +91,7 @@ document's JSON), and the document whose change feed brings their events
 
 def event_task_id(event: DomainEvent, project: Mapping[str, Any] | None = None) -> str | None:
     """The task an event is about, if any: the entity of task events, a comment's task,
-    the task of a mention in a comment, of a cost or of an allocation."""
+    the task of a mention in a comment or a task's text, of a cost or of an allocation."""
     kind = event.kind
     if kind.startswith("task_") or kind in ("comment_posted", "due_date_approaching"):
         return event.entity if isinstance(event.entity, str) else None

@@ -1,4 +1,4 @@
-"""REST API v1: my account (e-mail address, digest), notifications and Web Push subscriptions."""
+"""REST API v1: my account (e-mail address, digest, locale and time zone), notifications and Web Push subscriptions."""
 
 from __future__ import annotations
 
@@ -32,6 +32,14 @@ class MeOut(BaseModel):
     digest: Literal["daily", "off"] = Field(
         description="the daily e-mail digest of changes to my tasks (sent only with an address)"
     )
+    locale: str | None = Field(
+        description="BCP 47 tag (en-GB, de, pt-BR): dates and numbers in what the server"
+        " writes for me (notifications, e-mail, automation messages); null: ISO dates"
+    )
+    time_zone: str | None = Field(
+        description="IANA time zone name (Europe/Berlin): times in what the server writes"
+        " for me; null: UTC"
+    )
 
 
 class MeUpdate(BaseModel):
@@ -40,6 +48,12 @@ class MeUpdate(BaseModel):
         default=None, max_length=accounts.MAX_EMAIL_LENGTH, description="null: remove it"
     )
     digest: Literal["daily", "off"] | None = None
+    locale: str | None = Field(
+        default=None, max_length=35, description="a BCP 47 tag (de, en-GB); null: remove it"
+    )
+    time_zone: str | None = Field(
+        default=None, max_length=64, description="an IANA name (Europe/Berlin); null: UTC"
+    )
 
 
 def _me(profile: accounts.Profile) -> dict[str, object]:
@@ -48,14 +62,31 @@ def _me(profile: accounts.Profile) -> dict[str, object]:
         "display_name": profile.display_name,
         "email": profile.email,
         "digest": profile.digest,
+        "locale": profile.locale,
+        "time_zone": profile.time_zone,
     }
 
 
-def _update_me(conn, name: str, fields: set[str], email: str | None, digest: str | None):
+def _update_me(conn, name: str, fields: set[str], data: MeUpdate):
+    # checked before anything is written: a bad locale leaves the address as it was
+    from sync_server.identity.locales import LocaleInvalid, normalize_locale, normalize_time_zone
+
+    for field_name, check in (("locale", normalize_locale), ("time_zone", normalize_time_zone)):
+        value = getattr(data, field_name)
+        if field_name in fields and value is not None:
+            try:
+                check(value)
+            except LocaleInvalid as e:
+                raise accounts.AccountError(f"{field_name}: {e}") from e
     if "email" in fields:
-        accounts.set_email(conn, name, email)
-    if digest is not None:
-        accounts.set_digest(conn, name, digest)
+        accounts.set_email(conn, name, data.email)
+    if data.digest is not None:
+        accounts.set_digest(conn, name, data.digest)
+    chosen: dict[str, str | None] = {
+        f: getattr(data, f) for f in ("locale", "time_zone") if f in fields
+    }
+    if chosen:
+        accounts.set_locale(conn, name, chosen)
     return accounts.get_profile(conn, name)
 
 
@@ -147,11 +178,13 @@ def me_api(server: TandemContext) -> Blueprint:
         user = ctx.user()
         data = await read_body(MeUpdate)
         try:
-            profile = await ctx.write(
-                _update_me, user.name, set(data.model_fields_set), data.email, data.digest
-            )
-        except accounts.AccountError as e:  # the validator and the model disagree
-            raise Problem(422, f"email: {e}", field="email") from e
+            profile = await ctx.write(_update_me, user.name, set(data.model_fields_set), data)
+        except accounts.AccountError as e:  # a bad locale or time zone (or the validator
+            # and the model disagree on an address)
+            text = str(e)
+            field = next((f for f in ("locale", "time_zone") if text.startswith(f + ":")), "email")
+            detail = text if field != "email" else f"email: {text}"
+            raise Problem(422, detail, field=field) from e
         if profile is None:
             raise Problem(404, "your account is gone")
         return json_response(_me(profile))

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from quart_schema import document_response
 
-from doc_model import Task
+from doc_model import PROJECT_STATUSES, Task
 from doc_model.snapshot import (
     Allocation,
     Budget,
@@ -124,6 +124,7 @@ class ProjectSummary(BaseModel):
     id: str
     name: str
     role: str | None
+    status: str = Field(description="planning, active, on_hold, completed or archived")
     created_by: str | None
     created_at: float
     updated_at: float
@@ -243,6 +244,12 @@ class CommentArgs(BaseModel):
 class ProjectListArgs(BaseModel):
     limit: int | None = Field(default=None, ge=1, le=1000)
     offset: int | None = Field(default=None, ge=0)
+    status: str | None = Field(
+        default=None,
+        description="only projects with one of these statuses, comma-separated"
+        " (planning, active, on_hold, completed, archived): ?status=archived",
+        pattern="^(" + "|".join(PROJECT_STATUSES) + ")(,(" + "|".join(PROJECT_STATUSES) + "))*$",
+    )
 
 
 BudgetOut = Budget

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -45,6 +46,22 @@ def simple_int(name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise Problem(400, f"{name}: must be from {low} to {high}", field=name)
     return value
+
+
+def choice_list(name: str, choices: Sequence[str]) -> frozenset[str] | None:
+    """A comma-separated list of ``choices`` (``?status=active,on_hold``); None if absent."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    values = [v.strip() for v in raw.split(",")]
+    wrong = [v for v in values if v not in choices]
+    if wrong or not values:
+        raise Problem(
+            400,
+            f"{name}: {', '.join(repr(v) for v in wrong)} is not one of {', '.join(choices)}",
+            field=name,
+        )
+    return frozenset(values)
 
 
 def only_args(*allowed: str) -> None:

@@ -7,6 +7,7 @@ see them at once and the permission rules are the same everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ from doc_model import (
     update_record,
     update_task,
 )
-from doc_model.schema import ID_PATTERN
+from doc_model.schema import ID_PATTERN, PROJECT_STATUSES
 from rules import Grant, Permission, can_read, may_read
 from sync_server.api.common import (
     ApiContext,
@@ -75,7 +76,7 @@ from sync_server.api.models import (
 from sync_server.api.models import (
     problems_documented as _problems,
 )
-from sync_server.api.params import list_args, only_args, page_links, simple_int
+from sync_server.api.params import choice_list, list_args, only_args, page_links, simple_int
 from sync_server.api.problems import Problem
 from sync_server.api.query import (
     PRIORITY_RANK,
@@ -141,16 +142,31 @@ def v1_api(server: TandemContext) -> Blueprint:
 
     # -- projects --------------------------------------------------------------
 
+    async def known_status(entry: projects.ProjectEntry) -> projects.ProjectEntry:
+        """``entry`` with its status, read from the document once if the registry has none
+        yet (a project from before migration 20, or seeded by the CLI) and stored."""
+        if entry.status is not None:
+            return entry
+        view = await ctx.read(entry.id)
+        meta = view.doc.get("meta", type=Map)
+        status = meta.get("status") if view.exists else None
+        status = status if isinstance(status, str) and status in PROJECT_STATUSES else "active"
+        await ctx.write(projects.set_project_status, entry.id, status)
+        return dataclasses.replace(entry, status=status)
+
     @bp.get("/projects/")
     @document_querystring(ProjectListArgs)
     @document_response(ProjectPage)
     @_problems(400)
     async def list_projects():
-        only_args("limit", "offset")
+        only_args("limit", "offset", "status")
         user = ctx.user()
         limit = simple_int("limit", 50, 1, 1000)
         offset = simple_int("offset", 0, 0, 10**9)
-        entries = projects.projects_of(ctx.conn, user.name)
+        wanted = choice_list("status", PROJECT_STATUSES)
+        entries = [await known_status(e) for e in projects.projects_of(ctx.conn, user.name)]
+        if wanted is not None:
+            entries = [e for e in entries if e.status in wanted]
         window = entries[offset : offset + limit]
         items = []
         for entry in window:
@@ -160,6 +176,7 @@ def v1_api(server: TandemContext) -> Blueprint:
                     "id": entry.id,
                     "name": entry.name,
                     "role": grant.role if grant else None,
+                    "status": entry.status,
                     "created_by": entry.created_by,
                     "created_at": entry.created_at,
                     "updated_at": entry.updated_at,
@@ -195,7 +212,9 @@ def v1_api(server: TandemContext) -> Blueprint:
         # somebody else made is hopeless, so other teams' ids cannot be probed for.
         if await server.store.exists(doc_name_of(project, DocKind.MAIN).name):
             raise Problem(409, f"project id {project!r} is not available", field="id")
-        if not await ctx.write(projects.register_project, project, data.name, user.name):
+        if not await ctx.write(
+            projects.register_project, project, data.name, user.name, data.status
+        ):
             raise Problem(409, f"project id {project!r} is not available", field="id")
         await ctx.write(access.set_grant, Grant(user.name, project, "owner"), user.name)
         ctx.resolver.forget(user.name, project)
@@ -253,7 +272,11 @@ def v1_api(server: TandemContext) -> Blueprint:
             values = full.model_dump(exclude={"id", "columns"})
         await ctx.edit(user, project, DocKind.MAIN, lambda doc: update_project_meta(doc, values))
         view = await ctx.read(project)
-        return json_response(project_json(view, project))
+        body = project_json(view, project)
+        # the registry follows the document (activity does it for every writer); the one
+        # who changed it here sees it in the list at once
+        await ctx.write(projects.set_project_status, project, body["status"])
+        return json_response(body)
 
     @bp.put("/projects/<project>/")
     @document_request(ProjectCreate)

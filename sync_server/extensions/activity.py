@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from doc_model import DocKind, DomainEvent, parse_doc_name
-from sync_server.identity.projects import rename_project, touch_project
+from sync_server.identity.projects import rename_project, set_project_status, touch_project
 from sync_server.interfaces import DocumentChanged
 from sync_server.storage.database import SQLiteWorker
 
@@ -164,6 +164,7 @@ class ActivityRecorder:
         now = time.time()
         rows: list[tuple[str, tuple]] = []  # (project, key)
         renamed: dict[str, str] = {}  # project -> its new name
+        statuses: dict[str, str] = {}  # project -> its new status
         # Typing is a run of transactions whose events differ only in values its rows do
         # not show (task.updated names the fields): each would make the row its
         # predecessor made, which the check below would drop. Skipping the repeat saves
@@ -197,16 +198,30 @@ class ActivityRecorder:
                         title = domain.after
                         if isinstance(title, str) and title.strip():
                             renamed[name.project_id] = title
-        if rows or renamed:
-            await self.db.run(self._commit, rows, renamed, now)
+                    elif (
+                        domain.kind == "project_changed"
+                        and domain.field == "status"
+                        and isinstance(domain.after, str)
+                    ):
+                        statuses[name.project_id] = domain.after
+        if rows or renamed or statuses:
+            await self.db.run(self._commit, rows, renamed, now, statuses)
 
-    def _commit(self, rows: list[tuple[str, tuple]], renamed: dict[str, str], now: float) -> None:
+    def _commit(
+        self,
+        rows: list[tuple[str, tuple]],
+        renamed: dict[str, str],
+        now: float,
+        statuses: dict[str, str] | None = None,
+    ) -> None:
         self.db.conn.execute("BEGIN IMMEDIATE")
         try:
             for project, key in rows:
                 self._write(project, key, now)
             for project, title in renamed.items():
                 rename_project(self.db.conn, project, title)
+            for project, status in (statuses or {}).items():
+                set_project_status(self.db.conn, project, status)
             for project in {project for project, _ in rows}:
                 touch_project(self.db.conn, project)
             self.db.conn.execute("COMMIT")

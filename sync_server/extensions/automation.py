@@ -87,11 +87,13 @@ from rules import Permission
 from rules.automation import (
     KINDS,
     MAX_DEPTH,
+    PLAIN,
     SNAPSHOT_NEEDS,
     EditIntent,
     NotifyIntent,
     OutboundIntent,
     Rule,
+    TextFormat,
     evaluate,
     prepare_project,
     validate_rule,
@@ -101,7 +103,8 @@ from rules.automation.schedule import approaching_at, next_fire, overdue_at
 from sync_server.extensions.daily_digest import DEFAULT_HOUR, DailyDigest
 from sync_server.extensions.notifications import Notice, NotificationCenter
 from sync_server.extensions.protocol import EditRefused, Extension, ServerContext
-from sync_server.identity.accounts import email_addresses
+from sync_server.identity.accounts import email_addresses, locales_of
+from sync_server.identity.locales import text_format
 from sync_server.interfaces import Actor, DocumentChanged
 from sync_server.storage.database import SQLiteWorker, connect
 
@@ -840,11 +843,15 @@ class AutomationRunner:
             reason = f"its owner {owner} may no longer read what it sends ({missing[0]} needed)"
             return await self._pause(project, rule_id, run_id, reason)
         try:
-            for intent in item.intents:
+            # texts as the owner writes dates and numbers (what goes to Slack, Teams, e-mail
+            # and comments); each notification as its recipient does (_notify)
+            formats = await self.db.run(locales_of, self.db.conn, [owner])
+            owned = self.rendered(item, text_format(*formats.get(owner, (None, None))))
+            for plain, intent in zip(item.intents, owned, strict=True):
                 if isinstance(intent, EditIntent):
                     done.append(await self._edit(project, rule_id, owner, intent, item.depth))
-                elif isinstance(intent, NotifyIntent):
-                    done.append(await self._notify(project, rule_id, intent, item.snapshot))
+                elif isinstance(plain, NotifyIntent):
+                    done.append(await self._notify(project, rule_id, plain, item.snapshot, item))
                 elif isinstance(intent, OutboundIntent):
                     done.append(await self._outbound(project, rule_id, key, intent, done, queued))
         except EditRefused as e:
@@ -916,8 +923,24 @@ class AutomationRunner:
         await self.ctx.edit(actor, doc_name(project), change, reason)
         return f"{intent.action}: done"
 
+    def rendered(self, item: Judged, fmt: TextFormat) -> tuple[Any, ...]:
+        """The item's intents with their texts written in ``fmt`` (the engine is pure and
+        cheap: evaluated again with it; the same intents when ``fmt`` is the default)."""
+        if fmt is PLAIN:
+            return item.intents
+        model = self.rule_model(item.rule_id, item.rule)
+        if model is None:
+            return item.intents
+        again = evaluate(item.rule_id, model, item.event, item.snapshot, depth=item.depth, fmt=fmt)
+        return again.intents if len(again.intents) == len(item.intents) else item.intents
+
     async def _notify(
-        self, project: str, rule_id: str, intent: NotifyIntent, snapshot: dict[str, Any]
+        self,
+        project: str,
+        rule_id: str,
+        intent: NotifyIntent,
+        snapshot: dict[str, Any],
+        item: Judged | None = None,
     ) -> str:
         users = set(intent.users)
         if intent.role:
@@ -928,12 +951,25 @@ class AutomationRunner:
         members = set(snapshot.get("members", {}))
         users &= members  # nobody outside the project hears of it
         url = f"/#/p/{project}/task/{intent.task_id}" if intent.task_id else f"/#/p/{project}"
-        await self.center.deliver(
-            [
-                Notice(user, project, "automation", intent.title, intent.body, url)
-                for user in sorted(users)
-            ]
-        )
+        # each recipient reads dates and numbers as their account's locale writes them
+        chosen = await self.db.run(locales_of, self.db.conn, sorted(users)) if item else {}
+        texts: dict[tuple[str | None, str | None], NotifyIntent] = {}
+        notices = []
+        for user in sorted(users):
+            setting = chosen.get(user, (None, None))
+            own = texts.get(setting)
+            if own is None:
+                own = intent
+                if item is not None and setting != (None, None):
+                    same_action = [
+                        i
+                        for i in self.rendered(item, text_format(*setting))
+                        if isinstance(i, NotifyIntent) and i.action_index == intent.action_index
+                    ]
+                    own = same_action[0] if same_action else intent
+                texts[setting] = own
+            notices.append(Notice(user, project, "automation", own.title, own.body, url))
+        await self.center.deliver(notices)
         return f"notify: {len(users)} user(s)"
 
     async def _outbound(

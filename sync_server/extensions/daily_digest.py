@@ -1,8 +1,10 @@
 """When the daily e-mail digest goes out, and to whom (``integrations.digest`` composes it).
 
-Once a day, at ``digest_hour`` (``TANDEM_DIGEST_HOUR``, 0-23, default 7) **UTC**
-(accounts have no time zone), the automation scheduler's tick calls
-:meth:`DailyDigest.tick`; the digest covers the previous UTC day. Recipients are
+Once a day, at ``digest_hour`` (``TANDEM_DIGEST_HOUR``, 0-23, default 7) **UTC**, the
+automation scheduler's tick calls :meth:`DailyDigest.tick`. Each recipient's digest
+covers the last whole day in their account's time zone at that moment
+(:func:`recipient_day`; UTC for an account without one: the previous UTC day), and
+shows that day as their locale writes dates (``identity.locales``). Recipients are
 the accounts with an e-mail address whose ``digest`` preference is ``daily``
 (the default; ``off`` opts out), with the tasks they are assigned to in every
 project they hold a grant with ``view_tasks`` on.
@@ -17,17 +19,29 @@ not every day of a long outage.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from integrations.digest import DigestRecipient, assigned_tasks, enqueue_daily_digests
+from integrations.digest import (
+    DIGEST_PROJECT,
+    Digest,
+    DigestRecipient,
+    assigned_tasks,
+    compose_digest,
+    day_window,
+    read_activity,
+)
 from integrations.outbox import Outbox
 from rules import Permission
+from rules.automation import PLAIN, TextFormat
 from sync_server.identity.access import permissions_of
 from sync_server.identity.accounts import Profile, digest_subscribers
+from sync_server.identity.locales import text_format
 from sync_server.storage.database import SQLiteWorker
 
 log = logging.getLogger("tandem.digest")
@@ -46,6 +60,55 @@ def due_day(now: float, hour: int) -> dt.date:
     if moment.hour < hour:
         today -= dt.timedelta(days=1)
     return today - dt.timedelta(days=1)
+
+
+def recipient_day(day: dt.date, hour: int, zone: str | None) -> dt.date:
+    """The day a recipient in ``zone`` is told about when the digest of (UTC) ``day`` goes
+    out (at ``hour`` UTC the day after): the last day that has ended for them by then."""
+    sent = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(hour), dt.UTC)
+    local = sent.astimezone(ZoneInfo(zone)) if zone else sent
+    return local.date() - dt.timedelta(days=1)
+
+
+def localized(digest: Digest, fmt: TextFormat) -> Digest:
+    """``digest`` with its day written as ``fmt`` writes dates (in the subject and the
+    opening line, where integrations.digest writes it in ISO form; a task title that holds
+    the same date is left alone)."""
+    iso = digest.day.isoformat()
+    shown = fmt.date(iso)
+    if shown == iso:
+        return digest
+    opening = f"What changed in your tasks on {iso}:"
+    return dataclasses.replace(
+        digest,
+        subject=digest.subject.replace(f"changed on {iso}", f"changed on {shown}"),
+        text=digest.text.replace(opening, f"What changed in your tasks on {shown}:", 1),
+        html=digest.html.replace(opening, f"What changed in your tasks on {shown}:", 1),
+    )
+
+
+async def enqueue_localized(
+    outbox: Outbox, recipients: Sequence[tuple[DigestRecipient, dt.date, TextFormat]]
+) -> dict[str, int | None]:
+    """Like ``integrations.digest.enqueue_daily_digests``, with a day and a date format per
+    recipient (the key ``digest:<user>:<day>`` still sends each day's digest once)."""
+    if not recipients:
+        return {}
+    windows = [day_window(day, r.timezone) for r, day, _ in recipients]
+    start, end = min(w[0] for w in windows), max(w[1] for w in windows)
+    projects = sorted({p for r, _, _ in recipients for p in r.tasks})
+    rows = await outbox.worker.run(read_activity, outbox.worker.conn, start, end, projects)
+    out: dict[str, int | None] = {}
+    for recipient, day, fmt in recipients:
+        digest = compose_digest(recipient, day, rows)
+        if digest is None or not recipient.email:
+            out[recipient.user] = None
+            continue
+        digest = localized(digest, fmt)
+        out[recipient.user] = await outbox.enqueue(
+            DIGEST_PROJECT, digest.key, "email", "", digest.payload()
+        )
+    return out
 
 
 def subscriber_projects(conn: sqlite3.Connection, users: list[str]) -> dict[str, list[str]]:
@@ -97,6 +160,7 @@ def recipients_of(
                     tasks=tasks,
                     display_name=profile.display_name,
                     project_names={p: names[p] for p in tasks},
+                    timezone=profile.time_zone or "UTC",
                     base_url=base_url,
                 )
             )
@@ -145,7 +209,18 @@ class DailyDigest:
             except Exception:  # a deleted or unreadable project: the others still go out
                 log.warning("daily digest: project %s could not be read", project, exc_info=True)
         recipients = recipients_of(profiles, projects, snapshots, self.base_url)
-        result = await enqueue_daily_digests(self.outbox, recipients, day)
+        settings = {p.name: (p.locale, p.time_zone) for p in profiles}
+        result = await enqueue_localized(
+            self.outbox,
+            [
+                (
+                    r,
+                    recipient_day(day, self.hour, settings[r.user][1]),
+                    text_format(*settings[r.user]) if r.user in settings else PLAIN,
+                )
+                for r in recipients
+            ],
+        )
         sent = sum(1 for v in result.values() if v is not None)
         log.info("daily digest of %s: %d queued, %d recipient(s)", day, sent, len(recipients))
         return result

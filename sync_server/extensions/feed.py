@@ -88,6 +88,32 @@ def parse_events(text: str) -> tuple[DomainEvent, ...]:
     return tuple(DomainEvent.from_json(e) for e in json.loads(text))
 
 
+def insert_events_row(
+    conn: sqlite3.Connection,
+    doc_name: str,
+    actor: Actor,
+    events: Sequence[DomainEvent],
+    now: float | None = None,
+) -> int:
+    """Store a feed row of domain events that no update carries (seq 0, no changes): what
+    the server worked out later about a document, such as the mentions a settled burst of
+    typing added (sync_server.extensions.mentions). Runs in the caller's transaction, so
+    the row is stored if and only if what the caller writes beside it is; consumers see it
+    like any other row (call :meth:`ChangeFeed.wake` after the commit)."""
+    cur = conn.execute(
+        "INSERT INTO change_feed (doc_name, seq, actor, changes, events, created)"
+        " VALUES (?, 0, ?, '[]', ?, ?)",
+        (
+            doc_name,
+            str(actor),
+            json.dumps([e.to_json() for e in events], separators=(",", ":")),
+            time.time() if now is None else now,
+        ),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
 @dataclass
 class _Consumer:
     name: str

@@ -5,7 +5,10 @@ events (``DocumentChanged.events``, doc_model.domain_events):
 - a user among a new task's assignees, or added to a task's assignees, is told (once
   per assignment: removing and re-adding them tells them again), unless they assigned
   themselves;
-- a chat message or comment naming ``@user`` tells that user, if they are on the project.
+- a chat message or comment naming ``@user`` tells that user, if they are on the project
+  and may read the chat; a mention added to a task's title or description
+  (``mention`` events with ``where == "task"``, stored by ``extensions.mentions`` once
+  the typing settles) tells them if they may read the project's tasks.
 
 Every notification is stored (the in-app list, ``/api/v1/me/notifications``) and, for
 users who subscribed a browser, sent by Web Push (pywebpush: VAPID-signed, aes128gcm
@@ -31,8 +34,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02
 
-from doc_model import DomainEvent, parse_doc_name
+from doc_model import DocKind, DomainEvent, parse_doc_name
 from integrations.outbound import GuardedSession, OutboundPolicy, OutboundRefused
+from rules.reads import root_needs
+from sync_server.identity.access import permissions_of
 from sync_server.interfaces import DocumentChanged
 from sync_server.storage.database import SQLiteWorker
 
@@ -154,6 +159,9 @@ class _Mention:
     actor: str
     name: str
     text: str
+    where: str = "chat"  # "chat" | "comment" | "task" (a task's title or description)
+    task: str | None = None
+    title: str | None = None  # the task's title, for a mention in a task
 
 
 def _assigned(
@@ -195,31 +203,40 @@ def notices_for(project: str, actor: str, events: Sequence[DomainEvent]) -> list
             added = [a for a in event.detail.get("added", ()) if isinstance(a, str)]
             out += _assigned(project, actor, event.entity or "", title, added)
         elif event.kind == "mention" and event.entity and event.entity != actor:
-            text = event.detail.get("text")
+            text, where, task = (event.detail.get(k) for k in ("text", "where", "task"))
             out.append(
-                _Mention(project, actor, event.entity, text if isinstance(text, str) else "")
+                _Mention(
+                    project,
+                    actor,
+                    event.entity,
+                    text if isinstance(text, str) else "",
+                    where if where in ("chat", "comment", "task") else "chat",
+                    task if isinstance(task, str) else None,
+                    title if where == "task" else None,
+                )
             )
     return out
 
 
 def mention_notices(conn: sqlite3.Connection, items: Sequence[_Mention]) -> list[Notice]:
-    """The mentions of members of their project (others are nobody to tell)."""
+    """The mentions of members who may read what mentions them (others are nobody to
+    tell): a task's text needs the tasks' read permissions, chat and comments the chat's
+    (rules.reads)."""
     out: list[Notice] = []
     for item in items:
-        member = conn.execute(
-            "SELECT 1 FROM grants WHERE project = ? AND user = ?", (item.project, item.name)
-        ).fetchone()
-        if member is not None:
-            out.append(
-                Notice(
-                    item.name,
-                    item.project,
-                    "mention",
-                    f"{item.actor} mentioned you",
-                    item.text[:200],
-                    f"/#/p/{item.project}/chat",
-                )
-            )
+        root = (DocKind.MAIN, "tasks") if item.where == "task" else (DocKind.CHAT, "messages")
+        if not root_needs(*root) <= permissions_of(conn, item.name, item.project):
+            continue
+        if item.where == "task" and item.task:
+            title = f"{item.actor} mentioned you in {item.title or 'a task'}"
+            url = f"/#/p/{item.project}/task/{item.task}"
+        elif item.where == "comment" and item.task:
+            title = f"{item.actor} mentioned you"
+            url = f"/#/p/{item.project}/task/{item.task}"
+        else:
+            title = f"{item.actor} mentioned you"
+            url = f"/#/p/{item.project}/chat"
+        out.append(Notice(item.name, item.project, "mention", title, item.text[:200], url))
     return out
 
 

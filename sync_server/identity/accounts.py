@@ -338,6 +338,15 @@ class Profile:
     display_name: str
     email: str | None
     digest: str  # "daily" | "off"; a digest goes out only with an address
+    locale: str | None = None  # a BCP 47 tag (identity.locales); None: the server's default
+    time_zone: str | None = None  # an IANA name; None: UTC
+
+
+_PROFILE = "name, display_name, email, digest, locale, time_zone"
+
+
+def _profile(row: tuple) -> Profile:
+    return Profile(row[0], row[1], row[2], row[3] or "daily", row[4], row[5])
 
 
 def normalize_email(address: str) -> str:
@@ -354,10 +363,48 @@ def normalize_email(address: str) -> str:
 
 
 def get_profile(conn: sqlite3.Connection, name: str) -> Profile | None:
-    row = conn.execute(
-        "SELECT name, display_name, email, digest FROM users WHERE name = ?", (name,)
-    ).fetchone()
-    return Profile(row[0], row[1], row[2], row[3] or "daily") if row else None
+    row = conn.execute(f"SELECT {_PROFILE} FROM users WHERE name = ?", (name,)).fetchone()
+    return _profile(row) if row else None
+
+
+def set_locale(conn: sqlite3.Connection, name: str, fields: dict[str, str | None]) -> Profile:
+    """Set (None: clear) ``name``'s ``locale`` and / or ``time_zone`` (the keys given), each
+    checked first (identity.locales); AccountError naming the field for a bad one."""
+    from sync_server.identity.locales import LocaleInvalid, normalize_locale, normalize_time_zone
+
+    checks = {"locale": normalize_locale, "time_zone": normalize_time_zone}
+    values: dict[str, str | None] = {}
+    for field_name, value in fields.items():
+        try:
+            values[field_name] = checks[field_name](value) if value is not None else None
+        except LocaleInvalid as e:
+            raise AccountError(f"{field_name}: {e}") from e
+    with conn:
+        for field_name, value in values.items():
+            cur = conn.execute(f"UPDATE users SET {field_name} = ? WHERE name = ?", (value, name))
+            if cur.rowcount == 0:
+                raise AccountError(f"no user named {name!r}")
+    profile = get_profile(conn, name)
+    if profile is None:
+        raise AccountError(f"no user named {name!r}")
+    return profile
+
+
+def locales_of(
+    conn: sqlite3.Connection, names: list[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """{user: (locale, time zone)} of those of ``names`` whose account sets either."""
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for i in range(0, len(names), 500):
+        chunk = names[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for user, locale, zone in conn.execute(
+            f"SELECT name, locale, time_zone FROM users WHERE name IN ({marks})"
+            " AND (locale IS NOT NULL OR time_zone IS NOT NULL)",
+            chunk,
+        ):
+            out[user] = (locale, zone)
+    return out
 
 
 def set_email(conn: sqlite3.Connection, name: str, address: str | None) -> Profile:
@@ -400,10 +447,10 @@ def email_addresses(conn: sqlite3.Connection, names: list[str]) -> dict[str, str
 def digest_subscribers(conn: sqlite3.Connection) -> list[Profile]:
     """Accounts with an address that did not turn the daily digest off."""
     return [
-        Profile(r[0], r[1], r[2], r[3])
+        _profile(r)
         for r in conn.execute(
-            "SELECT name, display_name, email, digest FROM users"
-            " WHERE email IS NOT NULL AND digest = 'daily' ORDER BY name"
+            f"SELECT {_PROFILE} FROM users WHERE email IS NOT NULL AND digest = 'daily'"
+            " ORDER BY name"
         )
     ]
 
@@ -415,6 +462,16 @@ def add_email_columns(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE users ADD COLUMN email TEXT")
     if "digest" not in columns:
         conn.execute("ALTER TABLE users ADD COLUMN digest TEXT NOT NULL DEFAULT 'daily'")
+
+
+def add_locale_columns(conn: sqlite3.Connection) -> None:
+    """Part of migration 20: ``users.locale`` (a BCP 47 tag) and ``users.time_zone`` (an
+    IANA name), both nullable: unset, the server writes dates in UTC and numbers plainly."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(users)")}
+    if "locale" not in columns:
+        conn.execute("ALTER TABLE users ADD COLUMN locale TEXT")
+    if "time_zone" not in columns:
+        conn.execute("ALTER TABLE users ADD COLUMN time_zone TEXT")
 
 
 ACCOUNT_SCHEMA = """

@@ -56,6 +56,7 @@ from sync_server.extensions.context import TandemContext
 from sync_server.extensions.feed import ChangeFeed
 from sync_server.extensions.host import ExtensionHost
 from sync_server.extensions.loading import third_party_extensions
+from sync_server.extensions.mentions import MentionWatch
 from sync_server.extensions.notifications import vapid_key
 from sync_server.extensions.protocol import AuthRequest, ConnectionInfo, Rejection
 from sync_server.extensions.task_keys import TaskKeys
@@ -139,6 +140,7 @@ def create_app(
             TokenAuth(),
             ActivityExtension(),
             NotificationsExtension(),
+            MentionWatch(),
             RejectionAudit(),
             members,
             TaskKeys(),

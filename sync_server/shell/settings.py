@@ -90,6 +90,9 @@ class Settings:
     # the daily e-mail digest (extensions.daily_digest) goes out at this hour, UTC (0-23),
     # covering the previous UTC day, to accounts with an address and digest "daily"
     digest_hour: int = 7
+    # @mentions in a task's title or description notify once the typing has paused this
+    # long (extensions.mentions): "@al" on the way to "@alice" is never seen settled
+    mention_settle_seconds: float = 3.0
     # comma-separated module:Name extensions to load after the built-in ones and the
     # tandem.extensions entry points (``tandem serve --extension`` adds to it)
     extensions: str = ""

@@ -19,7 +19,11 @@ from typing import TypeVar
 import anyio
 import sqlite_utils
 
-from sync_server.identity.accounts import ACCOUNT_SCHEMA, add_email_columns
+from sync_server.identity.accounts import (
+    ACCOUNT_SCHEMA,
+    add_email_columns,
+    add_locale_columns,
+)
 
 T = TypeVar("T")
 
@@ -62,6 +66,20 @@ def _add_checksums(conn: sqlite3.Connection) -> None:
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
+
+
+def add_marks_locale_and_status(conn: sqlite3.Connection) -> None:
+    """Migration 20: ``mention_marks`` (extensions.mentions), ``users.locale`` /
+    ``users.time_zone`` (identity.accounts) and ``projects.status`` (identity.projects)."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(projects)")}
+    if "status" not in columns:  # NULL: not read from the document yet
+        conn.execute("ALTER TABLE projects ADD COLUMN status TEXT")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS mention_marks (project TEXT NOT NULL, task TEXT NOT NULL,"
+        " user TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (project, task, user))"
+    )
+    add_locale_columns(conn)
+
 
 MIGRATIONS: list[Migration] = [
     # 1: document logs and snapshots
@@ -398,6 +416,11 @@ MIGRATIONS: list[Migration] = [
     """
     ALTER TABLE webhook_endpoints ADD COLUMN paused_at REAL;
     """,
+    # 20: what each task's title and description mentioned when their typing last settled
+    # (extensions.mentions: a mention added since tells its member once), an account's
+    # locale and time zone (dates and numbers in what the server writes for them), and a
+    # project's status in the registry (listed and filtered without loading documents)
+    add_marks_locale_and_status,
 ]
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
