@@ -20,7 +20,7 @@ from typing import Any
 Probe = Callable[[], Awaitable[Any]]
 
 # a probe's error may quote a connection URL: its password must not reach a response
-_CREDENTIALS = re.compile(r"(//[^/@\s:]*:)[^@\s]*@")
+_CREDENTIALS = re.compile(r"(//[^/@\s:]*:)[^/\s]*@")  # up to the last @ of the authority
 DETAIL_CHARS = 200
 
 
