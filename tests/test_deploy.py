@@ -14,9 +14,9 @@ import io
 import os
 import shutil
 import sqlite3
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -39,29 +39,16 @@ pytestmark = pytest.mark.skipif(
 
 
 @dataclass
-class Balancer:
-    """What RawClient and api_client need: the balancer's URLs; accounts and grants are the
-    shared file's (written through the first node's helpers)."""
+class Balancer(ServerProcess):
+    """HAProxy run as a ServerProcess (started once /healthz answers through it): its URLs
+    are what clients use; accounts, tokens and grants are the shared file's (``db``)."""
 
-    port: int
-    stats_port: int
-    nodes: list[ServerProcess]
-    proc: subprocess.Popen
-    log_path: Path
+    stats_port: int = 0
+    nodes: list[ServerProcess] = field(default_factory=list)
 
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/sync"
-
-    def token(self, user: str = "alice") -> str:
-        return self.nodes[0].token(user)
-
-    def grant(self, user: str, project: str, role: str = "owner") -> None:
-        self.nodes[0].grant(user, project, role)
+    def command(self) -> list[str]:
+        assert HAPROXY is not None
+        return [HAPROXY, "-db", "-f", str(CONFIG)]
 
     def states(self) -> dict[str, str]:
         """node name -> HAProxy's status of it (UP, DOWN, "UP 1/2", ...)."""
@@ -74,9 +61,6 @@ class Balancer:
             for row in csv.DictReader(io.StringIO(text))
             if row["pxname"] == "tandem_nodes" and row["svname"].startswith("node")
         }
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -96,20 +80,19 @@ def cluster(tmp_path: Path) -> Iterator[Balancer]:
         TANDEM_CHECK_INTER="300ms",
         **{f"TANDEM_NODE{i}": f"127.0.0.1:{n.port}" for i, n in enumerate(nodes, 1)},
     )
-    log_path = tmp_path / "haproxy.log"
-    proc = None
+    lb = Balancer(
+        db=db,
+        port=port,
+        env=lb_env,
+        log_path=tmp_path / "haproxy.log",
+        stats_port=stats_port,
+        nodes=nodes,
+    )
     try:
-        for node in nodes:
-            node.start()
-        assert HAPROXY is not None
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [HAPROXY, "-db", "-f", str(CONFIG)],
-                env=lb_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        lb = Balancer(port, stats_port, nodes, proc, log_path)
+        nodes[0].start()  # makes the schema; the others open the same file together
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(ServerProcess.start, nodes[1:]))
+        lb.start()
         try:
             wait_until(
                 lambda: set(lb.states().values()) == {"UP"}, 20, "HAProxy to see three nodes up"
@@ -118,9 +101,7 @@ def cluster(tmp_path: Path) -> Iterator[Balancer]:
             raise AssertionError(f"{e}\n--- haproxy ---\n{lb.log()}") from e
         yield lb
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
+        lb.stop()
         for node in nodes:
             node.stop()
 
