@@ -13,6 +13,7 @@ import csv
 import io
 import os
 import shutil
+import signal
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,7 @@ class Balancer(ServerProcess):
 def cluster(tmp_path: Path) -> Iterator[Balancer]:
     env = dict(os.environ)
     env.update({"TANDEM_ROOM_IDLE_SECONDS": "2", "TANDEM_EXTERNAL_POLL_SECONDS": "0.2"})
+    env["TANDEM_DRAIN_SECONDS"] = "3"  # as deploy/tandem.env, shorter: /readyz 503, then stop
     db = tmp_path / "tandem.db"
     nodes = [
         ServerProcess(db=db, port=free_port(), env=env, log_path=tmp_path / f"node{i}.log")
@@ -102,8 +104,8 @@ def cluster(tmp_path: Path) -> Iterator[Balancer]:
         yield lb
     finally:
         lb.stop()
-        for node in nodes:
-            node.stop()
+        with ThreadPoolExecutor(3) as pool:  # each drains for 3 s first
+            list(pool.map(ServerProcess.stop, nodes))
 
 
 def connections(node: ServerProcess) -> int:
@@ -207,6 +209,21 @@ async def test_three_nodes_behind_haproxy(cluster: Balancer):
             # every new request goes to the live nodes
             for _ in range(6):
                 assert httpx.get(lb.http_url + "/readyz").status_code == 200
+
+
+def test_a_stopping_node_is_taken_out_while_it_drains(cluster: Balancer):
+    lb = cluster
+    node = lb.nodes[2]
+    assert node.proc is not None
+    node.proc.send_signal(signal.SIGTERM)
+    # HAProxy marks it down from its /readyz while the node still serves (3 s of drain)
+    wait_until(lambda: lb.states()["node3"].startswith("DOWN"), 3, "HAProxy to take it out")
+    assert httpx.get(node.http_url + "/healthz").status_code == 200
+    assert httpx.get(node.http_url + "/readyz").status_code == 503
+    # new requests through the balancer all go to the other two
+    for _ in range(6):
+        assert httpx.get(lb.http_url + "/readyz").status_code == 200
+    node.proc.wait(timeout=20)
 
 
 def test_locked_storage_makes_nodes_not_ready_but_alive(cluster: Balancer):
