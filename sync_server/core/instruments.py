@@ -1,4 +1,4 @@
-"""What a room reports about its hot path, for whoever measures it (shell.prometheus).
+"""What a room reports about its hot path, for whoever measures it (shell.monitoring).
 
 The core does not import a metrics library: a room is given an object with these
 methods (or none, and reports nothing). Every call is cheap and never raises into

@@ -161,7 +161,7 @@ class Room:
         instruments: RoomInstruments | None = None,
     ) -> None:
         self.doc_name = doc_name
-        self.instruments = instruments  # metrics of the hot path (shell.prometheus), if any
+        self.instruments = instruments  # metrics of the hot path (shell.monitoring), if any
         # awaited after a batch is stored and before it is sent: access taken away before
         # the batch was stored ends first (AccessWatch.settle)
         self.before_broadcast = before_broadcast

@@ -33,7 +33,7 @@ class RoomManager:
         on_unloaded: Callable[[Room], None] | None = None,
         instruments: RoomInstruments | None = None,
     ) -> None:
-        self.instruments = instruments  # every room's hot-path metrics (shell.prometheus)
+        self.instruments = instruments  # every room's hot-path metrics (shell.monitoring)
         # called after each room's append (ChangeFeed.wake: consumers read the new rows now)
         self.on_stored = on_stored
         # told when a room has loaded, and when one unloads (idle, storage failure, or
