@@ -621,3 +621,14 @@ def _insert_row(
         (project, key, channel, target, body, now, now),
     )
     return cursor.lastrowid if cursor.rowcount > 0 else None
+
+
+def depth(conn: sqlite3.Connection) -> dict[str, int]:
+    """Deliveries not finished yet, by status ("pending": waiting for their next attempt,
+    "sending": claimed by a worker), for monitoring."""
+    counts = dict.fromkeys(("pending", "sending"), 0)
+    for status, n in conn.execute(
+        "SELECT status, count(*) FROM outbox WHERE status IN ('pending', 'sending') GROUP BY status"
+    ):
+        counts[status] = int(n)
+    return counts

@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from sync_server.core.instruments import TrackedFrame
 from sync_server.core.presence import TokenBucket
 from sync_server.core.protocol import encode_permission_denied, encode_tandem
 from sync_server.interfaces import Actor
@@ -153,6 +154,8 @@ class Connection:
                 self._sender = asyncio.current_task()
                 try:
                     await self.ws.send(message)
+                    if type(message) is TrackedFrame:  # fan-out latency (core.instruments)
+                        message.sent()
                 except asyncio.CancelledError:
                     if self.close_code != CloseCode.TOO_SLOW:
                         raise

@@ -44,6 +44,7 @@ from sync_server.core.gate import (
     PermissionCheck,
     UnrevertableUpdate,
 )
+from sync_server.core.instruments import RoomInstruments, tracked
 from sync_server.core.presence import bind_identity
 from sync_server.core.protocol import (
     AwarenessEntry,
@@ -127,6 +128,7 @@ class _Batch:
     everyone: bool = False  # a revert or external update: the senders need it too
     repeat_sender: bool = False  # a connection has two edits in it: worth squashing
     replies: list[tuple[Connection, dict]] = field(default_factory=list)
+    accepted_at: list[float] = field(default_factory=list)  # perf_counter of each accepted edit
 
 
 def _merged(updates: Sequence[bytes], *, squash: bool = True) -> bytes:
@@ -156,8 +158,10 @@ class Room:
         on_rejected: RejectionHook | None = None,
         before_broadcast: Callable[[], Awaitable[None]] | None = None,
         on_stored: Callable[[], None] | None = None,
+        instruments: RoomInstruments | None = None,
     ) -> None:
         self.doc_name = doc_name
+        self.instruments = instruments  # metrics of the hot path (shell.monitoring), if any
         # awaited after a batch is stored and before it is sent: access taken away before
         # the batch was stored ends first (AccessWatch.settle)
         self.before_broadcast = before_broadcast
@@ -486,12 +490,17 @@ class Room:
                 UpdateRecord(result.update, str(actor), changes=kept, events=result.events)
             )
             batch.updates.append(result.update)
+            if result.accepted and self.instruments is not None:
+                self.instruments.accepted(1)
+                batch.accepted_at.append(time.perf_counter())
             if result.accepted and sender is not None:
                 batch.repeat_sender = batch.repeat_sender or sender.id in batch.senders
                 batch.senders.add(sender.id)
             else:
                 batch.everyone = True
         if not result.accepted and result.denial is not None and result.error is None:
+            if self.instruments is not None:
+                self.instruments.rejected(result.denial.permission or "schema")
             if self.on_rejected is not None:
                 try:
                     self.on_rejected(actor, self.doc_name, result.denial)
@@ -651,7 +660,10 @@ class Room:
 
     async def _commit(self, batch: _Batch) -> None:
         if batch.records:
+            started = time.perf_counter()
             last = await self.store.append(self.name, batch.records)
+            if self.instruments is not None:
+                self.instruments.appended(time.perf_counter() - started)
             if self.on_stored is not None:
                 self.on_stored()
             if last - len(batch.records) == self.last_seq:
@@ -665,9 +677,11 @@ class Room:
                 if len(batch.senders) == 1 and not batch.everyone
                 else None
             )
-            for conn in list(self.connections.values()):
-                if conn.id != skip:
-                    conn.send(message)
+            targets = [conn for conn in self.connections.values() if conn.id != skip]
+            if self.instruments is not None:
+                message = tracked(message, len(targets), batch.accepted_at, self.instruments)
+            for conn in targets:
+                conn.send(message)
         for conn, reply in batch.replies:
             if reply["type"] == "rejected":
                 conn.send_rejection(reply)

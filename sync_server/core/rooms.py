@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from doc_model import DocName
 from sync_server.core.gate import PermissionCheck
+from sync_server.core.instruments import RoomInstruments
 from sync_server.core.room import RejectionHook, Room, RoomSettings
 from sync_server.interfaces import Actor, DocumentStore
 
@@ -30,7 +31,9 @@ class RoomManager:
         on_stored: Callable[[], None] | None = None,
         on_loaded: Callable[[Room], None] | None = None,
         on_unloaded: Callable[[Room], None] | None = None,
+        instruments: RoomInstruments | None = None,
     ) -> None:
+        self.instruments = instruments  # every room's hot-path metrics (shell.monitoring)
         # called after each room's append (ChangeFeed.wake: consumers read the new rows now)
         self.on_stored = on_stored
         # told when a room has loaded, and when one unloads (idle, storage failure, or
@@ -78,6 +81,7 @@ class RoomManager:
             on_rejected=self.on_rejected,
             before_broadcast=self.before_broadcast,
             on_stored=self.on_stored,
+            instruments=self.instruments,
         )
         await room.load()
         room.on_unload.append(self._forget)

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from sync_server.identity.access import PermissionResolver
     from sync_server.identity.access_watch import AccessWatch
     from sync_server.identity.login_guard import LoginGuard
+    from sync_server.shell.monitoring import ServerMetrics
+    from sync_server.shell.readiness import Readiness
     from sync_server.shell.settings import Settings
     from sync_server.storage.database import DeferredWrites, SQLiteWorker
 
@@ -52,6 +54,9 @@ class TandemContext:
     login_guard: LoginGuard
     host: ExtensionHost
     members: MembersSync  # writes grant changes into the members map
+    # operations: readiness probes (backends add theirs at startup) and Prometheus metrics
+    readiness: Readiness = field(init=False)
+    metrics: ServerMetrics = field(init=False)
     # bound at startup ------------------------------------------------------------------
     db: Database = field(init=False)  # the accounts/grants file, read on the event loop
     store: DocumentStore = field(init=False)
@@ -62,6 +67,7 @@ class TandemContext:
     rooms: RoomManager = field(init=False)
     feed: ChangeFeed = field(init=False)  # the durable change feed (extensions.feed)
     live: LiveDocuments = field(init=False)
+    metrics_reader: SQLiteWorker = field(init=False)  # gauges read when /metrics is scraped
     keepalive: asyncio.Task[None] | None = field(init=False, default=None)
     touch: accounts.TokenTouch | None = field(init=False, default=None)
 

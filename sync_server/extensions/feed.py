@@ -270,6 +270,16 @@ class ChangeFeed:
         """Where consumer ``name`` is (the last row id it finished), -1 before it started."""
         return self._consumers[name].position
 
+    async def lag(self) -> dict[str, int]:
+        """Rows each started consumer has yet to finish (the newest row's id minus its
+        position), read off the event loop; empty before the feed started."""
+        if self._reader is None or self._closed:
+            return {}
+        newest = await self._reader.run(self._newest)
+        return {
+            c.name: max(0, newest - c.position) for c in self._consumers.values() if c.position >= 0
+        }
+
     async def prune(self, now: float | None = None) -> int:
         """Delete rows past retention that every stored cursor has passed; returns how many."""
         assert self._writer is not None, "the feed is not started"

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from integrations.outbound import OutboundPolicy
     from sync_server.interfaces import Actor, DocumentChanged, DocumentStore
+    from sync_server.shell.readiness import Readiness
     from sync_server.shell.settings import Settings
 
 T = TypeVar("T")
@@ -118,6 +119,9 @@ class ServerContext(Protocol):
     settings: Settings
     store: DocumentStore
     outbound: OutboundPolicy
+    # /readyz's probes: an extension that depends on a service adds one at startup
+    # (``ctx.readiness.add("name", async_ping)``); see shell.readiness
+    readiness: Readiness
 
     async def edit(
         self, actor: Actor, doc_name: str, change: Callable[[Doc[Any]], T], reason: str

@@ -21,6 +21,7 @@ from sync_server.api.finance import finance_api
 from sync_server.api.integrations import integrations_api
 from sync_server.api.live_documents import LiveDocuments
 from sync_server.api.me import me_api
+from sync_server.api.ops import ops_blueprint
 from sync_server.api.problems import TITLES, problem_response
 from sync_server.api.pwa import pwa_blueprint
 from sync_server.api.rules import rules_api
@@ -65,6 +66,8 @@ from sync_server.identity import access, accounts
 from sync_server.identity.access_watch import AccessWatch
 from sync_server.identity.login_guard import LoginGuard
 from sync_server.interfaces import Actor, DocumentObserver, DocumentStore
+from sync_server.shell.monitoring import ServerMetrics, sqlite_outbox_depth
+from sync_server.shell.readiness import Readiness, storage_probe
 from sync_server.shell.settings import Settings
 from sync_server.storage.database import DeferredWrites, SQLiteWorker, connect, open_database
 from sync_server.storage.sqlite_store import SQLiteStore, StorageError
@@ -163,6 +166,11 @@ def create_app(
         members=members,
     )
     app.extensions["tandem_context"] = ctx
+    # operations: /readyz's probes (the storage's at startup; other backends add theirs)
+    # and /metrics, in a registry of this app's own
+    ctx.readiness = Readiness(timeout=settings.ready_timeout_seconds)
+    ctx.metrics = metrics = ServerMetrics()
+    app.extensions["tandem_readiness"] = ctx.readiness
     api_blueprints = [
         access_api(ctx),
         v1_api(ctx),
@@ -177,6 +185,7 @@ def create_app(
     app.register_blueprint(webhook_intake(ctx, vcs))  # signed by providers, no rate limit
     security_headers.install(app)
     app.register_blueprint(pwa_blueprint(settings.static_dir))
+    app.register_blueprint(ops_blueprint(ctx.readiness, metrics, settings))
 
     for status in (400, 404, 405, 413):
 
@@ -201,6 +210,12 @@ def create_app(
                     remote_addr=request.remote_addr,
                 )
             )
+
+    @app.after_request
+    async def count_request(response):
+        if request.path.startswith("/api/"):
+            metrics.request_done(response.status_code)
+        return response
 
     def rejected(actor: Actor, name, denial: Denial) -> None:
         host.notify(
@@ -287,6 +302,7 @@ def create_app(
             poll_seconds=settings.external_poll_seconds,
             before_broadcast=watch.settle,
             before_external=watch.refresh,
+            instruments=metrics,
         )
         await rooms.start()
         ctx.rooms = rooms
@@ -300,10 +316,17 @@ def create_app(
         app.extensions["tandem_rooms"] = rooms
         await host.startup(ctx)  # in order; ctx.edit works from here on
         await feed.start()  # every consumer's cursor settled before the first request
+        ctx.readiness.add("storage", storage_probe(doc_store))
+        metrics.rooms_source = lambda: rooms.rooms
+        metrics.read_feed_lag = feed.lag
+        ctx.metrics_reader = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
+        metrics.read_outbox = sqlite_outbox_depth(ctx.metrics_reader)
+        ctx.readiness.started = True
         log.info("serving documents from %s", settings.db)
 
     @app.after_serving
     async def shutdown() -> None:
+        ctx.readiness.draining = True
         if ctx.keepalive is not None:
             ctx.keepalive.cancel()
         await ctx.watch.close()
@@ -314,6 +337,7 @@ def create_app(
         await ctx.writer.close()
         ctx.db.conn.close()
         await ctx.watch.worker.close()
+        await ctx.metrics_reader.close()
 
     @app.get("/healthz")
     @hide

@@ -101,8 +101,25 @@ def run(settings: Settings, third_party: Sequence[object] | None = None) -> None
                 settings.asyncio_slow_callback_ms,
                 full=settings.asyncio_debug.lower() != "timing",
             )
+        readiness = app.extensions["tandem_readiness"]
+        drain: asyncio.Task[None] | None = None
+
+        async def drain_then_stop() -> None:
+            await asyncio.sleep(settings.drain_seconds)
+            stop.set()
+
+        def on_signal() -> None:
+            # /readyz answers 503 from now on, so a load balancer's health check takes this
+            # node out before it stops accepting connections; a second signal stops now
+            nonlocal drain
+            readiness.draining = True
+            if drain is None and settings.drain_seconds > 0:
+                drain = loop.create_task(drain_then_stop(), name="drain")
+            else:
+                stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         # Everything loaded so far (modules, the app, its routes and models: about 85,000
         # objects) lives as long as the process. Out of the cyclic collector's sight, a full
         # collection no longer walks it: those took 0.1-0.5 s in a 500-client reconnect

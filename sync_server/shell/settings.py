@@ -96,6 +96,13 @@ class Settings:
     # comma-separated module:Name extensions to load after the built-in ones and the
     # tandem.extensions entry points (``tandem serve --extension`` adds to it)
     extensions: str = ""
+    # operations (docs/scale.md): /metrics is readable from loopback (not proxied) or with
+    # "Authorization: Bearer <metrics_token>"; /readyz gives each probe this long; on
+    # SIGTERM the node answers /readyz with 503 for drain_seconds before it stops
+    # accepting connections, so a load balancer's health check takes it out first
+    metrics_token: str = ""
+    ready_timeout_seconds: float = 2.0
+    drain_seconds: float = 0.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

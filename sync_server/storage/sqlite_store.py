@@ -42,6 +42,8 @@ from sync_server.storage.folding import FoldProcess
 
 log = logging.getLogger("tandem.storage")
 
+PING_LOCK_WAIT_SECONDS = 1.0  # readiness: longer than any append holds the lock
+
 
 class StorageError(RuntimeError):
     """Stored data that cannot be read back; names the document."""
@@ -156,6 +158,12 @@ class SQLiteStore:
         # another process's lock (the CLI, a backup) delays only its own room.
         self._reader = SQLiteWorker(connect(self.path, synchronous))
         self._compactor = SQLiteWorker(connect(self.path, synchronous))
+        # readiness (ping): may this node write now? on a connection of its own that waits
+        # only briefly for the write lock, so a probe never queues behind an append
+        prober = connect(self.path, synchronous)
+        prober.execute(f"PRAGMA busy_timeout={int(PING_LOCK_WAIT_SECONDS * 1000)}")
+        self._prober = SQLiteWorker(prober)
+        self._ping: asyncio.Future[None] | None = None
         self._folder = FoldProcess()  # used on the compactor's thread only
         self._compactions: dict[str, asyncio.Task[bool]] = {}  # doc name -> running compaction
         self._due: dict[str, asyncio.TimerHandle] = {}  # doc name -> its debounced compaction
@@ -200,8 +208,34 @@ class SQLiteStore:
     async def exists(self, doc_name: str) -> bool:
         return await self._reader.run(self._exists, doc_name)
 
+    async def ping(self) -> None:
+        """Return if this store can write now; raise StorageError saying why not.
+
+        Takes and releases the write lock (``BEGIN IMMEDIATE``), waiting at most
+        ``PING_LOCK_WAIT_SECONDS``: in WAL mode a read succeeds while another process
+        holds the lock for minutes, and every edit would wait for it. One probe at a
+        time: callers that come while one runs share its answer."""
+        if self._ping is None or self._ping.done():
+            self._ping = asyncio.ensure_future(self._prober.run(self._try_write_lock))
+            self._ping.add_done_callback(lambda f: f.cancelled() or f.exception())
+        await asyncio.shield(self._ping)
+
+    def _try_write_lock(self) -> None:
+        c = self._prober.conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if is_locked(e):
+                raise StorageError(
+                    f"another process holds the write lock of {Path(self.path).name}"
+                    f" (waited {PING_LOCK_WAIT_SECONDS:g} s)"
+                ) from e
+            raise StorageError(f"{Path(self.path).name}: {e}") from e
+        c.execute("ROLLBACK")
+
     async def close(self) -> None:
         await self.wait_for_compactions()  # due ones included: the file is left compact
+        await self._prober.close()
         await self._compactor.run(self._folder.close)
         await self._compactor.close()
         await self._reader.close()
