@@ -16,7 +16,7 @@ from pycrdt import Map
 
 from doc_model import TaskCreate, create_task
 
-from .conftest import ServerProcess, start_server
+from .conftest import ServerProcess, start_server, wait_until
 from .raw_client import RawClient
 from .test_api_access import assert_problem
 
@@ -266,6 +266,10 @@ def test_etag_gives_304_until_the_document_changes(srv) -> None:
     project = new_project(srv)
     add_task(srv, project)
     path = f"/projects/{project}/tasks/?status=todo"
+    # the server gives the new task its key in a write of its own, a moment later: the
+    # document is still changing until then
+    keyed = lambda: all(t.get("key") for t in call(srv, "GET", path).json()["items"])  # noqa: E731
+    wait_until(keyed, what="the task's key")
     first = call(srv, "GET", path)
     tag = first.headers["ETag"]
     again = call(srv, "GET", path, headers={"If-None-Match": tag})
