@@ -37,6 +37,7 @@ from quart_schema import document_response
 
 from integrations import cloud_files, time_tracking
 from integrations.connections import Connection, ConnectionError_, describe_error
+from integrations.secrets import SecretUnreadable
 from integrations.vcs import verify
 from integrations.vcs.signatures import SIGNATURE_HEADERS, sign_github
 from rules import Permission
@@ -154,7 +155,9 @@ def connection_integration(connection: Connection, title: str, category: str) ->
     }
 
 
-def signature_checks(endpoint: store.Endpoint, grant_held: bool) -> list[dict[str, Any]]:
+def signature_checks(
+    endpoint: store.Endpoint, secret: str, grant_held: bool
+) -> list[dict[str, Any]]:
     """Whether the endpoint can accept its provider's deliveries: its secret is set and
     long enough, the intake's own check accepts a body signed with it and refuses one
     signed with another secret, and its identity still holds its grant on the project."""
@@ -165,11 +168,9 @@ def signature_checks(endpoint: store.Endpoint, grant_held: bool) -> list[dict[st
         value = secret if endpoint.provider == "gitlab" else sign_github(secret, probe)
         return {header: value}
 
-    long_enough = len(endpoint.secret) >= 32
-    accepts = verify(endpoint.provider, endpoint.secret, signed(endpoint.secret), probe)
-    refuses = not verify(
-        endpoint.provider, endpoint.secret, signed(secrets.token_urlsafe(32)), probe
-    )
+    long_enough = len(secret) >= 32
+    accepts = verify(endpoint.provider, secret, signed(secret), probe)
+    refuses = not verify(endpoint.provider, secret, signed(secrets.token_urlsafe(32)), probe)
     return [
         {
             "name": "secret",
@@ -283,7 +284,11 @@ def integrations_api(server: TandemContext, connectors: ConnectorsExtension | No
                 raise missing(project, integration_id)
             return json_response(await test_connection(connection))
         grant = access.get_grant(ctx.conn, endpoint.identity, project)
-        checks = signature_checks(endpoint, grant is not None)
+        try:
+            secret = await ctx.write(store.endpoint_secret, server.secret_keys, endpoint)
+        except SecretUnreadable:
+            secret = ""  # reported by the checks: the intake cannot verify anything
+        checks = signature_checks(endpoint, secret, grant is not None)
         recent = store.recent_deliveries(ctx.conn, endpoint.id, limit=1)
         last = recent[0] if recent else None
         if last is None:

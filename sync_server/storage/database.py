@@ -398,7 +398,17 @@ MIGRATIONS: list[Migration] = [
     """
     ALTER TABLE webhook_endpoints ADD COLUMN paused_at REAL;
     """,
+    # 20: inbound webhook endpoints' secrets encrypted in the secrets table (the row keeps
+    # its reference, secret_ref); the plain-text column is dropped, its bytes overwritten
+    lambda conn: _encrypt_webhook_secrets(conn),
 ]
+
+
+def _encrypt_webhook_secrets(conn: sqlite3.Connection) -> None:
+    from sync_server.extensions.webhook_store import encrypt_stored_secrets  # no import cycle
+
+    encrypt_stored_secrets(conn)
+
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
