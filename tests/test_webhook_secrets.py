@@ -119,7 +119,8 @@ def test_new_endpoints_secrets_never_reach_the_file_in_plain_text(server) -> Non
             assert made.status_code == 201, made.text
             secrets.append((made.json()["path"], made.json()["secret"]))
         cli = tandem("webhook", "create", "github", "--project", project, db=server.db)
-        secrets.append(tuple(cli.strip().splitlines()[-2:]))
+        cli_path, cli_secret = cli.strip().splitlines()[-2:]
+        secrets.append((cli_path, cli_secret))
     body = b'{"zen": "x"}'
     github_paths = [(p, s) for p, s in secrets if "/github/" in p]
     for path, secret in github_paths:
