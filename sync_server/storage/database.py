@@ -401,6 +401,15 @@ MIGRATIONS: list[Migration] = [
     # 20: inbound webhook endpoints' secrets encrypted in the secrets table (the row keeps
     # its reference, secret_ref); the plain-text column is dropped, its bytes overwritten
     lambda conn: _encrypt_webhook_secrets(conn),
+    # 21: connections (integrations.connections) can be paused: while paused_at is set
+    # nothing is fetched or pushed for one (no call, no token refresh, no scheduled import);
+    # a token refresh is single-flight across processes: the one that claims the row
+    # (refresh_holder, until refresh_until) refreshes, the others wait for the token it stores
+    """
+    ALTER TABLE connections ADD COLUMN paused_at REAL;
+    ALTER TABLE connections ADD COLUMN refresh_holder TEXT;
+    ALTER TABLE connections ADD COLUMN refresh_until REAL;
+    """,
 ]
 
 
