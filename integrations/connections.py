@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 import httpx
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import OAuth2Client
+from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 from authlib.oauth2.rfc6749 import OAuth2Token
 
 from integrations.db import transaction
@@ -569,8 +569,14 @@ class Connections:
             await asyncio.sleep(REFRESH_POLL)
         try:
             fresh = await asyncio.to_thread(self._refresh_at_provider, spec, stale)
-        except BaseException:
+        except BaseException as e:
             await self._db(self._release, connection.id, holder)
+            if isinstance(e, OAuthError):  # invalid_grant: the refresh token is no more
+                raise ConnectionError_(
+                    f"{spec.title} refused to refresh the token ({describe_error(e)}):"
+                    " connect again",
+                    502,
+                ) from e
             raise
         fresh_ref = await self._db(self._store_refreshed, connection, stale_ref, holder, fresh)
         return fresh_ref, fresh
