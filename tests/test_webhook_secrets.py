@@ -19,7 +19,6 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography.fernet import Fernet
 
@@ -60,20 +59,6 @@ def old_database(db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"/api/v1/webhooks/github/{endpoint}/"
 
 
-def signed_post(server: ServerProcess, path: str, secret: str, body: bytes) -> httpx.Response:
-    return httpx.post(
-        server.http_url + path,
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "X-GitHub-Event": "ping",
-            "X-GitHub-Delivery": str(uuid.uuid4()),
-            "X-Hub-Signature-256": sign_github(secret, body),
-        },
-        timeout=30,
-    )
-
-
 def test_migration_20_encrypts_stored_secrets_and_signatures_still_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,10 +69,10 @@ def test_migration_20_encrypts_stored_secrets_and_signatures_still_check(
     )
     server.start()  # migration 20 runs here
     try:
-        body = b'{"zen": "Keep it logically awesome."}'
-        accepted = signed_post(server, path, PLAIN, body)
+        body = {"zen": "Keep it logically awesome."}
+        accepted = post_github(server, path, PLAIN, "ping", body)
         assert accepted.status_code == 202, accepted.text
-        forged = signed_post(server, path, "not-the-secret-" + "x" * 30, body)
+        forged = post_github(server, path, "not-the-secret-" + "x" * 30, "ping", body)
         assert forged.status_code == 401, forged.text
         assert forged.headers["content-type"].startswith("application/problem+json")
     finally:
@@ -121,10 +106,9 @@ def test_new_endpoints_secrets_never_reach_the_file_in_plain_text(server) -> Non
         cli = tandem("webhook", "create", "github", "--project", project, db=server.db)
         cli_path, cli_secret = cli.strip().splitlines()[-2:]
         secrets.append((cli_path, cli_secret))
-    body = b'{"zen": "x"}'
     github_paths = [(p, s) for p, s in secrets if "/github/" in p]
     for path, secret in github_paths:
-        assert signed_post(server, path, secret, body).status_code == 202
+        assert post_github(server, path, secret, "ping", {"zen": "x"}).status_code == 202
     data = file_bytes(server.db)
     for _, secret in secrets:
         assert secret.encode() not in data
@@ -170,13 +154,13 @@ def test_a_key_rotation_writes_every_secret_again_with_the_new_key(tmp_path: Pat
             project = client.post("/projects/", json={"name": "Tandem"}).json()["id"]
             made = client.post(f"/projects/{project}/webhooks/", json={"provider": "github"})
             path, secret = made.json()["path"], made.json()["secret"]
-        body = b'{"zen": "rotate"}'
-        assert signed_post(server, path, secret, body).status_code == 202
+        body = {"zen": "rotate"}
+        assert post_github(server, path, secret, "ping", body).status_code == 202
         server.stop()
 
         server.env["TANDEM_SECRET_KEY"] = new  # the old key dropped too early
         server.start()
-        unreadable = signed_post(server, path, secret, body)
+        unreadable = post_github(server, path, secret, "ping", body)
         assert unreadable.status_code == 503, unreadable.text
         assert "decrypt" in unreadable.json()["detail"]
         server.stop()
@@ -185,8 +169,8 @@ def test_a_key_rotation_writes_every_secret_again_with_the_new_key(tmp_path: Pat
         assert "encrypted again" in out
         server.env["TANDEM_SECRET_KEY"] = new  # now only the new key
         server.start()
-        assert signed_post(server, path, secret, body).status_code == 202
-        assert signed_post(server, path, "x" * 43, body).status_code == 401
+        assert post_github(server, path, secret, "ping", body).status_code == 202
+        assert post_github(server, path, "x" * 43, "ping", body).status_code == 401
     finally:
         server.stop()
     # a secret made with a key not configured stops the rotation, changing nothing
