@@ -134,7 +134,15 @@ def encrypt_stored_secrets(conn: sqlite3.Connection) -> None:
 
     The key is the one the server uses: ``TANDEM_SECRET_KEY``, else the key file next to
     the database (made here if there are secrets to encrypt and it does not exist yet)."""
+    was = conn.execute("PRAGMA secure_delete").fetchone()[0]
     conn.execute("PRAGMA secure_delete = ON")
+    try:
+        _move_secrets(conn)
+    finally:  # the connection goes on serving: back to what it was
+        conn.execute(f"PRAGMA secure_delete = {int(was)}")
+
+
+def _move_secrets(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE webhook_endpoints ADD COLUMN secret_ref TEXT")
     rows = conn.execute("SELECT id, project, secret FROM webhook_endpoints").fetchall()
     if rows:
