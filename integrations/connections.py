@@ -19,6 +19,12 @@ outbound guard (every request to a provider: ``outbound.GuardedTransport``):
    answer 401 refreshes once and tries again; a refreshed token is stored again;
 4. :meth:`Connections.delete` revokes the token where the provider can
    (RFC 7009 for Google, Dropbox's own endpoint) and forgets it.
+
+A connection can be paused (:meth:`Connections.set_paused`, ``paused_at``, migration
+21): while paused nothing is fetched or pushed for it in any process (no API call, no
+token refresh, no scheduled import, no revocation if it is deleted meanwhile); resumed, it
+carries on with the token it has. A token refresh is single-flight across every process
+on the database (:meth:`Connections._refresh`: a claim on the row, with an expiry).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets as _random
 import sqlite3
 import time
@@ -35,7 +42,7 @@ from typing import Any, TypeVar
 
 import httpx
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import OAuth2Client
+from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 from authlib.oauth2.rfc6749 import OAuth2Token
 
 from integrations.db import transaction
@@ -48,6 +55,8 @@ log = logging.getLogger("tandem.connections")
 
 STATE_TTL = 600.0  # seconds an authorization may take, from start to callback
 LEEWAY = 30  # seconds before its expiry that an access token is refreshed
+REFRESH_LEASE = 60.0  # seconds a process may hold a connection's refresh claim
+REFRESH_POLL = 0.05  # how often a process waiting for another's refresh looks again
 TOKEN_KIND = "oauth_token"
 API_TOKEN_KIND = "api_token"
 VERIFIER_KIND = "pkce_verifier"
@@ -66,6 +75,15 @@ class NoSuchConnection(ConnectionError_):
         super().__init__(f"no connection {connection_id!r} in this project", 404)
 
 
+class ConnectionPaused(ConnectionError_):
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(
+            f"the {connection.provider} connection {connection.id!r} is paused: nothing is"
+            " fetched or sent for it until it is resumed",
+            409,
+        )
+
+
 @dataclass(frozen=True)
 class Connection:
     id: str
@@ -79,9 +97,15 @@ class Connection:
     last_used: float | None = None
     last_error: str | None = None
     credential_ref: str = field(default="", repr=False)
+    paused_at: float | None = None  # set while paused: nothing is fetched or pushed for it
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
     def public(self) -> dict[str, Any]:
-        """What REST shows: everything but the credential's reference."""
+        """What REST shows: everything but the credential's reference. A paused connection's
+        status is ``paused`` (its own, ``active`` or ``error``, comes back on resume)."""
         return {
             "id": self.id,
             "project": self.project,
@@ -89,16 +113,17 @@ class Connection:
             "created_by": self.created_by,
             "account": self.account,
             "config": dict(self.config),
-            "status": self.status,
+            "status": "paused" if self.paused else self.status,
             "created": self.created,
             "last_used": self.last_used,
             "last_error": self.last_error,
+            "paused_at": self.paused_at,
         }
 
 
 _COLUMNS = (
     "id, project, provider, created_by, account, config, status, created, last_used,"
-    " last_error, credential"
+    " last_error, credential, paused_at"
 )
 
 
@@ -115,6 +140,7 @@ def _row(row: tuple[Any, ...]) -> Connection:
         last_used=row[8],
         last_error=row[9],
         credential_ref=row[10],
+        paused_at=row[11],
     )
 
 
@@ -152,19 +178,22 @@ class Connections:
         return await self.secrets.worker.run(fn, *args)
 
     def _oauth_client(self, spec: Provider, **kwargs: Any) -> OAuth2Client:
-        return OAuth2Client(
-            client_id=spec.client_id,
-            client_secret=spec.client_secret,
-            scope=spec.scope or None,
-            code_challenge_method="S256",
-            token_endpoint=spec.token_url,
-            leeway=LEEWAY,
-            transport=GuardedTransport(self.policy, self.resolve),
-            timeout=self.policy.httpx_timeout(),
-            follow_redirects=False,
-            trust_env=False,
-            **kwargs,
-        )
+        options: dict[str, Any] = {
+            "client_id": spec.client_id,
+            "client_secret": spec.client_secret,
+            "scope": spec.scope or None,
+            "code_challenge_method": "S256",
+            "token_endpoint": spec.token_url,
+            "leeway": LEEWAY,
+            "transport": GuardedTransport(self.policy, self.resolve),
+            "timeout": self.policy.httpx_timeout(),
+            "follow_redirects": False,
+            "trust_env": False,
+        }
+        options.update(kwargs)
+        if options["token_endpoint"] is None:
+            del options["token_endpoint"]
+        return OAuth2Client(**options)
 
     # -- the authorization code flow ---------------------------------------------------
 
@@ -377,7 +406,9 @@ class Connections:
         connection = await self.get(project, connection_id)
         spec = self.provider(connection.provider)
         revoked = False
-        if spec.revoke_style == "dropbox":  # POST /2/auth/token/revoke with a live token
+        if connection.paused:  # no call at all while paused: the user removes the app there
+            pass
+        elif spec.revoke_style == "dropbox":  # POST /2/auth/token/revoke with a live token
             try:
                 answer = await self.call(connection, lambda c: c.post(spec.revoke_url))
                 revoked = answer.status_code == 200
@@ -413,35 +444,201 @@ class Connections:
         finally:
             client.close()
 
+    async def set_paused(self, project: str, connection_id: str, paused: bool) -> Connection:
+        """Pause (nothing fetched or pushed for it: no API call, no token refresh, no
+        scheduled import; a call answers ConnectionPaused) or resume it; pausing one already
+        paused keeps its first time. Every process sees it at its next call (read from the
+        row each time)."""
+
+        def write() -> Connection:
+            if paused:
+                self.conn.execute(
+                    "UPDATE connections SET paused_at = COALESCE(paused_at, ?)"
+                    " WHERE id = ? AND project = ?",
+                    (self.clock(), connection_id, project),
+                )
+            else:
+                self.conn.execute(
+                    "UPDATE connections SET paused_at = NULL WHERE id = ? AND project = ?",
+                    (connection_id, project),
+                )
+            return self.get_sync(project, connection_id)
+
+        return await self._db(write)
+
     # -- calling the provider's API ------------------------------------------------------
 
     async def call(self, connection: Connection, fn: Callable[[httpx.Client], T]) -> T:
         """``fn(client)`` on a worker thread with a client authorized for ``connection``
-        (its requests go through the outbound guard). An OAuth2 token is refreshed when it
-        expired, or when the API answered 401, and then stored again. Errors are recorded
-        on the connection (``last_error``) and raised."""
+        (its requests go through the outbound guard). An OAuth2 token is refreshed first
+        when it expires within ``LEEWAY``, or after the API answered 401 (then ``fn`` runs
+        once more), single-flight across processes (:meth:`_refresh`). Errors are recorded
+        on the connection (``last_error``) and raised. A paused connection raises
+        ConnectionPaused before anything is sent."""
         spec = self.provider(connection.provider)
         lock = self._locks.setdefault(connection.id, asyncio.Lock())
-        async with lock:  # one refresh at a time (a refresh token may be single-use)
+        async with lock:  # this process's callers one at a time; other processes: _refresh
             connection = await self.get(connection.project, connection.id)
+            if connection.paused:
+                raise ConnectionPaused(connection)
             credential = await self.secrets.get(connection.credential_ref)
-            refreshed: list[dict[str, Any]] = []
             try:
                 if spec.auth == "oauth2":
-                    result = await asyncio.to_thread(
-                        self._call_oauth, spec, json.loads(credential), fn, refreshed
-                    )
+                    result = await self._call_oauth(spec, connection, json.loads(credential), fn)
                 else:
                     result = await asyncio.to_thread(self._call_token, spec, credential, fn)
+            except ConnectionPaused:
+                raise
             except Exception as e:
-                if refreshed:
-                    await self._store_token(connection, refreshed[-1])
                 await self.update(connection, error=describe_error(e), used=True)
                 raise
-            if refreshed:
-                await self._store_token(connection, refreshed[-1])
             await self.update(connection, used=True)
             return result
+
+    async def _call_oauth(
+        self,
+        spec: Provider,
+        connection: Connection,
+        token: dict[str, Any],
+        fn: Callable[[httpx.Client], T],
+    ) -> T:
+        ref = connection.credential_ref
+        if OAuth2Token(token).is_expired(leeway=LEEWAY):
+            ref, token = await self._refresh(spec, connection, ref, token)
+        try:
+            return await asyncio.to_thread(self._with_token, spec, token, fn, True)
+        except _Unauthorized:
+            # the provider ended the access token before its time: refresh once
+            if not token.get("refresh_token"):
+                raise ConnectionError_(
+                    f"{spec.title} refused the token and gave no refresh token: connect again",
+                    502,
+                ) from None
+            ref, token = await self._refresh(spec, connection, ref, token)
+            return await asyncio.to_thread(self._with_token, spec, token, fn, False)
+
+    def _with_token(
+        self, spec: Provider, token: dict[str, Any], fn: Callable[[httpx.Client], T], watch: bool
+    ) -> T:
+        # no token endpoint and no leeway: this client never refreshes by itself (every
+        # refresh goes through _refresh's claim)
+        client = self._oauth_client(spec, token=token, token_endpoint=None, leeway=0)
+        if watch:
+            client.event_hooks["response"] = [_raise_for_401]
+        try:
+            return fn(client)
+        finally:
+            client.close()
+
+    # -- refreshing a token, once for every process ---------------------------------------
+
+    async def _refresh(
+        self, spec: Provider, connection: Connection, stale_ref: str, stale: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """A fresh token for ``connection``, whose stored token ``stale_ref`` expired or was
+        refused; returns its reference and the token.
+
+        Providers rotate refresh tokens (a refresh token works once), so two processes on
+        one database (a server and the CLI, several nodes) must not both refresh. The row is
+        the lock: a process claims it with a compare-and-swap (``refresh_holder``, valid
+        until ``refresh_until``, taken only while the credential is still ``stale_ref``),
+        refreshes at the provider, and stores the new token and frees the claim in one
+        transaction. A process that finds the row claimed waits for the credential to
+        change and uses the token stored; a claim whose holder died runs out after
+        ``REFRESH_LEASE`` seconds and is taken over. Nothing is refreshed while paused."""
+        if not stale.get("refresh_token"):
+            raise ConnectionError_(f"{spec.title} gave no refresh token: connect again", 502)
+        holder = f"{os.getpid()}-{_random.token_hex(6)}"
+        give_up = time.monotonic() + REFRESH_LEASE + 5
+        while True:
+            outcome, ref = await self._db(self._claim, connection.id, stale_ref, holder)
+            if outcome == "changed":  # another process refreshed meanwhile
+                return ref, json.loads(await self.secrets.get(ref))
+            if outcome == "paused":
+                raise ConnectionPaused(connection)
+            if outcome == "gone":
+                raise NoSuchConnection(connection.id)
+            if outcome == "claimed":
+                break
+            if time.monotonic() > give_up:
+                raise ConnectionError_(
+                    f"another process has been refreshing the {spec.title} token for over"
+                    f" {REFRESH_LEASE:g} s; try again",
+                    503,
+                )
+            await asyncio.sleep(REFRESH_POLL)
+        try:
+            fresh = await asyncio.to_thread(self._refresh_at_provider, spec, stale)
+        except BaseException as e:
+            await self._db(self._release, connection.id, holder)
+            if isinstance(e, OAuthError):  # invalid_grant: the refresh token is no more
+                raise ConnectionError_(
+                    f"{spec.title} refused to refresh the token ({describe_error(e)}):"
+                    " connect again",
+                    502,
+                ) from e
+            raise
+        fresh_ref = await self._db(self._store_refreshed, connection, stale_ref, holder, fresh)
+        return fresh_ref, fresh
+
+    def _claim(self, connection_id: str, stale_ref: str, holder: str) -> tuple[str, str]:
+        now = self.clock()
+        claimed = self.conn.execute(
+            "UPDATE connections SET refresh_holder = ?, refresh_until = ?"
+            " WHERE id = ? AND credential = ? AND paused_at IS NULL"
+            " AND (refresh_holder IS NULL OR refresh_until < ?)",
+            (holder, now + REFRESH_LEASE, connection_id, stale_ref, now),
+        ).rowcount
+        if claimed:
+            return "claimed", stale_ref
+        row = self.conn.execute(
+            "SELECT credential, paused_at FROM connections WHERE id = ?", (connection_id,)
+        ).fetchone()
+        if row is None:
+            return "gone", ""
+        if row[0] != stale_ref:
+            return "changed", str(row[0])
+        if row[1] is not None:
+            return "paused", ""
+        return "held", ""
+
+    def _release(self, connection_id: str, holder: str) -> None:
+        self.conn.execute(
+            "UPDATE connections SET refresh_holder = NULL, refresh_until = NULL"
+            " WHERE id = ? AND refresh_holder = ?",
+            (connection_id, holder),
+        )
+
+    def _refresh_at_provider(self, spec: Provider, stale: dict[str, Any]) -> dict[str, Any]:
+        client = self._oauth_client(spec, token=stale)
+        try:
+            client.refresh_token(spec.token_url, refresh_token=stale["refresh_token"])
+            return dict(client.token)  # keeps the refresh token if none came back
+        finally:
+            client.close()
+
+    def _store_refreshed(
+        self, connection: Connection, stale_ref: str, holder: str, token: dict[str, Any]
+    ) -> str:
+        with transaction(self.conn):
+            ref = self.secrets.put_sync(connection.project, TOKEN_KIND, json.dumps(token))
+            stored = self.conn.execute(
+                "UPDATE connections SET credential = ?, refresh_holder = NULL,"
+                " refresh_until = NULL WHERE id = ? AND credential = ? AND refresh_holder = ?",
+                (ref, connection.id, stale_ref, holder),
+            ).rowcount
+            if stored:
+                self.secrets.delete_sync(stale_ref)
+            else:  # our claim ran out and another process stored a token: keep ours unsaved
+                self.secrets.delete_sync(ref)
+        if not stored:
+            log.warning(
+                "a %s token refresh outlived its claim (over %g s)",
+                connection.provider,
+                REFRESH_LEASE,
+                extra={"project": connection.project},
+            )
+        return ref if stored else stale_ref
 
     async def call_with_token(
         self, probe: Connection, api_token: str, fn: Callable[[httpx.Client], T]
@@ -449,34 +646,6 @@ class Connections:
         """``fn(client)`` with an API token not stored yet (checking it before it is kept)."""
         spec = self.provider(probe.provider)
         return await asyncio.to_thread(self._call_token, spec, api_token, fn)
-
-    def _call_oauth(
-        self,
-        spec: Provider,
-        token: dict[str, Any],
-        fn: Callable[[httpx.Client], T],
-        refreshed: list[dict[str, Any]],
-    ) -> T:
-        def keep(new: OAuth2Token, **_: object) -> None:
-            refreshed.append(dict(new))
-
-        client = self._oauth_client(spec, token=token, update_token=keep)
-        client.event_hooks["response"] = [_raise_for_401]
-        try:
-            try:
-                return fn(client)
-            except _Unauthorized:
-                # the provider ended the access token before its time: refresh once
-                if not client.token.get("refresh_token"):
-                    raise ConnectionError_(
-                        f"{spec.title} refused the token and gave no refresh token: connect again",
-                        502,
-                    ) from None
-                client.refresh_token(spec.token_url)
-                client.event_hooks["response"] = []
-                return fn(client)
-        finally:
-            client.close()
 
     def _call_token(self, spec: Provider, api_token: str, fn: Callable[[httpx.Client], T]) -> T:
         headers: dict[str, str] = {}
@@ -494,17 +663,6 @@ class Connections:
             auth=auth,
         ) as client:
             return fn(client)
-
-    async def _store_token(self, connection: Connection, token: dict[str, Any]) -> None:
-        def write() -> None:
-            with transaction(self.conn):
-                ref = self.secrets.put_sync(connection.project, TOKEN_KIND, json.dumps(token))
-                self.conn.execute(
-                    "UPDATE connections SET credential = ? WHERE id = ?", (ref, connection.id)
-                )
-                self.secrets.delete_sync(connection.credential_ref)
-
-        await self._db(write)
 
 
 class _Unauthorized(Exception):

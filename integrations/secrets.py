@@ -12,8 +12,9 @@ from ``cryptography``), so a copy of the database file (a backup, a file sent
 for a bug report) does not give the URLs away. The key is, in this order:
 
 1. ``TANDEM_SECRET_KEY``: one or more Fernet keys, comma-separated; the first
-   encrypts, every one decrypts (rotation: put the new key first, keep the old
-   one until every secret was written again);
+   encrypts, every one decrypts (rotation: put the new key first, run
+   ``tandem secrets rotate``, which writes every secret again with it
+   (:meth:`SecretStore.reencrypt_sync`), then drop the old key);
 2. else the key file next to the database, ``<db>.key`` (``tandem.db.key``),
    created with mode 0600 the first time the server starts. Back it up with
    the database: without it the stored secrets cannot be read (the rules that
@@ -31,14 +32,19 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
+import anyio
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from integrations.db import DatabaseWorker
+from integrations.db import DatabaseWorker, transaction
+
+T = TypeVar("T")
 
 REF_PREFIX = "secret:"
 SIGNING_KIND = "signing"
+WEBHOOK_KIND = "webhook"  # an inbound webhook endpoint's secret (sync_server webhook_store)
 ELLIPSIS = "…"
 
 
@@ -124,6 +130,23 @@ def parse_ref(ref: str) -> str:
 
 def is_ref(value: object) -> bool:
     return isinstance(value, str) and value.startswith(REF_PREFIX) and len(value) > len(REF_PREFIX)
+
+
+class ConnectionWorker:
+    """A :class:`~integrations.db.DatabaseWorker` over a connection its owner already uses
+    on one thread at a time (the CLI's, a worker's): ``run`` takes a thread of anyio's."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+
+def store_on(conn: sqlite3.Connection, keys: MultiFernet | Fernet) -> SecretStore:
+    """A store whose ``*_sync`` methods use ``conn`` (for code already on its thread)."""
+    return SecretStore(ConnectionWorker(conn), keys)
 
 
 class SecretStore:
@@ -226,6 +249,27 @@ class SecretStore:
             (_random.token_urlsafe(16), project, SIGNING_KIND, token, mask(value), self._clock()),
         )
         return self.signing_secret_sync(project)
+
+    def reencrypt_sync(self) -> int:
+        """Key rotation's second step: every secret decrypted with whichever configured key
+        made it and encrypted again with the first (``MultiFernet.rotate``), in one
+        transaction; afterwards the old key can be dropped from TANDEM_SECRET_KEY. Returns
+        how many were written. Raises SecretUnreadable (changing nothing) when one was made
+        with no configured key."""
+        if not isinstance(self._fernet, MultiFernet):
+            return 0
+        with transaction(self.conn):
+            rows = self.conn.execute("SELECT id, value FROM secrets").fetchall()
+            for secret_id, token in rows:
+                try:
+                    fresh = self._fernet.rotate(bytes(token))
+                except InvalidToken as e:
+                    raise SecretUnreadable(
+                        f"{REF_PREFIX}{secret_id} cannot be decrypted with any configured key:"
+                        " keep the key it was made with in TANDEM_SECRET_KEY"
+                    ) from e
+                self.conn.execute("UPDATE secrets SET value = ? WHERE id = ?", (fresh, secret_id))
+        return len(rows)
 
     def _rotate_signing_sync(self, project: str) -> str:
         self.conn.execute(

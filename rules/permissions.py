@@ -215,6 +215,10 @@ SERVER_TASK_FIELDS = frozenset({"key"})
 NewTaskFields = Callable[[str], Iterable[str]]
 """The fields of a task as the transaction leaves it, by id (for tasks it creates)."""
 
+KeyRestored = Callable[[str], bool]
+"""Whether a task this transaction creates carries exactly the key the server gave that
+same task id before (an undo of its deletion brings the task back with its key)."""
+
 
 def _task_need(
     change: Change,
@@ -223,10 +227,12 @@ def _task_need(
     created: set[str],
     perms: frozenset[Permission],
     new_fields: NewTaskFields,
+    key_restored: KeyRestored,
 ) -> Need | None:
     if len(change.path) == 2:
         if change.action == "add":
-            if not SERVER_TASK_FIELDS.isdisjoint(new_fields(str(change.path[1]))):
+            task_id = str(change.path[1])
+            if not SERVER_TASK_FIELDS.isdisjoint(new_fields(task_id)) and not key_restored(task_id):
                 return _TASK_KEY[0], _TASK_KEY[1], "/key"
             return _CREATE_TASKS
         if change.action == "delete":
@@ -236,7 +242,9 @@ def _task_need(
         return _EDIT_TASKS
     task_id = str(change.path[1])
     if change.field in SERVER_TASK_FIELDS:
-        return _TASK_KEY
+        # only as part of re-creating the task with the key it was given (then covered by
+        # create_tasks, like the task's other fields)
+        return None if task_id in created and key_restored(task_id) else _TASK_KEY
     if task_id in created:
         return None  # fields of a task created in this same transaction: covered by create_tasks
     if change.field == "assignees":
@@ -291,11 +299,12 @@ def _need(
     mirrors: MemberMirror = lambda _member: False,
     rule_owner: RuleOwner = lambda _rule: None,
     new_fields: NewTaskFields = lambda _id: (),
+    key_restored: KeyRestored = lambda _id: False,
 ) -> Need | None:
     root = change.root
     if kind is DocKind.MAIN:
         if root == "tasks":
-            return _task_need(change, user, task, created, perms, new_fields)
+            return _task_need(change, user, task, created, perms, new_fields, key_restored)
         if root == "members":  # only as the grants say (see _members_need)
             return _members_need(change, user, perms, mirrors)
         if root == "rules":
@@ -319,6 +328,7 @@ def decide(
     member_mirrors: MemberMirror = lambda _member: False,
     rule_owner: RuleOwner = lambda _rule: None,
     new_task_fields: NewTaskFields = lambda _id: (),
+    key_restored: KeyRestored = lambda _id: False,
 ) -> Decision:
     """Allow ``changes`` by ``user`` holding ``perms`` on a ``kind`` document, or say why not.
 
@@ -327,7 +337,8 @@ def decide(
     :data:`MemberMirror`; by default nothing does, so nobody writes the members map);
     ``rule_owner`` a rule's ``created_by`` after the transaction (see :data:`RuleOwner`).
     ``new_task_fields`` the fields of a task this transaction creates (nobody creates one
-    carrying a field of :data:`SERVER_TASK_FIELDS`).
+    carrying a field of :data:`SERVER_TASK_FIELDS`, except a task re-created with the key
+    the server gave that same id, ``key_restored``: an undo of the task's deletion).
     """
     # tasks this transaction creates: their fields are covered by create_tasks, in any event order
     created = {
@@ -349,6 +360,7 @@ def decide(
             member_mirrors,
             rule_owner,
             new_task_fields,
+            key_restored,
         )
         if need is None:
             continue

@@ -6,6 +6,7 @@ the SQLite file, an answer or the log as plain text. Then files: search and atta
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from .conftest import ServerProcess, start_server
+from .conftest import ServerProcess, free_port, start_server
 from .providers import files
 from .providers.base import CLIENT_ID, CLIENT_SECRET
 from .test_api_v1 import call, new_project
@@ -344,3 +345,56 @@ def test_a_malformed_provider_setting_stops_the_start_saying_why(tmp_path):
     with pytest.raises(AssertionError) as failed:
         start_server(tmp_path, TANDEM_PROVIDERS='{"google": ')
     assert "TANDEM_PROVIDERS is not JSON" in str(failed.value)
+
+
+def test_two_processes_refreshing_one_token_at_once_refresh_it_once(srv, google, tmp_path):
+    """Two `tandem serve` processes on one database search one connection's files at the
+    same moment with a token about to expire. Google rotates refresh tokens (a second
+    refresh with the old one fails), so exactly one process refreshes (the stand-in's token
+    endpoint sees one call, slowed so that the other process arrives meanwhile) and both
+    search with the new token."""
+    project = new_project(srv)
+    google.oauth.lifetime = 10  # within the leeway (30 s): every process will refresh first
+    try:
+        connection = connect(srv, project, "google")
+    finally:
+        google.oauth.lifetime = 3600
+    other = ServerProcess(db=srv.db, port=free_port(), env=srv.env, log_path=tmp_path / "other.log")
+    other.start()
+    try:
+        grants = len(google.oauth.grants)
+        bearers = len(google.bearers)
+        url = f"/projects/{project}/connections/{connection['id']}/files/?q=budget"
+        for server in (srv, other):
+            server.token("owner")  # made before the race (a CLI run each)
+        start = threading.Barrier(2)
+        answers: dict[int, httpx.Response] = {}
+
+        def search(server: ServerProcess) -> None:
+            start.wait()
+            answers[server.port] = call(server, "GET", url)
+
+        google.oauth.token_delay = 1.0
+        try:
+            threads = [threading.Thread(target=search, args=(s,)) for s in (srv, other)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+        finally:
+            google.oauth.token_delay = 0.0
+        for answer in answers.values():
+            assert answer.status_code == 200, answer.text
+            assert [f["name"] for f in answer.json()["files"]] == ["Budget 2027.xlsx"]
+        assert len(answers) == 2
+        assert google.oauth.grants[grants:] == ["refresh_token"]  # one refresh, not two
+        fresh = google.oauth.tokens[-1].access_token
+        assert google.bearers[bearers:] == [("/drive/v3/files", fresh)] * 2
+        with sqlite3.connect(srv.db) as db:  # the claim was let go
+            claim = db.execute(
+                "SELECT refresh_holder, refresh_until FROM connections WHERE id = ?",
+                (connection["id"],),
+            ).fetchone()
+            assert claim == (None, None)
+    finally:
+        other.stop()

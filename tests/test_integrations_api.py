@@ -129,16 +129,19 @@ def test_members_get_403_and_unknown_ids_404_with_problem_details(server, projec
     assert project.client.get("/projects/nope/integrations/").status_code in (403, 404)
 
 
-def test_a_connection_is_listed_tested_not_paused_and_deleted(srv, google) -> None:
+def test_a_connection_is_listed_tested_paused_resumed_and_deleted(srv, google) -> None:
     """A Google Drive connection (the local stand-in built from Drive's reference) among the
     project's integrations: listed with its status, tested with one authorized call (the
-    stand-in sees its bearer token), refused a pause (409), deleted (revoked)."""
+    stand-in sees its bearer token), paused (then nothing reaches the provider: no search,
+    no attachment, no token refresh, and the test says so), resumed (the expired token is
+    refreshed and the search goes through), deleted (revoked)."""
     project = new_project(srv)
     made = connect(srv, project, "google")
     listed = call(srv, "GET", f"/projects/{project}/integrations/").json()["items"]
     [item] = [i for i in listed if i["kind"] == "connection"]
     assert item["id"] == made["id"] and item["provider"] == "google"
     assert item["status"] == "active" and item["category"] == "files"
+    assert item["paused_at"] is None
     base = f"/projects/{project}/integrations/{made['id']}"
     tested = call(srv, "POST", base + "/test/")
     assert tested.status_code == 200, tested.text
@@ -146,8 +149,49 @@ def test_a_connection_is_listed_tested_not_paused_and_deleted(srv, google) -> No
     assert "Google Drive answered" in tested.json()["checks"][0]["detail"]
     listed = call(srv, "GET", f"/projects/{project}/integrations/").json()["items"]
     assert listed[0]["last_event"] and listed[0]["last_event"]["status"] == "done"
+    last_used = listed[0]["last_event"]["at"]
+
     paused = call(srv, "POST", base + "/pause/")
-    assert paused.status_code == 409 and "cannot be paused" in paused.json()["detail"]
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["status"] == "paused" and paused.json()["paused_at"]
+    again = call(srv, "POST", base + "/pause/")  # pausing twice keeps the first time
+    assert again.json()["paused_at"] == paused.json()["paused_at"]
+    for t in google.oauth.tokens:  # the token expired meanwhile: a call would refresh it
+        t.issued_at -= 7200
+    seen = len(google.requests)
+    files = f"/projects/{project}/connections/{made['id']}/files/?q=budget"
+    refused = call(srv, "GET", files)
+    assert refused.status_code == 409, refused.text
+    assert "paused" in refused.json()["detail"]
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    task = call(srv, "POST", f"/projects/{project}/tasks/", json={"title": "Spec"}).json()["id"]
+    attach = call(
+        srv,
+        "POST",
+        f"/projects/{project}/tasks/{task}/attachments/",
+        json={"connection": made["id"], "file_id": "1AbCdEfGhIjKlMnOp"},
+    )
+    assert attach.status_code == 409, attach.text
+    tested = call(srv, "POST", base + "/test/").json()
+    assert tested["ok"] is False and "paused" in tested["checks"][0]["detail"]
+    assert google.requests[seen:] == []  # nothing went out: no call, no refresh
+    listed = call(srv, "GET", f"/projects/{project}/connections/").json()["connections"]
+    assert listed[0]["status"] == "paused" and listed[0]["last_used"] == last_used
+    assert listed[0]["last_error"] is None  # a refusal while paused is not a failure
+
+    resumed = call(srv, "POST", base + "/resume/")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "active"
+    assert resumed.json()["paused_at"] is None
+    found = call(srv, "GET", files)
+    assert found.status_code == 200, found.text
+    # the provider refused the expired token (401): refreshed once, then the search again
+    assert google.requests[seen:] == [
+        ("GET", "/drive/v3/files"),
+        ("POST", "/token"),
+        ("GET", "/drive/v3/files"),
+    ]
+
     assert call(srv, "DELETE", base + "/").status_code == 204
     assert call(srv, "GET", f"/projects/{project}/integrations/").json()["items"] == []
     assert call(srv, "POST", base + "/test/").status_code == 404
+    assert call(srv, "POST", base + "/pause/").status_code == 404

@@ -178,6 +178,7 @@ def toggl_server(tmp_path_factory) -> Iterator[ServerProcess]:
         TANDEM_TIME_IMPORT_INTERVAL_SECONDS="0",
         TANDEM_PROVIDER_TOGGL_URL=stand_in.url,
     )
+    server.stand_in = stand_in  # type: ignore[attr-defined]  # the test reads its requests
     try:
         yield server
     finally:
@@ -204,6 +205,33 @@ def test_connect_toggl_with_a_token_test_and_delete_it_in_the_page(browser, togg
     page.screenshot(path=SHOTS / "integrations-connection-390.png", full_page=True)
     assert axe_violations(page) == []
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+
+    # pause (confirmed): nothing reaches Toggl while paused, the test says why; then resume
+    stand_in_requests = toggl_server.stand_in.requests
+    seen = len(stand_in_requests)
+    questions: list[str] = []
+
+    def accept(dialog) -> None:
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    item.get_by_role("button", name="Pause the Toggl Track connection").click()
+    expect(item.get_by_test_id("endpoint-status")).to_have_text("Paused", timeout=10000)
+    assert "Nothing is fetched from or sent to the provider" in questions[0]
+    expect(page.get_by_test_id("announce")).to_contain_text("Connection paused")
+    item.get_by_role("button", name="Test").click()
+    expect(item.locator(".test-result")).to_contain_text("Test found a problem.", timeout=15000)
+    expect(item.locator(".test-result")).to_contain_text("paused")
+    assert stand_in_requests[seen:] == []
+    page.screenshot(path=SHOTS / "integrations-connection-paused-390.png", full_page=True)
+    assert axe_violations(page) == []
+    item.get_by_role("button", name="Resume the Toggl Track connection").click()
+    expect(item.get_by_test_id("endpoint-status")).to_have_text("Active", timeout=10000)
+    item.get_by_role("button", name="Test").click()
+    expect(item.locator(".test-result")).to_contain_text("Test passed.", timeout=15000)
+    assert len(stand_in_requests) > seen
+
     page.once("dialog", lambda d: d.accept())
     item.get_by_role("button", name="Delete").click()
     expect(card.locator("li.connection")).to_have_count(0, timeout=10000)

@@ -253,3 +253,41 @@ def test_only_the_chosen_provider_projects_are_imported(srv, toggl):
     path = f"/projects/{project}/connections/{connection['id']}/import/"
     assert call(srv, "POST", path, json=RANGE).json() == {"fetched": 3, "written": 1}
     assert [e["note"] for e in entries_of(srv, project)] == ["ours"]
+
+
+def test_a_paused_connection_imports_nothing_until_it_is_resumed(srv, toggl):
+    """Paused: the scheduled import (every second here) skips it and an import asked for is
+    refused (409), so nothing is fetched: its last use stays put and a new Toggl entry does
+    not arrive. Resumed: the next scheduled run imports it."""
+    project = new_project(srv)
+    connection = add_token_connection(srv, project, "toggl")
+    base = f"/projects/{project}/integrations/{connection['id']}"
+
+    def listed() -> dict:
+        found = call(srv, "GET", f"/projects/{project}/connections/").json()["connections"]
+        return next(c for c in found if c["id"] == connection["id"])
+
+    paused = call(srv, "POST", base + "/pause/")
+    assert paused.status_code == 200 and paused.json()["status"] == "paused", paused.text
+    time.sleep(1.5)  # a scheduled run that had already read the connection ends
+    used = listed()["last_used"]
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    toggl.entries.append(
+        trackers.toggl_entry(3_600_000_777, f"{today}T09:00:00+00:00", 1800, "While paused")
+    )
+    asked = call(srv, "POST", f"/projects/{project}/connections/{connection['id']}/import/")
+    assert asked.status_code == 409 and "paused" in asked.json()["detail"], asked.text
+    time.sleep(3.5)  # three scheduled runs
+    assert listed()["last_used"] == used and listed()["status"] == "paused"
+    assert not [e for e in entries_of(srv, project) if e["id"] == "toggl-3600000777"]
+
+    resumed = call(srv, "POST", base + "/resume/")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "active", resumed.text
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if [e for e in entries_of(srv, project) if e["id"] == "toggl-3600000777"]:
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("the scheduled import did not resume")
+    assert listed()["last_used"] > (used or 0)

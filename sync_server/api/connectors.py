@@ -10,7 +10,9 @@
     POST   /api/v1/projects/<p>/connections/<c>/import/     import time entries (edit_costs)
     POST   /api/v1/projects/<p>/connections/<c>/export/     export the timesheet (edit_costs)
 
-Every error is problem details; no answer and no log line holds a token.
+Every error is problem details; no answer and no log line holds a token. A paused
+connection (``POST /api/v1/projects/<p>/integrations/<c>/pause/``) makes no call: its
+files, import and export answer 409 until it is resumed.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class ConnectionOut(BaseModel):
     created: float
     last_used: float | None = None
     last_error: str | None = None
+    paused_at: float | None = None  # paused (POST .../integrations/<id>/pause/): no call
 
 
 class ConnectionList(BaseModel):
@@ -382,7 +385,7 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
 
     @bp.get("/projects/<project>/connections/<connection_id>/files/")
     @document_response(FileList)
-    @_problems(403, 404, 422, 502)
+    @_problems(403, 404, 409, 422, 502)
     async def search_files(project: str, connection_id: str):
         user = api.user()
         project = may_edit_tasks(user, project)
@@ -403,7 +406,7 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
     @document_request(AttachFile)
     @document_response(AttachmentOut, 201)
     @document_response(AttachmentOut, 200)
-    @_problems(400, 403, 404, 413, 415, 422, 502)
+    @_problems(400, 403, 404, 409, 413, 415, 422, 502)
     async def attach(project: str, task_id: str):
         user = api.user()
         project = may_edit_tasks(user, project)
@@ -434,7 +437,7 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
     @bp.post("/projects/<project>/connections/<connection_id>/import/")
     @document_request(ImportRange)
     @document_response(Imported)
-    @_problems(400, 403, 404, 413, 415, 422, 502)
+    @_problems(400, 403, 404, 409, 413, 415, 422, 502)
     async def import_time(project: str, connection_id: str):
         user, connection, spec = await tracker(project, connection_id)
         body = await read_body(ImportRange) if request.content_length else ImportRange()
@@ -452,7 +455,7 @@ def connectors_api(server: TandemContext, ext: ConnectorsExtension) -> Blueprint
 
     @bp.post("/projects/<project>/connections/<connection_id>/export/")
     @document_response(Exported)
-    @_problems(403, 404, 422, 502)
+    @_problems(403, 404, 409, 422, 502)
     async def export_time(project: str, connection_id: str):
         user, connection, spec = await tracker(project, connection_id)
         try:

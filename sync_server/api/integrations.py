@@ -14,11 +14,12 @@ or time-tracking provider (``kind: "connection"``; made through ``POST .../conne
 ``sync_server.api.connectors``). A webhook endpoint's status: ``paused`` while paused, else
 ``error`` when its last delivery failed (``last_error``), else ``active``; its last event
 is its newest delivery (time and a one-line summary). A connection's status is its own
-(``active``, ``error`` after a failed call); its last event is its last use. Testing a
-connection makes one cheap authenticated call (a time tracker: who the token is; a file
-store: a search for "tandem"), recorded as its last use. A connection cannot be paused
-(409: delete it, or leave it unused: it acts only when someone asks, or on the import
-schedule).
+(``active``, ``error`` after a failed call; ``paused`` while paused); its last event is its
+last use. Testing a connection makes one cheap authenticated call (a time tracker: who the
+token is; a file store: a search for "tandem"), recorded as its last use. A paused
+connection makes no call at all (no file search or attachment, no time import or export,
+on demand or scheduled, no token refresh; those answer 409 and the test says it is paused)
+until it is resumed.
 
 A paused endpoint still checks signatures and answers a signed delivery 202 (so the
 provider does not retry or disable the hook), stores it, and marks it ``ignored``
@@ -37,6 +38,7 @@ from quart_schema import document_response
 
 from integrations import cloud_files, time_tracking
 from integrations.connections import Connection, ConnectionError_, describe_error
+from integrations.secrets import SecretUnreadable
 from integrations.vcs import verify
 from integrations.vcs.signatures import SIGNATURE_HEADERS, sign_github
 from rules import Permission
@@ -143,18 +145,20 @@ def connection_integration(connection: Connection, title: str, category: str) ->
         "kind": "connection",
         "provider": connection.provider,
         "name": f"{title} connection" + (f" ({connection.account})" if connection.account else ""),
-        "status": connection.status,
+        "status": "paused" if connection.paused else connection.status,
         "last_event": last_event,
         "last_error": connection.last_error,
         "created_by": connection.created_by,
         "created_at": connection.created,
-        "paused_at": None,
+        "paused_at": connection.paused_at,
         "category": category,
         "account": connection.account,
     }
 
 
-def signature_checks(endpoint: store.Endpoint, grant_held: bool) -> list[dict[str, Any]]:
+def signature_checks(
+    endpoint: store.Endpoint, secret: str, grant_held: bool
+) -> list[dict[str, Any]]:
     """Whether the endpoint can accept its provider's deliveries: its secret is set and
     long enough, the intake's own check accepts a body signed with it and refuses one
     signed with another secret, and its identity still holds its grant on the project."""
@@ -165,11 +169,9 @@ def signature_checks(endpoint: store.Endpoint, grant_held: bool) -> list[dict[st
         value = secret if endpoint.provider == "gitlab" else sign_github(secret, probe)
         return {header: value}
 
-    long_enough = len(endpoint.secret) >= 32
-    accepts = verify(endpoint.provider, endpoint.secret, signed(endpoint.secret), probe)
-    refuses = not verify(
-        endpoint.provider, endpoint.secret, signed(secrets.token_urlsafe(32)), probe
-    )
+    long_enough = len(secret) >= 32
+    accepts = verify(endpoint.provider, secret, signed(secret), probe)
+    refuses = not verify(endpoint.provider, secret, signed(secrets.token_urlsafe(32)), probe)
     return [
         {
             "name": "secret",
@@ -219,6 +221,10 @@ def integrations_api(server: TandemContext, connectors: ConnectorsExtension | No
         assert connectors is not None and connectors.connections is not None
         service = connectors.connections
         spec = service.provider(connection.provider)
+        if connection.paused:  # tested without a call: nothing goes out while paused
+            detail = f"{spec.title}: the connection is paused (no call is made); resume it first"
+            check = {"name": "call", "ok": False, "detail": detail}
+            return {"ok": False, "checks": [check], "last_delivery": None}
         if spec.category == "time":
             what = "who the token is"
 
@@ -283,7 +289,11 @@ def integrations_api(server: TandemContext, connectors: ConnectorsExtension | No
                 raise missing(project, integration_id)
             return json_response(await test_connection(connection))
         grant = access.get_grant(ctx.conn, endpoint.identity, project)
-        checks = signature_checks(endpoint, grant is not None)
+        try:
+            secret = await ctx.write(store.endpoint_secret, server.secret_keys, endpoint)
+        except SecretUnreadable:
+            secret = ""  # reported by the checks: the intake cannot verify anything
+        checks = signature_checks(endpoint, secret, grant is not None)
         recent = store.recent_deliveries(ctx.conn, endpoint.id, limit=1)
         last = recent[0] if recent else None
         if last is None:
@@ -305,13 +315,16 @@ def integrations_api(server: TandemContext, connectors: ConnectorsExtension | No
         project = ctx.project(user, project, Permission.MANAGE_TEAM)
         endpoint = endpoint_or_none(project, integration_id)
         if endpoint is None:
-            if await connection_of(project, integration_id) is None:
+            connection = await connection_of(project, integration_id)
+            if connection is None or connectors is None or connectors.connections is None:
                 raise missing(project, integration_id)
-            raise Problem(
-                409,
-                "a connection cannot be paused: it acts only when someone asks (or on the"
-                " import schedule); delete it to stop it",
-            )
+            service = connectors.connections
+            try:
+                after = await service.set_paused(project, connection.id, paused)
+            except ConnectionError_ as e:  # deleted meanwhile
+                raise missing(project, integration_id) from e
+            spec = service.provider(after.provider)
+            return json_response(connection_integration(after, spec.title, spec.category))
         changed = await ctx.write(store.set_paused, endpoint.id, paused)
         if changed is None:
             raise Problem(404, f"no integration {integration_id!r} in project {project!r}")
@@ -319,13 +332,13 @@ def integrations_api(server: TandemContext, connectors: ConnectorsExtension | No
 
     @bp.post("/projects/<project>/integrations/<integration_id>/pause/")
     @document_response(IntegrationOut)
-    @_problems(403, 404, 409)
+    @_problems(403, 404)
     async def pause_integration(project: str, integration_id: str) -> Response:
         return await set_paused(project, integration_id, True)
 
     @bp.post("/projects/<project>/integrations/<integration_id>/resume/")
     @document_response(IntegrationOut)
-    @_problems(403, 404, 409)
+    @_problems(403, 404)
     async def resume_integration(project: str, integration_id: str) -> Response:
         return await set_paused(project, integration_id, False)
 

@@ -10,7 +10,10 @@
 The intake answers 401 (problem details, nothing stored) without a valid
 signature; a valid one is stored and answered 202 (200 for a delivery id seen
 before, which changes nothing); the ``vcs-webhooks`` extension processes it
-afterwards (``sync_server.extensions.vcs``). The intake is not under the API's
+afterwards (``sync_server.extensions.vcs``). Bodies may be up to
+``max_webhook_body_bytes`` (25 MB, GitHub's limit; every other route: 1 MB), bounded
+while they stream in: above it, 413 problem details, nothing stored, and the rest of the
+upload is not kept. The intake is not under the API's
 per-address rate limit: a provider sends bursts from few addresses, and an
 unsigned request costs one HMAC.
 """
@@ -20,10 +23,13 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
 from pydantic import BaseModel, ConfigDict
-from quart import Blueprint, Response, request
+from quart import Blueprint, Request, Response, request
 from quart_schema import document_request, document_response, hide
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from integrations.secrets import SecretUnreadable
 from integrations.vcs import PROVIDERS, delivery_id, verify
 from integrations.vcs.signatures import SIGNATURE_HEADERS, event_name
 from rules import Permission, RefusalKind
@@ -62,21 +68,64 @@ class WebhookList(BaseModel):
     items: list[WebhookOut]
 
 
+INTAKE_PREFIX = "/api/v1/webhooks/"
+SMALL_BODY = 64 * 1024  # a signature over a larger body is checked on a worker thread
+
+
+def intake_request_class(limit: int) -> type[Request]:
+    """Quart's request with a larger body limit for the webhook intake alone: GitHub sends
+    deliveries of up to 25 MB, every other route keeps ``MAX_CONTENT_LENGTH`` (1 MB).
+    The limit holds while the body streams in (Quart stops keeping bytes past it), and a
+    Content-Length above it is refused before any byte is read."""
+
+    class TandemRequest(Request):
+        def __init__(self, method: str, scheme: str, path: str, *args: Any, **kwargs: Any):
+            if method == "POST" and path.startswith(INTAKE_PREFIX):
+                kwargs["max_content_length"] = limit
+            super().__init__(method, scheme, path, *args, **kwargs)
+
+    return TandemRequest
+
+
 def webhook_intake(server: TandemContext, vcs: VcsWebhooks) -> Blueprint:
     bp = Blueprint("webhook_intake", __name__, url_prefix="/api/v1/webhooks")
+    limit = server.settings.max_webhook_body_bytes
+
+    def too_large() -> Problem:
+        return Problem(
+            413,
+            f"a webhook delivery may be at most {limit} bytes ({limit / 2**20:g} MiB, GitHub's"
+            " limit); nothing was stored",
+        )
 
     @bp.post("/<provider>/<endpoint_id>/")
     @hide
     async def receive(provider: str, endpoint_id: str) -> Response:
         if provider not in PROVIDERS:
             raise Problem(404, f"no webhook provider {provider!r}; known: {', '.join(PROVIDERS)}")
-        endpoint = store.get_endpoint(server.accounts, endpoint_id)
-        if endpoint is None or endpoint.provider != provider:
+        assert vcs.db is not None
+        try:  # the endpoint and its secret (decrypted) on the extension's reader thread
+            found = await vcs.db.run(
+                store.endpoint_with_secret, vcs.db.conn, server.secret_keys, endpoint_id
+            )
+        except SecretUnreadable as e:
+            raise Problem(
+                503, "the endpoint's secret cannot be decrypted with the server's key"
+            ) from e
+        if found is None or found[0].provider != provider:
             raise Problem(404, f"no {provider} webhook endpoint {endpoint_id!r}")
-        body = await request.get_data(cache=False)
+        endpoint, secret = found
+        try:
+            body = await request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            raise too_large() from None
         assert isinstance(body, bytes)
         headers = dict(request.headers)
-        if not verify(provider, endpoint.secret, headers, body):
+        if len(body) <= SMALL_BODY:
+            valid = verify(provider, secret, headers, body)
+        else:  # hashing megabytes would hold up every socket of the server
+            valid = await anyio.to_thread.run_sync(verify, provider, secret, headers, body)
+        if not valid:
             header = SIGNATURE_HEADERS[provider]
             raise Problem(
                 401,
@@ -127,14 +176,19 @@ def webhooks_api(server: TandemContext) -> Blueprint:
         project = ctx.project(user, project, Permission.MANAGE_TEAM)
         data = await read_body(WebhookCreate)
         try:
-            endpoint = await ctx.write(
-                store.create_endpoint, data.provider, project, user.name, user.name
+            endpoint, secret = await ctx.write(
+                store.create_endpoint,
+                server.secret_keys,
+                data.provider,
+                project,
+                user.name,
+                user.name,
             )
         except access.GrantChangeRefused as e:
             status = 409 if e.refusal.kind is RefusalKind.LAST_OWNER else 403
             raise Problem(status, e.refusal.reason) from e
         ctx.resolver.forget(endpoint.identity, project)
-        body: dict[str, Any] = {**endpoint.public(), "secret": endpoint.secret}
+        body: dict[str, Any] = {**endpoint.public(), "secret": secret}
         return json_response(body, 201, headers={"Location": endpoint.path})
 
     @bp.delete("/projects/<project>/webhooks/<endpoint_id>/")

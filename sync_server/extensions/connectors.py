@@ -6,7 +6,8 @@ the connections use, writes documents only through ``ctx.edit`` (as the user
 who acts: the one who attached a file or asked for an import; a scheduled
 import acts as the user who made the connection, with that user's grants, so
 ``edit_costs`` guards it), and runs the scheduled import of time entries
-(``TANDEM_TIME_IMPORT_INTERVAL_SECONDS``, 0: off). REST: ``sync_server.api.connectors``.
+(``TANDEM_TIME_IMPORT_INTERVAL_SECONDS``, 0: off; a paused connection is skipped). REST:
+``sync_server.api.connectors``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pycrdt import Map
 from doc_model import DocKind, doc_name
 from doc_model.attachments import add_attachment
 from integrations import cloud_files, time_tracking
-from integrations.connections import Connection, Connections, describe_error
+from integrations.connections import Connection, ConnectionPaused, Connections, describe_error
 from integrations.providers import PROVIDERS, provider
 from integrations.secrets import SecretStore, load_keys
 from sync_server.extensions.protocol import Extension, ServerContext
@@ -224,8 +225,12 @@ class ConnectorsExtension(Extension):
             spec = self.service.provider(connection.provider)
             if spec.category != "time" or connection.config.get("auto_import") is False:
                 continue
+            if connection.paused:  # nothing fetched while paused; resumed, the next run does
+                continue
             try:
                 await self.import_time(connection, connection.created_by, since, until)
+            except ConnectionPaused:  # paused meanwhile
+                continue
             except Exception as e:
                 log.warning(
                     "scheduled import from %s failed: %s",

@@ -23,6 +23,7 @@ from sync_server.extensions.protocol import EditOutcome, EditRefused
 from sync_server.interfaces import Actor, DocumentStore
 
 if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
     from pycrdt import Doc
     from sqlite_utils import Database
 
@@ -68,6 +69,7 @@ class TandemContext:
     feed: ChangeFeed = field(init=False)  # the durable change feed (extensions.feed)
     live: LiveDocuments = field(init=False)
     metrics_reader: SQLiteWorker = field(init=False)  # gauges read when /metrics is scraped
+    secret_keys: MultiFernet = field(init=False)  # the secrets table's keys (webhook secrets)
     keepalive: asyncio.Task[None] | None = field(init=False, default=None)
     touch: accounts.TokenTouch | None = field(init=False, default=None)
 

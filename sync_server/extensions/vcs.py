@@ -36,6 +36,7 @@ from sync_server.storage.database import SQLiteWorker, connect
 log = logging.getLogger("tandem.vcs")
 
 DONE = "done"
+LARGE_PAYLOAD = 64 * 1024
 
 
 def parse_payload(body: bytes) -> Any:
@@ -208,8 +209,11 @@ class VcsWebhooks(Extension):
     async def _outcome(
         self, ctx: ServerContext, endpoint: store.Endpoint, event: str, body: bytes
     ) -> tuple[str, str]:
-        try:
-            activity = activity_of(endpoint.provider, event, parse_payload(body))
+        def read() -> Activity:
+            return activity_of(endpoint.provider, event, parse_payload(body))
+
+        try:  # a payload of megabytes (GitHub sends up to 25) is parsed off the event loop
+            activity = read() if len(body) <= LARGE_PAYLOAD else await asyncio.to_thread(read)
         except (ValueError, UnicodeDecodeError) as e:  # not JSON
             return "ignored", f"not a JSON payload: {e}"[:500]
         except ValidationError as e:

@@ -1,8 +1,9 @@
 """Inbound webhook endpoints and their deliveries, in SQLite (migration 16).
 
 An endpoint is one linked repository: a provider, the project it writes to, its
-own secret (kept here only, never in a document or a log) and the identity it
-acts as (``integration:<provider>-<id>``, holding a grant on the project). A
+own secret (Fernet-encrypted in the ``secrets`` table through
+``integrations.secrets.SecretStore``, the row holding only its reference, since
+migration 21; never in a document or a log) and the identity it acts as (``integration:<provider>-<id>``, holding a grant on the project). A
 delivery is stored before it is answered (``record_deliveries``: UNIQUE(endpoint,
 delivery id), so a replayed id is recognised and changes nothing), then
 processed by ``sync_server.extensions.vcs`` and marked done / ignored / failed.
@@ -10,11 +11,15 @@ processed by ``sync_server.extensions.vcs`` and marked done / ignored / failed.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from cryptography.fernet import MultiFernet
+
+from integrations.secrets import WEBHOOK_KIND, load_keys, store_on
 from rules import Grant, Permission
 from sync_server.identity import access
 
@@ -28,7 +33,7 @@ class Endpoint:
     id: str
     provider: str
     project: str
-    secret: str
+    secret_ref: str = field(repr=False)  # "secret:<id>" in the secrets table
     identity: str  # the principal its grant is held under: integration:<provider>-<id>
     created_by: str | None
     created_at: float
@@ -65,21 +70,25 @@ class Endpoint:
 
 
 _COLUMNS = (
-    "id, provider, project, secret, identity, created_by, created_at, last_delivery_at,"
+    "id, provider, project, secret_ref, identity, created_by, created_at, last_delivery_at,"
     " last_error, paused_at"
 )
 
 
 def create_endpoint(
-    conn: sqlite3.Connection, provider: str, project: str, created_by: str, actor: str
-) -> Endpoint:
+    conn: sqlite3.Connection,
+    keys: MultiFernet,
+    provider: str,
+    project: str,
+    created_by: str,
+    actor: str,
+) -> tuple[Endpoint, str]:
     """A new endpoint with a new secret, and its identity's grant on ``project`` (through the
-    grant rule as ``actor``: ``access.ADMIN`` for the CLI, else the person creating it)."""
+    grant rule as ``actor``: ``access.ADMIN`` for the CLI, else the person creating it).
+    Returns the endpoint and its secret (shown once; stored only encrypted)."""
     endpoint_id = secrets.token_hex(8)
     identity = f"integration:{provider}-{endpoint_id}"
-    endpoint = Endpoint(
-        endpoint_id, provider, project, secrets.token_urlsafe(32), identity, created_by, time.time()
-    )
+    secret = secrets.token_urlsafe(32)
     access.change_grant(
         conn,
         project,
@@ -87,20 +96,66 @@ def create_endpoint(
         Grant(identity, project, ENDPOINT_ROLE, ENDPOINT_ADDED),
         actor,
     )
-    with conn:
+    now = time.time()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        ref = store_on(conn, keys).put_sync(project, WEBHOOK_KIND, secret)
         conn.execute(
             f"INSERT INTO webhook_endpoints ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
-            (
-                endpoint.id,
-                provider,
-                project,
-                endpoint.secret,
-                identity,
-                created_by,
-                endpoint.created_at,
-            ),
+            (endpoint_id, provider, project, ref, identity, created_by, now),
         )
-    return endpoint
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return Endpoint(endpoint_id, provider, project, ref, identity, created_by, now), secret
+
+
+def endpoint_secret(conn: sqlite3.Connection, keys: MultiFernet, endpoint: Endpoint) -> str:
+    """The endpoint's secret, decrypted (SecretUnreadable when the key changed)."""
+    return store_on(conn, keys).get_sync(endpoint.secret_ref, endpoint.project)
+
+
+def endpoint_with_secret(
+    conn: sqlite3.Connection, keys: MultiFernet, endpoint_id: str
+) -> tuple[Endpoint, str] | None:
+    """The endpoint and its secret, in one call (the intake runs it off the event loop)."""
+    endpoint = get_endpoint(conn, endpoint_id)
+    if endpoint is None:
+        return None
+    return endpoint, endpoint_secret(conn, keys, endpoint)
+
+
+def encrypt_stored_secrets(conn: sqlite3.Connection) -> None:
+    """Migration 21: endpoints' secrets move from ``webhook_endpoints.secret`` (plain text)
+    into the ``secrets`` table, encrypted, and the plain column is dropped. ``secure_delete``
+    overwrites the freed bytes, so the old values are not left in the file's pages.
+
+    The key is the one the server uses: ``TANDEM_SECRET_KEY``, else the key file next to
+    the database (made here if there are secrets to encrypt and it does not exist yet)."""
+    was = conn.execute("PRAGMA secure_delete").fetchone()[0]
+    conn.execute("PRAGMA secure_delete = ON")
+    try:
+        _move_secrets(conn)
+    finally:  # the connection goes on serving: back to what it was
+        conn.execute(f"PRAGMA secure_delete = {int(was)}")
+
+
+def _move_secrets(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE webhook_endpoints ADD COLUMN secret_ref TEXT")
+    rows = conn.execute("SELECT id, project, secret FROM webhook_endpoints").fetchall()
+    if rows:
+        path = next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main")
+        if not path:
+            raise ValueError("an in-memory database has no key file for its webhook secrets")
+        store = store_on(conn, load_keys(path, os.environ.get("TANDEM_SECRET_KEY", "")))
+        for endpoint_id, project, secret in rows:
+            ref = store.put_sync(project, WEBHOOK_KIND, str(secret))
+            conn.execute(
+                "UPDATE webhook_endpoints SET secret_ref = ? WHERE id = ?", (ref, endpoint_id)
+            )
+    conn.execute("ALTER TABLE webhook_endpoints DROP COLUMN secret")
 
 
 def get_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> Endpoint | None:
@@ -146,6 +201,9 @@ def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str, actor: str) -> b
     with conn:
         conn.execute("DELETE FROM webhook_deliveries WHERE endpoint = ?", (endpoint_id,))
         conn.execute("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+        conn.execute(
+            "DELETE FROM secrets WHERE id = ?", (endpoint.secret_ref.removeprefix("secret:"),)
+        )
     return True
 
 

@@ -52,6 +52,16 @@ TASK_KEYS_ACTOR = Actor("task-keys", kind="system")
 """The server assigning task keys: it may write tasks' ``key`` field and nothing else, and
 nobody else may write it (rules.permissions.SERVER_TASK_FIELDS)."""
 
+
+def given_key(conn: sqlite3.Connection, project: str, task: str) -> str | None:
+    """The key the server gave ``task`` of ``project`` (``task_keys``, migration 15), if
+    any: a task re-created with exactly that key (an undo of its deletion) may carry it."""
+    row = conn.execute(
+        "SELECT key FROM task_keys WHERE project = ? AND task = ?", (project, task)
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 IDENTITY_KINDS = ("integration", "automation")
 """Actor kinds that act with grants of their own, held under ``kind:name`` (for example
 ``integration:github``, granted like a user: ``set_grant(conn, Grant("integration:github",
@@ -514,6 +524,15 @@ class PermissionResolver:
             value = doc.get("tasks", type=Map).get(task_id)
             return list(value.keys()) if isinstance(value, Map) else []
 
+        def key_restored(task_id: str) -> bool:
+            """Whether the task carries the key the server gave this id (task_keys, by its
+            primary key: one indexed read, only for a task created carrying a key)."""
+            value = doc.get("tasks", type=Map).get(task_id)
+            key = value.get("key") if isinstance(value, Map) else None
+            return isinstance(key, str) and key == given_key(
+                self.conn, doc_name.project_id, task_id
+            )
+
         decision = decide(
             perms,
             user,
@@ -524,6 +543,7 @@ class PermissionResolver:
             member_mirrors=mirrors_grant,
             rule_owner=rule_owner,
             new_task_fields=new_task_fields,
+            key_restored=key_restored,
         )
         if decision.allowed:
             return None

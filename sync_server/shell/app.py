@@ -13,6 +13,7 @@ from quart_schema import hide
 
 from doc_model import InvalidDocName, parse_doc_name
 from integrations.outbound import OutboundPolicy
+from integrations.secrets import load_keys
 from rules import Permission, missing_for_document
 from sync_server.api import security_headers
 from sync_server.api.access import access_api
@@ -27,7 +28,7 @@ from sync_server.api.pwa import pwa_blueprint
 from sync_server.api.rules import rules_api
 from sync_server.api.v1 import v1_api
 from sync_server.api.web import configure_web_api
-from sync_server.api.webhooks import webhook_intake, webhooks_api
+from sync_server.api.webhooks import intake_request_class, webhook_intake, webhooks_api
 from sync_server.core.connection import CloseCode, Connection
 from sync_server.core.gate import Denial, NotAnUpdate, PermissionCheck, UnrevertableUpdate
 from sync_server.core.keepalive import keep_alive
@@ -132,6 +133,7 @@ def create_app(
     app = Quart("tandem")
     app.config["TANDEM_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.request_class = intake_request_class(settings.max_webhook_body_bytes)
     members = MembersSync()
     vcs = VcsWebhooks()
     automation = AutomationExtension()
@@ -233,6 +235,7 @@ def create_app(
     async def startup() -> None:
         db = open_database(settings.db, synchronous=settings.sqlite_synchronous)
         ctx.db = db
+        ctx.secret_keys = load_keys(settings.db, settings.secret_key)
         vapid_key(db.conn)  # Web Push: the key pair is made on first start
         accounts.session_secret(db.conn)  # and the session-signing secret
         # No SQLite write runs on the event loop: another process (the CLI, a backup) may

@@ -134,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     wlist.add_argument("--project", required=True)
     wdelete = webhook.add_parser("delete", parents=[db], help="delete an endpoint by id")
     wdelete.add_argument("id")
+    secrets = sub.add_parser(
+        "secrets", help="the encrypted secrets (webhook secrets, tokens, channel URLs)"
+    ).add_subparsers(dest="action", required=True)
+    secrets.add_parser(
+        "rotate",
+        parents=[db],
+        help="encrypt every secret again with the first key of TANDEM_SECRET_KEY (then the"
+        " old keys after it can be removed)",
+    )
     return parser
 
 
@@ -224,6 +233,8 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
             return _role(conn, args)
         if args.command == "webhook":
             return _webhook(conn, args)
+        if args.command == "secrets":
+            return _secrets(conn, args)
     finally:
         conn.close()
     raise CliError("unknown command")
@@ -289,6 +300,28 @@ def _role(conn, args: argparse.Namespace) -> int:
         raise CliError(str(e)) from e
 
 
+def _secret_keys(conn):
+    """The keys the server encrypts secrets with (TANDEM_SECRET_KEY, else <db>.key)."""
+    from integrations.secrets import load_keys
+
+    path = next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main")
+    try:
+        return load_keys(path, Settings.from_env().secret_key)
+    except ValueError as e:
+        raise CliError(str(e)) from e
+
+
+def _secrets(conn, args: argparse.Namespace) -> int:
+    from integrations.secrets import SecretUnreadable, store_on
+
+    try:
+        count = store_on(conn, _secret_keys(conn)).reencrypt_sync()
+    except SecretUnreadable as e:
+        raise CliError(f"{e}; nothing was changed") from e
+    print(f"{count} secret(s) encrypted again with the first key of TANDEM_SECRET_KEY")
+    return 0
+
+
 def _webhook(conn, args: argparse.Namespace) -> int:
     from sync_server.extensions import webhook_store
     from sync_server.identity import access, projects
@@ -297,8 +330,8 @@ def _webhook(conn, args: argparse.Namespace) -> int:
         if args.action == "create":
             if projects.get_project(conn, args.project) is None:
                 raise CliError(f"no project {args.project!r}")
-            endpoint = webhook_store.create_endpoint(
-                conn, args.provider, args.project, access.ADMIN, access.ADMIN
+            endpoint, secret = webhook_store.create_endpoint(
+                conn, _secret_keys(conn), args.provider, args.project, access.ADMIN, access.ADMIN
             )
             print(
                 f"created {endpoint.provider} webhook endpoint {endpoint.id} for project"
@@ -306,7 +339,7 @@ def _webhook(conn, args: argparse.Namespace) -> int:
                 " server's address) and its secret (shown only now):"
             )
             print(endpoint.path)
-            print(endpoint.secret)
+            print(secret)
             return 0
         if args.action == "list":
             for e in webhook_store.list_endpoints(conn, args.project):

@@ -421,7 +421,26 @@ MIGRATIONS: list[Migration] = [
     # locale and time zone (dates and numbers in what the server writes for them), and a
     # project's status in the registry (listed and filtered without loading documents)
     add_marks_locale_and_status,
+    # 21: inbound webhook endpoints' secrets encrypted in the secrets table (the row keeps
+    # its reference, secret_ref); the plain-text column is dropped, its bytes overwritten
+    lambda conn: _encrypt_webhook_secrets(conn),
+    # 22: connections (integrations.connections) can be paused: while paused_at is set
+    # nothing is fetched or pushed for one (no call, no token refresh, no scheduled import);
+    # a token refresh is single-flight across processes: the one that claims the row
+    # (refresh_holder, until refresh_until) refreshes, the others wait for the token it stores
+    """
+    ALTER TABLE connections ADD COLUMN paused_at REAL;
+    ALTER TABLE connections ADD COLUMN refresh_holder TEXT;
+    ALTER TABLE connections ADD COLUMN refresh_until REAL;
+    """,
 ]
+
+
+def _encrypt_webhook_secrets(conn: sqlite3.Connection) -> None:
+    from sync_server.extensions.webhook_store import encrypt_stored_secrets  # no import cycle
+
+    encrypt_stored_secrets(conn)
+
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 

@@ -32,10 +32,14 @@ class StandIn:
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
+        self.bearers: list[tuple[str, str]] = []  # (path, bearer token) of authorized ones
 
         @app.before_request
         def record() -> None:
             self.requests.append((request.method, request.path))
+            authorization = request.headers.get("Authorization", "")
+            if authorization.startswith("Bearer "):
+                self.bearers.append((request.path, authorization.removeprefix("Bearer ")))
 
     def start(self) -> Self:
         self._thread.start()
@@ -142,6 +146,7 @@ class OAuthState:
         self.grants: list[str] = []  # grant_type of every token issued
         self.revoked: list[str] = []  # token_type_hint of every revocation
         self.challenges: list[str | None] = []  # the code_challenge of every authorization
+        self.token_delay = 0.0  # seconds the token endpoint takes (to make refreshes overlap)
 
     def by_access(self, value: str) -> Token | None:
         return next((t for t in self.tokens if t.access_token == value), None)
@@ -256,6 +261,7 @@ def add_oauth(
 
     @app.post(token_path, endpoint="oauth_token")
     def issue_token():
+        time.sleep(state.token_delay)
         return server.create_token_response()
 
     if revoke_path:

@@ -7,8 +7,9 @@
 // secret is never cached or stored by the page; it goes when the panel is closed or the page
 // left. A last card lists the project's connections to cloud files and time trackers
 // (sync_server/api/connectors.py): connect one (OAuth2: off to the provider and back here;
-// Toggl / Clockify: an API token), test it (one authorized call), delete it (revoked where
-// the provider can). Everything here needs a connection (REST, nothing in the documents).
+// Toggl / Clockify: an API token), test it (one authorized call), pause / resume it (while
+// paused nothing is fetched or sent), delete it (revoked where the provider can). Everything
+// here needs a connection (REST, nothing in the documents).
 import "./integrations.css";
 import { api } from "../api.js";
 import { onCleanup } from "../app.js";
@@ -197,12 +198,13 @@ function endpointItem(project, item, actions) {
   return li;
 }
 
-// One connection: status, last use, last error, Test and Delete.
+// One connection: status, last use, last error, Test, Pause / Resume and Delete.
 function connectionItem(item, actions) {
   const status = h("span", { class: "status-pill", "data-testid": "endpoint-status" });
   const last = h("p", { class: "muted" });
   const error = h("p", { class: "error" });
   const result = h("div", { class: "test-result", role: "status" });
+  const pause = h("button", { type: "button", onclick: () => actions.pause(li.item) });
   const li = h(
     "li",
     { class: "endpoint connection", dataset: { connection: item.id }, "aria-label": item.name },
@@ -213,6 +215,7 @@ function connectionItem(item, actions) {
       "div",
       { class: "actions" },
       h("button", { type: "button", onclick: () => actions.test(li.item, result) }, "Test"),
+      pause,
       h("button", { type: "button", class: "danger", onclick: () => actions.remove(li.item) }, "Delete"),
     ),
     result,
@@ -224,6 +227,9 @@ function connectionItem(item, actions) {
     last.textContent = fresh.last_event ? `Last used ${when(fresh.last_event.at)}: ${fresh.last_event.summary}` : "Not used yet.";
     error.textContent = fresh.last_error ? `Last error: ${fresh.last_error}` : "";
     error.hidden = !fresh.last_error;
+    const paused = fresh.status === "paused";
+    pause.textContent = paused ? "Resume" : "Pause";
+    pause.setAttribute("aria-label", `${paused ? "Resume" : "Pause"} the ${fresh.name}`);
   };
   li.update(item);
   return li;
@@ -332,10 +338,16 @@ export function integrationsView(project) {
     },
     async pause(item) {
       const resume = item.status === "paused";
-      if (!resume && !confirm("Pause this endpoint? Deliveries are still answered (so the provider does not give up), but they are recorded as ignored and change no task until you resume it.")) return;
+      const connection = item.kind === "connection";
+      const question = connection
+        ? `Pause the ${item.name}? Nothing is fetched from or sent to the provider (no file search, no time import or export, no token refresh) until you resume it.`
+        : "Pause this endpoint? Deliveries are still answered (so the provider does not give up), but they are recorded as ignored and change no task until you resume it.";
+      if (!resume && !confirm(question)) return;
       try {
         await api("POST", `${base(project)}/integrations/${encodeURIComponent(item.id)}/${resume ? "resume" : "pause"}/`);
-        announce(resume ? "Endpoint resumed." : "Endpoint paused: deliveries are recorded as ignored.");
+        const what = connection ? "Connection" : "Endpoint";
+        const paused = connection ? "nothing is fetched or sent." : "deliveries are recorded as ignored.";
+        announce(resume ? `${what} resumed.` : `${what} paused: ${paused}`);
       } catch (e) {
         toast(`Not ${resume ? "resumed" : "paused"}: ${e.message}`, "error");
       }
