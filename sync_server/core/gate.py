@@ -210,6 +210,7 @@ class Gate:
         # the document's state vector, for the dependency check (None: read it again)
         self._state: dict[int, int] | None = None
         self._state_cached = False  # the last _state_vector() came from the cache
+        self._applying: TextEdit | None = None  # the prejudged edit being applied
         self._doc_subscription = doc.observe(self._on_transaction)
 
     def _collector(self, root_name: str):
@@ -244,7 +245,14 @@ class Gate:
         if self._capturing:
             update = event.update
             self._updates.append(update)
-            if self._state is not None and not advance(self._state, update):
+            if self._state is None:
+                pass
+            elif self._applying is not None:  # its run, read before: the client's new clock
+                if self._state.get(self._applying.client, 0) == self._applying.clock:
+                    self._state[self._applying.client] = self._applying.end
+                else:
+                    self._state = None
+            elif not advance(self._state, update):
                 self._state = None
         else:  # not the gate's: read the state vector again when needed
             self._state = None
@@ -272,10 +280,13 @@ class Gate:
                 raise MissingDependencies(missing, applied=False)
 
         def apply_update(doc: Doc) -> None:
+            self._applying = prejudged.edit if prejudged is not None else None
             try:
                 doc.apply_update(update)
             except ValueError as e:
                 raise NotAnUpdate(f"not a Yjs update: {e}") from e
+            finally:
+                self._applying = None
 
         return self._run(apply_update, actor, update, prejudged)
 
@@ -294,11 +305,11 @@ class Gate:
         path = items.resolve(edit)
         if path is None:
             return None
-        if self._state_vector().get(edit.client, 0) != edit.clock:
+        if not self._integrates(edit):
             if not self._state_cached:
                 return None
-            self._state = None
-            if self._state_vector().get(edit.client, 0) != edit.clock:
+            self._state = None  # judged on the cached state vector: read it again
+            if not self._integrates(edit):
                 return None
         task, name = path
         spec = ENTITIES["task"].get(name)
@@ -319,6 +330,14 @@ class Gate:
             if self._repeats.get(changes) is None:
                 before = read_entity(self.doc, ("tasks", task), {name}, txn, tasks)
         return Prejudged(edit, path, changes, before)
+
+    def _integrates(self, edit: TextEdit) -> bool:
+        """Whether the run starts at the document's clock for its client (no gap, nothing
+        there already) and the document has the other ids it builds on."""
+        state = self._state_vector()
+        if state.get(edit.client, 0) != edit.clock:
+            return False
+        return all(clock < state.get(client, 0) for client, clock in edit.needs)
 
     def _learn(self, update: bytes, prejudged: Prejudged | None, changes: Sequence[Change]) -> None:
         """Note which text an accepted keystroke's items are in: the prejudged one's, or one
@@ -518,7 +537,11 @@ class Gate:
             if (
                 self._capture_error is None
                 and tuple(self._events) == prejudged.changes
-                and self._state_vector().get(prejudged.edit.client) == prejudged.edit.end
+                and (
+                    self._updates == [update]  # integrated exactly the client's bytes
+                    or state_vectors.decode(self.doc.get_state()).get(prejudged.edit.client)
+                    == prejudged.edit.end
+                )
             ):
                 changes = prejudged.changes
                 repeat = self._repeats.get(changes)
@@ -539,6 +562,7 @@ class Gate:
                 self._events,
                 extra={"doc": str(self.doc_name)},
             )
+            self._state = None
             if self._items is not None:
                 self._items.clear()
         with self.doc.transaction() as txn:

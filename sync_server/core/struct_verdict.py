@@ -2,8 +2,9 @@
 
 Typing into a task's title or description is one transaction per keystroke,
 and each one is a string item whose left origin is the character typed before
-it. Yjs gives an item the parent of its origin (``Item.integrate``: the parent
-is the origin's, or the right origin's when there is no left one), so a
+it. Yjs gives an item the parent of its origin (``Item.getMissing``: the parent
+is the left origin's, or the right origin's when there is no left one; the
+other origin only has to be in the document), so a
 keystroke that builds on characters the gate already knows the text of edits
 that text, and nothing else. :func:`read_text_edit` reads that shape from the
 update (one client's run of string items, each with an origin; deletions
@@ -39,14 +40,16 @@ TextPath = tuple[str, str]  # (task id, field)
 
 @dataclass(frozen=True, slots=True)
 class TextEdit:
-    """One client's run of string items (clocks ``clock``..``end``-1), what they build on
-    outside the run, and the deletion ranges ``(client, first, end)`` it makes."""
+    """One client's run of string items (clocks ``clock``..``end``-1), the ids outside the
+    run they take their parent from (``refs``) and the other ids they build on (``needs``:
+    right origins beside a left one), and the deletion ranges ``(client, first, end)``."""
 
     client: int
     clock: int
     end: int
     structs: int
     refs: tuple[tuple[int, int], ...]
+    needs: tuple[tuple[int, int], ...]
     deletes: tuple[tuple[int, int, int], ...]
     inserted_bytes: int  # UTF-8 bytes of the inserted strings
 
@@ -75,13 +78,14 @@ def _read(buf: bytes) -> TextEdit | None:
         return None
     clock = first
     refs: list[tuple[int, int]] = []
+    needs: list[tuple[int, int]] = []
     inserted = 0
     for _ in range(count):
         info = buf[pos]
         if info & 0x1F != STRING or not info & (ORIGIN | RIGHT_ORIGIN):
             return None  # not a string, or its parent is written out: not this shape
         item = read_struct(buf, pos)
-        for raw in (item.origin, item.right):
+        for raw, parent in ((item.origin, True), (item.right, item.origin is None)):
             if raw is None:
                 continue
             ref = _id(raw)
@@ -89,7 +93,7 @@ def _read(buf: bytes) -> TextEdit | None:
                 if ref[1] >= clock:
                     return None  # builds on a later struct of its own run
                 continue  # builds on the run itself: same text as what it builds on
-            refs.append(ref)
+            (refs if parent else needs).append(ref)
         inserted += varuint_at(buf, item.content_start)[0]
         pos = item.end
         clock += item.length
@@ -106,7 +110,9 @@ def _read(buf: bytes) -> TextEdit | None:
             deletes.append((deleter, start, start + length))
     if pos != len(buf):
         return None
-    return TextEdit(client, first, clock, count, tuple(refs), tuple(deletes), inserted)
+    return TextEdit(
+        client, first, clock, count, tuple(refs), tuple(needs), tuple(deletes), inserted
+    )
 
 
 class ItemIndex:
@@ -188,8 +194,9 @@ class ItemIndex:
                 return False
 
     def resolve(self, edit: TextEdit) -> TextPath | None:
-        """The one text ``edit`` builds on and deletes from, or None when that is not known
-        (an id the index does not hold, or ids in several texts)."""
+        """The one text ``edit`` inserts into and deletes from, or None when that is not known
+        (an id the index does not hold, or ids in several texts). Its ``needs`` are not
+        looked at: the caller checks that the document has them."""
         path: TextPath | None = None
         for client, clock in edit.refs:
             found = self.path_of(client, clock)
