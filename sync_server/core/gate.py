@@ -167,9 +167,13 @@ class Gate:
         doc_name: DocName,
         permission_check: PermissionCheck | None = None,
         same_content_as: Gate | None = None,
+        *,
+        judge_from_structs: bool = True,
     ) -> None:
         """``same_content_as``: the gate of a document this one holds the same content as
-        (a rebuild): its index of before values is taken over instead of read again."""
+        (a rebuild): its index of before values is taken over instead of read again.
+        ``judge_from_structs``: judge keystrokes from their structs before applying them
+        (False: every update takes the apply-then-undo path; the tests' oracle)."""
         self.doc = doc
         self.doc_name = doc_name
         self.permission_check = permission_check
@@ -188,7 +192,8 @@ class Gate:
         self._owners = TaskOwners(tasks) if isinstance(tasks, Map) else None
         # which task text each known item id is in: keystrokes building on them are judged
         # from their structs before they are applied (sync_server.core.struct_verdict)
-        self._items = ItemIndex() if self._owners is not None else None
+        self._items = ItemIndex() if self._owners is not None and judge_from_structs else None
+        self.judged_from_structs = 0  # updates whose verdict came from their structs
         # before values for domain events: an index of the document's entities, built for
         # the first transaction that deletes anything; until then each transaction's own
         # raw events say what its values were (doc_model.domain_events)
@@ -543,6 +548,7 @@ class Gate:
                     == prejudged.edit.end
                 )
             ):
+                self.judged_from_structs += 1
                 changes = prejudged.changes
                 repeat = self._repeats.get(changes)
                 if repeat is not None:
