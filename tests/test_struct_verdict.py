@@ -17,6 +17,7 @@ be identical after every update.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -260,7 +261,7 @@ def test_the_struct_verdict_is_the_apply_and_inspect_verdict(perms, assignees, s
         task_id = ids[n]
         outboxes[who].clear()
         exists = task_id in tasks and isinstance(tasks[task_id], Map)
-        text = tasks[task_id].get(field) if exists else None
+        text: Any = tasks[task_id].get(field) if exists else None
         if op in ("type", "burst", "backspace", "paste", "hold") and text is None:
             continue
         if op == "type" or op == "hold":
