@@ -8,12 +8,10 @@ One client makes N transactions against a copy of the seeded document:
 place, the most common write; ``typing`` bursts of 50 keystrokes, each typed right
 after the previous one, in a random task's title or description (what a person
 typing sends). Each run applies the same updates to fresh copies of the server
-document four ways, interleaved, in one run:
+document three ways, interleaved, in one run:
   off       apply_update inside a transaction (what any relay must do)
   schema    the Gate with the schema check only
   full      the Gate with schema + permissions (the real resolver on SQLite)
-  ordinary  the full gate with every update on the apply-then-undo path (no verdicts
-            from structs: the gate before issue 23)
 and reports medians and the ratio to "off". The first update of each run is applied
 before the clock starts (it builds the gate's lazily built indexes: task owners).
 """
@@ -67,7 +65,7 @@ def make_updates(base: bytes, n: int, shape: str = "random") -> list[bytes]:
     return updates[: n + 1]
 
 
-MODES = ("off", "schema", "full", "ordinary")
+MODES = ("off", "schema", "full")
 
 
 def run(tasks: int, n: int, repeat: int, shape: str = "random") -> dict:
@@ -96,8 +94,7 @@ def run(tasks: int, n: int, repeat: int, shape: str = "random") -> dict:
                 doc.apply_update(base)
                 gate = None
                 if mode != "off":
-                    check = resolver.check if mode in ("full", "ordinary") else None
-                    gate = Gate(doc, name, check, judge_from_structs=mode != "ordinary")
+                    gate = Gate(doc, name, resolver.check if mode == "full" else None)
                     assert gate.apply(first, actor).accepted
                 else:
                     doc.apply_update(first)

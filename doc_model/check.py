@@ -74,7 +74,7 @@ def text_too_long(text: Text, max_length: int) -> bool:
     return len(text) > max_length and len(str(text)) > max_length
 
 
-def text_bytes(items: Map[Any], key: str, name: str) -> int | None:
+def _text_bytes(items: Map[Any], key: str, name: str) -> int | None:
     """The UTF-8 length of ``items[key][name]`` when it is a Text, read through pycrdt's raw
     types inside the current transaction; None when that is not possible or not a Text.
 
@@ -361,7 +361,7 @@ def check_changes(
         if limit is None:
             continue
         items = root_of(root, Map)
-        size = text_bytes(items, key, name)
+        size = _text_bytes(items, key, name)
         if size is not None and size <= limit:
             continue  # at most that many bytes: at most that many characters
         entity = items.get(key)

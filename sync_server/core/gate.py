@@ -60,24 +60,22 @@ from doc_model import (
     check_changes,
     unknown_roots,
 )
-from doc_model.check import EntityCheck, text_bytes
+from doc_model.check import EntityCheck
 from doc_model.domain_events import (
     BeforeIndex,
     RepeatEvents,
     Touch,
     before_from_touches,
     domain_events,
-    read_entity,
     touched_entities,
     touches_from_events,
 )
-from doc_model.schema import ENTITIES, ROOTS
+from doc_model.schema import ROOTS
 from rules.automation.model import check_document_rule
 from sync_server.core import split, state_vectors
 from sync_server.core.dependencies import advance, unmet_dependencies
 from sync_server.core.map_content import keyless_map_content
 from sync_server.core.protocol import ProtocolError, Reader
-from sync_server.core.struct_verdict import ItemIndex, TextEdit, TextPath, read_text_edit
 from sync_server.core.task_owners import TaskOwners
 from sync_server.interfaces import Actor
 
@@ -146,18 +144,6 @@ class NotAnUpdate(ValueError):
     """Bytes that do not decode as a Yjs update."""
 
 
-@dataclass(frozen=True, slots=True)
-class Prejudged:
-    """A text edit judged from its structs before applying it (sync_server.core.struct_verdict):
-    allowed, if applying it makes exactly ``changes``; ``before``: the field's value before
-    it (read_entity's form; None when the events are a repeat's)."""
-
-    edit: TextEdit
-    path: TextPath
-    changes: tuple[Change, ...]
-    before: Any
-
-
 class Gate:
     """Owns the undo manager and the event capture of one room's document."""
 
@@ -167,13 +153,9 @@ class Gate:
         doc_name: DocName,
         permission_check: PermissionCheck | None = None,
         same_content_as: Gate | None = None,
-        *,
-        judge_from_structs: bool = True,
     ) -> None:
         """``same_content_as``: the gate of a document this one holds the same content as
-        (a rebuild): its index of before values is taken over instead of read again.
-        ``judge_from_structs``: judge keystrokes from their structs before applying them
-        (False: every update takes the apply-then-undo path; the tests' oracle)."""
+        (a rebuild): its index of before values is taken over instead of read again."""
         self.doc = doc
         self.doc_name = doc_name
         self.permission_check = permission_check
@@ -190,10 +172,6 @@ class Gate:
         self._undo.include_origin(self._origin)
         tasks = self._roots.get("tasks")
         self._owners = TaskOwners(tasks) if isinstance(tasks, Map) else None
-        # which task text each known item id is in: keystrokes building on them are judged
-        # from their structs before they are applied (sync_server.core.struct_verdict)
-        self._items = ItemIndex() if self._owners is not None and judge_from_structs else None
-        self.judged_from_structs = 0  # updates whose verdict came from their structs
         # before values for domain events: an index of the document's entities, built for
         # the first transaction that deletes anything; until then each transaction's own
         # raw events say what its values were (doc_model.domain_events)
@@ -215,7 +193,6 @@ class Gate:
         # the document's state vector, for the dependency check (None: read it again)
         self._state: dict[int, int] | None = None
         self._state_cached = False  # the last _state_vector() came from the cache
-        self._applying: TextEdit | None = None  # the prejudged edit being applied
         self._doc_subscription = doc.observe(self._on_transaction)
 
     def _collector(self, root_name: str):
@@ -232,15 +209,11 @@ class Gate:
                     changes = changes_from_events(events, root=root_name)
                     if root_name == "tasks" and self._owners is not None:
                         self._owners.mark(changes)
-                        if self._items is not None:
-                            self._items.forget(changes)
                     self._index.mark(changes)
                     self._repeats.forget(changes)
                 except Exception:
                     if self._owners is not None:
                         self._owners.reset()
-                    if self._items is not None:
-                        self._items.clear()
                     self._index.reset()
                     self._repeats.clear()
 
@@ -250,14 +223,7 @@ class Gate:
         if self._capturing:
             update = event.update
             self._updates.append(update)
-            if self._state is None:
-                pass
-            elif self._applying is not None:  # its run, read before: the client's new clock
-                if self._state.get(self._applying.client, 0) == self._applying.clock:
-                    self._state[self._applying.client] = self._applying.end
-                else:
-                    self._state = None
-            elif not advance(self._state, update):
+            if self._state is not None and not advance(self._state, update):
                 self._state = None
         else:  # not the gate's: read the state vector again when needed
             self._state = None
@@ -266,102 +232,26 @@ class Gate:
         """Apply one client transaction under ``actor``'s identity; keep it or revert it."""
         if update == b"\x00\x00":
             return GateResult(accepted=True, update=None)
-        # A keystroke building on characters of a known text: allowed or not from its
-        # structs (whatever else takes the path below, the same checks after applying).
-        prejudged = self._prejudge(update, actor)
-        if prejudged is None:
-            # Judged from its structs first: an update building on what the document lacks
-            # is refused whole, the document untouched. (One the reader cannot decode goes
-            # on to pycrdt, which says whether it is an update; the check after applying
-            # still runs.)
-            try:
+        # Judged from its structs first: an update building on what the document lacks is
+        # refused whole, the document untouched. (One the reader cannot decode goes on to
+        # pycrdt, which says whether it is an update; the check after applying still runs.)
+        try:
+            missing = unmet_dependencies(update, self._state_vector)
+            if missing is not None and self._state_cached:  # refused on the document's own
+                self._state = None
                 missing = unmet_dependencies(update, self._state_vector)
-                if missing is not None and self._state_cached:  # refused on the doc's own
-                    self._state = None
-                    missing = unmet_dependencies(update, self._state_vector)
-            except ProtocolError:
-                missing = None
-            if missing is not None:
-                raise MissingDependencies(missing, applied=False)
+        except ProtocolError:
+            missing = None
+        if missing is not None:
+            raise MissingDependencies(missing, applied=False)
 
         def apply_update(doc: Doc) -> None:
-            self._applying = prejudged.edit if prejudged is not None else None
             try:
                 doc.apply_update(update)
             except ValueError as e:
                 raise NotAnUpdate(f"not a Yjs update: {e}") from e
-            finally:
-                self._applying = None
 
-        return self._run(apply_update, actor, update, prejudged)
-
-    def _prejudge(self, update: bytes, actor: Actor) -> Prejudged | None:
-        """The verdict on a text edit of one task's field, from its structs and the document
-        before it (None: another shape, an id the index does not know, or refused: the
-        ordinary path judges it). Its ids are known, so everything it builds on and
-        deletes is in the document; its run must start at the document's clock for its
-        client (no gap, nothing already there)."""
-        items = self._items
-        if items is None:
-            return None
-        edit = read_text_edit(update)
-        if edit is None:
-            return None
-        path = items.resolve(edit)
-        if path is None:
-            return None
-        if not self._integrates(edit):
-            if not self._state_cached:
-                return None
-            self._state = None  # judged on the cached state vector: read it again
-            if not self._integrates(edit):
-                return None
-        task, name = path
-        spec = ENTITIES["task"].get(name)
-        if spec is None or spec.type != "text":
-            return None
-        changes = (Change(("tasks", task, name), "edit"),)
-        if self._owners is not None:
-            self._owners.refresh()  # task ownership before this transaction
-        tasks = self._roots["tasks"]
-        with self.doc.transaction() as txn:
-            if spec.max_length is not None:  # what check_changes reads back, bounded before
-                size = text_bytes(tasks, task, name)
-                if size is None or size + edit.inserted_bytes > spec.max_length:
-                    return None
-            if self._verdict(actor, changes, ()) is not None:
-                return None
-            before = None
-            if self._repeats.get(changes) is None:
-                before = read_entity(self.doc, ("tasks", task), {name}, txn, tasks)
-        return Prejudged(edit, path, changes, before)
-
-    def _integrates(self, edit: TextEdit) -> bool:
-        """Whether the run starts at the document's clock for its client (no gap, nothing
-        there already) and the document has the other ids it builds on."""
-        state = self._state_vector()
-        if state.get(edit.client, 0) != edit.clock:
-            return False
-        return all(clock < state.get(client, 0) for client, clock in edit.needs)
-
-    def _learn(self, update: bytes, prejudged: Prejudged | None, changes: Sequence[Change]) -> None:
-        """Note which text an accepted keystroke's items are in: the prejudged one's, or one
-        struct and no deletions whose only change is a text edit of a task field."""
-        if self._items is None:
-            return
-        if prejudged is not None and changes == prejudged.changes:
-            edit, path = prejudged.edit, prejudged.path
-        else:
-            if len(changes) != 1 or changes[0].action != "edit" or changes[0].root != "tasks":
-                return
-            target = changes[0].path
-            if len(target) != 3:
-                return
-            found = read_text_edit(update)
-            if found is None or found.structs != 1 or found.deletes:
-                return
-            edit, path = found, (str(target[1]), str(target[2]))
-        self._items.learn(edit.client, edit.clock, edit.end, path)
+        return self._run(apply_update, actor, update)
 
     def _state_vector(self) -> dict[int, int]:
         """The document's state vector, kept up to date from the gate's own transactions
@@ -385,27 +275,16 @@ class Gate:
         """
         return self._run(mutate, actor, None)
 
-    def _run(
-        self,
-        mutate: Callable[[Doc], None],
-        actor: Actor,
-        update: bytes | None,
-        prejudged: Prejudged | None = None,
-    ) -> GateResult:
+    def _run(self, mutate: Callable[[Doc], None], actor: Actor, update: bytes | None) -> GateResult:
         self._events.clear()
         self._maps.clear()
         self._updates.clear()
         self._capture_error = None
         if self._owners is not None:
             self._owners.refresh()  # task ownership before this transaction
-        if prejudged is not None:  # its before value was read before applying it
-            self._touches.clear()
-            self._derive = False
-        else:
-            # An update that deletes nothing (its delete set, last in the encoding, is
-            # empty: a final 0) has before values its own events tell; anything else needs
-            # the index.
-            self._prepare_index(update is None or update[-1:] != b"\x00")
+        # An update that deletes nothing (its delete set, last in the encoding, is empty:
+        # a final 0) has before values its own events tell; anything else needs the index.
+        self._prepare_index(update is None or update[-1:] != b"\x00")
         self._capturing = True
         accepted = False
         try:
@@ -421,7 +300,7 @@ class Gate:
                 error = e
             events: tuple[DomainEvent, ...] = ()
             if error is None:
-                denial, changes, violations, events = self._judge(update, actor, prejudged)
+                denial, changes, violations, events = self._judge(update, actor)
             else:
                 denial, changes, violations = Denial(reason=str(error)), tuple(self._events), []
             if denial is None:
@@ -430,8 +309,6 @@ class Gate:
                 if len(self._updates) > 1:
                     own = merge_updates(*self._updates)
                 accepted = True
-                if update is not None:
-                    self._learn(update, prejudged, changes)
                 return GateResult(accepted=True, update=own, changes=changes, events=events)
             splittable = (
                 update is not None
@@ -459,11 +336,6 @@ class Gate:
                     self._owners.reset()
                 else:
                     self._owners.mark(self._events)
-            if self._items is not None:
-                if self._capture_error is not None:
-                    self._items.clear()
-                else:
-                    self._items.forget(self._events)
             if self._capture_error is not None:
                 self._index.reset()
                 self._repeats.clear()
@@ -489,12 +361,7 @@ class Gate:
         self._derive = not self._index.built
 
     def _domain_events(
-        self,
-        changes: Sequence[Change],
-        *,
-        index_current: bool,
-        txn: Any = None,
-        prejudged: Prejudged | None = None,
+        self, changes: Sequence[Change], *, index_current: bool, txn: Any = None
     ) -> tuple[DomainEvent, ...]:
         """The accepted transaction's domain events: after values read now, before values
         from the index (or the transaction's own events). ``index_current``: put the after
@@ -505,8 +372,6 @@ class Gate:
             indexed = self._index.built
 
             def before(key: tuple[str, str], fields: set[str] | None, after: object) -> object:
-                if prejudged is not None and prejudged.before is not None:
-                    return prejudged.before  # (its one entity, read before applying)
                 if indexed:
                     return self._index.before(key, fields)
                 return before_from_touches(key, fields, after, self._touches)
@@ -526,51 +391,14 @@ class Gate:
             return ()
 
     def _judge(
-        self, update: bytes | None, actor: Actor, prejudged: Prejudged | None = None
+        self, update: bytes | None, actor: Actor
     ) -> tuple[Denial | None, tuple[Change, ...], list, tuple[DomainEvent, ...]]:
         """Everything the gate reads after applying, in one read transaction (the domain
         events of an accepted transaction included).
 
         pycrdt opens and commits a transaction for every access made outside
         one; reading inside one transaction halves the gate's cost.
-
-        A prejudged edit whose transaction made exactly the change its structs said, and
-        integrated in full (its client's clock is the run's end), was judged already;
-        anything else is judged here (and the index of ids forgotten: it was wrong).
         """
-        if prejudged is not None:
-            if (
-                self._capture_error is None
-                and tuple(self._events) == prejudged.changes
-                and (
-                    self._updates == [update]  # integrated exactly the client's bytes
-                    or state_vectors.decode(self.doc.get_state()).get(prejudged.edit.client)
-                    == prejudged.edit.end
-                )
-            ):
-                self.judged_from_structs += 1
-                changes = prejudged.changes
-                repeat = self._repeats.get(changes)
-                if repeat is not None:
-                    self._repeated = True
-                    return None, repeat[0], [], repeat[1]
-                with self.doc.transaction() as txn:
-                    return (
-                        None,
-                        changes,
-                        [],
-                        self._domain_events(
-                            changes, index_current=True, txn=txn, prejudged=prejudged
-                        ),
-                    )
-            log.warning(
-                "a prejudged edit made other changes: %s",
-                self._events,
-                extra={"doc": str(self.doc_name)},
-            )
-            self._state = None
-            if self._items is not None:
-                self._items.clear()
         with self.doc.transaction() as txn:
             strays = self._stray_roots(txn)
             if strays:
