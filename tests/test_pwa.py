@@ -1304,7 +1304,7 @@ def test_chat_shows_unread_messages_in_the_navigation(browser, app_server) -> No
         r = rest(app_server, "cleo", "POST", f"/projects/{project}/comments/", json={"text": text})
         assert r.status_code == 201, r.text
     expect(chat.locator(".badge")).to_have_text("2", timeout=10000)
-    expect(chat).to_have_attribute("aria-label", "Chat, 2 unread")
+    expect(chat).to_have_attribute("aria-label", "Chat 2 unread")
     chat.click()
     expect(page.locator(".messages li")).to_have_count(2)
     page.locator(".bottom-nav [data-view=board]").click()
