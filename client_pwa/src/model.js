@@ -316,6 +316,18 @@ export class ProjectSession extends EventTarget {
     });
   }
 
+  // Several fields in one transaction (null or "" removes a field): one change, one undo.
+  setFields(id, fields, label = "edit") {
+    const task = this.doc.getMap("tasks").get(id);
+    if (!(task instanceof Y.Map)) return;
+    this._transact(label, () => {
+      for (const [name, value] of Object.entries(fields)) {
+        if (value === null || value === undefined || value === "") task.delete(name);
+        else task.set(name, value);
+      }
+    });
+  }
+
   deleteTask(id) {
     this._transact("delete task", () => this.doc.getMap("tasks").delete(id));
   }

@@ -185,7 +185,7 @@ function reconcile(parent, wanted) {
 function boardColumn(project, status, index, board) {
   const headingId = `column-${index}`; // a column's name may hold spaces
   const count = h("span", { class: "count" });
-  const track = h("div", { class: "track" });
+  const track = h("div", { class: "card-track" });
   const list = h("div", { class: "cards", role: "feed", "aria-labelledby": headingId });
   const section = h(
     "section",
