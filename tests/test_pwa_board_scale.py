@@ -14,8 +14,11 @@ from playwright.sync_api import Page, expect
 
 from sync_server.shell.demo import DEMO_PASSWORD
 
+from . import test_pwa
 from .conftest import ServerProcess, start_server, tandem
-from .test_pwa import ARGS, CHROMIUM, axe_violations, browser, pw  # noqa: F401 (fixtures)
+from .test_pwa import SHOTS, axe_violations, quick_add_is_shown
+
+pw, browser = test_pwa.pw, test_pwa.browser  # the fixtures
 
 TASKS = 10_000
 PROJECT = "big"
@@ -49,7 +52,7 @@ def rest(server: ServerProcess, method: str, path: str, **kw) -> httpx.Response:
 
 
 @pytest.fixture
-def page(browser, big_server) -> Iterator[Page]:  # noqa: F811
+def page(browser, big_server) -> Iterator[Page]:
     token = httpx.post(
         f"{big_server.http_url}/api/v1/login",
         json={"username": "demo", "password": DEMO_PASSWORD},
@@ -91,6 +94,8 @@ def test_the_dom_holds_a_bounded_number_of_cards_and_the_end_of_a_column_shows_i
     cards.evaluate("el => { el.scrollTop = el.scrollHeight; }")
     last = page.locator(f"[data-id='{todo[-1]}']")
     expect(last).to_be_in_viewport()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS / "board-10000-tasks-1280.png")
     expect(last).to_have_attribute("aria-posinset", str(len(todo)))
     expect(last).to_have_attribute("aria-setsize", str(len(todo)))
     assert cards_in_dom(page) < CARD_LIMIT
@@ -155,13 +160,7 @@ def test_a_card_dragged_from_deep_in_a_column_lands_where_it_is_dropped(page, bi
 
 
 def test_a_quick_add_to_a_long_column_is_shown_and_the_board_passes_axe(page) -> None:
-    page.get_by_role("button", name="Add a task to Todo").click()
-    page.locator("dialog input[name=title]").fill("Added under four thousand")
-    page.locator("dialog input[name=title]").press("Enter")
-    added = page.locator(".task-card", has_text="Added under four thousand")
-    expect(added).to_be_focused()
-    expect(added).to_be_in_viewport()
-    expect(page.locator("[data-column='todo'] header")).to_be_in_viewport()
+    added = quick_add_is_shown(page, "Added under four thousand")
     expect(added).to_have_attribute("aria-label", re.compile("Added under four thousand, Todo"))
     assert cards_in_dom(page) < CARD_LIMIT
     found = axe_violations(page)
