@@ -9,6 +9,8 @@ column scrolls, in headless Chromium against ``tandem serve`` (demo projects of 
 which the board's first card exists (checked on every animation frame), as the page's
 ``performance.now()``; then also until every column's count is drawn and the status says
 Saved ("ready").
+"move a card": Alt+→ on the first card of the longest column until it is focused in the next
+column and a frame has drawn it; "open a task": a click on a card until its page shows.
 "scroll frame": the longest column scrolled from top to bottom in 60 steps, one step per
 animation frame; the time between consecutive frames (median, p95, worst), and how many
 frames took longer than 50 ms. A frame on this machine's headless Chromium is 16.7 ms
@@ -75,6 +77,43 @@ SCROLL = """async () => {
 }"""
 
 
+# Interaction latency: Alt+→ on the first card of the longest column until the card is in
+# the next column and focused; then a click on a card until its task page shows.
+MOVE = """async () => {
+  const lists = [...document.querySelectorAll('.column .cards')];
+  const list = lists.sort((a, b) => b.scrollHeight - a.scrollHeight)[0];
+  list.scrollTop = 0;
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const card = list.querySelector('.task-card');
+  const id = card.dataset.id;
+  const from = card.closest('[data-column]').dataset.column;
+  card.focus();
+  const t0 = performance.now();
+  card.dispatchEvent(new KeyboardEvent('keydown', { key: 'ArrowRight', altKey: true, bubbles: true }));
+  await new Promise((done) => {
+    const check = () => {
+      const el = document.activeElement;
+      if (el?.dataset?.id === id && el.closest('[data-column]').dataset.column !== from) return done();
+      requestAnimationFrame(check);
+    };
+    check();
+  });
+  await new Promise((r) => requestAnimationFrame(r)); // the frame that shows it
+  return performance.now() - t0;
+}"""
+OPEN = """async () => {
+  const card = document.querySelector('.task-card');
+  const t0 = performance.now();
+  card.click();
+  await new Promise((done) => {
+    const check = () => (document.querySelector('textarea.description') ? done() : requestAnimationFrame(check));
+    check();
+  });
+  await new Promise((r) => requestAnimationFrame(r));
+  return performance.now() - t0;
+}"""
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
@@ -90,9 +129,18 @@ def one_visit(browser: Browser, url: str, script: str) -> dict:
         ready = page.wait_for_function(READY, timeout=180000, polling=50).json_value()
         page.wait_for_timeout(500)
         scroll = page.evaluate(SCROLL)
+        move = page.evaluate(MOVE)
+        page.wait_for_timeout(300)
+        opened = page.evaluate(OPEN)
     finally:
         context.close()
-    return {"first_paint_ms": first, "ready_ms": ready, **scroll}
+    return {
+        "first_paint_ms": first,
+        "ready_ms": ready,
+        "move_ms": move,
+        "open_ms": opened,
+        **scroll,
+    }
 
 
 def run(tasks: int, repeat: int, builds: dict[str, Path]) -> dict:
@@ -134,6 +182,8 @@ def run(tasks: int, repeat: int, builds: dict[str, Path]) -> dict:
         out[name] = {
             "first_paint_ms": round(statistics.median(v["first_paint_ms"] for v in visits)),
             "ready_ms": round(statistics.median(v["ready_ms"] for v in visits)),
+            "move_card_ms": round(statistics.median(v["move_ms"] for v in visits)),
+            "open_task_ms": round(statistics.median(v["open_ms"] for v in visits)),
             "scroll_frame_ms_median": round(statistics.median(frames), 1),
             "scroll_frame_ms_p95": round(percentile(frames, 0.95), 1),
             "scroll_frame_ms_worst": round(max(frames), 1),

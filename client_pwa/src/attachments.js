@@ -56,7 +56,7 @@ export function formatSize(bytes) {
     value /= 1024;
     unit += 1;
   }
-  return `${number(value, { maximumFractionDigits: unit ? 1 : 0 })} ${units[unit]}`;
+  return `${number(value, { minimumFractionDigits: unit ? 1 : 0, maximumFractionDigits: unit ? 1 : 0 })} ${units[unit]}`;
 }
 
 // The picker: a source (file connection), a search, results to click. Attaching is the

@@ -63,7 +63,7 @@ export function timelineView(project) {
               class: `bar status-${t.status}${editable ? " movable" : ""}`,
               dataset: { task: t.id, after: (t.depends_on || []).filter((d) => byId.has(d)).join(" ") },
               style: { left: pct(at(start)), width: pct(Math.max(daysBetween(start, end) + 1, 1) / days) },
-              "aria-label": `${t.title}: ${dayRange(start, end)}`,
+              "aria-label": `${t.key ? `${t.key} ` : ""}${t.title}: ${dayRange(start, end)}`,
               "aria-describedby": editable ? "timeline-help" : "timeline-help-open",
               onclick: () => go(`#/p/${project.projectId}/task/${t.id}`),
             },
@@ -79,6 +79,7 @@ export function timelineView(project) {
             h(
               "a",
               { class: "name", href: `#/p/${project.projectId}/task/${t.id}`, tabindex: -1 },
+              t.key ? h("span", { class: "task-key" }, t.key, " ") : null,
               t.title,
               deps.length ? h("small", {}, ` after ${deps.join(", ")}`) : null,
             ),
