@@ -62,7 +62,10 @@ def run(tasks: int, repeat: int) -> dict:
                 f"localStorage.setItem('tandem.token', '{token}');"
             )
             wait = (
-                f"() => document.querySelectorAll('.task-card').length === {tasks}"
+                # every column drawn with its count (long columns hold only the cards in view)
+                "() => [...document.querySelectorAll('.column .count')]"
+                f".reduce((n, c) => n + Number(c.textContent), 0) === {tasks}"
+                " && document.querySelector('.task-card') !== null"
                 " && document.querySelector('[data-testid=sync-status]')?.textContent === 'Saved'"
             )
             with sync_playwright() as p:

@@ -119,8 +119,11 @@ def move_to_done(page: Page, task: str) -> None:
     as a phone's user with a keyboard or a screen reader would."""
     card = page.locator(f"[data-id='{task}']")
     columns = page.eval_on_selector_all("[data-column]", "els => els.map(e => e.dataset.column)")
+    where = "id => document.querySelector(`[data-id='${id}']`)?.closest('[data-column]')?.dataset.column"
     while True:
-        here = card.evaluate("el => el.closest('[data-column]').dataset.column")
+        # one evaluation in the page: a card redrawn between finding and reading it (its key
+        # or a label arriving) is never read detached
+        here = page.wait_for_function(where, arg=task).json_value()
         if here == "done":
             break
         after = columns[columns.index(here) + 1]

@@ -5,6 +5,7 @@
 // picker: search one of the project's file connections and attach a result. Links are
 // opened only when they are http(s).
 import { api } from "./api.js";
+import { number } from "./ui/format.js";
 import { h, toast } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -55,7 +56,7 @@ export function formatSize(bytes) {
     value /= 1024;
     unit += 1;
   }
-  return `${unit ? value.toFixed(1) : value} ${units[unit]}`;
+  return `${number(value, { minimumFractionDigits: unit ? 1 : 0, maximumFractionDigits: unit ? 1 : 0 })} ${units[unit]}`;
 }
 
 // The picker: a source (file connection), a search, results to click. Attaching is the

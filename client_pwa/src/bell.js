@@ -1,5 +1,6 @@
 import { api } from "./api.js";
 import { on, onCleanup, state } from "./app.js";
+import { timeAgo } from "./ui/format.js";
 import { h, toast, fill } from "./dom.js";
 
 // -- notifications: the in-app list, and Web Push on request ------------------------------------
@@ -72,7 +73,7 @@ export function bell() {
                 h(
                   "li",
                   { class: n.read_at ? "" : "unread" },
-                  h("a", { href: (n.url || "#/projects").replace(/^\//, "") }, h("strong", {}, n.title || ""), n.body ? h("span", {}, n.body) : null),
+                  h("a", { href: (n.url || "#/projects").replace(/^\//, "") }, h("strong", {}, n.title || ""), n.body ? h("span", {}, n.body) : null, n.created_at ? timeAgo(h, n.created_at) : null),
                 ),
               ),
             )

@@ -30,6 +30,25 @@ function declare(doc, kind) {
   }
 }
 
+const byOrder = (a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : a.id < b.id ? -1 : 1);
+const list = (v) => (v instanceof Y.Array ? v.toArray() : Array.isArray(v) ? v : []);
+
+function cardFields(id, task) {
+  const title = task.get("title");
+  return {
+    id,
+    title: title === undefined || title === null ? "" : String(title),
+    status: task.get("status"),
+    priority: task.get("priority"),
+    order: task.get("order"),
+    due: task.get("due"),
+    start: task.get("start"),
+    key: task.get("key"),
+    assignees: list(task.get("assignees")),
+    labels: list(task.get("labels")),
+  };
+}
+
 export class ProjectSession extends EventTarget {
   constructor({ projectId, user, token, permissions }) {
     super();
@@ -178,10 +197,26 @@ export class ProjectSession extends EventTarget {
     return out;
   }
 
+  // Each column's tasks in board order, with only the fields a card shows (read in one pass:
+  // on a 10,000-task project, toJSON() of every task, descriptions and all, was most of a
+  // board draw). A task whose status is no column is left out.
+  board() {
+    const columns = new Map(this.columns.map((c) => [c, []]));
+    this.doc.getMap("tasks").forEach((value, id) => {
+      if (!(value instanceof Y.Map)) return;
+      const list = columns.get(value.get("status"));
+      if (list) list.push(cardFields(id, value));
+    });
+    for (const list of columns.values()) list.sort(byOrder);
+    return columns;
+  }
+
   columnTasks(status) {
-    return this.tasks()
-      .filter((t) => t.status === status)
-      .sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : a.id < b.id ? -1 : 1));
+    const out = [];
+    this.doc.getMap("tasks").forEach((value, id) => {
+      if (value instanceof Y.Map && value.get("status") === status) out.push(cardFields(id, value));
+    });
+    return out.sort(byOrder);
   }
 
   // Milestones by due date (undated last), then name.
@@ -278,6 +313,18 @@ export class ProjectSession extends EventTarget {
       if (value === null || value === "") task.delete(name);
       else if (Array.isArray(value)) task.set(name, Y.Array.from(value));
       else task.set(name, value);
+    });
+  }
+
+  // Several fields in one transaction (null or "" removes a field): one change, one undo.
+  setFields(id, fields, label = "edit") {
+    const task = this.doc.getMap("tasks").get(id);
+    if (!(task instanceof Y.Map)) return;
+    this._transact(label, () => {
+      for (const [name, value] of Object.entries(fields)) {
+        if (value === null || value === undefined || value === "") task.delete(name);
+        else task.set(name, value);
+      }
     });
   }
 

@@ -193,9 +193,10 @@ function navigation(project, active) {
     chat.append(badge);
     const update = () => {
       const n = active === "chat" ? 0 : unreadChat(project);
-      badge.textContent = n ? String(n) : "";
+      // the name holds the visible text, "Chat 2" (the space does not show at the badge's start)
+      badge.textContent = n ? ` ${n}` : "";
       badge.hidden = !n;
-      chat.setAttribute("aria-label", n ? `Chat, ${n} unread` : "Chat");
+      chat.setAttribute("aria-label", n ? `Chat ${n} unread` : "Chat");
     };
     on(project, "chat", update);
     update();

@@ -2,7 +2,7 @@ import { cachedGet } from "../api.js";
 import { on, onCleanup } from "../app.js";
 import { colorFor, h, initials, fill } from "../dom.js";
 import { shell } from "../shell.js";
-import { statusLabel } from "../ui/format.js";
+import { statusLabel, timeAgo } from "../ui/format.js";
 
 // -- activity -------------------------------------------------------------------------------------
 
@@ -43,7 +43,7 @@ export function activityView(project) {
             {},
             h("span", { class: "avatar small", style: { background: colorFor(e.actor) } }, initials(e.actor)),
             h("span", {}, h("strong", {}, e.actor), " ", describe(project, e)),
-            h("time", {}, new Date(e.at * 1000).toLocaleString()),
+            timeAgo(h, e.at),
           ),
         ),
       );

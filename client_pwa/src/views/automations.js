@@ -9,7 +9,7 @@ import "../automation/automation.css";
 import { api, ApiError, cachedGet } from "../api.js";
 import { go, on, onCleanup } from "../app.js";
 import { h, toast } from "../dom.js";
-import { plural } from "../ui/format.js";
+import { dateTime, plural } from "../ui/format.js";
 import { shell } from "../shell.js";
 import { emptyRule, ruleEditor } from "../automation/editor.js";
 import { OPERATORS, describeAction, describeRule } from "../automation/vocabulary.js";
@@ -52,8 +52,7 @@ const items = (data) => (Array.isArray(data) ? data : data?.items || data?.runs 
 
 function when(at) {
   if (at === null || at === undefined || at === "") return "";
-  const date = typeof at === "number" ? new Date(at < 1e12 ? at * 1000 : at) : new Date(at);
-  return Number.isNaN(date.getTime()) ? String(at) : date.toLocaleString();
+  return dateTime(typeof at === "number" && at >= 1e12 ? at / 1000 : at);
 }
 
 function outcomeClass(outcome) {

@@ -19,7 +19,10 @@ export function moveWithUndo(project, id, status, beforeId = null) {
   if (before.status === status && !beforeId && index === place.length - 1) return;
   toast(`Moved “${before.title}” to ${statusLabel(status)}`, "info", {
     label: "Undo",
-    run: () => project.moveTask(id, before.status, nextId),
+    run: () => {
+      state.focus = id; // the card is shown back where it was (the toast's button goes)
+      project.moveTask(id, before.status, nextId);
+    },
   });
 }
 
@@ -31,8 +34,15 @@ function cardName(task) {
   return parts.join(", ");
 }
 
-function card(project, task, movable, now, done) {
-  const overdue = task.due && task.due < now && task.status !== done;
+// A card's look depends on these: an unchanged card keeps its element across redraws
+// (and so its focus, and a drag in progress).
+function cardKey(task, movable, overdue) {
+  return JSON.stringify([task.title, task.key, task.status, task.priority, task.due, task.labels, task.assignees, movable, overdue]);
+}
+
+// Clicks, keys and mouse drags are handled once for the whole board (cards come and go as
+// long columns scroll); a card carries only its touch drag.
+function card(project, task, movable, overdue) {
   const el = h(
     "article",
     {
@@ -55,32 +65,7 @@ function card(project, task, movable, now, done) {
       ),
     ),
   );
-  el.addEventListener("click", () => go(`#/p/${project.projectId}/task/${task.id}`));
-  el.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && e.target === el) return el.click();
-    if (!e.altKey || !movable) return;
-    const columns = project.columns;
-    const column = project.columnTasks(task.status);
-    const index = column.findIndex((t) => t.id === task.id);
-    let move = null;
-    if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
-      const next = columns[columns.indexOf(task.status) + (e.key === "ArrowRight" ? 1 : -1)];
-      if (next) move = [next, null];
-    } else if (e.key === "ArrowUp" && index > 0) move = [task.status, column[index - 1].id];
-    else if (e.key === "ArrowDown" && index < column.length - 1) move = [task.status, column[index + 2]?.id || null];
-    if (!move) return;
-    e.preventDefault();
-    state.focus = task.id; // the redrawn card keeps the focus
-    moveWithUndo(project, task.id, ...move);
-  });
-  if (movable) {
-    el.addEventListener("dragstart", (e) => {
-      e.dataTransfer.setData("text/plain", task.id);
-      el.classList.add("dragging");
-    });
-    el.addEventListener("dragend", () => el.classList.remove("dragging"));
-    touchDrag(project, el, task);
-  }
+  if (movable) touchDrag(project, el, task);
   return el;
 }
 
@@ -179,86 +164,265 @@ function touchDrag(project, el, task) {
   el.addEventListener("contextmenu", (e) => e.preventDefault()); // the long press is ours
 }
 
-export function boardView(project) {
-  const board = h("div", { class: "board", role: "region", "aria-label": "Board" });
-  const draw = () => {
-    // a redraw replaces every card: the card that had the focus (a keyboard user's place)
-    // gets it back, whatever change from elsewhere caused the redraw
-    const active = board.contains(document.activeElement) ? document.activeElement : null;
-    const kept = active && active.matches("[data-id]") ? active.dataset.id : null;
-    // and each long column stays scrolled where it was
-    const scrolled = new Map(
-      [...board.querySelectorAll(".column")].map((c) => [c.dataset.column, c.querySelector(".cards")?.scrollTop || 0]),
-    );
-    const now = today();
-    const done = project.columns.at(-1);
-    fill(board, 
-      ...project.columns.map((status, index) => {
-        const tasks = project.columnTasks(status);
-        const headingId = `column-${index}`; // a column's name may hold spaces
-        const column = h(
-          "section",
-          { class: "column", dataset: { column: status }, "aria-labelledby": headingId },
-          h(
-            "header",
-            {},
-            h("h2", { id: headingId }, statusLabel(status)),
-            h("span", { class: "count", "aria-label": `${tasks.length} tasks` }, tasks.length),
-            project.can("create_tasks")
-              ? h(
-                  "button",
-                  { class: "icon-button", "aria-label": `Add a task to ${statusLabel(status)}`, onclick: () => quickAdd(project, status) },
-                  "+",
-                )
-              : null,
-          ),
-          h("div", { class: "cards" }, ...tasks.map((t) => card(project, t, canEditTask(project, t), now, done))),
-        );
-        column.addEventListener("dragover", (e) => {
-          e.preventDefault();
-          column.classList.add("over");
-        });
-        column.addEventListener("dragleave", () => column.classList.remove("over"));
-        column.addEventListener("drop", (e) => {
-          e.preventDefault();
-          column.classList.remove("over");
-          const id = e.dataTransfer.getData("text/plain");
-          const before = e.target.closest("[data-id]");
-          if (id) moveWithUndo(project, id, status, before && before.dataset.id !== id ? before.dataset.id : null);
-        });
-        return column;
-      }),
-    );
-    for (const column of board.querySelectorAll(".column")) {
-      const top = scrolled.get(column.dataset.column);
-      if (top) column.querySelector(".cards").scrollTop = top;
-    }
-    if (state.focus) {
-      const el = board.querySelector(`[data-id="${CSS.escape(state.focus)}"]`);
-      state.focus = null;
-      if (el) {
-        el.focus();
-        el.scrollIntoView({ block: "nearest", inline: "nearest" });
+// Long columns are windowed: a column of more than WINDOW_FROM cards gives every card a
+// slot of SLOT pixels (the card's fixed height and the gap) and keeps in the DOM only the
+// cards in view, OVERSCAN more on each side, and the card that has the focus or is being
+// dragged (wherever it is). A 10,000-task board holds a few dozen cards.
+const WINDOW_FROM = 40;
+const SLOT = 100;
+const OVERSCAN = 6;
+
+// Put `wanted` (elements, in order) into `parent`, moving as few as possible: a card that
+// stays where it is keeps its focus.
+function reconcile(parent, wanted) {
+  const keep = new Set(wanted);
+  for (const child of [...parent.children]) if (!keep.has(child)) child.remove();
+  wanted.forEach((el, i) => {
+    if (parent.children[i] !== el) parent.insertBefore(el, parent.children[i] || null);
+  });
+}
+
+function boardColumn(project, status, index, board) {
+  const headingId = `column-${index}`; // a column's name may hold spaces
+  const count = h("span", { class: "count" });
+  const track = h("div", { class: "card-track" });
+  const list = h("div", { class: "cards" });
+  const section = h(
+    "section",
+    { class: "column", dataset: { column: status }, "aria-labelledby": headingId },
+    h(
+      "header",
+      {},
+      h("h2", { id: headingId }, statusLabel(status)),
+      count,
+      project.can("create_tasks")
+        ? h("button", { class: "icon-button", "aria-label": `Add a task to ${statusLabel(status)}`, onclick: () => quickAdd(project, status) }, "+")
+        : null,
+    ),
+    list,
+  );
+  const column = { status, section, list, tasks: [], windowed: false };
+  let shown = new Map(); // id -> { key, el } of the cards in the DOM
+  column.render = () => {
+    const { tasks } = column;
+    const done = board.done;
+    const wanted = new Set();
+    if (column.windowed) {
+      const height = list.clientHeight || window.innerHeight;
+      const first = Math.max(0, Math.floor(list.scrollTop / SLOT) - OVERSCAN);
+      const last = Math.min(tasks.length - 1, Math.ceil((list.scrollTop + height) / SLOT) + OVERSCAN);
+      for (let i = first; i <= last; i++) wanted.add(i);
+      // the focused or dragged card stays, wherever it is
+      const dragged = document.querySelector(".task-card.dragging")?.dataset.id;
+      for (const id of [dragged, document.activeElement?.dataset?.id]) {
+        const at = id && shown.has(id) ? tasks.findIndex((t) => t.id === id) : -1;
+        if (at >= 0) wanted.add(at);
       }
-    } else if (kept) {
-      board.querySelector(`[data-id="${CSS.escape(kept)}"]`)?.focus({ preventScroll: true });
+    } else {
+      tasks.forEach((_, i) => wanted.add(i));
     }
+    const next = new Map();
+    let refocus = null;
+    const els = [...wanted]
+      .sort((a, b) => a - b)
+      .map((i) => {
+        const task = tasks[i];
+        const movable = canEditTask(project, task);
+        const overdue = !!task.due && task.due < board.now && task.status !== done;
+        const key = cardKey(task, movable, overdue);
+        let entry = shown.get(task.id);
+        if (!entry || entry.key !== key) {
+          if (entry?.el === document.activeElement) refocus = task.id; // changed from elsewhere
+          entry = { key, el: card(project, task, movable, overdue) };
+        }
+        next.set(task.id, entry);
+        const el = entry.el;
+        el.setAttribute("aria-posinset", i + 1);
+        el.setAttribute("aria-setsize", tasks.length);
+        el.style.top = column.windowed ? `${i * SLOT}px` : "";
+        return el;
+      });
+    shown = next;
+    reconcile(track, els);
+    if (refocus) shown.get(refocus)?.el.focus({ preventScroll: true });
   };
+  // a list of tasks (a redraw): the count, windowed or not, the cards
+  column.set = (tasks) => {
+    column.tasks = tasks;
+    count.textContent = tasks.length;
+    count.setAttribute("aria-label", `${tasks.length} tasks`);
+    // a feed of articles (an empty feed is no feed: axe requires an article in it)
+    if (tasks.length) {
+      list.setAttribute("role", "feed");
+      list.setAttribute("aria-labelledby", headingId);
+    } else {
+      list.removeAttribute("role");
+      list.removeAttribute("aria-labelledby");
+    }
+    column.windowed = tasks.length > WINDOW_FROM;
+    list.classList.toggle("windowed", column.windowed);
+    track.style.height = column.windowed ? `${tasks.length * SLOT}px` : "";
+    if (!track.parentNode) list.append(track);
+    column.render();
+  };
+  // scroll a task into view (drawing it first when the column is windowed); its element
+  column.reveal = (id, focus = true) => {
+    const i = column.tasks.findIndex((t) => t.id === id);
+    if (i < 0) return null;
+    if (column.windowed) {
+      const height = list.clientHeight || window.innerHeight;
+      if (i * SLOT < list.scrollTop) list.scrollTop = i * SLOT;
+      else if ((i + 1) * SLOT > list.scrollTop + height) list.scrollTop = (i + 1) * SLOT - height;
+      column.render();
+    }
+    const el = shown.get(id)?.el;
+    if (el && focus) {
+      el.focus({ preventScroll: column.windowed });
+      if (!column.windowed) el.scrollIntoView({ block: "nearest", inline: "nearest" });
+      else section.scrollIntoView({ block: "nearest", inline: "nearest" });
+    }
+    return el;
+  };
+  let pending = false;
+  list.addEventListener(
+    "scroll",
+    () => {
+      if (!column.windowed || pending) return;
+      pending = true;
+      requestAnimationFrame(() => {
+        pending = false;
+        column.render();
+      });
+    },
+    { passive: true },
+  );
+  // mouse drag and drop: into this column, before the card under the pointer (in a windowed
+  // column, the slot under the pointer: the upper half of a card is before it)
+  section.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    section.classList.add("over");
+  });
+  section.addEventListener("dragleave", () => section.classList.remove("over"));
+  section.addEventListener("drop", (e) => {
+    e.preventDefault();
+    section.classList.remove("over");
+    const id = e.dataTransfer.getData("text/plain");
+    if (!id) return;
+    let before = null;
+    if (column.windowed && list.contains(e.target)) {
+      const slot = Math.round((e.clientY - track.getBoundingClientRect().top) / SLOT);
+      before = column.tasks[Math.max(0, slot)]?.id || null;
+    } else {
+      before = e.target.closest("[data-id]")?.dataset.id || null;
+    }
+    if (before === id) return; // dropped where it is
+    board.reveal = id; // shown where it landed
+    moveWithUndo(project, id, status, before);
+  });
+  return column;
+}
+
+export function boardView(project) {
+  const el = h("div", { class: "board", role: "region", "aria-label": "Board" });
+  const board = { now: today(), done: null, columns: new Map(), reveal: null };
+  const resized = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const column = board.columns.get(entry.target.closest("[data-column]")?.dataset.column);
+      if (column?.windowed) column.render();
+    }
+  });
+  const columnOf = (id) => [...board.columns.values()].find((c) => c.tasks.some((t) => t.id === id));
+  const draw = () => {
+    const tasks = project.board();
+    board.now = today();
+    board.done = project.columns.at(-1);
+    const statuses = [...tasks.keys()];
+    if (statuses.join("\u0000") !== [...board.columns.keys()].join("\u0000")) {
+      const focused = el.contains(document.activeElement) ? document.activeElement.dataset.id : null;
+      resized.disconnect();
+      board.columns = new Map(statuses.map((s, i) => [s, boardColumn(project, s, i, board)]));
+      fill(el, ...[...board.columns.values()].map((c) => c.section));
+      for (const c of board.columns.values()) resized.observe(c.list);
+      if (focused && !state.focus) state.focus = focused;
+    }
+    for (const [status, column] of board.columns) column.set(tasks.get(status));
+    // a card just moved or added here is shown (and focused, after a keyboard move or a
+    // quick add)
+    const target = state.focus || board.reveal;
+    if (target) columnOf(target)?.reveal(target, target === state.focus);
+    state.focus = null;
+    board.reveal = null;
+  };
+  // keys on a card: Enter opens it; arrows go to the next card (↑ ↓ in its column, Home and
+  // End to its ends, ← → to the neighbouring column), drawing it first in a windowed column;
+  // Alt+arrows move it.
+  el.addEventListener("keydown", (e) => {
+    const cardEl = e.target.closest?.(".task-card");
+    if (!cardEl || e.target !== cardEl) return;
+    const id = cardEl.dataset.id;
+    const column = board.columns.get(cardEl.closest("[data-column]").dataset.column);
+    const index = column.tasks.findIndex((t) => t.id === id);
+    const statuses = [...board.columns.keys()];
+    if (e.key === "Enter") return go(`#/p/${project.projectId}/task/${id}`);
+    if (!e.altKey && !e.ctrlKey && !e.metaKey) {
+      let to = null;
+      if (e.key === "ArrowDown") to = [column, index + 1];
+      else if (e.key === "ArrowUp") to = [column, index - 1];
+      else if (e.key === "Home") to = [column, 0];
+      else if (e.key === "End") to = [column, column.tasks.length - 1];
+      else if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+        const step = e.key === "ArrowRight" ? 1 : -1;
+        let n = statuses.indexOf(column.status) + step;
+        while (n >= 0 && n < statuses.length && !board.columns.get(statuses[n]).tasks.length) n += step;
+        const other = board.columns.get(statuses[n]);
+        if (other) to = [other, Math.min(index, other.tasks.length - 1)];
+      }
+      if (!to) return;
+      e.preventDefault();
+      const [target, i] = to;
+      if (i >= 0 && i < target.tasks.length) target.reveal(target.tasks[i].id);
+      return;
+    }
+    const task = column.tasks[index];
+    if (!e.altKey || !task || !canEditTask(project, task)) return;
+    let move = null;
+    if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+      const next = statuses[statuses.indexOf(task.status) + (e.key === "ArrowRight" ? 1 : -1)];
+      if (next) move = [next, null];
+    } else if (e.key === "ArrowUp" && index > 0) move = [task.status, column.tasks[index - 1].id];
+    else if (e.key === "ArrowDown" && index < column.tasks.length - 1) move = [task.status, column.tasks[index + 2]?.id || null];
+    if (!move) return;
+    e.preventDefault();
+    state.focus = id; // the redrawn card keeps the focus
+    moveWithUndo(project, id, ...move);
+  });
+  el.addEventListener("click", (e) => {
+    const cardEl = e.target.closest?.(".task-card");
+    if (cardEl) go(`#/p/${project.projectId}/task/${cardEl.dataset.id}`);
+  });
+  // a card being dragged (class "dragging", by mouse or touch) stays in the DOM
+  el.addEventListener("dragstart", (e) => {
+    const cardEl = e.target.closest?.(".task-card");
+    if (!cardEl) return;
+    e.dataTransfer.setData("text/plain", cardEl.dataset.id);
+    cardEl.classList.add("dragging");
+  });
+  el.addEventListener("dragend", (e) => e.target.classList?.remove("dragging"));
   let scheduled = false;
   on(project, "change", () => {
     if (scheduled) return;
     scheduled = true;
     requestAnimationFrame(() => {
       scheduled = false;
-      const scroll = board.scrollLeft;
+      const scroll = el.scrollLeft;
       draw();
-      board.scrollLeft = scroll;
+      el.scrollLeft = scroll;
     });
   });
   // a task just added shows where it landed
   on(project, "created", (e) => (state.focus = e.detail.id));
   draw();
-  pullToRefresh(board, project);
+  pullToRefresh(el, project);
   shell(
     project,
     "board",
@@ -266,11 +430,14 @@ export function boardView(project) {
       "div",
       { class: "board-page" },
       h("h2", { class: "sr-only" }, "Board"),
-      h("p", { id: "board-help", class: "sr-only" }, "Enter opens the task. Alt and the arrow keys move it."),
-      h("p", { id: "board-help-open", class: "sr-only" }, "Enter opens the task."),
-      board,
+      h("p", { id: "board-help", class: "sr-only" }, "Enter opens the task. The arrow keys go to the next card; Alt and the arrow keys move this one."),
+      h("p", { id: "board-help-open", class: "sr-only" }, "Enter opens the task. The arrow keys go to the next card."),
+      el,
     ),
   );
+  // the columns know their height now: draw what is in view
+  for (const column of board.columns.values()) if (column.windowed) column.render();
+  if (state.focus) draw();
 }
 
 function pullToRefresh(el, project) {

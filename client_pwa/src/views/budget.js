@@ -4,7 +4,7 @@ import { api } from "../api.js";
 import { onCleanup } from "../app.js";
 import { h, toast, fill } from "../dom.js";
 import { shell } from "../shell.js";
-import { money, shortDate, today } from "../ui/format.js";
+import { money, number, shortDate, today } from "../ui/format.js";
 
 export function budgetView(project) {
   const base = `/projects/${encodeURIComponent(project.projectId)}`;
@@ -31,7 +31,7 @@ export function budgetView(project) {
       h("div", { class: "stat" }, "Budget", h("strong", {}, total === null ? "not set" : money(total, currency))),
       h("div", { class: "stat" }, "Spent", h("strong", { class: over ? "overload" : "" }, money(spent, currency))),
       h("div", { class: "stat" }, "Remaining", h("strong", { class: over ? "overload" : "" }, total === null ? "–" : money(total - spent, currency))),
-      h("div", { class: "stat" }, "Hours logged", h("strong", {}, hours.toFixed(1))),
+      h("div", { class: "stat" }, "Hours logged", h("strong", {}, number(hours, { minimumFractionDigits: 1, maximumFractionDigits: 1 }))),
       total
         ? h(
             "div",
@@ -64,7 +64,7 @@ export function budgetView(project) {
           {},
           h("td", { "data-label": "Date" }, shortDate(t.date)),
           h("td", { "data-label": "Who" }, t.user),
-          h("td", { "data-label": "Hours" }, t.hours.toFixed(2)),
+          h("td", { "data-label": "Hours" }, number(t.hours)),
           h("td", { "data-label": "Task" }, [taskName(t.task), t.note].filter(Boolean).join(" · ")),
           h("td", {}, project.can("edit_costs") ? h("button", { type: "button", class: "icon-button", "aria-label": `Delete time entry of ${t.date}`, onclick: () => api("DELETE", `${base}/time-entries/${t.id}/`).then(load, fail) }, "✕") : null),
         ),

@@ -1,6 +1,7 @@
 import { on } from "../app.js";
 import { colorFor, h, initials, fill } from "../dom.js";
 import { markChatSeen, shell } from "../shell.js";
+import { dateTime, timeOfDay } from "../ui/format.js";
 
 // -- chat ------------------------------------------------------------------------------------------
 
@@ -19,7 +20,7 @@ export function chatView(project) {
             {},
             h("strong", {}, m.author),
             " ",
-            h("time", { datetime: m.at }, new Date(m.at).toLocaleTimeString()),
+            h("time", { datetime: m.at, title: dateTime(m.at) }, timeOfDay(m.at)),
             m.task && project.task(m.task) ? h("small", {}, " on ", h("a", { href: `#/p/${project.projectId}/task/${m.task}` }, project.task(m.task).title)) : null,
             h("p", {}, m.text),
           ),

@@ -14,6 +14,7 @@ import "./integrations.css";
 import { api } from "../api.js";
 import { onCleanup } from "../app.js";
 import { h, toast } from "../dom.js";
+import { dateTime } from "../ui/format.js";
 import { shell } from "../shell.js";
 
 const PROVIDERS = [
@@ -62,8 +63,7 @@ const online = (project) => project.provider.connected && navigator.onLine !== f
 
 function when(at) {
   if (at === null || at === undefined || at === "") return "";
-  const date = new Date(typeof at === "number" ? at * 1000 : at);
-  return Number.isNaN(date.getTime()) ? String(at) : date.toLocaleString();
+  return dateTime(at);
 }
 
 // Copy a value: the Clipboard API, else select the field and execCommand (older browsers).

@@ -34,7 +34,7 @@ export function listView(project) {
   const state = readQuery();
   const rows = h("tbody");
   const count = h("p", { class: "muted", role: "status" });
-  const text = (t) => [t.title, t.description, t.status, t.priority, ...(t.assignees || []), ...(t.labels || []), t.due || ""].join(" ").toLowerCase();
+  const text = (t) => [t.key || "", t.title, t.description, t.status, t.priority, ...(t.assignees || []), ...(t.labels || []), t.due || ""].join(" ").toLowerCase();
   const sorter = (a, b) => {
     let r;
     if (state.sort === "priority") r = RANK[b.priority] - RANK[a.priority];
@@ -64,7 +64,7 @@ export function listView(project) {
         h(
           "tr",
           { onclick: (e) => e.target.tagName !== "A" && go(`#/p/${project.projectId}/task/${t.id}`) },
-          h("td", { "data-label": "Task" }, h("a", { href: `#/p/${project.projectId}/task/${t.id}` }, t.title)),
+          h("td", { "data-label": "Task" }, t.key ? h("span", { class: "task-key" }, t.key, " ") : null, h("a", { href: `#/p/${project.projectId}/task/${t.id}` }, t.title)),
           h("td", { "data-label": "Status" }, statusLabel(t.status)),
           h("td", { "data-label": "Priority" }, statusLabel(t.priority)),
           h("td", { "data-label": "Due" }, shortDate(t.due)),

@@ -3,6 +3,7 @@ import { app, go } from "../app.js";
 import { h, fill } from "../dom.js";
 import { formDialog } from "../ui/dialogs.js";
 import { logout } from "../shell.js";
+import { statusLabel } from "../ui/format.js";
 
 // -- login and projects ---------------------------------------------------------
 
@@ -52,19 +53,26 @@ export async function projectsView() {
   );
   try {
     const page = await cachedGet("/projects/?limit=200");
-    fill(list, 
-      ...page.items.map((p) =>
-        h(
+    // `status` is read only when the server sends it (a string): an archived project gets
+    // a mark and goes after the others; any other status but "active" is named beside it
+    const statusOf = (p) => (typeof p.status === "string" ? p.status : null);
+    const archived = (p) => statusOf(p) === "archived";
+    const items = [...page.items].sort((a, b) => Number(archived(a)) - Number(archived(b)));
+    fill(list,
+      ...items.map((p) => {
+        const status = statusOf(p);
+        return h(
           "li",
           {},
           h(
             "a",
-            { href: `#/p/${p.id}/board`, class: `project${p.status === "archived" ? " archived" : ""}` },
+            { href: `#/p/${p.id}/board`, class: `project${archived(p) ? " archived" : ""}` },
             h("strong", {}, p.name),
-            h("span", {}, [p.status === "archived" ? "archived" : "", p.role || ""].filter(Boolean).join(" · ")),
+            status && status !== "active" ? h("span", { class: `status-mark status-${status}`, "data-testid": "project-status" }, statusLabel(status)) : null,
+            p.role ? h("span", {}, p.role) : null,
           ),
-        ),
-      ),
+        );
+      }),
     );
     if (!page.items.length) fill(list, h("li", {}, "No projects yet."));
   } catch (e) {

@@ -3,7 +3,7 @@
 import { api } from "../api.js";
 import { h, toast, fill } from "../dom.js";
 import { shell } from "../shell.js";
-import { shortDate } from "../ui/format.js";
+import { dayRange, percent, shortDate } from "../ui/format.js";
 import { memberOptions } from "../ui/pickers.js";
 
 // the highest total percent of one person's allocations on any single day
@@ -33,7 +33,7 @@ export function resourcesView(project) {
         return h(
           "section",
           { class: "card", dataset: { user }, "aria-label": user },
-          h("h3", {}, user, " ", h("span", { class: peak > 100 ? "overload" : "muted", "data-testid": "load" }, peak > 100 ? `over-allocated: ${peak} %` : `peak ${peak} %`)),
+          h("h3", {}, user, " ", h("span", { class: peak > 100 ? "overload" : "muted", "data-testid": "load" }, peak > 100 ? `over-allocated: ${percent(peak)}` : `peak ${percent(peak)}`)),
           h("div", { class: `bar-meter${peak > 100 ? " overload" : ""}`, role: "meter", "aria-label": `${user}'s peak load`, "aria-valuemin": 0, "aria-valuemax": 200, "aria-valuenow": peak }, h("span", { style: { width: `${Math.min(100, peak / 2)}%` } })),
           h(
             "ul",
@@ -42,7 +42,7 @@ export function resourcesView(project) {
               h(
                 "li",
                 {},
-                `${a.percent} % · ${a.task ? project.task(a.task)?.title || "a task" : "the project"} · ${a.start ? shortDate(a.start) : "…"} – ${a.end ? shortDate(a.end) : "…"} `,
+                `${percent(a.percent)} · ${a.task ? project.task(a.task)?.title || "a task" : "the project"} · ${a.start && a.end ? dayRange(a.start, a.end) : `${a.start ? shortDate(a.start) : "…"} – ${a.end ? shortDate(a.end) : "…"}`} `,
                 editable ? h("button", { type: "button", class: "icon-button", "aria-label": `Remove allocation of ${user}`, onclick: () => api("DELETE", `${base}${a.id}/`).then(load, fail) }, "✕") : null,
               ),
             ),

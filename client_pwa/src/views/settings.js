@@ -6,7 +6,7 @@ import { api, cachedGet } from "../api.js";
 import { go, on } from "../app.js";
 import { h, toast, fill } from "../dom.js";
 import { shell } from "../shell.js";
-import { statusLabel } from "../ui/format.js";
+import { dateTime, locale, money, number, setLocale, shortDate, statusLabel } from "../ui/format.js";
 import { dateRange } from "../ui/pickers.js";
 
 const STATUSES = ["planning", "active", "on_hold", "completed", "archived"];
@@ -147,6 +147,7 @@ export function settingsView(project) {
       details,
       h("section", { class: "card", "aria-labelledby": "columns-title" }, h("h2", { id: "columns-title" }, "Columns"), columnList, columnForm),
       mine,
+      localeCard(),
       h("p", {}, h("a", { href: "#/projects", onclick: () => go("#/projects") }, "All projects")),
     ),
   );
@@ -189,5 +190,44 @@ function myEmailCard() {
     h("h2", { id: "my-email-title" }, "Your e-mail"),
     h("div", { class: "form-grid" }, h("label", {}, "E-mail address", email), h("label", {}, "Daily digest", digest)),
     note,
+  );
+}
+
+// How dates, numbers and money are written (this browser only): the browser's language, or a
+// chosen locale. The words stay English; the formats follow the choice.
+const LOCALES = ["en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "it-IT", "nl-NL", "pt-BR", "pl-PL", "sv-SE", "ja-JP"];
+
+function localeCard() {
+  const name = (tag) => {
+    try {
+      return new Intl.DisplayNames([tag], { type: "language" }).of(tag) || tag;
+    } catch {
+      return tag;
+    }
+  };
+  const sample = h("p", { class: "muted", "data-testid": "locale-sample" });
+  const showSample = () => {
+    sample.textContent = `${shortDate("2026-11-20")} · ${dateTime(Date.UTC(2026, 10, 20, 14, 30) / 1000)} · ${number(1234.5)} · ${money(1234.5, "EUR")}`;
+  };
+  const select = h(
+    "select",
+    {
+      name: "locale",
+      onchange: (e) => {
+        setLocale(e.target.value || null);
+        showSample();
+        toast("Saved");
+      },
+    },
+    h("option", { value: "" }, `The browser's (${navigator.language})`),
+    ...LOCALES.map((tag) => h("option", { value: tag, selected: tag === locale(), lang: tag }, name(tag))),
+  );
+  showSample();
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "locale-title" },
+    h("h2", { id: "locale-title" }, "Dates and numbers"),
+    h("label", {}, "Format dates, numbers and money as in", select),
+    sample,
   );
 }

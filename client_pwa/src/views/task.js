@@ -4,7 +4,7 @@ import { go, on, onCleanup } from "../app.js";
 import { attachmentsList } from "../attachments.js";
 import { bindText, colorFor, h, initials, fill } from "../dom.js";
 import { canEditTask, shell } from "../shell.js";
-import { listNames, statusLabel } from "../ui/format.js";
+import { listNames, statusLabel, timeAgo } from "../ui/format.js";
 import { dateRange, labelOptions, memberOptions, multiPicker } from "../ui/pickers.js";
 
 export function taskView(project, taskId) {
@@ -241,7 +241,7 @@ function commentList(project, taskId) {
           "li",
           {},
           h("span", { class: "avatar small", style: { background: colorFor(m.author) }, "aria-hidden": "true" }, initials(m.author)),
-          h("div", {}, h("strong", {}, m.author), " ", h("time", { datetime: m.at }, new Date(m.at).toLocaleString()), h("p", {}, m.text)),
+          h("div", {}, h("strong", {}, m.author), " ", timeAgo(h, m.at), h("p", {}, m.text)),
         ),
       ),
     );
