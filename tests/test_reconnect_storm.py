@@ -158,7 +158,12 @@ def test_a_storm_in_asyncio_debug_mode_has_no_gc_pause_of_100_ms(debug_storm) ->
     """Every cyclic-GC collection on the loop's thread during the debug storm took under
     100 ms of CPU (loop_debug logs each of 10 ms or more). Debug mode kept 10 or more frames
     of the stack where each future, task and handle was made, which were half the objects a
-    full collection walks: 50-150 ms pauses at 250 clients; it keeps 3 now (loop_debug)."""
+    full collection walks: 50-150 ms pauses at 250 clients; it keeps 3, as plain tuples,
+    now (loop_debug). The startup's full collection runs before the loop does, and the
+    clients' Node process no longer competes for the cores at the server's priority (at
+    equal priority it made the same collections take up to 100 ms). Measured since: the
+    longest full collection per storm was 34-48 ms at load 14-16 and 50-82 ms at load 20 on
+    the shared 2-core machine (bench/README.md, "Slow callbacks in the reconnect storm")."""
     pauses = [(int(g), float(t)) for g, t in GC_LINE.findall(debug_storm["log"])]
     full = sorted(t for g, t in pauses if g == 2)
     print(
