@@ -17,7 +17,13 @@ from pycrdt import Doc, Map, Text
 from quart import Quart
 
 from doc_model import TaskCreate, create_task
-from sync_server.core.protocol import SyncStep2, encode_sync_step1
+from sync_server.core.protocol import (
+    AwarenessEntry,
+    SyncStep2,
+    encode_awareness,
+    encode_awareness_update,
+    encode_sync_step1,
+)
 from sync_server.identity.projects import register_project
 from sync_server.shell.app import create_app
 from sync_server.shell.serve import hypercorn_config, refuse_permessage_deflate
@@ -195,3 +201,27 @@ async def test_documents_edited_and_left_are_freed_once_their_room_unloads(tmp_p
         # RSS after warm-up: allocator noise is a few MB; one leaked document is 17 MB
         grown = (max(rss[10:]) - rss[9]) / 2**20
         assert grown < 24, f"RSS grew {grown:.1f} MB over {CYCLES - 10} cycles: {rss}"
+
+
+async def test_a_connection_keeps_no_decoded_message_while_it_waits_for_the_next(
+    tmp_path: Path,
+) -> None:
+    """A connection waiting for its client's next frame holds none of the last one decoded:
+    the receive loop's locals outlived each iteration, and after a reconnect storm every
+    connection kept its last presence echo of up to 250 entries (12,900 objects that each
+    full collection walked). Here one message of 200 entries that nobody would apply
+    (clock 0 for clients never heard of), then quiet: none of its entries stays alive."""
+    async with _serving(tmp_path) as (srv, _app):
+        await anyio.to_thread.run_sync(srv.token, "alice")
+        await anyio.to_thread.run_sync(_register_project, srv.db, "aw")
+        async with RawClient.connect(srv, "p/aw", "alice") as alice:
+            await alice.sync()
+            frame = encode_awareness(
+                encode_awareness_update([AwarenessEntry(10_000 + i, 0, None) for i in range(200)])
+            )
+            await alice.send(frame)
+            await alice.drain(0.5)
+            gc.collect()
+            alive = [o for o in gc.get_objects() if isinstance(o, AwarenessEntry)]
+            assert len(alive) < 200, len(alive)
+            assert not [e for e in alive if e.client_id >= 10_000], len(alive)

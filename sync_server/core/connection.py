@@ -83,8 +83,10 @@ class Connection:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queued_bytes = 0
         self._sender: asyncio.Task | None = None  # run_sender's task, while it is in a send
-        self.closed = asyncio.Event()  # the sender is done: close frame sent, or the socket gone
-        self.close_requested = asyncio.Event()  # close() was called: stop reading the client
+        # done when close() was called or the sender is done (close frame sent, or the socket
+        # gone): stop reading the client. One future, not two events each waited on by a
+        # task of its own: a connection's objects are what a full collection walks
+        self.stop_reading: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.close_code: int | None = None
         self.close_reason = ""
         self.last_heard = time.monotonic()  # when the client last sent a frame (keepalive)
@@ -128,12 +130,16 @@ class Connection:
                 self._queue.get_nowait()
             self._queued_bytes = 0
         self._queue.put_nowait(None)
-        self.close_requested.set()
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        if not self.stop_reading.done():
+            self.stop_reading.set_result(None)
 
     def cut_off(self, code: int, reason: str) -> None:
         """Close now, without the queued messages: they are dropped (their memory freed), and
         a send waiting on the client's full socket is cancelled. The close frame is then
-        tried once; ``closed`` is set either way."""
+        tried once; ``stop_reading`` is done either way."""
         if self.close_code is not None:
             return
         # logged now: the "disconnected" line waits for the close frame, which a peer that
@@ -172,4 +178,4 @@ class Connection:
         except Exception:  # the socket went away under us
             log.debug("send failed on %r", self, exc_info=True)
         finally:
-            self.closed.set()
+            self._stop_reading()

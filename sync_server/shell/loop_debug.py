@@ -31,16 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.constants
+import asyncio.format_helpers
+import collections
 import gc
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
 from asyncio.base_events import _format_handle  # type: ignore[attr-defined]
 
 _last = {"cpu": 0.0, "runqueue": 0.0, "wall": 0.0, "gc": 0.0, "others": 0.0}
-_gc = {"total": 0.0, "since": 0.0, "thread": 0}
+_gc = {"total": 0.0, "since": 0.0, "thread": 0, "census": False}
 
 
 _gc_log = logging.getLogger("tandem.gc")
@@ -63,6 +66,34 @@ def _gc_timer(phase: str, info: dict) -> None:
                 took,
                 info["collected"],
             )
+            if info["generation"] == 2 and _gc["census"]:
+                _census()
+
+
+def _census() -> None:
+    """What the collector tracks now (TANDEM_GC_CENSUS=1, for diagnosis: it walks every
+    object, inside the callback that collected): the count, and the commonest types with
+    how many references their containers hold (what a full collection visits)."""
+    objects = gc.get_objects()
+    kinds: collections.Counter[str] = collections.Counter()
+    refs: collections.Counter[str] = collections.Counter()
+    for o in objects:
+        kind = f"{type(o).__module__}.{type(o).__qualname__}"
+        kinds[kind] += 1
+        if isinstance(o, list | dict | set | tuple | collections.deque):
+            refs[kind] += len(o)
+    _gc_log.info(
+        "census: %d tracked (%d frozen), references held by containers %d; %s; largest %s",
+        len(objects),
+        gc.get_freeze_count(),
+        sum(refs.values()),
+        ", ".join(f"{k} {n}" for k, n in kinds.most_common(30)),
+        sorted(
+            (len(o), type(o).__name__)
+            for o in objects
+            if isinstance(o, list | dict | set | collections.deque)
+        )[-8:],
+    )
 
 
 def _schedstat_reader():
@@ -99,8 +130,34 @@ class _ExplainSlowCallbacks(logging.Filter):
         return True
 
 
+def _creation_stack(f=None, limit=None):  # type: ignore[no-untyped-def]
+    """Where a future, task or handle was made, as debug mode records it: ``limit`` frames,
+    oldest first, each a ``(filename, lineno, name, None)`` tuple. What asyncio reads of it
+    is ``[-1][0]`` and ``[-1][1]`` ("created at file:line"), and ``traceback.format_list``
+    (which takes such tuples and reads the source line only when it formats one).
+
+    The standard ``StackSummary`` makes a tracked ``FrameSummary`` per frame and stats every
+    frame's file (``linecache.checkcache``) each time, in every ``call_soon``: in a 250-client
+    storm that was a fifth of the objects every full collection walked and a seventh of the
+    loop's samples (py-spy, bench/README.md "Slow callbacks in the reconnect storm"). Tuples
+    of strings and ints are untracked by the collector once they survive one collection.
+    Its code also replaces ``traceback.extract_stack``'s (see ``limit_creation_stacks``),
+    where it runs with the ``traceback`` module's globals: it uses only ``sys`` from them.
+    """
+    if f is None:
+        f = sys._getframe().f_back
+    stack: list[tuple[str, int, str, None]] = []
+    while f is not None and len(stack) < limit:
+        code = f.f_code
+        stack.append((code.co_filename, f.f_lineno, code.co_name, None))
+        f = f.f_back
+    stack.reverse()
+    return stack
+
+
 def limit_creation_stacks(depth: int) -> None:
-    """Keep ``depth`` frames of the stack where each future, task and handle was made.
+    """Keep ``depth`` frames of the stack where each future, task and handle was made, as
+    plain tuples (``_creation_stack``).
 
     Debug mode records that stack for every one of them: handles through
     ``asyncio.format_helpers.extract_stack`` (``constants.DEBUG_STACK_DEPTH`` frames, 10),
@@ -109,12 +166,19 @@ def limit_creation_stacks(depth: int) -> None:
     clients connected those were 89,000 FrameSummary objects of the loop's 170,000 tracked
     objects, all of which every full collection walks: pauses of 50-150 ms in a reconnect
     storm (bench.gc_pauses). The frame that made the object and its nearest callers are what
-    a diagnosis reads ("created at ..."). ``_asyncio`` holds on to the function itself, so
-    its default limit is what can be changed; in debug mode only, every caller of
-    ``traceback.extract_stack()`` without a limit gets ``depth`` frames.
+    a diagnosis reads ("created at ..."). ``_asyncio`` holds on to ``traceback.extract_stack``
+    itself, so in debug mode only that function is given ``_creation_stack``'s code, with
+    ``depth`` as its default limit: every caller of it gets a list of tuples, which
+    ``traceback.format_list`` formats as before.
     """
     # Final in typeshed: changed on purpose, in debug mode only
     asyncio.constants.DEBUG_STACK_DEPTH = depth  # type: ignore[misc]
+
+    def handles(f=None, limit=None):  # type: ignore[no-untyped-def]
+        return _creation_stack(f, depth if limit is None else limit)
+
+    asyncio.format_helpers.extract_stack = handles
+    traceback.extract_stack.__code__ = _creation_stack.__code__
     traceback.extract_stack.__defaults__ = (None, depth)
 
 
@@ -122,11 +186,11 @@ def enable(loop: asyncio.AbstractEventLoop, slow_callback_ms: float, full: bool 
     """Debug mode on ``loop`` (unless not ``full``); slow callbacks logged with their
     CPU / run-queue / gc / blocked split."""
     threshold = slow_callback_ms / 1000
-    if full:
-        loop.set_debug(True)
+    if full:  # the depth first: set_debug reads it for coroutines' origin tracking
         limit_creation_stacks(
             int(os.environ.get("TANDEM_ASYNCIO_DEBUG_STACK_DEPTH", DEBUG_STACK_DEPTH))
         )
+        loop.set_debug(True)
     loop.slow_callback_duration = threshold
     log = logging.getLogger("asyncio")
     tandem = logging.getLogger("tandem")
@@ -136,6 +200,7 @@ def enable(loop: asyncio.AbstractEventLoop, slow_callback_ms: float, full: bool 
     log.addFilter(_ExplainSlowCallbacks())
 
     _gc["thread"] = threading.get_ident()
+    _gc["census"] = os.environ.get("TANDEM_GC_CENSUS", "") not in ("", "0")
     gc.callbacks.append(_gc_timer)
     runqueue = _schedstat_reader()
     original = asyncio.Handle._run

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 from collections.abc import Sequence
 
@@ -120,12 +121,17 @@ def run(settings: Settings, third_party: Sequence[object] | None = None) -> None
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        # Everything loaded so far (modules, the app, its routes and models: about 85,000
-        # objects) lives as long as the process. Out of the cyclic collector's sight, a full
-        # collection no longer walks it: those took 0.1-0.5 s in a 500-client reconnect
-        # storm, inside whichever callback happened to allocate (TANDEM_ASYNCIO_DEBUG).
-        gc.collect()
-        gc.freeze()
         await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
+    # Everything loaded so far (modules, the app, its routes and models: about 100,000
+    # objects) lives as long as the process. Out of the cyclic collector's sight, a full
+    # collection no longer walks it: those took 0.1-0.5 s in a 500-client reconnect storm,
+    # inside whichever callback happened to allocate (TANDEM_ASYNCIO_DEBUG). Collected and
+    # frozen before the event loop runs: that one full collection (about 70 ms in debug
+    # mode on the shared 2-core machine) held up no callback.
+    gc.collect()
+    gc.freeze()
+    thresholds = os.environ.get("TANDEM_GC_THRESHOLDS")  # an experiment's knob (bench.gc_pauses)
+    if thresholds:
+        gc.set_threshold(*(int(t) for t in thresholds.split(",")))
     asyncio.run(main())
