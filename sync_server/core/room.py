@@ -68,6 +68,16 @@ log = logging.getLogger("tandem.room")
 RejectionHook = Callable[[Actor, DocName, Denial], None]
 """Told about every rejected transaction (the audit log)."""
 
+PublishHook = Callable[["Room", bytes, int, int], None]
+"""Told about every stored batch (the room, its merged update, its first and last seq),
+after it was sent to the room's own connections: cross-node fan-out (sync_server.scale)."""
+
+PresenceHook = Callable[["Room", Sequence[AwarenessEntry]], None]
+"""Told about presence news from this node's own connections (identity bound), and their
+departures: cross-node fan-out."""
+
+REMOTE_CONN_ID = -1  # the holder of presence relayed from another node
+
 STORAGE_ORIGIN = "storage"
 MIGRATION_ACTOR = Actor("migration", kind="system")
 EMPTY_UPDATE = b"\x00\x00"
@@ -156,8 +166,14 @@ class Room:
         on_rejected: RejectionHook | None = None,
         before_broadcast: Callable[[], Awaitable[None]] | None = None,
         on_stored: Callable[[], None] | None = None,
+        on_published: PublishHook | None = None,
+        on_presence: PresenceHook | None = None,
     ) -> None:
         self.doc_name = doc_name
+        # cross-node fan-out (sync_server.scale.redis_fanout): what this node stored, and its
+        # own connections' presence, for the other nodes holding the room
+        self.on_published = on_published
+        self.on_presence = on_presence
         # awaited after a batch is stored and before it is sent: access taken away before
         # the batch was stored ends first (AccessWatch.settle)
         self.before_broadcast = before_broadcast
@@ -318,6 +334,8 @@ class Room:
             self._remove_presence(entry.client_id, entry.clock, conn.actor.user_id)
         if gone:
             self._queue_presence(gone)
+            if self.on_presence is not None:
+                self.on_presence(self, gone)
         self._arm_idle_unload()
 
     def _arm_idle_unload(self) -> None:
@@ -579,9 +597,18 @@ class Room:
         self.last_seq = stored.last_seq
         self._build(stored)
 
-    async def apply_external(self, updates: Sequence[bytes], actor: Actor, last_seq: int) -> None:
-        """Updates another process already stored: apply and broadcast, do not store again."""
-        self.last_seq = max(self.last_seq, last_seq)
+    async def apply_external(
+        self, updates: Sequence[bytes], actor: Actor, last_seq: int | None
+    ) -> None:
+        """Updates another process already stored: apply and broadcast, do not store again.
+
+        ``last_seq``: the stored log's newest seq they were read up to; None for updates
+        relayed by another node (sync_server.scale), which say nothing about the seqs
+        before theirs (seqs are shared by every document): the room's ``last_seq`` stays,
+        and the next catch-up from storage reads them again (applying an update twice
+        changes nothing and sends nothing in doc mode)."""
+        if last_seq is not None:
+            self.last_seq = max(self.last_seq, last_seq)
         if not updates:
             return
         if self.doc is None:
@@ -650,6 +677,7 @@ class Room:
                 self._durable.notify_all()
 
     async def _commit(self, batch: _Batch) -> None:
+        last = 0
         if batch.records:
             last = await self.store.append(self.name, batch.records)
             if self.on_stored is not None:
@@ -659,7 +687,8 @@ class Room:
             if self.before_broadcast is not None:
                 await self.before_broadcast()
         if batch.updates:
-            message = encode_update(_merged(batch.updates, squash=batch.repeat_sender))
+            merged = _merged(batch.updates, squash=batch.repeat_sender)
+            message = encode_update(merged)
             skip = (
                 next(iter(batch.senders))
                 if len(batch.senders) == 1 and not batch.everyone
@@ -668,6 +697,9 @@ class Room:
             for conn in list(self.connections.values()):
                 if conn.id != skip:
                     conn.send(message)
+            if self.on_published is not None and last:
+                # one append's seqs are consecutive (assigned under the store's write lock)
+                self.on_published(self, merged, last - len(batch.records) + 1, last)
         for conn, reply in batch.replies:
             if reply["type"] == "rejected":
                 conn.send_rejection(reply)
@@ -804,6 +836,37 @@ class Room:
                 self.awareness[entry.client_id] = (entry.clock, entry.state, conn.id)
                 conn.awareness_ids.add(entry.client_id)
         self._queue_presence(entries)
+        if self.on_presence is not None:
+            self.on_presence(self, entries)
+
+    def apply_remote_presence(self, entries: Sequence[AwarenessEntry]) -> None:
+        """Presence another node's connections sent (its identity bound there): held for
+        newcomers and relayed to this node's connections, as news by y-protocols' rule (a
+        newer clock; a removal at the same clock). A client id one of this node's own
+        connections holds is left to it."""
+        news: list[AwarenessEntry] = []
+        for entry in entries:
+            current = self.awareness.get(entry.client_id)
+            if current is not None and current[2] != REMOTE_CONN_ID:
+                continue
+            known = current[0] if current is not None else 0
+            gone = self._departed.get(entry.client_id) if current is None else None
+            if gone is not None:
+                known = gone[0]
+            if entry.clock < known or (entry.clock == known and entry.state is not None):
+                continue
+            self._awareness_bytes.pop(entry.client_id, None)
+            if entry.state is None:
+                user = ""
+                if current is not None and isinstance(current[1], dict):
+                    user = str((current[1].get("user") or {}).get("id", ""))
+                self._remove_presence(entry.client_id, entry.clock, user)
+            else:
+                self._departed.pop(entry.client_id, None)
+                self.awareness[entry.client_id] = (entry.clock, entry.state, REMOTE_CONN_ID)
+            news.append(entry)
+        if news:
+            self._queue_presence(news)
 
     def _remove_presence(self, client_id: int, clock: int, user: str) -> None:
         """A client's presence is gone at ``clock``: remembered, as every y-protocols peer
