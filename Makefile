@@ -66,7 +66,7 @@ bench/node/node_modules/.installed: bench/node/package.json bench/node/package-l
 	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-bench: setup bench/node/node_modules/.installed
+bench: setup redis bench/node/node_modules/.installed
 	$(BIN)/python -m bench
 
 clean:
