@@ -156,9 +156,11 @@ class RedisFanout:
             try:
                 # always one subscription (a pubsub with none has nothing to read)
                 await pubsub.subscribe(f"{self.prefix}:node:{self.node_id}")
+                # set before subscribing the rooms: a room loaded meanwhile subscribes itself
+                # (twice is harmless: one more catch-up), never falls between the two
+                self._pubsub = pubsub
                 if self._watched:
                     await pubsub.subscribe(*(self.channel(d) for d in self._watched))
-                self._pubsub = pubsub
                 if delay > RECONNECT_FIRST_SECONDS:
                     log.info("listening to Redis again")
                 delay = RECONNECT_FIRST_SECONDS
