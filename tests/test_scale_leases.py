@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
+from doc_model import parse_doc_name
 from sync_server.extensions.automation import record_runs
 from sync_server.extensions.feed import ChangeFeed
 from sync_server.scale.fences import FenceLost
@@ -103,3 +105,31 @@ async def test_a_redis_restarted_empty_hands_out_tokens_past_the_database(
         for holder in (a, second_holder, third_holder):
             await holder.close()
             await holder.db.close()
+
+
+async def test_presence_relayed_from_a_node_that_went_silent_is_not_handed_to_newcomers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A killed node never says its clients left: what it relayed is forgotten once it is
+    not renewed (y-protocols' 30 s), and an echo of it afterwards is stale, not news."""
+    from sync_server.core import room as room_module
+    from sync_server.core.protocol import AwarenessEntry, decode_message
+    from sync_server.storage.memory_store import MemoryStore
+
+    monkeypatch.setattr(room_module, "REMOTE_PRESENCE_SECONDS", 0.2)
+    room = room_module.Room(parse_doc_name("p/ghost"), MemoryStore())
+    await room.load()
+    try:
+        state = {"user": {"id": "alice", "name": "Alice"}, "viewing": "t1"}
+        room.apply_remote_presence([AwarenessEntry(7, 3, state)])
+        snapshot = decode_message(room.awareness_snapshot())
+        assert [(e.client_id, e.state) for e in snapshot.entries] == [(7, state)]  # type: ignore[union-attr]
+        await anyio.sleep(0.3)
+        assert decode_message(room.awareness_snapshot()).entries == ()  # type: ignore[union-attr]
+        # the same state relayed again at its old clock is stale; a renewal is news
+        room.apply_remote_presence([AwarenessEntry(7, 3, state)])
+        assert 7 not in room.awareness
+        room.apply_remote_presence([AwarenessEntry(7, 4, state)])
+        assert room.awareness[7][0] == 4
+    finally:
+        await room.close()

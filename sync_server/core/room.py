@@ -77,6 +77,10 @@ PresenceHook = Callable[["Room", Sequence[AwarenessEntry]], None]
 departures: cross-node fan-out."""
 
 REMOTE_CONN_ID = -1  # the holder of presence relayed from another node
+# Presence relayed from another node and not renewed for this long is forgotten (its node
+# died without saying its clients left): y-protocols' own outdated timeout; stock clients
+# renew every 15 s.
+REMOTE_PRESENCE_SECONDS = 30.0
 
 STORAGE_ORIGIN = "storage"
 MIGRATION_ACTOR = Actor("migration", kind="system")
@@ -104,6 +108,12 @@ def _put_newest(table: dict, key: object, value: object, limit: int) -> None:
     table[key] = value
     while len(table) > limit:
         del table[next(iter(table))]
+
+
+def _presence_user(state: object) -> str:
+    """The user id a presence state was bound to (``user.id``), or ""."""
+    user = state.get("user") if isinstance(state, dict) else None
+    return str(user.get("id", "")) if isinstance(user, dict) else ""
 
 
 def _cheap_state_vector(stored: StoredDocument) -> dict[int, int] | None:
@@ -213,6 +223,7 @@ class Room:
         # client id -> (clock its presence was removed at, the user whose it was)
         self._departed: dict[int, tuple[int, str]] = {}
         self._sent_presence: dict[bytes, None] = {}  # digests of the latest presence frames
+        self._remote_presence_at: dict[int, float] = {}  # relayed client id -> last heard
         self._unload_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()  # held while the document is (re)loaded
         self.closed = False
@@ -857,13 +868,12 @@ class Room:
                 continue
             self._awareness_bytes.pop(entry.client_id, None)
             if entry.state is None:
-                user = ""
-                if current is not None and isinstance(current[1], dict):
-                    user = str((current[1].get("user") or {}).get("id", ""))
+                user = _presence_user(current[1]) if current is not None else ""
                 self._remove_presence(entry.client_id, entry.clock, user)
             else:
                 self._departed.pop(entry.client_id, None)
                 self.awareness[entry.client_id] = (entry.clock, entry.state, REMOTE_CONN_ID)
+                self._remote_presence_at[entry.client_id] = time.monotonic()
             news.append(entry)
         if news:
             self._queue_presence(news)
@@ -911,11 +921,24 @@ class Room:
 
     def awareness_snapshot(self) -> bytes:
         """Everyone's presence, for a client that just connected or asked."""
+        self._forget_outdated_remote_presence()
         parts = [varuint(len(self.awareness))]
         parts += (
             self._encoded_presence(c, clock, s) for c, (clock, s, _) in self.awareness.items()
         )
         return self._remember_presence(encode_awareness(b"".join(parts)))
+
+    def _forget_outdated_remote_presence(self) -> None:
+        """Relayed presence not renewed within REMOTE_PRESENCE_SECONDS is not handed to
+        newcomers (connected clients time it out themselves, by the same rule)."""
+        cutoff = time.monotonic() - REMOTE_PRESENCE_SECONDS
+        for cid, heard in list(self._remote_presence_at.items()):
+            current = self.awareness.get(cid)
+            if current is None or current[2] != REMOTE_CONN_ID:
+                del self._remote_presence_at[cid]
+            elif heard < cutoff:  # remembered as gone: an echo of it is stale, not news
+                del self._remote_presence_at[cid]
+                self._remove_presence(cid, current[0], _presence_user(current[1]))
 
     def _remember_presence(self, frame: bytes) -> bytes:
         _put_newest(self._sent_presence, _digest(frame), None, RECENT_PRESENCE_FRAMES)
