@@ -18,7 +18,7 @@ from sync_server.scale.leases import RedisLeases
 from sync_server.scale.redis_fanout import redis_client
 from sync_server.storage.database import SQLiteWorker, connect
 
-from .conftest import RedisProcess
+from .conftest import RedisProcess, tandem
 from .test_outbox import rig
 
 pytestmark = pytest.mark.anyio
@@ -133,3 +133,8 @@ async def test_presence_relayed_from_a_node_that_went_silent_is_not_handed_to_ne
         assert room.awareness[7][0] == 4
     finally:
         await room.close()
+
+
+def test_a_malformed_redis_url_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    out = tandem("serve", "--redis", "localhost:6379", db=tmp_path / "t.db", check=False)
+    assert "--redis / TANDEM_REDIS must look like redis://HOST:PORT/N" in out, out
