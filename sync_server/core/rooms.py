@@ -14,7 +14,7 @@ from sync_server.core.protocol import (
     encode_awareness_update,
 )
 from sync_server.core.room import RejectionHook, Room, RoomSettings
-from sync_server.interfaces import Actor, DocumentStore, Fanout
+from sync_server.interfaces import Actor, DocumentChanged, DocumentStore, Fanout
 
 log = logging.getLogger("tandem.rooms")
 
@@ -173,6 +173,19 @@ class RoomManager:
         room = self.rooms.get(doc_name)
         if room is not None:
             await self._catch_up(room)
+
+    async def hold_stored(self, changes: Sequence[DocumentChanged]) -> None:
+        """Before change-feed rows are handled: each loaded room whose copy may lack one of
+        their updates (stored by another node, perhaps not relayed yet) reads storage, so
+        whoever reads the live document next sees what the rows describe."""
+        newest: dict[str, int] = {}
+        for change in changes:
+            if change.seq is not None:
+                newest[change.doc_name] = max(newest.get(change.doc_name, 0), change.seq)
+        for doc_name, seq in newest.items():
+            room = self.rooms.get(doc_name)
+            if room is not None and room.last_seq < seq:
+                await self._catch_up(room)
 
     async def close_room(self, name: str, code: int, reason: str) -> None:
         """Unload one room now, closing its connections with ``code`` and ``reason``."""

@@ -137,8 +137,13 @@ class ChangeFeed:
         retry_max_seconds: float = RETRY_MAX_SECONDS,
         gather_seconds: float = GATHER_SECONDS,
         leases: RedisLeases | None = None,
+        before_deliver: Handler | None = None,
     ) -> None:
         self.path = str(path)
+        # awaited before a batch reaches a handler (several servers: the rooms this node holds
+        # catch up with the rows' updates first, which may have been stored by another node
+        # and not yet relayed here, so a handler reading a live document sees them)
+        self.before_deliver = before_deliver
         self.leases = leases  # several servers: one node runs each durable consumer
         self.poll_seconds = poll_seconds
         self.retention_seconds = retention_seconds
@@ -362,6 +367,8 @@ class ChangeFeed:
         (and while this node holds the consumer's lease)."""
         while lost is None or not lost.is_set():
             try:
+                if self.before_deliver is not None:
+                    await self.before_deliver(events)
                 token = current_fence.set(consumer.fence if lost is not None else None)
                 try:
                     await consumer.handler(events)

@@ -316,6 +316,8 @@ def create_app(
             before_remote=before_remote,
         )
         await rooms.start()
+        if fanout is not None:  # rows another node stored: its update reaches our rooms first
+            feed.before_deliver = rooms.hold_stored
         ctx.rooms = rooms
         await watch.start()
         ctx.keepalive = (
