@@ -171,6 +171,11 @@ class FanoutSink(Protocol):
         """Read what storage holds beyond the room's copy (messages may have been missed)."""
         ...
 
+    def local_presence(self, doc_name: str) -> bytes | None:
+        """The presence of this node's own connections to the room (an encoded awareness
+        update; None: none), for a node that just started listening to it."""
+        ...
+
 
 @runtime_checkable
 class Fanout(Protocol):

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -335,13 +336,13 @@ class RedisProcess:
             self.proc.wait()
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A real Redis for scale-out tests; skipped (saying why) where Debian's redis-server is
-    not installed (`make redis` installs it; `make test` runs that)."""
+@contextmanager
+def running_redis(directory: Path) -> Iterator[RedisProcess]:
+    """A real Redis in ``directory`` for scale-out tests; the test is skipped (saying why)
+    where Debian's redis-server is not installed (`make redis` installs it; `make test`
+    runs that)."""
     if not os.path.exists(REDIS_SERVER):
         pytest.skip(f"{REDIS_SERVER} is not installed (apt-get install redis-server; make redis)")
-    directory = tmp_path / "redis"
     directory.mkdir()
     server = RedisProcess(directory, free_port())
     server.start()
@@ -349,3 +350,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    with running_redis(tmp_path / "redis") as server:
+        yield server

@@ -22,6 +22,7 @@ from .conftest import (
     free_port,
     node_available,
     run_node,
+    running_redis,
     stored_doc,
     wait_until,
 )
@@ -63,18 +64,35 @@ def start_cluster(
     return nodes
 
 
+def stop_cluster(nodes: list[ServerProcess]) -> None:
+    for node in nodes:
+        node.stop()
+    for node in nodes:
+        tail = node.log()[-3000:]
+        if "Traceback" in tail:
+            print(f"--- {node.log_path.name} ---\n{tail}")
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, redis_server: RedisProcess):
     nodes = start_cluster(tmp_path, redis_server)
     try:
         yield nodes
     finally:
-        for node in nodes:
-            node.stop()
-        for node in nodes:
-            tail = node.log()[-3000:]
-            if "Traceback" in tail:
-                print(f"--- {node.log_path.name} ---\n{tail}")
+        stop_cluster(nodes)
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory):
+    """Three nodes and a Redis for the tests that neither kill nor restart anything (each
+    on a document of its own)."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    with running_redis(tmp / "redis") as redis:
+        nodes = start_cluster(tmp, redis)
+        try:
+            yield nodes
+        finally:
+            stop_cluster(nodes)
 
 
 def task_titles(doc) -> set[str]:
@@ -96,8 +114,10 @@ async def pump_until(client: RawClient, predicate, timeout: float, what: str) ->
 
 
 @pytest.mark.anyio
-async def test_three_nodes_converge_and_an_edit_on_c_reaches_a_through_redis(cluster) -> None:
-    a_node, b_node, c_node = cluster
+async def test_three_nodes_converge_and_an_edit_on_c_reaches_a_through_redis(
+    shared_cluster,
+) -> None:
+    a_node, b_node, c_node = shared_cluster
     async with (
         RawClient.connect(a_node, DOC, "ann") as a,
         RawClient.connect(b_node, DOC, "ben") as b,
@@ -144,26 +164,28 @@ async def test_three_nodes_converge_and_an_edit_on_c_reaches_a_through_redis(clu
 
 
 @pytest.mark.skipif(not node_available(), reason="tests/node has no node_modules (make setup)")
-def test_stock_yjs_clients_spread_over_three_nodes_converge(cluster) -> None:
-    bases = ",".join(node.ws_url for node in cluster)
-    token = cluster[0].token("yann")
-    cluster[0].grant("yann", DOC.split("/")[1], "owner")
-    out = run_node("cross_node.mjs", bases, DOC, token, "6", "10", timeout=90)
+def test_stock_yjs_clients_spread_over_three_nodes_converge(shared_cluster) -> None:
+    doc = "p/scale-yjs"
+    bases = ",".join(node.ws_url for node in shared_cluster)
+    token = shared_cluster[0].token("yann")
+    shared_cluster[0].grant("yann", doc.split("/")[1], "owner")
+    out = run_node("cross_node.mjs", bases, doc, token, "6", "10", timeout=90)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"converged": True, "counts": [60] * 6, "same": True}, result
 
 
 @pytest.mark.skipif(not node_available(), reason="tests/node has no node_modules (make setup)")
-def test_presence_on_a_is_seen_on_b_as_the_user_a_authenticated(cluster) -> None:
-    a_node, b_node, _ = cluster
-    project = DOC.split("/")[1]
+def test_presence_on_a_is_seen_on_b_as_the_user_a_authenticated(shared_cluster) -> None:
+    a_node, b_node, _ = shared_cluster
+    doc = "p/scale-presence"
+    project = doc.split("/")[1]
     for user in ("alice", "bob"):
         a_node.grant(user, project, "owner")
     out = run_node(
         "presence_cross_node.mjs",
         a_node.ws_url,
         b_node.ws_url,
-        DOC,
+        doc,
         a_node.token("alice"),
         a_node.token("bob"),
         timeout=60,

@@ -850,6 +850,15 @@ class Room:
         if self.on_presence is not None:
             self.on_presence(self, entries)
 
+    def local_presence(self) -> list[AwarenessEntry]:
+        """The current presence of this node's own connections (for another node that
+        just started holding the room: presence is not stored, so it asks)."""
+        return [
+            AwarenessEntry(cid, clock, state)
+            for cid, (clock, state, holder) in self.awareness.items()
+            if holder != REMOTE_CONN_ID
+        ]
+
     def apply_remote_presence(self, entries: Sequence[AwarenessEntry]) -> None:
         """Presence another node's connections sent (its identity bound there): held for
         newcomers and relayed to this node's connections, as news by y-protocols' rule (a

@@ -164,6 +164,13 @@ class RoomManager:
             await self.before_remote(generation)
         await room.apply_external([update], REMOTE_ACTOR, None)
 
+    def local_presence(self, doc_name: str) -> bytes | None:
+        room = self.rooms.get(doc_name)
+        if room is None or room.closed:
+            return None
+        entries = room.local_presence()
+        return encode_awareness_update(tuple(entries)) if entries else None
+
     def remote_presence(self, doc_name: str, payload: bytes) -> None:
         room = self.rooms.get(doc_name)
         if room is not None and not room.closed:

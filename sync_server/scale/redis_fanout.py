@@ -9,7 +9,9 @@ connections, the node publishes it once::
              "l": last seq, "g": access generation, "gap": true after a dropped publish}
 
 and its connections' presence (identity bound by the origin) as ``b"A" + header +
-b"\\n" + an encoded awareness update``. A node ignores its own messages (its
+b"\\n" + an encoded awareness update``; a node that starts listening to a room asks
+the others for their connections' presence with ``b"Q" + header + b"\\n"`` (presence
+is not stored, so there is nothing to catch up from). A node ignores its own messages (its
 clients had the update from the room already), applies the others' to its
 copy without judging them again, and relays them to its own connections.
 
@@ -191,11 +193,13 @@ class RedisFanout:
         sink = self._sink
         assert sink is not None
         if kind == "subscribe":
-            # listening from now on: whatever was published before is read from storage
+            # listening from now on: whatever was published before is read from storage,
+            # and the other nodes are asked for their clients' presence (not stored)
             self._forget_heard(doc)
             if doc in self._watched:
                 self.catch_ups += 1
                 await sink.catch_up(doc)
+                self._enqueue(doc, b"Q" + json.dumps({"o": self.node_id}).encode() + b"\n")
             return
         data = message.get("data")
         if kind != "message" or not isinstance(data, bytes) or doc not in self._watched:
@@ -210,6 +214,11 @@ class RedisFanout:
         self.received += 1
         if data[:1] == b"A":
             sink.remote_presence(doc, payload)
+            return
+        if data[:1] == b"Q":  # a node started listening: tell it our clients' presence
+            presence = sink.local_presence(doc)
+            if presence is not None:
+                self.publish_presence(doc, presence)
             return
         if data[:1] != b"U":
             return
