@@ -15,6 +15,7 @@ import pytest
 from pycrdt import Array, Map
 
 from doc_model import TaskCreate, create_task
+from integrations.outbox import OutboxConfig
 
 from .conftest import (
     RedisProcess,
@@ -293,6 +294,7 @@ async def _kill_the_holder(nodes: list[ServerProcess], receiver: Receiver) -> No
     assert rule["id"]
     holders = lease_holders(first.db)
     token, pid = holders["feed:automation"]
+    outbox_token = holders["outbox"][0]
     victim = next(n for n in nodes if n.proc is not None and n.proc.pid == pid)
     survivors = [n for n in nodes if n is not victim]
     per_writer = 40
@@ -397,7 +399,10 @@ async def _kill_the_holder(nodes: list[ServerProcess], receiver: Receiver) -> No
     assert {t: counts[t] for t in ours} == dict.fromkeys(ours, 1)
     keys = delivered_tasks()
     assert all(len(set(keys[t])) == 1 and keys[t][0] for t in ours), keys
+    # Sent twice, only with the same key, only what was in flight when a holder stopped:
+    # the new holder makes the rows left "sending" due again (the network is at least
+    # once; a receiver drops a repeated Idempotency-Key, as the outbox documents), at most
+    # the worker's in-flight limit per takeover of the outbox's lease
     repeats = sum(len(keys[t]) - 1 for t in ours)
-    # a send cut off by the kill after the receiver had it is sent again with the same
-    # key (the receiver drops it); nothing else is sent twice
-    assert repeats <= 1, f"{repeats} repeated deliveries"
+    takeovers = lease_holders(first.db)["outbox"][0] - outbox_token
+    assert repeats <= OutboxConfig().batch * takeovers, f"{repeats} repeats, {takeovers} takeovers"
