@@ -8,7 +8,7 @@ DB ?= tandem.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run demo test lint format bench clean chromium haproxy
+.PHONY: setup run demo test lint format bench clean chromium haproxy redis
 
 CLIENT_SOURCES := $(shell find client_pwa/src client_pwa/public -type f 2>/dev/null) \
 	client_pwa/index.html client_pwa/vite.config.js
@@ -45,6 +45,11 @@ haproxy:
 	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { $(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q haproxy; }
 
+# scale-out tests start throwaway servers of Debian's redis-server (tests/conftest.py)
+redis:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q redis-server; }
+
 demo: $(VENV)/.installed
 	$(BIN)/tandem demo --db $(DB)
 
@@ -60,14 +65,14 @@ format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: setup chromium haproxy lint
+test: setup chromium haproxy redis lint
 	$(BIN)/python -m pytest -q
 
 bench/node/node_modules/.installed: bench/node/package.json bench/node/package-lock.json
 	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-bench: setup bench/node/node_modules/.installed
+bench: setup redis bench/node/node_modules/.installed
 	$(BIN)/python -m bench
 
 clean:

@@ -22,6 +22,7 @@ BENCHMARKS = [
     "bench.outbox_delivery",
     "bench.webhook_intake",
     "bench.metrics_cost",
+    "bench.scale_out",
 ]
 
 

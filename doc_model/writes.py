@@ -244,15 +244,25 @@ def create_milestone(
     return milestone_id
 
 
-def post_chat_message(chat: Doc[Any], author: str, text: str, *, task: str | None = None) -> str:
+def post_chat_message(
+    chat: Doc[Any], author: str, text: str, *, task: str | None = None, message_id: str = ""
+) -> str:
+    """Append a message; ``message_id`` (default: a new id) lets a writer that may post the
+    same message twice (a rule's run carried out again) recognise it: see ``has_message``."""
     if not text.strip():
         raise InvalidWrite("a message needs text")
-    message_id = new_id()
+    message_id = message_id or new_id()
     fields: dict[str, Any] = {"id": message_id, "author": author, "text": text, "at": now_iso()}
     if task:
         fields["task"] = task
     chat.get("messages", type=Array).append(Map(fields))
     return message_id
+
+
+def has_message(chat: Doc[Any], message_id: str) -> bool:
+    return any(
+        isinstance(m, Map) and m.get("id") == message_id for m in chat.get("messages", type=Array)
+    )
 
 
 def set_budget(

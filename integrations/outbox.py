@@ -24,7 +24,12 @@ without a restart, another worker takes it when the lease runs out), so
 delivery to the network is at least once; every attempt of a message carries
 the same ``Idempotency-Key`` header, by which the receiver drops a repeat.
 ``start()`` assumes one delivery worker per database file (the server's);
-a second one would at worst send a message twice, with the same key.
+a second one would at worst send a message twice, with the same key. Several
+servers on one database run the worker on one node, the holder of a lease
+(``sync_server.scale.leases``), and set ``fence``: a check run inside every
+claim's transaction that raises once a newer holder took over, so a node that
+lost the lease claims nothing more (its ``start()`` recovered the rows the
+previous holder left ``sending``).
 
 Backoff after the n-th failed attempt: ``d = min(cap, base * 2 ** (n - 1))``,
 waited ``d * (1 - jitter * u)`` with ``u`` uniform in [0, 1) (so between
@@ -185,6 +190,9 @@ class Outbox:
         self._wake: asyncio.Event | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # several servers: raises inside a claim's transaction once this node's lease on
+        # the delivery worker was taken over (sync_server.scale.fences.Fence)
+        self.fence: Callable[[sqlite3.Connection], None] | None = None
 
     @classmethod
     def from_settings(
@@ -435,6 +443,8 @@ class Outbox:
     def _claim(self, now: float, limit: int) -> list[_Claimed]:
         conn = self.worker.conn
         with transaction(conn):
+            if self.fence is not None:
+                self.fence(conn)
             rows = conn.execute(
                 "SELECT id, project, key, channel, target, payload, attempts FROM outbox"
                 " WHERE status IN ('pending', 'sending') AND next_attempt_at <= ?"

@@ -153,3 +153,53 @@ class DocumentObserver(Protocol):
     """
 
     async def documents_changed(self, events: Sequence[DocumentChanged]) -> None: ...
+
+
+class FanoutSink(Protocol):
+    """What a :class:`Fanout` hands other nodes' news to (the room manager)."""
+
+    async def remote_update(self, doc_name: str, update: bytes, generation: int | None) -> None:
+        """An update another node stored (``generation``: the access tables' generation its
+        append read, see ``DocumentStore.access_generation``)."""
+        ...
+
+    def remote_presence(self, doc_name: str, payload: bytes) -> None:
+        """Presence from another node's connections (an encoded awareness update)."""
+        ...
+
+    async def catch_up(self, doc_name: str) -> None:
+        """Read what storage holds beyond the room's copy (messages may have been missed)."""
+        ...
+
+    def local_presence(self, doc_name: str) -> bytes | None:
+        """The presence of this node's own connections to the room (an encoded awareness
+        update; None: none), for a node that just started listening to it."""
+        ...
+
+
+@runtime_checkable
+class Fanout(Protocol):
+    """Cross-node fan-out: several servers on one storage relay what they stored and their
+    connections' presence to the others holding the same rooms
+    (``sync_server.scale.redis_fanout``). Publishing never waits: a message that cannot be
+    sent is dropped, and the receivers learn of the gap and catch up from storage."""
+
+    node_id: str
+
+    async def start(self, sink: FanoutSink) -> None: ...
+
+    def watch(self, doc_name: str) -> None:
+        """A room was loaded: hear of its updates (then ``sink.catch_up`` once listening)."""
+        ...
+
+    def unwatch(self, doc_name: str) -> None: ...
+
+    def publish_update(
+        self, doc_name: str, update: bytes, first_seq: int, last_seq: int, generation: int | None
+    ) -> None:
+        """An update this node stored (seqs ``first_seq``..``last_seq``)."""
+        ...
+
+    def publish_presence(self, doc_name: str, payload: bytes) -> None: ...
+
+    async def close(self) -> None: ...

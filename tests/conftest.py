@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -292,3 +293,77 @@ def project_with_tasks(count: int):
                 doc, TaskCreate(title=f"task {i}", order=order), created_by="test", task_id=f"t{i}"
             )
     return doc
+
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+@dataclass
+class RedisProcess:
+    """A throwaway ``redis-server`` (Debian's package) on a free port in a temporary
+    directory, without persistence: a restart starts it empty, as a lost Redis would."""
+
+    dir: Path
+    port: int
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"redis-server did not start:\n{(self.dir / 'redis.log').read_text()}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextmanager
+def running_redis(directory: Path) -> Iterator[RedisProcess]:
+    """A real Redis in ``directory`` for scale-out tests; the test is skipped (saying why)
+    where Debian's redis-server is not installed (`make redis` installs it; `make test`
+    runs that)."""
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip(f"{REDIS_SERVER} is not installed (apt-get install redis-server; make redis)")
+    directory.mkdir()
+    server = RedisProcess(directory, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    with running_redis(tmp_path / "redis") as server:
+        yield server

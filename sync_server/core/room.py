@@ -69,6 +69,20 @@ log = logging.getLogger("tandem.room")
 RejectionHook = Callable[[Actor, DocName, Denial], None]
 """Told about every rejected transaction (the audit log)."""
 
+PublishHook = Callable[["Room", bytes, int, int], None]
+"""Told about every stored batch (the room, its merged update, its first and last seq),
+after it was sent to the room's own connections: cross-node fan-out (sync_server.scale)."""
+
+PresenceHook = Callable[["Room", Sequence[AwarenessEntry]], None]
+"""Told about presence news from this node's own connections (identity bound), and their
+departures: cross-node fan-out."""
+
+REMOTE_CONN_ID = -1  # the holder of presence relayed from another node
+# Presence relayed from another node and not renewed for this long is forgotten (its node
+# died without saying its clients left): y-protocols' own outdated timeout; stock clients
+# renew every 15 s.
+REMOTE_PRESENCE_SECONDS = 30.0
+
 STORAGE_ORIGIN = "storage"
 MIGRATION_ACTOR = Actor("migration", kind="system")
 EMPTY_UPDATE = b"\x00\x00"
@@ -95,6 +109,12 @@ def _put_newest(table: dict, key: object, value: object, limit: int) -> None:
     table[key] = value
     while len(table) > limit:
         del table[next(iter(table))]
+
+
+def _presence_user(state: object) -> str:
+    """The user id a presence state was bound to (``user.id``), or ""."""
+    user = state.get("user") if isinstance(state, dict) else None
+    return str(user.get("id", "")) if isinstance(user, dict) else ""
 
 
 def _cheap_state_vector(stored: StoredDocument) -> dict[int, int] | None:
@@ -159,9 +179,15 @@ class Room:
         before_broadcast: Callable[[], Awaitable[None]] | None = None,
         on_stored: Callable[[], None] | None = None,
         instruments: RoomInstruments | None = None,
+        on_published: PublishHook | None = None,
+        on_presence: PresenceHook | None = None,
     ) -> None:
         self.doc_name = doc_name
         self.instruments = instruments  # metrics of the hot path (shell.monitoring), if any
+        # cross-node fan-out (sync_server.scale.redis_fanout): what this node stored, and its
+        # own connections' presence, for the other nodes holding the room
+        self.on_published = on_published
+        self.on_presence = on_presence
         # awaited after a batch is stored and before it is sent: access taken away before
         # the batch was stored ends first (AccessWatch.settle)
         self.before_broadcast = before_broadcast
@@ -201,6 +227,7 @@ class Room:
         # client id -> (clock its presence was removed at, the user whose it was)
         self._departed: dict[int, tuple[int, str]] = {}
         self._sent_presence: dict[bytes, None] = {}  # digests of the latest presence frames
+        self._remote_presence_at: dict[int, float] = {}  # relayed client id -> last heard
         self._unload_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()  # held while the document is (re)loaded
         self.closed = False
@@ -322,6 +349,8 @@ class Room:
             self._remove_presence(entry.client_id, entry.clock, conn.actor.user_id)
         if gone:
             self._queue_presence(gone)
+            if self.on_presence is not None:
+                self.on_presence(self, gone)
         self._arm_idle_unload()
 
     def _arm_idle_unload(self) -> None:
@@ -588,9 +617,18 @@ class Room:
         self.last_seq = stored.last_seq
         self._build(stored)
 
-    async def apply_external(self, updates: Sequence[bytes], actor: Actor, last_seq: int) -> None:
-        """Updates another process already stored: apply and broadcast, do not store again."""
-        self.last_seq = max(self.last_seq, last_seq)
+    async def apply_external(
+        self, updates: Sequence[bytes], actor: Actor, last_seq: int | None
+    ) -> None:
+        """Updates another process already stored: apply and broadcast, do not store again.
+
+        ``last_seq``: the stored log's newest seq they were read up to; None for updates
+        relayed by another node (sync_server.scale), which say nothing about the seqs
+        before theirs (seqs are shared by every document): the room's ``last_seq`` stays,
+        and the next catch-up from storage reads them again (applying an update twice
+        changes nothing and sends nothing in doc mode)."""
+        if last_seq is not None:
+            self.last_seq = max(self.last_seq, last_seq)
         if not updates:
             return
         if self.doc is None:
@@ -659,6 +697,7 @@ class Room:
                 self._durable.notify_all()
 
     async def _commit(self, batch: _Batch) -> None:
+        last = 0
         if batch.records:
             started = time.perf_counter()
             last = await self.store.append(self.name, batch.records)
@@ -671,7 +710,8 @@ class Room:
             if self.before_broadcast is not None:
                 await self.before_broadcast()
         if batch.updates:
-            message = encode_update(_merged(batch.updates, squash=batch.repeat_sender))
+            merged = _merged(batch.updates, squash=batch.repeat_sender)
+            message = encode_update(merged)
             skip = (
                 next(iter(batch.senders))
                 if len(batch.senders) == 1 and not batch.everyone
@@ -682,6 +722,9 @@ class Room:
                 message = tracked(message, len(targets), batch.accepted_at, self.instruments)
             for conn in targets:
                 conn.send(message)
+            if self.on_published is not None and last:
+                # one append's seqs are consecutive (assigned under the store's write lock)
+                self.on_published(self, merged, last - len(batch.records) + 1, last)
         for conn, reply in batch.replies:
             if reply["type"] == "rejected":
                 conn.send_rejection(reply)
@@ -818,6 +861,45 @@ class Room:
                 self.awareness[entry.client_id] = (entry.clock, entry.state, conn.id)
                 conn.awareness_ids.add(entry.client_id)
         self._queue_presence(entries)
+        if self.on_presence is not None:
+            self.on_presence(self, entries)
+
+    def local_presence(self) -> list[AwarenessEntry]:
+        """The current presence of this node's own connections (for another node that
+        just started holding the room: presence is not stored, so it asks)."""
+        return [
+            AwarenessEntry(cid, clock, state)
+            for cid, (clock, state, holder) in self.awareness.items()
+            if holder != REMOTE_CONN_ID
+        ]
+
+    def apply_remote_presence(self, entries: Sequence[AwarenessEntry]) -> None:
+        """Presence another node's connections sent (its identity bound there): held for
+        newcomers and relayed to this node's connections, as news by y-protocols' rule (a
+        newer clock; a removal at the same clock). A client id one of this node's own
+        connections holds is left to it."""
+        news: list[AwarenessEntry] = []
+        for entry in entries:
+            current = self.awareness.get(entry.client_id)
+            if current is not None and current[2] != REMOTE_CONN_ID:
+                continue
+            known = current[0] if current is not None else 0
+            gone = self._departed.get(entry.client_id) if current is None else None
+            if gone is not None:
+                known = gone[0]
+            if entry.clock < known or (entry.clock == known and entry.state is not None):
+                continue
+            self._awareness_bytes.pop(entry.client_id, None)
+            if entry.state is None:
+                user = _presence_user(current[1]) if current is not None else ""
+                self._remove_presence(entry.client_id, entry.clock, user)
+            else:
+                self._departed.pop(entry.client_id, None)
+                self.awareness[entry.client_id] = (entry.clock, entry.state, REMOTE_CONN_ID)
+                self._remote_presence_at[entry.client_id] = time.monotonic()
+            news.append(entry)
+        if news:
+            self._queue_presence(news)
 
     def _remove_presence(self, client_id: int, clock: int, user: str) -> None:
         """A client's presence is gone at ``clock``: remembered, as every y-protocols peer
@@ -862,11 +944,24 @@ class Room:
 
     def awareness_snapshot(self) -> bytes:
         """Everyone's presence, for a client that just connected or asked."""
+        self._forget_outdated_remote_presence()
         parts = [varuint(len(self.awareness))]
         parts += (
             self._encoded_presence(c, clock, s) for c, (clock, s, _) in self.awareness.items()
         )
         return self._remember_presence(encode_awareness(b"".join(parts)))
+
+    def _forget_outdated_remote_presence(self) -> None:
+        """Relayed presence not renewed within REMOTE_PRESENCE_SECONDS is not handed to
+        newcomers (connected clients time it out themselves, by the same rule)."""
+        cutoff = time.monotonic() - REMOTE_PRESENCE_SECONDS
+        for cid, heard in list(self._remote_presence_at.items()):
+            current = self.awareness.get(cid)
+            if current is None or current[2] != REMOTE_CONN_ID:
+                del self._remote_presence_at[cid]
+            elif heard < cutoff:  # remembered as gone: an echo of it is stale, not news
+                del self._remote_presence_at[cid]
+                self._remove_presence(cid, current[0], _presence_user(current[1]))
 
     def _remember_presence(self, frame: bytes) -> bytes:
         _put_newest(self._sent_presence, _digest(frame), None, RECENT_PRESENCE_FRAMES)

@@ -72,6 +72,7 @@ from doc_model import (
     create_task,
     doc_name,
     finance_snapshot,
+    has_message,
     move_task,
     parse_doc_name,
     post_chat_message,
@@ -101,11 +102,13 @@ from rules.automation import (
 from rules.automation.project import finance_states
 from rules.automation.schedule import approaching_at, next_fire, overdue_at
 from sync_server.extensions.daily_digest import DEFAULT_HOUR, DailyDigest
+from sync_server.extensions.feed import current_fence
 from sync_server.extensions.notifications import Notice, NotificationCenter
 from sync_server.extensions.protocol import EditRefused, Extension, ServerContext
 from sync_server.identity.accounts import email_addresses, locales_of
 from sync_server.identity.locales import text_format
 from sync_server.interfaces import Actor, DocumentChanged
+from sync_server.scale.fences import Fence
 from sync_server.storage.database import SQLiteWorker, connect
 
 if TYPE_CHECKING:
@@ -272,22 +275,49 @@ async def maybe_await(value: Any) -> Any:
 
 
 def record_runs(
-    conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], claims: Sequence[int]
+    conn: sqlite3.Connection,
+    rows: Sequence[tuple[Any, ...]],
+    claims: Sequence[int],
+    fence: Fence | None = None,
 ) -> dict[int, int]:
     """One transaction: every row (rule, project, key, event, outcome, detail, depth, at)
     inserted unless its (rule, key) is there; returns {index in rows: run id} of the rows
-    in ``claims`` that were inserted (runs to carry out: the others ran before)."""
+    in ``claims`` that were inserted (runs to carry out: the others ran before).
+
+    Several servers (``fence``: the automation consumer's lease): the claim fails
+    (FenceLost) once a newer holder took the lease over, and a run an older holder
+    claimed but left ``running`` (killed mid-run) is claimed again, to be carried out
+    now (its actions are idempotent: see ``_edit`` and the outbox's keys)."""
     claimed: dict[int, int] = {}
     wanted = set(claims)
-    with conn:
+    token = fence.token if fence is not None else 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if fence is not None:
+            fence(conn)
         for index, (rule, project, key, event, outcome, detail, depth, at) in enumerate(rows):
             cur = conn.execute(
                 "INSERT OR IGNORE INTO rule_runs (rule, project, event_key, event, outcome,"
-                " detail, depth, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (rule, project, key, json.dumps(event), outcome, detail, depth, at),
+                " detail, depth, at, fence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rule, project, key, json.dumps(event), outcome, detail, depth, at, token),
             )
-            if index in wanted and cur.rowcount and cur.lastrowid is not None:
+            if index not in wanted:
+                continue
+            if cur.rowcount and cur.lastrowid is not None:
                 claimed[index] = cur.lastrowid
+            elif fence is not None:
+                again = conn.execute(
+                    "UPDATE rule_runs SET fence = ? WHERE rule = ? AND event_key = ?"
+                    " AND outcome = 'running' AND fence < ? RETURNING id",
+                    (token, rule, key, token),
+                ).fetchone()
+                if again is not None:
+                    claimed[index] = int(again[0])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
     return claimed
 
 
@@ -757,7 +787,7 @@ class AutomationRunner:
             for i in items
         ]
         claims = [n for n, i in enumerate(items) if i.act]
-        claimed = await self.db.run(record_runs, self.db.conn, rows, claims)
+        claimed = await self.db.run(record_runs, self.db.conn, rows, claims, current_fence.get())
         results: list[RunResult] = []
         acted: list[tuple[RunResult, list[str], str]] = []
         queued: list[Queued] = []
@@ -849,7 +879,9 @@ class AutomationRunner:
             owned = self.rendered(item, text_format(*formats.get(owner, (None, None))))
             for plain, intent in zip(item.intents, owned, strict=True):
                 if isinstance(intent, EditIntent):
-                    done.append(await self._edit(project, rule_id, owner, intent, item.depth))
+                    done.append(
+                        await self._edit(project, rule_id, owner, intent, item.depth, run_id)
+                    )
                 elif isinstance(plain, NotifyIntent):
                     done.append(await self._notify(project, rule_id, plain, item.snapshot, item))
                 elif isinstance(intent, OutboundIntent):
@@ -873,21 +905,27 @@ class AutomationRunner:
         return RunResult("paused", f"paused: {reason}", run_id)
 
     async def _edit(
-        self, project: str, rule_id: str, owner: str, intent: EditIntent, depth: int
+        self, project: str, rule_id: str, owner: str, intent: EditIntent, depth: int, run_id: int
     ) -> str:
+        """Carry out one edit. Each is idempotent: a run carried out again (its first holder
+        killed mid-run, sync_server.scale) sets the same values, and posts its comment only
+        if the comment of this run and action is not there yet."""
         actor = rule_actor(owner, rule_id, depth + 1)
         params = intent.params
         task = intent.task_id
         reason = f"rule {rule_id}: {intent.action}"
         if intent.action == "add_comment":
             text = str(params.get("text") or "")
-            await self.ctx.edit(
-                actor,
-                doc_name(project, DocKind.CHAT),
-                lambda chat: post_chat_message(chat, owner, text, task=task),
-                reason,
-            )
-            return "add_comment: posted"
+            message_id = f"run-{run_id}-{intent.action_index}"
+            posted: list[bool] = []
+
+            def comment(chat: Doc) -> None:
+                if not has_message(chat, message_id):
+                    post_chat_message(chat, owner, text, task=task, message_id=message_id)
+                    posted.append(True)
+
+            await self.ctx.edit(actor, doc_name(project, DocKind.CHAT), comment, reason)
+            return "add_comment: posted" if posted else "add_comment: posted before"
 
         def change(doc: Doc) -> None:
             tasks = doc.get("tasks", type=Map)
@@ -1188,7 +1226,19 @@ class AutomationExtension(Extension):
         their own, configured from the settings; its delivery worker started."""
         self.outbox_db = SQLiteWorker(connect(ctx.settings.db, synchronous="NORMAL"))
         outbox = Outbox.from_settings(self.outbox_db, ctx.settings, ctx.outbound)
-        await outbox.start()
+        leases = getattr(ctx, "leases", None)
+        if leases is None:
+            await outbox.start()
+            return outbox, outbox.secrets
+
+        # several servers: the holder of the "outbox" lease delivers; a node taking over
+        # makes the rows its predecessor left sending due again (start), and its claims
+        # are fenced off once it loses the lease
+        async def deliver(fence: Fence) -> None:
+            outbox.fence = fence
+            await outbox.start()
+
+        leases.run_exclusively("outbox", deliver, outbox.stop)
         return outbox, outbox.secrets
 
     async def change_accepted(self, ctx: ServerContext, changes: Sequence[DocumentChanged]) -> None:

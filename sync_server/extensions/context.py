@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from doc_model import DocName, parse_doc_name
 from sync_server.extensions.protocol import EditOutcome, EditRefused
-from sync_server.interfaces import Actor, DocumentStore
+from sync_server.interfaces import Actor, DocumentStore, Fanout
 
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from sync_server.identity.access import PermissionResolver
     from sync_server.identity.access_watch import AccessWatch
     from sync_server.identity.login_guard import LoginGuard
+    from sync_server.scale.leases import RedisLeases
     from sync_server.shell.monitoring import ServerMetrics
     from sync_server.shell.readiness import Readiness
     from sync_server.shell.settings import Settings
@@ -67,6 +68,9 @@ class TandemContext:
     watch: AccessWatch = field(init=False)  # open sockets, closed when access ends
     rooms: RoomManager = field(init=False)
     feed: ChangeFeed = field(init=False)  # the durable change feed (extensions.feed)
+    # several servers (sync_server.scale): None for a single server
+    fanout: Fanout | None = field(init=False, default=None)
+    leases: RedisLeases | None = field(init=False, default=None)
     live: LiveDocuments = field(init=False)
     metrics_reader: SQLiteWorker = field(init=False)  # gauges read when /metrics is scraped
     secret_keys: MultiFernet = field(init=False)  # the secrets table's keys (webhook secrets)

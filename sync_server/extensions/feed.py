@@ -37,6 +37,15 @@ a removed consumer's ``feed_cursors`` row to release them sooner.
 New rows are noticed through :meth:`ChangeFeed.wake` (the room calls it after
 each append) and, for other processes' writes, by polling every
 ``poll_seconds``.
+
+Several servers (``leases``, ``sync_server.scale.leases``): each durable consumer
+runs on one node at a time, the holder of lease ``feed:<name>``. It starts from
+the stored cursor when it takes the lease, and every cursor store checks the
+lease's fencing token in the same transaction: a node whose lease was taken over
+cannot move the cursor (``FenceLost``) and stops. What it delivered after the
+stored cursor is delivered again by the new holder (at-least-once, as after a
+crash): consumers dedup by ``feed_id`` (automation's runs, the outbox's keys).
+Non-durable consumers run on every node.
 """
 
 from __future__ import annotations
@@ -48,17 +57,26 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doc_model import Change, DomainEvent
 from sync_server.interfaces import Actor, DocumentChanged
+from sync_server.scale.fences import Fence, FenceLost
 from sync_server.storage.database import SQLiteWorker, connect, is_locked
+
+if TYPE_CHECKING:
+    from sync_server.scale.leases import RedisLeases
 
 log = logging.getLogger("tandem.feed")
 
 Handler = Callable[[Sequence[DocumentChanged]], Awaitable[None]]
+
+current_fence: ContextVar[Fence | None] = ContextVar("current_fence", default=None)
+"""While a leased consumer's handler runs: the fence of the lease it runs under, for the
+writes the handler must fence itself (automation's run claims)."""
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
@@ -127,6 +145,7 @@ class _Consumer:
     failures: int = 0  # consecutive failed handler calls (backoff)
     stored: int = -1  # the position last stored (durable consumers)
     stored_at: float = 0.0  # monotonic time it was stored
+    fence: Fence | None = None  # the lease holding it runs under (several servers)
 
 
 class ChangeFeed:
@@ -143,8 +162,15 @@ class ChangeFeed:
         retry_first_seconds: float = RETRY_FIRST_SECONDS,
         retry_max_seconds: float = RETRY_MAX_SECONDS,
         gather_seconds: float = GATHER_SECONDS,
+        leases: RedisLeases | None = None,
+        before_deliver: Handler | None = None,
     ) -> None:
         self.path = str(path)
+        # awaited before a batch reaches a handler (several servers: the rooms this node holds
+        # catch up with the rows' updates first, which may have been stored by another node
+        # and not yet relayed here, so a handler reading a live document sees them)
+        self.before_deliver = before_deliver
+        self.leases = leases  # several servers: one node runs each durable consumer
         self.poll_seconds = poll_seconds
         self.retention_seconds = retention_seconds
         self.max_retention_seconds = max_retention_seconds
@@ -212,6 +238,16 @@ class ChangeFeed:
         for consumer in self._consumers.values():
             # where each starts is settled before start() returns, so that nothing the
             # server stores once it serves can fall before a new consumer's first cursor
+            # (with leases: by the node that takes the lease, from the stored cursor)
+            if self._leased(consumer):
+                # a new consumer's first cursor, stored by whichever node starts first; the
+                # lease's holder starts from the stored one
+                try:
+                    await self._writer.run(self._durable_start, consumer.name, None)
+                except sqlite3.Error as e:
+                    log.warning("feed consumer %s cannot start yet: %s", consumer.name, e)
+                consumer.task = loop.create_task(self._run(consumer), name=f"feed {consumer.name}")
+                continue
             try:
                 consumer.position = await self._start_position(consumer)
             except sqlite3.Error as e:  # its task tries again
@@ -248,6 +284,8 @@ class ChangeFeed:
                     await asyncio.wait_for(self._store_cursor(consumer), CLOSE_STORE_SECONDS)
                 except TimeoutError:
                     log.warning("feed cursor of %s not stored at close", consumer.name)
+                except FenceLost as e:
+                    log.warning("feed cursor of %s not stored at close: %s", consumer.name, e)
         for worker in (self._reader, self._writer):
             if worker is not None:
                 await worker.close()
@@ -261,7 +299,7 @@ class ChangeFeed:
             return
         self.wake()
         while time.monotonic() < deadline and any(
-            c.position < newest and c.task is not None and not c.task.done()
+            c.position < newest and c.task is not None and not c.task.done() and self._runs_here(c)
             for c in self._consumers.values()
         ):
             await asyncio.sleep(0.02)
@@ -287,7 +325,33 @@ class ChangeFeed:
 
     # -- consumer task -----------------------------------------------------------
 
+    def _leased(self, consumer: _Consumer) -> bool:
+        return self.leases is not None and consumer.durable
+
+    def _runs_here(self, consumer: _Consumer) -> bool:
+        """Whether this node runs the consumer (always, without leases)."""
+        if self.leases is None or not consumer.durable:
+            return True
+        return self.leases.held(f"feed:{consumer.name}") is not None
+
     async def _run(self, consumer: _Consumer) -> None:
+        if not self._leased(consumer):
+            await self._follow(consumer, None)
+            return
+        assert self.leases is not None
+        while True:
+            lease = await self.leases.acquire(f"feed:{consumer.name}")
+            consumer.fence, consumer.position, consumer.stored = lease.fence, -1, -1
+            log.info("feed consumer %s runs here (token %d)", consumer.name, lease.token)
+            try:
+                await self._follow(consumer, lease.lost)
+            except FenceLost as e:
+                log.warning("feed consumer %s stops: %s", consumer.name, e)
+            if not lease.lost.is_set():
+                await self.leases.release(lease)
+
+    async def _follow(self, consumer: _Consumer, lost: asyncio.Event | None) -> None:
+        """Deliver rows from the consumer's cursor on; returns when ``lost`` is set."""
         while consumer.position < 0:
             try:
                 consumer.position = await self._start_position(consumer)
@@ -295,7 +359,7 @@ class ChangeFeed:
                 log.warning("feed consumer %s cannot start yet: %s", consumer.name, e)
                 await asyncio.sleep(self.retry_first_seconds)
         assert self._reader is not None
-        while True:
+        while lost is None or not lost.is_set():
             consumer.wake.clear()  # before reading: a wake during the read is not lost
             try:
                 last, changed = await self._reader.run(
@@ -316,7 +380,7 @@ class ChangeFeed:
                     timer.cancel()
                 continue
             if changed:
-                await self._deliver(consumer, changed)
+                await self._deliver(consumer, changed, lost)
             consumer.position = last
             short = len(changed) < consumer.batch
             # stored at most once a CURSOR_STORE_SECONDS while busy (each store takes the
@@ -332,11 +396,20 @@ class ChangeFeed:
                 # appends need; gathering for a moment reads the burst as one.
                 await asyncio.sleep(self.gather_seconds)
 
-    async def _deliver(self, consumer: _Consumer, events: list[DocumentChanged]) -> None:
-        """Call the handler until it returns (at-least-once), backing off while it raises."""
-        while True:
+    async def _deliver(
+        self, consumer: _Consumer, events: list[DocumentChanged], lost: asyncio.Event | None
+    ) -> None:
+        """Call the handler until it returns (at-least-once), backing off while it raises
+        (and while this node holds the consumer's lease)."""
+        while lost is None or not lost.is_set():
             try:
-                await consumer.handler(events)
+                if self.before_deliver is not None:
+                    await self.before_deliver(events)
+                token = current_fence.set(consumer.fence if lost is not None else None)
+                try:
+                    await consumer.handler(events)
+                finally:
+                    current_fence.reset(token)
                 consumer.failures = 0
                 return
             except Exception:
@@ -394,7 +467,7 @@ class ChangeFeed:
     async def _start_position(self, consumer: _Consumer) -> int:
         assert self._writer is not None
         if consumer.durable:
-            return await self._writer.run(self._durable_start, consumer.name)
+            return await self._writer.run(self._durable_start, consumer.name, consumer.fence)
         assert self._reader is not None
         return await self._reader.run(self._newest)
 
@@ -406,7 +479,7 @@ class ChangeFeed:
         while True:
             position = consumer.position
             try:
-                await self._writer.run(self._write_cursor, consumer.name, position)
+                await self._writer.run(self._write_cursor, consumer.name, position, consumer.fence)
                 consumer.stored, consumer.stored_at = position, time.monotonic()
                 return
             except sqlite3.Error as e:
@@ -488,11 +561,13 @@ class ChangeFeed:
             conn = self._reader.conn
         return int(conn.execute("SELECT coalesce(max(id), 0) FROM change_feed").fetchone()[0])
 
-    def _durable_start(self, name: str) -> int:
+    def _durable_start(self, name: str, fence: Fence | None = None) -> int:
         assert self._writer is not None
         c = self._writer.conn
         c.execute("BEGIN IMMEDIATE")
         try:
+            if fence is not None:
+                fence(c)
             row = c.execute(
                 "SELECT position FROM feed_cursors WHERE consumer = ?", (name,)
             ).fetchone()
@@ -510,14 +585,26 @@ class ChangeFeed:
             raise
         return position
 
-    def _write_cursor(self, name: str, position: int) -> None:
+    def _write_cursor(self, name: str, position: int, fence: Fence | None = None) -> None:
         assert self._writer is not None
-        self._writer.conn.execute(
-            "INSERT INTO feed_cursors (consumer, position, updated) VALUES (?, ?, ?)"
-            " ON CONFLICT(consumer) DO UPDATE SET position = excluded.position,"
-            " updated = excluded.updated",
-            (name, position, time.time()),
-        )
+        c = self._writer.conn
+        if fence is not None:  # checked in the write's own transaction
+            c.execute("BEGIN IMMEDIATE")
+        try:
+            if fence is not None:
+                fence(c)
+            c.execute(
+                "INSERT INTO feed_cursors (consumer, position, updated) VALUES (?, ?, ?)"
+                " ON CONFLICT(consumer) DO UPDATE SET position = excluded.position,"
+                " updated = excluded.updated",
+                (name, position, time.time()),
+            )
+            if fence is not None:
+                c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
 
     def _prune(self, now: float) -> int:
         assert self._writer is not None

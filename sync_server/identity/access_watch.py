@@ -161,7 +161,11 @@ class AccessWatch:
         """Before a room sends a stored batch: if access changed before that batch was stored
         (the generation its append read), act on it first, so nobody whose access ended
         receives an update sent after that."""
-        seen = self.stored_generation()
+        await self.settle_at(self.stored_generation())
+
+    async def settle_at(self, seen: int | None) -> None:
+        """Before sending an update stored when the access tables were at generation
+        ``seen`` (another server's, sync_server.scale): as ``settle``."""
         if seen is not None and self.generation is not None and seen <= self.generation:
             return
         if seen is not None or self.generation is None:

@@ -67,6 +67,8 @@ from sync_server.identity import access, accounts
 from sync_server.identity.access_watch import AccessWatch
 from sync_server.identity.login_guard import LoginGuard
 from sync_server.interfaces import Actor, DocumentObserver, DocumentStore
+from sync_server.scale.leases import RedisLeases
+from sync_server.scale.redis_fanout import RedisFanout, redis_client
 from sync_server.shell.monitoring import ServerMetrics, sqlite_outbox_depth
 from sync_server.shell.readiness import Readiness, storage_probe
 from sync_server.shell.settings import Settings
@@ -114,6 +116,21 @@ def subscribe_observers(feed: ChangeFeed, observers: Sequence[DocumentObserver])
             durable=bool(getattr(observer, "durable", True)),
             batch=int(getattr(observer, "batch", 500)),
         )
+
+
+def scale_out(settings: Settings) -> tuple[RedisFanout | None, RedisLeases | None]:
+    """The Redis fan-out and leases when ``settings.redis`` names a Redis, else None."""
+    if not settings.redis:
+        return None, None
+    fanout = RedisFanout(redis_client(settings.redis))
+    leases = RedisLeases(
+        redis_client(settings.redis),
+        fanout.node_id,
+        SQLiteWorker(connect(settings.db, synchronous="NORMAL")),
+        ttl_seconds=settings.lease_ttl_seconds,
+    )
+    log.info("one of several servers: node %s, Redis %s", fanout.node_id, settings.redis)
+    return fanout, leases
 
 
 def create_app(
@@ -281,6 +298,21 @@ def create_app(
             touch=touch,
         )
         ctx.watch = watch
+        # Several servers on this storage (docs/scale.md): updates and presence between them
+        # through Redis, and a lease decides which node runs each change-feed consumer and
+        # the outbox's delivery; without Redis, ctx.fanout and ctx.leases stay None
+        fanout, leases = scale_out(settings)
+        ctx.fanout, ctx.leases = fanout, leases
+        if fanout is not None:  # /readyz: a node that cannot reach Redis is not ready
+
+            async def redis_probe() -> None:
+                await fanout.client.ping()
+
+            ctx.readiness.add("redis", redis_probe)
+
+        async def before_remote(generation: int | None) -> None:
+            await (watch.refresh() if generation is None else watch.settle_at(generation))
+
         # The durable change feed: every writer (this server's rooms, the CLI) stores a row
         # with each update; extensions' change_accepted and the observers given to
         # create_app consume it, each from its own cursor in a task of its own.
@@ -290,6 +322,7 @@ def create_app(
             retention_seconds=settings.feed_retention_seconds,
             max_retention_seconds=settings.feed_max_retention_seconds,
             prune_interval_seconds=settings.feed_prune_interval_seconds,
+            leases=leases,
         )
         ctx.feed = feed
         host.changes = feed
@@ -306,12 +339,16 @@ def create_app(
             on_rejected=rejected,
             on_loaded=loaded,
             on_unloaded=unloaded,
-            poll_seconds=settings.external_poll_seconds,
+            poll_seconds=settings.redis_poll_seconds if fanout else settings.external_poll_seconds,
             before_broadcast=watch.settle,
             before_external=watch.refresh,
             instruments=metrics,
+            fanout=fanout,
+            before_remote=before_remote,
         )
         await rooms.start()
+        if fanout is not None:  # rows another node stored: its update reaches our rooms first
+            feed.before_deliver = rooms.hold_stored
         ctx.rooms = rooms
         await watch.start()
         ctx.keepalive = (
@@ -339,6 +376,9 @@ def create_app(
         await ctx.watch.close()
         await ctx.rooms.close()
         await host.shutdown()  # after the rooms' last changes were handed over; reversed
+        if ctx.leases is not None:  # after the feed stored its cursors under them
+            await ctx.leases.close()
+            await ctx.leases.db.close()
         await ctx.store.close()
         await ctx.deferred.close()
         await ctx.writer.close()

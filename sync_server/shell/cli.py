@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="load an extension (a class or object in an importable module); repeatable,"
         " after the built-in ones, the tandem.extensions entry points and $TANDEM_EXTENSIONS",
     )
+    serve.add_argument(
+        "--redis",
+        default=None,
+        metavar="redis://HOST:PORT/N",
+        help="run as one of several servers on the same storage: updates, presence and the"
+        " change-feed consumers' leases go through this Redis (default $TANDEM_REDIS; none:"
+        " a single server)",
+    )
 
     demo = sub.add_parser("demo", parents=[db], help="seed the demo project (owner: user 'demo')")
     demo.add_argument("--project", default="demo", help="project id (default: demo)")
@@ -166,8 +174,12 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
         from sync_server.shell.serve import run
 
         settings = Settings.from_env(
-            db=db_path, host=args.host, port=args.port, log_format=args.log_format
+            db=db_path, host=args.host, port=args.port, log_format=args.log_format, redis=args.redis
         )
+        try:
+            settings.check_redis()
+        except ValueError as e:
+            raise CliError(str(e)) from e
         if not 0 <= settings.digest_hour <= 23:
             raise CliError(
                 f"TANDEM_DIGEST_HOUR must be an hour 0-23 (UTC), not {settings.digest_hour}"

@@ -105,6 +105,31 @@ class Settings:
     ready_timeout_seconds: float = 2.0
     drain_seconds: float = 0.0
 
+    # several servers on one storage (sync_server.scale, docs/scale.md): redis://host:port/n
+    # carries updates and presence between them and the change-feed consumers' leases;
+    # empty: a single server
+    redis: str = ""
+    # with Redis, rooms poll storage for writers that publish nothing (the CLI) this often
+    # instead of external_poll_seconds (other servers' updates arrive through Redis)
+    redis_poll_seconds: float = 10.0
+    # a lease (which node runs a change-feed consumer, the outbox) lasts this long unrenewed:
+    # a killed node's consumers move to another node after at most this
+    lease_ttl_seconds: float = 3.0
+
+    def check_redis(self) -> None:
+        """Raise ValueError with a clear message for a malformed ``redis`` URL."""
+        if not self.redis:
+            return
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.redis)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            raise ValueError(
+                f"--redis / TANDEM_REDIS must look like redis://HOST:PORT/N, not {self.redis!r}"
+            )
+        if self.lease_ttl_seconds <= 0:
+            raise ValueError("TANDEM_LEASE_TTL_SECONDS must be positive")
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Defaults, then TANDEM_<FIELD> environment variables, then explicit overrides."""

@@ -433,6 +433,19 @@ MIGRATIONS: list[Migration] = [
     ALTER TABLE connections ADD COLUMN refresh_holder TEXT;
     ALTER TABLE connections ADD COLUMN refresh_until REAL;
     """,
+    # 23: fencing tokens of the scale-out leases (sync_server.scale.fences): the newest token
+    # that claimed each lease; a write by the holder of an older one (a change-feed cursor, an
+    # outbox claim) is refused; a rule run records the token of the holding that claimed it
+    # (one left running by a holder that lost its lease is claimed again by the next)
+    """
+    CREATE TABLE IF NOT EXISTS lease_fences (
+        name TEXT PRIMARY KEY,
+        token INTEGER NOT NULL,
+        holder TEXT NOT NULL,
+        claimed REAL NOT NULL
+    );
+    ALTER TABLE rule_runs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
