@@ -8,7 +8,7 @@ DB ?= tandem.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run demo test lint format bench clean chromium
+.PHONY: setup run demo test lint format bench clean chromium postgresql
 
 CLIENT_SOURCES := $(shell find client_pwa/src client_pwa/public -type f 2>/dev/null) \
 	client_pwa/index.html client_pwa/vite.config.js
@@ -39,6 +39,12 @@ chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
+# storage tests also run against a real PostgreSQL server (Debian's package; the tests start
+# it themselves in a temporary directory: tests/postgres_server.py)
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; }
+
 demo: $(VENV)/.installed
 	$(BIN)/tandem demo --db $(DB)
 
@@ -54,7 +60,7 @@ format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: setup chromium lint
+test: setup chromium postgresql lint
 	$(BIN)/python -m pytest -q
 
 bench/node/node_modules/.installed: bench/node/package.json bench/node/package-lock.json

@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+# a real PostgreSQL server (session) and a database per test: postgres_url, storage_target
+pytest_plugins = ["tests.postgres_server"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TANDEM = [sys.executable, "-m", "sync_server.shell.cli"]
 NODE_DIR = ROOT / "tests" / "node"

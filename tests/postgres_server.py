@@ -1,0 +1,139 @@
+"""A real PostgreSQL server for the tests: Debian's binaries, ``initdb`` + ``postgres`` in a
+temporary directory on a free port, once per test session (as ``nobody`` when the tests run
+as root: postgres refuses to run as root). ``make postgresql`` installs the binaries; where
+they are absent the tests that need them are skipped, saying so."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SUPERUSER = "tandem"
+
+
+def postgres_bin() -> Path | None:
+    """The newest installed PostgreSQL's bin directory (Debian: /usr/lib/postgresql/N/bin)."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+        key=lambda p: int(Path(p).parent.parent.name),
+    )
+    return Path(found[-1]).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresServer:
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="tandem-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.proc: subprocess.Popen | None = None
+        self._as: list[str] = []
+        if os.geteuid() == 0:  # postgres refuses root: run it as nobody, in a dir it owns
+            self._as = ["runuser", "-u", "nobody", "--"]
+            os.chmod(self.root, 0o755)
+            shutil.chown(self.root, "nobody")
+
+    def start(self) -> None:
+        env = {**os.environ, "LC_ALL": "C.UTF-8", "HOME": str(self.root)}
+        subprocess.run(
+            [
+                *self._as,
+                *(str(self.bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER),
+                *("-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"),
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        self.proc = subprocess.Popen(
+            [
+                *self._as,
+                *(str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port)),
+                *("-k", str(self.root), "-c", "listen_addresses=127.0.0.1"),
+                *("-c", "max_connections=500", "-c", "fsync=off", "-c", "shared_buffers=32MB"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "server.log", "wb"),  # noqa: SIM115 (the server's life)
+            env=env,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready = subprocess.run(
+                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                capture_output=True,
+            )
+            if ready.returncode == 0:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        log = (self.root / "server.log").read_text(errors="replace")
+        raise RuntimeError(f"PostgreSQL did not start:\n{log[-2000:]}")
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A new empty database; its URL."""
+        import psycopg
+
+        name = "t_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres):"
+            " `make postgresql` installs Debian's package"
+        )
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh database on the session's PostgreSQL server."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_target(request, tmp_path) -> str:
+    """Each storage engine's target in turn: a SQLite file, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "tandem.db")
+    return request.getfixturevalue("postgres_server").create_database()
