@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -126,7 +127,7 @@ class InProcessServer:
 
 @dataclass
 class ServerProcess:
-    db: Path
+    db: Path  # or a postgresql:// URL (start_server(storage=...))
     port: int
     env: dict[str, str]
     log_path: Path
@@ -199,13 +200,18 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def start_server(tmp_path: Path, **env_overrides: str) -> ServerProcess:
+def start_server(tmp_path: Path, storage: str | None = None, **env_overrides: str) -> ServerProcess:
+    """A real ``tandem serve`` on ``tmp_path/tandem.db``, or on ``storage`` (a PostgreSQL
+    database's URL: the secrets' key then comes from TANDEM_SECRET_KEY, not a file)."""
     env = dict(os.environ)
     env.update({"TANDEM_ROOM_IDLE_SECONDS": "2", "TANDEM_EXTERNAL_POLL_SECONDS": "0.2"})
+    if storage is not None:
+        from cryptography.fernet import Fernet
+
+        env["TANDEM_SECRET_KEY"] = Fernet.generate_key().decode()
     env.update(env_overrides)
-    server = ServerProcess(
-        db=tmp_path / "tandem.db", port=free_port(), env=env, log_path=tmp_path / "server.log"
-    )
+    db: Any = storage if storage is not None else tmp_path / "tandem.db"
+    server = ServerProcess(db=db, port=free_port(), env=env, log_path=tmp_path / "server.log")
     server.start()
     return server
 
@@ -213,6 +219,22 @@ def start_server(tmp_path: Path, **env_overrides: str) -> ServerProcess:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv = start_server(tmp_path)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        tail = srv.log()[-4000:]
+        if "Traceback" in tail:
+            print(f"--- server log ---\n{tail}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server_on_each_storage(request, tmp_path: Path) -> Iterator[ServerProcess]:
+    """``server``, once on a SQLite file and once on a fresh PostgreSQL database."""
+    storage = None
+    if request.param == "postgresql":
+        storage = request.getfixturevalue("postgres_server").create_database()
+    srv = start_server(tmp_path, storage)
     try:
         yield srv
     finally:

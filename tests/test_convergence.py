@@ -146,9 +146,12 @@ async def _edit_and_converge(server, doc_name, clients, steps) -> dict:
             await anyio.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory):
-    server = start_server(Path(tmp_path_factory.mktemp("convergence")))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_server(request, tmp_path_factory):
+    storage = None
+    if request.param == "postgresql":
+        storage = request.getfixturevalue("postgres_server").create_database()
+    server = start_server(Path(tmp_path_factory.mktemp("convergence")), storage)
     yield server
     server.stop()
 

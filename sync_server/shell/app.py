@@ -66,6 +66,7 @@ from sync_server.identity.login_guard import LoginGuard
 from sync_server.interfaces import Actor, DocumentObserver, DocumentStore
 from sync_server.shell.settings import Settings
 from sync_server.storage.database import DeferredWrites, SQLiteWorker, connect, open_database
+from sync_server.storage.postgres import display_target
 from sync_server.storage.sqlite_store import SQLiteStore, StorageError
 
 log = logging.getLogger("tandem.sync")
@@ -298,7 +299,7 @@ def create_app(
         app.extensions["tandem_rooms"] = rooms
         await host.startup(ctx)  # in order; ctx.edit works from here on
         await feed.start()  # every consumer's cursor settled before the first request
-        log.info("serving documents from %s", settings.db)
+        log.info("serving documents from %s", display_target(settings.db))
 
     @app.after_serving
     async def shutdown() -> None:

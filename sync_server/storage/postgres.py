@@ -200,20 +200,30 @@ class _NumericLoader(Loader):
 
 
 class PgCursor:
-    """What the code reads of a sqlite3 cursor."""
+    """What the code reads of a sqlite3 cursor (the rows were fetched with the statement)."""
 
-    __slots__ = ("_rows", "lastrowid", "rowcount")
+    __slots__ = ("_at", "_rows", "lastrowid", "rowcount")
 
     def __init__(self, rows: list[tuple], rowcount: int, lastrowid: int | None) -> None:
         self._rows = rows
+        self._at = 0
         self.rowcount = rowcount
         self.lastrowid = lastrowid
 
     def fetchone(self) -> Any:
-        return self._rows.pop(0) if self._rows else None
+        if self._at >= len(self._rows):
+            return None
+        self._at += 1
+        return self._rows[self._at - 1]
+
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        rows = self._rows[self._at : self._at + size]
+        self._at += len(rows)
+        return rows
 
     def fetchall(self) -> list[Any]:
-        rows, self._rows = self._rows, []
+        rows = self._rows[self._at :] if self._at else self._rows
+        self._at = len(self._rows)
         return rows
 
     def __iter__(self) -> Iterator[Any]:
