@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -37,45 +38,64 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable: bool = False) -> None:
+        """``durable``: fsync on (benchmarks); the tests kill Tandem's servers, not this one."""
         self.bindir = bindir
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="tandem-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
         self.proc: subprocess.Popen | None = None
-        self._as: list[str] = []
+        self._as: dict[str, object] = {}
         if os.geteuid() == 0:  # postgres refuses root: run it as nobody, in a dir it owns
-            self._as = ["runuser", "-u", "nobody", "--"]
+            self._as = {"user": "nobody", "group": "nogroup", "extra_groups": []}
             os.chmod(self.root, 0o755)
-            shutil.chown(self.root, "nobody")
+            shutil.chown(self.root, "nobody", "nogroup")
 
     def start(self) -> None:
+        """initdb (the first time), then the server; returns once it accepts connections."""
         env = {**os.environ, "LC_ALL": "C.UTF-8", "HOME": str(self.root)}
+        if not self.data.exists():
+            self._initdb(env)
+        self._serve(env)
+
+    def _initdb(self, env: dict[str, str]) -> None:
         subprocess.run(
             [
-                *self._as,
                 *(str(self.bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER),
                 *("-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"),
             ],
             check=True,
             capture_output=True,
             env=env,
+            **self._as,  # type: ignore[arg-type]
         )
+
+    def _serve(self, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
             [
-                *self._as,
                 *(str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port)),
                 *("-k", str(self.root), "-c", "listen_addresses=127.0.0.1"),
-                *("-c", "max_connections=500", "-c", "fsync=off", "-c", "shared_buffers=32MB"),
+                *("-c", "max_connections=500", "-c", "shared_buffers=32MB"),
+                *("-c", f"fsync={'on' if self.durable else 'off'}"),
             ],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "server.log", "wb"),  # noqa: SIM115 (the server's life)
+            **self._as,  # type: ignore[arg-type]
+            stderr=open(self.root / "server.log", "ab"),  # noqa: SIM115 (the server's life)
             env=env,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             ready = subprocess.run(
-                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                [
+                    str(self.bindir / "pg_isready"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    SUPERUSER,
+                ],
                 capture_output=True,
             )
             if ready.returncode == 0:
@@ -98,14 +118,18 @@ class PostgresServer:
             conn.execute(f"CREATE DATABASE {name}")
         return self.url(name)
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
+    def halt(self) -> None:
+        """Stop the server (its data kept: ``start`` serves it again)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # "fast" shutdown: clients are disconnected
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

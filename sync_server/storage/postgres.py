@@ -290,6 +290,7 @@ class PgConnection:
         return (
             conn is not None
             and not conn.closed
+            and not conn.broken
             and conn.info.transaction_status != pq.TransactionStatus.IDLE
         )
 

@@ -1,4 +1,6 @@
-"""SQLiteStore: the embedded DocumentStore (see hooks.py).
+"""SQLiteStore: the SQL DocumentStore (see interfaces.py), on a SQLite file (the embedded
+default) or a PostgreSQL database (``SQLiteStore("postgresql://...")``: the same code and
+SQL through ``postgres.PgConnection``; see docs/storage.md).
 
 Each document is a snapshot plus a log of updates with store-assigned
 sequence numbers, each stored with its CRC-32 and checked whenever it is read
@@ -199,6 +201,14 @@ class SQLiteStore:
 
     async def exists(self, doc_name: str) -> bool:
         return await self._reader.run(self._exists, doc_name)
+
+    async def ping(self) -> None:
+        """Return if storage answers, else raise (sqlite3.Error; for /readyz): one trivial
+        statement on the readers' connection (PostgreSQL: reconnecting if it was lost)."""
+        await self._reader.run(self._ping)
+
+    def _ping(self) -> None:
+        self._reader.conn.execute("SELECT 1").fetchone()
 
     async def close(self) -> None:
         await self.wait_for_compactions()  # due ones included: the file is left compact
