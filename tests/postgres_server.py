@@ -46,9 +46,11 @@ class PostgresServer:
         self.data = self.root / "data"
         self.port = _free_port()
         self.proc: subprocess.Popen | None = None
-        self._as: dict[str, object] = {}
+        self._user: str | None = None
+        self._group: str | None = None
+        self._groups: list[str] | None = None
         if os.geteuid() == 0:  # postgres refuses root: run it as nobody, in a dir it owns
-            self._as = {"user": "nobody", "group": "nogroup", "extra_groups": []}
+            self._user, self._group, self._groups = "nobody", "nogroup", []
             os.chmod(self.root, 0o755)
             shutil.chown(self.root, "nobody", "nogroup")
 
@@ -68,7 +70,9 @@ class PostgresServer:
             check=True,
             capture_output=True,
             env=env,
-            **self._as,  # type: ignore[arg-type]
+            user=self._user,
+            group=self._group,
+            extra_groups=self._groups,
         )
 
     def _serve(self, env: dict[str, str]) -> None:
@@ -80,7 +84,9 @@ class PostgresServer:
                 *("-c", f"fsync={'on' if self.durable else 'off'}"),
             ],
             stdout=subprocess.DEVNULL,
-            **self._as,  # type: ignore[arg-type]
+            user=self._user,
+            group=self._group,
+            extra_groups=self._groups,
             stderr=open(self.root / "server.log", "ab"),  # noqa: SIM115 (the server's life)
             env=env,
         )
