@@ -21,6 +21,7 @@ BENCHMARKS = [
     "bench.feed_lag",
     "bench.outbox_delivery",
     "bench.webhook_intake",
+    "bench.storage_append",
 ]
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.postgres_server import storage_for_tests
+
 # a real PostgreSQL server (session) and a database per test: postgres_url, storage_target
 pytest_plugins = ["tests.postgres_server"]
 
@@ -205,6 +207,8 @@ def start_server(tmp_path: Path, storage: str | None = None, **env_overrides: st
     database's URL: the secrets' key then comes from TANDEM_SECRET_KEY, not a file)."""
     env = dict(os.environ)
     env.update({"TANDEM_ROOM_IDLE_SECONDS": "2", "TANDEM_EXTERNAL_POLL_SECONDS": "0.2"})
+    if storage is None:
+        storage = storage_for_tests()  # TANDEM_TEST_STORAGE=postgresql: any test on PostgreSQL
     if storage is not None:
         from cryptography.fernet import Fernet
 

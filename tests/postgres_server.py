@@ -5,6 +5,7 @@ they are absent the tests that need them are skipped, saying so."""
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -14,7 +15,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -139,20 +139,45 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+_shared: PostgresServer | None = None
+
+
+def shared_server() -> PostgresServer | None:
+    """The test process's one PostgreSQL server, started on first use (stopped at exit);
+    None where PostgreSQL is not installed."""
+    global _shared
+    if _shared is None:
+        bindir = postgres_bin()
+        if bindir is None:
+            return None
+        server = PostgresServer(bindir)
+        server.start()
+        atexit.register(server.stop)
+        _shared = server
+    return _shared
+
+
+def storage_for_tests() -> str | None:
+    """``TANDEM_TEST_STORAGE=postgresql``: every ``start_server`` (the ``server`` fixture
+    included) on a fresh PostgreSQL database instead of a SQLite file, to run any test
+    module against PostgreSQL (tests reading the SQLite file themselves fail there)."""
+    if os.environ.get("TANDEM_TEST_STORAGE", "") != "postgresql":
+        return None
+    server = shared_server()
+    if server is None:
+        pytest.skip("TANDEM_TEST_STORAGE=postgresql but PostgreSQL is not installed")
+    return server.create_database()
+
+
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    bindir = postgres_bin()
-    if bindir is None:
+def postgres_server() -> PostgresServer:
+    server = shared_server()
+    if server is None:
         pytest.skip(
             "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres):"
             " `make postgresql` installs Debian's package"
         )
-    server = PostgresServer(bindir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return server
 
 
 @pytest.fixture

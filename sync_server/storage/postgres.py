@@ -361,9 +361,8 @@ class PgConnection:
 
     def _begin(self, immediate: bool) -> PgCursor:
         try:
-            if immediate:
-                self.raw.execute("BEGIN")
-                self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            if immediate:  # one round trip (no parameters: the simple query protocol)
+                self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
             else:
                 self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         except psycopg.Error as e:
