@@ -29,24 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from pycrdt import Doc, Text
-
 from bench.common import write_result
+from bench.durability import sample_updates
 from sync_server.interfaces import UpdateRecord
 from sync_server.storage.sqlite_store import SQLiteStore
 from tests.postgres_server import PostgresServer, postgres_bin
 
 STORES = ("sqlite", "sqlite-normal", "postgresql")
-
-
-def sample_updates(n: int) -> list[bytes]:
-    doc: Doc = Doc()
-    text = doc.get("t", type=Text)
-    updates: list[bytes] = []
-    doc.observe(lambda e: updates.append(e.update))
-    for _ in range(n):
-        text += "x"
-    return updates
 
 
 async def appends(target: str, synchronous: str, batch: int, n: int) -> list[float]:

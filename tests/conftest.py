@@ -17,10 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.postgres_server import storage_for_tests
-
-# a real PostgreSQL server (session) and a database per test: postgres_url, storage_target
-pytest_plugins = ["tests.postgres_server"]
+# a real PostgreSQL server (session), a database per test (postgres_url), each engine's
+# target in turn (storage_target)
+from tests.postgres_server import (  # noqa: F401 (fixtures)
+    postgres_server,
+    postgres_url,
+    storage_for_tests,
+    storage_target,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TANDEM = [sys.executable, "-m", "sync_server.shell.cli"]
@@ -220,9 +224,8 @@ def start_server(tmp_path: Path, storage: str | None = None, **env_overrides: st
     return server
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path)
+def _served(srv: ServerProcess) -> Iterator[ServerProcess]:
+    """A fixture's server: stopped after the test, its log shown if it holds a traceback."""
     try:
         yield srv
     finally:
@@ -230,6 +233,11 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
         tail = srv.log()[-4000:]
         if "Traceback" in tail:
             print(f"--- server log ---\n{tail}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    yield from _served(start_server(tmp_path))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -238,14 +246,7 @@ def server_on_each_storage(request, tmp_path: Path) -> Iterator[ServerProcess]:
     storage = None
     if request.param == "postgresql":
         storage = request.getfixturevalue("postgres_server").create_database()
-    srv = start_server(tmp_path, storage)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        tail = srv.log()[-4000:]
-        if "Traceback" in tail:
-            print(f"--- server log ---\n{tail}")
+    yield from _served(start_server(tmp_path, storage))
 
 
 @pytest.fixture

@@ -486,6 +486,8 @@ def storage_trouble(error: BaseException | None) -> tuple[bool, str, int]:
     """A write that could not be stored, for people: whether it is temporary (a full disk,
     a lock held past the busy timeout: retrying later will do), what happened, and in how
     many seconds to retry. REST answers with it (507 / 503) and room sockets close with it."""
+    if isinstance(error, sqlite3.OperationalError) and postgres.is_connection_error(error):
+        return True, "the database cannot be reached", 5
     if isinstance(error, sqlite3.Error) and is_full(error):
         return True, "the server's disk is full", 60
     if isinstance(error, sqlite3.Error) and is_locked(error):

@@ -250,6 +250,13 @@ def as_sqlite_error(error: psycopg.Error) -> sqlite3.Error:
     return sqlite3.DatabaseError(str(error))
 
 
+def is_connection_error(error: BaseException) -> bool:
+    """Whether ``error`` (as raised here) is PostgreSQL out of reach (a lost connection, a
+    refused one), not a statement's fault: temporary, worth retrying."""
+    cause = error.__cause__
+    return isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+
+
 _cache: dict[str, Translated] = {}
 _cache_lock = threading.Lock()
 _primary_keys: dict[str, tuple[str, ...]] = {}
