@@ -4,8 +4,10 @@ PostgreSQL server (tests/postgres_server.py)."""
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import subprocess
 import threading
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from sync_server.storage.database import MIGRATIONS, connect, migrate, open_data
 from sync_server.storage.postgres import PgConnection, translate
 from sync_server.storage.sqlite_store import SQLiteStore
 
+from .conftest import TANDEM
 from .postgres_server import PostgresServer, postgres_bin
 from .test_store_contract import edits
 
@@ -204,3 +207,36 @@ def test_a_store_rides_out_a_postgresql_restart_and_ping_tells(tmp_path: Path) -
         assert isinstance(connect(url), PgConnection)
     finally:
         server.stop()
+
+
+def test_every_command_takes_storage_and_tandem_storage(tmp_path: Path, postgres_url: str) -> None:
+    def cli(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*TANDEM, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, **env},
+            timeout=120,
+        )
+
+    made = cli(
+        "user",
+        "create",
+        "ann",
+        "--storage",
+        postgres_url,
+        "--password-stdin",
+        stdin="long enough\n",
+    )
+    assert made.returncode == 0, made.stderr
+    token = cli("token", "create", "ann", TANDEM_STORAGE=postgres_url)
+    assert token.returncode == 0 and token.stdout.strip().startswith("tdm_")
+    assert "ann" in cli("user", "list", TANDEM_STORAGE=postgres_url).stdout
+    assert "ann" not in cli("user", "list", "--storage", f"sqlite:///{tmp_path}/t.db").stdout
+    assert (tmp_path / "t.db").exists()  # sqlite:///PATH is the file
+    both = cli("user", "list", "--db", "x.db", "--storage", postgres_url)
+    assert both.returncode == 2 and "not both" in both.stderr
+    down = cli("user", "list", "--storage", "postgresql://nobody@127.0.0.1:1/none")
+    assert down.returncode != 0 and "Traceback" not in down.stderr

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import getpass
 import re
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -185,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, accounts.AccountError) as e:
         print(f"tandem: {e}", file=sys.stderr)
         return 2
+    except sqlite3.Error as e:  # the storage cannot be opened or reached (PostgreSQL down)
+        print(f"tandem: the storage failed: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -210,6 +214,13 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
             ExtensionHost(third_party)  # refuses two extensions of one name
         except ExtensionError as e:
             raise CliError(str(e)) from e
+        if is_postgres(settings.db):  # said plainly before anything starts
+            from sync_server.storage.postgres import PgConnection, display_target
+
+            try:
+                PgConnection(settings.db).close()
+            except sqlite3.Error as e:
+                raise CliError(f"cannot reach {display_target(settings.db)}: {e}") from e
         run(settings, third_party)
         return 0
     if args.command == "demo":
@@ -273,7 +284,6 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
 
 def _migrate_storage(args: argparse.Namespace) -> int:
     import os
-    import sqlite3
 
     from sync_server.storage.copy import CopyError, copy_storage
 
