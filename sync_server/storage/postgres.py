@@ -36,17 +36,31 @@ kind (``IntegrityError``, ``OperationalError``, ...), which callers already hand
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import psycopg
-from psycopg import pq
-from psycopg.adapt import Loader
+if TYPE_CHECKING:
+    import psycopg as psycopg_types
+
+# psycopg, imported by the first PostgreSQL connection: a process on SQLite never loads it
+# (half a second of the CLI's start on a busy machine)
+_pg: Any = None
+
+
+def _psycopg() -> Any:
+    global _pg
+    if _pg is None:
+        import psycopg
+
+        _pg = psycopg
+    return _pg
+
 
 SCHEMES = ("postgresql://", "postgres://")
 # pg_advisory_xact_lock keys: the write lock of BEGIN IMMEDIATE, and migrations
@@ -190,13 +204,20 @@ def _quote(name: str) -> str:
 # -- results ----------------------------------------------------------------------
 
 
-class _NumericLoader(Loader):
+@functools.cache
+def _numeric_loader() -> type:
     """``numeric`` (what sum() and avg() of integers give) as int or float, as SQLite does."""
+    from psycopg.adapt import Loader
 
-    def load(self, data: Any) -> int | float:
-        text = bytes(data).decode()
-        value = Decimal(text)
-        return int(value) if value == value.to_integral_value() and "." not in text else float(text)
+    class NumericLoader(Loader):
+        def load(self, data: Any) -> int | float:
+            text = bytes(data).decode()
+            value = Decimal(text)
+            if value == value.to_integral_value() and "." not in text:
+                return int(value)
+            return float(text)
+
+    return NumericLoader
 
 
 class PgCursor:
@@ -230,31 +251,32 @@ class PgCursor:
         return iter(self.fetchall())
 
 
-_ERRORS: tuple[tuple[type[Exception], type[sqlite3.Error]], ...] = (
-    (psycopg.errors.IntegrityError, sqlite3.IntegrityError),
-    (psycopg.OperationalError, sqlite3.OperationalError),
-    (psycopg.errors.DataError, sqlite3.DataError),
-    (psycopg.ProgrammingError, sqlite3.ProgrammingError),
-    (psycopg.InterfaceError, sqlite3.OperationalError),
-    (psycopg.Error, sqlite3.DatabaseError),
-)
-
-
-def as_sqlite_error(error: psycopg.Error) -> sqlite3.Error:
+def as_sqlite_error(error: BaseException) -> sqlite3.Error:
     """The sqlite3 exception of ``error``'s kind (callers catch those), caused by it."""
-    for source, target in _ERRORS:
+    pg = _psycopg()
+    kinds: tuple[tuple[type[BaseException], type[sqlite3.Error]], ...] = (
+        (pg.errors.IntegrityError, sqlite3.IntegrityError),
+        (pg.OperationalError, sqlite3.OperationalError),
+        (pg.errors.DataError, sqlite3.DataError),
+        (pg.ProgrammingError, sqlite3.ProgrammingError),
+        (pg.InterfaceError, sqlite3.OperationalError),
+    )
+    for source, target in kinds:
         if isinstance(error, source):
             out = target(str(error).strip())
-            out.__cause__ = error
-            return out
-    return sqlite3.DatabaseError(str(error))
+            break
+    else:
+        out = sqlite3.DatabaseError(str(error).strip())
+    out.__cause__ = error
+    return out
 
 
 def is_connection_error(error: BaseException) -> bool:
     """Whether ``error`` (as raised here) is PostgreSQL out of reach (a lost connection, a
     refused one), not a statement's fault: temporary, worth retrying."""
-    cause = error.__cause__
-    return isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+    if _pg is None:
+        return False
+    return isinstance(error.__cause__, _pg.OperationalError | _pg.InterfaceError)
 
 
 _cache: dict[str, Translated] = {}
@@ -272,20 +294,21 @@ class PgConnection:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg_types.Connection | None = None
         self._connect()
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self) -> psycopg_types.Connection:
+        pg = _psycopg()
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as e:
+            conn = pg.connect(self.url, autocommit=True, connect_timeout=10)
+        except pg.Error as e:
             raise as_sqlite_error(e) from e
-        conn.adapters.register_loader("numeric", _NumericLoader)
+        conn.adapters.register_loader("numeric", _numeric_loader())
         self._conn = conn
         return conn
 
     @property
-    def raw(self) -> psycopg.Connection:
+    def raw(self) -> psycopg_types.Connection:
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             conn = self._connect()
@@ -298,7 +321,7 @@ class PgConnection:
             conn is not None
             and not conn.closed
             and not conn.broken
-            and conn.info.transaction_status != pq.TransactionStatus.IDLE
+            and conn.info.transaction_status != _pg.pq.TransactionStatus.IDLE
         )
 
     def _translated(self, sql: str) -> Translated:
@@ -352,7 +375,7 @@ class PgConnection:
         try:
             cur = self.raw.execute(text, params if params is not None else ())
             rows = cur.fetchall() if cur.description is not None else []
-        except psycopg.Error as e:
+        except _pg.Error as e:
             raise as_sqlite_error(e) from e
         lastrowid = rows[-1][0] if identity is not None and rows else None
         return PgCursor([] if identity is not None else rows, cur.rowcount, lastrowid)
@@ -363,7 +386,7 @@ class PgConnection:
             with self.raw.cursor() as cur:
                 cur.executemany(found.text, list(seq))
                 return PgCursor([], cur.rowcount, None)
-        except psycopg.Error as e:
+        except _pg.Error as e:
             raise as_sqlite_error(e) from e
 
     def _begin(self, immediate: bool) -> PgCursor:
@@ -372,7 +395,7 @@ class PgConnection:
                 self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
             else:
                 self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        except psycopg.Error as e:
+        except _pg.Error as e:
             raise as_sqlite_error(e) from e
         return PgCursor([], -1, None)
 
