@@ -8,7 +8,7 @@ DB ?= tandem.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run demo test lint format bench clean chromium haproxy redis
+.PHONY: setup run demo test lint format bench clean chromium haproxy redis postgresql
 
 CLIENT_SOURCES := $(shell find client_pwa/src client_pwa/public -type f 2>/dev/null) \
 	client_pwa/index.html client_pwa/vite.config.js
@@ -50,6 +50,12 @@ redis:
 	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q redis-server; }
 
+# storage tests also run against a real PostgreSQL server (Debian's package; the tests start
+# it themselves in a temporary directory: tests/postgres_server.py)
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; }
+
 demo: $(VENV)/.installed
 	$(BIN)/tandem demo --db $(DB)
 
@@ -65,7 +71,7 @@ format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: setup chromium haproxy redis lint
+test: setup chromium haproxy redis postgresql lint
 	$(BIN)/python -m pytest -q
 
 bench/node/node_modules/.installed: bench/node/package.json bench/node/package-lock.json

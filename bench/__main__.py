@@ -23,6 +23,7 @@ BENCHMARKS = [
     "bench.webhook_intake",
     "bench.metrics_cost",
     "bench.scale_out",
+    "bench.storage_append",
 ]
 
 

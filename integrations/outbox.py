@@ -281,7 +281,7 @@ class Outbox:
             "SELECT o.id, o.project, o.key, o.channel, o.target, o.status, o.attempts,"
             " o.next_attempt_at, o.last_error, o.last_status, o.created, o.delivered_at, s.hint"
             " FROM outbox o LEFT JOIN secrets s"
-            " ON o.target LIKE 'secret:%' AND s.id = substr(o.target, 8) WHERE 1"
+            " ON o.target LIKE 'secret:%' AND s.id = substr(o.target, 8) WHERE 1 = 1"
         )
         args: list[Any] = []
         if project is not None:

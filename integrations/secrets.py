@@ -60,7 +60,13 @@ class SecretUnreadable(Exception):
 
 
 def key_file_for(db_path: str | os.PathLike[str]) -> Path:
-    """Where the key lives when ``TANDEM_SECRET_KEY`` is not set: ``<db>.key``."""
+    """Where the key lives when ``TANDEM_SECRET_KEY`` is not set: ``<db>.key``; for a
+    PostgreSQL database (a URL), ``<database name>.postgresql.key`` in the working
+    directory (several nodes on one database need TANDEM_SECRET_KEY, or this file copied)."""
+    target = os.fspath(db_path)
+    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        name = urlsplit(target).path.strip("/") or "postgres"
+        return Path(f"{name}.postgresql.key").absolute()
     db = Path(db_path)
     return db.with_name(db.name + ".key")
 

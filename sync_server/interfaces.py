@@ -73,7 +73,8 @@ class DocumentStore(Protocol):
     the same document (the CLI while a server runs): sequence numbers are
     assigned by the store, and ``updates_since`` lets a room catch up.
 
-    Implementations: ``storage.SQLiteStore`` and ``memory_store.MemoryStore`` (durable
+    Implementations: ``storage.SQLiteStore`` (a SQLite file or, given a ``postgresql://``
+    URL, a PostgreSQL database: docs/storage.md) and ``memory_store.MemoryStore`` (durable
     for the process's life only); every one must pass ``tests/test_store_contract.py``.
     """
 

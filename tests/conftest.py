@@ -13,9 +13,19 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+# a real PostgreSQL server (session), a database per test (postgres_url), each engine's
+# target in turn (storage_target)
+from tests.postgres_server import (  # noqa: F401 (fixtures)
+    postgres_server,
+    postgres_url,
+    storage_for_tests,
+    storage_target,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TANDEM = [sys.executable, "-m", "sync_server.shell.cli"]
@@ -124,7 +134,7 @@ class InProcessServer:
 
 @dataclass
 class ServerProcess:
-    db: Path
+    db: Path  # or a postgresql:// URL (start_server(storage=...))
     port: int
     env: dict[str, str]
     log_path: Path
@@ -197,20 +207,26 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def start_server(tmp_path: Path, **env_overrides: str) -> ServerProcess:
+def start_server(tmp_path: Path, storage: str | None = None, **env_overrides: str) -> ServerProcess:
+    """A real ``tandem serve`` on ``tmp_path/tandem.db``, or on ``storage`` (a PostgreSQL
+    database's URL: the secrets' key then comes from TANDEM_SECRET_KEY, not a file)."""
     env = dict(os.environ)
     env.update({"TANDEM_ROOM_IDLE_SECONDS": "2", "TANDEM_EXTERNAL_POLL_SECONDS": "0.2"})
+    if storage is None:
+        storage = storage_for_tests()  # TANDEM_TEST_STORAGE=postgresql: any test on PostgreSQL
+    if storage is not None:
+        from cryptography.fernet import Fernet
+
+        env["TANDEM_SECRET_KEY"] = Fernet.generate_key().decode()
     env.update(env_overrides)
-    server = ServerProcess(
-        db=tmp_path / "tandem.db", port=free_port(), env=env, log_path=tmp_path / "server.log"
-    )
+    db: Any = storage if storage is not None else tmp_path / "tandem.db"
+    server = ServerProcess(db=db, port=free_port(), env=env, log_path=tmp_path / "server.log")
     server.start()
     return server
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path)
+def _served(srv: ServerProcess) -> Iterator[ServerProcess]:
+    """A fixture's server: stopped after the test, its log shown if it holds a traceback."""
     try:
         yield srv
     finally:
@@ -218,6 +234,20 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
         tail = srv.log()[-4000:]
         if "Traceback" in tail:
             print(f"--- server log ---\n{tail}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    yield from _served(start_server(tmp_path))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server_on_each_storage(request, tmp_path: Path) -> Iterator[ServerProcess]:
+    """``server``, once on a SQLite file and once on a fresh PostgreSQL database."""
+    storage = None
+    if request.param == "postgresql":
+        storage = request.getfixturevalue("postgres_server").create_database()
+    yield from _served(start_server(tmp_path, storage))
 
 
 @pytest.fixture

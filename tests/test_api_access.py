@@ -13,6 +13,12 @@ from .conftest import tandem
 from .raw_client import RawClient
 
 
+@pytest.fixture
+def server(server_on_each_storage):
+    """Every test here runs on a SQLite file and on a PostgreSQL database."""
+    return server_on_each_storage
+
+
 def api(server, method: str, path: str, user: str | None = None, token: str | None = None, **kw):
     headers = kw.pop("headers", {})
     if token or user:

@@ -19,7 +19,10 @@ def titles(doc) -> set[str]:
     return {t["title"] for t in doc.get("tasks", type=Map).to_py().values()}
 
 
-async def test_kill_9_under_load_keeps_every_update_a_client_received(server) -> None:
+async def test_kill_9_under_load_keeps_every_update_a_client_received(
+    server_on_each_storage,
+) -> None:
+    server = server_on_each_storage
     seen_by_reader: set[str] = set()
     acked: set[str] = set()
     sent: dict[int, str] = {}

@@ -13,6 +13,13 @@ from .conftest import tandem
 from .raw_client import RawClient
 from .test_api_access import api, assert_problem
 
+
+@pytest.fixture
+def server(server_on_each_storage):
+    """Every test here runs on a SQLite file and on a PostgreSQL database."""
+    return server_on_each_storage
+
+
 P = Permission
 
 # -- the rule itself (pure) ---------------------------------------------------------

@@ -19,6 +19,13 @@ from sync_server.storage.database import open_database
 from .conftest import NODE_DIR, node_available, start_server, tandem
 from .raw_client import RawClient
 
+
+@pytest.fixture
+def server(server_on_each_storage):
+    """Every test here runs on a SQLite file and on a PostgreSQL database."""
+    return server_on_each_storage
+
+
 WITHIN = 1.0  # seconds from the change to the close
 
 

@@ -1,7 +1,8 @@
 """The DocumentStore contract (sync_server/interfaces.py), run against every implementation.
 
-Each test takes ``make_store``: SQLiteStore on a real file, and MemoryStore. A new
-backend (PostgreSQL) joins by adding one entry to ``STORES``. Everything here is what
+Each test takes ``make_store``: SQLiteStore on a real file, the same store on a real
+PostgreSQL server (a fresh database per store; tests/postgres_server.py), and MemoryStore.
+A new backend joins by adding one entry to ``STORES``. Everything here is what
 callers rely on: rooms (load, append, catch up with updates_since and last_seq, compact
 on unload), the REST API (exists, delete_document on project deletion) and listings
 (document_names). The last test serves a real app on MemoryStore over a real WebSocket.
@@ -32,6 +33,7 @@ from sync_server.shell.settings import Settings
 from sync_server.storage.memory_store import MemoryStore
 from sync_server.storage.sqlite_store import SQLiteStore, build_document
 from tests.conftest import InProcessServer, free_port
+from tests.postgres_server import PostgresServer
 from tests.raw_client import RawClient
 
 DOC = "p/contract"
@@ -47,14 +49,28 @@ def _sqlite(tmp: Path) -> DocumentStore:
     return SQLiteStore(tmp / f"contract-{next(_files)}.db", compact_threshold=10**9)
 
 
+def _postgresql(tmp: Path) -> DocumentStore:
+    assert _server is not None
+    return SQLiteStore(_server.create_database(), compact_threshold=10**9)
+
+
 def _memory(tmp: Path) -> DocumentStore:
     return MemoryStore(compact_threshold=None)
 
 
-STORES: dict[str, Callable[[Path], DocumentStore]] = {"sqlite": _sqlite, "memory": _memory}
+STORES: dict[str, Callable[[Path], DocumentStore]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
+    "memory": _memory,
+}
+_server: PostgresServer | None = None
 
 
-def factory(kind: str, tmp: Path) -> StoreFactory:
+def factory(kind: str, tmp: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    if kind == "postgresql":  # skipped, saying why, where PostgreSQL is not installed
+        global _server
+        _server = request.getfixturevalue("postgres_server")
+
     @asynccontextmanager
     async def open_store() -> AsyncIterator[DocumentStore]:
         store = STORES[kind](tmp)
@@ -68,7 +84,7 @@ def factory(kind: str, tmp: Path) -> StoreFactory:
 
 @pytest.fixture(params=sorted(STORES))
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    return factory(request.param, tmp_path)
+    return factory(request.param, tmp_path, request)
 
 
 def edits(n: int, client_id: int = 1, seed: int = 0) -> tuple[list[bytes], Doc]:
@@ -330,9 +346,10 @@ OPS = st.lists(
 @settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(kind=st.sampled_from(sorted(STORES)), ops=OPS)
+@pytest.mark.parametrize("kind", sorted(STORES))
+@given(ops=OPS)
 def test_any_append_compact_load_sequence_rebuilds_what_was_appended(
-    tmp_path: Path, kind: str, ops: list[tuple[str, int, int]]
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str, ops: list[tuple[str, int, int]]
 ) -> None:
     """Three clients' updates appended interleaved, compactions and reads at any point: the
     stored document always equals the one built by applying every appended update, and a
@@ -344,7 +361,7 @@ def test_any_append_compact_load_sequence_rebuilds_what_was_appended(
         appended: list[bytes] = []
         history: list[tuple[int, int]] = []  # (seq an append returned, updates stored so far)
         unfolded = 0
-        async with factory(kind, tmp_path)() as store:
+        async with factory(kind, tmp_path, request)() as store:
             for op, a, b in ops:
                 if op == "append":
                     batch = streams[a][taken[a] : taken[a] + b]

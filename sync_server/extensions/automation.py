@@ -380,7 +380,8 @@ def rule_summary(conn: sqlite3.Connection, project: str) -> dict[str, dict[str, 
     out: dict[str, dict[str, Any]] = {}
     for rule, at, outcome, failures in conn.execute(
         "SELECT rule, max(at), (SELECT outcome FROM rule_runs r2 WHERE r2.rule = r.rule"
-        " ORDER BY id DESC LIMIT 1), sum(outcome = 'failed') FROM rule_runs r"
+        " ORDER BY id DESC LIMIT 1), sum(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END)"
+        " FROM rule_runs r"
         " WHERE project = ? GROUP BY rule",
         (project,),
     ):

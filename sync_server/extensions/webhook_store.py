@@ -142,11 +142,18 @@ def encrypt_stored_secrets(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA secure_delete = {int(was)}")
 
 
-def _move_secrets(conn: sqlite3.Connection) -> None:
+def encrypt_stored_secrets_postgres(conn: sqlite3.Connection) -> None:
+    """Migration 21 on PostgreSQL (no PRAGMA: a dropped column's values are not kept in
+    pages a reader of the database's files could open the way SQLite's free pages are)."""
+    _move_secrets(conn, getattr(conn, "url", ""))
+
+
+def _move_secrets(conn: sqlite3.Connection, path: str | None = None) -> None:
     conn.execute("ALTER TABLE webhook_endpoints ADD COLUMN secret_ref TEXT")
     rows = conn.execute("SELECT id, project, secret FROM webhook_endpoints").fetchall()
     if rows:
-        path = next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main")
+        if path is None:
+            path = next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main")
         if not path:
             raise ValueError("an in-memory database has no key file for its webhook secrets")
         store = store_on(conn, load_keys(path, os.environ.get("TANDEM_SECRET_KEY", "")))

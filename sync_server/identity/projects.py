@@ -65,7 +65,7 @@ def projects_of(conn: sqlite3.Connection, user: str) -> list[ProjectEntry]:
     rows = conn.execute(
         "SELECT p.id, p.name, p.created_by, p.created_at, p.updated_at, p.status FROM projects p"
         " JOIN grants g ON g.project = p.id AND g.user = ?"
-        " WHERE p.deleted_at IS NULL ORDER BY p.name COLLATE NOCASE, p.id",
+        " WHERE p.deleted_at IS NULL ORDER BY lower(p.name), p.id",
         (user,),
     ).fetchall()
     return [_entry(r) for r in rows]

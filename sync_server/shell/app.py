@@ -73,6 +73,7 @@ from sync_server.shell.monitoring import ServerMetrics, sqlite_outbox_depth
 from sync_server.shell.readiness import Readiness, storage_probe
 from sync_server.shell.settings import Settings
 from sync_server.storage.database import DeferredWrites, SQLiteWorker, connect, open_database
+from sync_server.storage.postgres import display_target
 from sync_server.storage.sqlite_store import SQLiteStore, StorageError
 
 log = logging.getLogger("tandem.sync")
@@ -366,7 +367,7 @@ def create_app(
         ctx.metrics_reader = SQLiteWorker(connect(settings.db, synchronous="NORMAL"))
         metrics.read_outbox = sqlite_outbox_depth(ctx.metrics_reader)
         ctx.readiness.started = True
-        log.info("serving documents from %s", settings.db)
+        log.info("serving documents from %s", display_target(settings.db))
 
     @app.after_serving
     async def shutdown() -> None:

@@ -1,4 +1,5 @@
-"""The ``tandem`` command. Every subcommand takes ``--db FILE`` and works while a server runs on it."""
+"""The ``tandem`` command. Every subcommand takes ``--db FILE`` or ``--storage URL`` (a
+PostgreSQL database) and works while a server runs on it."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import argparse
 import asyncio
 import getpass
 import re
+import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from doc_model.schema import ROLE_PATTERN
 from sync_server.identity import accounts
-from sync_server.shell.settings import Settings, default_db_path
+from sync_server.shell.settings import Settings, default_db_path, storage_target
 from sync_server.storage.database import open_database
+from sync_server.storage.postgres import is_postgres
 
 ROLES = ("owner", "manager", "member", "viewer", "finance")
 
@@ -28,9 +31,29 @@ def _db_parent() -> argparse.ArgumentParser:
         "--db",
         default=None,
         metavar="FILE",
-        help="SQLite database file (default: $TANDEM_DB, else ./tandem.db)",
+        help="SQLite database file (default: $TANDEM_STORAGE, else $TANDEM_DB, else ./tandem.db)",
+    )
+    parent.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="where Tandem stores everything: postgresql://USER@HOST:PORT/DB, or"
+        " sqlite:///FILE (the same as --db FILE)",
     )
     return parent
+
+
+def storage_of(args: argparse.Namespace) -> str:
+    """The storage a command works on: --storage or --db (not both), else the default."""
+    db, storage = getattr(args, "db", None), getattr(args, "storage", None)
+    if db and storage:
+        raise CliError("give --db or --storage, not both")
+    try:
+        if storage:
+            return storage_target(storage)
+        return db or default_db_path()
+    except ValueError as e:
+        raise CliError(str(e)) from e
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="move each damaged update and the ones after it out of its document's log"
         " (into quarantined_updates), keeping the document up to its last good update",
+    )
+
+    copy = sub.add_parser(
+        "migrate-storage",
+        help="copy every table and document to another storage (SQLite to PostgreSQL) and"
+        " verify the copy",
+        description="Copies every table (documents' snapshots and logs byte for byte) from"
+        " one consistent read of --from, then compares every document's state vector and"
+        " content and every table's row count. A server may run on --from meanwhile; what"
+        " it writes after the read is not copied: stop it before the copy you switch to.",
+    )
+    copy.add_argument("--from", dest="source", required=True, metavar="STORAGE")
+    copy.add_argument(
+        "--to", dest="target", required=True, metavar="STORAGE", help="postgresql://..."
+    )
+    copy.add_argument(
+        "--replace",
+        action="store_true",
+        help="the target holds data: delete it and copy over it (default: refuse)",
     )
 
     user = sub.add_parser("user", help="manage accounts").add_subparsers(
@@ -156,11 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    db_path = args.db or default_db_path()
     try:
-        return _dispatch(args, db_path)
+        return _dispatch(args, storage_of(args))
     except (CliError, accounts.AccountError) as e:
         print(f"tandem: {e}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as e:  # the storage cannot be opened or reached (PostgreSQL down)
+        print(f"tandem: the storage failed: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -191,6 +235,13 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
             ExtensionHost(third_party)  # refuses two extensions of one name
         except ExtensionError as e:
             raise CliError(str(e)) from e
+        if is_postgres(settings.db):  # said plainly before anything starts
+            from sync_server.storage.postgres import PgConnection, display_target
+
+            try:
+                PgConnection(settings.db).close()
+            except sqlite3.Error as e:
+                raise CliError(f"cannot reach {display_target(settings.db)}: {e}") from e
         run(settings, third_party)
         return 0
     if args.command == "demo":
@@ -200,7 +251,9 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
             raise CliError("--tasks must be between 1 and 100000")
         print(asyncio.run(seed_demo(db_path, project_id=args.project, task_count=args.tasks)))
         return 0
-    if args.command == "doctor" and not Path(db_path).exists():
+    if args.command == "migrate-storage":
+        return _migrate_storage(args)
+    if args.command == "doctor" and not is_postgres(db_path) and not Path(db_path).exists():
         raise CliError(f"no database file {db_path!r}")
     conn = open_database(db_path).conn
     try:
@@ -250,6 +303,31 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
     finally:
         conn.close()
     raise CliError("unknown command")
+
+
+def _migrate_storage(args: argparse.Namespace) -> int:
+    import os
+
+    from sync_server.storage.copy import CopyError, copy_storage
+
+    try:
+        source, target = storage_target(args.source), storage_target(args.target)
+    except ValueError as e:
+        raise CliError(str(e)) from e
+    try:
+        report = copy_storage(
+            source,
+            target,
+            replace=args.replace,
+            secret_key_configured=bool(os.environ.get("TANDEM_SECRET_KEY", "").strip()),
+            progress=print,
+        )
+    except CopyError as e:
+        raise CliError(str(e)) from e
+    except sqlite3.Error as e:
+        raise CliError(f"the copy failed (nothing of it was kept): {e}") from e
+    print(report.describe())
+    return 0
 
 
 def _doctor(conn, recover: bool) -> int:

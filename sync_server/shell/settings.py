@@ -7,7 +7,28 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 
+def storage_target(value: str) -> str:
+    """What ``--storage`` / ``TANDEM_STORAGE`` name, as ``Settings.db`` holds it: a
+    ``postgresql://`` URL as given, ``sqlite:///PATH`` (or a bare path) as the file's path."""
+    value = value.strip()
+    if value.startswith(("postgresql://", "postgres://")):
+        return value
+    if value.startswith("sqlite:///"):
+        return value[len("sqlite:///") :] or "./tandem.db"
+    if "://" in value:
+        scheme = value.split("://", 1)[0]
+        raise ValueError(
+            f"unknown storage {scheme + '://'!r}: use postgresql://USER@HOST:PORT/DB,"
+            " sqlite:///PATH or a file path"
+        )
+    return value
+
+
 def default_db_path() -> str:
+    """The storage when none is given: $TANDEM_STORAGE, else $TANDEM_DB, else ./tandem.db."""
+    storage = os.environ.get("TANDEM_STORAGE")
+    if storage:
+        return storage_target(storage)
     return os.environ.get("TANDEM_DB") or "./tandem.db"
 
 
@@ -22,6 +43,8 @@ def _parse_bool(raw: str) -> bool:
 
 @dataclass
 class Settings:
+    # the storage: a SQLite file's path (the embedded default) or a postgresql:// URL
+    # (``--db`` / ``--storage``; TANDEM_STORAGE, TANDEM_DB)
     db: str = field(default_factory=default_db_path)
     host: str = "127.0.0.1"
     port: int = 8000

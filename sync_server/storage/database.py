@@ -1,4 +1,9 @@
-"""The SQLite file: connection settings and schema migrations.
+"""The database: connection settings and schema migrations, for SQLite and PostgreSQL.
+
+The storage target is a SQLite file path (the embedded default) or a
+``postgresql://`` URL; :func:`connect` gives a connection of the one shape every
+module uses (sqlite3.Connection's; ``postgres.PgConnection`` has it over psycopg),
+and :func:`migrate` brings either engine's schema up to date (see docs/storage.md).
 
 WAL mode lets the server and the ``tandem`` CLI use one file at once; writers
 take ``BEGIN IMMEDIATE`` and wait up to ``busy_timeout`` for each other.
@@ -14,7 +19,7 @@ import sqlite3
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import anyio
 import sqlite_utils
@@ -24,6 +29,7 @@ from sync_server.identity.accounts import (
     add_email_columns,
     add_locale_columns,
 )
+from sync_server.storage import postgres
 
 T = TypeVar("T")
 
@@ -80,6 +86,16 @@ def add_marks_locale_and_status(conn: sqlite3.Connection) -> None:
     )
     add_locale_columns(conn)
 
+
+# what moves access_generation (migration 9)
+_ACCESS_TRIGGERS = (
+    ("grants", ("INSERT", "UPDATE", "DELETE")),
+    ("roles", ("INSERT", "UPDATE", "DELETE")),
+    ("api_tokens", ("UPDATE OF revoked_at, expires_at, user_id", "DELETE")),
+    ("sessions", ("UPDATE OF revoked_at, expires_at, user_id", "DELETE")),
+    ("users", ("DELETE",)),
+    ("projects", ("UPDATE OF deleted_at", "DELETE")),
+)
 
 MIGRATIONS: list[Migration] = [
     # 1: document logs and snapshots
@@ -222,14 +238,7 @@ MIGRATIONS: list[Migration] = [
         f"CREATE TRIGGER IF NOT EXISTS access_{table}_{event.split()[0].lower()}"
         f" AFTER {event} ON {table}"
         " BEGIN UPDATE access_generation SET n = n + 1 WHERE id = 1; END;\n"
-        for table, events in (
-            ("grants", ("INSERT", "UPDATE", "DELETE")),
-            ("roles", ("INSERT", "UPDATE", "DELETE")),
-            ("api_tokens", ("UPDATE OF revoked_at, expires_at, user_id", "DELETE")),
-            ("sessions", ("UPDATE OF revoked_at, expires_at, user_id", "DELETE")),
-            ("users", ("DELETE",)),
-            ("projects", ("UPDATE OF deleted_at", "DELETE")),
-        )
+        for table, events in _ACCESS_TRIGGERS
         for event in events
     ),
     # 10: the durable change feed (sync_server.extensions.feed): one row per stored update,
@@ -449,19 +458,76 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
-def _encrypt_webhook_secrets(conn: sqlite3.Connection) -> None:
-    from sync_server.extensions.webhook_store import encrypt_stored_secrets  # no import cycle
+def _encrypt_webhook_secrets(conn: sqlite3.Connection, postgres: bool = False) -> None:
+    from sync_server.extensions import webhook_store  # no import cycle
 
-    encrypt_stored_secrets(conn)
+    if postgres:
+        webhook_store.encrypt_stored_secrets_postgres(conn)
+    else:
+        webhook_store.encrypt_stored_secrets(conn)
 
+
+def _access_generation_postgres(conn: sqlite3.Connection) -> None:
+    """Migration 9 on PostgreSQL: the same table, its triggers as one plpgsql function."""
+    conn.execute("ALTER TABLE api_tokens ADD COLUMN expires_at REAL")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS access_generation"
+        " (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)"
+    )
+    conn.execute("INSERT OR IGNORE INTO access_generation (id, n) VALUES (1, 0)")
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION tandem_access_changed() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN UPDATE access_generation SET n = n + 1 WHERE id = 1; RETURN NULL; END $$"
+    )
+    for table, events in _ACCESS_TRIGGERS:
+        for event in events:
+            conn.execute(
+                f"CREATE OR REPLACE TRIGGER access_{table}_{event.split()[0].lower()}"
+                f" AFTER {event} ON {table} FOR EACH ROW EXECUTE FUNCTION tandem_access_changed()"
+            )
+
+
+def _marks_locale_and_status_postgres(conn: sqlite3.Connection) -> None:
+    """Migration 20 on PostgreSQL (``add_marks_locale_and_status`` reads PRAGMA table_info)."""
+    conn.execute("ALTER TABLE projects ADD COLUMN IF NOT EXISTS status TEXT")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS mention_marks (project TEXT NOT NULL, task TEXT NOT NULL,"
+        " user TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (project, task, user))"
+    )
+    conn.execute("ALTER TABLE users ADD COLUMN IF NOT EXISTS locale TEXT")
+    conn.execute("ALTER TABLE users ADD COLUMN IF NOT EXISTS time_zone TEXT")
+
+
+def _email_columns_postgres(conn: sqlite3.Connection) -> None:
+    """Migration 18 on PostgreSQL (``add_email_columns`` reads SQLite's PRAGMA table_info)."""
+    conn.execute("ALTER TABLE users ADD COLUMN IF NOT EXISTS email TEXT")
+    conn.execute("ALTER TABLE users ADD COLUMN IF NOT EXISTS digest TEXT NOT NULL DEFAULT 'daily'")
+
+
+# PostgreSQL's version of a migration, by number, where SQLite's does not translate (see
+# postgres.translate for what does): every Python migration needs an entry here (the same
+# function if it only runs portable SQL through ``conn.execute``); a plain-SQL one only if
+# it uses something the translation does not cover (a trigger, a PRAGMA).
+POSTGRES_STEPS: dict[int, Migration] = {
+    8: _add_checksums,  # portable: ALTER, SELECT, UPDATE through the translation
+    9: _access_generation_postgres,
+    18: _email_columns_postgres,
+    20: _marks_locale_and_status_postgres,
+    21: lambda conn: _encrypt_webhook_secrets(conn, postgres=True),
+}
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
-    """A connection with Tandem's pragmas; transactions are explicit (autocommit mode)."""
+    """A connection with Tandem's pragmas; transactions are explicit (autocommit mode).
+
+    ``path`` may be a ``postgresql://`` URL: then a ``postgres.PgConnection`` (the same
+    shape; ``synchronous`` is the server's business there: commits are durable)."""
     if synchronous.upper() not in SYNCHRONOUS_MODES:
         raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+    if postgres.is_postgres(path):
+        return cast(sqlite3.Connection, postgres.PgConnection(str(path)))
     conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -490,6 +556,8 @@ def storage_trouble(error: BaseException | None) -> tuple[bool, str, int]:
     """A write that could not be stored, for people: whether it is temporary (a full disk,
     a lock held past the busy timeout: retrying later will do), what happened, and in how
     many seconds to retry. REST answers with it (507 / 503) and room sockets close with it."""
+    if isinstance(error, sqlite3.OperationalError) and postgres.is_connection_error(error):
+        return True, "the database cannot be reached", 5
     if isinstance(error, sqlite3.Error) and is_full(error):
         return True, "the server's disk is full", 60
     if isinstance(error, sqlite3.Error) and is_locked(error):
@@ -514,6 +582,8 @@ def _statements(script: str) -> list[str]:
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the file's schema up to date; returns the version it is at."""
+    if isinstance(conn, postgres.PgConnection):
+        return _migrate_postgres(conn)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     while version < len(MIGRATIONS):
         conn.execute("BEGIN IMMEDIATE")
@@ -537,10 +607,59 @@ def migrate(conn: sqlite3.Connection) -> int:
     return version
 
 
+def _migrate_postgres(conn: postgres.PgConnection) -> int:
+    """PostgreSQL: the version in table ``schema_version``; the same MIGRATIONS in the same
+    order (translated, or POSTGRES_STEPS' version), each in its own transaction, under a
+    session advisory lock so that nodes starting at once migrate one after the other."""
+    raw = conn.raw
+    raw.execute("SELECT pg_advisory_lock(%s)", (postgres.MIGRATION_LOCK_KEY,))
+    try:
+        raw.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = raw.execute("SELECT version FROM schema_version").fetchone()
+        if row is None:
+            raw.execute("INSERT INTO schema_version (version) VALUES (0)")
+        version = int(row[0]) if row else 0
+        while version < len(MIGRATIONS):
+            number = version + 1
+            step = POSTGRES_STEPS.get(number, MIGRATIONS[version])
+            if callable(step) and number not in POSTGRES_STEPS:
+                raise RuntimeError(
+                    f"migration {number} is Python code with no PostgreSQL version:"
+                    " add one to POSTGRES_STEPS"
+                )
+            raw.execute("BEGIN")
+            try:
+                if callable(step):
+                    step(cast(sqlite3.Connection, conn))
+                else:
+                    for statement in _statements(step):
+                        conn.execute(statement)
+                raw.execute("UPDATE schema_version SET version = %s", (number,))
+                raw.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+            version = number
+        return version
+    finally:
+        if not raw.closed:
+            raw.execute("SELECT pg_advisory_unlock(%s)", (postgres.MIGRATION_LOCK_KEY,))
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The version a database's schema is at (either engine)."""
+    if isinstance(conn, postgres.PgConnection):
+        return int(conn.execute("SELECT version FROM schema_version").fetchone()[0])
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
 def open_database(path: str | Path, synchronous: str = "FULL") -> sqlite_utils.Database:
-    """Open (creating if needed) and migrate the database file."""
+    """Open (creating if needed) and migrate the database (file, or PostgreSQL URL)."""
     conn = connect(path, synchronous)
     migrate(conn)
+    if isinstance(conn, postgres.PgConnection):  # only ``.conn`` of it is used
+        return sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
     return sqlite_utils.Database(conn)
 
 

@@ -123,6 +123,9 @@ class MemoryStore:
         self._check_open()
         self._documents.pop(doc_name, None)
 
+    async def ping(self) -> None:
+        """Always reachable (for /readyz)."""
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -1,4 +1,6 @@
-"""SQLiteStore: the embedded DocumentStore (see hooks.py).
+"""SQLiteStore: the SQL DocumentStore (see interfaces.py), on a SQLite file (the embedded
+default) or a PostgreSQL database (``SQLiteStore("postgresql://...")``: the same code and
+SQL through ``postgres.PgConnection``; see docs/storage.md).
 
 Each document is a snapshot plus a log of updates with store-assigned
 sequence numbers, each stored with its CRC-32 and checked whenever it is read
@@ -39,6 +41,7 @@ from doc_model import DocName, declare_roots
 from sync_server.interfaces import StoredDocument, StoredUpdate, UpdateRecord
 from sync_server.storage.database import SQLiteWorker, checksum, connect, is_locked, migrate
 from sync_server.storage.folding import FoldProcess
+from sync_server.storage.postgres import is_postgres
 
 log = logging.getLogger("tandem.storage")
 
@@ -160,8 +163,10 @@ class SQLiteStore:
         self._compactor = SQLiteWorker(connect(self.path, synchronous))
         # readiness (ping): may this node write now? on a connection of its own that waits
         # only briefly for the write lock, so a probe never queues behind an append
+        # (PostgreSQL: one trivial statement, reconnecting if the connection was lost)
         prober = connect(self.path, synchronous)
-        prober.execute(f"PRAGMA busy_timeout={int(PING_LOCK_WAIT_SECONDS * 1000)}")
+        if not is_postgres(self.path):
+            prober.execute(f"PRAGMA busy_timeout={int(PING_LOCK_WAIT_SECONDS * 1000)}")
         self._prober = SQLiteWorker(prober)
         self._ping: asyncio.Future[None] | None = None
         self._folder = FoldProcess()  # used on the compactor's thread only
@@ -222,6 +227,9 @@ class SQLiteStore:
 
     def _try_write_lock(self) -> None:
         c = self._prober.conn
+        if is_postgres(self.path):
+            c.execute("SELECT 1").fetchone()
+            return
         try:
             c.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:
