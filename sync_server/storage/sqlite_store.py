@@ -163,7 +163,6 @@ class SQLiteStore:
         self._compactor = SQLiteWorker(connect(self.path, synchronous))
         # readiness (ping): may this node write now? on a connection of its own that waits
         # only briefly for the write lock, so a probe never queues behind an append
-        # (PostgreSQL: one trivial statement, reconnecting if the connection was lost)
         prober = connect(self.path, synchronous)
         if not is_postgres(self.path):
             prober.execute(f"PRAGMA busy_timeout={int(PING_LOCK_WAIT_SECONDS * 1000)}")
@@ -220,6 +219,10 @@ class SQLiteStore:
         ``PING_LOCK_WAIT_SECONDS``: in WAL mode a read succeeds while another process
         holds the lock for minutes, and every edit would wait for it. One probe at a
         time: callers that come while one runs share its answer."""
+        if is_postgres(self.path):  # one statement on the readers' connection (reopened if
+            # PostgreSQL restarted: a connection finds out at its next statement)
+            await self._reader.run(lambda: self._reader.conn.execute("SELECT 1").fetchone())
+            return
         if self._ping is None or self._ping.done():
             self._ping = asyncio.ensure_future(self._prober.run(self._try_write_lock))
             self._ping.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -227,9 +230,6 @@ class SQLiteStore:
 
     def _try_write_lock(self) -> None:
         c = self._prober.conn
-        if is_postgres(self.path):
-            c.execute("SELECT 1").fetchone()
-            return
         try:
             c.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:
