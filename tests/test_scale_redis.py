@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
+from cryptography.fernet import Fernet
 from pycrdt import Array, Map
 
 from doc_model import TaskCreate, create_task
 from integrations.outbox import OutboxConfig
+from sync_server.storage.database import connect
 
 from .conftest import (
     RedisProcess,
@@ -27,6 +29,7 @@ from .conftest import (
     stored_doc,
     wait_until,
 )
+from .postgres_server import storage_for_tests
 from .raw_client import RawClient
 from .test_api_v1 import new_project
 from .test_automation import Receiver, make_rule
@@ -34,14 +37,31 @@ from .test_automation import Receiver, make_rule
 DOC = "p/scale"
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def cluster_storage(request) -> Callable[[], str | None]:
+    """Where each cluster's nodes store: one SQLite file in its directory (None), then, for
+    the second round of every test, one fresh database of a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return storage_for_tests  # None, unless TANDEM_TEST_STORAGE=postgresql
+    return request.getfixturevalue("postgres_server").create_database
+
+
 def start_cluster(
-    tmp_path: Path, redis: RedisProcess, n: int = 3, env_overrides: dict[str, str] | None = None
+    tmp_path: Path,
+    redis: RedisProcess,
+    storage: str | None = None,
+    n: int = 3,
+    env_overrides: dict[str, str] | None = None,
 ) -> list[ServerProcess]:
-    """``n`` real servers on one SQLite file and one Redis. Their storage poll (the safety
+    """``n`` real servers on one storage (``storage``: a PostgreSQL URL; None: one SQLite
+    file in ``tmp_path``) and one Redis. Their storage poll (the safety
     net for writers that publish nothing) is set to a minute, so whatever reaches another
     node within seconds came through Redis."""
     tokens: dict[str, str] = {}
     nodes = []
+    shared: dict[str, str] = {}
+    if storage is not None:
+        shared["TANDEM_SECRET_KEY"] = Fernet.generate_key().decode()  # one key for all nodes
     for i in range(n):
         env = dict(os.environ)
         env.update(
@@ -52,9 +72,10 @@ def start_cluster(
                 "TANDEM_LEASE_TTL_SECONDS": "1.5",
             }
         )
+        env.update(shared)
         env.update(env_overrides or {})
         node = ServerProcess(
-            db=tmp_path / "tandem.db",
+            db=storage if storage is not None else tmp_path / "tandem.db",  # type: ignore[arg-type]
             port=free_port(),
             env=env,
             log_path=tmp_path / f"node{i}.log",
@@ -75,8 +96,8 @@ def stop_cluster(nodes: list[ServerProcess]) -> None:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, redis_server: RedisProcess):
-    nodes = start_cluster(tmp_path, redis_server)
+def cluster(tmp_path: Path, redis_server: RedisProcess, cluster_storage):
+    nodes = start_cluster(tmp_path, redis_server, cluster_storage())
     try:
         yield nodes
     finally:
@@ -84,12 +105,12 @@ def cluster(tmp_path: Path, redis_server: RedisProcess):
 
 
 @pytest.fixture(scope="module")
-def shared_cluster(tmp_path_factory):
+def shared_cluster(tmp_path_factory, cluster_storage):
     """Three nodes and a Redis for the tests that neither kill nor restart anything (each
     on a document of its own)."""
     tmp = tmp_path_factory.mktemp("cluster")
     with running_redis(tmp / "redis") as redis:
-        nodes = start_cluster(tmp, redis)
+        nodes = start_cluster(tmp, redis, cluster_storage())
         try:
             yield nodes
         finally:
@@ -244,7 +265,7 @@ async def test_redis_restarted_during_edits_loses_no_update(cluster, redis_serve
 
 def lease_holders(db: Path) -> dict[str, tuple[int, int]]:
     """Lease name -> (token, pid of the node that claimed it last), from the fences table."""
-    conn = sqlite3.connect(db)
+    conn = connect(db)  # the SQLite file or the PostgreSQL database
     try:
         rows = conn.execute("SELECT name, token, holder FROM lease_fences").fetchall()
     finally:
@@ -262,9 +283,9 @@ AUTOMATION_ENV = {
 
 @pytest.mark.anyio
 async def test_kill_9_of_the_lease_holder_under_load_moves_the_consumers_and_acts_once(
-    tmp_path: Path, redis_server: RedisProcess
+    tmp_path: Path, redis_server: RedisProcess, cluster_storage
 ) -> None:
-    nodes = start_cluster(tmp_path, redis_server, env_overrides=AUTOMATION_ENV)
+    nodes = start_cluster(tmp_path, redis_server, cluster_storage(), env_overrides=AUTOMATION_ENV)
     receiver = Receiver()
     try:
         await _kill_the_holder(nodes, receiver)
