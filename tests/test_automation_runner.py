@@ -8,10 +8,14 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pycrdt import Doc, Map
 
+from doc_model import TaskCreate, create_task, declare_roots
+from doc_model.names import DocKind
 from rules.automation.schedule import approaching_at, overdue_at
 from sync_server.extensions.automation import (
     Fire,
+    add_subtasks,
     chain_depth,
     due_fires,
     fired,
@@ -139,3 +143,21 @@ def test_the_schedule_keeps_a_missed_fire_and_drops_ones_that_ran(tmp_path: Path
     # a fire that ran is not scheduled again by a recompute
     replace_schedule(conn, "p", [later, overdue], "t1", now=600.0)
     assert [(f.rule, f.at) for f in due_fires(conn, 10_000.0)] == [("s1", 1000.0)]
+
+
+@given(st.lists(st.from_regex(r"[A-Za-z0-9]{1,20}", fullmatch=True), max_size=5), st.integers(1, 3))
+def test_a_run_carried_out_again_adds_its_subtasks_once(titles, times) -> None:
+    doc: Doc = Doc()
+    declare_roots(doc, DocKind.MAIN)
+    create_task(doc, TaskCreate(title="parent"), created_by="olive", task_id="t1")
+    added = [add_subtasks(doc, "t1", titles, "todo", "olive", "run-7-0") for _ in range(times)]
+    tasks = doc.get("tasks", type=Map).to_py()
+    children = {tid: t for tid, t in tasks.items() if t.get("parent") == "t1"}
+    assert sorted(t["title"] for t in children.values()) == sorted(titles)
+    assert sorted(added[0]) == sorted(children)
+    assert all(again == [] for again in added[1:])
+    # another run of the rule is another set
+    add_subtasks(doc, "t1", titles, "todo", "olive", "run-8-0")
+    assert sum(
+        t.get("parent") == "t1" for t in doc.get("tasks", type=Map).to_py().values()
+    ) == 2 * len(titles)

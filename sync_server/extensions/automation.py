@@ -140,6 +140,29 @@ def chain_depth(actor: Actor) -> int:
         return 0
 
 
+def add_subtasks(
+    doc: Doc, parent: str, titles: list[str], status: str, owner: str, run_key: str
+) -> list[str]:
+    """A rule's ``create_subtasks``: one task per title under ``parent``, each with an id
+    made from ``run_key`` (its run and action) and its place in the list, so a run carried
+    out again (its first holder killed mid-run, sync_server.scale) adds none twice; returns
+    the ids it added."""
+    tasks = doc.get("tasks", type=Map)
+    added = []
+    for i, title in enumerate(titles):
+        task_id = f"{run_key}-{i}"
+        if task_id in tasks:
+            continue
+        create_task(
+            doc,
+            TaskCreate(title=title, parent=parent, status=status),
+            created_by=owner,
+            task_id=task_id,
+        )
+        added.append(task_id)
+    return added
+
+
 def rule_actor(owner: str, rule_id: str, depth: int) -> Actor:
     return Actor(owner, via=via(rule_id, depth))
 
@@ -952,12 +975,11 @@ class AutomationRunner:
                     labels.append(params["label"])
                     update_task(doc, task, TaskUpdate(labels=labels))
             elif intent.action == "create_subtasks":
-                for title in params.get("titles", []):
-                    create_task(
-                        doc,
-                        TaskCreate(title=title, parent=task, status=current.get("status", "todo")),
-                        created_by=owner,
-                    )
+                titles = [str(t) for t in params.get("titles", [])]
+                status = str(current.get("status", "todo"))
+                add_subtasks(
+                    doc, task, titles, status, owner, f"run-{run_id}-{intent.action_index}"
+                )
 
         await self.ctx.edit(actor, doc_name(project), change, reason)
         return f"{intent.action}: done"
