@@ -141,7 +141,16 @@ class MissingDependencies(UnrevertableUpdate):
 
 
 class NotAnUpdate(ValueError):
-    """Bytes that do not decode as a Yjs update."""
+    """Bytes that do not decode as a Yjs update, or an update Yjs cannot integrate.
+
+    ``applied``: pycrdt raised while integrating it (an item whose parent, named by id,
+    is not a shared type: a forged update), after integrating the structs it reached
+    first and perhaps keeping others pending. The gate reverts what it integrated and
+    the room reloads the document from storage, which never held any of it."""
+
+    def __init__(self, reason: str, *, applied: bool = False) -> None:
+        super().__init__(reason)
+        self.applied = applied
 
 
 class Gate:
@@ -250,6 +259,8 @@ class Gate:
                 doc.apply_update(update)
             except ValueError as e:
                 raise NotAnUpdate(f"not a Yjs update: {e}") from e
+            except RuntimeError as e:  # yrs refused a struct mid-way (see NotAnUpdate)
+                raise NotAnUpdate(f"not a valid Yjs update: {e}", applied=True) from e
 
         return self._run(apply_update, actor, update)
 
@@ -292,7 +303,10 @@ class Gate:
             try:
                 with self.doc.transaction(origin=self._origin):
                     mutate(self.doc)
-            except NotAnUpdate:
+            except NotAnUpdate as e:
+                if e.applied and self._updates:  # take back what integrated before it
+                    self._undo.undo()
+                self._undo.clear()
                 raise
             except Exception as e:  # a server-side edit that failed half-way: revert it all
                 if update is not None:
@@ -513,7 +527,7 @@ class Gate:
                 try:
                     with self.doc.transaction(origin=origin):
                         self.doc.apply_update(part.update)
-                except ValueError as e:  # the whole decoded; a part should too
+                except (ValueError, RuntimeError) as e:  # the whole decoded; a part should too
                     done = range(len(part_items))
                     self._undo_only(parts, part_items, done)
                     return GateResult(
