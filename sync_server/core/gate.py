@@ -46,6 +46,7 @@ from pycrdt import (
     IdSet,
     Map,
     StackItem,
+    StickyIndex,
     TransactionEvent,
     UndoManager,
     get_update,
@@ -73,9 +74,9 @@ from doc_model.domain_events import (
 from doc_model.schema import ROOTS
 from rules.automation.model import check_document_rule
 from sync_server.core import split, state_vectors
-from sync_server.core.dependencies import advance, unmet_dependencies
+from sync_server.core.dependencies import CrossedOrigins, advance, unmet_dependencies
 from sync_server.core.map_content import keyless_map_content
-from sync_server.core.protocol import ProtocolError, Reader
+from sync_server.core.protocol import ProtocolError, Reader, varuint_at
 from sync_server.core.task_owners import TaskOwners
 from sync_server.interfaces import Actor
 
@@ -141,7 +142,16 @@ class MissingDependencies(UnrevertableUpdate):
 
 
 class NotAnUpdate(ValueError):
-    """Bytes that do not decode as a Yjs update."""
+    """Bytes that do not decode as a Yjs update, or an update Yjs cannot integrate.
+
+    ``applied``: pycrdt raised while integrating it (an item whose parent, named by id,
+    is not a shared type: a forged update), after integrating the structs it reached
+    first and perhaps keeping others pending. The gate reverts what it integrated and
+    the room reloads the document from storage, which never held any of it."""
+
+    def __init__(self, reason: str, *, applied: bool = False) -> None:
+        super().__init__(reason)
+        self.applied = applied
 
 
 class Gate:
@@ -236,12 +246,14 @@ class Gate:
         # refused whole, the document untouched. (One the reader cannot decode goes on to
         # pycrdt, which says whether it is an update; the check after applying still runs.)
         try:
-            missing = unmet_dependencies(update, self._state_vector)
+            missing = unmet_dependencies(update, self._state_vector, self._crossed)
             if missing is not None and self._state_cached:  # refused on the document's own
                 self._state = None
-                missing = unmet_dependencies(update, self._state_vector)
+                missing = unmet_dependencies(update, self._state_vector, self._crossed)
         except ProtocolError:
             missing = None
+        except CrossedOrigins as e:  # refused whole, the document untouched
+            raise NotAnUpdate(f"not a valid Yjs update: {e}") from e
         if missing is not None:
             raise MissingDependencies(missing, applied=False)
 
@@ -250,8 +262,32 @@ class Gate:
                 doc.apply_update(update)
             except ValueError as e:
                 raise NotAnUpdate(f"not a Yjs update: {e}") from e
+            except RuntimeError as e:  # yrs refused a struct mid-way (see NotAnUpdate)
+                raise NotAnUpdate(f"not a valid Yjs update: {e}", applied=True) from e
 
         return self._run(apply_update, actor, update)
+
+    def _crossed(self, left: bytes, right: bytes) -> bool:
+        """Whether the item ``right`` (an encoded id) stands before ``left`` in their parent:
+        their positions read as sticky indexes (an item's own position; only items the
+        document has, the state vector having been read for the dependency check)."""
+        state = self._state_vector()
+        ids = [_decode_id(left), _decode_id(right)]
+        if any(clock >= state.get(client, 0) for client, clock in ids):
+            return False  # in the update itself: placed as it integrates
+        try:
+            with self.doc.transaction() as txn:
+                at = [
+                    StickyIndex.decode(b"\x00" + ref + b"\x00").get_index(txn)
+                    for ref in (left, right)
+                ]
+        except Exception:
+            return False
+        except BaseException as e:  # a map entry has no position: pycrdt panics
+            if type(e).__name__ != "PanicException":
+                raise
+            return False
+        return at[1] < at[0]
 
     def _state_vector(self) -> dict[int, int]:
         """The document's state vector, kept up to date from the gate's own transactions
@@ -292,7 +328,10 @@ class Gate:
             try:
                 with self.doc.transaction(origin=self._origin):
                     mutate(self.doc)
-            except NotAnUpdate:
+            except NotAnUpdate as e:
+                if e.applied and self._updates:  # take back what integrated before it
+                    self._undo.undo()
+                self._undo.clear()
                 raise
             except Exception as e:  # a server-side edit that failed half-way: revert it all
                 if update is not None:
@@ -513,7 +552,7 @@ class Gate:
                 try:
                     with self.doc.transaction(origin=origin):
                         self.doc.apply_update(part.update)
-                except ValueError as e:  # the whole decoded; a part should too
+                except (ValueError, RuntimeError) as e:  # the whole decoded; a part should too
                     done = range(len(part_items))
                     self._undo_only(parts, part_items, done)
                     return GateResult(
@@ -634,6 +673,12 @@ class Gate:
             sub.drop()
         self._subscriptions.clear()
         self.doc.unobserve(self._doc_subscription)
+
+
+def _decode_id(ref: bytes) -> tuple[int, int]:
+    client, at = varuint_at(ref, 0)
+    clock, _ = varuint_at(ref, at)
+    return client, clock
 
 
 def missing_dependencies(update: bytes, state: bytes) -> str | None:

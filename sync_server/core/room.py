@@ -458,6 +458,10 @@ class Room:
                 except UnrevertableUpdate:
                     await self._reload_after_unrevertable()
                     raise
+                except NotAnUpdate as e:
+                    if e.applied:  # pycrdt raised mid-way: it may keep structs pending
+                        await self._reload_after_unrevertable()
+                    raise
         reply: dict = {"type": "ack", "n": ack_seq}
         if not result.accepted:
             denial = result.denial
