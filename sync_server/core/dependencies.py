@@ -28,43 +28,32 @@ from sync_server.core.update_squash import SKIP, read_struct
 
 
 class CrossedOrigins(ValueError):
-    """An item whose origins no honest client writes: its left and right origin are the
-    same item, or its right origin stands before its left origin. Yjs places such an
-    item by the document's history, so a copy of the document rebuilt from its encoding
-    can hold the characters in another order; the gate refuses it as not an update."""
+    """An item whose left and right origin are the same item, which no honest client
+    writes. Yjs places such an item by the document's history, so a copy of the document
+    rebuilt from its encoding can hold the characters in another order; the gate refuses
+    it as not an update (docs/security.md, "Forged updates")."""
 
 
-Crossed = Callable[[bytes, bytes], bool]
-"""Whether the item with encoded id ``right`` stands before the one with id ``left`` in
-the document (False when either is not in it yet or the order cannot be told)."""
-
-
-def unmet_dependencies(
-    update: bytes, state: Callable[[], dict[int, int]], crossed: Crossed | None = None
-) -> str | None:
+def unmet_dependencies(update: bytes, state: Callable[[], dict[int, int]]) -> str | None:
     """Why ``update`` would not integrate in full into a document whose state vector
     ``state()`` returns (read only if the update holds anything), or None when it would.
 
     Raises ProtocolError when the update does not decode, CrossedOrigins when one of its
-    items has origins no honest client writes (``crossed``: the document's order; an
-    item whose two origins are one item is refused without it)."""
+    items has the same item as its left and right origin."""
     try:
-        return _unmet(update, state, crossed)
+        return _unmet(update, state)
     except IndexError as e:
         raise ProtocolError(f"update runs past its end: {e}") from e
     except UnicodeDecodeError as e:
         raise ProtocolError(f"update holds a malformed string: {e}") from e
 
 
-def _unmet(
-    buf: bytes, state_of: Callable[[], dict[int, int]], crossed: Crossed | None
-) -> str | None:
+def _unmet(buf: bytes, state_of: Callable[[], dict[int, int]]) -> str | None:
     clients, pos = varuint_at(buf, 0)
     if clients > len(buf):
         raise ProtocolError(f"update claims {clients} clients in {len(buf)} bytes")
     runs: list[tuple[int, int, int]] = []  # (client, first clock, end clock), holes split them
     refs: list[bytes] = []  # encoded ids (client, clock) the structs build on
-    pairs: list[tuple[int, int, bytes, bytes]] = []  # items with both origins
     for _ in range(clients):
         count, pos = varuint_at(buf, pos)
         client, pos = varuint_at(buf, pos)
@@ -82,13 +71,11 @@ def _unmet(
                     refs.append(item.origin)
                 if item.right is not None:
                     refs.append(item.right)
-                    if item.origin is not None:
-                        if item.origin == item.right:
-                            raise CrossedOrigins(
-                                f"client {client} clock {clock}: its left and right origin"
-                                " are the same item"
-                            )
-                        pairs.append((client, clock, item.origin, item.right))
+                    if item.origin == item.right:
+                        raise CrossedOrigins(
+                            f"client {client} clock {clock}: its left and right origin"
+                            " are the same item"
+                        )
                 if item.parent is not None:
                     refs.append(item.parent)
             clock += item.length
@@ -135,12 +122,6 @@ def _unmet(
                 f"update deletes changes the server does not have"
                 f" (client {client} clocks {first}-{end - 1})"
             )
-    if crossed is not None:
-        for client, clock, left, right in pairs:
-            if crossed(left, right):
-                raise CrossedOrigins(
-                    f"client {client} clock {clock}: its right origin stands before its left origin"
-                )
     return None
 
 

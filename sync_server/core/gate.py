@@ -46,7 +46,6 @@ from pycrdt import (
     IdSet,
     Map,
     StackItem,
-    StickyIndex,
     TransactionEvent,
     UndoManager,
     get_update,
@@ -76,7 +75,7 @@ from rules.automation.model import check_document_rule
 from sync_server.core import split, state_vectors
 from sync_server.core.dependencies import CrossedOrigins, advance, unmet_dependencies
 from sync_server.core.map_content import keyless_map_content
-from sync_server.core.protocol import ProtocolError, Reader, varuint_at
+from sync_server.core.protocol import ProtocolError, Reader
 from sync_server.core.task_owners import TaskOwners
 from sync_server.interfaces import Actor
 
@@ -246,10 +245,10 @@ class Gate:
         # refused whole, the document untouched. (One the reader cannot decode goes on to
         # pycrdt, which says whether it is an update; the check after applying still runs.)
         try:
-            missing = unmet_dependencies(update, self._state_vector, self._crossed)
+            missing = unmet_dependencies(update, self._state_vector)
             if missing is not None and self._state_cached:  # refused on the document's own
                 self._state = None
-                missing = unmet_dependencies(update, self._state_vector, self._crossed)
+                missing = unmet_dependencies(update, self._state_vector)
         except ProtocolError:
             missing = None
         except CrossedOrigins as e:  # refused whole, the document untouched
@@ -266,28 +265,6 @@ class Gate:
                 raise NotAnUpdate(f"not a valid Yjs update: {e}", applied=True) from e
 
         return self._run(apply_update, actor, update)
-
-    def _crossed(self, left: bytes, right: bytes) -> bool:
-        """Whether the item ``right`` (an encoded id) stands before ``left`` in their parent:
-        their positions read as sticky indexes (an item's own position; only items the
-        document has, the state vector having been read for the dependency check)."""
-        state = self._state_vector()
-        ids = [_decode_id(left), _decode_id(right)]
-        if any(clock >= state.get(client, 0) for client, clock in ids):
-            return False  # in the update itself: placed as it integrates
-        try:
-            with self.doc.transaction() as txn:
-                at = [
-                    StickyIndex.decode(b"\x00" + ref + b"\x00").get_index(txn)
-                    for ref in (left, right)
-                ]
-        except Exception:
-            return False
-        except BaseException as e:  # a map entry has no position: pycrdt panics
-            if type(e).__name__ != "PanicException":
-                raise
-            return False
-        return at[1] < at[0]
 
     def _state_vector(self) -> dict[int, int]:
         """The document's state vector, kept up to date from the gate's own transactions
@@ -673,12 +650,6 @@ class Gate:
             sub.drop()
         self._subscriptions.clear()
         self.doc.unobserve(self._doc_subscription)
-
-
-def _decode_id(ref: bytes) -> tuple[int, int]:
-    client, at = varuint_at(ref, 0)
-    clock, _ = varuint_at(ref, at)
-    return client, clock
 
 
 def missing_dependencies(update: bytes, state: bytes) -> str | None:
