@@ -209,6 +209,35 @@ def test_a_store_rides_out_a_postgresql_restart_and_ping_tells(tmp_path: Path) -
         server.stop()
 
 
+def test_a_restart_while_the_store_is_idle_costs_its_next_write_nothing(tmp_path: Path) -> None:
+    """PostgreSQL restarted while every connection sat idle: each finds out only at its
+    next statement; the first statement of a transaction is sent again on a new one."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed: `make postgresql`")
+    server = PostgresServer(bindir)
+    server.start()
+    updates, _ = edits(10)
+    try:
+        url = server.create_database()
+
+        async def run() -> None:
+            store = SQLiteStore(url, compact_threshold=10**9)
+            try:
+                await store.append("p/x", [UpdateRecord(u, "a") for u in updates[:5]])
+                assert len((await store.load("p/x")).updates) == 5
+                server.halt()
+                server.start()
+                await store.append("p/x", [UpdateRecord(u, "a") for u in updates[5:]])
+                assert len((await store.load("p/x")).updates) == len(updates)
+            finally:
+                await store.close()
+
+        anyio.run(run)
+    finally:
+        server.stop()
+
+
 def test_every_command_takes_storage_and_tandem_storage(tmp_path: Path, postgres_url: str) -> None:
     def cli(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(

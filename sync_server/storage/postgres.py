@@ -390,14 +390,22 @@ class PgConnection:
             raise as_sqlite_error(e) from e
 
     def _begin(self, immediate: bool) -> PgCursor:
-        try:
-            if immediate:  # one round trip (no parameters: the simple query protocol)
-                self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
-            else:
-                self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        except _pg.Error as e:
-            raise as_sqlite_error(e) from e
-        return PgCursor([], -1, None)
+        """Open a transaction. A connection PostgreSQL dropped while it sat idle (a restart,
+        an administrator) tells so only at its next statement: a transaction's first one,
+        which changed nothing, so it is sent again once on a new connection."""
+        for attempt in (1, 2):
+            conn = self.raw
+            try:
+                if immediate:  # one round trip (no parameters: the simple query protocol)
+                    conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+                else:
+                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            except _pg.Error as e:
+                if attempt == 1 and conn.broken:
+                    continue
+                raise as_sqlite_error(e) from e
+            return PgCursor([], -1, None)
+        raise AssertionError("unreachable")
 
     def getlimit(self, category: int) -> int:
         if category == sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER:
