@@ -19,7 +19,6 @@ from doc_model import (
     create_project_meta,
     create_task,
     declare_roots,
-    new_document,
     parse_doc_name,
 )
 from sync_server.core import state_vectors
@@ -263,10 +262,21 @@ def _letters(value: object) -> object:
     return value
 
 
+def _doc(client_id: int) -> Doc:
+    doc: Doc = Doc(client_id=client_id)
+    declare_roots(doc, DocKind.MAIN)
+    return doc
+
+
 FORGE_OPS = ("type", "type", "burst", "backspace", "left", "right", "both", "parent", "mixed")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,  # the same 300 scripts each run: a red run is one anybody can replay
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     script=st.lists(
         st.tuples(
@@ -282,13 +292,18 @@ FORGE_OPS = ("type", "type", "burst", "backspace", "left", "right", "both", "par
     )
 )
 def test_forged_updates_are_refused_whole_or_kept_as_every_copy_holds_them(script) -> None:
-    server = new_document(DocKind.MAIN)
+    # fixed client and task ids: Yjs orders concurrent items by client id, so random ones
+    # made a run's outcome differ from its replay (hypothesis reported it as flaky)
+    server = _doc(1)
     create_project_meta(server, "P")
-    ids = [create_task(server, TaskCreate(title=f"task {i}"), created_by="x") for i in range(4)]
+    ids = [
+        create_task(server, TaskCreate(title=f"task {i}"), created_by="x", task_id=f"t{i}")
+        for i in range(4)
+    ]
     room = Room(server.get_update())
     clients = []
-    for _ in range(3):
-        doc = new_document(DocKind.MAIN)
+    for i in range(3):
+        doc = _doc(10 + i)
         doc.apply_update(server.get_update())
         clients.append(doc)
     forged_kept = False  # a forged item with origins no honest client writes was kept
@@ -339,7 +354,7 @@ def test_forged_updates_are_refused_whole_or_kept_as_every_copy_holds_them(scrip
                 assert same(_roots(live)) == same(live_before)
             if result is None:
                 # the sender's copy holds its own refused edit; it starts again from the room
-                fresh_client = new_document(DocKind.MAIN)
+                fresh_client = _doc(10_000 + step)
                 fresh_client.apply_update(live.get_update())
                 clients[who] = fresh_client
             continue
