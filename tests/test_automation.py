@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import anyio
 import httpx
 import pytest
 
@@ -52,7 +53,10 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender stopped mid-request (a kill -9 in a
+                    return  # test): it never got an answer, so nothing was delivered
                 received.append((self.path, dict(self.headers), body))
                 self.send_response(204)
                 self.end_headers()
@@ -568,6 +572,85 @@ def test_a_notify_rule_tells_the_assignees_and_a_role_but_nobody_outside(srv) ->
     recorded = runs(srv, project, rule["id"])
     assert [(x["outcome"], x["detail"]) for x in recorded] == [("ran", "notify: 2 user(s)")]
     assert automation_notices("outsider") == []
+
+
+@pytest.mark.anyio
+async def test_a_crossing_fires_once_when_the_runner_reads_past_its_batch(
+    tmp_path, monkeypatch
+) -> None:
+    """The runner reads the documents once per batch, after the feed handed it the batch:
+    by then the next batch's costs may be in. Held while costs keep coming, it must still
+    judge each event by the state that event made, so 90 % is crossed once (CI once saw
+    two webhooks for one crossing when the budget's batch was read after all costs)."""
+    from sync_server.extensions.automation import AutomationRunner
+
+    from .test_change_feed import running
+
+    held: list[int] = []
+    entered, release = anyio.Event(), anyio.Event()
+    original = AutomationRunner.changes
+
+    async def held_when_finance(self, changes):
+        if any("/finance" in c.doc_name for c in changes) and not release.is_set():
+            held.append(len(changes))
+            entered.set()
+            await release.wait()
+        return await original(self, changes)
+
+    monkeypatch.setattr(AutomationRunner, "changes", held_when_finance)
+    async with running(tmp_path, observers=(), users=("owner",)) as srv:
+
+        def rest(method: str, path: str, **kw) -> httpx.Response:
+            return httpx.request(
+                method,
+                f"http://127.0.0.1:{srv.port}/api/v1{path}",
+                headers={"Authorization": f"Bearer {srv.token('owner')}"},
+                timeout=15,
+                **kw,
+            )
+
+        async def call_ok(method: str, path: str, status: int, **kw) -> dict:
+            r = await anyio.to_thread.run_sync(lambda: rest(method, path, **kw))
+            assert r.status_code == status, r.text
+            return r.json()
+
+        project = (await call_ok("POST", "/projects/", 201, json={"name": "Proj"}))["id"]
+        rule = await call_ok(
+            "POST",
+            rules_path(project),
+            201,
+            json={
+                "name": "90 % spent",
+                "trigger": {"type": "budget_exceeded", "percent": 90},
+                "actions": [{"type": "notify", "to": {"users": ["owner"]}, "title": "90 %"}],
+            },
+        )
+        await call_ok(
+            "PUT", f"/projects/{project}/budget/", 200, json={"currency": "EUR", "total": 100}
+        )
+        with anyio.fail_after(15):
+            await entered.wait()  # the budget's batch is in hand, not yet read
+        for amount in (50, 45, 3):  # 50 %, 95 % (crosses 90 %), 98 % (already past)
+            await call_ok(
+                "POST",
+                f"/projects/{project}/costs/",
+                201,
+                json={"amount": amount, "currency": "EUR"},
+            )
+        release.set()
+
+        def fired() -> list[dict]:
+            return rest("GET", rules_path(project, f"{rule['id']}/runs/")).json()["items"]
+
+        with anyio.fail_after(20):
+            while not await anyio.to_thread.run_sync(fired):
+                await anyio.sleep(0.1)
+        await anyio.sleep(1.5)  # a second run, if one were coming, has come by now
+        recorded = await anyio.to_thread.run_sync(fired)
+        assert [x["outcome"] for x in recorded] == ["ran"], recorded
+        assert recorded[0]["event"]["kind"] == "cost_added"
+        assert recorded[0]["event"]["after"]["amount"] == 45
+        assert held and held[0] <= 2  # the budget's batch, read after every cost was stored
 
 
 def test_a_budget_rule_fires_from_the_finance_document_and_needs_its_owner_to_see_costs(

@@ -1563,11 +1563,12 @@ def test_a_daily_spec_fires_once_every_day_across_each_dst_change(
     assert days == [days[0] + dt.timedelta(days=i) for i in range(5)], (start, days)
 
 
-# -- a batch judged against one read: each finance event sees the state it made ----------------
+# -- a batch judged against one read: each event sees the state it made ----------------
 
-_cost_ops = st.lists(
+_document_ops = st.lists(
     st.tuples(
         st.sampled_from(["add", "delete", "change", "budget"]),
+        st.sampled_from(["cost", "allocation"]),
         st.integers(0, 4),
         st.integers(0, 500),
     ),
@@ -1575,33 +1576,40 @@ _cost_ops = st.lists(
 )
 
 
-@given(_cost_ops)
-def test_finance_states_rewind_a_batch_to_the_state_after_each_event(ops) -> None:
-    """Applying random cost and budget events forward gives, after each one, exactly what
-    ``finance_states`` rebuilds from the end state and the events' before values."""
-    from rules.automation.project import finance_states
+@given(_document_ops)
+def test_document_states_rewind_events_to_the_state_after_each_one(ops) -> None:
+    """Applying random cost, allocation and budget events forward gives, after each one,
+    exactly what ``document_states`` rebuilds from the end state and the events' before
+    values (the runner's read may be past the batch: it rewinds through what followed)."""
+    from rules.automation.project import document_states
 
     budget: dict = {"total": 100}
-    costs: dict = {}
+    items: dict[str, dict] = {"costs": {}, "allocations": {}}
     events: list[DomainEvent] = []
     forward: list[dict] = []
-    for op, n, amount in ops:
-        cid = f"c{n}"
-        if op == "add" and cid not in costs:
-            costs[cid] = {"id": cid, "amount": amount}
-            events.append(DomainEvent("cost_added", cid, after=dict(costs[cid])))
-        elif op == "delete" and cid in costs:
-            events.append(DomainEvent("cost_deleted", cid, before=costs.pop(cid)))
-        elif op == "change" and cid in costs:
-            before = costs[cid]["amount"]
-            costs[cid] = {**costs[cid], "amount": amount}
-            events.append(DomainEvent("cost_changed", cid, "amount", before, amount))
+    for op, prefix, n, amount in ops:
+        key = "costs" if prefix == "cost" else "allocations"
+        field = "amount" if prefix == "cost" else "hours_per_week"
+        found, eid = items[key], f"{prefix[0]}{n}"
+        if op == "add" and eid not in found:
+            found[eid] = {"id": eid, field: amount}
+            events.append(DomainEvent(f"{prefix}_added", eid, after=dict(found[eid])))
+        elif op == "delete" and eid in found:
+            events.append(DomainEvent(f"{prefix}_deleted", eid, before=found.pop(eid)))
+        elif op == "change" and eid in found:
+            before = found[eid][field]
+            found[eid] = {**found[eid], field: amount}
+            events.append(DomainEvent(f"{prefix}_changed", eid, field, before, amount))
         elif op == "budget":
             before = budget.get("total")
             budget = {**budget, "total": amount}
             events.append(DomainEvent("budget_changed", None, "total", before, amount))
         else:
             continue
-        forward.append({"budget": dict(budget), "costs": {k: dict(v) for k, v in costs.items()}})
-    rebuilt = finance_states({"budget": budget, "costs": list(costs.values())}, events)
-    assert [{"budget": s["budget"], "costs": s["costs"]} for s in rebuilt] == forward
+        forward.append(
+            {"budget": dict(budget)}
+            | {k: {i: dict(v) for i, v in kept.items()} for k, kept in items.items()}
+        )
+    now = {"budget": budget} | {k: list(v.values()) for k, v in items.items()}
+    rebuilt = document_states(now, events)
+    assert [{k: s[k] for k in ("budget", "costs", "allocations")} for s in rebuilt] == forward

@@ -86,24 +86,35 @@ def finance(project: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
-def finance_states(
-    finance_now: Mapping[str, Any], events: Sequence[DomainEvent]
-) -> list[dict[str, Any]]:
-    """The finance document as it was just after each of ``events`` (in order, all of them
-    already applied in ``finance_now``), by undoing the later ones with their before values.
+COLLECTION_EVENTS: dict[str, str] = {"cost": "costs", "allocation": "allocations"}
+"""Event kind prefix -> the collection of the finance / resources document it is about."""
 
-    A runner that reads the document once for a batch of changes judges each event against
-    the state it made, not the batch's end: three costs read together must not all see
-    the third one's total (a budget crossing would fire for each of them)."""
-    budget = dict(_map(finance_now.get("budget")))
-    costs = {k: dict(v) for k, v in entities(finance_now.get("costs")).items()}
+
+def document_states(now: Mapping[str, Any], events: Sequence[DomainEvent]) -> list[dict[str, Any]]:
+    """The finance or resources document as it was just after each of ``events`` (in order,
+    all of them already applied in ``now``), by undoing the later ones with their before
+    values: ``budget_changed`` on the ``budget`` record, ``cost_*`` on ``costs`` and
+    ``allocation_*`` on ``allocations``. Other events change nothing here.
+
+    A runner that reads the document once judges each event against the state it made,
+    not the state of the read: three costs read together must not all see the third
+    one's total (a budget crossing would fire for each of them), and a read that is
+    ahead of the batch is rewound with the events after it too (the runner passes them
+    after the batch's own)."""
+    budget = dict(_map(now.get("budget")))
+    collections = {
+        key: {k: dict(v) for k, v in entities(now.get(key)).items()}
+        for key in COLLECTION_EVENTS.values()
+        if key in now
+    }
     out: list[dict[str, Any]] = [{}] * len(events)
     for i in range(len(events) - 1, -1, -1):
-        out[i] = {
-            **finance_now,
-            "budget": dict(budget),
-            "costs": {k: dict(v) for k, v in costs.items()},
-        }
+        state: dict[str, Any] = dict(now)
+        if "budget" in now or budget:
+            state["budget"] = dict(budget)
+        for key, items in collections.items():
+            state[key] = {k: dict(v) for k, v in items.items()}
+        out[i] = state
         event = events[i]
         entity = event.entity
         if event.kind == "budget_changed" and isinstance(event.field, str):
@@ -111,21 +122,22 @@ def finance_states(
                 budget.pop(event.field, None)
             else:
                 budget[event.field] = event.before
-        elif event.kind == "cost_added" and isinstance(entity, str):
-            costs.pop(entity, None)
-        elif event.kind == "cost_deleted" and isinstance(entity, str):
+            continue
+        prefix, _, action = event.kind.rpartition("_")
+        key = COLLECTION_EVENTS.get(prefix)
+        if key is None or not isinstance(entity, str):
+            continue
+        items = collections.setdefault(key, {})
+        if action == "added":
+            items.pop(entity, None)
+        elif action == "deleted":
             if isinstance(event.before, Mapping):
-                costs[entity] = dict(event.before)
-        elif (
-            event.kind == "cost_changed"
-            and isinstance(entity, str)
-            and isinstance(event.field, str)
-            and entity in costs
-        ):
+                items[entity] = dict(event.before)
+        elif action == "changed" and isinstance(event.field, str) and entity in items:
             if event.before is None:
-                costs[entity].pop(event.field, None)
+                items[entity].pop(event.field, None)
             else:
-                costs[entity][event.field] = event.before
+                items[entity][event.field] = event.before
     return out
 
 

@@ -99,6 +99,13 @@ class LiveDocuments:
                 del self._snapshots[key]
         return view
 
+    async def stored(self, name: DocName) -> tuple[int, Doc]:
+        """The document as storage holds it, and the seq of its newest update folded in
+        (0: none), whether or not a room has it loaded: a state tied to a known place in
+        the log (the room's copy may already hold an edit being stored). Not cached."""
+        stored = await self.store.load(name.name)
+        return stored.last_seq, build_document(stored, name)
+
     def _prune(self) -> None:
         """Drop snapshots and versions of documents that are neither loaded nor kept here."""
         live = set(self.rooms.rooms) | set(self._stored)

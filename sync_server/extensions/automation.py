@@ -66,6 +66,7 @@ from pycrdt import Doc, Map
 
 from doc_model import (
     DocKind,
+    DocName,
     DomainEvent,
     TaskCreate,
     TaskUpdate,
@@ -99,10 +100,10 @@ from rules.automation import (
     prepare_project,
     validate_rule,
 )
-from rules.automation.project import finance_states
+from rules.automation.project import document_states
 from rules.automation.schedule import approaching_at, next_fire, overdue_at
 from sync_server.extensions.daily_digest import DEFAULT_HOUR, DailyDigest
-from sync_server.extensions.feed import current_fence
+from sync_server.extensions.feed import current_fence, document_events_after
 from sync_server.extensions.notifications import Notice, NotificationCenter
 from sync_server.extensions.protocol import EditRefused, Extension, ServerContext
 from sync_server.identity.accounts import email_addresses, locales_of
@@ -203,22 +204,15 @@ def tasks_of(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     return list(found.values()) if isinstance(found, dict) else list(found)
 
 
-def finance_timeline(
-    project: str, changes: Sequence[DocumentChanged], finance_now: Mapping[str, Any]
-) -> dict[tuple[int, int], dict[str, Any]]:
-    """(position of the change in the batch, event index) -> the project's finance document
-    just after that event, for each finance event of the batch (rules.automation.project.
-    finance_states)."""
+def events_of(
+    name: DocName, changes: Sequence[DocumentChanged]
+) -> list[tuple[int, int, DomainEvent]]:
+    """(position in the batch, event index, event) of every event of document ``name``."""
     found: list[tuple[int, int, DomainEvent]] = []
     for position, change in enumerate(changes):
-        try:
-            name = parse_doc_name(change.doc_name)
-        except Exception:
-            continue
-        if name.kind is DocKind.FINANCE and name.project_id == project:
+        if change.doc_name == name.name:
             found.extend((position, i, e) for i, e in enumerate(change.events))
-    states = finance_states(finance_now, [e for _, _, e in found])
-    return {(p, i): state for (p, i, _), state in zip(found, states, strict=True)}
+    return found
 
 
 def task_in(snapshot: dict[str, Any], task_id: Any) -> dict[str, Any] | None:
@@ -679,9 +673,9 @@ class AutomationRunner:
         recompute: set[tuple[str, str | None]] = set()
         judged: list[Judged] = []
         seen: dict[str, tuple[dict[str, dict[str, Any]], dict[str, Any] | None]] = {}
-        # the finance document just after each of the batch's finance events (the batch is
-        # judged against one read of the documents: see finance_states)
-        finance_at: dict[tuple[int, int], dict[str, Any]] = {}
+        # the finance / resources document just after each of the batch's events there
+        # ("position, event index" -> (snapshot key, that state): see states_after)
+        state_at: dict[tuple[int, int], tuple[str, dict[str, Any]]] = {}
         for position, change in enumerate(changes):
             if not change.events:
                 continue
@@ -698,8 +692,8 @@ class AutomationRunner:
             if project not in seen:  # once per project and batch: the live document now
                 seen[project] = await self.read(project)
                 now = seen[project][1]
-                if now is not None and isinstance(now.get("finance"), Mapping):
-                    finance_at.update(finance_timeline(project, changes, now["finance"]))
+                if now is not None:
+                    state_at.update(await self.states_after(project, changes, now))
             rules, snapshot = seen[project]
             if changed_rules:
                 recompute.add((project, None))
@@ -717,8 +711,8 @@ class AutomationRunner:
             paused = await self.paused(project)
             for index, event in enumerate(change.events):
                 key = f"feed:{change.feed_id}:{index}"
-                finance = finance_at.get((position, index))
-                seen_by = snapshot if finance is None else {**snapshot, "finance": finance}
+                state = state_at.get((position, index))
+                seen_by = snapshot if state is None else {**snapshot, state[0]: state[1]}
                 for rule_id, rule in rules.items():
                     if rule.get("enabled", True) is False or not may_fire(rule, event):
                         continue
@@ -727,6 +721,45 @@ class AutomationRunner:
                         judged.append(item)
         await self.settle(judged)
         return recompute
+
+    async def states_after(
+        self, project: str, changes: Sequence[DocumentChanged], now: Mapping[str, Any]
+    ) -> dict[tuple[int, int], tuple[str, dict[str, Any]]]:
+        """(position, event index) -> (snapshot key, the document just after that event),
+        for each event of the batch in the project's finance and resources documents that
+        the rules read (``now`` has the key).
+
+        Budget and allocation rules fire on a crossing (90 % spent, over capacity), which
+        only the state each event made can tell: judged against a later state, two
+        batches would both see the same crossing. The document is read from storage at
+        a known seq and rewound (rules.automation.project.document_states) through the
+        batch's later events and the stored ones past the batch up to that seq (the live
+        room may already hold the next batch's changes: a read of it is not tied to the
+        feed). Changes that are not from the feed (no feed id) are judged against
+        ``now``, rewound through the batch."""
+        out: dict[tuple[int, int], tuple[str, dict[str, Any]]] = {}
+        for key, kind, build in (
+            ("finance", DocKind.FINANCE, finance_json),
+            ("resources", DocKind.RESOURCES, resources_json),
+        ):
+            if not isinstance(now.get(key), Mapping):
+                continue
+            name = parse_doc_name(doc_name(project, kind))
+            found = events_of(name, changes)
+            if not found:
+                continue
+            batch = [e for _, _, e in found]
+            ids = [changes[p].feed_id for p in {p for p, _, _ in found}]
+            if all(i is not None for i in ids):
+                seq, doc = await self.tandem.live.stored(name)
+                state = build(doc)
+                last = max(i for i in ids if i is not None)
+                later = await self.db.run(document_events_after, self.db.conn, name.name, last, seq)
+                states = document_states(state, batch + later)[: len(batch)]
+            else:
+                states = document_states(now[key], batch)
+            out.update(((p, i), (key, s)) for (p, i, _), s in zip(found, states, strict=True))
+        return out
 
     async def _rules_changed(
         self, project: str, writer: str, changed: Sequence[str], rules: dict[str, dict[str, Any]]

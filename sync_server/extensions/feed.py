@@ -132,6 +132,24 @@ def insert_events_row(
     return cur.lastrowid
 
 
+def document_events_after(
+    conn: sqlite3.Connection, doc_name: str, after: int, up_to_seq: int
+) -> list[DomainEvent]:
+    """The domain events of ``doc_name``'s updates stored after feed row ``after`` whose
+    seq is at most ``up_to_seq``, in commit order: what a read of the document at
+    ``up_to_seq`` holds beyond a consumer's batch that ends at row ``after`` (a row exists
+    for every durable update, so none is missing). Reads only the feed's tail past
+    ``after``."""
+    events: list[DomainEvent] = []
+    for (text,) in conn.execute(
+        "SELECT events FROM change_feed WHERE id > ? AND doc_name = ? AND seq > 0"
+        " AND seq <= ? ORDER BY id",
+        (after, doc_name, up_to_seq),
+    ):
+        events.extend(parse_events(text))
+    return events
+
+
 @dataclass
 class _Consumer:
     name: str
