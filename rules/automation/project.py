@@ -124,10 +124,10 @@ def document_states(now: Mapping[str, Any], events: Sequence[DomainEvent]) -> li
                 budget[event.field] = event.before
             continue
         prefix, _, action = event.kind.rpartition("_")
-        key = COLLECTION_EVENTS.get(prefix)
-        if key is None or not isinstance(entity, str):
+        collection = COLLECTION_EVENTS.get(prefix)
+        if collection is None or not isinstance(entity, str):
             continue
-        items = collections.setdefault(key, {})
+        items = collections.setdefault(collection, {})
         if action == "added":
             items.pop(entity, None)
         elif action == "deleted":
