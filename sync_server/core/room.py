@@ -696,6 +696,9 @@ class Room:
                 self.storage_error = e
                 await self._fail_storage()
                 return
+            # not kept while this loop waits for the next write: the batch's replies hold
+            # their connections (and what their send queues hold) after the clients left
+            del batch
             async with self._durable:
                 self._durable_gen = gen
                 self._durable.notify_all()

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from quart import Quart, g, jsonify, request, websocket
+from quart import Quart, g, jsonify, request
 from quart_schema import hide
 
 from doc_model import InvalidDocName, parse_doc_name
@@ -72,6 +72,7 @@ from sync_server.scale.redis_fanout import RedisFanout, redis_client
 from sync_server.shell.monitoring import ServerMetrics, sqlite_outbox_depth
 from sync_server.shell.readiness import Readiness, storage_probe
 from sync_server.shell.settings import Settings
+from sync_server.shell.sync_socket import AsgiSocket, SyncRoute
 from sync_server.storage.database import DeferredWrites, SQLiteWorker, connect, open_database
 from sync_server.storage.postgres import display_target
 from sync_server.storage.sqlite_store import SQLiteStore, StorageError
@@ -399,9 +400,8 @@ def create_app(
 
     ws_origins = {o.strip().lower().rstrip("/") for o in settings.ws_origins.split(",")} - {""}
 
-    @app.websocket("/sync/<path:doc>")
-    async def sync(doc: str):
-        ws = websocket._get_current_object()  # type: ignore[attr-defined]
+    async def sync(ws: AsgiSocket, doc: str) -> None:
+        """One client's socket on ``/sync/<doc>`` (served by SyncRoute, not Quart)."""
         await ws.accept()
         origin = ws.headers.get("Origin")
         if origin is not None and not origin_allowed(origin, ws.host, ws_origins):
@@ -516,6 +516,7 @@ def create_app(
                 ConnectionInfo(conn.id, doc_name.name, name, conn.close_code, conn.close_reason),
             )
 
+    app.asgi_app = SyncRoute(app.asgi_app, sync)  # type: ignore[method-assign, assignment]
     return app
 
 
