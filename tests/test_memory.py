@@ -280,6 +280,8 @@ async def test_an_idle_connection_keeps_few_objects_and_leaves_none_behind(
         _, second = await _hold_idle_clients(srv, token, IDLE_CLIENTS)
         _, third = await _hold_idle_clients(srv, token, IDLE_CLIENTS)
         # no connection outlives its client (the room's last write batch kept its senders
-        # until the next write); the rest is noise of a few dozen objects (caches, timers)
+        # until the next write); the rest is noise (caches, timers, and in a full test run
+        # whatever other tests left behind): well under 2 objects per connection served,
+        # where a connection that stayed would be about 160
         assert not [o for o in gc.get_objects() if isinstance(o, Connection)]
-        assert third - first < IDLE_CLIENTS, (base, first, second, third)
+        assert third - first < 2 * 2 * IDLE_CLIENTS, (base, first, second, third)

@@ -392,7 +392,11 @@ async def _kill_the_holder(nodes: list[ServerProcess], receiver: Receiver) -> No
         "the automation lease to move",
     )
     assert moved[0] > token
-    assert lease_holders(first.db)["outbox"][1] in {n.proc.pid for n in survivors if n.proc}
+    # and the outbox's (a lease of its own, renewed on its own clock: it may expire later)
+    alive = {n.proc.pid for n in survivors if n.proc}
+    wait_until(
+        lambda: lease_holders(first.db)["outbox"][1] in alive, 15, "the outbox lease to move"
+    )
 
     # every task: one comment, one delivery (by its Idempotency-Key), no more
     tasks = stored_doc(first.db, doc).get("tasks", type=Map).to_py()
