@@ -574,14 +574,12 @@ def test_a_notify_rule_tells_the_assignees_and_a_role_but_nobody_outside(srv) ->
     assert automation_notices("outsider") == []
 
 
-@pytest.mark.anyio
-async def test_a_crossing_fires_once_when_the_runner_reads_past_its_batch(
-    tmp_path, monkeypatch
-) -> None:
-    """The runner reads the documents once per batch, after the feed handed it the batch:
-    by then the next batch's costs may be in. Held while costs keep coming, it must still
-    judge each event by the state that event made, so 90 % is crossed once (CI once saw
-    two webhooks for one crossing when the budget's batch was read after all costs)."""
+async def _runs_when_held(
+    tmp_path, monkeypatch, kind: str, trigger: dict, first: tuple[str, dict], later: list[dict]
+) -> tuple[list[dict], list[int]]:
+    """A real runner whose first batch from the project's ``kind`` document (finance,
+    resources) is held until ``later`` (POSTs to the same path as ``first``) are stored:
+    the runs the rule then recorded, and the size of the batch held."""
     from sync_server.extensions.automation import AutomationRunner
 
     from .test_change_feed import running
@@ -590,14 +588,14 @@ async def test_a_crossing_fires_once_when_the_runner_reads_past_its_batch(
     entered, release = anyio.Event(), anyio.Event()
     original = AutomationRunner.changes
 
-    async def held_when_finance(self, changes):
-        if any("/finance" in c.doc_name for c in changes) and not release.is_set():
+    async def held_once(self, changes):
+        if any(c.doc_name.endswith(f"/{kind}") for c in changes) and not release.is_set():
             held.append(len(changes))
             entered.set()
             await release.wait()
         return await original(self, changes)
 
-    monkeypatch.setattr(AutomationRunner, "changes", held_when_finance)
+    monkeypatch.setattr(AutomationRunner, "changes", held_once)
     async with running(tmp_path, observers=(), users=("owner",)) as srv:
 
         def rest(method: str, path: str, **kw) -> httpx.Response:
@@ -620,23 +618,20 @@ async def test_a_crossing_fires_once_when_the_runner_reads_past_its_batch(
             rules_path(project),
             201,
             json={
-                "name": "90 % spent",
-                "trigger": {"type": "budget_exceeded", "percent": 90},
-                "actions": [{"type": "notify", "to": {"users": ["owner"]}, "title": "90 %"}],
+                "name": "crossing",
+                "trigger": trigger,
+                "actions": [{"type": "notify", "to": {"users": ["owner"]}, "title": "over"}],
             },
         )
-        await call_ok(
-            "PUT", f"/projects/{project}/budget/", 200, json={"currency": "EUR", "total": 100}
-        )
+        method, body = first
+        path = f"/projects/{project}/{'budget' if kind == 'finance' else 'allocations'}/"
+        await call_ok(method, path, 200 if method == "PUT" else 201, json=body)
         with anyio.fail_after(15):
-            await entered.wait()  # the budget's batch is in hand, not yet read
-        for amount in (50, 45, 3):  # 50 %, 95 % (crosses 90 %), 98 % (already past)
-            await call_ok(
-                "POST",
-                f"/projects/{project}/costs/",
-                201,
-                json={"amount": amount, "currency": "EUR"},
-            )
+            await entered.wait()  # the first batch is in hand, not yet read
+        if kind == "finance":
+            path = f"/projects/{project}/costs/"
+        for body in later:
+            await call_ok("POST", path, 201, json=body)
         release.set()
 
         def fired() -> list[dict]:
@@ -646,11 +641,50 @@ async def test_a_crossing_fires_once_when_the_runner_reads_past_its_batch(
             while not await anyio.to_thread.run_sync(fired):
                 await anyio.sleep(0.1)
         await anyio.sleep(1.5)  # a second run, if one were coming, has come by now
-        recorded = await anyio.to_thread.run_sync(fired)
-        assert [x["outcome"] for x in recorded] == ["ran"], recorded
-        assert recorded[0]["event"]["kind"] == "cost_added"
-        assert recorded[0]["event"]["after"]["amount"] == 45
-        assert held and held[0] <= 2  # the budget's batch, read after every cost was stored
+        return await anyio.to_thread.run_sync(fired), held
+
+
+@pytest.mark.anyio
+async def test_a_crossing_fires_once_when_the_runner_reads_past_its_batch(
+    tmp_path, monkeypatch
+) -> None:
+    """The runner reads the documents once per batch, after the feed handed it the batch:
+    by then the next batch's costs may be in. Held while costs keep coming, it must still
+    judge each event by the state that event made, so 90 % is crossed once (CI once saw
+    two webhooks for one crossing when the budget's batch was read after all costs)."""
+    recorded, held = await _runs_when_held(
+        tmp_path,
+        monkeypatch,
+        "finance",
+        {"type": "budget_exceeded", "percent": 90},
+        ("PUT", {"currency": "EUR", "total": 100}),
+        # 50 %, 95 % (crosses 90 %), 98 % (already past)
+        [{"amount": amount, "currency": "EUR"} for amount in (50, 45, 3)],
+    )
+    assert [x["outcome"] for x in recorded] == ["ran"], recorded
+    assert recorded[0]["event"]["kind"] == "cost_added"
+    assert recorded[0]["event"]["after"]["amount"] == 45
+    assert held and held[0] <= 2  # the budget's batch, read after every cost was stored
+
+
+@pytest.mark.anyio
+async def test_an_overallocation_fires_once_when_the_runner_reads_past_its_batch(
+    tmp_path, monkeypatch
+) -> None:
+    """The same for the resources document: 50 %, then 55 % (105 %: over 100), then 10 %
+    (115 %, already over), the first allocation's batch read after all three."""
+    recorded, held = await _runs_when_held(
+        tmp_path,
+        monkeypatch,
+        "resources",
+        {"type": "resource_overallocated", "capacity": 100},
+        ("POST", {"user": "owner", "percent": 50}),
+        [{"user": "owner", "percent": p} for p in (55, 10)],
+    )
+    assert [x["outcome"] for x in recorded] == ["ran"], recorded
+    assert recorded[0]["event"]["kind"] == "allocation_added"
+    assert recorded[0]["event"]["after"]["percent"] == 55
+    assert held == [1]
 
 
 def test_a_budget_rule_fires_from_the_finance_document_and_needs_its_owner_to_see_costs(

@@ -110,3 +110,20 @@ async def test_clients_that_vanish_mid_handshake_leave_the_server_serving(
     async with RawClient.connect(server, "p/q4", "alice") as c:
         await c.sync()
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("empty", ["", b""], ids=["text", "binary"])
+async def test_an_empty_frame_closes_with_4400_and_nothing_else_breaks(
+    server: ServerProcess, empty: str | bytes
+) -> None:
+    async with RawClient.connect(server, "p/q5", "alice") as client:
+        await client.sync()
+        if isinstance(empty, str):
+            await client.ws.send_text(empty)
+        else:
+            await client.send(empty)
+        closed = await client.wait_closed()
+    assert closed.code == CloseCode.BAD_MESSAGE, closed
+    async with RawClient.connect(server, "p/q5", "alice") as again:
+        await again.sync()
+    assert "Traceback" not in server.log()

@@ -749,11 +749,11 @@ class AutomationRunner:
             if not found:
                 continue
             batch = [e for _, _, e in found]
-            ids = [changes[p].feed_id for p in {p for p, _, _ in found}]
-            if all(i is not None for i in ids):
+            ids = {changes[p].feed_id for p, _, _ in found}
+            if None not in ids:
                 seq, doc = await self.tandem.live.stored(name)
                 state = build(doc)
-                last = max(i for i in ids if i is not None)
+                last = max(i for i in ids if i is not None)  # (for mypy: none is None)
                 later = await self.db.run(document_events_after, self.db.conn, name.name, last, seq)
                 states = document_states(state, batch + later)[: len(batch)]
             else:
