@@ -598,6 +598,8 @@ class RepeatEvents:
         self._kept: dict[
             tuple[Change, ...], tuple[tuple[Change, ...], tuple[DomainEvent, ...]]
         ] = {}
+        # (root, entity id) -> the kept changes that touch it: what a rename drops
+        self._by_entity: dict[tuple[str, str | int], set[tuple[Change, ...]]] = {}
 
     def get(
         self, changes: tuple[Change, ...]
@@ -616,8 +618,10 @@ class RepeatEvents:
         if len(events) != len(edited) or not all(e.detail.get("unvalued") for e in events):
             return
         if len(self._kept) >= self.LIMIT:
-            self._kept.clear()
+            self.clear()
         self._kept[changes] = (changes, events)
+        for c in changes:
+            self._by_entity.setdefault((str(c.path[0]), c.path[1]), set()).add(changes)
 
     def forget(self, changes: Iterable[Change]) -> None:
         """A committed transaction made ``changes``: drop what they may have made stale."""
@@ -630,16 +634,21 @@ class RepeatEvents:
             if root not in UNVALUED:
                 continue
             if len(path) < 2:
-                self._kept.clear()
+                self.clear()
                 return
             if len(path) == 2 or path[2] == LABELS.get(root):
                 stale.add((root, path[1]))
-        if stale:
-            for key in [k for k in self._kept if any((c.path[0], c.path[1]) in stale for c in k)]:
-                del self._kept[key]
+        for entity in stale:
+            for key in self._by_entity.pop(entity, ()):
+                if self._kept.pop(key, None) is not None:
+                    for c in key:  # (its other entities' sets may still name it)
+                        others = self._by_entity.get((str(c.path[0]), c.path[1]))
+                        if others is not None:
+                            others.discard(key)
 
     def clear(self) -> None:
         self._kept.clear()
+        self._by_entity.clear()
 
 
 def unvalued_only(changes: Iterable[Change]) -> bool:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text
 
 from sync_server.core import state_vectors
-from sync_server.core.dependencies import advance, unmet_dependencies
+from sync_server.core.dependencies import UpdateNeeds, advance, read_needs, unmet_dependencies
 from sync_server.core.gate import missing_dependencies
 from sync_server.core.protocol import varuint
 
@@ -86,9 +86,17 @@ operations = st.lists(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=operations, order=st.randoms(use_true_random=False), drop=st.integers(0, 5))
-def test_struct_verdict_matches_applying_and_the_server_converges(ops, order, drop) -> None:
-    clients: list[Doc] = [Doc(client_id=100 + i) for i in range(3)]
+@given(
+    ops=operations,
+    order=st.randoms(use_true_random=False),
+    drop=st.integers(0, 5),
+    # client ids of one byte, of Yjs's 32 bits (5 bytes) and of pycrdt's up to 53 (8 bytes)
+    first_client=st.sampled_from([100, 3_000_000_000, 4_000_000_000_000_000]),
+)
+def test_struct_verdict_matches_applying_and_the_server_converges(
+    ops, order, drop, first_client
+) -> None:
+    clients: list[Doc] = [Doc(client_id=first_client + i) for i in range(3)]
     sent: list[list[bytes]] = [[] for _ in clients]
     syncing = [False]
     for doc, log in zip(clients, sent, strict=True):
@@ -110,6 +118,10 @@ def test_struct_verdict_matches_applying_and_the_server_converges(ops, order, dr
                 _edit(doc, op, arg)
     server: Doc = Doc()
     tracked: dict[int, int] = {}  # the state vector as the gate keeps it (advance)
+    # ... and as it keeps it from what the pre-check read, when the transaction
+    # integrated exactly the bytes that were read
+    read: dict[int, int] = {}
+    applying: list[tuple[bytes, UpdateNeeds]] = []
     lost = [False]
 
     def track(event) -> None:
@@ -117,6 +129,18 @@ def test_struct_verdict_matches_applying_and_the_server_converges(ops, order, dr
             lost[0] = True
             tracked.clear()
             tracked.update(_sv(server))
+        if applying and event.update == applying[0][0]:
+            applying[0][1].advance(read)
+        else:  # the gate reads the state vector again then
+            applying[:] = [(b"", UpdateNeeds([], [], []))]  # (no document reads in here)
+
+    def apply(update: bytes) -> None:
+        applying[:] = [(update, read_needs(update))]
+        server.apply_update(update)
+        if applying[0][0] == b"":
+            read.clear()
+            read.update(_sv(server))
+        applying.clear()
 
     server.observe(track)
     queue = [(who, u) for who, log in enumerate(sent) for u in log if u != b"\x00\x00"]
@@ -125,17 +149,19 @@ def test_struct_verdict_matches_applying_and_the_server_converges(ops, order, dr
         del queue[drop % len(queue)]  # one never arrives: only a resync brings it
     for who, update in queue:
         if _check(server, update) is None:
-            server.apply_update(update)
+            apply(update)
         else:  # refused whole; the sender's resync: all it has that the server lacks
             diff = clients[who].get_update(server.get_state())
             assert _check(server, diff) is None
-            server.apply_update(diff)
+            apply(diff)
         assert missing_dependencies(update, server.get_state()) is None  # none of it pending
+        assert read == _sv(server)
     for doc in clients:  # everyone's resync at the end
         diff = doc.get_update(server.get_state())
         assert _check(server, diff) is None
-        server.apply_update(diff)
+        apply(diff)
     assert tracked == _sv(server)
+    assert read == _sv(server)
     merged: Doc = Doc()
     for doc in clients:
         merged.apply_update(doc.get_update())

@@ -17,6 +17,13 @@ clock, or when the update itself brings it (each client's run extends the
 document's state when it starts at or before it; Yjs integrates an update's
 structs in the order their references need). A Skip struct is a hole in the
 update's own run: whatever follows it is pending too.
+
+The structs are read once (:func:`read_needs`): the same reading says what the
+update builds on (:meth:`UpdateNeeds.unmet`) and, once the document has integrated
+exactly these bytes, where its state vector stands (:meth:`UpdateNeeds.advance`),
+so the gate never reads an accepted keystroke twice. A typed string item, the
+common struct, is read inline; every other struct through
+``update_squash.read_struct``.
 """
 
 from __future__ import annotations
@@ -24,7 +31,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sync_server.core.protocol import ProtocolError, varuint_at
-from sync_server.core.update_squash import SKIP, read_struct
+from sync_server.core.update_squash import (
+    CONTENT_REF,
+    ORIGIN,
+    RIGHT_ORIGIN,
+    SKIP,
+    STRING,
+    read_struct,
+    utf16_length,
+)
 
 
 class CrossedOrigins(ValueError):
@@ -34,32 +49,135 @@ class CrossedOrigins(ValueError):
     it as not an update (docs/security.md, "Forged updates")."""
 
 
-def unmet_dependencies(update: bytes, state: Callable[[], dict[int, int]]) -> str | None:
-    """Why ``update`` would not integrate in full into a document whose state vector
-    ``state()`` returns (read only if the update holds anything), or None when it would.
+class UpdateNeeds:
+    """What one update adds and builds on, read from its structs and delete set."""
 
-    Raises ProtocolError when the update does not decode, CrossedOrigins when one of its
-    items has the same item as its left and right origin."""
+    __slots__ = ("deletes", "refs", "runs")
+
+    def __init__(
+        self,
+        runs: list[tuple[int, int, int]],
+        refs: list[tuple[int, int]],
+        deletes: list[tuple[int, int, int]],
+    ) -> None:
+        self.runs = runs  # (client, first clock, end clock); a Skip splits a client's run
+        self.refs = refs  # ids (client, clock) its items build on: origins and parents
+        self.deletes = deletes  # (client, first clock, end clock) of its delete set
+
+    @property
+    def empty(self) -> bool:
+        return not self.runs and not self.deletes
+
+    def unmet(self, state: dict[int, int]) -> str | None:
+        """Why the update would not integrate in full into a document with state vector
+        ``state``, or None when it would."""
+        have = self._extended(state)
+        if isinstance(have, str):
+            return have
+        for client, clock in self.refs:
+            if clock >= (have.get(client) or state.get(client, 0)):
+                return (
+                    f"update depends on changes the server does not have"
+                    f" (it builds on client {client} clock {clock})"
+                )
+        for client, first, end in self.deletes:
+            if end > (have.get(client) or state.get(client, 0)):
+                return (
+                    f"update deletes changes the server does not have"
+                    f" (client {client} clocks {first}-{end - 1})"
+                )
+        return None
+
+    def advance(self, state: dict[int, int]) -> None:
+        """Move ``state`` past the update, once a document with that state vector has
+        integrated it in full (its own transaction's update is these very bytes)."""
+        have = self._extended(state)
+        if isinstance(have, dict):
+            state.update(have)
+
+    def _extended(self, state: dict[int, int]) -> dict[int, int] | str:
+        """Each client's end once the update's runs are integrated, or why a run cannot
+        be (it starts past what the document and the update's earlier runs hold)."""
+        runs = self.runs
+        if len(runs) > 1:
+            runs = sorted(runs, key=lambda r: (r[0], r[1]))
+        have: dict[int, int] = {}
+        for client, first, end in runs:
+            known = have.get(client) or state.get(client, 0)
+            if first > known:
+                return (
+                    f"update depends on changes the server does not have"
+                    f" (client {client} continues at clock {first}; the server has {known})"
+                )
+            have[client] = max(end, known)
+        return have
+
+
+def read_needs(update: bytes) -> UpdateNeeds:
+    """Read ``update``'s structs and delete set. Raises ProtocolError when it does not
+    decode, CrossedOrigins when one of its items has the same item as its left and
+    right origin."""
     try:
-        return _unmet(update, state)
+        return _read(update)
     except IndexError as e:
         raise ProtocolError(f"update runs past its end: {e}") from e
     except UnicodeDecodeError as e:
         raise ProtocolError(f"update holds a malformed string: {e}") from e
 
 
-def _unmet(buf: bytes, state_of: Callable[[], dict[int, int]]) -> str | None:
+def unmet_dependencies(update: bytes, state: Callable[[], dict[int, int]]) -> str | None:
+    """Why ``update`` would not integrate in full into a document whose state vector
+    ``state()`` returns (read only if the update holds anything), or None when it would.
+
+    Raises ProtocolError when the update does not decode, CrossedOrigins when one of its
+    items has the same item as its left and right origin."""
+    needs = read_needs(update)
+    return None if needs.empty else needs.unmet(state())
+
+
+def _read(buf: bytes) -> UpdateNeeds:
+    size = len(buf)
     clients, pos = varuint_at(buf, 0)
-    if clients > len(buf):
-        raise ProtocolError(f"update claims {clients} clients in {len(buf)} bytes")
-    runs: list[tuple[int, int, int]] = []  # (client, first clock, end clock), holes split them
-    refs: list[bytes] = []  # encoded ids (client, clock) the structs build on
+    if clients > size:
+        raise ProtocolError(f"update claims {clients} clients in {size} bytes")
+    runs: list[tuple[int, int, int]] = []
+    refs: list[tuple[int, int]] = []
     for _ in range(clients):
         count, pos = varuint_at(buf, pos)
         client, pos = varuint_at(buf, pos)
         clock, pos = varuint_at(buf, pos)
         start = clock
         for _ in range(count):
+            info = buf[pos]
+            if (info & CONTENT_REF) == STRING and info & (ORIGIN | RIGHT_ORIGIN):
+                # a typed string item (the common struct): origins, then its text
+                pos += 1
+                origin = None
+                if info & ORIGIN:
+                    origin_client, pos = varuint_at(buf, pos)
+                    origin_clock, pos = varuint_at(buf, pos)
+                    origin = (origin_client, origin_clock)
+                    refs.append(origin)
+                if info & RIGHT_ORIGIN:
+                    right_client, pos = varuint_at(buf, pos)
+                    right_clock, pos = varuint_at(buf, pos)
+                    right = (right_client, right_clock)
+                    if right == origin:
+                        raise CrossedOrigins(
+                            f"client {client} clock {clock}: its left and right origin"
+                            " are the same item"
+                        )
+                    refs.append(right)
+                length, pos = varuint_at(buf, pos)
+                end = pos + length
+                if end > size:
+                    raise ProtocolError("string runs past the end of the update")
+                text = buf[pos:end]
+                if not text.isascii():
+                    length = utf16_length(text)
+                pos = end
+                clock += length
+                continue
             item = read_struct(buf, pos)
             pos = item.end
             if item.ref == SKIP:
@@ -67,62 +185,34 @@ def _unmet(buf: bytes, state_of: Callable[[], dict[int, int]]) -> str | None:
                     runs.append((client, start, clock))
                 start = clock + item.length
             else:
-                if item.origin is not None:
-                    refs.append(item.origin)
-                if item.right is not None:
-                    refs.append(item.right)
-                    if item.origin == item.right:
-                        raise CrossedOrigins(
-                            f"client {client} clock {clock}: its left and right origin"
-                            " are the same item"
-                        )
-                if item.parent is not None:
-                    refs.append(item.parent)
+                if item.right is not None and item.origin == item.right:
+                    raise CrossedOrigins(
+                        f"client {client} clock {clock}: its left and right origin"
+                        " are the same item"
+                    )
+                for encoded in (item.origin, item.right, item.parent):
+                    if encoded is not None:
+                        ref_client, at = varuint_at(encoded, 0)
+                        refs.append((ref_client, varuint_at(encoded, at)[0]))
             clock += item.length
         if clock > start:
             runs.append((client, start, clock))
     deletes: list[tuple[int, int, int]] = []
     ds_clients, pos = varuint_at(buf, pos)
-    if ds_clients > len(buf):
-        raise ProtocolError(f"delete set claims {ds_clients} clients in {len(buf)} bytes")
+    if ds_clients > size:
+        raise ProtocolError(f"delete set claims {ds_clients} clients in {size} bytes")
     for _ in range(ds_clients):
         client, pos = varuint_at(buf, pos)
         ranges, pos = varuint_at(buf, pos)
-        if ranges > len(buf):
-            raise ProtocolError(f"delete set claims {ranges} ranges in {len(buf)} bytes")
+        if ranges > size:
+            raise ProtocolError(f"delete set claims {ranges} ranges in {size} bytes")
         for _ in range(ranges):
             clock, pos = varuint_at(buf, pos)
             length, pos = varuint_at(buf, pos)
             deletes.append((client, clock, clock + length))
-    if pos != len(buf):
-        raise ProtocolError(f"{len(buf) - pos} bytes after the update's delete set")
-    if not runs and not deletes:
-        return None
-    state = state_of()  # read only: the update's own runs extend it in ``have``
-    have: dict[int, int] = {}
-    for client, first, end in sorted(runs, key=lambda r: (r[0], r[1])):
-        known = have.get(client) or state.get(client, 0)
-        if first > known:
-            return (
-                f"update depends on changes the server does not have"
-                f" (client {client} continues at clock {first}; the server has {known})"
-            )
-        have[client] = max(end, known)
-    for ref in refs:
-        client, at = varuint_at(ref, 0)
-        clock, _ = varuint_at(ref, at)
-        if clock >= (have.get(client) or state.get(client, 0)):
-            return (
-                f"update depends on changes the server does not have"
-                f" (it builds on client {client} clock {clock})"
-            )
-    for client, first, end in deletes:
-        if end > (have.get(client) or state.get(client, 0)):
-            return (
-                f"update deletes changes the server does not have"
-                f" (client {client} clocks {first}-{end - 1})"
-            )
-    return None
+    if pos != size:
+        raise ProtocolError(f"{size - pos} bytes after the update's delete set")
+    return UpdateNeeds(runs, refs, deletes)
 
 
 ADVANCE_LIMIT = 4096

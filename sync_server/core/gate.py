@@ -73,7 +73,7 @@ from doc_model.domain_events import (
 from doc_model.schema import ROOTS
 from rules.automation.model import check_document_rule
 from sync_server.core import split, state_vectors
-from sync_server.core.dependencies import CrossedOrigins, advance, unmet_dependencies
+from sync_server.core.dependencies import CrossedOrigins, UpdateNeeds, advance, read_needs
 from sync_server.core.map_content import keyless_map_content
 from sync_server.core.protocol import ProtocolError, Reader
 from sync_server.core.task_owners import TaskOwners
@@ -202,6 +202,9 @@ class Gate:
         # the document's state vector, for the dependency check (None: read it again)
         self._state: dict[int, int] | None = None
         self._state_cached = False  # the last _state_vector() came from the cache
+        # the client update being applied and what its structs said: a transaction that
+        # integrates exactly those bytes moves the state vector without reading them again
+        self._applying: tuple[bytes, UpdateNeeds] | None = None
         self._doc_subscription = doc.observe(self._on_transaction)
 
     def _collector(self, root_name: str):
@@ -232,8 +235,12 @@ class Gate:
         if self._capturing:
             update = event.update
             self._updates.append(update)
-            if self._state is not None and not advance(self._state, update):
-                self._state = None
+            if self._state is not None:
+                applying = self._applying
+                if applying is not None and update == applying[0]:
+                    applying[1].advance(self._state)
+                elif not advance(self._state, update):
+                    self._state = None
         else:  # not the gate's: read the state vector again when needed
             self._state = None
 
@@ -244,15 +251,18 @@ class Gate:
         # Judged from its structs first: an update building on what the document lacks is
         # refused whole, the document untouched. (One the reader cannot decode goes on to
         # pycrdt, which says whether it is an update; the check after applying still runs.)
+        missing = None
         try:
-            missing = unmet_dependencies(update, self._state_vector)
-            if missing is not None and self._state_cached:  # refused on the document's own
-                self._state = None
-                missing = unmet_dependencies(update, self._state_vector)
+            needs: UpdateNeeds | None = read_needs(update)
         except ProtocolError:
-            missing = None
+            needs = None
         except CrossedOrigins as e:  # refused whole, the document untouched
             raise NotAnUpdate(f"not a valid Yjs update: {e}") from e
+        if needs is not None and not needs.empty:
+            missing = needs.unmet(self._state_vector())
+            if missing is not None and self._state_cached:  # refused on the document's own
+                self._state = None
+                missing = needs.unmet(self._state_vector())
         if missing is not None:
             raise MissingDependencies(missing, applied=False)
 
@@ -264,7 +274,11 @@ class Gate:
             except RuntimeError as e:  # yrs refused a struct mid-way (see NotAnUpdate)
                 raise NotAnUpdate(f"not a valid Yjs update: {e}", applied=True) from e
 
-        return self._run(apply_update, actor, update)
+        self._applying = (update, needs) if needs is not None else None
+        try:
+            return self._run(apply_update, actor, update)
+        finally:
+            self._applying = None
 
     def _state_vector(self) -> dict[int, int]:
         """The document's state vector, kept up to date from the gate's own transactions

@@ -21,6 +21,7 @@ bytes left over after a message raise :class:`ProtocolError`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -200,25 +201,39 @@ def decode_message(frame: bytes) -> Message:
 
 def varuint_at(buf: bytes, pos: int) -> tuple[int, int]:
     """The varuint starting at ``pos`` and the position after it: truncated, or wider than
-    53 bits (JavaScript's safe integers), it raises ProtocolError."""
+    53 bits (JavaScript's safe integers), it raises ProtocolError.
+
+    Wide varuints are mostly client ids, the same few again and again (a Yjs client id
+    takes 5 bytes, pycrdt's up to 8): their end is found by a regular expression and
+    their value looked up by their bytes, a third of the time of decoding them."""
     end = len(buf)
     if pos < end and buf[pos] < 0x80:  # one byte: most lengths, counts and clocks
         return buf[pos], pos + 1
-    num = shift = 0
-    while True:
-        if pos >= end:
-            raise ProtocolError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        num |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-        if shift >= MAX_VARUINT_BITS + 7:
-            raise ProtocolError("varint wider than 53 bits")
-    if num >= 1 << MAX_VARUINT_BITS:
+    last = _CONTINUED.match(buf, pos).end()  # type: ignore[union-attr]  # (always matches)
+    if last - pos >= _MAX_VARUINT_BYTES:
         raise ProtocolError("varint wider than 53 bits")
-    return num, pos
+    if last >= end:
+        raise ProtocolError("truncated varint")
+    raw = buf[pos : last + 1]
+    if type(raw) is not bytes:  # a bytearray's slice is no dictionary key
+        raw = bytes(raw)
+    num = _WIDE.get(raw)
+    if num is None:
+        num = 0
+        for i, byte in enumerate(raw):
+            num |= (byte & 0x7F) << (7 * i)
+        if num >= 1 << MAX_VARUINT_BITS:
+            raise ProtocolError("varint wider than 53 bits")
+        if len(_WIDE) >= _WIDE_CACHED:
+            _WIDE.clear()
+        _WIDE[raw] = num
+    return num, last + 1
+
+
+_CONTINUED = re.compile(rb"[\x80-\xff]*")  # the bytes of a varuint before its last
+_MAX_VARUINT_BYTES = (MAX_VARUINT_BITS + 6) // 7 + 1  # 9: as lib0 may pad a value
+_WIDE: dict[bytes, int] = {}  # wide varuints decoded, by their bytes (bounded)
+_WIDE_CACHED = 4096
 
 
 def decode_awareness_update(payload: bytes) -> tuple[AwarenessEntry, ...]:

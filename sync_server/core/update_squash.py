@@ -194,7 +194,7 @@ def read_struct(buf: bytes, pos: int) -> _Struct:
         pos = at + size
         if pos > len(buf):
             raise ProtocolError("string runs past the end of the update")
-        length = _utf16_length(buf[at:pos])
+        length = utf16_length(buf[at:pos])
     elif ref == DELETED:
         length, pos = varuint_at(buf, pos)
     elif ref == JSON:
@@ -233,7 +233,7 @@ def _string_bytes(buf: bytes, pos: int) -> bytes:
     return buf[start : start + size]
 
 
-def _utf16_length(utf8: bytes) -> int:
+def utf16_length(utf8: bytes) -> int:
     """A string's length as Yjs counts it (UTF-16 code units), from its UTF-8."""
     if utf8.isascii():
         return len(utf8)
