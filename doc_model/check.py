@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -404,6 +405,12 @@ def check_changes(
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _roots_of(entities: tuple[str, ...]) -> frozenset[str]:
+    """The roots whose entries are these entities."""
+    return frozenset(root for root, spec in ROOT_SPECS.items() if spec.entity in entities)
+
+
 def _entity_checks(
     checks: Mapping[str, EntityCheck],
     root_of: Callable[[str, type], Any],
@@ -412,13 +419,13 @@ def _entity_checks(
     text_edits: set[tuple[str, str, str]],
     found: Sequence[Violation],
 ) -> list[Violation]:
-    touched = entities | {(r, k) for r, k, _ in fields} | {(r, k) for r, k, _ in text_edits}
+    checked = _roots_of(tuple(checks))
+    touched = {e for e in entities if e[0] in checked}
+    touched.update((r, k) for r, k, _ in fields if r in checked)
+    touched.update((r, k) for r, k, _ in text_edits if r in checked)
     out: list[Violation] = []
     for root, key in sorted(touched):
-        entity = ROOT_SPECS[root].entity
-        check = checks.get(entity or "")
-        if check is None:
-            continue
+        check = checks[ROOT_SPECS[root].entity or ""]
         path = f"{root}/{key}"
         if any(v.path == path or v.path.startswith(path + "/") for v in found):
             continue  # its fields are wrong already: that is what it is refused for

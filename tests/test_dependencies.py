@@ -135,8 +135,12 @@ def test_struct_verdict_matches_applying_and_the_server_converges(
             applying[:] = [(b"", UpdateNeeds([], [], []))]  # (no document reads in here)
 
     def apply(update: bytes) -> None:
-        applying[:] = [(update, read_needs(update))]
+        needs = read_needs(update)
+        applying[:] = [(update, needs)]
+        roots = set(server.keys())
         server.apply_update(update)
+        if not needs.names_root:  # what lets the gate skip looking for new roots
+            assert set(server.keys()) == roots
         if applying[0][0] == b"":
             read.clear()
             read.update(_sv(server))
@@ -221,3 +225,28 @@ def test_building_on_another_clients_item_the_server_lacks_is_refused() -> None:
         assert _oracle(server, update) is not None
     server.apply_update(bob.get_update())
     assert all(unmet_dependencies(u, lambda: _sv(server)) is None for u in updates)
+
+
+def test_an_update_naming_a_root_says_so_and_the_gate_refuses_an_unknown_one() -> None:
+    """The gate looks for roots the schema does not know only after an update whose items
+    name a root; one that names none cannot add one (the property above checks that)."""
+    from doc_model import parse_doc_name
+    from sync_server.core.gate import Gate, UnrevertableUpdate
+    from sync_server.interfaces import Actor
+
+    client: Doc = Doc(client_id=3_000_000_000)
+    updates: list[bytes] = []
+    client.observe(lambda e: updates.append(e.update))
+    client.get("chat", type=Text).insert(0, "hi")  # a root no main document has
+    (named,) = updates
+    assert read_needs(named).names_root
+    server: Doc = Doc()
+    gate = Gate(server, parse_doc_name("p/x"))
+    try:
+        gate.apply(named, Actor("ann"))
+    except UnrevertableUpdate as e:
+        assert "unknown root type 'chat'" in str(e)
+    else:
+        raise AssertionError("an unknown root was accepted")
+    client.get("chat", type=Text).insert(2, "!")  # typed after its own item: no root named
+    assert not read_needs(updates[-1]).names_root

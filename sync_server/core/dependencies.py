@@ -33,6 +33,7 @@ from collections.abc import Callable
 from sync_server.core.protocol import ProtocolError, varuint_at
 from sync_server.core.update_squash import (
     CONTENT_REF,
+    GC,
     ORIGIN,
     RIGHT_ORIGIN,
     SKIP,
@@ -52,17 +53,21 @@ class CrossedOrigins(ValueError):
 class UpdateNeeds:
     """What one update adds and builds on, read from its structs and delete set."""
 
-    __slots__ = ("deletes", "refs", "runs")
+    __slots__ = ("deletes", "names_root", "refs", "runs")
 
     def __init__(
         self,
         runs: list[tuple[int, int, int]],
         refs: list[tuple[int, int]],
         deletes: list[tuple[int, int, int]],
+        names_root: bool = True,
     ) -> None:
         self.runs = runs  # (client, first clock, end clock); a Skip splits a client's run
         self.refs = refs  # ids (client, clock) its items build on: origins and parents
         self.deletes = deletes  # (client, first clock, end clock) of its delete set
+        # whether an item's parent is a root named by the update: only such an update can
+        # add a root to a document
+        self.names_root = names_root
 
     @property
     def empty(self) -> bool:
@@ -142,6 +147,7 @@ def _read(buf: bytes) -> UpdateNeeds:
         raise ProtocolError(f"update claims {clients} clients in {size} bytes")
     runs: list[tuple[int, int, int]] = []
     refs: list[tuple[int, int]] = []
+    names_root = False
     for _ in range(clients):
         count, pos = varuint_at(buf, pos)
         client, pos = varuint_at(buf, pos)
@@ -184,7 +190,9 @@ def _read(buf: bytes) -> UpdateNeeds:
                 if clock > start:
                     runs.append((client, start, clock))
                 start = clock + item.length
-            else:
+            elif item.ref != GC:
+                if item.origin is None and item.right is None and item.parent is None:
+                    names_root = True  # (no origins, no parent id: a root, by its name)
                 if item.right is not None and item.origin == item.right:
                     raise CrossedOrigins(
                         f"client {client} clock {clock}: its left and right origin"
@@ -212,7 +220,7 @@ def _read(buf: bytes) -> UpdateNeeds:
             deletes.append((client, clock, clock + length))
     if pos != size:
         raise ProtocolError(f"{size - pos} bytes after the update's delete set")
-    return UpdateNeeds(runs, refs, deletes)
+    return UpdateNeeds(runs, refs, deletes, names_root)
 
 
 ADVANCE_LIMIT = 4096

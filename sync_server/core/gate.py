@@ -430,7 +430,9 @@ class Gate:
         one; reading inside one transaction halves the gate's cost.
         """
         with self.doc.transaction() as txn:
-            strays = self._stray_roots(txn)
+            # (a root is added only by an item whose parent is named as a root)
+            applying = self._applying
+            strays = [] if applying and not applying[1].names_root else self._stray_roots(txn)
             if strays:
                 raise UnrevertableUpdate(
                     f"unknown root type {strays[0]!r}: a {self.doc_name.kind.value} document"
