@@ -133,7 +133,7 @@ def _cheap_state_vector(stored: StoredDocument) -> dict[int, int] | None:
 
 @dataclass
 class RoomSettings:
-    coalesce_seconds: float = 0.005
+    coalesce_seconds: float = 0.002
     presence_coalesce_seconds: float = 0.02  # the shortest interval between presence messages
     presence_frames_per_second: float = 10_000  # a big room's interval grows to stay under this
     idle_unload_seconds: float = 30.0

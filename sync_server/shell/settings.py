@@ -52,7 +52,7 @@ class Settings:
     max_message_bytes: int = 8 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
     max_webhook_body_bytes: int = 25 * 1024 * 1024  # the webhook intake alone (GitHub: 25 MB)
-    coalesce_ms: float = 5.0
+    coalesce_ms: float = 2.0  # a batch is committed this long after its first update
     max_unflushed_updates: int = 512  # gated but not yet durable, before the room waits for them
     room_idle_seconds: float = 30.0
     external_poll_seconds: float = 1.0
