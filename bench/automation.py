@@ -219,6 +219,7 @@ def main() -> None:
         "--rates", default="0,10", help="edits/s per client, comma-separated; 0: full speed"
     )
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--name", default="automation", help="results file: results/NAME.json")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     runs: list[dict[str, Any]] = []
@@ -243,7 +244,7 @@ def main() -> None:
             "delivered": [f"{r['delivered']}/{r['deliveries_expected']}" for r in some],
             "posts_received": [r["posts_received"] for r in some],
         }
-    report("automation", args, summary, runs)
+    report(args.name, args, summary, runs)
 
 
 if __name__ == "__main__":
