@@ -250,3 +250,29 @@ def test_an_update_naming_a_root_says_so_and_the_gate_refuses_an_unknown_one() -
         raise AssertionError("an unknown root was accepted")
     client.get("chat", type=Text).insert(2, "!")  # typed after its own item: no root named
     assert not read_needs(updates[-1]).names_root
+
+
+def test_an_unknown_root_another_writer_added_is_still_found() -> None:
+    """The gate skips the look for unknown roots only while nothing but its own
+    transactions ran since it last found none."""
+    from doc_model import parse_doc_name
+    from sync_server.core.gate import Gate, UnrevertableUpdate
+    from sync_server.interfaces import Actor
+
+    client: Doc = Doc(client_id=3_000_000_000)
+    updates: list[bytes] = []
+    client.observe(lambda e: updates.append(e.update))
+    columns = client.get("columns", type=Array)
+    columns.append("todo")
+    server: Doc = Doc()
+    gate = Gate(server, parse_doc_name("p/x"))
+    assert gate.apply(updates[-1], Actor("ann")).accepted
+    columns.append("done")  # names no root: judged without looking, had nothing changed
+    assert not read_needs(updates[-1]).names_root
+    server.get("chat", type=Text).insert(0, "x")  # a write past the gate (another process)
+    try:
+        gate.apply(updates[-1], Actor("ann"))
+    except UnrevertableUpdate as e:
+        assert "unknown root type 'chat'" in str(e)
+    else:
+        raise AssertionError("a document holding an unknown root took an update")

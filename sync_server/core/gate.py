@@ -205,6 +205,9 @@ class Gate:
         # the client update being applied and what its structs said: a transaction that
         # integrates exactly those bytes moves the state vector without reading them again
         self._applying: tuple[bytes, UpdateNeeds] | None = None
+        # the document held no root the schema lacks at the last look, and only the gate's
+        # own transactions ran since (then an update naming no root cannot add one)
+        self._no_strays = False
         self._doc_subscription = doc.observe(self._on_transaction)
 
     def _collector(self, root_name: str):
@@ -243,6 +246,7 @@ class Gate:
                     self._state = None
         else:  # not the gate's: read the state vector again when needed
             self._state = None
+            self._no_strays = False
 
     def apply(self, update: bytes, actor: Actor) -> GateResult:
         """Apply one client transaction under ``actor``'s identity; keep it or revert it."""
@@ -432,7 +436,11 @@ class Gate:
         with self.doc.transaction() as txn:
             # (a root is added only by an item whose parent is named as a root)
             applying = self._applying
-            strays = [] if applying and not applying[1].names_root else self._stray_roots(txn)
+            if self._no_strays and applying is not None and not applying[1].names_root:
+                strays = []
+            else:
+                strays = self._stray_roots(txn)
+                self._no_strays = not strays
             if strays:
                 raise UnrevertableUpdate(
                     f"unknown root type {strays[0]!r}: a {self.doc_name.kind.value} document"
