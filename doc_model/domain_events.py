@@ -642,9 +642,12 @@ class RepeatEvents:
             for key in self._by_entity.pop(entity, ()):
                 if self._kept.pop(key, None) is not None:
                     for c in key:  # (its other entities' sets may still name it)
-                        others = self._by_entity.get((str(c.path[0]), c.path[1]))
+                        other = (str(c.path[0]), c.path[1])
+                        others = self._by_entity.get(other)
                         if others is not None:
                             others.discard(key)
+                            if not others:
+                                del self._by_entity[other]
 
     def clear(self) -> None:
         self._kept.clear()

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text
 
 from doc_model import (
+    Change,
     DocKind,
     DomainEvent,
     TaskCreate,
@@ -55,6 +56,7 @@ from doc_model import (
 from doc_model.domain_events import (
     MENTION,
     UNVALUED,
+    RepeatEvents,
     domain_events,
     snapshot,
     touched_from_snapshots,
@@ -804,3 +806,26 @@ def test_activity_rows_are_worked_out_from_the_events_alone() -> None:
     ]
     gone = s.edit(lambda d: delete_task(d, ids[0]))
     assert rows(gone) == [{"action": "task.deleted", "task": ids[0], "detail": {}}]
+
+
+def test_kept_repeat_events_and_their_index_stay_bounded_over_many_renames() -> None:
+    """Typing into two tasks' descriptions at once keeps that shape's events; renaming one
+    of the tasks drops them. Over many such rounds nothing is left behind: neither the
+    kept events nor the index of which tasks they touch."""
+    repeats = RepeatEvents()
+    for i in range(2_000):
+        a, b = f"t{i}", f"t{i + 1}"
+        changes = (
+            Change(("tasks", a, "description"), "edit"),
+            Change(("tasks", b, "description"), "edit"),
+        )
+        events = tuple(
+            DomainEvent("task_field_changed", t, "description", None, None, {"unvalued": True})
+            for t in (a, b)
+        )
+        repeats.put(changes, events)
+        assert repeats.get(changes) == (changes, events)
+        repeats.forget([Change(("tasks", a, "title"), "edit")])  # a renamed
+        assert repeats.get(changes) is None
+    assert not repeats._kept
+    assert not repeats._by_entity
