@@ -93,12 +93,16 @@ class UpdateNeeds:
                 )
         return None
 
-    def advance(self, state: dict[int, int]) -> None:
+    def advance(self, state: dict[int, int]) -> bool:
         """Move ``state`` past the update, once a document with that state vector has
-        integrated it in full (its own transaction's update is these very bytes)."""
+        integrated it in full (its own transaction's update is these very bytes); False,
+        ``state`` untouched, when the update's runs do not continue it (a Skip, a gap):
+        then ``state`` must be read from the document again."""
         have = self._extended(state)
-        if isinstance(have, dict):
-            state.update(have)
+        if isinstance(have, str):
+            return False
+        state.update(have)
+        return True
 
     def _extended(self, state: dict[int, int]) -> dict[int, int] | str:
         """Each client's end once the update's runs are integrated, or why a run cannot
@@ -235,19 +239,7 @@ def advance(state: dict[int, int], update: bytes) -> bool:
     if len(update) > ADVANCE_LIMIT:
         return False
     try:
-        clients, pos = varuint_at(update, 0)
-        for _ in range(clients):
-            count, pos = varuint_at(update, pos)
-            client, pos = varuint_at(update, pos)
-            clock, pos = varuint_at(update, pos)
-            for _ in range(count):
-                item = read_struct(update, pos)
-                if item.ref == SKIP:
-                    return False
-                pos = item.end
-                clock += item.length
-            if clock > state.get(client, 0):
-                state[client] = clock
-    except (ProtocolError, IndexError, UnicodeDecodeError):
+        needs = read_needs(update)
+    except (ProtocolError, CrossedOrigins):
         return False
-    return True
+    return needs.advance(state)

@@ -241,8 +241,10 @@ class Gate:
             if self._state is not None:
                 applying = self._applying
                 if applying is not None and update == applying[0]:
-                    applying[1].advance(self._state)
-                elif not advance(self._state, update):
+                    moved = applying[1].advance(self._state)
+                else:
+                    moved = advance(self._state, update)
+                if not moved:
                     self._state = None
         else:  # not the gate's: read the state vector again when needed
             self._state = None

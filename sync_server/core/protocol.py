@@ -230,8 +230,10 @@ def varuint_at(buf: bytes, pos: int) -> tuple[int, int]:
     return num, last + 1
 
 
-_CONTINUED = re.compile(rb"[\x80-\xff]*")  # the bytes of a varuint before its last
 _MAX_VARUINT_BYTES = (MAX_VARUINT_BITS + 6) // 7 + 1  # 9: as lib0 may pad a value
+# the bytes of a varuint before its last: one more than allowed is enough to refuse it
+# (a run of megabytes of 0x80 is not scanned to its end)
+_CONTINUED = re.compile(rb"[\x80-\xff]{0,%d}" % _MAX_VARUINT_BYTES)
 _WIDE: dict[bytes, int] = {}  # wide varuints decoded, by their bytes (bounded)
 _WIDE_CACHED = 4096
 
