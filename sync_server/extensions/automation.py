@@ -346,8 +346,22 @@ def finish_runs(conn: sqlite3.Connection, results: Sequence[tuple[int, str, str]
         )
 
 
-def pause_rule(conn: sqlite3.Connection, project: str, rule: str, reason: str, now: float) -> None:
+def pause_rule(
+    conn: sqlite3.Connection,
+    project: str,
+    rule: str,
+    reason: str,
+    now: float,
+    run_id: int | None = None,
+) -> None:
+    """Pause a rule; with ``run_id``, the run that found it must pause says so in the same
+    transaction, so that no reader sees a paused rule whose last run is still running."""
     with conn:
+        if run_id is not None:
+            conn.execute(
+                "UPDATE rule_runs SET outcome = 'paused', detail = ? WHERE id = ?",
+                (f"paused: {reason}", run_id),
+            )
         conn.execute(
             "INSERT INTO rule_state (project, rule, paused_reason, paused_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT(project, rule) DO UPDATE SET paused_reason = excluded.paused_reason,"
@@ -957,7 +971,7 @@ class AutomationRunner:
 
     async def _pause(self, project: str, rule_id: str, run_id: int, reason: str) -> RunResult:
         log.warning("rule %s paused: %s", rule_id, reason, extra={"doc": doc_name(project)})
-        await self.db.run(pause_rule, self.db.conn, project, rule_id, reason, self.clock())
+        await self.db.run(pause_rule, self.db.conn, project, rule_id, reason, self.clock(), run_id)
         self._paused.setdefault(project, {})[rule_id] = reason
         return RunResult("paused", f"paused: {reason}", run_id)
 
