@@ -28,6 +28,7 @@ from sync_server.core.protocol import (
     encode_tandem,
     encode_update,
     varuint,
+    varuint_at,
 )
 
 payloads = st.binary(max_size=300)
@@ -148,3 +149,42 @@ def test_a_relay_is_known_in_every_senders_echo_and_in_nothing_else(relay) -> No
 def test_any_bytes_are_judged_without_raising(frame) -> None:
     held = {7: encode_awareness_entry(AwarenessEntry(7, 1, {"viewing": "t1"}))}
     assert isinstance(awareness_holds_only(frame, held), bool)  # and never raises
+
+
+def _lib0_varuint(n: int) -> bytes:
+    """lib0's writeVarUint, written out independently of the codec under test."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+@given(
+    st.integers(0, 2**53 - 1),
+    st.binary(max_size=3),
+    st.binary(max_size=3),
+)
+def test_a_varuint_of_any_width_is_read_back_wherever_it_sits(
+    n: int, before: bytes, after: bytes
+) -> None:
+    """Every width (the 1- and 2-byte fast paths, and 3-8 bytes: clocks, client ids),
+    at any offset, followed by anything; cut short anywhere, it is refused."""
+    encoded = _lib0_varuint(n)
+    buf = before + encoded + after
+    assert varuint_at(buf, len(before)) == (n, len(before) + len(encoded))
+    assert varuint_at(bytearray(buf), len(before)) == (n, len(before) + len(encoded))  # type: ignore[arg-type]
+    for cut in range(len(encoded)):
+        with pytest.raises(ProtocolError, match="truncated varint"):
+            varuint_at(before + encoded[:cut], len(before))
+    assert varuint(n) == encoded
+
+
+def test_a_varuint_past_53_bits_or_padded_past_9_bytes_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="53 bits"):
+        varuint_at(_lib0_varuint(2**53), 0)
+    with pytest.raises(ProtocolError, match="53 bits"):
+        varuint_at(b"\x80" * 9 + b"\x01", 0)
+    with pytest.raises(ProtocolError, match="53 bits"):
+        varuint_at(b"\x80" * 8_000_000, 0)

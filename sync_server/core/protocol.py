@@ -207,7 +207,14 @@ def varuint_at(buf: bytes, pos: int) -> tuple[int, int]:
     takes 5 bytes, pycrdt's up to 8): their end is found by a regular expression and
     their value looked up by their bytes, a third of the time of decoding them."""
     end = len(buf)
-    if pos < end and buf[pos] < 0x80:  # one byte: most lengths, counts and clocks
+    if pos + 1 < end:
+        first = buf[pos]
+        if first < 0x80:  # one byte: most lengths, counts and clocks
+            return first, pos + 1
+        second = buf[pos + 1]
+        if second < 0x80:  # two: clocks past 127 (never worth a cache entry)
+            return (first & 0x7F) | (second << 7), pos + 2
+    elif pos < end and buf[pos] < 0x80:  # one byte, the buffer's last
         return buf[pos], pos + 1
     last = _CONTINUED.match(buf, pos).end()  # type: ignore[union-attr]  # (always matches)
     if last - pos >= _MAX_VARUINT_BYTES:
