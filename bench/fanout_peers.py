@@ -291,7 +291,7 @@ def run_generator(
             *(str(x) for x in (clients, edits, wait_s, rate)),
         ],
         cwd=NODE,
-        env={**os.environ, "FANOUT_PRESENCE": "on" if presence else "off"},
+        env={**os.environ, "FANOUT_PRESENCE": "on" if presence else "off"},  # (and FANOUT_GROW)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -409,6 +409,7 @@ KEYS = (
     "p99_ms",
     "warmup_p99_ms",
     "connect_ms",
+    "grow_ms",
     "seconds",
     "server_cpu_s",
     "generator_cpu_s",
@@ -544,6 +545,13 @@ def main() -> None:
         help="the task text the clients type in (runs before 2026-12-02 used the title, which"
         " Tandem now limits to 500 characters: past that its gate refuses every edit)",
     )
+    parser.add_argument(
+        "--grow",
+        type=int,
+        default=0,
+        help="a grown document: before the others connect, client 0 makes this many edits"
+        " (nine characters typed, one deleted) to a task of its own; 0: a fresh document",
+    )
     parser.add_argument("--name", default="fanout_peers", help="results file: results/NAME.json")
     parser.add_argument("--wait", type=int, default=60, help="seconds to wait for deliveries")
     parser.add_argument(
@@ -564,6 +572,7 @@ def main() -> None:
         print(json.dumps(data["summary"], indent=2))
         return
     os.environ["FANOUT_FIELD"] = args.field  # read by the generator
+    os.environ["FANOUT_GROW"] = str(args.grow)
     peers = args.peers.split(",")
     table: dict = {}
     all_runs: dict = {}

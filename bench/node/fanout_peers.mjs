@@ -38,6 +38,12 @@ const FIELD = process.env.FANOUT_FIELD === 'title' ? 'title' : 'description'
 // apart (warmup_p99_ms); FANOUT_WARMUP=0 measures from a cold start.
 const WARMUP = Number(process.env.FANOUT_WARMUP ?? 1)
 const LOCAL = Symbol('local edit')
+// A grown document: FANOUT_GROW=G makes client 0 connect alone first and make G edits to a
+// task of its own (each its own transaction, as typing sends them: nine characters typed,
+// then one deleted), before the other clients connect and sync the grown document from the
+// server (which proves the server kept every one of them). The measured task is the same
+// as on a fresh document; the document around it holds G edits of history.
+const GROW = Number(process.env.FANOUT_GROW ?? 0)
 
 function connect (i) {
   const doc = new Y.Doc()
@@ -99,10 +105,32 @@ let delivered = 0
 let disconnects = 0
 const cpu0 = process.cpuUsage()
 
-const t0 = performance.now()
 const clients = []
-for (let i = 0; i < N; i++) clients.push(connect(i))
+let growMs = null
+let grownLength = null
+if (GROW > 0) {
+  const tg = performance.now()
+  const c0 = connect(0)
+  clients.push(c0)
+  await waitUntil(() => c0.isSynced(), Math.max(120, 2 * WAIT_S) * 1000, 'the first client synced')
+  c0.doc.transact(() => { c0.doc.getMap('tasks').set('history', newTask()) }, LOCAL)
+  const history = c0.doc.getMap('tasks').get('history').get('description')
+  for (let g = 0; g < GROW; g++) {
+    if (g % 10 === 9) history.delete(history.length - 1, 1)
+    else history.insert(history.length, 'x')
+    if (g % 500 === 499) await new Promise(resolve => setImmediate(resolve)) // sockets drain
+  }
+  grownLength = history.length
+  growMs = performance.now() - tg
+}
+const t0 = performance.now()
+for (let i = clients.length; i < N; i++) clients.push(connect(i))
 await waitUntil(() => clients.every(c => c.isSynced()), Math.max(120, 2 * WAIT_S) * 1000, 'all clients synced')
+if (GROW > 0) {
+  await waitUntil(() => clients.every(c =>
+    c.doc.getMap('tasks').get('history')?.get('description')?.length === grownLength),
+  Math.max(120, 2 * WAIT_S) * 1000, 'the grown history everywhere')
+}
 const connectMs = performance.now() - t0
 const connectCpu = process.cpuUsage(cpu0)
 
@@ -203,6 +231,8 @@ console.log(JSON.stringify({
   rate: RATE,
   presence: PRESENCE,
   connect_ms: Math.round(connectMs),
+  grow_edits: GROW,
+  grow_ms: growMs === null ? null : Math.round(growMs),
   connect_generator_cpu_s: +((connectCpu.user + connectCpu.system) / 1e6).toFixed(2),
   generator_heap_mb: heapMb,
   expected,
