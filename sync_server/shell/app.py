@@ -515,6 +515,11 @@ def create_app(
                 "disconnected",
                 ConnectionInfo(conn.id, doc_name.name, name, conn.close_code, conn.close_reason),
             )
+            # The tasks hold the exceptions they ended with (the client leaving, the
+            # sender's cancellation), whose tracebacks hold this frame, which holds the
+            # tasks: a cycle per connection that only a full collection freed. Let go of
+            # them here, and a closed connection is freed by reference counting.
+            del receiver, sender
 
     app.asgi_app = SyncRoute(app.asgi_app, sync)  # type: ignore[method-assign, assignment]
     return app
