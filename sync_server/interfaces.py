@@ -139,6 +139,37 @@ class DocumentChanged:
     feed_id: int | None = None  # position in the durable change feed (None: not stored yet)
     seq: int | None = None  # the update's seq in the document's log, once stored
 
+    @classmethod
+    def stored(
+        cls,
+        doc_name: str,
+        actor: Actor,
+        changes: Sequence[Change],
+        events: Sequence[DomainEvent],
+        feed_id: int,
+        seq: int,
+    ) -> DocumentChanged:
+        """A change read back from the feed (no update bytes, no live document): the same
+        value the constructor makes, made with one store of its fields instead of a frozen
+        dataclass's one ``object.__setattr__`` per field (0.4 us instead of 1.0; the feed's
+        reader makes one per row, holding the GIL the event loop needs)."""
+        made = object.__new__(cls)
+        object.__setattr__(
+            made,
+            "__dict__",
+            {
+                "doc_name": doc_name,
+                "actor": actor,
+                "update": b"",
+                "changes": changes,
+                "doc": None,
+                "events": events,
+                "feed_id": feed_id,
+                "seq": seq,
+            },
+        )
+        return made
+
 
 @runtime_checkable
 class DocumentObserver(Protocol):

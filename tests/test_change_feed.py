@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 
 import anyio
 import httpx
@@ -721,3 +721,24 @@ def test_the_store_writes_every_record_as_feed_columns_would(records) -> None:
         record = UpdateRecord(b"", "alice", changes=tuple(cs), events=events_tuple)
         assert columns(record) == feed_columns(record)
         previous = events_tuple
+
+
+@given(
+    st.text(max_size=20),
+    st.sampled_from([Actor("alice"), Actor("team", kind="system"), Actor("bob", via="x")]),
+    st.lists(st.sampled_from([Change(("tasks", "t1"), "add"), Change(("columns",), "edit")])),
+    st.integers(1, 2**40),
+    st.integers(0, 2**40),
+)
+def test_a_change_read_back_from_the_feed_is_the_value_the_constructor_makes(
+    doc_name: str, actor: Actor, changes: list[Change], feed_id: int, seq: int
+) -> None:
+    """``DocumentChanged.stored`` (the feed reader's fast path) makes an equal and equally
+    frozen value."""
+    events = (DomainEvent("task_created", "t1", None, None, {"title": "x"}),)
+    fast = DocumentChanged.stored(doc_name, actor, tuple(changes), events, feed_id, seq)
+    made = DocumentChanged(doc_name, actor, b"", tuple(changes), None, events, feed_id, seq)
+    assert fast == made and repr(fast) == repr(made)
+    assert fast.update == b"" and fast.doc is None and fast.seq == seq
+    with pytest.raises(FrozenInstanceError):
+        fast.seq = 1  # type: ignore[misc]

@@ -471,16 +471,7 @@ class ChangeFeed:
                 self._actors.clear()
             actor = self._actors[actor_text] = parse_actor(actor_text)
         changes, events = shape
-        return DocumentChanged(
-            doc_name,
-            actor,
-            b"",
-            changes,
-            None,  # a feed row is read back later: no live document
-            events=events,
-            feed_id=feed_id,
-            seq=seq,
-        )
+        return DocumentChanged.stored(doc_name, actor, changes, events, feed_id, seq)
 
     async def _start_position(self, consumer: _Consumer) -> int:
         assert self._writer is not None
