@@ -278,3 +278,60 @@ def test_an_unknown_root_another_writer_added_is_still_found() -> None:
         assert "unknown root type 'chat'" in str(e)
     else:
         raise AssertionError("a document holding an unknown root took an update")
+
+
+def _needs(needs: UpdateNeeds) -> tuple:
+    return needs.runs, needs.refs, needs.deletes, needs.names_root
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 10_000), st.text(min_size=1, max_size=3), st.booleans()),
+        min_size=1,
+        max_size=30,
+    ),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
+    st.integers(1, 2**53 - 1),
+)
+def test_the_keystroke_reader_agrees_with_the_full_one_on_any_bytes(
+    edits: list[tuple[int, str, bool]], flips: list[tuple[int, int]], client_id: int
+) -> None:
+    """Keystrokes (any text, Unicode included, typed anywhere, some with a deletion) read
+    by the one-pass reader say exactly what the full reader says; with bytes flipped, it
+    either agrees or leaves the update to the full reader (which may refuse it)."""
+    from sync_server.core.dependencies import CrossedOrigins, _read_all, _read_keystroke
+    from sync_server.core.protocol import ProtocolError
+
+    doc: Doc = Doc(client_id=client_id)
+    text = doc.get("t", type=Text)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    text += "seed"
+    for at, chars, delete in edits:
+        with doc.transaction():
+            where = at % (len(str(text)) + 1)
+            text.insert(where, chars)
+            if delete and len(str(text)) > len(chars):
+                text.__delitem__(slice(0, 1))
+    read_fast = 0
+    for update in updates:
+        for flip_at, value in [(0, None), *flips]:
+            buf = bytearray(update)
+            if value is not None:
+                buf[flip_at % len(buf)] = value
+            candidate = bytes(buf)
+            fast = (
+                _read_keystroke(candidate, len(candidate)) if candidate[:2] == b"\x01\x01" else None
+            )
+            try:
+                full = _read_all(candidate)
+            except (ProtocolError, CrossedOrigins, IndexError, UnicodeDecodeError):
+                assert fast is None, candidate.hex()
+                continue
+            if fast is not None:
+                read_fast += 1
+                assert _needs(fast) == _needs(full), candidate.hex()
+            assert _needs(read_needs(candidate)) == _needs(full)
+    # (the plain keystrokes, at least, take the one-pass reader)
+    assert read_fast >= sum(1 for _, _, delete in edits if not delete) or not edits

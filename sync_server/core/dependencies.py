@@ -144,7 +144,49 @@ def unmet_dependencies(update: bytes, state: Callable[[], dict[int, int]]) -> st
     return None if needs.empty else needs.unmet(state())
 
 
+def _read_keystroke(buf: bytes, size: int) -> UpdateNeeds | None:
+    """The commonest update, read in one pass: one client's one typed string item with an
+    origin (left, right or both), and no deletions (a keystroke). None for anything else, or anything
+    unusual in it (then :func:`_read` reads it, and says what is wrong)."""
+    try:
+        client, pos = varuint_at(buf, 2)
+        clock, pos = varuint_at(buf, pos)
+        info = buf[pos]
+        if (info & CONTENT_REF) != STRING or not info & (ORIGIN | RIGHT_ORIGIN):
+            return None
+        pos += 1
+        refs = []
+        if info & ORIGIN:
+            origin_client, pos = varuint_at(buf, pos)
+            origin_clock, pos = varuint_at(buf, pos)
+            refs.append((origin_client, origin_clock))
+        if info & RIGHT_ORIGIN:
+            right_client, pos = varuint_at(buf, pos)
+            right_clock, pos = varuint_at(buf, pos)
+            if refs and refs[0] == (right_client, right_clock):
+                return None  # crossed origins: refused by the full read
+            refs.append((right_client, right_clock))
+        length, pos = varuint_at(buf, pos)
+        end = pos + length
+        if end != size - 1 or buf[end] != 0:  # more structs, or a delete set
+            return None
+        text = buf[pos:end]
+        if not text.isascii():
+            length = utf16_length(text)
+    except (ProtocolError, IndexError, UnicodeDecodeError):
+        return None
+    return UpdateNeeds([(client, clock, clock + length)], refs, [], False)
+
+
 def _read(buf: bytes) -> UpdateNeeds:
+    if len(buf) > 6 and buf[0] == 1 and buf[1] == 1:  # one client, one struct: a keystroke?
+        keystroke = _read_keystroke(buf, len(buf))
+        if keystroke is not None:
+            return keystroke
+    return _read_all(buf)
+
+
+def _read_all(buf: bytes) -> UpdateNeeds:
     size = len(buf)
     clients, pos = varuint_at(buf, 0)
     if clients > size:
