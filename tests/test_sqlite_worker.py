@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -87,4 +89,37 @@ async def test_an_idle_worker_leaves_no_thread_and_starts_one_when_called(worker
     for _ in range(20):
         assert await worker.run(lambda: 1) == 1
         await asyncio.sleep(0.05)
+    await worker.close()
+
+
+class _Failed(Exception):
+    made: list = []  # weak references to every one made
+
+    def __init__(self) -> None:
+        super().__init__("no")
+        _Failed.made.append(weakref.ref(self))
+
+
+@pytest.mark.anyio
+async def test_a_failed_call_leaves_nothing_for_the_cycle_collector(worker) -> None:
+    """The error a call raised, its traceback and the future that carried it are freed
+    when the caller lets go of them, with the collector off (no cycle through the
+    worker thread's frame)."""
+
+    def fail() -> None:
+        raise _Failed()
+
+    await worker.run(lambda: None)  # the thread is up
+    gc.collect()
+    gc.disable()
+    try:
+        _Failed.made.clear()
+        for _ in range(3):
+            with pytest.raises(_Failed):
+                await worker.run(fail)
+        await worker.run(lambda: None)  # the thread has moved on
+        alive = [r for r in _Failed.made if r() is not None]
+    finally:
+        gc.enable()
+    assert not alive, f"{len(alive)} error(s) kept alive by a reference cycle"
     await worker.close()

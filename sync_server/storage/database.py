@@ -703,7 +703,11 @@ class SQLiteWorker:
                     target=self._serve, name=f"sqlite-worker-{id(self):x}", daemon=True
                 )
                 self._thread.start()
-        return await done
+        del job
+        try:
+            return await done
+        finally:
+            del done  # (a raised error's traceback holds this frame: no cycle through it)
 
     def _serve(self) -> None:
         jobs = self._jobs
@@ -716,17 +720,8 @@ class SQLiteWorker:
                         self._thread = None
                         return
                 continue
-            loop, done, context, fn, args = job
-            if done.cancelled():  # its caller was cancelled before it started: not run
-                continue
-            try:
-                result = context.run(fn, *args)
-            except BaseException as e:
-                outcome: tuple[bool, object] = (False, e)
-            else:
-                outcome = (True, result)
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for it
-                loop.call_soon_threadsafe(_settle, done, outcome)
+            _run_job(job)
+            del job  # a finished call's arguments and result are not kept while idle
 
     async def close(self) -> None:
         await self.run(self.conn.close)
@@ -735,6 +730,22 @@ class SQLiteWorker:
 _Job = tuple[
     asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[..., Any], tuple
 ]
+
+
+def _run_job(job: _Job) -> None:
+    """Run one call on the worker's thread and hand its outcome to its event loop."""
+    loop, done, context, fn, args = job
+    if done.cancelled():  # its caller was cancelled before it started: not run
+        return
+    try:
+        outcome: tuple[bool, object] = (True, context.run(fn, *args))
+    except BaseException as e:
+        outcome = (False, e)
+    with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for it
+        loop.call_soon_threadsafe(_settle, done, outcome)
+    # An exception's traceback holds this frame: without these, the frame would hold the
+    # exception (and the future holding it) in a cycle only the collector frees.
+    del job, done, outcome
 
 
 def _settle(done: asyncio.Future[Any], outcome: tuple[bool, object]) -> None:
