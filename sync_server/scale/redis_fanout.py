@@ -53,7 +53,11 @@ log = logging.getLogger("tandem.scale.fanout")
 
 MAX_QUEUED = 10_000  # messages waiting for Redis; past this the oldest are dropped
 RECONNECT_FIRST_SECONDS = 0.1
-RECONNECT_MAX_SECONDS = 2.0
+# Both loops back off up to this long while Redis is away; once it is back, each may still
+# sleep out its last delay, so cross-node edits resume up to this late (with 2 s, a CI run
+# saw an edit after a Redis restart reach the other node 2.1 s late). A reconnect attempt
+# to a Redis that is down is refused at once, so trying every second costs nothing.
+RECONNECT_MAX_SECONDS = 1.0
 
 
 def new_node_id() -> str:
