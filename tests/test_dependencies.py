@@ -284,7 +284,7 @@ def _needs(needs: UpdateNeeds) -> tuple:
     return needs.runs, needs.refs, needs.deletes, needs.names_root
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.tuples(st.integers(0, 10_000), st.text(min_size=1, max_size=3), st.booleans()),
@@ -314,7 +314,7 @@ def test_the_keystroke_reader_agrees_with_the_full_one_on_any_bytes(
             text.insert(where, chars)
             if delete and len(str(text)) > len(chars):
                 text.__delitem__(slice(0, 1))
-    read_fast = 0
+    read_fast = 0  # (counted for a reader of this test: how many took the one-pass reader)
     for update in updates:
         for flip_at, value in [(0, None), *flips]:
             buf = bytearray(update)
@@ -332,6 +332,8 @@ def test_the_keystroke_reader_agrees_with_the_full_one_on_any_bytes(
             if fast is not None:
                 read_fast += 1
                 assert _needs(fast) == _needs(full), candidate.hex()
+            elif value is None and candidate[:2] == b"\x01\x01" and full.refs:
+                # a plain keystroke (one struct, with an origin) takes the one-pass reader
+                # unless it deletes something too
+                assert full.deletes, candidate.hex()
             assert _needs(read_needs(candidate)) == _needs(full)
-    # (the plain keystrokes, at least, take the one-pass reader)
-    assert read_fast >= sum(1 for _, _, delete in edits if not delete) or not edits

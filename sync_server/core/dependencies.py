@@ -175,7 +175,8 @@ def _read_keystroke(buf: bytes, size: int) -> UpdateNeeds | None:
             length = utf16_length(text)
     except (ProtocolError, IndexError, UnicodeDecodeError):
         return None
-    return UpdateNeeds([(client, clock, clock + length)], refs, [], False)
+    # (an empty string adds no clock: no run, as the full reader says)
+    return UpdateNeeds([(client, clock, clock + length)] if length else [], refs, [], False)
 
 
 def _read(buf: bytes) -> UpdateNeeds:
