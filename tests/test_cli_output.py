@@ -1,0 +1,47 @@
+"""The CLI when whoever reads its output goes away early (``tandem ... | head -1``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TANDEM, tandem
+
+
+def run_into_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI with its standard output a pipe nobody reads any more."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    try:
+        return subprocess.run(
+            [*TANDEM, *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "tandem.db"
+    tandem("user", "create", "ann", db=path)  # a token-only account
+    return path
+
+
+def test_a_token_printed_into_a_closed_pipe_says_so_in_one_line(db: Path) -> None:
+    proc = run_into_closed_pipe("token", "create", "ann", "--db", str(db))
+    assert proc.returncode == 1
+    assert proc.stderr == "tandem: the output was closed before all of it was written\n"
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_reader_that_stays_gets_the_whole_output(db: Path) -> None:
+    token = tandem("token", "create", "ann", db=db).strip().splitlines()[-1]
+    assert len(token) >= 20
