@@ -378,3 +378,58 @@ def test_text_edits_skip_the_read_back_but_replacing_the_text_in_the_same_txn_do
     violations = server.apply(own_update(client, edit_then_replace))
     assert [v.path for v in violations] == ["tasks/t1/title"]
     assert violations[0].expected == "Text"
+
+
+def _rule_check(rule: object, path: str) -> list:
+    from doc_model import Violation
+
+    return [Violation(path, "a rule nobody writes", "a rule")]
+
+
+@settings(max_examples=150)
+@given(
+    field=st.sampled_from(["title", "description"]),
+    size=st.integers(490, 510) | st.integers(0, 20),
+    chars=st.text(alphabet="aé😀 ", min_size=1, max_size=4),
+    at=st.integers(0, 600),
+    typed=st.text(alphabet="aé😀\n", min_size=1, max_size=8),
+    replace=st.booleans(),
+)
+def test_the_one_keystroke_shortcut_agrees_with_the_full_check(
+    field: str, size: int, chars: str, at: int, typed: str, replace: bool
+) -> None:
+    """The check's shortcut for a transaction that is one edit inside a task's Text field
+    gives the same violations as the full check, at any length around the title's limit
+    of 500 characters (non-ASCII: more bytes than characters), and a text replaced whole
+    is left to the full check."""
+    from doc_model import check as check_module
+
+    before = (chars * size)[:size]
+    doc = new_document(DocKind.MAIN)
+    roots = {n: doc.get(n, type=t) for n, t in ROOTS[DocKind.MAIN].items()}
+    tasks = roots["tasks"]
+    with doc.transaction():
+        create_task(doc, TaskCreate(title="t"), created_by="ann", task_id="t1")
+        text = tasks["t1"][field]
+        del text[:]
+        text.insert(0, before)
+    changes: list[Change] = []
+    tasks.observe_deep(lambda events: changes.extend(changes_from_events(events, root="tasks")))
+    with doc.transaction():
+        text = tasks["t1"][field]
+        if replace:
+            tasks["t1"][field] = Text(typed)
+        else:  # pycrdt positions are UTF-8 bytes
+            text.insert(len(before[: at % (len(before) + 1)].encode()), typed)
+    checks = {"rule": _rule_check}
+    with doc.transaction():
+        quick = check_changes(DocKind.MAIN, doc, changes, roots, checks)
+        shortcut = check_module._one_short_text_edit
+        check_module._one_short_text_edit = lambda *_a: False  # type: ignore[assignment]
+        try:
+            full = check_changes(DocKind.MAIN, doc, changes, roots, checks)
+        finally:
+            check_module._one_short_text_edit = shortcut
+    assert quick == full
+    too_long = field == "title" and len(before) + len(typed) > 500
+    assert bool(full) == (too_long and not replace)
