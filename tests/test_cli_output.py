@@ -45,3 +45,15 @@ def test_a_token_printed_into_a_closed_pipe_says_so_in_one_line(db: Path) -> Non
 def test_a_reader_that_stays_gets_the_whole_output(db: Path) -> None:
     token = tandem("token", "create", "ann", db=db).strip().splitlines()[-1]
     assert len(token) >= 20
+
+
+def test_a_command_started_with_its_output_closed_has_no_traceback(db: Path) -> None:
+    for args in (["--help"], ["token", "create", "ann", "--db", str(db)]):
+        proc = subprocess.run(
+            ["sh", "-c", 'exec "$@" >&-', "sh", *TANDEM, *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert "Traceback" not in proc.stderr, proc.stderr

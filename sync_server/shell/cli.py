@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return _main(argv)
         finally:
-            sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+            if sys.stdout is not None:  # (None: started with its standard output closed)
+                sys.stdout.flush()  # a reader that went away shows here, not at exit
     except BrokenPipeError:
         # whoever read the output stopped early (`tandem token create ann | head -0`): say
         # so in one line, without a traceback; what the command did (a token created) stays
