@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Sequence
 
+from pycrdt import Map
 from quart import Blueprint, jsonify, request
 
 from doc_model import TaskCreate, create_task
@@ -198,5 +199,18 @@ class Editor(Extension):
             except EditRefused as e:
                 return jsonify(refused=e.reason, permission=e.permission, doc=e.doc_name), 403
             return jsonify(accepted=outcome.accepted, doc=outcome.doc_name)
+
+        @bp.post("/seen")
+        async def seen():
+            """The task ids an edit's change function finds (it writes nothing)."""
+            body = await request.get_json()
+            found: list[str] = []
+            await ctx.edit(
+                Actor(body["actor"]),
+                body["doc"],
+                lambda doc: found.extend(sorted(doc.get("tasks", type=Map).keys())),
+                "test read in an edit",
+            )
+            return jsonify(tasks=found)
 
         return bp

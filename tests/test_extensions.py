@@ -287,6 +287,56 @@ def test_ctx_edit_is_gated_like_a_client_broadcast_and_seen_by_other_extensions(
     assert any(p.startswith("tasks/") for p in seen["paths"])
 
 
+def test_ctx_edit_reads_what_another_process_stored_before_the_room_polls(
+    tmp_path: Path,
+) -> None:
+    """A change function reads the document as stored, not the room's older copy: a write
+    past the gate by another process (the CLI; on several servers, another node whose relay
+    has not arrived) is taken in first, long before the room's poll would find it."""
+    from sync_server.storage.offline_edit import edit_stored_document
+    from sync_server.storage.sqlite_store import SQLiteStore
+
+    srv = start_server(
+        tmp_path, TANDEM_EXTENSIONS=f"{PROBE}:Editor", TANDEM_EXTERNAL_POLL_SECONDS="60"
+    )
+    try:
+        srv.grant("mem", "ce", "member")
+
+        async def run() -> list[str]:
+            async with RawClient.connect(srv, "p/ce", "alice") as alice:  # the room is loaded
+                await alice.sync()
+                n = await alice.send_update(alice.edit(seed))
+                assert (await alice.outcome(n))["type"] == "ack"
+                store = SQLiteStore(srv.db)  # another process's write, past the gate
+                try:
+                    await edit_stored_document(
+                        store,
+                        "p/ce",
+                        "system:cli",
+                        lambda doc: create_task(
+                            doc, TaskCreate(title="stored"), created_by="cli", task_id="cli1"
+                        ),
+                    )
+                finally:
+                    await store.close()
+                r = await anyio.to_thread.run_sync(
+                    lambda: httpx.post(
+                        f"{srv.http_url}/ext/editor/seen",
+                        json={"actor": "mem", "doc": "p/ce"},
+                        timeout=10,
+                    )
+                )
+                assert r.status_code == 200, r.text
+                with anyio.fail_after(5):  # and the connected client is sent it too
+                    while "cli1" not in alice.doc.get("tasks", type=Map):
+                        await alice.recv()
+                return r.json()["tasks"]
+
+        assert anyio.run(run) == ["cli1"]
+    finally:
+        srv.stop()
+
+
 def test_integration_and_system_actors_do_not_skip_the_gate(probed: ServerProcess) -> None:
     probed.grant("alice", "ce", "owner")
     system = edit_via_extension(probed, "cron", "system write", kind="system")

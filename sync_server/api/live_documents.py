@@ -129,9 +129,15 @@ class LiveDocuments:
         return value
 
     async def edit(self, name: DocName, actor: Actor, mutate: Callable[[Doc], None]) -> GateResult:
-        """Run ``mutate`` on the live document under ``actor``, through the gate; durable on return."""
+        """Run ``mutate`` on the live document under ``actor``, through the gate; durable on return.
+
+        The room first takes in what storage holds beyond its copy (another process's or
+        another node's write, not yet polled or relayed), so ``mutate`` reads what is stored:
+        a check it makes before writing (an automation run carried out again after a
+        takeover looks for the comment its first holder posted) sees every stored write."""
         self._stored.pop(name.name, None)
         room = await self.rooms.get(name)
+        await self.rooms.catch_up(name.name)
         return await room.edit(actor, mutate)
 
     def forget(self, name: DocName) -> None:

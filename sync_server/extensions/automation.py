@@ -985,11 +985,8 @@ class AutomationRunner:
         params = intent.params
         task = intent.task_id
         reason = f"rule {rule_id}: {intent.action}"
-        # a run carried out again after a takeover: what its first holder stored may not
-        # have reached this node's rooms yet (killed before relaying it), and the checks
-        # below must see it
-        target = doc_name(project, DocKind.CHAT if intent.action == "add_comment" else DocKind.MAIN)
-        await self.tandem.rooms.catch_up(target)
+        # (ctx.edit runs on what storage holds: a run carried out again after a takeover
+        # sees what its first holder stored, relayed to this node or not)
         if intent.action == "add_comment":
             text = str(params.get("text") or "")
             message_id = f"run-{run_id}-{intent.action_index}"
