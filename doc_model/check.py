@@ -274,35 +274,49 @@ def _is_text_field(spec: RootSpec, change: Change) -> bool:
     return field is not None and field.type == "text"
 
 
+def _text_edit(spec: RootSpec, change: Change) -> tuple[str, str, str] | None:
+    """(root, id, field) when ``change`` is an edit inside a Text field of one of a
+    collection's entities (typing); None for anything else."""
+    path = change.path
+    if (
+        spec.shape != "collection"
+        or len(path) != 3
+        or change.action != "edit"
+        or not _is_text_field(spec, change)
+    ):
+        return None
+    return str(path[0]), str(path[1]), str(path[2])
+
+
+def _short_by_bytes(items: Map[Any], root: str, key: str, name: str) -> bool:
+    """Whether text field ``name`` of entity ``key`` is within its limit by its UTF-8
+    length alone (at most that many bytes: at most that many characters). False: not
+    known, the characters must be counted."""
+    limit = ENTITIES[ROOT_SPECS[root].entity or ""][name].max_length
+    if limit is None:
+        return True
+    size = _text_bytes(items, key, name)
+    return size is not None and size <= limit
+
+
 def _one_short_text_edit(
     kind: DocKind,
     change: Change,
     roots: Mapping[str, Map[Any] | Array[Any] | Text],
     entity_checks: Mapping[str, EntityCheck] | None,
 ) -> bool:
-    """Whether ``change`` is an edit inside a Text field of a collection's entity that the
-    caller's root object shows within the field's limit, and an entity nobody checks
-    whole: then it is all :func:`check_changes` would look at, and nothing is wrong.
-    False means "not known": the full check decides."""
-    path = change.path
-    if len(path) != 3 or change.action != "edit":
-        return False
-    root = path[0]
+    """Whether ``change`` is all :func:`check_changes` needs to look at and nothing is
+    wrong: typing in a Text field (of an entity nobody checks whole) that the caller's root
+    object shows within its limit. False means "not known": the full check decides."""
+    root = change.root
     if root not in ROOTS[kind]:
         return False
     spec = ROOT_SPECS[root]
-    if spec.shape != "collection" or not _is_text_field(spec, change):
+    edit = _text_edit(spec, change)
+    if edit is None or (entity_checks and (spec.entity or "") in entity_checks):
         return False
-    if entity_checks and (spec.entity or "") in entity_checks:
-        return False  # (no checked entity has a Text field today: kept for when one does)
-    limit = ENTITIES[spec.entity or ""][str(path[2])].max_length
-    if limit is None:
-        return True
     items = roots.get(root)
-    if not isinstance(items, Map):
-        return False
-    size = _text_bytes(items, str(path[1]), str(path[2]))
-    return size is not None and size <= limit
+    return isinstance(items, Map) and _short_by_bytes(items, *edit)
 
 
 def check_changes(
@@ -362,8 +376,8 @@ def check_changes(
             if spec.shape == "collection":
                 if depth == 2:
                     entities.add((root, key))
-                elif depth == 3 and change.action == "edit" and _is_text_field(spec, change):
-                    text_edits.add((root, key, str(change.path[2])))
+                elif (edit := _text_edit(spec, change)) is not None:
+                    text_edits.add(edit)
                 else:
                     fields.add((root, key, str(change.path[2])))
             else:
@@ -391,13 +405,11 @@ def check_changes(
     for root, key, name in text_edits - fields:
         if (root, key) in entities:
             continue  # validated whole above
-        limit = ENTITIES[ROOT_SPECS[root].entity or ""][name].max_length
-        if limit is None:
-            continue
         items = root_of(root, Map)
-        size = _text_bytes(items, key, name)
-        if size is not None and size <= limit:
-            continue  # at most that many bytes: at most that many characters
+        if _short_by_bytes(items, root, key, name):
+            continue
+        limit = ENTITIES[ROOT_SPECS[root].entity or ""][name].max_length
+        assert limit is not None  # (no limit: short by bytes)
         entity = items.get(key)
         text = entity.get(name) if isinstance(entity, Map) else None
         if isinstance(text, Text) and text_too_long(text, limit):

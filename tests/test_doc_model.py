@@ -380,10 +380,10 @@ def test_text_edits_skip_the_read_back_but_replacing_the_text_in_the_same_txn_do
     assert violations[0].expected == "Text"
 
 
-def _rule_check(rule: object, path: str) -> list:
+def _whole_entity_check(entity: object, path: str) -> list:
     from doc_model import Violation
 
-    return [Violation(path, "a rule nobody writes", "a rule")]
+    return [Violation(path, "an entity nobody writes", "an entity")]
 
 
 @settings(max_examples=150)
@@ -394,14 +394,15 @@ def _rule_check(rule: object, path: str) -> list:
     at=st.integers(0, 600),
     typed=st.text(alphabet="aé😀\n", min_size=1, max_size=8),
     replace=st.booleans(),
+    checked=st.booleans(),
 )
 def test_the_one_keystroke_shortcut_agrees_with_the_full_check(
-    field: str, size: int, chars: str, at: int, typed: str, replace: bool
+    field: str, size: int, chars: str, at: int, typed: str, replace: bool, checked: bool
 ) -> None:
     """The check's shortcut for a transaction that is one edit inside a task's Text field
     gives the same violations as the full check, at any length around the title's limit
     of 500 characters (non-ASCII: more bytes than characters), and a text replaced whole
-    is left to the full check."""
+    is left to the full check, as is typing in an entity that is checked whole."""
     from doc_model import check as check_module
 
     before = (chars * size)[:size]
@@ -421,7 +422,7 @@ def test_the_one_keystroke_shortcut_agrees_with_the_full_check(
             tasks["t1"][field] = Text(typed)
         else:  # pycrdt positions are UTF-8 bytes
             text.insert(len(before[: at % (len(before) + 1)].encode()), typed)
-    checks = {"rule": _rule_check}
+    checks = {"task" if checked else "rule": _whole_entity_check}
     with doc.transaction():
         quick = check_changes(DocKind.MAIN, doc, changes, roots, checks)
         shortcut = check_module._one_short_text_edit
@@ -432,4 +433,4 @@ def test_the_one_keystroke_shortcut_agrees_with_the_full_check(
             check_module._one_short_text_edit = shortcut
     assert quick == full
     too_long = field == "title" and len(before) + len(typed) > 500
-    assert bool(full) == (too_long and not replace)
+    assert bool(full) == ((too_long and not replace) or checked)

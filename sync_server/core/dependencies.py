@@ -144,36 +144,51 @@ def unmet_dependencies(update: bytes, state: Callable[[], dict[int, int]]) -> st
     return None if needs.empty else needs.unmet(state())
 
 
+def _read_string_item(
+    buf: bytes, pos: int, info: int, at: tuple[int, int], refs: list[tuple[int, int]]
+) -> tuple[int, int]:
+    """A typed string item (the commonest struct) from just past its info byte: its
+    origins are added to ``refs``; returns its length in Yjs clocks (UTF-16 units) and the
+    position after it. Raises CrossedOrigins for an item whose left and right origin are
+    the same item (``at``: its client and clock, for the message)."""
+    origin = None
+    if info & ORIGIN:
+        origin_client, pos = varuint_at(buf, pos)
+        origin_clock, pos = varuint_at(buf, pos)
+        origin = (origin_client, origin_clock)
+        refs.append(origin)
+    if info & RIGHT_ORIGIN:
+        right_client, pos = varuint_at(buf, pos)
+        right_clock, pos = varuint_at(buf, pos)
+        right = (right_client, right_clock)
+        if right == origin:
+            raise CrossedOrigins(
+                f"client {at[0]} clock {at[1]}: its left and right origin are the same item"
+            )
+        refs.append(right)
+    length, pos = varuint_at(buf, pos)
+    end = pos + length
+    if end > len(buf):
+        raise ProtocolError("string runs past the end of the update")
+    text = buf[pos:end]
+    return (length if text.isascii() else utf16_length(text)), end
+
+
 def _read_keystroke(buf: bytes, size: int) -> UpdateNeeds | None:
     """The commonest update, read in one pass: one client's one typed string item with an
-    origin (left, right or both), and no deletions (a keystroke). None for anything else, or anything
-    unusual in it (then :func:`_read` reads it, and says what is wrong)."""
+    origin (left, right or both), and no deletions (a keystroke). None for anything else,
+    or anything unusual in it (then :func:`_read` reads it, and says what is wrong)."""
     try:
         client, pos = varuint_at(buf, 2)
         clock, pos = varuint_at(buf, pos)
         info = buf[pos]
         if (info & CONTENT_REF) != STRING or not info & (ORIGIN | RIGHT_ORIGIN):
             return None
-        pos += 1
-        refs = []
-        if info & ORIGIN:
-            origin_client, pos = varuint_at(buf, pos)
-            origin_clock, pos = varuint_at(buf, pos)
-            refs.append((origin_client, origin_clock))
-        if info & RIGHT_ORIGIN:
-            right_client, pos = varuint_at(buf, pos)
-            right_clock, pos = varuint_at(buf, pos)
-            if refs and refs[0] == (right_client, right_clock):
-                return None  # crossed origins: refused by the full read
-            refs.append((right_client, right_clock))
-        length, pos = varuint_at(buf, pos)
-        end = pos + length
+        refs: list[tuple[int, int]] = []
+        length, end = _read_string_item(buf, pos + 1, info, (client, clock), refs)
         if end != size - 1 or buf[end] != 0:  # more structs, or a delete set
             return None
-        text = buf[pos:end]
-        if not text.isascii():
-            length = utf16_length(text)
-    except (ProtocolError, IndexError, UnicodeDecodeError):
+    except (ProtocolError, CrossedOrigins, IndexError, UnicodeDecodeError):
         return None
     # (an empty string adds no clock: no run, as the full reader says)
     return UpdateNeeds([(client, clock, clock + length)] if length else [], refs, [], False)
@@ -203,32 +218,7 @@ def _read_all(buf: bytes) -> UpdateNeeds:
         for _ in range(count):
             info = buf[pos]
             if (info & CONTENT_REF) == STRING and info & (ORIGIN | RIGHT_ORIGIN):
-                # a typed string item (the common struct): origins, then its text
-                pos += 1
-                origin = None
-                if info & ORIGIN:
-                    origin_client, pos = varuint_at(buf, pos)
-                    origin_clock, pos = varuint_at(buf, pos)
-                    origin = (origin_client, origin_clock)
-                    refs.append(origin)
-                if info & RIGHT_ORIGIN:
-                    right_client, pos = varuint_at(buf, pos)
-                    right_clock, pos = varuint_at(buf, pos)
-                    right = (right_client, right_clock)
-                    if right == origin:
-                        raise CrossedOrigins(
-                            f"client {client} clock {clock}: its left and right origin"
-                            " are the same item"
-                        )
-                    refs.append(right)
-                length, pos = varuint_at(buf, pos)
-                end = pos + length
-                if end > size:
-                    raise ProtocolError("string runs past the end of the update")
-                text = buf[pos:end]
-                if not text.isascii():
-                    length = utf16_length(text)
-                pos = end
+                length, pos = _read_string_item(buf, pos + 1, info, (client, clock), refs)
                 clock += length
                 continue
             item = read_struct(buf, pos)
