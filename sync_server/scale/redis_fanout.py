@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import deque
 
@@ -58,6 +59,10 @@ RECONNECT_FIRST_SECONDS = 0.1
 # saw an edit after a Redis restart reach the other node 2.1 s late). A reconnect attempt
 # to a Redis that is down is refused at once, so trying every second costs nothing.
 RECONNECT_MAX_SECONDS = 1.0
+# While Redis stays away, a loop retrying every second warns on its first failure and then
+# at most this often (the retries in between are logged at debug level): an outage of an
+# hour writes about 60 lines per loop, not 3,600.
+WARN_EVERY_SECONDS = 60.0
 
 
 def new_node_id() -> str:
@@ -98,6 +103,7 @@ class RedisFanout:
         self.published = 0
         self.received = 0
         self.catch_ups = 0
+        self._warned_at: dict[str, float] = {}  # loop -> when it last warned of a failure
 
     def channel(self, doc_name: str) -> str:
         return self._channel_prefix + doc_name
@@ -153,6 +159,17 @@ class RedisFanout:
             # the reader finds the connection broken and subscribes everything again
             log.debug("%s %s failed: %s", command, doc_name, e)
 
+    def _warn(self, loop: str, message: str, *args: object) -> None:
+        """Warn of a failure of ``loop``: the first since it last worked, then once a
+        ``WARN_EVERY_SECONDS``; the retries in between at debug level."""
+        now = time.monotonic()
+        last = self._warned_at.get(loop)
+        if last is None or now - last >= WARN_EVERY_SECONDS:
+            self._warned_at[loop] = now
+            log.warning(message, *args)
+        else:
+            log.debug(message, *args)
+
     # -- receiving ---------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
@@ -170,6 +187,7 @@ class RedisFanout:
                 if delay > RECONNECT_FIRST_SECONDS:
                     log.info("listening to Redis again")
                 delay = RECONNECT_FIRST_SECONDS
+                self._warned_at.pop("subscription", None)
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
@@ -177,7 +195,12 @@ class RedisFanout:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as e:
-                log.warning("Redis subscription broke (%s); reconnecting in %.1f s", e, delay)
+                self._warn(
+                    "subscription",
+                    "Redis subscription broke (%s); reconnecting in %.1f s",
+                    e,
+                    delay,
+                )
             except Exception:
                 log.exception("cross-node message handling failed; reconnecting")
             self._pubsub = None
@@ -281,10 +304,12 @@ class RedisFanout:
                         await pipe.execute()
                     self.published += len(batch)
                     delay = RECONNECT_FIRST_SECONDS
+                    self._warned_at.pop("publish", None)
                 except (RedisError, OSError) as e:
                     # dropped: each document's next message tells its receivers to catch up
                     self._gapped.update(doc for doc, _, _ in batch)
-                    log.warning(
+                    self._warn(
+                        "publish",
                         "publishing %d cross-node message(s) failed (%s); retrying in %.1f s",
                         len(batch),
                         e,
