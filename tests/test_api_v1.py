@@ -154,6 +154,43 @@ def test_task_lifecycle(srv) -> None:
     assert_problem(call(srv, "DELETE", f"/tasks/{tid}/"), 404, tid)
 
 
+def test_one_task_reads_as_the_task_list_shows_it(srv) -> None:
+    """A task's own JSON (the answer to its write, and GET /tasks/<id>/) is read from that
+    task alone; it is exactly its entry in the project's task list, for every field."""
+    project = new_project(srv)
+    bare = add_task(srv, project, title="Bare")
+    full = add_task(
+        srv,
+        project,
+        title="Écrire la doc 📚",
+        description="Longer\ntext",
+        priority="urgent",
+        status="review",
+        assignees=["owner"],
+        labels=["docs", "ünïcode"],
+        estimate=2.5,
+        due="2027-01-31",
+        custom={"points": 3, "team": "core"},
+    )
+
+    def listed() -> dict[str, dict]:
+        items = call(srv, "GET", f"/projects/{project}/tasks/?limit=200").json()["items"]
+        return {t["id"]: t for t in items}
+
+    deadline = time.monotonic() + 10  # (keys are given after the tasks are created)
+    while not all(t["key"] for t in listed().values()):
+        assert time.monotonic() < deadline, listed()
+        time.sleep(0.05)
+    patched = call(srv, "PATCH", f"/tasks/{full['id']}/", json={"estimate": 4})
+    assert patched.status_code == 200, patched.text
+    by_id = listed()
+    assert set(by_id) == {bare["id"], full["id"]}
+    assert by_id[full["id"]] == patched.json()
+    assert patched.json()["estimate"] == 4 and patched.json()["title"] == "Écrire la doc 📚"
+    for tid in by_id:
+        assert call(srv, "GET", f"/tasks/{tid}/").json() == by_id[tid]
+
+
 def test_task_permissions(srv) -> None:
     project = new_project(srv)
     grant(srv, project, "vic", "viewer")

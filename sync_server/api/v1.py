@@ -88,6 +88,7 @@ from sync_server.api.query import (
     text_search,
 )
 from sync_server.api.views import project_json, tasks_json
+from sync_server.api.views import task_json as one_task_json
 from sync_server.core.connection import CloseCode
 from sync_server.extensions import activity
 from sync_server.identity import access, accounts, projects
@@ -353,11 +354,10 @@ def v1_api(server: TandemContext) -> Blueprint:
         )
 
     async def task_json(project: str, task_id: str) -> dict[str, Any]:
-        view = await ctx.read(project)
-        for task in tasks_json(ctx, view, project):
-            if task["id"] == task_id:
-                return task
-        raise Problem(404, f"no task {task_id!r}")
+        task = one_task_json(await ctx.read(project), project, task_id)
+        if task is None:
+            raise Problem(404, f"no task {task_id!r}")
+        return task
 
     async def locate(user: accounts.User, task_id: str, needs: Permission) -> str:
         """The project holding ``task_id`` among those ``user`` may see, checked for ``needs``."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
-from doc_model import project_snapshot
+from doc_model import Task, project_snapshot, task_snapshot
 from doc_model.task_keys import default_prefix
 from sync_server.api.common import ApiContext
 from sync_server.api.live_documents import DocumentView
@@ -31,11 +31,21 @@ def project_json(view: DocumentView, project: str) -> dict[str, Any]:
     }
 
 
+def _task_json(task: Task, project: str) -> dict[str, Any]:
+    return {**task.model_dump(mode="json"), "project": project}
+
+
 def tasks_json(ctx: ApiContext, view: DocumentView, project: str) -> list[dict[str, Any]]:
     def build(doc: Doc) -> list[dict[str, Any]]:
-        return [
-            {**t.model_dump(mode="json"), "project": project}
-            for t in project_snapshot(doc, project).tasks
-        ]
+        return [_task_json(t, project) for t in project_snapshot(doc, project).tasks]
 
     return ctx.live.snapshot(view, "tasks", build)
+
+
+def task_json(view: DocumentView, project: str, task_id: str) -> dict[str, Any] | None:
+    """One task as :func:`tasks_json` lists it (None: no such task), read from that task
+    alone: the answer to a write of one task, which changed the document, so the list's
+    cached JSON is stale and rebuilding it would read every task (26 ms for 300)."""
+    if task_id not in view.doc.get("tasks", type=Map):
+        return None
+    return _task_json(task_snapshot(view.doc, task_id), project)
