@@ -106,9 +106,19 @@ READS: dict[str, Read] = {
         Read("metrics", ((M, "meta"), (M, "columns"), (M, "tasks")), frozenset({P.VIEW_ANALYTICS})),
         # the metrics' budget burn: the budget against every cost
         Read("budget_burn", ((M, "meta"), (F, "budget"), (F, "costs"))),
+        # what the server tells someone outside the socket and the API, each time it tells
+        # them: a notification (in the app, by Web Push) or an e-mail digest naming a task,
+        # its title, its assignment or a mention in its text ...
+        Read("task_notice", ((M, "meta"), (M, "tasks"))),
+        # ... one quoting a chat message or a task's comment (the chat document) ...
+        Read("chat_notice", ((M, "meta"), (C, "messages"))),
+        # ... and one naming only the project (an automation's notice about no task)
+        Read("project_notice", ((M, "meta"),)),
     )
 }
-"""Every read of the REST API by name; a route asks for its read by name (``READS["tasks"]``)."""
+"""Every read of the REST API by name (a route asks for its read by name:
+``READS["tasks"]``), and what each kind of notice reads (``task_notice``...): one is
+sent, or stored for its reader, only to someone who may make that read at that moment."""
 
 
 def may_read(perms: frozenset[Permission], name: str) -> bool:

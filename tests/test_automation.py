@@ -538,6 +538,13 @@ def test_a_notify_rule_tells_the_assignees_and_a_role_but_nobody_outside(srv) ->
         r = call(srv, "PUT", f"/projects/{project}/grants/{user}", json={"role": role})
         assert r.status_code in (200, 201), r.text
     srv.token("outsider")
+    # a member whose role cannot see tasks: on the project, yet may not hear of a task
+    perms = ["view_project", "view_costs"]
+    bookkeeper = {"name": "bookkeeper", "project": project, "permissions": perms}
+    assert call(srv, "POST", f"/projects/{project}/roles", json=bookkeeper).status_code == 201
+    srv.token("dora")
+    r = call(srv, "PUT", f"/projects/{project}/grants/dora", json={"role": "bookkeeper"})
+    assert r.status_code in (200, 201), r.text
     time.sleep(1.1)
     rule = make_rule(
         srv,
@@ -548,7 +555,7 @@ def test_a_notify_rule_tells_the_assignees_and_a_role_but_nobody_outside(srv) ->
             "actions": [
                 {
                     "type": "notify",
-                    "to": {"assignees": True, "role": "finance", "users": ["outsider"]},
+                    "to": {"assignees": True, "role": "finance", "users": ["outsider", "dora"]},
                     "title": "Please review",
                     "message": "{task.title} is ready for review",
                 }
@@ -572,6 +579,7 @@ def test_a_notify_rule_tells_the_assignees_and_a_role_but_nobody_outside(srv) ->
     recorded = runs(srv, project, rule["id"])
     assert [(x["outcome"], x["detail"]) for x in recorded] == [("ran", "notify: 2 user(s)")]
     assert automation_notices("outsider") == []
+    assert automation_notices("dora") == []
 
 
 async def _runs_when_held(

@@ -96,6 +96,46 @@ def test_assignment_notifies_the_new_assignee_once(srv) -> None:
     assert inbox(srv, "nia", unread=True) == []
 
 
+def test_a_task_assigned_to_someone_who_may_not_read_it_tells_them_nothing(srv) -> None:
+    # Any string is a valid assignee in the document (an offline client may assign a member
+    # removed meanwhile), so the notice is where read access is judged: an account outside
+    # the project, or a member whose role cannot see tasks, must not receive the task's
+    # title in their inbox or by push.
+    project = project_with(srv, "oda", ron="viewer")
+    srv.token("stranger")  # an account of this server, with no grant on the project
+    srv.token("blind")
+    srv.grant("blind", project, "viewer", removed=["view_tasks"])
+    time.sleep(1.05)  # permission cache
+    created = call(
+        srv,
+        "POST",
+        f"/projects/{project}/tasks/",
+        "oda",
+        json={"title": "Secret merger plan", "assignees": ["stranger", "blind", "ron"]},
+    )
+    assert created.status_code == 201, created.text
+    assert [n["body"] for n in wait_for(lambda: inbox(srv, "ron"))] == ["Secret merger plan"]
+    task = call(
+        srv, "POST", f"/projects/{project}/tasks/", "oda", json={"title": "Layoff list"}
+    ).json()["id"]
+    patched = call(
+        srv, "PATCH", f"/tasks/{task}/", "oda", json={"assignees": ["stranger", "blind", "ron"]}
+    )
+    assert patched.status_code == 200, patched.text
+    assert wait_for(lambda: len(inbox(srv, "ron")) == 2)
+    time.sleep(0.3)  # (ron's notices were stored in the same transactions as theirs would be)
+    assert inbox(srv, "stranger") == []
+    assert inbox(srv, "blind") == []
+
+    # read access is judged when the notice is made, not when the grant was: once blind's
+    # role sees tasks again, a new assignment tells them
+    srv.grant("blind", project, "viewer")
+    time.sleep(1.05)
+    call(srv, "PATCH", f"/tasks/{task}/", "oda", json={"assignees": ["ron"]})
+    call(srv, "PATCH", f"/tasks/{task}/", "oda", json={"assignees": ["ron", "blind"]})
+    assert [n["body"] for n in wait_for(lambda: inbox(srv, "blind"))] == ["Layoff list"]
+
+
 def test_a_notification_id_wider_than_sqlites_integers_is_a_bad_request(srv) -> None:
     # found by schemathesis: it was an OverflowError in SQLite, answered with a 500
     huge = {"ids": [82952529173432720424960]}

@@ -245,6 +245,7 @@ def test_push_subscriptions_and_pushes_never_reach_internal_addresses(server) ->
             )
         made = call(server, "POST", "/projects/", "rita", json={"id": PUSHY, "name": "P"})
         assert made.status_code == 201
+        server.grant("sam", PUSHY, "member")  # (only someone who may read the task is told)
         task = call(
             server,
             "POST",

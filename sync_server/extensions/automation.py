@@ -1078,9 +1078,10 @@ class AutomationRunner:
                     ]
                     own = same_action[0] if same_action else intent
                 texts[setting] = own
-            notices.append(Notice(user, project, "automation", own.title, own.body, url))
-        await self.center.deliver(notices)
-        return f"notify: {len(users)} user(s)"
+            read = "task_notice" if intent.task_id else "project_notice"
+            notices.append(Notice(user, project, "automation", own.title, own.body, url, read))
+        told = await self.center.deliver(notices)
+        return f"notify: {told} user(s)"
 
     async def _outbound(
         self,

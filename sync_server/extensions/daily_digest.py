@@ -7,7 +7,8 @@ covers the last whole day in their account's time zone at that moment
 shows that day as their locale writes dates (``identity.locales``). Recipients are
 the accounts with an e-mail address whose ``digest`` preference is ``daily``
 (the default; ``off`` opts out), with the tasks they are assigned to in every
-project they hold a grant with ``view_tasks`` on.
+project whose tasks they may read (``task_notice`` in ``rules.reads``, the read every
+notification about a task makes too).
 
 The time is the automation runner's injectable clock, so tests move it forward
 instead of waiting. The latest day that is due is (re)considered once per
@@ -37,7 +38,7 @@ from integrations.digest import (
     read_activity,
 )
 from integrations.outbox import Outbox
-from rules import Permission
+from rules import READS
 from rules.automation import PLAIN, TextFormat
 from sync_server.identity.access import permissions_of
 from sync_server.identity.accounts import Profile, digest_subscribers
@@ -112,8 +113,8 @@ async def enqueue_localized(
 
 
 def subscriber_projects(conn: sqlite3.Connection, users: list[str]) -> dict[str, list[str]]:
-    """{user: the projects they hold a grant with ``view_tasks`` on} for ``users`` (run on a
-    worker thread): a digest names tasks, so only someone who may read them gets one."""
+    """{user: the projects whose tasks they may read} for ``users`` (run on a worker thread):
+    a digest names tasks, so it is a task notice (``rules.reads``), like a notification."""
     out: dict[str, list[str]] = {u: [] for u in users}
     pairs: list[tuple[str, str]] = []
     for i in range(0, len(users), 500):
@@ -124,7 +125,7 @@ def subscriber_projects(conn: sqlite3.Connection, users: list[str]) -> dict[str,
         ):
             pairs.append((user, project))
     for user, project in pairs:
-        if Permission.VIEW_TASKS in permissions_of(conn, user, project):
+        if READS["task_notice"].missing(permissions_of(conn, user, project)) is None:
             out[user].append(project)
     return out
 

@@ -10,6 +10,13 @@ events (``DocumentChanged.events``, doc_model.domain_events):
   (``mention`` events with ``where == "task"``, stored by ``extensions.mentions`` once
   the typing settles) tells them if they may read the project's tasks.
 
+Whoever a notice goes to (an assignee, a mentioned name, an automation's recipients) is
+told only if they may read what it quotes, as the grants stand when it is stored: a
+notice names the read it makes (``Notice.read``: ``task_notice``, ``chat_notice`` or
+``project_notice`` in ``rules.reads``), and :func:`may_hear` is the one check, made in
+the transaction that stores it. A task assigned to someone outside the project (any
+string is a valid assignee in the document) tells them nothing.
+
 Every notification is stored (the in-app list, ``/api/v1/me/notifications``) and, for
 users who subscribed a browser, sent by Web Push (pywebpush: VAPID-signed, aes128gcm
 encrypted). The VAPID key pair is made on first start and kept in the database, so
@@ -34,9 +41,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02
 
-from doc_model import DocKind, DomainEvent, parse_doc_name
+from doc_model import DomainEvent, parse_doc_name
 from integrations.outbound import GuardedSession, OutboundPolicy, OutboundRefused
-from rules.reads import root_needs
+from rules.reads import READS
 from sync_server.identity.access import permissions_of
 from sync_server.interfaces import DocumentChanged
 from sync_server.storage.database import SQLiteWorker
@@ -54,6 +61,14 @@ class Notice:
     title: str
     body: str
     url: str
+    read: str  # what it quotes, as a read of rules.reads.READS (task_notice, chat_notice...)
+
+
+def may_hear(conn: sqlite3.Connection, notice: Notice) -> bool:
+    """Whether ``notice.user`` may read what ``notice`` quotes, on the grants the file holds
+    now: the one check every notice passes before it is stored or pushed."""
+    perms = permissions_of(conn, notice.user, notice.project)
+    return READS[notice.read].missing(perms) is None
 
 
 # -- the VAPID key -----------------------------------------------------------------
@@ -175,6 +190,7 @@ def _assigned(
             f"{actor} assigned you a task",
             title,
             f"/#/p/{project}/task/{task}",
+            "task_notice",
         )
         for user in sorted(set(users))
         if user != actor
@@ -220,13 +236,10 @@ def notices_for(project: str, actor: str, events: Sequence[DomainEvent]) -> list
 
 def mention_notices(conn: sqlite3.Connection, items: Sequence[_Mention]) -> list[Notice]:
     """The mentions of members who may read what mentions them (others are nobody to
-    tell): a task's text needs the tasks' read permissions, chat and comments the chat's
-    (rules.reads)."""
+    tell): a task's text is a task notice, chat and comments a chat notice (may_hear)."""
     out: list[Notice] = []
     for item in items:
-        root = (DocKind.MAIN, "tasks") if item.where == "task" else (DocKind.CHAT, "messages")
-        if not root_needs(*root) <= permissions_of(conn, item.name, item.project):
-            continue
+        read = "task_notice" if item.where == "task" else "chat_notice"
         if item.where == "task" and item.task:
             title = f"{item.actor} mentioned you in {item.title or 'a task'}"
             url = f"/#/p/{item.project}/task/{item.task}"
@@ -236,7 +249,9 @@ def mention_notices(conn: sqlite3.Connection, items: Sequence[_Mention]) -> list
         else:
             title = f"{item.actor} mentioned you"
             url = f"/#/p/{item.project}/chat"
-        out.append(Notice(item.name, item.project, "mention", title, item.text[:200], url))
+        notice = Notice(item.name, item.project, "mention", title, item.text[:200], url, read)
+        if may_hear(conn, notice):
+            out.append(notice)
     return out
 
 
@@ -267,14 +282,15 @@ class NotificationCenter:
             items += notices_for(parse_doc_name(e.doc_name).project_id, e.actor.user_id, e.events)
         await self.deliver(items)
 
-    async def deliver(self, notices: Sequence[Notice | _Mention]) -> None:
-        """Store ``notices`` (mentions resolved to members) and push them to their users'
-        browsers; the feed's notices and automation's notify both come here."""
+    async def deliver(self, notices: Sequence[Notice | _Mention]) -> int:
+        """Store ``notices`` (mentions resolved to members; each kept only for a user who
+        may hear it) and push them to their users' browsers; the feed's notices and
+        automation's notify both come here. Returns how many were stored."""
         if not notices:
-            return
+            return 0
         deliveries = await self.db.run(self._store, list(notices))
         if not any(subscriptions for _, subscriptions in deliveries):
-            return
+            return len(deliveries)
         if self._key is None:
             self._key = await self.db.run(vapid_key, self.db.conn)
         for notice, subscriptions in deliveries:
@@ -285,6 +301,7 @@ class NotificationCenter:
                 if gone:
                     await self.db.run(self._forget, subscription["endpoint"])
                     log.info("dropped an expired push subscription", extra={"user": notice.user})
+        return len(deliveries)
 
     def _store(self, items: Sequence[Notice | _Mention]) -> list[Delivery]:
         """One transaction (on the worker's thread): the notices, and whom to push them to."""
@@ -294,7 +311,8 @@ class NotificationCenter:
         try:
             for item in items:
                 if isinstance(item, Notice):
-                    notices.append(item)
+                    if may_hear(conn, item):
+                        notices.append(item)
                 else:
                     notices += mention_notices(conn, [item])
             for n in notices:
