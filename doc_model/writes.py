@@ -116,12 +116,57 @@ def create_project_meta(
             cols.extend(list(columns or TASK_STATUSES))
 
 
+def _field(task: Any, name: str) -> Any:
+    value = task.get(name) if isinstance(task, Map) else None
+    return list(value) if isinstance(value, Array) else value
+
+
+def _check_references(
+    doc: Doc[Any], task_id: str, written: dict[str, Any], current: Map[Any] | None = None
+) -> None:
+    """The tasks and the milestone a write names exist, and a task is neither its own parent
+    (nor its parent's ancestor) nor its own dependency. Only what the write changes is
+    checked: a reference left dangling by someone's concurrent delete may stay as it is
+    (a document merged from offline edits can hold one; readers skip it)."""
+    tasks = _tasks(doc)
+    parent = written.get("parent")
+    if parent is not None and parent != _field(current, "parent"):
+        if parent == task_id:
+            raise InvalidWrite("a task cannot be its own parent")
+        if parent not in tasks:
+            raise InvalidWrite(f"parent: no task {parent!r} in this project")
+        seen = {task_id}
+        ancestor: Any = parent
+        while isinstance(ancestor, str) and ancestor in tasks and ancestor not in seen:
+            seen.add(ancestor)
+            ancestor = _field(tasks[ancestor], "parent")
+        if ancestor == task_id:
+            raise InvalidWrite(f"parent: task {parent!r} is a subtask of this task")
+    before = set(_field(current, "depends_on") or ())
+    for other in written.get("depends_on") or ():
+        if other in before:
+            continue
+        if other == task_id:
+            raise InvalidWrite("a task cannot depend on itself")
+        if other not in tasks:
+            raise InvalidWrite(f"depends_on: no task {other!r} in this project")
+    milestone = written.get("milestone")
+    changed = milestone is not None and milestone != _field(current, "milestone")
+    if changed and milestone not in doc.get("milestones", type=Map):
+        raise InvalidWrite(f"milestone: no milestone {milestone!r} in this project")
+
+
 def create_task(
     doc: Doc[Any], data: TaskCreate, *, created_by: str, task_id: str | None = None
 ) -> str:
     """Add a task; returns its id. It goes to the end of its column unless ``data.order`` is set."""
     _check_status(doc, data.status)
     task_id = task_id or new_id()
+    _check_references(
+        doc,
+        task_id,
+        {"parent": data.parent, "depends_on": data.depends_on, "milestone": data.milestone},
+    )
     with doc.transaction():
         fields: dict[str, Any] = {
             "title": Text(data.title),
@@ -167,6 +212,8 @@ def update_task(doc: Doc[Any], task_id: str, update: TaskUpdate) -> None:
     given = update.model_fields_set
     if "status" in given and update.status is not None:
         _check_status(doc, update.status)
+    names = ("parent", "depends_on", "milestone")
+    _check_references(doc, task_id, {n: getattr(update, n) for n in names if n in given}, task)
     with doc.transaction():
         for name in given:
             value = getattr(update, name)

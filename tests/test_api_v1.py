@@ -154,6 +154,45 @@ def test_task_lifecycle(srv) -> None:
     assert_problem(call(srv, "DELETE", f"/tasks/{tid}/"), 404, tid)
 
 
+def test_a_task_write_naming_what_is_not_there_is_refused(srv) -> None:
+    """A parent, a dependency or a milestone the project lacks is a typo or a stale id:
+    refused with what is wrong, nothing written; so are a task that would be its own
+    parent (or its subtask's subtask) and a task depending on itself."""
+    project = new_project(srv)
+    ms = call(srv, "POST", f"/projects/{project}/milestones/", json={"name": "M"}).json()["id"]
+    a = add_task(srv, project, title="A")["id"]
+    b = add_task(srv, project, title="B", parent=a, depends_on=[a], milestone=ms)["id"]
+    c = add_task(srv, project, title="C", parent=b)["id"]
+    base = f"/projects/{project}/tasks/"
+    for fields, fragment in (
+        ({"parent": "nosuchtask1"}, "parent: no task 'nosuchtask1'"),
+        ({"depends_on": [b, "nosuchtask1"]}, "depends_on: no task 'nosuchtask1'"),
+        ({"milestone": "nosuchmile1"}, "milestone: no milestone 'nosuchmile1'"),
+    ):
+        assert_problem(call(srv, "POST", base, json={"title": "X", **fields}), 422, fragment)
+        assert_problem(call(srv, "PATCH", f"/tasks/{a}/", json=fields), 422, fragment)
+    assert_problem(call(srv, "PATCH", f"/tasks/{a}/", json={"parent": a}), 422, "own parent")
+    assert_problem(call(srv, "PATCH", f"/tasks/{a}/", json={"parent": c}), 422, "subtask")
+    assert_problem(call(srv, "PATCH", f"/tasks/{a}/", json={"depends_on": [a]}), 422, "itself")
+    titles = sorted(t["title"] for t in call(srv, "GET", base).json()["items"])
+    assert titles == ["A", "B", "C"]  # nothing was written
+    assert call(srv, "GET", f"/tasks/{a}/").json()["parent"] is None
+
+    # a reference left dangling by a delete does not stop other writes to the task, nor a
+    # PUT of the task as it reads: only what a write changes is checked
+    assert call(srv, "DELETE", f"/tasks/{a}/").status_code == 204
+    r = call(srv, "PATCH", f"/tasks/{b}/", json={"title": "B2"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["parent"], r.json()["depends_on"]) == (a, [a])
+    body = {k: v for k, v in r.json().items() if k in TASK_WRITABLE}
+    assert call(srv, "PUT", f"/tasks/{b}/", json=body).status_code == 200
+    assert call(srv, "PATCH", f"/tasks/{b}/", json={"parent": None}).json()["parent"] is None
+
+
+TASK_WRITABLE = {"title", "description", "status", "priority", "assignees", "labels", "parent"}
+TASK_WRITABLE |= {"depends_on", "milestone", "estimate", "start", "due", "custom"}
+
+
 def test_one_task_reads_as_the_task_list_shows_it(srv) -> None:
     """A task's own JSON (the answer to its write, and GET /tasks/<id>/) is read from that
     task alone; it is exactly its entry in the project's task list, for every field."""
@@ -398,11 +437,14 @@ def test_milestones_members_comments_and_activity(srv) -> None:
     r = call(srv, "POST", f"{base}/comments/", "vic", json={"text": "hello team"})
     assert r.status_code == 201
     cid = r.json()["id"]
-    call(srv, "POST", f"{base}/comments/", json={"text": "second", "task": "t1"})
+    t1 = add_task(srv, project)["id"]
+    missing = call(srv, "POST", f"{base}/comments/", json={"text": "lost", "task": "nosuchtask1"})
+    assert assert_problem(missing, 422, "no task 'nosuchtask1'")["field"] == "task"
+    call(srv, "POST", f"{base}/comments/", json={"text": "second", "task": t1})
     listed = call(srv, "GET", f"{base}/comments/", "vic").json()
     assert [c["text"] for c in listed["items"]] == ["second", "hello team"]  # newest first
     assert listed["items"][1]["author"] == "vic"
-    assert [c["text"] for c in call(srv, "GET", f"{base}/comments/?task=t1").json()["items"]] == [
+    assert [c["text"] for c in call(srv, "GET", f"{base}/comments/?task={t1}").json()["items"]] == [
         "second"
     ]
     denied = call(srv, "DELETE", f"{base}/comments/{cid}/", "vic")

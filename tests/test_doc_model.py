@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text
 
@@ -434,3 +434,84 @@ def test_the_one_keystroke_shortcut_agrees_with_the_full_check(
     assert quick == full
     too_long = field == "title" and len(before) + len(typed) > 500
     assert bool(full) == ((too_long and not replace) or checked)
+
+
+# -- references a write names ----------------------------------------------------------------
+
+NAMES = ("t0", "t1", "t2", "t3", "gone")  # t0-t2 exist at the start; "gone" never does
+reference_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("create"), st.sampled_from(NAMES), st.sampled_from((None, *NAMES))),
+        st.tuples(st.just("parent"), st.sampled_from(NAMES), st.sampled_from((None, *NAMES))),
+        st.tuples(st.just("depend"), st.sampled_from(NAMES), st.lists(st.sampled_from(NAMES))),
+        st.tuples(st.just("delete"), st.sampled_from(NAMES), st.none()),
+    ),
+    min_size=2,
+    max_size=30,
+)
+
+
+@given(reference_ops)
+@example([("parent", "t1", "t0"), ("delete", "t0", None), ("create", "t0", "t1")])
+@settings(max_examples=400, deadline=None)
+def test_task_writes_never_name_what_is_not_there_nor_make_a_parent_cycle(ops) -> None:
+    """Random creates, parent and dependency changes and deletes through the write helpers,
+    against a plain model: a write is refused exactly when it names a task the document
+    lacks (among the values it changes), makes a task its own parent or dependency, or
+    closes a loop of parents; refused writes leave the document as it was, and no parent
+    chain the helpers wrote ever loops."""
+    doc = new_document(DocKind.MAIN)
+    parent: dict[str, str | None] = {}  # the model: live tasks and their parents
+    depends: dict[str, list[str]] = {}
+    for task in NAMES[:3]:
+        create_task(doc, TaskCreate(title=task), created_by="u", task_id=task)
+        parent[task], depends[task] = None, []
+    for op, task, value in ops:
+        before = doc.get_update()
+        if op == "delete":
+            if task in parent:
+                delete_task(doc, task)
+                del parent[task], depends[task]
+            continue
+        if op == "create" and task in parent:
+            continue
+        if op != "create" and task not in parent:
+            continue
+        if op == "depend":
+            new = [v for v in value if v not in depends[task]]
+            refused = any(v == task or v not in parent for v in new)
+        elif value is None or (op == "parent" and value == parent[task]):
+            refused = False
+        else:
+            # (a loop may close through a dangling reference to the task being created)
+            chain: set[str] = set()
+            at: str | None = value
+            while at is not None and at not in chain and at != task:
+                chain.add(at)
+                at = parent.get(at)
+            refused = value == task or value not in parent or at == task
+        try:
+            if op == "create":
+                create_task(doc, TaskCreate(title=task, parent=value), created_by="u", task_id=task)
+            elif op == "parent":
+                update_task(doc, task, TaskUpdate(parent=value))
+            else:
+                update_task(doc, task, TaskUpdate(depends_on=value))
+        except InvalidWrite:
+            assert refused, (op, task, value, parent)
+            assert doc.get_update() == before  # nothing written
+            continue
+        assert not refused, (op, task, value, parent)
+        if op == "depend":
+            depends[task] = list(value)
+        else:
+            parent[task] = value
+            depends.setdefault(task, [])
+    tasks = doc.get("tasks", type=Map)
+    assert {t: tasks[t].get("parent") for t in tasks} == parent
+    for start in parent:
+        seen, at = set(), start
+        while at is not None and at in parent:
+            assert at not in seen, f"a loop of parents through {at}"
+            seen.add(at)
+            at = parent[at]

@@ -652,6 +652,10 @@ def v1_api(server: TandemContext) -> Blueprint:
         user = ctx.user()
         project = ctx.project(user, project, P.VIEW_PROJECT)
         data = await read_body(CommentCreate)
+        if data.task is not None:  # (the comment's thread is that task's)
+            tasks = (await ctx.read(project)).doc.get("tasks", type=Map)
+            if data.task not in tasks:
+                raise Problem(422, f"task: no task {data.task!r} in this project", field="task")
         message = await ctx.edit(
             user,
             project,
