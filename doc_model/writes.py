@@ -121,11 +121,27 @@ def _field(task: Any, name: str) -> Any:
     return list(value) if isinstance(value, Array) else value
 
 
+def _depends_on(tasks: Map[Any], start: str, target: str) -> bool:
+    """Whether ``start`` depends on ``target``, directly or through other tasks."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        at = todo.pop()
+        if at == target:
+            return True
+        if at in seen or at not in tasks:
+            continue
+        seen.add(at)
+        todo += [d for d in _field(tasks[at], "depends_on") or () if isinstance(d, str)]
+    return False
+
+
 def _check_references(
     doc: Doc[Any], task_id: str, written: dict[str, Any], current: Map[Any] | None = None
 ) -> None:
     """The tasks and the milestone a write names exist, and a task is neither its own parent
-    (nor its parent's ancestor) nor its own dependency. Only what the write changes is
+    (nor its parent's ancestor) nor its own dependency (nor a dependency's dependency:
+    no loop a schedule could not order). Only what the write changes is
     checked: a reference left dangling by someone's concurrent delete may stay as it is
     (a document merged from offline edits can hold one; readers skip it)."""
     tasks = _tasks(doc)
@@ -150,6 +166,8 @@ def _check_references(
             raise InvalidWrite("a task cannot depend on itself")
         if other not in tasks:
             raise InvalidWrite(f"depends_on: no task {other!r} in this project")
+        if _depends_on(tasks, other, task_id):
+            raise InvalidWrite(f"depends_on: task {other!r} already depends on this task")
     milestone = written.get("milestone")
     changed = milestone is not None and milestone != _field(current, "milestone")
     if changed and milestone not in doc.get("milestones", type=Map):

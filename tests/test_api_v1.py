@@ -157,7 +157,7 @@ def test_task_lifecycle(srv) -> None:
 def test_a_task_write_naming_what_is_not_there_is_refused(srv) -> None:
     """A parent, a dependency or a milestone the project lacks is a typo or a stale id:
     refused with what is wrong, nothing written; so are a task that would be its own
-    parent (or its subtask's subtask) and a task depending on itself."""
+    parent (or its subtask's subtask) and a loop of dependencies."""
     project = new_project(srv)
     ms = call(srv, "POST", f"/projects/{project}/milestones/", json={"name": "M"}).json()["id"]
     a = add_task(srv, project, title="A")["id"]
@@ -166,7 +166,7 @@ def test_a_task_write_naming_what_is_not_there_is_refused(srv) -> None:
     base = f"/projects/{project}/tasks/"
     for fields, fragment in (
         ({"parent": "nosuchtask1"}, "parent: no task 'nosuchtask1'"),
-        ({"depends_on": [b, "nosuchtask1"]}, "depends_on: no task 'nosuchtask1'"),
+        ({"depends_on": [c, "nosuchtask1"]}, "depends_on: no task 'nosuchtask1'"),
         ({"milestone": "nosuchmile1"}, "milestone: no milestone 'nosuchmile1'"),
     ):
         assert_problem(call(srv, "POST", base, json={"title": "X", **fields}), 422, fragment)
@@ -174,6 +174,8 @@ def test_a_task_write_naming_what_is_not_there_is_refused(srv) -> None:
     assert_problem(call(srv, "PATCH", f"/tasks/{a}/", json={"parent": a}), 422, "own parent")
     assert_problem(call(srv, "PATCH", f"/tasks/{a}/", json={"parent": c}), 422, "subtask")
     assert_problem(call(srv, "PATCH", f"/tasks/{a}/", json={"depends_on": [a]}), 422, "itself")
+    loop = call(srv, "PATCH", f"/tasks/{a}/", json={"depends_on": [b]})  # b depends on a
+    assert_problem(loop, 422, f"task {b!r} already depends on this task")
     titles = sorted(t["title"] for t in call(srv, "GET", base).json()["items"])
     assert titles == ["A", "B", "C"]  # nothing was written
     assert call(srv, "GET", f"/tasks/{a}/").json()["parent"] is None

@@ -439,12 +439,13 @@ def test_the_one_keystroke_shortcut_agrees_with_the_full_check(
 # -- references a write names ----------------------------------------------------------------
 
 NAMES = ("t0", "t1", "t2", "t3", "gone")  # t0-t2 exist at the start; "gone" never does
+name = st.sampled_from(NAMES[:3] * 3 + NAMES[3:])  # mostly tasks that exist
 reference_ops = st.lists(
     st.one_of(
-        st.tuples(st.just("create"), st.sampled_from(NAMES), st.sampled_from((None, *NAMES))),
-        st.tuples(st.just("parent"), st.sampled_from(NAMES), st.sampled_from((None, *NAMES))),
-        st.tuples(st.just("depend"), st.sampled_from(NAMES), st.lists(st.sampled_from(NAMES))),
-        st.tuples(st.just("delete"), st.sampled_from(NAMES), st.none()),
+        st.tuples(st.just("create"), st.sampled_from(NAMES), st.none() | name),
+        st.tuples(st.just("parent"), name, st.none() | name),
+        st.tuples(st.just("depend"), name, st.lists(name, max_size=3)),
+        st.tuples(st.just("delete"), name, st.none()),
     ),
     min_size=2,
     max_size=30,
@@ -453,13 +454,14 @@ reference_ops = st.lists(
 
 @given(reference_ops)
 @example([("parent", "t1", "t0"), ("delete", "t0", None), ("create", "t0", "t1")])
+@example([("depend", "t0", ["t1"]), ("depend", "t1", ["t2"]), ("depend", "t2", ["t0"])])
 @settings(max_examples=400, deadline=None)
 def test_task_writes_never_name_what_is_not_there_nor_make_a_parent_cycle(ops) -> None:
     """Random creates, parent and dependency changes and deletes through the write helpers,
     against a plain model: a write is refused exactly when it names a task the document
     lacks (among the values it changes), makes a task its own parent or dependency, or
-    closes a loop of parents; refused writes leave the document as it was, and no parent
-    chain the helpers wrote ever loops."""
+    closes a loop of parents or of dependencies; refused writes leave the document as it
+    was, and no parent chain the helpers wrote ever loops."""
     doc = new_document(DocKind.MAIN)
     parent: dict[str, str | None] = {}  # the model: live tasks and their parents
     depends: dict[str, list[str]] = {}
@@ -479,7 +481,19 @@ def test_task_writes_never_name_what_is_not_there_nor_make_a_parent_cycle(ops) -
             continue
         if op == "depend":
             new = [v for v in value if v not in depends[task]]
-            refused = any(v == task or v not in parent for v in new)
+
+            def reaches(start: str, task: str = task) -> bool:  # start depends on task
+                seen, todo = set(), [start]
+                while todo:
+                    at = todo.pop()
+                    if at == task:
+                        return True
+                    if at not in seen and at in depends:
+                        seen.add(at)
+                        todo += depends[at]
+                return False
+
+            refused = any(v == task or v not in parent or reaches(v) for v in new)
         elif value is None or (op == "parent" and value == parent[task]):
             refused = False
         else:
@@ -515,3 +529,4 @@ def test_task_writes_never_name_what_is_not_there_nor_make_a_parent_cycle(ops) -
             assert at not in seen, f"a loop of parents through {at}"
             seen.add(at)
             at = parent[at]
+    assert {t: list(tasks[t]["depends_on"]) for t in tasks} == depends
