@@ -15,6 +15,7 @@ import pytest
 from pycrdt import Map
 
 from doc_model import TaskCreate, create_task
+from sync_server.api.v1 import RecentProjects
 
 from .conftest import ServerProcess, start_server, wait_until
 from .raw_client import RawClient
@@ -708,3 +709,20 @@ def test_openapi_and_docs_are_served(srv) -> None:
     assert "/api/v1/projects/{project}/tasks/" in spec["paths"]
     assert "versioning" in spec["info"]["description"].lower()
     assert httpx.get(srv.http_url + "/docs").status_code == 200
+
+
+def test_the_api_remembers_the_projects_of_the_latest_tasks_only() -> None:
+    """The task-id -> project map behind /tasks/<id>/ keeps the tasks seen last, so a server
+    that runs for months does not keep every task id ever made (a forgotten one is found
+    by looking through the caller's projects, as after a restart)."""
+    remembered = RecentProjects(2)
+    for task in ("a", "b", "c"):
+        remembered.learn(task, "p")
+    assert len(remembered) == 2
+    assert [remembered.get(t) for t in ("a", "b", "c")] == [None, "p", "p"]
+    remembered.learn("b", "p")  # seen again: the latest
+    remembered.learn("d", "q")
+    assert [remembered.get(t) for t in ("b", "c", "d")] == ["p", None, "q"]
+    remembered.pop("b")
+    remembered.pop("gone")
+    assert len(remembered) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from pycrdt import Array, Doc, Map
@@ -99,6 +100,7 @@ if TYPE_CHECKING:
 
 P = Permission
 ENTITY_ID = re.compile(ID_PATTERN, re.ASCII)
+TASK_PROJECTS_KEPT = 50_000  # task ids whose project the API remembers (about 8 MB)
 
 TASKS = ListSpec(
     fields=TASK_FIELDS,
@@ -136,10 +138,35 @@ def _task_update_values(data: TaskCreate) -> TaskUpdate:
     return TaskUpdate.model_validate(values)
 
 
+class RecentProjects:
+    """Task id -> its project, for the ``kept`` tasks seen last (a server that runs for months
+    sees every task ever made; a task it forgot is looked for in the caller's projects)."""
+
+    def __init__(self, kept: int) -> None:
+        self.kept = kept
+        self._projects: OrderedDict[str, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._projects)
+
+    def get(self, task_id: str) -> str | None:
+        return self._projects.get(task_id)
+
+    def learn(self, task_id: str, project: str) -> None:
+        self._projects[task_id] = project
+        self._projects.move_to_end(task_id)
+        if len(self._projects) > self.kept:
+            self._projects.popitem(last=False)
+
+    def pop(self, task_id: str) -> None:
+        self._projects.pop(task_id, None)
+
+
 def v1_api(server: TandemContext) -> Blueprint:
     bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
     ctx = ApiContext(server)
-    task_projects: dict[str, str] = {}  # task id -> project, learnt as tasks are seen
+    task_projects = RecentProjects(TASK_PROJECTS_KEPT)
+    learn = task_projects.learn
 
     # -- projects --------------------------------------------------------------
 
@@ -346,7 +373,7 @@ def v1_api(server: TandemContext) -> Blueprint:
         task_id = await ctx.edit(
             user, project, DocKind.MAIN, lambda doc: create_task(doc, data, created_by=user.name)
         )
-        task_projects[task_id] = project
+        learn(task_id, project)
         return json_response(
             await task_json(project, task_id),
             201,
@@ -377,7 +404,7 @@ def v1_api(server: TandemContext) -> Blueprint:
             view = await ctx.read(project)
             tasks = view.doc.get("tasks", type=Map)
             if task_id in tasks:
-                task_projects[task_id] = project
+                learn(task_id, project)
                 return ctx.project(user, project, needs)
         raise Problem(404, f"no task {task_id!r}")
 
@@ -439,7 +466,7 @@ def v1_api(server: TandemContext) -> Blueprint:
         user = ctx.user()
         project = await locate(user, task_id, P.DELETE_TASKS)
         await ctx.edit(user, project, DocKind.MAIN, lambda doc: delete_task(doc, task_id))
-        task_projects.pop(task_id, None)
+        task_projects.pop(task_id)
         return Response(status=204)
 
     @bp.post("/tasks/batch/")
@@ -491,7 +518,7 @@ def v1_api(server: TandemContext) -> Blueprint:
 
         results = await ctx.edit(user, project, DocKind.MAIN, apply_all)
         for result in results:
-            task_projects[result["id"]] = project
+            learn(result["id"], project)
         return json_response({"project": project, "results": results})
 
     # -- milestones --------------------------------------------------------------
