@@ -31,7 +31,9 @@ from doc_model import (
 )
 from rules import ALL, BUILTIN_ROLES, Grant, Permission, Role, decide, effective_permissions
 from sync_server.core.gate import Gate
+from sync_server.identity import access
 from sync_server.interfaces import Actor
+from sync_server.storage.database import open_database
 
 from .raw_client import RawClient
 
@@ -454,3 +456,22 @@ def test_unused_helpers_are_importable() -> None:
     chat = new_document(DocKind.CHAT)
     post_chat_message(chat, "a", "hi")
     assert len(chat.get("messages", type=Array)) == 1
+
+
+def test_the_permission_cache_drops_expired_answers_and_keeps_answering_right(tmp_path) -> None:
+    """A long-running server is asked about every (user, project) pair there is; answers past
+    their time are dropped once the cache is full, and no answer changes for it."""
+    conn = open_database(tmp_path / "tandem.db").conn
+    access.set_grant(conn, Grant("ann", "p0", "viewer"), "test")
+    resolver = access.PermissionResolver(conn, ttl=0.0, prune_at=50)  # every answer expired
+    viewer = BUILTIN_ROLES["viewer"].permissions
+    for i in range(1_000):
+        assert resolver.permissions(f"user{i}", f"p{i % 7}") == frozenset()
+        assert resolver.cached() <= 51
+    assert resolver.permissions("ann", "p0") == viewer
+    fresh = access.PermissionResolver(conn, ttl=60.0, prune_at=50)  # none expired: all kept
+    for i in range(200):
+        fresh.permissions(f"user{i}", "p0")
+    assert fresh.cached() == 200
+    assert fresh.permissions("ann", "p0") == viewer
+    conn.close()

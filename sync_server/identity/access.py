@@ -417,6 +417,9 @@ def _messages(doc: Doc, doc_name: DocName) -> Array | None:
     return messages
 
 
+PRUNE_CACHE_AT = 10_000  # PermissionResolver: cached answers before expired ones are dropped
+
+
 class PermissionResolver:
     """Effective permissions per (user, project), cached briefly.
 
@@ -424,11 +427,16 @@ class PermissionResolver:
     expire: the watch replaces them whenever access changes anywhere on the file.
     """
 
-    def __init__(self, conn: sqlite3.Connection, ttl: float = 1.0) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, ttl: float = 1.0, prune_at: int = PRUNE_CACHE_AT
+    ) -> None:
         self.conn = conn
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, frozenset[Permission]]] = {}
         self._kept: dict[tuple[str, str], frozenset[Permission]] = {}
+        # answers past their ttl are dropped once the cache holds this many (a server that
+        # runs for months is asked about every user and project pair there is)
+        self._min_prune_at = self._prune_at = prune_at
 
     def prime(self, answers: dict[tuple[str, str], frozenset[Permission]]) -> None:
         """Replace every kept answer with ``answers`` (read off the event loop) and forget the
@@ -455,7 +463,15 @@ class PermissionResolver:
             get_grant(self.conn, user, project), custom_roles(self.conn, project)
         )
         self._cache[(user, project)] = (now, perms)
+        if len(self._cache) > self._prune_at:
+            ttl = self.ttl
+            self._cache = {k: v for k, v in self._cache.items() if now - v[0] < ttl}
+            self._prune_at = max(self._min_prune_at, 2 * len(self._cache))
         return perms
+
+    def cached(self) -> int:
+        """How many answers are cached (kept ones included)."""
+        return len(self._cache) + len(self._kept)
 
     def forget(self, user: str, project: str) -> None:
         """Drop a cached answer (after a change this process made itself)."""
