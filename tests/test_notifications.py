@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import http_ece
+import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .conftest import ServerProcess, start_server
+from .conftest import ServerProcess, make_token, start_server, tandem
 from .test_api_v1 import call
 
 
@@ -261,5 +262,78 @@ def test_web_push_is_encrypted_for_the_subscription_and_signed_with_the_server_k
         gone = call(srv, "DELETE", "/me/push-subscriptions", "sam", json={"endpoint": endpoint})
         assert gone.status_code == 404
         assert len(inbox(srv, "sam")) == 2  # the in-app copies stay
+    finally:
+        receiver.shutdown()
+
+
+def test_a_browser_is_pushed_to_only_while_the_login_that_registered_it_lasts(srv) -> None:
+    """A phone shared or handed on: once its user logs out (or the token that registered the
+    browser is revoked), it is pushed nothing more of theirs; logging in again there and
+    registering it anew binds it to the new login."""
+    receiver = HTTPServer(("127.0.0.1", 0), PushReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    PushReceiver.received, PushReceiver.status = [], 201
+    try:
+        tandem("user", "create", "walt", "--password-stdin", db=srv.db, stdin="a long passphrase\n")
+        project = project_with(srv, "vera", walt="member")
+
+        def login() -> str:
+            r = httpx.post(
+                f"{srv.http_url}/api/v1/login",
+                json={"username": "walt", "password": "a long passphrase"},
+                timeout=10,
+            )
+            assert r.status_code == 200, r.text
+            return r.json()["token"]
+
+        def as_walt(method: str, path: str, token: str, **kw) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {token}"}
+            return httpx.request(
+                method, f"{srv.http_url}/api/v1{path}", headers=headers, timeout=10, **kw
+            )
+
+        key = ec.generate_private_key(ec.SECP256R1()).public_key()
+        public = key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        endpoint = f"http://127.0.0.1:{receiver.server_port}/push/walt-phone"
+        subscription = {
+            "endpoint": endpoint,
+            "keys": {"p256dh": b64(public), "auth": b64(b"x" * 16)},
+        }
+
+        def assign(title: str) -> None:
+            body = {"title": title, "assignees": ["walt"]}
+            assert call(srv, "POST", f"/projects/{project}/tasks/", "vera", json=body).is_success
+            wait_for(lambda: any(n["body"] == title for n in inbox(srv, "walt")))
+            time.sleep(0.5)  # (a push would be on its way by now)
+
+        first = login()
+        assert (
+            as_walt("POST", "/me/push-subscriptions", first, json=subscription).status_code == 204
+        )
+        assign("One")
+        assert len(PushReceiver.received) == 1
+        assert as_walt("POST", "/logout", first).status_code == 204
+        assign("Two")
+        assert len(PushReceiver.received) == 1  # logged out: nothing more to that phone
+
+        second = login()  # the app registers the browser again after a login
+        assert (
+            as_walt("POST", "/me/push-subscriptions", second, json=subscription).status_code == 204
+        )
+        assign("Three")
+        assert len(PushReceiver.received) == 2
+
+        token = make_token(srv.db, "walt")  # an API token registers the browser, then is revoked
+        assert (
+            as_walt("POST", "/me/push-subscriptions", token, json=subscription).status_code == 204
+        )
+        newest = max(t["id"] for t in as_walt("GET", "/me/tokens", token).json()["tokens"])
+        assert as_walt("DELETE", f"/me/tokens/{newest}", second).status_code == 204
+        assert as_walt("GET", "/me/tokens", token).status_code == 401
+        assign("Four")
+        assert len(PushReceiver.received) == 2
+        assert [n["body"] for n in inbox(srv, "walt")][:4] == ["Four", "Three", "Two", "One"]
     finally:
         receiver.shutdown()

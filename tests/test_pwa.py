@@ -703,17 +703,26 @@ def test_team_view_manages_members_and_custom_roles(browser, app_server) -> None
     member.context.close()
 
 
+def board_with_notifications(
+    pw: Playwright, server: ServerProcess, tmp_path: Path, user: str, project: str
+) -> tuple[BrowserContext, Page]:
+    """A persistent profile (a service worker, notification permission given) signed in as
+    ``user``, on ``project``'s board."""
+    context = pw.chromium.launch_persistent_context(
+        tmp_path / "profile", executable_path=CHROMIUM, args=ARGS, base_url=server.http_url
+    )
+    context.grant_permissions(["notifications"], origin=server.http_url)
+    sign_in(context, server, user)
+    page = context.new_page()
+    open_board(page, project)
+    return context, page
+
+
 def test_notifications_in_the_bell_and_from_a_push_message(pw, app_server, tmp_path) -> None:
     project, (task,) = project_with_tasks(app_server, "nora", ["Review the copy"])
     account(app_server, "ned")
     app_server.grant("ned", project, "member")
-    context = pw.chromium.launch_persistent_context(
-        tmp_path / "profile", executable_path=CHROMIUM, args=ARGS, base_url=app_server.http_url
-    )
-    context.grant_permissions(["notifications"], origin=app_server.http_url)
-    sign_in(context, app_server, "ned")
-    page = context.new_page()
-    open_board(page, project)
+    context, page = board_with_notifications(pw, app_server, tmp_path, "ned", project)
     time.sleep(1.1)  # the new grant reaches the permission cache
     rest(app_server, "nora", "PATCH", f"/tasks/{task}/", json={"assignees": ["ned"]})
     expect(page.locator(".bell .badge")).to_have_text("1", timeout=10000)
@@ -1094,6 +1103,33 @@ def test_no_view_is_wider_than_the_phone_or_tablet(browser, app_server, width) -
     assert panel is not None and panel["x"] >= 0 and panel["x"] + panel["width"] <= width
     expect(page.locator(".bell")).not_to_contain_text("null")
     expect(page.locator(".notifications")).not_to_contain_text("null")
+    context.close()
+
+
+def test_log_out_ends_the_login_on_the_server_and_push_is_offered_to_the_next_login(
+    pw, app_server, tmp_path
+) -> None:
+    """Log out revokes the session on the server (the push subscription it registered goes
+    with it, tests/test_notifications.py) before the app forgets the token; a browser that
+    has notification permission but is not registered for this login is offered push."""
+    project, _ = project_with_tasks(app_server, "lou", ["Inventory"])
+    context, page = board_with_notifications(pw, app_server, tmp_path, "lou", project)
+    token = page.evaluate("() => localStorage.getItem('tandem.token')")
+    page.locator(".bell").click()
+    expect(page.get_by_role("button", name="Turn on push notifications")).to_be_visible()
+
+    def me() -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.get(f"{app_server.http_url}/api/v1/me/", headers=headers).status_code
+
+    assert me() == 200
+    page.goto("/#/projects")
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"#/login$"))
+    deadline = time.monotonic() + 10
+    while me() != 401:
+        assert time.monotonic() < deadline, "the session still works after Log out"
+        time.sleep(0.1)
     context.close()
 
 

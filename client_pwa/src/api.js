@@ -24,9 +24,9 @@ export const session = {
   },
 };
 
-export async function api(method, path, body) {
+export async function api(method, path, body, token = session.token) {
   const headers = {};
-  if (session.token) headers.Authorization = `Bearer ${session.token}`;
+  if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(`/api/v1${path}`, {
     method,

@@ -1,4 +1,4 @@
-import { api } from "./api.js";
+import { api, session } from "./api.js";
 import { on, onCleanup, state } from "./app.js";
 import { timeAgo } from "./ui/format.js";
 import { h, toast, fill } from "./dom.js";
@@ -9,6 +9,40 @@ function urlBase64ToBytes(text) {
   const padded = text + "=".repeat((4 - (text.length % 4)) % 4);
   const raw = atob(padded.replace(/-/g, "+").replace(/_/g, "/"));
   return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+}
+
+// The server pushes to a browser only while the login that registered it lasts (a logout, a
+// revoked token or an expired session ends it). The user a browser was registered for is
+// remembered here, so that after that same user logs in again the browser is registered for
+// the new login at once, and never for somebody else who logs in on the same device.
+const PUSH_USER = "tandem.push-user";
+
+async function pushSubscription() {
+  if (!("serviceWorker" in navigator) || !("PushManager" in window)) return null;
+  const registration = await navigator.serviceWorker.getRegistration(); // (not .ready: it waits for ever without one)
+  return registration ? registration.pushManager.getSubscription() : null;
+}
+
+let registeredFor = null; // the login this page registered the browser for
+
+async function registerAgain() {
+  if (registeredFor === session.token || !("Notification" in window) || Notification.permission !== "granted") return;
+  if (localStorage.getItem(PUSH_USER) !== session.user) return;
+  const subscription = await pushSubscription();
+  if (!subscription) return;
+  await api("POST", "/me/push-subscriptions", subscription.toJSON());
+  registeredFor = session.token;
+}
+
+// Logging out: the browser's subscription is deleted on the server (while the login still
+// works) and in the browser, so the next person to use this device is offered push afresh.
+export async function forgetPush(token) {
+  localStorage.removeItem(PUSH_USER);
+  registeredFor = null;
+  const subscription = await pushSubscription().catch(() => null);
+  if (!subscription) return;
+  await api("DELETE", "/me/push-subscriptions", { endpoint: subscription.endpoint }, token).catch(() => {});
+  await subscription.unsubscribe().catch(() => {});
 }
 
 async function enablePush() {
@@ -27,6 +61,8 @@ async function enablePush() {
     (await registration.pushManager.getSubscription()) ||
     (await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: urlBase64ToBytes(key) }));
   await api("POST", "/me/push-subscriptions", subscription.toJSON());
+  localStorage.setItem(PUSH_USER, session.user);
+  registeredFor = session.token;
   toast("Push notifications are on for this device.");
 }
 
@@ -54,7 +90,8 @@ export function bell() {
       count.textContent = unread ? String(unread) : "";
       count.hidden = !unread;
       button.setAttribute("aria-label", unread ? `Notifications, ${unread} unread` : "Notifications");
-      const pushable = "PushManager" in window && "Notification" in window && Notification.permission !== "granted";
+      const supported = "PushManager" in window && "Notification" in window && "serviceWorker" in navigator;
+      const pushable = supported && Notification.permission !== "denied" && !(registeredFor === session.token && localStorage.getItem(PUSH_USER) === session.user);
       fill(panel, 
         h("h2", {}, "Notifications"),
         pushable
@@ -105,5 +142,6 @@ export function bell() {
     });
   }
   refresh();
+  registerAgain().then(refresh, () => {}); // (offline: next time)
   return h("div", { class: "bell-box" }, button, panel);
 }

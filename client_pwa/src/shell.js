@@ -3,7 +3,7 @@ import { api, ApiError, cachedGet, session } from "./api.js";
 import { app, go, on, state } from "./app.js";
 import { colorFor, h, initials, toast, fill } from "./dom.js";
 import { ProjectSession } from "./model.js";
-import { bell } from "./bell.js";
+import { bell, forgetPush } from "./bell.js";
 import { quickAdd } from "./ui/dialogs.js";
 
 // the views of a project; the first four stay in the phone's bottom bar, the rest are
@@ -40,7 +40,9 @@ export function viewOnly(project) {
 }
 
 export function logout() {
-  api("POST", "/logout").catch(() => {});
+  // the push subscription first, while the login still works; then the login itself
+  const token = session.token;
+  forgetPush(token).finally(() => api("POST", "/logout", undefined, token).catch(() => {}));
   if (state.current) state.current.destroy();
   state.current = null;
   session.clear();

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import anyio
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
-from quart import Blueprint, Response
+from quart import Blueprint, Response, g
 from quart_schema import document_querystring, document_request, document_response
 
 from integrations.outbound import OutboundRefused, check_url
@@ -234,12 +234,15 @@ def me_api(server: TandemContext) -> Blueprint:
             await anyio.to_thread.run_sync(check_url, data.endpoint, server.outbound)
         except OutboundRefused as e:
             raise Problem(422, f"endpoint: {e}", field="endpoint") from e
+        # bound to this login or token: a logout, a revoked token or an expired session ends it
+        token = getattr(g.get("tandem_identity"), "token", None)
         await ctx.write(
             notifications.save_subscription,
             user.name,
             data.endpoint,
             data.keys.p256dh,
             data.keys.auth,
+            accounts.credential_of(ctx.conn, token),
         )
         return Response(status=204)
 

@@ -45,6 +45,7 @@ from doc_model import DomainEvent, parse_doc_name
 from integrations.outbound import GuardedSession, OutboundPolicy, OutboundRefused
 from rules.reads import READS
 from sync_server.identity.access import permissions_of
+from sync_server.identity.accounts import live_credential
 from sync_server.interfaces import DocumentChanged
 from sync_server.storage.database import SQLiteWorker
 
@@ -100,13 +101,25 @@ def application_server_key(key: Vapid02) -> str:
 # -- storage -------------------------------------------------------------------------
 
 
-def save_subscription(conn: sqlite3.Connection, user: str, endpoint: str, p256dh: str, auth: str):
+def save_subscription(
+    conn: sqlite3.Connection,
+    user: str,
+    endpoint: str,
+    p256dh: str,
+    auth: str,
+    credential: tuple[str | None, str | None] = (None, None),
+) -> None:
+    """Keep a browser's subscription for ``user``, bound to the ``credential`` that registered
+    it (accounts.credential_of): it is pushed to only while that session or token is valid.
+    The same browser registered again (another login) is bound anew."""
     with conn:
         conn.execute(
-            "INSERT INTO push_subscriptions (endpoint, user, p256dh, auth, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(endpoint) DO UPDATE SET user = excluded.user,"
-            " p256dh = excluded.p256dh, auth = excluded.auth",
-            (endpoint, user, p256dh, auth, time.time()),
+            "INSERT INTO push_subscriptions"
+            " (endpoint, user, p256dh, auth, created_at, session_id, token_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(endpoint) DO UPDATE SET"
+            " user = excluded.user, p256dh = excluded.p256dh, auth = excluded.auth,"
+            " session_id = excluded.session_id, token_hash = excluded.token_hash",
+            (endpoint, user, p256dh, auth, time.time(), *credential),
         )
 
 
@@ -119,10 +132,13 @@ def delete_subscription(conn: sqlite3.Connection, user: str, endpoint: str) -> b
 
 
 def subscriptions_of(conn: sqlite3.Connection, user: str) -> list[dict[str, Any]]:
+    """``user``'s browsers whose registering session or token is still valid."""
     return [
         {"endpoint": e, "keys": {"p256dh": p, "auth": a}}
         for e, p, a in conn.execute(
-            "SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE user = ?", (user,)
+            "SELECT endpoint, p256dh, auth FROM push_subscriptions p WHERE p.user = :user"
+            f" AND {live_credential('p')}",
+            {"user": user, "now": time.time()},
         )
     ]
 

@@ -248,6 +248,35 @@ def session_credential(conn: sqlite3.Connection, token: str) -> Credential | Non
     return Credential(User(row[0], row[1], row[2]), row[3]) if row else None
 
 
+def credential_of(conn: sqlite3.Connection, token: str | None) -> tuple[str | None, str | None]:
+    """(session id, API token hash) of a session or API token, to bind something to that
+    credential for as long as it lasts (:func:`live_credential`); (None, None) for anything
+    else (an identity another extension vouched for)."""
+    if token and token.startswith(SESSION_PREFIX):
+        try:
+            data = _serializer(conn).loads(token[len(SESSION_PREFIX) :], max_age=SESSION_SECONDS)
+        except (BadSignature, SignatureExpired):
+            return None, None
+        sid = data.get("sid") if isinstance(data, dict) else None
+        return (sid, None) if isinstance(sid, str) else (None, None)
+    if token and token.startswith(TOKEN_PREFIX):
+        return None, _hash_token(token)
+    return None, None
+
+
+def live_credential(row: str) -> str:
+    """A SQL condition: the credential a row of table alias ``row`` was bound to (its
+    ``session_id`` / ``token_hash`` columns, from credential_of) is still valid at ``:now``
+    (a row bound to none: always)."""
+    return (
+        f"(({row}.session_id IS NULL AND {row}.token_hash IS NULL)"
+        f" OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = {row}.session_id"
+        " AND s.revoked_at IS NULL AND s.expires_at > :now)"
+        f" OR EXISTS (SELECT 1 FROM api_tokens t WHERE t.token_hash = {row}.token_hash"
+        " AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > :now)))"
+    )
+
+
 def logout(conn: sqlite3.Connection, token: str) -> bool:
     try:
         data = _serializer(conn).loads(token[len(SESSION_PREFIX) :])

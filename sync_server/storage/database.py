@@ -458,6 +458,13 @@ MIGRATIONS: list[Migration] = [
     );
     ALTER TABLE rule_runs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
     """,
+    # 24: a push subscription lasts as long as the credential that registered it (the login
+    # session, or the API token by its hash): after a logout, a revoked token or an expired
+    # session, the browser it names is pushed nothing more (rows from before: both null)
+    """
+    ALTER TABLE push_subscriptions ADD COLUMN session_id TEXT;
+    ALTER TABLE push_subscriptions ADD COLUMN token_hash TEXT;
+    """,
 ]
 
 
