@@ -162,8 +162,16 @@ def test_an_email_rule_reaches_the_assignees_addresses_and_names_who_has_none(
             srv.token(user)
             r = call(srv, "PUT", f"/projects/{project}/grants/{user}", json={"role": "member"})
             assert r.status_code in (200, 201), r.text
+        # a member whose role cannot see tasks, named by the rule: not sent what a task says
+        perms = ["view_project", "view_costs"]
+        bookkeeper = {"name": "bookkeeper", "project": project, "permissions": perms}
+        assert call(srv, "POST", f"/projects/{project}/roles", json=bookkeeper).is_success
+        srv.token("cleo")
+        r = call(srv, "PUT", f"/projects/{project}/grants/cleo", json={"role": "bookkeeper"})
+        assert r.status_code in (200, 201), r.text
         time.sleep(1.1)
         assert call(srv, "PATCH", "/me/", "ann", json={"email": "ann@example.com"}).is_success
+        assert call(srv, "PATCH", "/me/", "cleo", json={"email": "cleo@example.com"}).is_success
         rule = make_rule(
             srv,
             project,
@@ -173,7 +181,7 @@ def test_an_email_rule_reaches_the_assignees_addresses_and_names_who_has_none(
                 "actions": [
                     {
                         "type": "email",
-                        "to": {"assignees": True},
+                        "to": {"assignees": True, "users": ["cleo"]},
                         "subject": "Done: {task.title}",
                         "text": "{task.title} is done",
                     }

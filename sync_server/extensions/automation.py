@@ -106,6 +106,7 @@ from sync_server.extensions.daily_digest import DEFAULT_HOUR, DailyDigest
 from sync_server.extensions.feed import current_fence, document_events_after
 from sync_server.extensions.notifications import Notice, NotificationCenter
 from sync_server.extensions.protocol import EditRefused, Extension, ServerContext
+from sync_server.identity.access import readers
 from sync_server.identity.accounts import email_addresses, locales_of
 from sync_server.identity.locales import text_format
 from sync_server.interfaces import Actor, DocumentChanged
@@ -1117,8 +1118,8 @@ class AutomationRunner:
 
     async def _addresses(self, project: str, to: Any, task_id: Any) -> tuple[list[str], list[str]]:
         """An email action's recipients (``{"users", "role", "assignees"}``, members of the
-        project only) as their accounts' e-mail addresses; and the users left out because
-        their account has none."""
+        project who may read what it quotes) as their accounts' e-mail addresses; and the
+        users left out because their account has none."""
         if not isinstance(to, dict):
             return [], []
         _rules, snapshot = await self.read(project)
@@ -1130,7 +1131,10 @@ class AutomationRunner:
         task = task_in(snapshot, task_id) if to.get("assignees") else None
         if task is not None:
             users |= set(task.get("assignees") or ())
-        wanted = sorted(u for u in users if u in members)
+        # and of those, only who may read what the e-mail quotes (as a notice: rules.reads)
+        read = "task_notice" if task_id else "project_notice"
+        on_project = sorted(u for u in users if u in members)
+        wanted = await self.db.run(readers, self.db.conn, project, on_project, read)
         found = await self.db.run(email_addresses, self.db.conn, wanted)
         return sorted(set(found.values())), [u for u in wanted if u not in found]
 

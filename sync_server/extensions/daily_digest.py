@@ -38,9 +38,8 @@ from integrations.digest import (
     read_activity,
 )
 from integrations.outbox import Outbox
-from rules import READS
 from rules.automation import PLAIN, TextFormat
-from sync_server.identity.access import permissions_of
+from sync_server.identity.access import readers
 from sync_server.identity.accounts import Profile, digest_subscribers
 from sync_server.identity.locales import text_format
 from sync_server.storage.database import SQLiteWorker
@@ -125,7 +124,7 @@ def subscriber_projects(conn: sqlite3.Connection, users: list[str]) -> dict[str,
         ):
             pairs.append((user, project))
     for user, project in pairs:
-        if READS["task_notice"].missing(permissions_of(conn, user, project)) is None:
+        if readers(conn, project, [user], "task_notice"):
             out[user].append(project)
     return out
 

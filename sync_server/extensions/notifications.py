@@ -43,8 +43,7 @@ from py_vapid import Vapid02
 
 from doc_model import DomainEvent, parse_doc_name
 from integrations.outbound import GuardedSession, OutboundPolicy, OutboundRefused
-from rules.reads import READS
-from sync_server.identity.access import permissions_of
+from sync_server.identity.access import readers
 from sync_server.identity.accounts import live_credential
 from sync_server.interfaces import DocumentChanged
 from sync_server.storage.database import SQLiteWorker
@@ -67,9 +66,9 @@ class Notice:
 
 def may_hear(conn: sqlite3.Connection, notice: Notice) -> bool:
     """Whether ``notice.user`` may read what ``notice`` quotes, on the grants the file holds
-    now: the one check every notice passes before it is stored or pushed."""
-    perms = permissions_of(conn, notice.user, notice.project)
-    return READS[notice.read].missing(perms) is None
+    now: the one check every notice passes before it is stored or pushed (automation's
+    e-mails pass the same, ``access.readers``)."""
+    return bool(readers(conn, notice.project, [notice.user], notice.read))
 
 
 # -- the VAPID key -----------------------------------------------------------------

@@ -19,6 +19,7 @@ from doc_model import Change, DocKind, DocName
 from rules import (
     ALL,
     BUILTIN_ROLES,
+    READS,
     Grant,
     GrantRefusal,
     Permission,
@@ -389,6 +390,14 @@ def list_audit(conn: sqlite3.Connection, project: str, limit: int = 100) -> list
 def permissions_of(conn: sqlite3.Connection, user: str, project: str) -> frozenset[Permission]:
     """``user``'s effective permissions on ``project`` as the file holds them now."""
     return effective_permissions(get_grant(conn, user, project), custom_roles(conn, project))
+
+
+def readers(conn: sqlite3.Connection, project: str, users: Sequence[str], read: str) -> list[str]:
+    """Those of ``users`` who may make the read named ``read`` (``rules.READS``) on
+    ``project``, as the file holds the grants now: whom the server may tell what that read
+    returns (a notification, an e-mail), in the order given."""
+    needs = READS[read]
+    return [u for u in users if needs.missing(permissions_of(conn, u, project)) is None]
 
 
 def access_generation(conn: sqlite3.Connection) -> int:
