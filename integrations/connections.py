@@ -42,10 +42,10 @@ from typing import Any, TypeVar
 
 import httpx
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 from authlib.oauth2.rfc6749 import OAuth2Token
 
 from integrations.db import transaction
+from integrations.oauth_client import OAuth2Client, OAuthError
 from integrations.outbound import GuardedTransport, OutboundPolicy, Resolver, system_resolver
 from integrations.providers import Provider, provider
 from integrations.secrets import SecretStore

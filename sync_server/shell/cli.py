@@ -8,6 +8,7 @@ import asyncio
 import getpass
 import os
 import re
+import socket
 import sqlite3
 import sys
 import time
@@ -226,6 +227,25 @@ def _main(argv: list[str] | None) -> int:
         return 130
 
 
+def _check_listen(host: str, port: int) -> None:
+    """Refuse, before anything starts, an address the server could not listen on (a port out
+    of range, a host that does not resolve here, a port another process listens on): the
+    server binds only after its startup, where it would end in a traceback."""
+    if not 0 <= port <= 65535:
+        raise CliError(f"--port must be 0-65535, not {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise CliError(f"cannot listen on {host!r}: {e.strerror}") from e
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise CliError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+
+
 def _dispatch(args: argparse.Namespace, db_path: str) -> int:
     if args.command == "serve":
         from sync_server.extensions.host import ExtensionError, ExtensionHost
@@ -240,6 +260,7 @@ def _dispatch(args: argparse.Namespace, db_path: str) -> int:
             settings.check_redis()
         except ValueError as e:
             raise CliError(str(e)) from e
+        _check_listen(settings.host, settings.port)
         if not 0 <= settings.digest_hour <= 23:
             raise CliError(
                 f"TANDEM_DIGEST_HOUR must be an hour 0-23 (UTC), not {settings.digest_hour}"
