@@ -188,6 +188,7 @@ def unb64(text: str) -> bytes:
 def test_web_push_is_encrypted_for_the_subscription_and_signed_with_the_server_key(srv) -> None:
     receiver = HTTPServer(("127.0.0.1", 0), PushReceiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    PushReceiver.received, PushReceiver.status = [], 201
     try:
         project = project_with(srv, "rita", sam="member")
         browser_key = ec.generate_private_key(ec.SECP256R1())
