@@ -140,10 +140,10 @@ def _check_references(
     doc: Doc[Any], task_id: str, written: dict[str, Any], current: Map[Any] | None = None
 ) -> None:
     """The tasks and the milestone a write names exist, and a task is neither its own parent
-    (nor its parent's ancestor) nor its own dependency (nor a dependency's dependency:
-    no loop a schedule could not order). Only what the write changes is
-    checked: a reference left dangling by someone's concurrent delete may stay as it is
-    (a document merged from offline edits can hold one; readers skip it)."""
+    (nor its parent's ancestor) nor its own dependency (nor a dependency's dependency: no
+    loop a schedule could not order). Only what the write changes is checked: a reference
+    left dangling by someone's concurrent delete may stay as it is (a document merged from
+    offline edits can hold one; readers skip it)."""
     tasks = _tasks(doc)
     parent = written.get("parent")
     if parent is not None and parent != _field(current, "parent"):
