@@ -18,6 +18,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from rules import Grant, Permission
+from sync_server.extensions.notifications import list_notifications, unread_count
+from sync_server.identity import access
+from sync_server.storage.database import open_database
+
 from .conftest import ServerProcess, make_token, start_server, tandem
 from .test_api_v1 import call
 
@@ -135,6 +140,21 @@ def test_a_task_assigned_to_someone_who_may_not_read_it_tells_them_nothing(srv) 
     call(srv, "PATCH", f"/tasks/{task}/", "oda", json={"assignees": ["ron"]})
     call(srv, "PATCH", f"/tasks/{task}/", "oda", json={"assignees": ["ron", "blind"]})
     assert [n["body"] for n in wait_for(lambda: inbox(srv, "blind"))] == ["Layoff list"]
+
+    # and for as long as the notice is kept: removed from the project, ron no longer reads
+    # its task titles in his inbox (nor counts them); given access again, they are back
+    def unread(user: str) -> int:
+        return call(srv, "GET", "/me/notifications", user).json()["unread"]
+
+    assert unread("ron") == 2
+    removed = call(srv, "DELETE", f"/projects/{project}/grants/ron", "oda")
+    assert removed.status_code == 204, removed.text
+    assert inbox(srv, "ron") == [] and unread("ron") == 0
+    srv.grant("ron", project, "viewer", removed=["view_tasks"])  # back, but blind to tasks
+    assert inbox(srv, "ron") == [] and unread("ron") == 0
+    srv.grant("ron", project, "viewer")
+    assert [n["body"] for n in inbox(srv, "ron")] == ["Layoff list", "Secret merger plan"]
+    assert unread("ron") == 2
 
 
 def test_a_notification_id_wider_than_sqlites_integers_is_a_bad_request(srv) -> None:
@@ -338,3 +358,30 @@ def test_a_browser_is_pushed_to_only_while_the_login_that_registered_it_lasts(sr
         assert [n["body"] for n in inbox(srv, "walt")][:4] == ["Four", "Three", "Two", "One"]
     finally:
         receiver.shutdown()
+
+
+def test_notifications_stored_before_their_read_was_recorded_are_judged_by_what_they_link(
+    tmp_path,
+) -> None:
+    """Rows from before migration 24 carry no read: a link to a task makes one a task
+    notice, a mention elsewhere a chat notice, anything else a project notice."""
+    conn = open_database(tmp_path / "tandem.db").conn
+    rows = [
+        ("assigned", "/#/p/p1/task/t1", "Task title"),
+        ("mention", "/#/p/p1/chat", "Chat text"),
+        ("automation", "/#/p/p1", "Project news"),
+    ]
+    with conn:
+        for kind, url, body in rows:
+            conn.execute(
+                "INSERT INTO notifications (user, project, kind, title, body, url, created_at)"
+                " VALUES ('ann', 'p1', ?, 't', ?, ?, 0)",
+                (kind, body, url),
+            )
+    blind = Grant("ann", "p1", "viewer", removed=frozenset({Permission.VIEW_TASKS}))
+    access.set_grant(conn, blind, "t")
+    assert [n["body"] for n in list_notifications(conn, "ann")] == ["Project news", "Chat text"]
+    assert unread_count(conn, "ann") == 2
+    access.set_grant(conn, Grant("ann", "p1", "viewer"), "t")
+    assert len(list_notifications(conn, "ann")) == 3 and unread_count(conn, "ann") == 3
+    conn.close()

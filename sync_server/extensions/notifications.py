@@ -43,7 +43,8 @@ from py_vapid import Vapid02
 
 from doc_model import DomainEvent, parse_doc_name
 from integrations.outbound import GuardedSession, OutboundPolicy, OutboundRefused
-from sync_server.identity.access import readers
+from rules import Permission, may_read
+from sync_server.identity.access import permissions_of, readers
 from sync_server.identity.accounts import live_credential
 from sync_server.interfaces import DocumentChanged
 from sync_server.storage.database import SQLiteWorker
@@ -142,21 +143,57 @@ def subscriptions_of(conn: sqlite3.Connection, user: str) -> list[dict[str, Any]
     ]
 
 
+NOTICE_READ = (
+    "COALESCE(read_needed, CASE WHEN url LIKE '%/task/%' THEN 'task_notice'"
+    " WHEN kind = 'mention' THEN 'chat_notice' ELSE 'project_notice' END)"
+)
+"""The read a stored notification makes (rows stored before it was recorded: from their kind
+and link, as they were made)."""
+
+
+READ_NAMES = frozenset({"task_notice", "chat_notice", "project_notice"})
+
+
+def _still_readable(conn: sqlite3.Connection, user: str) -> list[str]:
+    """``project|read`` of the notifications of ``user`` that they may still read: a notice
+    is shown for as long as its reader may read what it quotes, not only when it was sent
+    (someone removed from a project no longer reads its task titles in their inbox)."""
+    pairs = conn.execute(
+        f"SELECT DISTINCT project, {NOTICE_READ} FROM notifications WHERE user = ?", (user,)
+    ).fetchall()
+    perms: dict[str, frozenset[Permission]] = {}  # (each project's grant read once)
+    for project, _read in pairs:
+        if project not in perms:
+            perms[project] = permissions_of(conn, user, project)
+    return [f"{p}|{r}" for p, r in pairs if r in READ_NAMES and may_read(perms[p], r)]
+
+
 def list_notifications(
     conn: sqlite3.Connection, user: str, *, unread_only: bool = False, limit: int = 50
 ) -> list[dict[str, Any]]:
+    shown = _still_readable(conn, user)
+    if not shown:
+        return []
     sql = (
         "SELECT id, project, kind, title, body, url, created_at, read_at FROM notifications"
-        " WHERE user = ?" + (" AND read_at IS NULL" if unread_only else "") + " ORDER BY id DESC"
-        " LIMIT ?"
+        " WHERE user = ?"
+        + (" AND read_at IS NULL" if unread_only else "")
+        + f" AND project || '|' || {NOTICE_READ} IN ({','.join('?' * len(shown))})"
+        " ORDER BY id DESC LIMIT ?"
     )
     keys = ("id", "project", "kind", "title", "body", "url", "created_at", "read_at")
-    return [dict(zip(keys, row, strict=True)) for row in conn.execute(sql, (user, limit))]
+    rows = conn.execute(sql, (user, *shown, limit))
+    return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 def unread_count(conn: sqlite3.Connection, user: str) -> int:
+    shown = _still_readable(conn, user)
+    if not shown:
+        return 0
     return conn.execute(
-        "SELECT count(*) FROM notifications WHERE user = ? AND read_at IS NULL", (user,)
+        "SELECT count(*) FROM notifications WHERE user = ? AND read_at IS NULL"
+        f" AND project || '|' || {NOTICE_READ} IN ({','.join('?' * len(shown))})",
+        (user, *shown),
     ).fetchone()[0]
 
 
@@ -332,9 +369,10 @@ class NotificationCenter:
                     notices += mention_notices(conn, [item])
             for n in notices:
                 conn.execute(
-                    "INSERT INTO notifications (user, project, kind, title, body, url, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (n.user, n.project, n.kind, n.title, n.body, n.url, time.time()),
+                    "INSERT INTO notifications"
+                    " (user, project, kind, title, body, url, created_at, read_needed)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (n.user, n.project, n.kind, n.title, n.body, n.url, time.time(), n.read),
                 )
             conn.execute("COMMIT")
         except BaseException:

@@ -460,10 +460,13 @@ MIGRATIONS: list[Migration] = [
     """,
     # 24: a push subscription lasts as long as the credential that registered it (the login
     # session, or the API token by its hash): after a logout, a revoked token or an expired
-    # session, the browser it names is pushed nothing more (rows from before: both null)
+    # session, the browser it names is pushed nothing more (rows from before: both null);
+    # a notification names the read it makes (rules.reads: task_notice...), and is listed
+    # only while its user may make it (rows from before: worked out from kind and url)
     """
     ALTER TABLE push_subscriptions ADD COLUMN session_id TEXT;
     ALTER TABLE push_subscriptions ADD COLUMN token_hash TEXT;
+    ALTER TABLE notifications ADD COLUMN read_needed TEXT;
     """,
 ]
 
