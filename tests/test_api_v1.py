@@ -726,3 +726,17 @@ def test_the_api_remembers_the_projects_of_the_latest_tasks_only() -> None:
     remembered.pop("b")
     remembered.pop("gone")
     assert len(remembered) == 1
+
+
+def test_a_query_parameter_given_twice_or_unknown_is_a_bad_request(srv) -> None:
+    """Every parameter is read once: a second value was silently dropped (``status=todo&
+    status=done`` listed the todo tasks only); now it is named, as an unknown one is."""
+    project = new_project(srv)
+    base = f"/projects/{project}/tasks/"
+    twice = call(srv, "GET", f"{base}?status=todo&status=done")
+    assert assert_problem(twice, 400, "status: given 2 times")["field"] == "status"
+    assert "comma-separated" in twice.json()["detail"]
+    assert call(srv, "GET", f"{base}?status=todo,done").status_code == 200
+    unknown = call(srv, "GET", f"{base}?stauts=todo")
+    assert assert_problem(unknown, 400, "stauts: unknown query parameter")["field"] == "stauts"
+    assert assert_problem(call(srv, "GET", "/me/notifications?limit=1&limit=2"), 400, "limit")

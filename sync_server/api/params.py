@@ -29,6 +29,7 @@ def page_links(total: int, limit: int, offset: int) -> dict[str, str | None]:
 
 
 def list_args(spec: ListSpec) -> Any:
+    each_once()
     try:
         return parse_list_query(request.args, spec)
     except QueryError as e:
@@ -65,10 +66,25 @@ def choice_list(name: str, choices: Sequence[str]) -> frozenset[str] | None:
 
 
 def only_args(*allowed: str) -> None:
+    """Refuse a query parameter the route does not take, and one given more than once
+    (``?status=a&status=b`` would otherwise mean ``status=a``)."""
     for key in request.args:
         if key not in allowed:
             raise Problem(
                 400,
                 f"{key}: unknown query parameter; allowed: {', '.join(allowed) or 'none'}",
+                field=key,
+            )
+    each_once()
+
+
+def each_once() -> None:
+    """Every query parameter is read once: one given twice is refused, not half-read."""
+    for key in request.args:
+        times = len(request.args.getlist(key))
+        if times > 1:
+            raise Problem(
+                400,
+                f"{key}: given {times} times; give it once (a list is comma-separated)",
                 field=key,
             )
