@@ -20,12 +20,14 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from sync_server.shell.demo import seed_demo
-from tests.conftest import start_server
+from tests.conftest import ServerProcess, start_server
 
 from .common import write_result
 
@@ -54,30 +56,38 @@ def load(url: str, token: str, concurrency: int, seconds: float, pid: int, etag:
     return result
 
 
-def run(tasks: int, seconds: float, concurrency: int) -> dict:
+@contextmanager
+def seeded_server(tasks: int) -> Iterator[ServerProcess]:
+    """A real server on a fresh file holding the demo project ``bench`` with ``tasks`` tasks
+    (no rate limit; rooms kept loaded for the run): the REST benchmarks' common ground."""
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "tandem.db"
         asyncio.run(seed_demo(str(db), project_id="bench", task_count=tasks))
         server = start_server(Path(tmp), TANDEM_API_RATE_LIMIT="0", TANDEM_ROOM_IDLE_SECONDS="3600")
         try:
-            token = server.token("reader")
-            server.grant("reader", "bench", "viewer")
-            url = server.http_url + PATH
-            headers = {"Authorization": f"Bearer {token}"}
-            t0 = time.perf_counter()
-            first = httpx.get(url, headers=headers, timeout=60)
-            cold_ms = (time.perf_counter() - t0) * 1000
-            first.raise_for_status()
-            etag = first.headers["ETag"]
-            t0 = time.perf_counter()
-            httpx.get(url, headers=headers, timeout=60).raise_for_status()
-            warm_ms = (time.perf_counter() - t0) * 1000
-            assert server.proc is not None  # start_server returns a started process
-            pid = server.proc.pid
-            full = load(url, token, concurrency, seconds, pid)
-            cached = load(url, token, concurrency, seconds, pid, etag)
+            yield server
         finally:
             server.stop()
+
+
+def run(tasks: int, seconds: float, concurrency: int) -> dict:
+    with seeded_server(tasks) as server:
+        token = server.token("reader")
+        server.grant("reader", "bench", "viewer")
+        url = server.http_url + PATH
+        headers = {"Authorization": f"Bearer {token}"}
+        t0 = time.perf_counter()
+        first = httpx.get(url, headers=headers, timeout=60)
+        cold_ms = (time.perf_counter() - t0) * 1000
+        first.raise_for_status()
+        etag = first.headers["ETag"]
+        t0 = time.perf_counter()
+        httpx.get(url, headers=headers, timeout=60).raise_for_status()
+        warm_ms = (time.perf_counter() - t0) * 1000
+        assert server.proc is not None  # start_server returns a started process
+        pid = server.proc.pid
+        full = load(url, token, concurrency, seconds, pid)
+        cached = load(url, token, concurrency, seconds, pid, etag)
     summary = {
         "cold_first_read_ms": round(cold_ms, 1),
         "second_read_ms": round(warm_ms, 1),

@@ -17,15 +17,11 @@ import argparse
 import asyncio
 import random
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
-from bench.api_reads import cpu_seconds
-from sync_server.shell.demo import seed_demo
-from tests.conftest import start_server
+from bench.api_reads import cpu_seconds, seeded_server
 from tests.raw_client import RawClient
 
 from .common import write_result
@@ -51,27 +47,21 @@ async def _writes(server, token: str, ids: list[str], n: int) -> tuple[list[floa
 
 
 def run_once(tasks: int, writes: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "tandem.db"
-        asyncio.run(seed_demo(str(db), project_id="bench", task_count=tasks))
-        server = start_server(Path(tmp), TANDEM_API_RATE_LIMIT="0", TANDEM_ROOM_IDLE_SECONDS="3600")
-        try:
-            token = server.token("writer")
-            server.grant("writer", "bench", "manager")
-            server.grant("watcher", "bench", "viewer")
-            listed = httpx.get(
-                f"{server.http_url}/api/v1/projects/bench/tasks/?limit=200",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=60,
-            )
-            listed.raise_for_status()
-            body = listed.json()
-            items = body["items"] if isinstance(body, dict) else body
-            ids = [t["id"] for t in items]
-            asyncio.run(_writes(server, token, ids[:50], 20))  # warm-up
-            latencies, cpu = asyncio.run(_writes(server, token, ids, writes))
-        finally:
-            server.stop()
+    with seeded_server(tasks) as server:
+        token = server.token("writer")
+        server.grant("writer", "bench", "manager")
+        server.grant("watcher", "bench", "viewer")
+        listed = httpx.get(
+            f"{server.http_url}/api/v1/projects/bench/tasks/?limit=200",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        listed.raise_for_status()
+        body = listed.json()
+        items = body["items"] if isinstance(body, dict) else body
+        ids = [t["id"] for t in items]
+        asyncio.run(_writes(server, token, ids[:50], 20))  # warm-up
+        latencies, cpu = asyncio.run(_writes(server, token, ids, writes))
     latencies.sort()
     return {
         "p50_ms": round(statistics.median(latencies), 2),

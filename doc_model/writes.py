@@ -124,15 +124,15 @@ def _field(task: Any, name: str) -> Any:
 def _depends_on(tasks: Map[Any], start: str, target: str) -> bool:
     """Whether ``start`` depends on ``target``, directly or through other tasks."""
     seen: set[str] = set()
-    todo = [start]
-    while todo:
-        at = todo.pop()
+    frontier = [start]  # tasks reached and not yet followed
+    while frontier:
+        at = frontier.pop()
         if at == target:
             return True
         if at in seen or at not in tasks:
             continue
         seen.add(at)
-        todo += [d for d in _field(tasks[at], "depends_on") or () if isinstance(d, str)]
+        frontier += [d for d in _field(tasks[at], "depends_on") or () if isinstance(d, str)]
     return False
 
 

@@ -483,14 +483,14 @@ def test_task_writes_never_name_what_is_not_there_nor_make_a_parent_cycle(ops) -
             new = [v for v in value if v not in depends[task]]
 
             def reaches(start: str, task: str = task) -> bool:  # start depends on task
-                seen, todo = set(), [start]
-                while todo:
-                    at = todo.pop()
+                seen, frontier = set(), [start]
+                while frontier:
+                    at = frontier.pop()
                     if at == task:
                         return True
                     if at not in seen and at in depends:
                         seen.add(at)
-                        todo += depends[at]
+                        frontier += depends[at]
                 return False
 
             refused = any(v == task or v not in parent or reaches(v) for v in new)

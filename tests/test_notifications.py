@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from rules import Grant, Permission
-from sync_server.extensions.notifications import list_notifications, unread_count
+from sync_server.extensions.notifications import inbox as stored_inbox
 from sync_server.identity import access
 from sync_server.storage.database import open_database
 
@@ -380,8 +380,10 @@ def test_notifications_stored_before_their_read_was_recorded_are_judged_by_what_
             )
     blind = Grant("ann", "p1", "viewer", removed=frozenset({Permission.VIEW_TASKS}))
     access.set_grant(conn, blind, "t")
-    assert [n["body"] for n in list_notifications(conn, "ann")] == ["Project news", "Chat text"]
-    assert unread_count(conn, "ann") == 2
+    items, unread = stored_inbox(conn, "ann")
+    assert [n["body"] for n in items] == ["Project news", "Chat text"]
+    assert unread == 2
     access.set_grant(conn, Grant("ann", "p1", "viewer"), "t")
-    assert len(list_notifications(conn, "ann")) == 3 and unread_count(conn, "ann") == 3
+    items, unread = stored_inbox(conn, "ann")
+    assert len(items) == 3 and unread == 3
     conn.close()

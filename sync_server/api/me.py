@@ -198,12 +198,10 @@ def me_api(server: TandemContext) -> Blueprint:
         user = ctx.user()
         unread = simple_int("unread", 0, 0, 1) == 1
         limit = simple_int("limit", 50, 1, 200)
-        items = notifications.list_notifications(
+        items, unread_count = notifications.inbox(
             ctx.conn, user.name, unread_only=unread, limit=limit
         )
-        return json_response(
-            {"items": items, "unread": notifications.unread_count(ctx.conn, user.name)}
-        )
+        return json_response({"items": items, "unread": unread_count})
 
     @bp.post("/me/notifications/read")
     @document_request(MarkRead)

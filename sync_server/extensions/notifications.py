@@ -168,10 +168,18 @@ def _still_readable(conn: sqlite3.Connection, user: str) -> list[str]:
     return [f"{p}|{r}" for p, r in pairs if r in READ_NAMES and may_read(perms[p], r)]
 
 
-def list_notifications(
+def inbox(
     conn: sqlite3.Connection, user: str, *, unread_only: bool = False, limit: int = 50
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], int]:
+    """``user``'s notifications (newest first) and how many are unread, both only of those
+    they may still read (what may be read is worked out once for both)."""
     shown = _still_readable(conn, user)
+    return _listed(conn, user, shown, unread_only, limit), _unread(conn, user, shown)
+
+
+def _listed(
+    conn: sqlite3.Connection, user: str, shown: list[str], unread_only: bool, limit: int
+) -> list[dict[str, Any]]:
     if not shown:
         return []
     sql = (
@@ -186,8 +194,7 @@ def list_notifications(
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def unread_count(conn: sqlite3.Connection, user: str) -> int:
-    shown = _still_readable(conn, user)
+def _unread(conn: sqlite3.Connection, user: str, shown: list[str]) -> int:
     if not shown:
         return 0
     return conn.execute(

@@ -19,7 +19,6 @@ from doc_model import Change, DocKind, DocName
 from rules import (
     ALL,
     BUILTIN_ROLES,
-    READS,
     Grant,
     GrantRefusal,
     Permission,
@@ -27,6 +26,7 @@ from rules import (
     check_grant_change,
     decide,
     effective_permissions,
+    may_read,
     parse_permissions,
     resolve_role,
 )
@@ -396,8 +396,7 @@ def readers(conn: sqlite3.Connection, project: str, users: Sequence[str], read: 
     """Those of ``users`` who may make the read named ``read`` (``rules.READS``) on
     ``project``, as the file holds the grants now: whom the server may tell what that read
     returns (a notification, an e-mail), in the order given."""
-    needs = READS[read]
-    return [u for u in users if needs.missing(permissions_of(conn, u, project)) is None]
+    return [u for u in users if may_read(permissions_of(conn, u, project), read)]
 
 
 def access_generation(conn: sqlite3.Connection) -> int:
